@@ -1,0 +1,39 @@
+"""minicnn: a from-scratch CNN framework with a handwritten autograd engine over NumPy and CuPy.
+
+    import minicnn as mc
+    x = mc.randn(4, 3, requires_grad=True)
+    (x * x).sum().backward()
+"""
+from . import autograd, backend, cuda, dtypes
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, full_like,
+                       linspace, ones, ones_like, rand, rand_like, randint, randn, randn_like,
+                       randperm, tensor, zeros, zeros_like)
+from .dtypes import (bool, double, float, float16, float32, float64, get_default_dtype, half,
+                     int, int8, int16, int32, int64, long, set_default_dtype, uint8)
+from .ops import (abs, add, amax, amin, argmax, argmin, broadcast_to, chunk, clamp, div, exp,
+                  flatten, gather, index_select, log, matmul, max, maximum, mean, min, minimum,
+                  mul, neg, permute, pow, reshape, sign, split, sqrt, squeeze, stack, std, sub,
+                  sum, transpose, unsqueeze, var, where)
+from .ops import concatenate as cat
+from .ops import concatenate
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor
+
+clip = clamp
+
+__version__ = "0.1.0"
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def __getattr__(name):
+    # Heavier subpackages load on first use, so `import minicnn` stays fast.
+    import importlib  # noqa: PLC0415
+    if name in ("functional", "nn", "optim", "data", "models", "train", "testing", "kernels",
+                "tune", "compress"):
+        return importlib.import_module(f".{name}" if name != "kernels" else "minicnn.kernels",
+                                       __name__)
+    raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

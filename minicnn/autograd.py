@@ -1,0 +1,382 @@
+"""Reverse-mode automatic differentiation: Function, the recorded graph, backward() and grad().
+
+A Function is one op. Its `forward` works on raw arrays (NumPy or CuPy) and may stash what the
+backward pass needs on `self`; its `backward` receives the output gradients as Tensors and returns
+one gradient per input (None where there is none), written with differentiable Tensor operations.
+Under `create_graph=False` the backward runs with recording off, so each of those operations is
+a thin wrapper around an array call; with `create_graph=True` the backward is itself recorded,
+which is what gives gradients of gradients.
+
+The graph is define-by-run: calling a Function on inputs that require grad (while grad mode is
+on) stores the inputs on the Function and makes the Function the `creator` of its outputs.
+Backward walks the graph in an iterative topological order (no recursion, so chains of any length
+work) and, unless `retain_graph=True`, drops every Function's saved state as it goes so memory
+stays flat over many steps.
+"""
+import functools
+
+from .backend import get_array_module
+
+# Set by tensor.py once the Tensor class exists (tensor.py imports this module first).
+Tensor = None
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled():
+    return _GradMode.enabled
+
+
+class set_grad_enabled:
+    """Turn graph recording on or off; usable as a call, a context manager or a decorator."""
+
+    def __init__(self, mode):
+        self.prev = _GradMode.enabled
+        self.mode = bool(mode)
+        _GradMode.enabled = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+    def __call__(self, func):
+        mode = self.mode
+        _GradMode.enabled = self.prev  # decorating must not change the mode now
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            prev = _GradMode.enabled
+            _GradMode.enabled = mode
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _GradMode.enabled = prev
+        return wrapper
+
+
+class _ModeContext:
+    mode = None
+
+    def __enter__(self):
+        self.prev = _GradMode.enabled
+        _GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+    def __call__(self, func):
+        mode = self.mode
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            prev = _GradMode.enabled
+            _GradMode.enabled = mode
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _GradMode.enabled = prev
+        return wrapper
+
+
+class no_grad(_ModeContext):
+    """`with mc.no_grad():` or `@mc.no_grad()`: nothing inside is recorded."""
+    mode = False
+
+
+class enable_grad(_ModeContext):
+    mode = True
+
+
+class Function:
+    """Base class of every differentiable op (see the module docstring for the contract).
+
+    Attributes a subclass may rely on inside `backward`:
+      self.inputs   the input Tensors (None entries for absent optional inputs)
+    Class attribute `differentiable_outputs` (None = all float outputs) lets an op mark outputs
+    such as argmax indices as constants.
+    """
+
+    inputs = None
+    released = False
+    out_meta = None  # (shape, dtype) per output, kept for multi-output ops to zero-fill grads
+    out_hooks = None  # {output index: [hook, ...]} from Tensor.register_hook on non-leaf outputs
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, *grad_outputs):
+        raise NotImplementedError
+
+    def __call__(self, *inputs):
+        arrays = []
+        record = False
+        first_type = None
+        for t in inputs:
+            if t is None:
+                arrays.append(None)
+                continue
+            a = t.data
+            if first_type is None:
+                first_type = type(a)
+            elif type(a) is not first_type:
+                _raise_mixed_devices(self, inputs)
+            arrays.append(a)
+            if t._requires_grad:
+                record = True
+        outputs = self.forward(*arrays)
+        record = record and _GradMode.enabled
+        if record:
+            self.inputs = inputs
+        if type(outputs) is not tuple:
+            return Tensor._from_op(outputs, self, 0) if record else Tensor._wrap(outputs)
+        if record:
+            self.out_meta = [(y.shape, y.dtype) for y in outputs]
+            return tuple(Tensor._from_op(y, self, i) for i, y in enumerate(outputs))
+        return tuple(Tensor._wrap(y) for y in outputs)
+
+    def retained_output(self, array, index=0):
+        """This op's own output as a graph node, for backward formulas written in terms of y
+        (exp, sqrt, sigmoid...). With create_graph it links back to this op, so second
+        derivatives flow through it; otherwise it is a plain constant."""
+        if _GradMode.enabled and self.inputs is not None:
+            return Tensor._from_op(array, self, index)
+        return Tensor._wrap(array)
+
+    def release(self):
+        """Drop saved inputs and arrays; a later backward through this op raises."""
+        self.__dict__.clear()
+        self.released = True
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+
+def _raise_mixed_devices(fn, inputs):
+    from .backend import device_of  # noqa: PLC0415
+    desc = ", ".join(f"{device_of(t.data)} {tuple(t.data.shape)}" for t in inputs if t is not None)
+    raise RuntimeError(
+        f"{type(fn).__name__}: expected all tensors to be on the same device, but found "
+        f"tensors on different devices: {desc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The backward pass
+# ---------------------------------------------------------------------------------------------
+
+def _topological_order(root_fns):
+    """Functions reachable from root_fns, each after every Function that consumes its outputs."""
+    post = []
+    visited = set()
+    stack = [(fn, False) for fn in root_fns]
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            post.append(fn)
+            continue
+        if id(fn) in visited:
+            continue
+        visited.add(id(fn))
+        if fn.released:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (through {fn.name}), or to "
+                "use tensors after their graph was freed. Pass retain_graph=True to the first "
+                "backward() or autograd.grad() call if you need to backward twice.")
+        stack.append((fn, True))
+        for t in fn.inputs:
+            if t is not None and t.creator is not None and id(t.creator) not in visited:
+                stack.append((t.creator, False))
+    post.reverse()
+    return post
+
+
+def _add_grads(a, b):
+    return b if a is None else a + b
+
+
+def _run_hooks(hooks, grad):
+    for hook in hooks:
+        out = hook(grad)
+        if out is not None:
+            grad = out
+    return grad
+
+
+def _engine(roots, root_grads, retain_graph, create_graph, capture=None, owned=None):
+    """Propagate root_grads back through the graph.
+
+    capture: None to accumulate into the `.grad` of leaves (Tensor.backward); otherwise a list of
+    tensors whose total gradients are returned instead (autograd.grad), leaving `.grad` alone.
+    Returns the list of captured gradients (None where not reached) when capture is given.
+    owned: ids of arrays a leaf may not keep without copying (gradients the caller passed in).
+    """
+    fn_grads = {}     # id(fn) -> [grad per output]
+    leaf_grads = {}   # id(leaf) -> [leaf, grad]
+    captured = {}     # id(tensor) -> grad, for capture
+    capture_nonleaf = {}
+    if capture is not None:
+        for i, t in enumerate(capture):
+            if t.creator is not None:
+                capture_nonleaf.setdefault((id(t.creator), t.output_index), []).append(i)
+
+    def send(t, g):
+        if t.creator is not None:
+            slots = fn_grads.get(id(t.creator))
+            if slots is None:
+                slots = fn_grads[id(t.creator)] = [None] * _n_outputs(t.creator)
+            slots[t.output_index] = _add_grads(slots[t.output_index], g)
+        elif t.requires_grad:
+            entry = leaf_grads.get(id(t))
+            if entry is None:
+                leaf_grads[id(t)] = [t, g]
+            else:
+                entry[1] = entry[1] + g
+
+    prev_mode = _GradMode.enabled
+    _GradMode.enabled = create_graph
+    try:
+        for t, g in zip(roots, root_grads):
+            send(t, g)
+        order = _topological_order([t.creator for t in roots if t.creator is not None])
+        for fn in order:
+            gys = fn_grads.pop(id(fn), None)
+            if gys is None:
+                continue
+            if fn.out_hooks:
+                for i, hooks in fn.out_hooks.items():
+                    if gys[i] is not None:
+                        gys[i] = _run_hooks(hooks, gys[i])
+            if capture_nonleaf:
+                for i, g in enumerate(gys):
+                    for j in capture_nonleaf.get((id(fn), i), ()):
+                        captured[j] = g
+            if len(gys) > 1:
+                gys = _zero_fill(fn, gys)
+            gxs = fn.backward(*gys)
+            if type(gxs) is not tuple:
+                gxs = (gxs,)
+            for t, gx in zip(fn.inputs, gxs):
+                if gx is not None and t is not None and t.requires_grad:
+                    send(t, gx)
+            if not retain_graph:
+                fn.release()
+    finally:
+        _GradMode.enabled = prev_mode
+
+    if capture is not None:
+        for j, t in enumerate(capture):
+            if t.creator is None and id(t) in leaf_grads:
+                captured[j] = leaf_grads[id(t)][1]
+        return [captured.get(j) for j in range(len(capture))]
+
+    owned = set(owned or ())
+    for leaf, g in leaf_grads.values():
+        if leaf._hooks:
+            g = _run_hooks(leaf._hooks, g)
+        if not create_graph:
+            g = _owned_detached(g, owned)
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+    return None
+
+
+def _n_outputs(fn):
+    return 1 if fn.out_meta is None else len(fn.out_meta)
+
+
+def _zero_fill(fn, gys):
+    """Multi-output ops get zeros for outputs no gradient reached."""
+    if all(g is not None for g in gys):
+        return gys
+    xp = get_array_module(*[g.data for g in gys if g is not None])
+    return [g if g is not None else Tensor(xp.zeros(shape, dtype))
+            for g, (shape, dtype) in zip(gys, fn.out_meta)]
+
+
+def _owned_detached(g, owned):
+    """A leaf's .grad must own its array: in-place updates (clipping, zero_) may not leak into
+    another leaf's gradient, or into a user's tensor that was passed through."""
+    a = g.data
+    if a.base is not None or id(a) in owned:
+        a = a.copy()
+    owned.add(id(a))
+    return Tensor(a)
+
+
+def _root_grads(tensors, grad_tensors, what):
+    grads = []
+    for i, (t, g) in enumerate(zip(tensors, grad_tensors)):
+        if not t.requires_grad:
+            raise RuntimeError(
+                f"{what}: element {i} of tensors does not require grad and has no grad_fn")
+        if g is None:
+            if t.data.size != 1:
+                raise RuntimeError(
+                    f"{what}: grad can be implicitly created only for scalar outputs, but the "
+                    f"output has shape {tuple(t.shape)}; pass a gradient of that shape")
+            xp = get_array_module(t.data)
+            g = Tensor(xp.ones(t.shape, t.dtype))
+        else:
+            if not isinstance(g, Tensor):
+                g = Tensor(g)
+            if tuple(g.shape) != tuple(t.shape):
+                raise ValueError(
+                    f"{what}: gradient of shape {tuple(g.shape)} does not match the output of "
+                    f"shape {tuple(t.shape)}")
+        grads.append(g)
+    return grads
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Accumulate d(tensors)/d(leaf) into every leaf's .grad (torch.autograd.backward)."""
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    tensors = list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
+    grad_tensors = list(grad_tensors)
+    if len(grad_tensors) != len(tensors):
+        raise ValueError(f"backward: got {len(tensors)} tensors but {len(grad_tensors)} gradients")
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads = _root_grads(tensors, grad_tensors, "backward")
+    given = {id(g.data) for g, user in zip(grads, grad_tensors) if user is not None}
+    _engine(tensors, grads, retain_graph, create_graph, owned=given)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """Gradients of outputs with respect to inputs, returned as a tuple (torch.autograd.grad).
+
+    Leaves' .grad are not touched. An input the outputs do not depend on gets None when
+    allow_unused=True, and raises otherwise.
+    """
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: got {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} does not require grad")
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = _root_grads(outputs, grad_outputs, "grad")
+    result = _engine(outputs, roots, retain_graph, create_graph, capture=inputs)
+    for i, g in enumerate(result):
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad: input {i} (shape {tuple(inputs[i].shape)}) was not used in the graph of "
+                "the outputs; pass allow_unused=True to get None for it")
+        if g is not None and not create_graph and g.requires_grad:
+            result[i] = g.detach()
+    return tuple(result)

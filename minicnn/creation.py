@@ -1,0 +1,194 @@
+"""Making tensors: mc.tensor, zeros, ones, full, arange, randn, rand, ... and from_dlpack."""
+import numbers
+
+import numpy
+
+from . import backend, dtypes
+from .random import rng
+from .tensor import Tensor
+
+
+def _infer_dtype(data):
+    """PyTorch's rule: Python floats -> the default float dtype, ints -> int64, bools -> bool;
+    arrays keep their own dtype."""
+    if hasattr(data, "dtype"):
+        return None
+    flat = data
+    while isinstance(flat, (list, tuple)) and flat:
+        flat = flat[0]
+    if isinstance(flat, Tensor):
+        return None
+    if isinstance(flat, (bool, numpy.bool_)):
+        return numpy.dtype(bool)
+    if isinstance(flat, numbers.Integral):
+        return numpy.dtype("int64")
+    return dtypes.get_default_dtype()
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new Tensor holding a copy of `data` (list, scalar, NumPy/CuPy array or Tensor)."""
+    dtype = dtypes.resolve(dtype)
+    if isinstance(data, Tensor):
+        data = data.data
+    elif isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
+        data = [d.data if isinstance(d, Tensor) else d for d in data]
+        data = backend.get_array_module(*data).stack([backend.get_array_module(d).asarray(d)
+                                                      for d in data])
+    if dtype is None:
+        dtype = _infer_dtype(data)
+    target = backend.normalize_device(device) if device is not None else backend.device_of(data)
+    xp = backend.xp_for(target)
+    if target == "cpu" and backend.is_cuda_array(data):
+        data = data.get()
+    array = xp.array(data, dtype=dtype, copy=True)
+    if array.dtype == numpy.float64 and dtype is None and not hasattr(data, "dtype"):
+        array = array.astype(dtypes.get_default_dtype())
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Like tensor() but shares memory with an array of the right dtype and device."""
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    if hasattr(data, "dtype") and (dtype is None or numpy.dtype(dtype) == data.dtype) and \
+            (device is None or backend.normalize_device(device) == backend.device_of(data)):
+        return Tensor(data)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(array):
+    return Tensor(numpy.asarray(array))
+
+
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    size = tuple(int(s) for s in size)
+    if any(s < 0 for s in size):
+        raise ValueError(f"negative dimension in size {list(size)}")
+    return size
+
+
+def _make(array, requires_grad):
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def _float_dtype(dtype):
+    return dtypes.resolve(dtype) or dtypes.get_default_dtype()
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    xp = backend.xp_for(device)
+    return _make(xp.zeros(_size(size), _float_dtype(dtype)), requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    xp = backend.xp_for(device)
+    return _make(xp.ones(_size(size), _float_dtype(dtype)), requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    xp = backend.xp_for(device)
+    return _make(xp.empty(_size(size), _float_dtype(dtype)), requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    xp = backend.xp_for(device)
+    if dtype is None:
+        dtype = _infer_dtype(fill_value)
+    return _make(xp.full(_size((size,)), fill_value, dtypes.resolve(dtype)), requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    xp = backend.xp_for(device)
+    return _make(xp.eye(n, m, dtype=_float_dtype(dtype)), requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    if dtype is None:
+        ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = numpy.dtype("int64") if ints else dtypes.get_default_dtype()
+    xp = backend.xp_for(device)
+    return _make(xp.arange(start, end, step, dtype=dtypes.resolve(dtype)), requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    xp = backend.xp_for(device)
+    return _make(xp.linspace(start, end, steps, dtype=_float_dtype(dtype)), requires_grad)
+
+
+def _like(t, dtype, device):
+    return dtype if dtype is not None else t.dtype, device if device is not None else t.device
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(t, dtype, device)
+    return zeros(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(t, dtype, device)
+    return ones(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(t, dtype, device)
+    return full(t.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    """Standard normal samples from the framework's seeded generator."""
+    dtype = _float_dtype(dtype)
+    g = rng(device or "cpu", generator)
+    array = g.standard_normal(_size(size), dtype=numpy.float64).astype(dtype)
+    return _make(array, requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    """Uniform samples on [0, 1)."""
+    dtype = _float_dtype(dtype)
+    g = rng(device or "cpu", generator)
+    array = g.random(_size(size), dtype=numpy.float64).astype(dtype)
+    return _make(array, requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None, generator=None):
+    if high is None:
+        low, high = 0, low
+    g = rng(device or "cpu", generator)
+    array = g.integers(low, high, size=_size((size,)) if size else ()).astype(
+        dtypes.resolve(dtype) or numpy.int64)
+    return Tensor(array)
+
+
+def randperm(n, device=None, generator=None):
+    return Tensor(rng(device or "cpu", generator).permutation(n).astype(numpy.int64))
+
+
+def randn_like(t, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(t, dtype, device)
+    return randn(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def rand_like(t, dtype=None, device=None, requires_grad=False):
+    dtype, device = _like(t, dtype, device)
+    return rand(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+_DLPACK_CPU, _DLPACK_CUDA = 1, 2
+
+
+def from_dlpack(obj):
+    """Zero-copy Tensor from any DLPack producer (NumPy, CuPy, PyTorch, another minicnn Tensor)."""
+    if not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: {type(obj).__name__} does not support the DLPack protocol")
+    device_type = int(obj.__dlpack_device__()[0])
+    if device_type == _DLPACK_CPU:
+        return Tensor(numpy.from_dlpack(obj))
+    if device_type == _DLPACK_CUDA:
+        return Tensor(backend._import_cupy().from_dlpack(obj))
+    raise ValueError(f"from_dlpack: unsupported DLPack device type {device_type}")

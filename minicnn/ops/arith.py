@@ -1,0 +1,206 @@
+"""Broadcasting binary arithmetic: add, sub, mul, div, pow, maximum, minimum, where; and cast.
+
+Gradients of broadcast inputs are summed back to each input's shape (and cast back to its dtype
+when type promotion widened the result).
+"""
+from ..autograd import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+from .shape import sum_to
+from .util import as_tensor, shape_str
+
+
+def grad_to(g, t):
+    """g reduced to input t's shape and dtype."""
+    g = sum_to(g, t.shape)
+    if g.data.dtype != t.data.dtype:
+        g = Cast(t.data.dtype)(g)
+    return g
+
+
+class Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.in_dtype = x.dtype
+        return x.astype(self.dtype, copy=False)
+
+    def backward(self, gy):
+        return Cast(self.in_dtype)(gy) if self.in_dtype.kind == "f" else None
+
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return grad_to(gy, a), grad_to(gy, b)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return grad_to(gy, a), grad_to(-gy, b) if b.requires_grad else None
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = grad_to(gy * b, a) if a.requires_grad else None
+        gb = grad_to(gy * a, b) if b.requires_grad else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = grad_to(gy / b, a) if a.requires_grad else None
+        gb = grad_to(-gy * a / (b * b), b) if b.requires_grad else None
+        return ga, gb
+
+
+class Pow(Function):
+    def forward(self, a, b):
+        self.y = a ** b
+        return self.y
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = grad_to(gy * b * a ** (b - 1), a) if a.requires_grad else None
+        gb = None
+        if b.requires_grad:
+            from .elementwise import log  # noqa: PLC0415
+            gb = grad_to(gy * self.retained_output(self.y) * log(a), b)
+        return ga, gb
+
+
+class Maximum(Function):
+    """Ties send half the gradient to each side, as PyTorch does."""
+    select, a_wins = "maximum", "greater"
+
+    def forward(self, a, b):
+        xp = get_array_module(a, b)
+        self.share_a = xp.where(getattr(xp, self.a_wins)(a, b), 1.0, xp.where(a == b, 0.5, 0.0))
+        return getattr(xp, self.select)(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        share = Tensor._wrap(self.share_a.astype(gy.data.dtype, copy=False))
+        ga = grad_to(gy * share, a) if a.requires_grad else None
+        gb = grad_to(gy * (1.0 - share), b) if b.requires_grad else None
+        return ga, gb
+
+
+class Minimum(Maximum):
+    select, a_wins = "minimum", "less"
+
+
+class Where(Function):
+    def __init__(self, cond):
+        self.cond = cond
+
+    def forward(self, a, b):
+        return get_array_module(a, b).where(self.cond, a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        zero = gy * 0.0
+        ga = grad_to(where(self.cond, gy, zero), a) if a.requires_grad else None
+        gb = grad_to(where(self.cond, zero, gy), b) if b.requires_grad else None
+        return ga, gb
+
+
+def binary_operands(a, b):
+    """Tensors for a binary op: scalars take the other side's dtype; an int tensor meeting a
+    float tensor is cast to the float dtype (PyTorch's promotion, not NumPy's float64)."""
+    if type(a) is not Tensor:
+        a = as_tensor(a, like=b)
+    elif type(b) is not Tensor:
+        b = as_tensor(b, like=a)
+    da, db = a.data.dtype, b.data.dtype
+    if da is not db and da != db:
+        if da.kind == "f" and db.kind != "f":
+            b = Tensor._wrap(b.data.astype(da))
+        elif db.kind == "f" and da.kind != "f":
+            a = Tensor._wrap(a.data.astype(db))
+    return a, b
+
+
+def _apply_binary(fn_class, name, a, b):
+    a, b = binary_operands(a, b)
+    try:
+        return fn_class()(a, b)
+    except ValueError:
+        if a.shape != b.shape:
+            try:
+                get_array_module(a.data).broadcast_shapes(a.shape, b.shape)
+            except ValueError:
+                raise ValueError(
+                    f"{name}: the shapes {shape_str(a.shape)} and {shape_str(b.shape)} cannot be "
+                    "broadcast together") from None
+        raise
+
+
+def add(a, b):
+    return _apply_binary(Add, "add", a, b)
+
+
+def sub(a, b):
+    return _apply_binary(Sub, "sub", a, b)
+
+
+def mul(a, b):
+    return _apply_binary(Mul, "mul", a, b)
+
+
+def div(a, b):
+    return _apply_binary(Div, "div", a, b)
+
+
+def pow(a, b):  # noqa: A001 -- PyTorch's name
+    return _apply_binary(Pow, "pow", a, b)
+
+
+def maximum(a, b):
+    return _apply_binary(Maximum, "maximum", a, b)
+
+
+def minimum(a, b):
+    return _apply_binary(Minimum, "minimum", a, b)
+
+
+def where(condition, a, b):
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = as_tensor(a)
+    a, b = binary_operands(a, b)
+    xp = get_array_module(a.data, b.data)
+    cond = xp.asarray(cond)
+    if cond.dtype.kind != "b":
+        raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
+    try:
+        shape = xp.broadcast_shapes(cond.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"where: the shapes {shape_str(cond.shape)}, {shape_str(a.shape)} and "
+                         f"{shape_str(b.shape)} cannot be broadcast together") from None
+    del shape
+    return Where(cond)(a, b)
+
+
+def cast(x, dtype):
+    import numpy  # noqa: PLC0415
+    dtype = numpy.dtype(dtype)
+    if x.data.dtype == dtype:
+        return x
+    return Cast(dtype)(x)

@@ -1,0 +1,105 @@
+"""Element-wise unary ops: neg, exp, log, sqrt, abs, clamp, sign; and comparisons (no grad)."""
+from ..autograd import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.y = get_array_module(x).exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.retained_output(self.y)
+
+
+class Log(Function):
+    def forward(self, x):
+        return get_array_module(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.inputs[0]
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        self.y = get_array_module(x).sqrt(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy / (2.0 * self.retained_output(self.y))
+
+
+class Abs(Function):
+    def forward(self, x):
+        return get_array_module(x).abs(x)
+
+    def backward(self, gy):
+        return gy * sign(self.inputs[0])
+
+
+class Clamp(Function):
+    """Gradient passes where min <= x <= max (both ends inclusive, as in PyTorch)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        mask = xp.ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            mask &= x >= self.lo
+        if self.hi is not None:
+            mask &= x <= self.hi
+        self.mask = mask
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, gy):
+        return gy * Tensor._wrap(self.mask.astype(gy.data.dtype))
+
+
+def _unary(fn_class):
+    def op(x):
+        return fn_class()(x)
+    op.__name__ = fn_class.__name__.lower()
+    op.__doc__ = f"Element-wise {op.__name__} (differentiable)."
+    return op
+
+
+neg = _unary(Neg)
+exp = _unary(Exp)
+log = _unary(Log)
+sqrt = _unary(Sqrt)
+abs = _unary(Abs)  # noqa: A001 -- PyTorch's name
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 -- PyTorch's names
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if min is not None and max is not None and min > max:
+        raise ValueError(f"clamp: min {min} is greater than max {max}")
+    return Clamp(min, max)(x)
+
+
+def _constant(x, fn):
+    return Tensor._wrap(fn(get_array_module(x.data), x.data))
+
+
+def sign(x):
+    return _constant(x, lambda xp, a: xp.sign(a))
+
+
+def compare(a, b, name):
+    """eq/ne/lt/le/gt/ge: a bool tensor, outside the graph."""
+    from .arith import binary_operands  # noqa: PLC0415
+    a, b = binary_operands(a, b)
+    xp = get_array_module(a.data, b.data)
+    return Tensor._wrap(getattr(xp, name)(a.data, b.data))

@@ -1,0 +1,29 @@
+"""Identity-like ops: clone (a differentiable copy) and device transfer."""
+from ..autograd import Function
+from ..backend import get_array_module, to_device
+from ..tensor import Tensor
+
+
+class Clone(Function):
+    def forward(self, x):
+        return x.copy(order="C")
+
+    def backward(self, gy):
+        return gy
+
+
+class ToDevice(Function):
+    def __init__(self, device):
+        self.device = device
+
+    def forward(self, x):
+        self.source = "cuda" if get_array_module(x).__name__ == "cupy" else "cpu"
+        return to_device(x, self.device)
+
+    def backward(self, gy):
+        return ToDevice(self.source)(gy)
+
+
+def logical_not(x):
+    xp = get_array_module(x.data)
+    return Tensor._wrap(xp.logical_not(x.data) if x.data.dtype.kind == "b" else ~x.data)

@@ -1,0 +1,192 @@
+"""Reductions: sum, mean, amax/amin (max/min), var, std, and arg-reductions (no grad).
+
+Each takes PyTorch's dim/keepdim; the public wrappers also accept NumPy's axis/keepdims.
+"""
+import collections
+import math
+
+from ..autograd import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+from .shape import broadcast_to, reshape
+from .util import normalize_axes, normalize_axis, shape_str
+
+
+def _kept_shape(in_shape, axes):
+    """The output shape with keepdims=True, so gradients broadcast back."""
+    if axes is None:
+        return (1,) * len(in_shape)
+    return tuple(1 if i in axes else s for i, s in enumerate(in_shape))
+
+
+def _spread(gy, in_shape, axes):
+    """Broadcast an output gradient back over the reduced axes."""
+    return broadcast_to(reshape(gy, _kept_shape(in_shape, axes)), in_shape)
+
+
+def _count(shape, axes):
+    return math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
+
+
+class Sum(Function):
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.sum(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        return _spread(gy, self.in_shape, self.axes)
+
+
+class Mean(Function):
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.mean(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        return _spread(gy, self.in_shape, self.axes) / _count(self.in_shape, self.axes)
+
+
+class AMax(Function):
+    """Max over axes; ties share the gradient evenly (PyTorch's amax)."""
+    reduce = "max"
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        y = getattr(x, self.reduce)(axis=self.axes, keepdims=True)
+        mask = x == y
+        self.share = mask / mask.sum(axis=self.axes, keepdims=True)
+        return y if self.keepdims else y.reshape(
+            tuple(s for i, s in enumerate(x.shape) if self.axes is not None and i not in self.axes))
+
+    def backward(self, gy):
+        return _spread(gy, self.in_shape, self.axes) * Tensor._wrap(
+            self.share.astype(gy.data.dtype, copy=False))
+
+
+class AMin(AMax):
+    reduce = "min"
+
+
+class Var(Function):
+    def __init__(self, axes, correction, keepdims):
+        self.axes, self.correction, self.keepdims = axes, correction, keepdims
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        self.dof = _count(x.shape, self.axes) - self.correction
+        return x.var(axis=self.axes, ddof=self.correction, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        centered = x - Mean(self.axes, True)(x)
+        return _spread(gy, self.in_shape, self.axes) * centered * (2.0 / self.dof)
+
+
+def _check_float(x, op):
+    if x.data.dtype.kind != "f" and x.requires_grad:
+        raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.data.dtype}")
+
+
+def sum(x, dim=None, keepdim=False):  # noqa: A001 -- PyTorch's name
+    return Sum(normalize_axes(dim, x.ndim, "sum"), keepdim)(x)
+
+
+def mean(x, dim=None, keepdim=False):
+    if x.data.dtype.kind not in "fc":
+        raise TypeError(f"mean: expected a floating point tensor, got dtype {x.data.dtype}")
+    return Mean(normalize_axes(dim, x.ndim, "mean"), keepdim)(x)
+
+
+def _check_nonempty(x, axes, op):
+    if x.data.size == 0 or (axes is not None and any(x.shape[a] == 0 for a in axes)):
+        raise ValueError(f"{op}: cannot reduce over an empty dimension of a tensor of shape "
+                         f"{shape_str(x.shape)}")
+
+
+def amax(x, dim=None, keepdim=False):
+    axes = normalize_axes(dim, x.ndim, "amax")
+    _check_nonempty(x, axes, "amax")
+    return AMax(axes, keepdim)(x)
+
+
+def amin(x, dim=None, keepdim=False):
+    axes = normalize_axes(dim, x.ndim, "amin")
+    _check_nonempty(x, axes, "amin")
+    return AMin(axes, keepdim)(x)
+
+
+MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
+
+
+def _value_and_index(x, dim, keepdim, arg, op):
+    """torch.max(x, dim): (values, indices); the gradient goes to the selected index only."""
+    from .shape import gather, squeeze  # noqa: PLC0415
+    axis = normalize_axis(dim, x.ndim, op)
+    _check_nonempty(x, (axis,), op)
+    xp = get_array_module(x.data)
+    idx = xp.expand_dims(xp.asarray(getattr(xp, arg)(x.data, axis=axis)), axis)
+    values = gather(x, axis, idx)
+    if not keepdim:
+        values, idx = squeeze(values, axis), idx.squeeze(axis)
+    return MaxResult(values, Tensor._wrap(idx))
+
+
+def max(x, dim=None, keepdim=False):  # noqa: A001
+    if dim is None:
+        return amax(x)
+    if isinstance(dim, Tensor):
+        from .arith import maximum  # noqa: PLC0415
+        return maximum(x, dim)
+    return _value_and_index(x, dim, keepdim, "argmax", "max")
+
+
+def min(x, dim=None, keepdim=False):  # noqa: A001
+    if dim is None:
+        return amin(x)
+    if isinstance(dim, Tensor):
+        from .arith import minimum  # noqa: PLC0415
+        return minimum(x, dim)
+    return _value_and_index(x, dim, keepdim, "argmin", "min")
+
+
+def _correction(unbiased, correction):
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    _check_float(x, "var")
+    axes = normalize_axes(dim, x.ndim, "var")
+    return Var(axes, _correction(unbiased, correction), keepdim)(x)
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    from .elementwise import sqrt  # noqa: PLC0415
+    return sqrt(var(x, dim, unbiased, keepdim, correction))
+
+
+def _arg(x, dim, keepdim, name):
+    xp = get_array_module(x.data)
+    if dim is None:
+        out = getattr(xp, name)(x.data)
+        return Tensor._wrap(xp.asarray(out).reshape((1,) * x.ndim if keepdim else ()))
+    axis = normalize_axis(dim, x.ndim, name)
+    return Tensor._wrap(getattr(xp, name)(x.data, axis=axis, keepdims=keepdim))
+
+
+def argmax(x, dim=None, keepdim=False):
+    return _arg(x, dim, keepdim, "argmax")
+
+
+def argmin(x, dim=None, keepdim=False):
+    return _arg(x, dim, keepdim, "argmin")

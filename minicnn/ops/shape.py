@@ -1,0 +1,463 @@
+"""Shape ops: reshape, permute, broadcast / sum-to, concatenate, split, pad, indexing.
+
+Each backward is itself made of these differentiable ops, so gradients of gradients work.
+"""
+import math
+
+from ..autograd import Function
+from ..backend import get_array_module, scatter_add
+from ..tensor import Tensor
+from .util import as_tensor, normalize_axis, shape_str
+
+
+# --- reshape -----------------------------------------------------------------------------------
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return reshape(gy, self.in_shape)
+
+
+def _resolve_shape(shape, size, op):
+    shape = tuple(int(s) for s in shape)
+    unknown = [i for i, s in enumerate(shape) if s == -1]
+    known = math.prod(s for s in shape if s != -1)
+    if len(unknown) > 1 or any(s < -1 for s in shape):
+        raise ValueError(f"{op}: invalid shape {shape}")
+    if unknown:
+        if known == 0 or size % known:
+            raise ValueError(f"{op}: shape {shape} is invalid for input of size {size}")
+        shape = shape[:unknown[0]] + (size // known,) + shape[unknown[0] + 1:]
+    if math.prod(shape) != size:
+        raise ValueError(f"{op}: shape {shape} is invalid for input of size {size}")
+    return shape
+
+
+def _shape_args(shape):
+    """Accept f(2, 3) and f((2, 3)) alike, as PyTorch does."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def reshape(x, *shape):
+    shape = _resolve_shape(_shape_args(shape), x.data.size, "reshape")
+    if shape == tuple(x.shape):
+        return x
+    return Reshape(shape)(x)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    if x.ndim == 0:
+        return reshape(x, 1)
+    start = normalize_axis(start_dim, x.ndim, "flatten")
+    end = normalize_axis(end_dim, x.ndim, "flatten")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:]
+    return reshape(x, shape)
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        return reshape(x, tuple(s for s in x.shape if s != 1))
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    dims = {normalize_axis(d, x.ndim, "squeeze") for d in dims}
+    return reshape(x, tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1)))
+
+
+def unsqueeze(x, dim):
+    d = normalize_axis(dim, x.ndim + 1, "unsqueeze")
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
+# --- permute / transpose -----------------------------------------------------------------------
+
+class Permute(Function):
+    def __init__(self, perm):
+        self.perm = perm
+
+    def forward(self, x):
+        return x.transpose(self.perm)
+
+    def backward(self, gy):
+        inverse = [0] * len(self.perm)
+        for i, p in enumerate(self.perm):
+            inverse[p] = i
+        return Permute(tuple(inverse))(gy)
+
+
+def permute(x, *dims):
+    dims = _shape_args(dims)
+    if len(dims) != x.ndim:
+        raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor of shape "
+                         f"{shape_str(x.shape)}")
+    perm = tuple(normalize_axis(d, x.ndim, "permute") for d in dims)
+    if sorted(perm) != list(range(x.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the dims of {shape_str(x.shape)}")
+    return Permute(perm)(x)
+
+
+def transpose(x, dim0, dim1):
+    d0 = normalize_axis(dim0, x.ndim, "transpose")
+    d1 = normalize_axis(dim1, x.ndim, "transpose")
+    perm = list(range(x.ndim))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return Permute(tuple(perm))(x)
+
+
+# --- broadcasting ------------------------------------------------------------------------------
+
+class BroadcastTo(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return get_array_module(x).broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return sum_to(gy, self.in_shape)
+
+
+class SumTo(Function):
+    """Sum a broadcast result back down to `shape` (the gradient of broadcasting)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        lead = x.ndim - len(self.shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, s in enumerate(self.shape) if s == 1 and x.shape[lead + i] != 1)
+        y = x.sum(axis=axes, keepdims=True) if axes else x
+        return y.reshape(self.shape) if lead else y
+
+    def backward(self, gy):
+        return broadcast_to(gy, self.in_shape)
+
+
+def broadcast_to(x, shape):
+    shape = tuple(shape)
+    if tuple(x.shape) == shape:
+        return x
+    try:
+        get_array_module(x.data).broadcast_shapes(tuple(x.shape), shape)
+    except ValueError:
+        raise ValueError(f"expand: the shape {shape_str(x.shape)} cannot be broadcast to "
+                         f"{shape_str(shape)}") from None
+    return BroadcastTo(shape)(x)
+
+
+def sum_to(x, shape):
+    shape = tuple(shape)
+    if tuple(x.shape) == shape:
+        return x
+    return SumTo(shape)(x)
+
+
+def expand(x, *sizes):
+    sizes = _shape_args(sizes)
+    lead = len(sizes) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: {len(sizes)} sizes given for a tensor of shape "
+                         f"{shape_str(x.shape)}")
+    shape = tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+    return broadcast_to(x, shape)
+
+
+# --- concatenate / stack / split ---------------------------------------------------------------
+
+class Concatenate(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return get_array_module(*xs).concatenate(xs, axis=self.axis)
+
+    def backward(self, gy):
+        return tuple(split(gy, self.sizes, self.axis))
+
+
+class Split(Function):
+    def __init__(self, sizes, axis):
+        self.sizes, self.axis = sizes, axis
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        bounds = list(_cumsum(self.sizes))[:-1]
+        return tuple(xp.split(x, bounds, axis=self.axis))
+
+    def backward(self, *gys):
+        return concatenate(gys, self.axis)
+
+
+def _cumsum(sizes):
+    total = 0
+    for s in sizes:
+        total += s
+        yield total
+
+
+def concatenate(tensors, dim=0):
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    ref = tensors[0]
+    axis = normalize_axis(dim, ref.ndim, "cat")
+    for t in tensors[1:]:
+        if t.ndim != ref.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape))
+                                     if i != axis):
+            raise ValueError(
+                f"cat: sizes of tensors must match except in dimension {axis}; got "
+                + " and ".join(shape_str(u.shape) for u in tensors))
+    if len(tensors) == 1:
+        return tensors[0]
+    return Concatenate(axis)(*tensors)
+
+
+def stack(tensors, dim=0):
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError("stack: expects each tensor to be of equal size, but got "
+                         + " and ".join(shape_str(t.shape) for t in tensors))
+    d = normalize_axis(dim, tensors[0].ndim + 1, "stack")
+    return concatenate([unsqueeze(t, d) for t in tensors], d)
+
+
+def split(x, split_size_or_sections, dim=0):
+    axis = normalize_axis(dim, x.ndim, "split")
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise ValueError(f"split: split_size must be positive, got {step}")
+        sizes = [min(step, n - i) for i in range(0, n, step)] or [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise ValueError(f"split: sections {sizes} do not add up to size {n} of dim {axis} "
+                             f"of a tensor of shape {shape_str(x.shape)}")
+    if len(sizes) == 1:
+        return (x,)
+    out = Split(tuple(sizes), axis)(x)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def chunk(x, chunks, dim=0):
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    axis = normalize_axis(dim, x.ndim, "chunk")
+    return split(x, max(1, -(-x.shape[axis] // chunks)), axis)
+
+
+# --- indexing ----------------------------------------------------------------------------------
+
+def _is_basic_key(key):
+    items = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) and not isinstance(k, bool)
+               for k in items)
+
+
+class GetItem(Function):
+    def __init__(self, key):
+        self.key = key
+
+    def forward(self, x):
+        self.in_shape, self.in_dtype = x.shape, x.dtype
+        return x[self.key]
+
+    def backward(self, gy):
+        return GetItemGrad(self.key, self.in_shape)(gy)
+
+
+class GetItemGrad(Function):
+    """Scatter a gradient back into zeros of the input's shape; repeated indices accumulate."""
+
+    def __init__(self, key, in_shape):
+        self.key, self.in_shape = key, in_shape
+
+    def forward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.in_shape, gy.dtype)
+        if _is_basic_key(self.key):
+            gx[self.key] = gy
+        else:
+            scatter_add(xp, gx, self.key, gy)
+        return gx
+
+    def backward(self, ggx):
+        return GetItem(self.key)(ggx)
+
+
+def _array(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _key_to_arrays(key, xp):
+
+    def conv(k):
+        if isinstance(k, Tensor):
+            return k.data
+        if isinstance(k, list):
+            return xp.asarray(k)
+        return k
+    return tuple(conv(k) for k in key) if isinstance(key, tuple) else conv(key)
+
+
+def getitem(x, key):
+    key = _key_to_arrays(key, get_array_module(x.data))
+    try:
+        return GetItem(key)(x)
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor of shape {shape_str(x.shape)})") from None
+
+
+class IndexSelect(Function):
+    """y = take(x, index, axis): gathers along one axis; backward adds into the same slots."""
+
+    def __init__(self, index, axis):
+        self.index, self.axis = index, axis
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return get_array_module(x).take(x, self.index, axis=self.axis)
+
+    def backward(self, gy):
+        return IndexAdd(self.index, self.axis, self.in_shape)(gy)
+
+
+class IndexAdd(Function):
+    def __init__(self, index, axis, out_shape):
+        self.index, self.axis, self.out_shape = index, axis, out_shape
+
+    def forward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.out_shape, gy.dtype)
+        key = (slice(None),) * self.axis + (self.index,)
+        scatter_add(xp, gx, key, gy)
+        return gx
+
+    def backward(self, ggx):
+        return IndexSelect(self.index, self.axis)(ggx)
+
+
+def index_select(x, dim, index):
+    axis = normalize_axis(dim, x.ndim, "index_select")
+    xp = get_array_module(x.data)
+    index = xp.asarray(_array(index))
+    if index.ndim != 1 or index.dtype.kind not in "iu":
+        raise ValueError(f"index_select: index must be a 1-D integer tensor, got shape "
+                         f"{shape_str(index.shape)} dtype {index.dtype}")
+    if index.size and (int(index.min()) < -x.shape[axis] or int(index.max()) >= x.shape[axis]):
+        raise IndexError(f"index_select: index out of range for dim {axis} of size "
+                         f"{x.shape[axis]}")
+    return IndexSelect(index, axis)(x)
+
+
+class TakeAlongAxis(Function):
+    """y = take_along_axis(x, index, axis) (torch.gather); backward scatters-adds."""
+
+    def __init__(self, index, axis):
+        self.index, self.axis = index, axis
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return get_array_module(x).take_along_axis(x, self.index, axis=self.axis)
+
+    def backward(self, gy):
+        return PutAlongAxisAdd(self.index, self.axis, self.in_shape)(gy)
+
+
+class PutAlongAxisAdd(Function):
+    def __init__(self, index, axis, out_shape):
+        self.index, self.axis, self.out_shape = index, axis, out_shape
+
+    def forward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.out_shape, gy.dtype)
+        idx = list(xp.indices(self.index.shape, sparse=True))
+        idx[self.axis] = self.index
+        scatter_add(xp, gx, tuple(idx), gy)
+        return gx
+
+    def backward(self, ggx):
+        return TakeAlongAxis(self.index, self.axis)(ggx)
+
+
+def gather(x, dim, index):
+    axis = normalize_axis(dim, x.ndim, "gather")
+    index = get_array_module(x.data).asarray(_array(index))
+    if index.ndim != x.ndim:
+        raise ValueError(f"gather: index of shape {shape_str(index.shape)} must have as many "
+                         f"dims as the input of shape {shape_str(x.shape)}")
+    return TakeAlongAxis(index, axis)(x)
+
+
+# --- padding -----------------------------------------------------------------------------------
+
+class PadConstant(Function):
+    def __init__(self, widths, value):
+        self.widths, self.value = widths, value
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        return xp.pad(x, self.widths, mode="constant", constant_values=self.value)
+
+    def backward(self, gy):
+        key = tuple(slice(lo, gy.shape[i] - hi) for i, (lo, hi) in enumerate(self.widths))
+        return getitem(gy, key)
+
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad_source_index(size, lo, hi, mode, xp):
+    """For each output position along one axis, the input position it copies (non-constant)."""
+    pos = xp.arange(-lo, size + hi)
+    if mode == "replicate":
+        return xp.clip(pos, 0, size - 1)
+    if mode == "circular":
+        return pos % size
+    period = 2 * (size - 1)  # reflect without repeating the edge
+    pos = xp.abs(pos) % period if period else xp.zeros_like(pos)
+    return xp.where(pos >= size, period - pos, pos)
+
+
+def pad(x, pad, mode="constant", value=0.0):
+    """F.pad: `pad` lists (left, right) pairs starting from the last dim, as PyTorch's does."""
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: padding of length {len(pad)} is invalid for a tensor of shape "
+                         f"{shape_str(x.shape)}")
+    if any(p < 0 for p in pad):
+        raise ValueError(f"pad: negative padding {pad} is not supported")
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if mode == "constant":
+        return PadConstant(tuple(widths), value)(x) if any(pad) else x
+    xp = get_array_module(x.data)
+    for axis, (lo, hi) in enumerate(widths):
+        if not (lo or hi):
+            continue
+        size = x.shape[axis]
+        limit = size - 1 if mode == "reflect" else size
+        if mode != "circular" and size == 0 or (mode != "replicate" and max(lo, hi) > limit):
+            raise ValueError(f"pad: padding ({lo}, {hi}) is too large for {mode} padding of dim "
+                             f"{axis} of size {size} (input {shape_str(x.shape)})")
+        x = IndexSelect(_pad_source_index(size, lo, hi, mode, xp), axis)(x)
+    return x

@@ -1,0 +1,67 @@
+"""Small helpers shared by the ops: argument normalisation and error text."""
+import numbers
+
+import numpy
+from ..tensor import Tensor
+
+
+def shape_str(shape):
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+
+
+def normalize_axis(axis, ndim, op):
+    if not isinstance(axis, (int, numpy.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{op}: dim must be an int, got {axis!r}")
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if not lo <= axis <= hi:
+        raise IndexError(f"{op}: dimension out of range (expected to be in range of "
+                         f"[{lo}, {hi}], but got {axis})")
+    return int(axis) % max(ndim, 1)
+
+
+def normalize_axes(axis, ndim, op):
+    """None -> None (all axes); int or sequence -> sorted tuple of non-negative axes."""
+    if axis is None:
+        return None
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = tuple(sorted({normalize_axis(a, ndim, op) for a in axes}))
+    if ndim == 0:
+        return None
+    return out
+
+
+def reduce_args(dim, keepdim, axis, keepdims):
+    """PyTorch's dim/keepdim and NumPy's axis/keepdims, whichever the caller used."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError("give either dim or axis, not both")
+        dim = axis
+    return dim, bool(keepdim or keepdims)
+
+
+def as_tensor(x, like=None):
+    """A Tensor from a Tensor, array or Python scalar; scalars take `like`'s dtype and device
+    (an int tensor meeting a float scalar becomes float32, as in PyTorch)."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and isinstance(x, numbers.Number):
+        xp = _xp(like.data)
+        dt = like.data.dtype
+        if isinstance(x, bool):
+            dtype = dt
+        elif isinstance(x, numbers.Integral):
+            dtype = dt if dt.kind != "b" else numpy.dtype("int64")
+        elif isinstance(x, numbers.Real):
+            dtype = dt if dt.kind == "f" else numpy.dtype("float32")
+        else:
+            raise TypeError(f"complex scalars are not supported: {x!r}")
+        return Tensor._wrap(xp.asarray(x, dtype=dtype))
+    from ..creation import tensor  # noqa: PLC0415
+    if like is not None:
+        return tensor(x, device=like.device)
+    return tensor(x)
+
+
+def _xp(a):
+    from ..backend import get_array_module  # noqa: PLC0415
+    return get_array_module(a)

@@ -1,0 +1,579 @@
+"""Tensor: an array (NumPy or CuPy) with a gradient and a place in the autograd graph.
+
+`data` is the raw array (not a Tensor, unlike PyTorch's `.data`); `grad` is a Tensor or None.
+Operators and methods call the differentiable ops in minicnn.ops.
+"""
+import numpy
+
+from . import backend
+from .autograd import _GradMode
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "_requires_grad", "creator", "output_index", "_hooks",
+                 "__weakref__")
+    __array_ufunc__ = None  # numpy_array * tensor defers to Tensor.__rmul__
+    __hash__ = object.__hash__  # __eq__ is element-wise, identity stays the hash
+
+    def __init__(self, data, requires_grad=False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if type(data) is not numpy.ndarray and not backend.is_cuda_array(data):
+            data = numpy.asarray(data)
+        self.data = data
+        self.grad = None
+        self.creator = None
+        self.output_index = 0
+        self._hooks = None
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # --- construction fast paths used by Function ---------------------------------------------
+
+    @staticmethod
+    def _wrap(array):
+        """A constant Tensor around an op's output (no graph, no checks beyond array type)."""
+        t = Tensor.__new__(Tensor)
+        if type(array) is not numpy.ndarray and not backend.is_cuda_array(array):
+            array = numpy.asarray(array)
+        t.data = array
+        t.grad = t.creator = t._hooks = None
+        t.output_index = 0
+        t._requires_grad = False
+        return t
+
+    @staticmethod
+    def _from_op(array, fn, index):
+        t = Tensor._wrap(array)
+        if t.data.dtype.kind in "fc":
+            t.creator = fn
+            t.output_index = index
+            t._requires_grad = True
+        return t
+
+    # --- attributes ---------------------------------------------------------------------------
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(f"only Tensors of floating point dtype can require gradients, got "
+                            f"dtype {self.data.dtype} (shape {list(self.shape)})")
+        if not requires_grad and self.creator is not None:
+            raise RuntimeError("requires_grad_(False) is only allowed on leaf tensors; use "
+                               "detach() for a non-leaf")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_cuda(self):
+        return backend.is_cuda_array(self.data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def size(self, dim=None):
+        """The shape (PyTorch's `size()`), or one dimension's length."""
+        if dim is None:
+            return self.data.shape
+        from .ops.util import normalize_axis  # noqa: PLC0415
+        return self.data.shape[normalize_axis(dim, self.ndim, "size")]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def nelement(self):
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self):
+        return self.creator is None
+
+    @property
+    def grad_fn(self):
+        return self.creator
+
+    @property
+    def T(self):  # noqa: N802 -- PyTorch's name
+        return ops.permute(self, tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self):  # noqa: N802
+        return ops.transpose(self, -2, -1)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
+
+    def __repr__(self):
+        body = numpy.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(",
+                                  precision=4)
+        extras = []
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.data.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
+            extras.append(f"dtype={self.data.dtype}")
+        if self.creator is not None:
+            extras.append(f"grad_fn=<{self.creator.name}>")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    # --- conversion ---------------------------------------------------------------------------
+
+    def numpy(self):
+        """The NumPy array (shared, not copied). CUDA tensors must be moved with .cpu() first."""
+        if self.is_cuda:
+            raise TypeError("can't convert a cuda tensor to numpy; use tensor.cpu().numpy()")
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        a = backend.to_numpy(self.data)
+        return a if dtype is None else a.astype(dtype)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: a Tensor with {self.data.size} elements cannot be converted "
+                             "to a Python scalar")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return backend.to_numpy(self.data).tolist()
+
+    def __bool__(self):
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub":
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def to(self, *args, **kwargs):
+        """to(device), to(dtype), to(device, dtype) or to(other_tensor); differentiable."""
+        device = kwargs.pop("device", None)
+        dtype = kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, str) and (a.startswith("cpu") or a.startswith("cuda")):
+                device = a
+            elif hasattr(a, "type") and not isinstance(a, (type, numpy.dtype)):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None:
+            out = ops.cast(out, dtype)
+        if device is not None and backend.normalize_device(device) != out.device:
+            out = ops.ToDevice(backend.normalize_device(device))(out)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda")
+
+    def float(self):
+        return ops.cast(self, numpy.float32)
+
+    def double(self):
+        return ops.cast(self, numpy.float64)
+
+    def half(self):
+        return ops.cast(self, numpy.float16)
+
+    def long(self):
+        return ops.cast(self, numpy.int64)
+
+    def int(self):
+        return ops.cast(self, numpy.int32)
+
+    def bool(self):
+        return ops.cast(self, numpy.bool_)
+
+    def type(self, dtype):
+        return ops.cast(self, dtype)
+
+    # --- DLPack -------------------------------------------------------------------------------
+
+    def __dlpack__(self, *args, **kwargs):
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    # --- graph --------------------------------------------------------------------------------
+
+    def detach(self):
+        return Tensor._wrap(self.data)
+
+    def detach_(self):
+        self.creator = None
+        self._requires_grad = False
+        return self
+
+    def clone(self):
+        return ops.Clone()(self)
+
+    def contiguous(self):
+        if self.data.flags.c_contiguous:
+            return self
+        return ops.Clone()(self)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from . import autograd  # noqa: PLC0415
+        if inputs is None:
+            autograd.backward(self, gradient, retain_graph, create_graph)
+            return
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        grads = autograd.grad(self, inputs, gradient, retain_graph, create_graph,
+                              allow_unused=True)
+        for t, g in zip(inputs, grads):
+            if g is not None:
+                g = g if create_graph else Tensor(g.data.copy())
+                t.grad = g if t.grad is None else t.grad + g
+
+    def register_hook(self, hook):
+        """hook(grad) -> new grad or None, called when this tensor's gradient is computed."""
+        if not self._requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't "
+                               "require gradient")
+        if self.creator is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            if self.creator.out_hooks is None:
+                self.creator.out_hooks = {}
+            hooks = self.creator.out_hooks.setdefault(self.output_index, [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def retain_grad(self):
+        """Keep .grad on a non-leaf tensor after backward."""
+        if self.creator is None:
+            return
+
+        def keep(g):
+            self.grad = g.detach() if self.grad is None else self.grad + g.detach()
+        self.register_hook(keep)
+
+    # --- in-place updates (outside the graph) -------------------------------------------------
+
+    def _check_inplace(self, op):
+        if _GradMode.enabled and self._requires_grad:
+            raise RuntimeError(
+                f"{op}: a tensor that requires grad is being used in an in-place operation; "
+                "wrap the update in mc.no_grad() or use .data")
+
+    def zero_(self):
+        self._check_inplace("zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self.data[...] = value
+        return self
+
+    def copy_(self, src):
+        self._check_inplace("copy_")
+        src = src.data if isinstance(src, Tensor) else src
+        self.data[...] = backend.to_device(src, self.device) if self.is_cuda else \
+            backend.to_numpy(src)
+        return self
+
+    def _inplace(self, op, other, fn):
+        self._check_inplace(op)
+        other = other.data if isinstance(other, Tensor) else other
+        fn(self.data, other, out=self.data, casting="same_kind")
+        return self
+
+    def add_(self, other, alpha=1):
+        if alpha != 1:
+            other = (other.data if isinstance(other, Tensor) else other) * alpha
+        return self._inplace("add_", other, backend.get_array_module(self.data).add)
+
+    def sub_(self, other, alpha=1):
+        if alpha != 1:
+            other = (other.data if isinstance(other, Tensor) else other) * alpha
+        return self._inplace("sub_", other, backend.get_array_module(self.data).subtract)
+
+    def mul_(self, other):
+        return self._inplace("mul_", other, backend.get_array_module(self.data).multiply)
+
+    def div_(self, other):
+        return self._inplace("div_", other, backend.get_array_module(self.data).divide)
+
+    def clamp_(self, min=None, max=None):  # noqa: A002
+        self._check_inplace("clamp_")
+        backend.get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        return self
+
+    def __setitem__(self, key, value):
+        self._check_inplace("setitem")
+        from .ops.shape import _key_to_arrays  # noqa: PLC0415
+        xp = backend.get_array_module(self.data)
+        value = value.data if isinstance(value, Tensor) else value
+        self.data[_key_to_arrays(key, xp)] = value
+
+    # --- operators ----------------------------------------------------------------------------
+
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __pow__(self, other):
+        return ops.pow(self, other)
+
+    def __rpow__(self, other):
+        return ops.pow(other, self)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return ops.abs(self)
+
+    def __getitem__(self, key):
+        return ops.getitem(self, key)
+
+    def __eq__(self, other):
+        return ops.compare(self, other, "equal")
+
+    def __ne__(self, other):
+        return ops.compare(self, other, "not_equal")
+
+    def __lt__(self, other):
+        return ops.compare(self, other, "less")
+
+    def __le__(self, other):
+        return ops.compare(self, other, "less_equal")
+
+    def __gt__(self, other):
+        return ops.compare(self, other, "greater")
+
+    def __ge__(self, other):
+        return ops.compare(self, other, "greater_equal")
+
+    def __invert__(self):
+        return ops.logical_not(self)
+
+    def __and__(self, other):
+        return ops.compare(self, other, "logical_and" if self.dtype == bool else "bitwise_and")
+
+    def __or__(self, other):
+        return ops.compare(self, other, "logical_or" if self.dtype == bool else "bitwise_or")
+
+    def __xor__(self, other):
+        return ops.compare(self, other, "logical_xor" if self.dtype == bool else "bitwise_xor")
+
+    # --- methods that mirror functions --------------------------------------------------------
+
+    def add(self, other):
+        return ops.add(self, other)
+
+    def sub(self, other):
+        return ops.sub(self, other)
+
+    def mul(self, other):
+        return ops.mul(self, other)
+
+    def div(self, other):
+        return ops.div(self, other)
+
+    def pow(self, exponent):
+        return ops.pow(self, exponent)
+
+    def matmul(self, other):
+        return ops.matmul(self, other)
+
+    def neg(self):
+        return ops.neg(self)
+
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def sqrt(self):
+        return ops.sqrt(self)
+
+    def abs(self):
+        return ops.abs(self)
+
+    def sign(self):
+        return ops.sign(self)
+
+    def clamp(self, min=None, max=None):  # noqa: A002
+        return ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def maximum(self, other):
+        return ops.maximum(self, other)
+
+    def minimum(self, other):
+        return ops.minimum(self, other)
+
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
+        return ops.sum(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
+        return ops.mean(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
+        return ops.max(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
+        return ops.min(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+
+    def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
+        return ops.amax(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+
+    def amin(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
+        return ops.amin(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+            keepdims=False):
+        dim, keepdim = ops.reduce_args(dim, keepdim, axis, keepdims)
+        return ops.var(self, dim, unbiased, keepdim, correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+            keepdims=False):
+        dim, keepdim = ops.reduce_args(dim, keepdim, axis, keepdims)
+        return ops.std(self, dim, unbiased, keepdim, correction)
+
+    def argmax(self, dim=None, keepdim=False):
+        return ops.argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return ops.argmin(self, dim, keepdim)
+
+    def reshape(self, *shape):
+        return ops.reshape(self, *shape)
+
+    def view(self, *shape):
+        return ops.reshape(self, *shape)
+
+    def view_as(self, other):
+        return ops.reshape(self, other.shape)
+
+    def reshape_as(self, other):
+        return ops.reshape(self, other.shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return ops.flatten(self, start_dim, end_dim)
+
+    def squeeze(self, dim=None):
+        return ops.squeeze(self, dim)
+
+    def unsqueeze(self, dim):
+        return ops.unsqueeze(self, dim)
+
+    def transpose(self, dim0, dim1):
+        return ops.transpose(self, dim0, dim1)
+
+    def permute(self, *dims):
+        return ops.permute(self, *dims)
+
+    def expand(self, *sizes):
+        return ops.expand(self, *sizes)
+
+    def expand_as(self, other):
+        return ops.broadcast_to(self, other.shape)
+
+    def split(self, split_size_or_sections, dim=0):
+        return ops.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return ops.chunk(self, chunks, dim)
+
+    def gather(self, dim, index):
+        return ops.gather(self, dim, index)
+
+    def index_select(self, dim, index):
+        return ops.index_select(self, dim, index)
+
+
+from . import autograd as _autograd  # noqa: E402
+from . import ops  # noqa: E402 -- the ops import Tensor, so they load after the class exists
+
+_autograd.Tensor = Tensor

@@ -1,0 +1,44 @@
+"""Shared test configuration: hypothesis profiles, the device parametrization, torch access."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minicnn as mc
+
+# Gradient checks run many forward passes per example, so no per-example deadline anywhere.
+settings.register_profile(
+    "ci", max_examples=12, derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "dev", max_examples=20, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "thorough", max_examples=400, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+CUDA = mc.cuda.is_available()
+
+# The same tests run on every device; cuda is reported as skipped (not absent) without a GPU.
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[
+        pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason="CUDA is not available")]),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    mc.manual_seed(0)
+    np.random.seed(0)
+
+
+def torch_or_skip():
+    return pytest.importorskip("torch")

@@ -1,0 +1,62 @@
+"""The op table (PyTorch's OpInfo pattern): one entry per differentiable op.
+
+Each entry names the minicnn op and its PyTorch reference, a hypothesis strategy for valid
+samples, the invalid inputs with the error each must raise, and tolerances. The generic tests in
+test_op_table.py run every entry through gradcheck, PyTorch parity, every device and the bad-input
+cases, so adding an op here adds it to all of them.
+
+Families live in their own modules (core, conv, norm, ...) and are collected into ALL_OPS.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from hypothesis import strategies as st
+
+
+@dataclass
+class Sample:
+    args: tuple                      # NumPy arrays (float ones differentiable) or plain values
+    kwargs: dict = field(default_factory=dict)
+    constant: tuple = ()             # indices of float array args that do not require grad
+
+
+@dataclass
+class ErrorCase:
+    args: tuple
+    kwargs: dict
+    exc: type
+    match: str                       # a regex the message must contain
+    id: str = ""
+
+
+@dataclass
+class OpInfo:
+    name: str
+    op: Callable                     # op(*args, **kwargs) with minicnn Tensors
+    ref: Any                         # ref(torch, *args, **kwargs) with torch tensors, or None
+    samples: st.SearchStrategy       # draws Sample
+    errors: list = field(default_factory=list)
+    grad_tol: tuple = (1e-5, 1e-3)   # gradcheck (atol, rtol) in float64
+    tol: dict = field(default_factory=lambda: {np.float64: (1e-9, 1e-7),
+                                               np.float32: (2e-5, 2e-4)})
+    gradcheck: bool = True
+    double_backward: bool = True
+    directional: Any = None          # None: gradcheck picks by input size
+
+
+def _collect():
+    from . import core  # noqa: PLC0415
+    ops = list(core.OPS)
+    for name in ("conv", "pool", "norm", "activation", "loss"):
+        try:
+            module = __import__(f"{__name__}.{name}", fromlist=["OPS"])
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            continue
+        ops.extend(module.OPS)
+    return ops
+
+
+ALL_OPS = _collect()
