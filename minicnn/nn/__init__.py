@@ -1,0 +1,3 @@
+"""mc.nn: Module, Parameter, layers, containers and init."""
+from .module import Module
+from .parameter import Parameter

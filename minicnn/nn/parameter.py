@@ -1,0 +1,17 @@
+"""nn.Parameter: a Tensor that a Module registers as learnable."""
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    __slots__ = ()
+
+    def __init__(self, data=None, requires_grad=True):
+        if data is None:
+            import numpy  # noqa: PLC0415
+            data = numpy.empty(0, numpy.float32)
+        super().__init__(data.data if isinstance(data, Tensor) else data)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
