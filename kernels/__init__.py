@@ -1,5 +1,7 @@
 """Hand-written kernels (installed as minicnn.kernels): Numba on the CPU, CUDA C on the GPU.
 
-Each kernel is called as `minicnn.kernels.<name>(...)` and dispatches on the array type; each has
-a plain NumPy reference in `reference.py` that the tests compare against.
+Ops call `minicnn.kernels.<name>(...)`; each name dispatches on the array type to the Numba
+kernel (kernels/cpu/) or the CUDA kernel (kernels/cuda/, loaded with cupy.RawModule), and has a
+plain NumPy reference in kernels/reference/ that the tests compare against. One module per
+kernel family: kernels/<family>.py holds the dispatchers of that family.
 """

@@ -1,2 +1,5 @@
-"""mc.functional (import as F): ops under PyTorch's torch.nn.functional names and signatures."""
+"""mc.functional (import as F): ops under torch.nn.functional's names and signatures.
+
+Each op family adds its functions here with one import line.
+"""
 from .ops import pad  # noqa: F401

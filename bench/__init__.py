@@ -1,0 +1,1 @@
+"""Benchmarks of minicnn against PyTorch (python -m bench). See bench/README.md."""
