@@ -29,6 +29,19 @@ def is_grad_enabled():
     return _GradMode.enabled
 
 
+def _with_grad_mode(func, mode):
+    """func wrapped so that it always runs with grad mode `mode`."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        prev = _GradMode.enabled
+        _GradMode.enabled = mode
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _GradMode.enabled = prev
+    return wrapper
+
+
 class set_grad_enabled:
     """Turn graph recording on or off; usable as a call, a context manager or a decorator."""
 
@@ -45,18 +58,8 @@ class set_grad_enabled:
         return False
 
     def __call__(self, func):
-        mode = self.mode
         _GradMode.enabled = self.prev  # decorating must not change the mode now
-
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            prev = _GradMode.enabled
-            _GradMode.enabled = mode
-            try:
-                return func(*args, **kwargs)
-            finally:
-                _GradMode.enabled = prev
-        return wrapper
+        return _with_grad_mode(func, self.mode)
 
 
 class _ModeContext:
@@ -72,17 +75,7 @@ class _ModeContext:
         return False
 
     def __call__(self, func):
-        mode = self.mode
-
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            prev = _GradMode.enabled
-            _GradMode.enabled = mode
-            try:
-                return func(*args, **kwargs)
-            finally:
-                _GradMode.enabled = prev
-        return wrapper
+        return _with_grad_mode(func, self.mode)
 
 
 class no_grad(_ModeContext):
@@ -99,8 +92,7 @@ class Function:
 
     Attributes a subclass may rely on inside `backward`:
       self.inputs   the input Tensors (None entries for absent optional inputs)
-    Class attribute `differentiable_outputs` (None = all float outputs) lets an op mark outputs
-    such as argmax indices as constants.
+    Outputs of integer or bool dtype (argmax indices, masks) never require grad.
     """
 
     inputs = None

@@ -140,20 +140,22 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
     return full(t.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
-    """Standard normal samples from the framework's seeded generator."""
-    dtype = _float_dtype(dtype)
+def _sample(method, size, dtype, device, requires_grad, generator):
+    """Draw in float64 from the framework's seeded generator, then cast (same stream for any
+    dtype, so a seed gives the same values in float32 and float64 up to rounding)."""
     g = rng(device or "cpu", generator)
-    array = g.standard_normal(_size(size), dtype=numpy.float64).astype(dtype)
+    array = getattr(g, method)(_size(size), dtype=numpy.float64).astype(_float_dtype(dtype))
     return _make(array, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    """Standard normal samples."""
+    return _sample("standard_normal", size, dtype, device, requires_grad, generator)
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
     """Uniform samples on [0, 1)."""
-    dtype = _float_dtype(dtype)
-    g = rng(device or "cpu", generator)
-    array = g.random(_size(size), dtype=numpy.float64).astype(dtype)
-    return _make(array, requires_grad)
+    return _sample("random", size, dtype, device, requires_grad, generator)
 
 
 def randint(low, high=None, size=(), dtype=None, device=None, generator=None):
