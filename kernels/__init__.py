@@ -5,3 +5,5 @@ kernel (kernels/cpu/) or the CUDA kernel (kernels/cuda/, loaded with cupy.RawMod
 plain NumPy reference in kernels/reference/ that the tests compare against. One module per
 kernel family: kernels/<family>.py holds the dispatchers of that family.
 """
+from .quant import (dequantize, im2col_int8, qgemm_nt, quantize_per_channel,  # noqa: E402,F401
+                    quantize_per_tensor)

@@ -1,0 +1,118 @@
+"""Dispatchers of the int8 quantization kernels: NumPy arrays go to the Numba kernels
+(kernels/cpu/quant.py), CuPy arrays to xp-generic CuPy code (integer matmul on int32-cast arrays).
+
+The CuPy path is written against CuPy's NumPy-compatible API but is UNTESTED here (no GPU in the
+session that wrote it). The NumPy references live in kernels/reference/quant.py.
+"""
+import numpy as np
+
+from minicnn.backend import get_array_module
+
+_INT8_MIN, _INT8_MAX = -128, 127
+
+
+def _conv_out(H, W, KH, KW, SH, SW, PH, PW, DH, DW):
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    return OH, OW
+
+
+def quantize_per_tensor(x, scale, zero_point=0, qmin=_INT8_MIN, qmax=_INT8_MAX):
+    """float -> int8: clip(rint(x / scale) + zero_point, qmin, qmax)."""
+    xp = get_array_module(x)
+    if xp is not np:
+        q = xp.rint(x.astype(xp.float32) / xp.float32(scale)) + xp.float32(zero_point)
+        return xp.clip(q, qmin, qmax).astype(xp.int8)
+    from .cpu.quant import quantize_per_tensor_kernel  # noqa: PLC0415
+    xc = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(xc.shape, np.int8)
+    quantize_per_tensor_kernel(xc.reshape(-1), np.float32(scale), np.float32(zero_point),
+                               np.float32(qmin), np.float32(qmax), out.reshape(-1))
+    return out
+
+
+def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127):
+    """float -> int8 with one (scale, zero_point) per index of `axis` (weights: symmetric)."""
+    xp = get_array_module(x)
+    axis = axis % x.ndim
+    C = x.shape[axis]
+    scale = xp.asarray(scale, dtype=xp.float32).reshape(-1)
+    zp = xp.zeros(C, xp.float32) if zero_point is None else \
+        xp.asarray(zero_point, dtype=xp.float32).reshape(-1)
+    if scale.shape[0] != C or zp.shape[0] != C:
+        raise ValueError(f"quantize_per_channel: expected {C} scales/zero points for axis {axis} "
+                         f"of shape {list(x.shape)}, got {scale.shape[0]} and {zp.shape[0]}")
+    if xp is not np:
+        shape = [1] * x.ndim
+        shape[axis] = C
+        q = xp.rint(x.astype(xp.float32) / scale.reshape(shape)) + zp.reshape(shape)
+        return xp.clip(q, qmin, qmax).astype(xp.int8)
+    from .cpu.quant import quantize_per_channel_kernel  # noqa: PLC0415
+    xc = np.ascontiguousarray(x, dtype=np.float32)
+    P = int(np.prod(x.shape[:axis], dtype=np.int64))
+    Q = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    out = np.empty(xc.shape, np.int8)
+    quantize_per_channel_kernel(xc.reshape(P, C, Q), scale, zp, np.float32(qmin),
+                                np.float32(qmax), out.reshape(P, C, Q))
+    return out
+
+
+def dequantize(q, scale, zero_point=0, axis=None):
+    """int8 -> float32: (q - zero_point) * scale; per channel along `axis` when given."""
+    xp = get_array_module(q)
+    if axis is not None or xp is not np:
+        if axis is None:
+            return (q.astype(xp.float32) - xp.float32(zero_point)) * xp.float32(scale)
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        s = xp.asarray(scale, dtype=xp.float32).reshape(shape)
+        zp = xp.asarray(zero_point, dtype=xp.float32)
+        zp = zp.reshape(shape) if zp.ndim else zp
+        return (q.astype(xp.float32) - zp) * s
+    from .cpu.quant import dequantize_kernel  # noqa: PLC0415
+    qc = np.ascontiguousarray(q)
+    out = np.empty(qc.shape, np.float32)
+    dequantize_kernel(qc.reshape(-1), np.float32(scale), np.float32(zero_point), out.reshape(-1))
+    return out
+
+
+def qgemm_nt(a, b, a_zp=0):
+    """(M, K) int8 x (N, K) int8 -> (M, N) int32: out[m, n] = sum_k (a[m, k] - a_zp) * b[n, k]."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"qgemm_nt: mat1 and mat2 shapes cannot be multiplied "
+                         f"({'x'.join(map(str, a.shape))} and "
+                         f"{'x'.join(map(str, b.shape[::-1]))})")
+    if a.dtype != np.int8 or b.dtype != np.int8:
+        raise TypeError(f"qgemm_nt: expected int8 inputs, got {a.dtype} and {b.dtype}")
+    xp = get_array_module(a, b)
+    if xp is not np:
+        return xp.matmul(a.astype(xp.int32) - xp.int32(a_zp), b.astype(xp.int32).T)
+    from .cpu.quant import qgemm_nt_kernel  # noqa: PLC0415
+    out = np.empty((a.shape[0], b.shape[0]), np.int32)
+    qgemm_nt_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), np.int32(a_zp), out)
+    return out
+
+
+def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
+    """(N, C, H, W) int8 -> ((N*OH*OW, C*KH*KW) int8, OH, OW); padding reads pad_value."""
+    N, C, H, W = x.shape
+    OH, OW = _conv_out(H, W, KH, KW, SH, SW, PH, PW, DH, DW)
+    if OH <= 0 or OW <= 0:
+        raise ValueError(f"im2col_int8: kernel ({KH}x{KW}) with dilation ({DH}, {DW}) is larger "
+                         f"than the padded input of size {list(x.shape)}")
+    xp = get_array_module(x)
+    if xp is not np:
+        xpad = xp.full((N, C, H + 2 * PH, W + 2 * PW), pad_value, dtype=xp.int8)
+        xpad[:, :, PH:PH + H, PW:PW + W] = x
+        cols = xp.empty((N, OH, OW, C, KH, KW), dtype=xp.int8)
+        for i in range(KH):
+            for j in range(KW):
+                patch = xpad[:, :, i * DH:i * DH + SH * (OH - 1) + 1:SH,
+                             j * DW:j * DW + SW * (OW - 1) + 1:SW]    # (N, C, OH, OW)
+                cols[:, :, :, :, i, j] = patch.transpose(0, 2, 3, 1)  # -> (N, OH, OW, C)
+        return cols.reshape(N * OH * OW, C * KH * KW), OH, OW
+    from .cpu.quant import im2col_int8_kernel  # noqa: PLC0415
+    out = np.empty((N * OH * OW, C * KH * KW), np.int8)
+    im2col_int8_kernel(np.ascontiguousarray(x, dtype=np.int8), KH, KW, SH, SW, PH, PW, DH, DW,
+                       OH, OW, np.int8(pad_value), out)
+    return out, OH, OW
