@@ -1,0 +1,209 @@
+"""python -m bench: minicnn against PyTorch, case by case (see bench/README.md).
+
+    python -m bench [--device cpu|cuda] [--only FAMILY_OR_NAME ...] [--quick] [--threads N]
+                    [--out DIR] [--tf32] [--repeats R] [--no-plots] [--list]
+    python -m bench compare A.json B.json [--threshold 0.05]
+
+Threads: both sides are pinned to the same count N (default: the cores this process may use).
+Before NumPy is imported this module sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS
+and NUMBA_NUM_THREADS to N; afterwards it calls torch.set_num_threads(N), numba.set_num_threads(N)
+and, when threadpoolctl is installed, threadpool_limits(N) for OpenBLAS/OpenMP (which also covers
+`minicnn bench`, where NumPy is already loaded). What was actually in force is recorded in the
+results file (settings.thread_pinning).
+"""
+import argparse
+import os
+import sys
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _early_env(argv):
+    """Thread and TF32 environment variables, set before NumPy/CuPy load when they have not yet."""
+    threads = None
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            threads = argv[i + 1]
+        elif a.startswith("--threads="):
+            threads = a.split("=", 1)[1]
+    try:
+        threads = int(threads) if threads is not None else _usable_cores()
+    except ValueError:
+        return
+    if "numpy" not in sys.modules:
+        for k in _THREAD_ENV:
+            os.environ[k] = str(threads)
+    if "--tf32" in argv and "cupy" not in sys.modules:
+        os.environ["CUPY_TF32"] = "1"
+
+
+def pin_threads(n):
+    """Pin torch, Numba and the BLAS/OpenMP pools to n threads; return what is in force."""
+    import numba  # noqa: PLC0415
+    import numpy  # noqa: PLC0415, F401 -- load OpenBLAS so threadpoolctl can see it
+    import torch  # noqa: PLC0415
+    info = {"requested": n, "env": {k: os.environ.get(k) for k in _THREAD_ENV}}
+    before = (torch.get_num_threads(), numba.get_num_threads())
+
+    def restore():
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+        if getattr(pin_threads, "_limits", None) is not None:
+            pin_threads._limits.restore_original_limits()
+            pin_threads._limits = None
+    pin_threads.restore = restore
+    torch.set_num_threads(n)
+    info["torch"] = torch.get_num_threads()
+    try:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        info["numba"] = numba.get_num_threads()
+    except Exception as exc:  # noqa: BLE001
+        info["numba"] = f"not set: {exc}"
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits  # noqa: PLC0415
+        pin_threads._limits = threadpool_limits(limits=n)   # kept alive for the whole run
+        info["threadpoolctl"] = [f"{p.get('internal_api')} {p.get('num_threads')}"
+                                 for p in threadpool_info()]
+    except ImportError:
+        info["threadpoolctl"] = "not installed (BLAS threads from the environment variables)"
+    if n != info["torch"] or (isinstance(info["numba"], int) and info["numba"] != n):
+        print(f"warning: threads not equal on both sides: {info}", file=sys.stderr)
+    return info
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m bench",
+                                description="benchmark minicnn against PyTorch (bench/README.md)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--only", nargs="+", metavar="FAMILY_OR_NAME", default=None,
+                   help="families, case names or family/name to run (default: all)")
+    p.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for both sides (default: the usable cores)")
+    p.add_argument("--out", default=RESULTS_DIR, help="results folder (default bench/results)")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 on both sides (default: strict fp32 on both)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per side and phase")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-save", action="store_true", help="print only, write no files")
+    p.add_argument("--list", action="store_true", help="list the registered cases and exit")
+    return p.parse_args(argv)
+
+
+def _compare_main(argv):
+    p = argparse.ArgumentParser(prog="python -m bench compare",
+                                description="which cases got faster or slower from A to B")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="smallest relative change that counts (default 0.05); the runs' own "
+                        "relative IQR raises it")
+    args = p.parse_args(argv)
+    import json  # noqa: PLC0415
+
+    from bench import report  # noqa: PLC0415
+    with open(args.a) as f:
+        a = json.load(f)
+    with open(args.b) as f:
+        b = json.load(f)
+    rows = report.compare_results(a, b, args.threshold)
+    print(report.compare_text(a, b, rows, args.a, args.b))
+    return 0
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        return _compare_main(argv[1:])
+    _early_env(argv)
+    args = _parse(argv)
+
+    from bench import registry  # noqa: PLC0415
+    import_errors = registry.discover()
+    if args.list:
+        for c in registry.CASES.values():
+            print(f"{c.key:<40} tags={','.join(c.tags)}")
+        for mod, e in import_errors.items():
+            print(f"bench/cases/{mod}.py failed to import: {e}")
+        return 0
+    cases = registry.select(args.only, args.device)
+    if args.only and not cases:
+        print(f"no case matches --only {' '.join(args.only)} on {args.device} "
+              f"(see python -m bench --list)", file=sys.stderr)
+        return 2
+
+    threads = args.threads or _usable_cores()
+    pinning = pin_threads(threads)
+    try:
+        return _run(args, argv, threads, pinning, import_errors, cases)
+    finally:
+        pin_threads.restore()      # matters when called in-process (minicnn bench, tests)
+
+
+def _run(args, argv, threads, pinning, import_errors, cases):
+    import datetime  # noqa: PLC0415
+
+    from bench import registry  # noqa: PLC0415
+
+    import minicnn as mc  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from bench import harness, report  # noqa: PLC0415
+    if args.device == "cuda":
+        if not mc.cuda.is_available() or not torch.cuda.is_available():
+            print("--device cuda: CUDA is not available to both minicnn (CuPy) and torch",
+                  file=sys.stderr)
+            return 2
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+    settings = harness.Settings(quick=args.quick, repeats=args.repeats, device=args.device)
+    timer = harness.make_timer(args.device)
+    ctx = registry.Context(device=args.device, quick=args.quick, tf32=args.tf32)
+    dev = harness.device_info(args.device)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(f"device: {dev['name']} ({args.device}), threads {threads}, quick {args.quick}, "
+          f"TF32 {'on' if args.tf32 else 'off'}; measuring ceilings...", flush=True)
+    ceilings = harness.measure_ceilings(args.device, args.quick)
+    print(f"ceilings: SGEMM {ceilings['sgemm_gflops']:.1f} GFLOP/s, copy "
+          f"{ceilings['copy_gbps']:.1f} GB/s", flush=True)
+
+    results_cases = []
+    for c in cases:
+        print(f"  {c.key} ...", end="", flush=True)
+        r = harness.run_case(c, ctx, timer, settings, ceilings)
+        results_cases.append(r)
+        print(f" {r['status']}", flush=True)
+
+    results = {
+        "schema": 1,
+        "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "device": dev,
+        "versions": harness.versions(),
+        "git": harness.git_info(),
+        "settings": {"device": args.device, "threads": threads, "thread_pinning": pinning,
+                     "tf32": args.tf32, "quick": args.quick, "only": args.only,
+                     "timer": "CUDA events (cupy / torch)" if args.device == "cuda"
+                     else "time.perf_counter", "timing": settings.as_dict(),
+                     "argv": argv},
+        "ceilings": ceilings,
+        "import_errors": import_errors,
+        "cases": results_cases,
+        "summary": harness.summarize(results_cases),
+    }
+    print()
+    print(report.table_text(results))
+    if not args.no_save:
+        stem = f"{harness.slug(args.device, dev['name'])}-{now.strftime('%Y%m%d-%H%M%S')}"
+        paths = report.write_all(results, args.out, stem, plots=not args.no_plots)
+        print("\nwrote " + ", ".join(paths))
+    bad = results["summary"]["status_counts"]
+    return 1 if bad["WRONG"] or bad["ERROR"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
