@@ -168,6 +168,7 @@ def _run(args, argv, threads, pinning, import_errors, cases):
     now = datetime.datetime.now(datetime.timezone.utc)
     print(f"device: {dev['name']} ({args.device}), threads {threads}, quick {args.quick}, "
           f"TF32 {'on' if args.tf32 else 'off'}; measuring ceilings...", flush=True)
+    load_before = harness.load_average()
     ceilings = harness.measure_ceilings(args.device, args.quick)
     print(f"ceilings: SGEMM {ceilings['sgemm_gflops']:.1f} GFLOP/s, copy "
           f"{ceilings['copy_gbps']:.1f} GB/s", flush=True)
@@ -189,7 +190,9 @@ def _run(args, argv, threads, pinning, import_errors, cases):
                      "tf32": args.tf32, "quick": args.quick, "only": args.only,
                      "timer": "CUDA events (cupy / torch)" if args.device == "cuda"
                      else "time.perf_counter", "timing": settings.as_dict(),
-                     "argv": argv},
+                     "argv": argv,
+                     "load_average_1min": {"before": load_before,
+                                           "after": harness.load_average()}},
         "ceilings": ceilings,
         "import_errors": import_errors,
         "cases": results_cases,

@@ -491,6 +491,14 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def load_average():
+    """The 1-minute load average (other work on the machine skews CPU timings), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def git_info():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:

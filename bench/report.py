@@ -117,7 +117,9 @@ def markdown(results):
              "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
              f"- git: {g['commit']}{' (dirty tree)' if g.get('dirty') else ''}",
              f"- settings: threads {st['threads']}, TF32 {'on' if st['tf32'] else 'off'}, "
-             f"quick {st['quick']}, timer {st['timer']}",
+             f"quick {st['quick']}, timer {st['timer']}, 1-min load average "
+             f"{(st.get('load_average_1min') or {}).get('before')} before / "
+             f"{(st.get('load_average_1min') or {}).get('after')} after",
              f"- ceilings: SGEMM {results['ceilings']['sgemm_gflops']:.1f} GFLOP/s, copy "
              f"{results['ceilings']['copy_gbps']:.1f} GB/s", "",
              "Times are medians (± half the inter-quartile range, relative) of repeats after "
