@@ -56,7 +56,7 @@ def rows(results):
         rate, frac = _rate(main)
         trate, tfrac = _rate(main, "torch")
         mem = r.get("memory") or {}
-        first = (b or f or {}).get("mc") or {}
+        first = (f or b or {}).get("mc") or {}
         out.append([
             r["key"], r["status"],
             fmt_time(((f or {}).get("mc") or {}).get("median_s")) + _spread((f or {}).get("mc")),
@@ -70,12 +70,15 @@ def rows(results):
             fmt_time(first.get("first_call_s")),
             f"{fmt_bytes(mem.get('mc_peak_bytes'))} / {fmt_bytes(mem.get('torch_peak_bytes'))}"
             if mem.get("method") else "-",
+            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in (r.get("extra") or {}).items()) or "-",
         ])
     return out
 
 
 HEADER = ["case", "status", "mc fwd", "torch fwd", "ratio", "mc fwd+bwd", "torch fwd+bwd",
-          "ratio", "mc rate", "mc %ceil", "torch %ceil", "mc 1st call", "peak mem mc / torch"]
+          "ratio", "mc rate", "mc %ceil", "torch %ceil", "mc 1st call", "peak mem mc / torch",
+          "extra"]
 
 
 def table_text(results):
@@ -172,6 +175,7 @@ def write_plots(results, out_dir, stem):
         import matplotlib  # noqa: PLC0415
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.ticker  # noqa: PLC0415, F401
     except Exception:  # noqa: BLE001
         results.setdefault("notes", []).append("plots skipped: matplotlib is not installed")
         return []
@@ -183,14 +187,27 @@ def write_plots(results, out_dir, stem):
     h = max(2.5, 0.35 * len(cases) + 1.2)
     fig, ax = plt.subplots(figsize=(8, h))
     ys = range(len(cases))
+    allr = []
     for off, ph, color in ((-0.2, "fwd", "tab:blue"), (0.2, "fwd_bwd", "tab:orange")):
-        vals = [(r["phases"].get(ph) or {}).get("ratio") or 0 for r in cases]
-        ax.barh([y + off for y in ys], vals, height=0.4, color=color,
+        vals = [(r["phases"].get(ph) or {}).get("ratio") for r in cases]
+        yv = [(y + off, v) for y, v in zip(ys, vals) if v]
+        allr += [v for _, v in yv]
+        # bars grow from 1 (parity): left of the line minicnn is faster, right it is slower
+        ax.barh([y for y, _ in yv], [v - 1 for _, v in yv], left=1, height=0.4, color=color,
                 label=ph.replace("_", "+"))
+        for y, v in yv:
+            ax.annotate(f"{v:.2f}x", (v, y), va="center", fontsize=8,
+                        xytext=(3 if v >= 1 else -3, 0), textcoords="offset points",
+                        ha="left" if v >= 1 else "right")
     ax.axvline(1.0, color="k", lw=1)
+    ax.set_xscale("log")
+    lo, hi = min(0.25, min(allr) / 1.5), max(4.0, max(allr) * 1.5)
+    ax.set_xlim(lo, hi)
+    ticks = [t for t in (0.01, 0.03, 0.1, 0.25, 0.5, 1, 2, 4, 10, 30, 100, 300) if lo <= t <= hi]
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
     ax.set_yticks(list(ys), labels)
     ax.invert_yaxis()
-    ax.set_xscale("log")
     ax.set_xlabel("time ratio minicnn / PyTorch (log; < 1 is faster)")
     ax.set_title(f"{results['device']['name']} ({results['device']['kind']})")
     ax.legend()
