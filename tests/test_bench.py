@@ -2,11 +2,16 @@
 import copy
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
+# bench/ is not installed with the package: make it importable however pytest was started
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 from bench import registry  # noqa: E402
 from bench.__main__ import main as bench_main  # noqa: E402
