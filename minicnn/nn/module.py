@@ -147,15 +147,37 @@ class Module:
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
+    def get_submodule(self, target):
+        """The submodule at a dotted path ('layer1.0.conv1'); '' is the module itself."""
+        mod = self
+        for item in target.split(".") if target else []:
+            if item not in mod._modules or mod._modules[item] is None:
+                raise AttributeError(f"{mod._get_name()} has no attribute `{item}` "
+                                     f"(looking up {target!r})")
+            mod = mod._modules[item]
+        return mod
+
+    def get_parameter(self, target):
+        mod_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(mod_path)
+        if name not in mod._parameters:
+            raise AttributeError(f"{mod._get_name()} has no parameter `{name}`")
+        return mod._parameters[name]
+
     def num_parameters(self, trainable_only=False):
+        """The number of parameter elements (shared parameters counted once)."""
         return sum(p.numel() for p in self.parameters()
                    if p.requires_grad or not trainable_only)
 
     # --- modes, devices, grads ----------------------------------------------------------------
 
     def train(self, mode=True):
-        for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+        """Set training mode here and (through each child's own train()) below."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        object.__setattr__(self, "training", mode)
+        for m in self.children():
+            m.train(mode)
         return self
 
     def eval(self):
@@ -195,20 +217,32 @@ class Module:
         return self
 
     def to(self, *args, **kwargs):
-        """to(device) and/or to(dtype): floating point parameters and buffers move in place."""
+        """to(device), to(dtype), to(device, dtype) or to(tensor): floating point parameters and
+        buffers (and gradients) change in place: the Parameter objects stay the same, their
+        arrays are replaced."""
+        import numpy  # noqa: PLC0415
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
         for a in args:
-            if isinstance(a, str) or hasattr(a, "type") and not hasattr(a, "kind"):
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, str) and a.split(":")[0].lower() in ("cpu", "cuda"):
                 device = a
+            elif hasattr(a, "type") and not isinstance(a, (type, numpy.dtype)):
+                device = a  # a device object (torch.device-like)
             else:
                 dtype = a
         if device is not None:
             device = backend.normalize_device(device)
             self._map_tensors(lambda a: backend.to_device(a, device))
         if dtype is not None:
-            import numpy  # noqa: PLC0415
             dtype = numpy.dtype(dtype)
-            self._map_tensors(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
+            if dtype.kind != "f":
+                raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got "
+                                f"desired dtype={dtype}")
+            self._map_tensors(lambda a: a.astype(dtype) if a.dtype.kind == "f" and
+                              a.dtype != dtype else a)
         return self
 
     def cpu(self):
@@ -225,17 +259,22 @@ class Module:
 
     # --- state dict ---------------------------------------------------------------------------
 
-    def state_dict(self, prefix="", keep_vars=False):
-        """Parameters and persistent buffers under PyTorch's dotted names."""
-        out = collections.OrderedDict()
-        for mod_prefix, m in self.named_modules(prefix=prefix.rstrip(".")):
-            dot = f"{mod_prefix}." if mod_prefix else ""
-            for name, p in m._parameters.items():
-                if p is not None:
-                    out[dot + name] = p if keep_vars else p.detach()
-            for name, b in m._buffers.items():
-                if b is not None and name not in m._non_persistent:
-                    out[dot + name] = b if keep_vars else b.detach()
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        """Parameters and persistent buffers under PyTorch's dotted names ('0.weight',
+        'layer1.0.bn1.running_mean'). Values are detached Tensors sharing memory with the module
+        (keep_vars=True gives the Parameters themselves)."""
+        if isinstance(destination, str):  # state_dict(prefix) positional misuse guard
+            destination, prefix = None, destination
+        out = collections.OrderedDict() if destination is None else destination
+        for name, p in self._parameters.items():
+            if p is not None:
+                out[prefix + name] = p if keep_vars else p.detach()
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent:
+                out[prefix + name] = b if keep_vars else b.detach()
+        for name, m in self._modules.items():
+            if m is not None:
+                m.state_dict(out, prefix + name + ".", keep_vars)
         return out
 
     def load_state_dict(self, state_dict, strict=True):
@@ -270,10 +309,15 @@ class Module:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                + "\n\t".join(errors))
         for k, array in arrays.items():
+            # Copy in place (as PyTorch's param.copy_), so views of the arrays (an optimizer's
+            # flat buffers) stay valid; a read-only array is replaced instead.
             target = own[k]
-            xp = backend.get_array_module(target.data)
-            target.data = xp.array(backend.to_device(array, target.device),
-                                   dtype=target.data.dtype, copy=True)
+            array = backend.to_device(array, target.device)
+            if getattr(target.data, "flags", None) is not None and target.data.flags.writeable:
+                target.data[...] = array
+            else:
+                xp = backend.get_array_module(target.data)
+                target.data = xp.array(array, dtype=target.data.dtype, copy=True)
         return collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")(
             missing, unexpected)
 
@@ -309,13 +353,26 @@ class Module:
     def extra_repr(self):
         return ""
 
+    def _get_name(self):
+        return type(self).__name__
+
     def __repr__(self):
-        lines = []
+        """PyTorch's layout: extra_repr, then one '(name): child' line per child, indented."""
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = []
         for name, m in self._modules.items():
             body = repr(m).replace("\n", "\n  ")
-            lines.append(f"({name}): {body}")
-        extra = self.extra_repr()
-        if not lines:
-            return f"{type(self).__name__}({extra})"
-        head = f"{type(self).__name__}(" + (f"{extra}" if extra else "")
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+            child_lines.append(f"({name}): {body}")
+        lines = extra_lines + child_lines
+        main = self._get_name() + "("
+        if lines:
+            if len(extra_lines) == 1 and not child_lines:
+                main += extra_lines[0]
+            else:
+                main += "\n  " + "\n  ".join(lines) + "\n"
+        return main + ")"
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
+                      | set(self._modules))
