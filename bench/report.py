@@ -295,6 +295,10 @@ def compare_text(a, b, rows_, a_name="A", b_name="B"):
              f"{(b['git'].get('commit') or '?')[:10]})"]
     if a["device"]["name"] != b["device"]["name"]:
         lines.append("warning: the two files come from different devices")
+    for k in ("threads", "tf32", "quick"):
+        va, vb = (a.get("settings") or {}).get(k), (b.get("settings") or {}).get(k)
+        if va != vb:
+            lines.append(f"warning: settings differ: {k} {va} (A) vs {vb} (B)")
     hdr = ["case", "phase", "minicnn A", "minicnn B", "change", "verdict", "torch change"]
     body = [[k, ph, fmt_time(ma), fmt_time(mb),
              "-" if ch is None else f"{ch * 100:+.1f}%", v,
