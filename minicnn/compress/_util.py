@@ -1,0 +1,204 @@
+"""Shared helpers of mc.compress: layer detection, module replacement, tracing, sizes."""
+import copy
+
+import numpy as np
+
+from ..autograd import enable_grad, no_grad
+from ..tensor import Tensor
+
+
+def _nn():
+    from .. import nn  # noqa: PLC0415
+    return nn
+
+
+def _cls(name):
+    return getattr(_nn(), name, None)
+
+
+def is_conv2d(m):
+    c = _cls("Conv2d")
+    return c is not None and isinstance(m, c)
+
+
+def is_linear(m):
+    c = _cls("Linear")
+    return c is not None and isinstance(m, c)
+
+
+def is_bn2d(m):
+    c = _cls("BatchNorm2d")
+    return c is not None and isinstance(m, c)
+
+
+def is_flatten(m):
+    c = _cls("Flatten")
+    return c is not None and isinstance(m, c)
+
+
+# modules that map a zero channel to a zero channel and keep channels apart (f(0) = 0)
+_PASSTHROUGH = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Hardtanh",
+                "Mish", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+                "Dropout", "Dropout2d", "Identity", "GlobalAvgPool2d")
+
+
+def is_passthrough(m):
+    return any(c is not None and isinstance(m, c) for c in map(_cls, _PASSTHROUGH))
+
+
+def pair(v):
+    if isinstance(v, (tuple, list)):
+        return tuple(int(a) for a in v) if len(v) == 2 else (int(v[0]),) * 2
+    return (int(v), int(v))
+
+
+def get_module(root, name):
+    m = root
+    for part in name.split(".") if name else []:
+        m = m._modules[part]
+    return m
+
+
+def set_module(root, name, new):
+    """Replace the submodule at dotted `name`, keeping its place in the parent's order (which
+    is the execution order of a Sequential)."""
+    parent_name, _, last = name.rpartition(".")
+    parent = get_module(root, parent_name)
+    if last in parent._modules:
+        parent._modules[last] = new
+    else:
+        setattr(parent, last, new)
+
+
+def set_param(module, name, param):
+    """Replace (or add) a Parameter, keeping the order of the module's parameters."""
+    if name in module._parameters:
+        module.__dict__.pop(name, None)
+        module._parameters[name] = param
+    else:
+        setattr(module, name, param)
+
+
+def copy_model(model):
+    return copy.deepcopy(model)
+
+
+def model_size_bytes(model):
+    """Bytes of the parameters and persistent buffers (what a checkpoint holds)."""
+    return int(sum(t.data.nbytes for t in model.state_dict().values()))
+
+
+def as_numpy_batch(batch):
+    if isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    return getattr(batch, "data", batch)
+
+
+def iterate_inputs(data, num_batches=None, batch_size=64):
+    """Input arrays from a Dataset, a DataLoader / iterable of batches, or one array."""
+    if hasattr(data, "shape") and not hasattr(data, "__len__") or isinstance(data, Tensor) or \
+            isinstance(data, np.ndarray):
+        yield as_numpy_batch(data)
+        return
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(
+            data, (list, tuple)) and not hasattr(data, "batch_size"):
+        from ..tune.ensemble import iterate_batches  # noqa: PLC0415
+        it = (xb for xb, _ in iterate_batches(data, batch_size))
+    else:
+        it = (as_numpy_batch(b) for b in data)
+    for i, xb in enumerate(it):
+        if num_batches is not None and i >= num_batches:
+            break
+        yield xb
+
+
+def _fn_closure(out, stop_ids):
+    """ids of the Functions between `out` and the tensors in stop_ids (one module call's ops)."""
+    owned = set()
+    stack = [out.creator] if isinstance(out, Tensor) and out.creator is not None else []
+    while stack:
+        fn = stack.pop()
+        if id(fn) in owned:
+            continue
+        owned.add(id(fn))
+        for t in fn.inputs or ():
+            if t is not None and id(t) not in stop_ids and t.creator is not None:
+                stack.append(t.creator)
+    return owned
+
+
+def trace(model, example_input):
+    """Run the model once (eval mode) and record every leaf-module call in order as
+    (name, module, [ids of input tensors], id of the output tensor).
+
+    The forward pass is recorded by autograd (the input requires grad), so the trace also knows
+    every op that consumed a module's output; `Trace.hidden_uses(tensor id, call index)` counts
+    the ops outside module call `call index` that read the tensor (a residual add, a concat...).
+    Returns a Trace (a list of calls)."""
+    calls = Trace()
+    handles = []
+    keep = []   # hold every traced tensor so that no id is reused during the run
+    for name, m in model.named_modules():
+        if not m._modules:           # leaves only
+            def hook(mod, args, out, _name=name):
+                ins = [id(a) for a in args if isinstance(a, Tensor)]
+                keep.append((args, out))
+                calls.owned.append(_fn_closure(out, set(ins)))
+                calls.append((_name, mod, ins, id(out) if isinstance(out, Tensor) else None))
+            handles.append(m.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        x = example_input.data if isinstance(example_input, Tensor) else example_input
+        x = Tensor(x, requires_grad=getattr(x, "dtype", None) is not None and x.dtype.kind == "f")
+        with enable_grad():
+            out = model(x)
+        keep.append(out)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        stack = [o.creator for o in outs if isinstance(o, Tensor) and o.creator is not None]
+        seen = set()
+        while stack:                 # every op of the graph: who reads which tensor
+            fn = stack.pop()
+            if id(fn) in seen:
+                continue
+            seen.add(id(fn))
+            for t in fn.inputs or ():
+                if t is None:
+                    continue
+                calls.readers.setdefault(id(t), set()).add(id(fn))
+                if t.creator is not None:
+                    stack.append(t.creator)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    calls.keep = keep
+    return calls
+
+
+class Trace(list):
+    def __init__(self):
+        super().__init__()
+        self.owned = []      # per call: ids of the Functions that call ran
+        self.readers = {}    # tensor id -> ids of the Functions that read it
+
+    def hidden_uses(self, tensor_id, call_index):
+        return len(self.readers.get(tensor_id, set()) - self.owned[call_index])
+
+
+def consumers(calls):
+    """{tensor id: [call indices that take it as input]}."""
+    out = {}
+    for i, (_, _, ins, _) in enumerate(calls):
+        for t in ins:
+            out.setdefault(t, []).append(i)
+    return out
+
+
+def sole_consumer(calls, cons, tensor_id):
+    """The index of the one module call that reads the tensor, if no other module call and no
+    op outside that call reads it; else None."""
+    users = cons.get(tensor_id, [])
+    if len(users) != 1 or calls.hidden_uses(tensor_id, users[0]):
+        return None
+    return users[0]
