@@ -286,3 +286,27 @@ def test_bagging_and_stacking_learn():
     assert np.isfinite(loss)
     assert (stack(mc.tensor(x)).numpy().argmax(1) == y).mean() > 0.8
     assert stack.features(mc.tensor(x)).shape == (len(ds), 9)
+
+
+# --- on mc.train.Trainer -----------------------------------------------------------------------
+
+def _tiny(config=None):
+    return mc.nn.Sequential(mc.nn.Flatten(), mc.nn.Linear(4, 3))
+
+
+def test_cross_validate_and_search_with_the_trainer(tmp_path):
+    ds = _dataset((20, 20, 20))
+    cv = tune.cross_validate(_tiny, ds, k=3, fit_kwargs={"epochs": 2, "lr": 0.05,
+                                                          "batch_size": 16})
+    assert len(cv["folds"]) == 3
+    assert set(cv["mean"]) >= {"val_loss", "val_accuracy"}
+    assert cv["mean"]["val_accuracy"] > 0.5
+    fn = tune.trainer_objective(_tiny, Subset(ds, np.arange(40)), Subset(ds, np.arange(40, 60)),
+                                epochs=2, patience=1, batch_size=16)
+    a, b = fn({"lr": 0.05}), fn({"lr": 0.05})
+    assert a == b                                          # seeded: the same config, same result
+    res = tune.grid_search(fn, {"lr": [0.001, 0.05]}, path=str(tmp_path / "g.json"))
+    assert res.best_config == {"lr": 0.05}
+    ens = tune.VotingEnsemble([_tiny(), _tiny()])
+    out = mc.train.Trainer(ens, None).evaluate(ds)
+    assert np.isfinite(out["loss"]) and 0 <= out["accuracy"] <= 1

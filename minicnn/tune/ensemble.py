@@ -173,12 +173,14 @@ def bagging(build_model, dataset, n_estimators=5, fit_fn=None, fit_kwargs=None, 
     (default: mc.train.Trainer via minicnn.tune.folds.train_model). The bootstrap and out-of-bag
     indices are kept on the ensemble as `.bootstrap` and `.oob`."""
     from ..data import Subset  # noqa: PLC0415
+    from ..random import manual_seed  # noqa: PLC0415
     from .folds import train_model  # noqa: PLC0415
     fit_fn = fit_fn or train_model
     rng = np.random.default_rng(seed)
     models, boots, oobs = [], [], []
     for i in range(n_estimators):
         idx, oob = bootstrap_indices(len(dataset), rng)
+        manual_seed(seed + i)
         model = build_model()
         fit_fn(model, Subset(dataset, idx), **dict(fit_kwargs or {}))
         models.append(model)

@@ -114,7 +114,9 @@ def cross_validate(build_model, dataset, k=5, fit_kwargs=None, stratified=True, 
     fit_kwargs = dict(fit_kwargs or {})
     fit_fn = fit_fn or fit_and_evaluate
     per_fold = []
+    from ..random import manual_seed  # noqa: PLC0415
     for i, (tr, va) in enumerate(kfold(dataset, k, stratified=stratified, seed=seed)):
+        manual_seed(seed + i)                # reproducible initial weights per fold
         model = build_model()
         metrics = fit_fn(model, _subset(dataset, tr), _subset(dataset, va), **fit_kwargs)
         per_fold.append({kk: (float(v) if isinstance(v, (np.floating, np.integer)) else v)

@@ -442,6 +442,8 @@ def trainer_objective(build_model, train_set, val_set, epochs=5, patience=2, **f
         kw.update({k: config[k] for k in _FIT_KEYS if k in config})
         if budget is not None:
             kw["epochs"] = int(budget)
+        from ..random import manual_seed  # noqa: PLC0415
+        manual_seed(kw.get("seed", 0))       # the same config builds the same initial model
         model = build_model(config)
         return fit_and_evaluate(model, train_set, val_set, **kw)
     return train_fn
