@@ -372,3 +372,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is not None and not create_graph and g.requires_grad:
             result[i] = g.detach()
     return tuple(result)
+
+
+# Higher-level derivatives (torch.autograd.functional's vjp, jvp, hvp, ...), built on grad().
+from . import autograd_tools as functional  # noqa: E402
+from .autograd_tools import hessian, hvp, jacobian, jvp, vhp, vjp  # noqa: E402,F401

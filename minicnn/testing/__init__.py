@@ -3,6 +3,7 @@
 `strategies` needs hypothesis (the [test] extra) and is imported on first use.
 """
 from .gradcheck import GradcheckError, gradcheck, noncontiguous
+from .gradgradcheck import gradgradcheck
 
 
 def __getattr__(name):
