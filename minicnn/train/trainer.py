@@ -1,0 +1,356 @@
+"""Trainer: a Keras-style fit / evaluate / predict loop over minicnn modules and optimizers.
+
+    trainer = Trainer(model, mc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                      loss="cross_entropy", metrics=["accuracy"])
+    history = trainer.fit(train_loader, epochs=10, val_data=test_loader,
+                          callbacks=[EarlyStopping(patience=3, restore_best_weights=True)])
+    trainer.evaluate(test_loader)      # {'loss': ..., 'accuracy': ...}
+    trainer.predict(images)            # NumPy logits (N, num_classes)
+
+Data may be a DataLoader, a Dataset (batched with `batch_size`), or a tuple (x, y) of arrays.
+A NaN or Inf loss stops training before the optimizer step, with a message naming the epoch
+and step; checkpoints written so far (ModelCheckpoint) are kept.
+"""
+import math
+import sys
+import time
+
+import numpy
+
+from .. import backend
+from ..autograd import no_grad
+from ..data import DataLoader, Dataset, TensorDataset
+from ..tensor import Tensor
+from .callbacks import Callback, History, LRScheduler, ProgressBar
+from .metrics import get_metric
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised by fit(..., on_nan='raise') when the loss becomes NaN or Inf."""
+
+
+def _resolve_loss(loss):
+    if callable(loss):
+        return loss
+    if isinstance(loss, str):
+        from .. import functional as F  # noqa: PLC0415
+        name = {"ce": "cross_entropy", "crossentropy": "cross_entropy", "mse": "mse_loss",
+                "nll": "nll_loss", "l1": "l1_loss", "bce": "binary_cross_entropy_with_logits",
+                "smooth_l1": "smooth_l1_loss", "huber": "huber_loss"}.get(loss.lower(),
+                                                                           loss.lower())
+        fn = getattr(F, name, None)
+        if fn is None:
+            raise ValueError(f"unknown loss {loss!r}; use a name from minicnn.functional "
+                             "(cross_entropy, mse_loss, nll_loss, ...) or a callable")
+        return fn
+    raise TypeError(f"loss must be a name or a callable, got {type(loss).__name__}")
+
+
+def _model_device(model):
+    for p in model.parameters():
+        return p.device
+    return "cpu"
+
+
+def _to(t, device):
+    if isinstance(t, Tensor):
+        return t if t.device == device else Tensor(backend.to_device(t.data, device))
+    if isinstance(t, (tuple, list)):
+        return type(t)(_to(v, device) for v in t)
+    if isinstance(t, numpy.ndarray):
+        return Tensor(backend.to_device(t, device))
+    return t
+
+
+class Trainer:
+    """fit / evaluate / predict for a model, an optimizer, a loss and metrics.
+
+    loss: a name in minicnn.functional ('cross_entropy', 'mse_loss', ...) or a callable
+    (outputs, targets) -> scalar Tensor. metrics: names ('accuracy', 'top5', 'precision',
+    'recall', 'f1') or Metric objects. scheduler (optional): an mc.optim.lr_scheduler object,
+    stepped per 'epoch' or per 'step' (`scheduler_interval`), ReduceLROnPlateau on
+    `scheduler_monitor`. mix: None, 'mixup' or 'cutmix' (with `mix_alpha`), applied to training
+    batches. grad_clip: clip the global gradient norm to this value.
+    """
+
+    def __init__(self, model, optimizer=None, loss="cross_entropy", metrics=("accuracy",),
+                 device=None, scheduler=None, scheduler_interval="epoch", scheduler_monitor=None,
+                 mix=None, mix_alpha=1.0, grad_clip=None, on_nan="stop"):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = _resolve_loss(loss)
+        self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "loss")
+        self.metric_specs = list(metrics or ())
+        for spec in self.metric_specs:
+            get_metric(spec)                               # fail early on an unknown name
+        self.device = backend.normalize_device(device) if device is not None else \
+            _model_device(model)
+        if device is not None:
+            model.to(self.device)
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.scheduler_monitor = scheduler_monitor
+        if mix not in (None, "none", "mixup", "cutmix"):
+            raise ValueError(f"mix must be None, 'mixup' or 'cutmix', got {mix!r}")
+        self.mix = None if mix == "none" else mix
+        self.mix_alpha = mix_alpha
+        self.grad_clip = grad_clip
+        if on_nan not in ("stop", "raise"):
+            raise ValueError(f"on_nan must be 'stop' or 'raise', got {on_nan!r}")
+        self.on_nan = on_nan
+        self.stop_training = False
+        self.stop_reason = None
+        self.history = None
+        self.verbose = 1
+        self._epochs = 0
+        self._steps_per_epoch = 0
+        self._samples_this_epoch = 0
+        self.global_step = 0
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def _loader(self, data, batch_size, shuffle):
+        if data is None:
+            return None
+        if isinstance(data, DataLoader):
+            return data
+        if isinstance(data, (tuple, list)) and len(data) in (1, 2) and \
+                all(hasattr(d, "shape") for d in data):
+            data = TensorDataset(*data)
+        if isinstance(data, Dataset) or hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+            return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+        if hasattr(data, "__iter__"):
+            return data
+        raise TypeError(f"expected a DataLoader, a Dataset or a tuple (x, y) of arrays, got "
+                        f"{type(data).__name__}")
+
+    @staticmethod
+    def _split(batch):
+        if isinstance(batch, (tuple, list)):
+            if len(batch) == 1:
+                return batch[0], None
+            return batch[0], batch[1]
+        if isinstance(batch, dict):
+            return batch.get("x", batch.get("image")), batch.get("y", batch.get("label"))
+        return batch, None
+
+    def _print(self, msg):
+        if not self.verbose:
+            return
+        try:
+            from tqdm.auto import tqdm  # noqa: PLC0415
+            tqdm.write(msg, file=sys.stdout)
+        except ImportError:  # pragma: no cover
+            print(msg, flush=True)
+        sys.stdout.flush()
+
+    def _lr(self):
+        if self.optimizer is None or not getattr(self.optimizer, "param_groups", None):
+            return None
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # --- one step -----------------------------------------------------------------------------
+
+    def _mixed(self, x, y):
+        from ..data import transforms as T  # noqa: PLC0415
+        fn = T.mixup if self.mix == "mixup" else T.cutmix
+        xa = Tensor(backend.to_numpy(x.data))
+        ya = Tensor(backend.to_numpy(y.data))
+        xm, ya, yb, lam = fn(xa, ya, alpha=self.mix_alpha)
+        return _to(xm, self.device), _to(ya, self.device), _to(yb, self.device), lam
+
+    def train_step(self, x, y):
+        """One optimizer step; returns (loss value, outputs). The step is skipped when the loss
+        is not finite."""
+        if self.mix is not None:
+            x, ya, yb, lam = self._mixed(x, y)
+            out = self.model(x)
+            loss = self.loss_fn(out, ya) * lam + self.loss_fn(out, yb) * (1 - lam)
+        else:
+            out = self.model(x)
+            loss = self.loss_fn(out, y)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            return value, out
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.grad_clip is not None:
+            from ..nn.utils import clip_grad_norm_  # noqa: PLC0415
+            clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return value, out
+
+    # --- fit ----------------------------------------------------------------------------------
+
+    def fit(self, train_data, epochs=1, val_data=None, batch_size=32, shuffle=True,
+            callbacks=(), verbose=1, validation_data=None, steps_per_epoch=None,
+            initial_epoch=0):
+        """Train for `epochs` epochs; returns a History (also kept as `trainer.history`).
+
+        val_data / validation_data: evaluated after each epoch into 'val_<name>' logs.
+        steps_per_epoch: stop each epoch after this many batches (quick runs, tests).
+        verbose: 0 silent, 1 progress bar and a line per epoch, 2 a line per epoch.
+        """
+        if self.optimizer is None:
+            raise ValueError("Trainer.fit needs an optimizer: Trainer(model, optimizer, ...)")
+        if val_data is None:
+            val_data = validation_data
+        loader = self._loader(train_data, batch_size, shuffle)
+        val_loader = self._loader(val_data, batch_size, False)
+        self.verbose = verbose
+        self.history = History()
+        cbs = [self.history]
+        if self.scheduler is not None:
+            cbs.append(LRScheduler(self.scheduler, self.scheduler_interval,
+                                   self.scheduler_monitor))
+        cbs += list(callbacks or ())
+        if verbose == 1 and not any(isinstance(c, ProgressBar) for c in cbs):
+            cbs.append(ProgressBar())
+        elif verbose == 2 and not any(isinstance(c, ProgressBar) for c in cbs):
+            cbs.append(_EpochLine())
+        for c in cbs:
+            if not isinstance(c, Callback):
+                raise TypeError(f"callbacks must be Callback objects, got {type(c).__name__}")
+            c.set_trainer(self)
+        self.callbacks = cbs
+        self.stop_training, self.stop_reason = False, None
+        self._epochs = initial_epoch + epochs
+        try:
+            n_batches = len(loader)
+        except TypeError:
+            n_batches = None
+        self._steps_per_epoch = min(n_batches, steps_per_epoch) if steps_per_epoch and \
+            n_batches else (steps_per_epoch or n_batches)
+        self.epoch_times = []
+        self.history.times = self.epoch_times
+        self._call("on_train_begin", {})
+        for epoch in range(initial_epoch + 1, initial_epoch + epochs + 1):
+            t0 = time.perf_counter()
+            self._call("on_epoch_begin", epoch)
+            logs = self._train_epoch(loader, epoch, steps_per_epoch)
+            if self.stop_reason is not None and logs is None:
+                break                                         # NaN/Inf: no epoch-end events
+            if val_loader is not None:
+                val = self.evaluate(val_loader)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            lr = self._lr()
+            if lr is not None:
+                logs["lr"] = lr
+            self.epoch_times.append(time.perf_counter() - t0)
+            self._call("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        self.history.stopped = self.stop_reason
+        self._call("on_train_end", {})
+        return self.history
+
+    def _call(self, hook, *args):
+        for c in self.callbacks:
+            getattr(c, hook)(*args)
+
+    def _train_epoch(self, loader, epoch, steps_per_epoch):
+        self.model.train()
+        metrics = [get_metric(m) for m in self.metric_specs]
+        total_loss, seen = 0.0, 0
+        self._samples_this_epoch = 0
+        step = 0
+        for step, batch in enumerate(loader, start=1):
+            x, y = self._split(batch)
+            x, y = _to(x, self.device), _to(y, self.device)
+            value, out = self.train_step(x, y)
+            if not math.isfinite(value):
+                msg = (f"loss is {value} at epoch {epoch}, step {step}"
+                       f"{f' of {self._steps_per_epoch}' if self._steps_per_epoch else ''}"
+                       f" (global step {self.global_step + 1}); training stopped before this "
+                       "optimizer step")
+                saved = [c.last_saved for c in self.callbacks if getattr(c, "last_saved", None)]
+                msg += f"; the last good checkpoint is {saved[-1]}" if saved else \
+                    "; no checkpoint was written before it"
+                self.stop_reason = msg
+                self.stop_training = True
+                self.nan_info = {"epoch": epoch, "step": step, "loss": value}
+                self.history.stopped = msg
+                if self.on_nan == "raise":
+                    self._call("on_train_end", {})
+                    raise NonFiniteLossError(msg)
+                self._print("stopped: " + msg)
+                return None
+            n = len(y) if y is not None else len(x)
+            total_loss += value * n
+            seen += n
+            self._samples_this_epoch = seen
+            self.global_step += 1
+            if y is not None:
+                for m in metrics:
+                    m.update(out.detach(), y)
+            logs = {"loss": total_loss / seen, "samples": seen}
+            lr = self._lr()
+            if lr is not None:
+                logs["lr"] = lr
+            if step % 10 == 1 or step == self._steps_per_epoch:   # cheap enough every 10 steps
+                self._batch_metrics = {m.name: float(m.result()) for m in metrics}
+            logs.update(self._batch_metrics)
+            self._call("on_batch_end", step, logs)
+            if steps_per_epoch and step >= steps_per_epoch:
+                break
+        if seen == 0:
+            raise ValueError("Trainer.fit: the training data gave no batches")
+        out = {"loss": total_loss / seen}
+        out.update({m.name: float(m.result()) for m in metrics})
+        return out
+
+    # --- evaluate / predict -------------------------------------------------------------------
+
+    def evaluate(self, data, batch_size=256, verbose=0, metrics=None, steps=None):
+        """Mean loss and metrics over `data` in eval mode, without gradients: {'loss': ...}."""
+        loader = self._loader(data, batch_size, False)
+        self.model.eval()
+        ms = [get_metric(m) for m in (self.metric_specs if metrics is None else metrics)]
+        total, seen = 0.0, 0
+        with no_grad():
+            for i, batch in enumerate(loader, start=1):
+                x, y = self._split(batch)
+                x, y = _to(x, self.device), _to(y, self.device)
+                out = self.model(x)
+                n = len(x)
+                if y is not None:
+                    total += float(self.loss_fn(out, y).item()) * n
+                    for m in ms:
+                        m.update(out, y)
+                seen += n
+                if steps and i >= steps:
+                    break
+        result = {"loss": total / seen if seen else float("nan")}
+        result.update({m.name: (float(r) if numpy.ndim(r) == 0 else r)
+                       for m in ms for r in [m.result()]})
+        if verbose:
+            self._print("evaluate: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()
+                                                 if numpy.ndim(v) == 0))
+        return result
+
+    def predict(self, data, batch_size=256):
+        """Model outputs (NumPy, concatenated over batches) for `data`: a DataLoader, a Dataset,
+        an array / Tensor of inputs (N, ...), or a tuple (x, y)."""
+        if isinstance(data, Tensor):
+            data = data.data
+        if hasattr(data, "shape") and hasattr(data, "dtype"):
+            data = (backend.to_numpy(data),)
+        loader = self._loader(data, batch_size, False)
+        self.model.eval()
+        outs = []
+        with no_grad():
+            for batch in loader:
+                x, _ = self._split(batch)
+                outs.append(backend.to_numpy(self.model(_to(x, self.device)).data))
+        return numpy.concatenate(outs) if outs else numpy.zeros((0,), numpy.float32)
+
+
+class _EpochLine(ProgressBar):
+    """verbose=2: only the per-epoch summary line."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+        self.bar = None
+
+    def on_batch_end(self, step, logs=None):
+        pass
