@@ -124,9 +124,9 @@ class Where(Function):
 def binary_operands(a, b):
     """Tensors for a binary op: scalars take the other side's dtype; an int tensor meeting a
     float tensor is cast to the float dtype (PyTorch's promotion, not NumPy's float64)."""
-    if type(a) is not Tensor:
+    if not isinstance(a, Tensor):  # isinstance: a Parameter (a Tensor subclass) is a Tensor
         a = as_tensor(a, like=b)
-    elif type(b) is not Tensor:
+    elif not isinstance(b, Tensor):
         b = as_tensor(b, like=a)
     da, db = a.data.dtype, b.data.dtype
     if da is not db and da != db:

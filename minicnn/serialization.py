@@ -1,0 +1,224 @@
+"""mc.save / mc.load: checkpoints of state dicts (models, optimizers, schedulers, RNG state).
+
+File format (version 1)
+-----------------------
+A checkpoint is a NumPy `.npz` file (a zip archive of `.npy` members, written uncompressed)
+holding:
+
+- `__minicnn__`: a 1-D uint8 array, the UTF-8 bytes of a JSON header
+  `{"format": "minicnn-checkpoint", "version": 1, "arrays": {name: [dtype, shape]},
+  "object": <node>}`;
+- `a0`, `a1`, ...: one array per tensor or array in the saved object, always as host (NumPy)
+  arrays, so a checkpoint written on a GPU loads on a CPU-only machine.
+
+A <node> encodes the saved object tree, every container tagged so that types survive:
+JSON null/true/false/int/str as themselves; floats as JSON numbers, except non-finite ones as
+`{"__float__": "inf" | "-inf" | "nan"}`; lists as JSON lists; `{"__tuple__": [nodes]}`;
+`{"__dict__": [[key node, value node], ...]}` (any key type, order kept; OrderedDict and Counter
+load as dict); `{"__tensor__": "a3", "device": "cuda", "requires_grad": false}`;
+`{"__ndarray__": "a3"}`; `{"__scalar__": "a3"}` (a NumPy scalar). Nothing is pickled: the archive
+is read with `allow_pickle=False`, so loading an untrusted file cannot run code.
+
+Writes are atomic: the archive is written to a temporary file in the target's directory,
+flushed and fsync'ed, then renamed over the target with os.replace, so a crash never leaves a
+half-written checkpoint under the real name. Loading reads and checks every member (zip CRCs,
+the header, each array's dtype and shape) before returning, and raises CheckpointError for a
+truncated or corrupt file.
+"""
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy
+
+from . import backend
+from .tensor import Tensor
+
+__all__ = ["save", "load", "CheckpointError"]
+
+FORMAT, VERSION, HEADER_KEY = "minicnn-checkpoint", 1, "__minicnn__"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read: truncated, corrupt, or not a minicnn checkpoint."""
+
+
+class _Encoder:
+    def __init__(self):
+        self.arrays = {}
+
+    def _add(self, array):
+        name = f"a{len(self.arrays)}"
+        a = backend.to_numpy(array)  # (ascontiguousarray would turn 0-d into 1-d)
+        self.arrays[name] = a if a.flags.c_contiguous else numpy.array(a, order="C")
+        return name
+
+    def encode(self, obj, where="obj"):
+        if isinstance(obj, numpy.generic):  # before float: numpy.float64 subclasses float
+            return {"__scalar__": self._add(numpy.asarray(obj))}
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return int(obj)
+        if isinstance(obj, float):
+            if math.isfinite(obj):
+                return obj
+            return {"__float__": "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")}
+        if isinstance(obj, Tensor):
+            return {"__tensor__": self._add(obj.data), "device": obj.device,
+                    "requires_grad": bool(obj.requires_grad)}
+        if isinstance(obj, numpy.ndarray) or backend.is_cuda_array(obj):
+            if obj.dtype == object:
+                raise TypeError(f"mc.save: {where} is an object array, which cannot be saved "
+                                "without pickle")
+            return {"__ndarray__": self._add(obj)}
+        if hasattr(obj, "detach") and hasattr(obj, "cpu") and hasattr(obj, "numpy"):
+            return {"__ndarray__": self._add(obj.detach().cpu().numpy())}  # a torch tensor
+        if isinstance(obj, list):
+            return [self.encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        if isinstance(obj, tuple):
+            return {"__tuple__": [self.encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]}
+        if isinstance(obj, dict):
+            return {"__dict__": [[self.encode(k, f"{where} key"), self.encode(v, f"{where}[{k!r}]")]
+                                 for k, v in obj.items()]}
+        from .nn.module import Module  # noqa: PLC0415
+        hint = " (save model.state_dict() instead)" if isinstance(obj, Module) else ""
+        raise TypeError(f"mc.save: cannot save {where} of type {type(obj).__name__}{hint}; "
+                        "supported: dict, list, tuple, Tensor, NumPy/CuPy arrays and scalars, "
+                        "int, float, bool, str, None")
+
+
+def save(obj, f):
+    """Save obj (a state dict, or nested dicts/lists/tuples of tensors, arrays and plain values)
+    to the path (or binary file object) f, atomically when f is a path."""
+    enc = _Encoder()
+    tree = enc.encode(obj)
+    header = {"format": FORMAT, "version": VERSION,
+              "arrays": {k: [a.dtype.str, list(a.shape)] for k, a in enc.arrays.items()},
+              "object": tree}
+    members = {HEADER_KEY: numpy.frombuffer(json.dumps(header).encode("utf-8"), numpy.uint8)}
+    members.update(enc.arrays)
+    if hasattr(f, "write"):
+        numpy.savez(f, **members)
+        return
+    path = os.fspath(f)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:  # a file object: np.savez would append '.npz' to a name
+            numpy.savez(fh, **members)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename durable too
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _read(f, name):
+    """Every member of the archive, read and CRC-checked; CheckpointError on any failure."""
+    try:
+        with numpy.load(f, allow_pickle=False) as npz:
+            members = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, RuntimeError,
+            AttributeError, TypeError) as e:
+        raise CheckpointError(f"mc.load: {name} is not a readable minicnn checkpoint (truncated "
+                              f"or corrupt file): {type(e).__name__}: {e}") from e
+    if HEADER_KEY not in members:
+        raise CheckpointError(f"mc.load: {name} has no minicnn header: not a checkpoint written "
+                              "by mc.save")
+    try:
+        header = json.loads(members.pop(HEADER_KEY).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"mc.load: {name}: the header is corrupt ({e})") from e
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"mc.load: {name} is not a minicnn checkpoint")
+    if header.get("version") != VERSION:
+        raise CheckpointError(f"mc.load: {name} has format version {header.get('version')}; "
+                              f"this minicnn reads version {VERSION}")
+    listed = header.get("arrays", {})
+    if set(listed) != set(members):
+        raise CheckpointError(f"mc.load: {name}: the archive's arrays "
+                              f"{sorted(members)[:5]}... do not match its header "
+                              f"{sorted(listed)[:5]}...")
+    for k, (dtype, shape) in listed.items():
+        a = members[k]
+        if a.dtype.str != dtype or list(a.shape) != list(shape):
+            raise CheckpointError(f"mc.load: {name}: array {k} has dtype {a.dtype.str} and shape "
+                                  f"{list(a.shape)}, but the header says {dtype} {shape}")
+    return header, members
+
+
+class _Decoder:
+    def __init__(self, arrays, map_location, name):
+        self.arrays, self.map_location, self.name = arrays, map_location, name
+
+    def _array(self, key):
+        if key not in self.arrays:
+            raise CheckpointError(f"mc.load: {self.name}: the header refers to a missing array "
+                                  f"{key!r}")
+        return self.arrays[key]
+
+    def _device(self, saved):
+        if self.map_location is not None:
+            return backend.normalize_device(self.map_location)
+        if saved == "cuda" and backend.is_cuda_available():
+            return "cuda"
+        return "cpu"
+
+    def decode(self, node):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if isinstance(node, list):
+            return [self.decode(v) for v in node]
+        if isinstance(node, dict) and len(node) >= 1:
+            if "__dict__" in node:
+                return {self._key(self.decode(k)): self.decode(v) for k, v in node["__dict__"]}
+            if "__tuple__" in node:
+                return tuple(self.decode(v) for v in node["__tuple__"])
+            if "__tensor__" in node:
+                a = self._array(node["__tensor__"])
+                t = Tensor(backend.to_device(a, self._device(node.get("device", "cpu"))))
+                if node.get("requires_grad") and a.dtype.kind in "fc":
+                    t.requires_grad_(True)
+                return t
+            if "__ndarray__" in node:
+                a = self._array(node["__ndarray__"])
+                return backend.to_device(a, self.map_location) if self.map_location else a
+            if "__scalar__" in node:
+                return self._array(node["__scalar__"])[()]
+            if "__float__" in node:
+                return float(node["__float__"])
+        raise CheckpointError(f"mc.load: {self.name}: unknown node in the header: {node!r:.80}")
+
+    @staticmethod
+    def _key(k):
+        return tuple(k) if isinstance(k, list) else k
+
+
+def load(f, map_location=None, weights_only=True):
+    """Load what mc.save wrote. map_location: 'cpu' or 'cuda' to put every tensor there; None
+    puts each tensor back on its saved device when that device exists, else on the CPU.
+    Raises CheckpointError for a truncated, corrupt or foreign file."""
+    name = repr(os.fspath(f)) if not hasattr(f, "read") else "the file object"
+    if hasattr(f, "read"):
+        f = io.BytesIO(f.read())
+    header, arrays = _read(f, name)
+    return _Decoder(arrays, map_location, name).decode(header["object"])
