@@ -18,6 +18,8 @@ from .ops import (abs, add, amax, amin, argmax, argmin, broadcast_to, chunk, cla
 from .ops import concatenate as cat
 from .ops import concatenate
 from .random import get_rng_state, manual_seed, set_rng_state
+from .serialization import load, save  # noqa: E402
+from .summary import summary  # noqa: E402
 from .tensor import Tensor
 
 clip = clamp

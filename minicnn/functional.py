@@ -3,3 +3,4 @@
 Each op family adds its functions here with one import line.
 """
 from .ops import pad  # noqa: F401
+from .nn.linear import linear  # noqa: F401,E402
