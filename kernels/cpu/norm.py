@@ -1,0 +1,273 @@
+"""Numba kernels of the norm family (CPU): norms, fused activations, cross-entropy rows.
+
+Layouts as in kernels/reference/norm.py. Every kernel gathers: one `prange` iteration owns one
+statistic group ((n, g) of a row norm, one channel c of batch norm, one (n, c) plane when batch
+norm applies its per-channel affine, one row of the logits) and writes only there, so there are
+no races. Sums accumulate in float64 whatever the input dtype; 'reassoc' lets LLVM vectorise the
+reductions. Kernels write into caller-allocated outputs so the dispatcher controls allocation.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_FM = {"reassoc", "contract"}
+
+
+# --- row norms (layer / instance / group): x (N, G, S, I), stats per (n, g) --------------------
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def row_norm_fwd(x, w, b, eps, y, mean, rstd):
+    N, G, S, I = x.shape
+    M = S * I
+    for p in prange(N * G):
+        n = p // G
+        g = p % G
+        acc = 0.0
+        for s in range(S):
+            for i in range(I):
+                acc += x[n, g, s, i]
+        mu = acc / M
+        acc2 = 0.0
+        for s in range(S):
+            for i in range(I):
+                d = x[n, g, s, i] - mu
+                acc2 += d * d
+        r = 1.0 / math.sqrt(acc2 / M + eps)
+        mean[n, g] = mu
+        rstd[n, g] = r
+        for s in range(S):
+            a = r * w[g, s]
+            c = b[g, s] - mu * a
+            for i in range(I):
+                y[n, g, s, i] = x[n, g, s, i] * a + c
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def row_norm_bwd(gy, x, mean, rstd, w, gx, gw_part, gb_part):
+    """gx, and per (n, g, s): gw_part = sum_i gy * xhat, gb_part = sum_i gy."""
+    N, G, S, I = x.shape
+    M = S * I
+    for p in prange(N * G):
+        n = p // G
+        g = p % G
+        mu = mean[n, g]
+        r = rstd[n, g]
+        s1 = 0.0
+        s2 = 0.0
+        for s in range(S):
+            a1 = 0.0
+            a2 = 0.0
+            for i in range(I):
+                gv = gy[n, g, s, i]
+                a1 += gv
+                a2 += gv * (x[n, g, s, i] - mu)
+            a2 *= r
+            gb_part[n, g, s] = a1
+            gw_part[n, g, s] = a2
+            s1 += w[g, s] * a1
+            s2 += w[g, s] * a2
+        s1 /= M
+        s2 /= M
+        for s in range(S):
+            ws = w[g, s]
+            for i in range(I):
+                xh = (x[n, g, s, i] - mu) * r
+                gx[n, g, s, i] = r * (gy[n, g, s, i] * ws - s1 - xh * s2)
+
+
+# --- channel norm (batch): x (N, C, I), stats per c ----------------------------------------------
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def chan_stats(x, mean, var):
+    N, C, I = x.shape
+    M = N * I
+    for c in prange(C):
+        acc = 0.0
+        for n in range(N):
+            for i in range(I):
+                acc += x[n, c, i]
+        mu = acc / M
+        acc2 = 0.0
+        for n in range(N):
+            for i in range(I):
+                d = x[n, c, i] - mu
+                acc2 += d * d
+        mean[c] = mu
+        var[c] = acc2 / M
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def chan_affine(x, scale, shift, y):
+    N, C, I = x.shape
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        a = scale[c]
+        b = shift[c]
+        for i in range(I):
+            y[n, c, i] = x[n, c, i] * a + b
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def chan_bwd_sums(gy, x, mean, sum_gy, sum_gyxmu):
+    N, C, I = x.shape
+    for c in prange(C):
+        mu = mean[c]
+        a1 = 0.0
+        a2 = 0.0
+        for n in range(N):
+            for i in range(I):
+                gv = gy[n, c, i]
+                a1 += gv
+                a2 += gv * (x[n, c, i] - mu)
+        sum_gy[c] = a1
+        sum_gyxmu[c] = a2
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def chan_bwd_apply(gy, x, mean, rstd, w, sum_gy, sum_gyxmu, gx):
+    N, C, I = x.shape
+    M = N * I
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        r = rstd[c]
+        k = w[c] * r
+        mu = mean[c]
+        m1 = sum_gy[c] / M
+        m2 = r * r * sum_gyxmu[c] / M
+        # gx = k * (gy - m1 - (x - mu) * m2) = k * gy - k * m2 * x + k * (m2 * mu - m1)
+        a = k * m2
+        b = k * (m2 * mu - m1)
+        for i in range(I):
+            gx[n, c, i] = k * gy[n, c, i] - a * x[n, c, i] + b
+
+
+# --- activations (flat contiguous arrays) --------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def relu_fwd(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def relu_bwd(y, gy, gx):
+    for i in prange(y.size):
+        gx[i] = gy[i] if y[i] > 0 else 0
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+@njit(parallel=True, cache=True)
+def gelu_fwd(x, tanh_approx, y):
+    if tanh_approx:
+        for i in prange(x.size):
+            v = x[i]
+            y[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v)))
+    else:
+        for i in prange(x.size):
+            v = x[i]
+            y[i] = 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
+
+
+@njit(parallel=True, cache=True)
+def gelu_bwd(x, gy, tanh_approx, gx):
+    if tanh_approx:
+        for i in prange(x.size):
+            v = x[i]
+            t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))
+            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * v * v)
+            gx[i] = gy[i] * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du)
+    else:
+        for i in prange(x.size):
+            v = x[i]
+            gx[i] = gy[i] * (0.5 * (1.0 + math.erf(v * _SQRT_HALF))
+                             + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+
+
+@njit(inline="always")
+def _sigmoid(v):
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@njit(parallel=True, cache=True)
+def silu_fwd(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v * _sigmoid(v)
+
+
+@njit(parallel=True, cache=True)
+def silu_bwd(x, gy, gx):
+    for i in prange(x.size):
+        v = x[i]
+        s = _sigmoid(v)
+        gx[i] = gy[i] * s * (1.0 + v * (1.0 - s))
+
+
+# --- cross-entropy rows: x (M, C), t (M,), w (C,) float64 ----------------------------------------
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def ce_fwd(x, t, w, ignore_index, smooth, loss, lse):
+    M, C = x.shape
+    wsum = 0.0
+    for c in range(C):
+        wsum += w[c]
+    for i in prange(M):
+        mx = -np.inf
+        for c in range(C):
+            if x[i, c] > mx:
+                mx = x[i, c]
+        acc = 0.0
+        for c in range(C):
+            acc += math.exp(x[i, c] - mx)
+        l_i = mx + math.log(acc)
+        lse[i] = l_i
+        ti = t[i]
+        if ti == ignore_index:
+            loss[i] = 0.0
+            continue
+        v = (1.0 - smooth) * w[ti] * (l_i - x[i, ti])
+        if smooth != 0.0:
+            wx = 0.0
+            for c in range(C):
+                wx += w[c] * x[i, c]
+            v += smooth / C * (wsum * l_i - wx)
+        loss[i] = v
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def ce_bwd(x, t, w, ignore_index, smooth, lse, g, gx):
+    M, C = x.shape
+    wsum = 0.0
+    for c in range(C):
+        wsum += w[c]
+    for i in prange(M):
+        ti = t[i]
+        if ti == ignore_index:
+            for c in range(C):
+                gx[i, c] = 0
+            continue
+        gi = g[i]
+        l_i = lse[i]
+        wt = (1.0 - smooth) * w[ti]
+        qsum = wt + smooth / C * wsum
+        a = gi * qsum
+        if smooth != 0.0:
+            b = gi * smooth / C
+            for c in range(C):
+                gx[i, c] = a * math.exp(x[i, c] - l_i) - b * w[c]
+        else:
+            for c in range(C):
+                gx[i, c] = a * math.exp(x[i, c] - l_i)
+        gx[i, ti] -= gi * wt

@@ -1,0 +1,262 @@
+"""Normalization ops: batch, layer, instance and group norm (PyTorch's semantics).
+
+Two fused Functions cover the four norms:
+  RowNorm      x viewed as (N, G, S, I), statistics per (n, g) over (S, I), affine per (g, s):
+               layer norm (G=1, S=prod(normalized_shape), I=1 or S=1, I=K without affine),
+               instance norm (G=C, S=1, I=H*W), group norm (G groups, S=C/G, I=H*W).
+  BatchNormTrain  x viewed as (N, C, I), statistics per channel over (N, I).
+Forward and backward run the Numba kernels of minicnn.kernels.norm (one reduction pass and one
+apply pass in backward). Under create_graph the backward is instead written with differentiable
+Tensor ops (the same formula), so gradients of gradients work.
+The eval-mode path (running statistics) is BatchNormEval, an affine map with constant statistics.
+"""
+import math
+
+from ..autograd import Function, is_grad_enabled
+from ..backend import get_array_module
+from ..kernels import norm as K
+from ..tensor import Tensor
+from .reduce import mean as _mean
+from .reduce import sum as _sum
+from .shape import reshape
+from .util import shape_str
+
+# --- the shared analytic gradient, as differentiable Tensor ops ---------------------------------
+
+
+def _composed_grads(x, w, b, gy, shape4, red, eps, wshape4, waxes):
+    """(gx, gw, gb) of y = xhat * w + b, xhat normalised over `red` of x viewed as shape4."""
+    x4 = reshape(x, shape4)
+    gy4 = reshape(gy, shape4)
+    mu = _mean(x4, red, True)
+    xc = x4 - mu
+    rstd = (_mean(xc * xc, red, True) + eps) ** -0.5
+    xhat = xc * rstd
+    gxh = gy4 * reshape(w, wshape4) if w is not None else gy4
+    gx = rstd * (gxh - _mean(gxh, red, True) - xhat * _mean(gxh * xhat, red, True))
+    gx = reshape(gx, x.shape)
+    gw = reshape(_sum(gy4 * xhat, waxes), w.shape) if w is not None and w.requires_grad else None
+    gb = reshape(_sum(gy4, waxes), b.shape) if b is not None and b.requires_grad else None
+    return gx if x.requires_grad else None, gw, gb
+
+
+class RowNorm(Function):
+    def __init__(self, shape4, eps):
+        self.shape4, self.eps = tuple(shape4), float(eps)
+
+    def forward(self, x, w, b):
+        N, G, S, _ = self.shape4
+        w2 = None if w is None else w.reshape(G, S)
+        b2 = None if b is None else b.reshape(G, S)
+        y4, self.mean, self.rstd = K.row_norm_fwd(x.reshape(self.shape4), w2, b2, self.eps)
+        return y4.reshape(x.shape)
+
+    def backward(self, gy):
+        x, w, b = self.inputs
+        if is_grad_enabled():
+            return _composed_grads(x, w, b, gy, self.shape4, (2, 3), self.eps,
+                                   (1,) + self.shape4[1:3] + (1,), (0, 3))
+        N, G, S, _ = self.shape4
+        w2 = None if w is None else w.data.reshape(G, S)
+        gx, gw, gb = K.row_norm_bwd(gy.data.reshape(self.shape4), x.data.reshape(self.shape4),
+                                    self.mean, self.rstd, w2)
+        gx = Tensor._wrap(gx.reshape(x.shape)) if x.requires_grad else None
+        gw = Tensor._wrap(gw.sum(0).reshape(w.shape).astype(w.dtype)) \
+            if w is not None and w.requires_grad else None
+        gb = Tensor._wrap(gb.sum(0).reshape(b.shape).astype(b.dtype)) \
+            if b is not None and b.requires_grad else None
+        return gx, gw, gb
+
+
+class BatchNormTrain(Function):
+    """Batch statistics; self.mean / self.var (biased, float64) are kept for the running update."""
+
+    def __init__(self, eps):
+        self.eps = float(eps)
+
+    def forward(self, x, w, b):
+        xp = get_array_module(x)
+        N, C = x.shape[:2]
+        self.shape3 = (N, C, x.size // max(N * C, 1))
+        x3 = x.reshape(self.shape3)
+        self.mean, self.var = K.chan_stats(x3)
+        self.rstd = 1.0 / xp.sqrt(self.var + self.eps)
+        scale = self.rstd if w is None else w.astype(xp.float64) * self.rstd
+        shift = -self.mean * scale
+        if b is not None:
+            shift = shift + b
+        return K.chan_affine(x3, scale, shift).reshape(x.shape)
+
+    def backward(self, gy):
+        x, w, b = self.inputs
+        if is_grad_enabled():
+            N, C, I = self.shape3
+            return _composed_grads(x, w, b, gy, (N, C, I, 1), (0, 2, 3), self.eps, (1, C, 1, 1),
+                                   (0, 2, 3))
+        x3, gy3 = x.data.reshape(self.shape3), gy.data.reshape(self.shape3)
+        s1, s2 = K.chan_bwd_sums(gy3, x3, self.mean)
+        gx = None
+        if x.requires_grad:
+            gx = Tensor._wrap(K.chan_bwd_apply(gy3, x3, self.mean, self.rstd,
+                                               None if w is None else w.data, s1, s2)
+                              .reshape(x.shape))
+        gw = Tensor._wrap((s2 * self.rstd).astype(w.dtype)) \
+            if w is not None and w.requires_grad else None
+        gb = Tensor._wrap(s1.astype(b.dtype)) if b is not None and b.requires_grad else None
+        return gx, gw, gb
+
+
+class BatchNormEval(Function):
+    """y = (x - mean) * rstd * w + b per channel (dim 1) with constant statistics."""
+
+    def __init__(self, mean, var, eps):
+        self.mean, self.var, self.eps = mean, var, float(eps)
+
+    def forward(self, x, w, b):
+        xp = get_array_module(x)
+        N, C = x.shape[:2]
+        self.rstd = 1.0 / xp.sqrt(self.var.astype(xp.float64) + self.eps)
+        scale = self.rstd if w is None else w.astype(xp.float64) * self.rstd
+        shift = -self.mean.astype(xp.float64) * scale
+        if b is not None:
+            shift = shift + b
+        return K.chan_affine(x.reshape(N, C, -1), scale, shift).reshape(x.shape)
+
+    def backward(self, gy):
+        x, w, b = self.inputs
+        C = x.shape[1]
+        bshape = (1, C) + (1,) * (x.ndim - 2)
+        axes = tuple(i for i in range(x.ndim) if i != 1)
+        rstd = Tensor._wrap(self.rstd.astype(x.dtype).reshape(bshape))
+        gx = gy * rstd if w is None else gy * (reshape(w, bshape) * rstd)
+        gw = gb = None
+        if w is not None and w.requires_grad:
+            xhat = (x - Tensor._wrap(self.mean.astype(x.dtype).reshape(bshape))) * rstd
+            gw = _sum(gy * xhat, axes)
+        if b is not None and b.requires_grad:
+            gb = _sum(gy, axes)
+        return gx if x.requires_grad else None, gw, gb
+
+
+# --- argument checks --------------------------------------------------------------------------
+
+def _check_vec(t, name, C, op, x):
+    if t is not None and (t.ndim != 1 or t.shape[0] != C):
+        raise ValueError(f"{op}: {name} should contain {C} elements (the input's channels), got "
+                         f"shape {shape_str(t.shape)} for input of shape {shape_str(x.shape)}")
+
+
+def _check_float(x, op):
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
+
+
+def _update_running(running_mean, running_var, mean, var_unbiased, momentum):
+    m = float(momentum)
+    rm, rv = running_mean.data, running_var.data
+    rm[...] = (1.0 - m) * rm + m * mean
+    rv[...] = (1.0 - m) * rv + m * var_unbiased
+
+
+# --- functional API ---------------------------------------------------------------------------
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,  # noqa: A002
+               momentum=0.1, eps=1e-5):
+    """F.batch_norm: statistics over every dim but 1; running stats updated in place when
+    training (unbiased variance, as PyTorch keeps it)."""
+    x = input
+    _check_float(x, "batch_norm")
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input with at least 2 dims (N, C, ...), got "
+                         f"shape {shape_str(x.shape)}")
+    C = x.shape[1]
+    for t, name in ((running_mean, "running_mean"), (running_var, "running_var"),
+                    (weight, "weight"), (bias, "bias")):
+        _check_vec(t, name, C, "batch_norm", x)
+    if training:
+        count = x.data.size // max(C, 1)
+        if count <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                             f"size {shape_str(x.shape)}")
+        fn = BatchNormTrain(eps)
+        y = fn(x, weight, bias)
+        if running_mean is not None and running_var is not None:
+            _update_running(running_mean, running_var, fn.mean, fn.var * (count / (count - 1)),
+                            0.0 if momentum is None else momentum)
+        return y
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: running_mean and running_var must be given when "
+                         "training=False")
+    return BatchNormEval(running_mean.data, running_var.data, eps)(x, weight, bias)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,  # noqa: A002
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """F.instance_norm: statistics per (n, c) over the spatial dims."""
+    x = input
+    _check_float(x, "instance_norm")
+    if x.ndim < 3:
+        raise ValueError(f"instance_norm: expected an input with at least 3 dims (N, C, *), got "
+                         f"shape {shape_str(x.shape)}")
+    N, C = x.shape[:2]
+    for t, name in ((running_mean, "running_mean"), (running_var, "running_var"),
+                    (weight, "weight"), (bias, "bias")):
+        _check_vec(t, name, C, "instance_norm", x)
+    I = x.data.size // max(N * C, 1)  # noqa: E741
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError("instance_norm: running_mean and running_var must be given when "
+                             "use_input_stats=False")
+        return BatchNormEval(running_mean.data, running_var.data, eps)(x, weight, bias)
+    if I <= 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size "
+                         f"{shape_str(x.shape)}")
+    fn = RowNorm((N, C, 1, I), eps)
+    y = fn(x, weight, bias)
+    if running_mean is not None and running_var is not None:
+        xp = get_array_module(x.data)
+        var = 1.0 / (fn.rstd * fn.rstd) - eps  # biased per-(n, c) variance
+        var = xp.maximum(var, 0.0) * (I / (I - 1))
+        _update_running(running_mean, running_var, fn.mean.mean(0), var.mean(0), momentum)
+    return y
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """F.group_norm: statistics per (n, group) over the group's channels and the spatial dims."""
+    x = input
+    _check_float(x, "group_norm")
+    if x.ndim < 2:
+        raise ValueError(f"group_norm: expected an input with at least 2 dims (N, C, *), got "
+                         f"shape {shape_str(x.shape)}")
+    N, C = x.shape[:2]
+    G = int(num_groups)
+    if G <= 0 or C % G:
+        raise ValueError(f"group_norm: expected number of channels in input to be divisible by "
+                         f"num_groups, but got input of shape {shape_str(x.shape)} and "
+                         f"num_groups={num_groups}")
+    _check_vec(weight, "weight", C, "group_norm", x)
+    _check_vec(bias, "bias", C, "group_norm", x)
+    I = x.data.size // max(N * C, 1)  # noqa: E741
+    return RowNorm((N, G, C // G, I), eps)(x, weight, bias)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """F.layer_norm: statistics over the trailing dims given by normalized_shape."""
+    x = input
+    _check_float(x, "layer_norm")
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    ns = tuple(int(s) for s in normalized_shape)
+    k = len(ns)
+    if k == 0 or k > x.ndim or tuple(x.shape[x.ndim - k:]) != ns:
+        raise ValueError(f"layer_norm: given normalized_shape={list(ns)}, expected input with "
+                         f"shape [*, {', '.join(map(str, ns))}], but got input of size "
+                         f"{shape_str(x.shape)}")
+    for t, name in ((weight, "weight"), (bias, "bias")):
+        if t is not None and tuple(t.shape) != ns:
+            raise ValueError(f"layer_norm: {name} of shape {shape_str(t.shape)} does not match "
+                             f"normalized_shape {list(ns)}")
+    K_ = math.prod(ns)
+    N = x.data.size // max(K_, 1)
+    shape4 = (N, 1, K_, 1) if weight is not None or bias is not None else (N, 1, 1, K_)
+    return RowNorm(shape4, eps)(x, weight, bias)
