@@ -123,28 +123,32 @@ def test_pruned_model_survives_copy_and_repruning():
 def test_channel_pruning_counts_and_equivalence(make):
     model = _randomize_bn(make())
     x = mc.randn(3, 3, 6, 6)
-    chains = compress.find_channel_chains(model, x)
+    groups = compress.find_channel_groups(model, x)
     pruned = compress.prune_channels(model, amount=0.5, example_input=x)
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     pconvs = {n: m for n, m in pruned.named_modules() if isinstance(m, nn.Conv2d)}
-    pruned_names = {c["conv"] for c in chains}
+    producer_sets = sorted(sorted(g["producers"]) for g in groups)
     if make is _resnetlike:
-        # only the inner convolutions of the residual blocks can lose channels
-        assert pruned_names == {"3.conv1", "4.conv1"}
+        # the inner channels of each block, and the residual stream written by the stem and
+        # both blocks' conv2 (joined by the adds), read by the blocks' conv1 and by the Linear
+        assert producer_sets == [["0", "3.conv2", "4.conv2"], ["3.conv1"], ["4.conv1"]]
+        stream = [g for g in groups if "0" in g["producers"]][0]
+        assert sorted(stream["bns"]) == ["1", "3.bn2", "4.bn2"]
+        assert sorted(c["name"] for c in stream["consumers"]) == ["3.conv1", "4.conv1", "7"]
     else:
-        assert pruned_names == {"0", "4"}
+        assert producer_sets == [["0"], ["4"]]
     for n, m in convs.items():
         K = m.weight.shape[0]
-        want = K - K // 2 if n in pruned_names else K
+        want = int(round(K * 0.5))
         assert pconvs[n].weight.shape[0] == want and pconvs[n].out_channels == want
-    assert pruned.num_parameters() < model.num_parameters()
+    assert pruned.num_parameters() < 0.5 * model.num_parameters()
     # the smaller model == the original with the removed channels zeroed
-    ref = compress.zero_channels(copy_model(model), chains, pruned.pruned_channels)
+    ref = compress.zero_channels(copy_model(model), groups, pruned.pruned_channels)
     np.testing.assert_allclose(_out(pruned, x), _out(ref, x), rtol=1e-5, atol=1e-5)
-    # kept channels are the ones with the largest filter L1 norms
-    for c in chains:
-        norms = compress.channel_l1_norms(convs[c["conv"]])
-        keep = pruned.pruned_channels[c["conv"]]
+    # kept channels are the ones with the largest (summed) filter L1 norms
+    for g in groups:
+        norms = sum(compress.channel_l1_norms(convs[p]) for p in g["producers"])
+        keep = pruned.pruned_channels[g["producers"][0]]
         drop = np.setdiff1d(np.arange(len(norms)), keep)
         assert norms[drop].max() <= norms[keep].min()
     # and the pruned model trains (new parameters, consistent shapes)
@@ -154,22 +158,39 @@ def test_channel_pruning_counts_and_equivalence(make):
     assert all(p.grad is not None for p in pruned.parameters())
 
 
+def test_channel_pruning_of_a_model_zoo_resnet():
+    from minicnn.models.resnet import BasicBlock, ResNet
+    model = _randomize_bn(ResNet(BasicBlock, [1, 1, 1, 1], 5, cifar=True, width=4))
+    x = mc.randn(2, 3, 8, 8)
+    pruned = compress.prune_channels(model, 0.5, example_input=x)   # verified inside
+    assert len(pruned.channel_groups) == 8                 # 4 blocks' inner + 4 stage streams
+    assert all(m.weight.shape[0] == m.out_channels == int(round(c.weight.shape[0] / 2))
+               for (n, m), (_, c) in zip(pruned.named_modules(), model.named_modules())
+               if isinstance(m, nn.Conv2d))
+    assert pruned.fc.in_features == 16
+
+
 def test_channel_pruning_rejects_hidden_consumers():
-    class Skip(nn.Module):          # conv output also used by an add the trace cannot see
-        def __init__(self):
+    class Skip(nn.Module):          # conv output also read by ops outside the modules
+        def __init__(self, cat):
             super().__init__()
+            self.cat = cat
             self.a = nn.Conv2d(3, 4, 1)
             self.b = nn.Conv2d(4, 4, 1)
+            self.c = nn.Conv2d(8, 2, 1)
 
         def forward(self, x):
             h = self.a(x)
-            return self.b(h) + h
+            if self.cat:
+                return self.c(mc.cat([self.b(h), h], dim=1))
+            return self.b(h) + h                      # the model's output: channels fixed
 
     x = mc.randn(1, 3, 3, 3)
-    assert compress.find_channel_chains(Skip(), x) == []      # the add is seen on the graph
+    assert compress.find_channel_groups(Skip(False), x) == []
+    assert compress.find_channel_groups(Skip(True), x) == []
     # a wrong plan given by hand is caught by the verification
     bad = [{"conv": "a", "bn": None, "next": "b", "kind": "conv"}]
     with pytest.raises(RuntimeError, match="prune_channels"):
-        compress.prune_channels(Skip(), 0.5, example_input=x, chains=bad)
+        compress.prune_channels(Skip(False), 0.5, example_input=x, groups=bad)
     with pytest.raises(ValueError, match="example_input"):
-        compress.prune_channels(Skip(), 0.5)
+        compress.prune_channels(Skip(False), 0.5)

@@ -11,7 +11,8 @@
 """
 from ._util import model_size_bytes
 from .fold import find_conv_bn_pairs, fold_batchnorm, fold_conv_bn
-from .prune import (apply_mask, channel_l1_norms, find_channel_chains, global_unstructured,
+from .prune import (apply_mask, channel_l1_norms, find_channel_chains, find_channel_groups,
+                    global_unstructured,
                     is_pruned, l1_unstructured, magnitude_prune, prune_channels, remove,
                     remove_pruning, sparsity, zero_channels)
 from .qat import (FakeQuantize, FakeQuantizeOp, QATConv2d, QATLinear, convert_qat,

@@ -156,15 +156,25 @@ def trace(model, example_input):
         keep.append(out)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         stack = [o.creator for o in outs if isinstance(o, Tensor) and o.creator is not None]
+        calls.output_ids = {id(o) for o in outs if isinstance(o, Tensor)}
+        for o in outs:
+            if isinstance(o, Tensor):
+                calls.tensors[id(o)] = o
+        for args, o in keep[:-1]:
+            for t in list(args) + [o]:
+                if isinstance(t, Tensor):
+                    calls.tensors[id(t)] = t
         seen = set()
         while stack:                 # every op of the graph: who reads which tensor
             fn = stack.pop()
             if id(fn) in seen:
                 continue
             seen.add(id(fn))
+            calls.functions[id(fn)] = fn
             for t in fn.inputs or ():
                 if t is None:
                     continue
+                calls.tensors[id(t)] = t
                 calls.readers.setdefault(id(t), set()).add(id(fn))
                 if t.creator is not None:
                     stack.append(t.creator)
@@ -181,6 +191,18 @@ class Trace(list):
         super().__init__()
         self.owned = []      # per call: ids of the Functions that call ran
         self.readers = {}    # tensor id -> ids of the Functions that read it
+        self.functions = {}  # Function id -> Function (every op of the recorded graph)
+        self.tensors = {}    # tensor id -> Tensor (every tensor seen)
+        self.output_ids = set()
+
+    def outputs_of(self, fn_id):
+        """The tensors a Function produced (among the tensors of the trace)."""
+        if not hasattr(self, "_outs"):
+            self._outs = {}
+            for t in self.tensors.values():
+                if t.creator is not None:
+                    self._outs.setdefault(id(t.creator), []).append(t)
+        return self._outs.get(fn_id, [])
 
     def hidden_uses(self, tensor_id, call_index):
         return len(self.readers.get(tensor_id, set()) - self.owned[call_index])

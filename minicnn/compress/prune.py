@@ -11,12 +11,14 @@ is fine-tuned. `remove(module)` makes the pruning permanent (`weight` a plain Pa
     mc.compress.remove_pruning(model)
     mc.compress.sparsity(model)
 
-Structured (`prune_channels`): the output channels of a convolution with the smallest filter L1
-norms are removed, together with the matching batch-norm features and the matching input
-channels of the next convolution (or the matching columns of the Linear after a Flatten). The
-chains conv -> [bn] -> [ReLU/pool/dropout...] -> conv | flatten -> linear are found by tracing
-one forward pass, so the result is a genuinely smaller (and faster) model with new Parameters
-(build the optimizer after pruning).
+Structured (`prune_channels`): the channels with the smallest filter L1 norms are removed from
+the convolutions that write them, together with the matching batch-norm features and the
+matching input channels of the convolutions that read them (or the columns of the Linear after a
+flatten). The channel groups are found by tracing one forward pass: a plain chain conv -> [bn] ->
+[ReLU/pool/dropout...] -> conv | flatten -> linear, or the residual stream of a ResNet stage,
+whose channels are written by several convolutions joined by adds and are pruned together. The
+result is a genuinely smaller (and faster) model with new Parameters (build the optimizer after
+pruning).
 """
 import numpy as np
 
@@ -161,48 +163,170 @@ def sparsity(model, types=("conv", "linear"), name="weight"):
 
 # --- structured: channel pruning ---------------------------------------------------------------
 
-def find_channel_chains(model, example_input):
-    """The prunable chains, found by tracing one forward pass. Each is a dict
-    {"conv": name, "bn": name | None, "next": name, "kind": "conv" | "linear", "hw": int}: the
-    output of `conv` flows (only: no other module and no op outside them reads it, checked on the
-    recorded graph, so a channel that also feeds a residual add is never pruned) through an optional BatchNorm2d and channel-wise modules with
-    f(0) = 0 into `next` (a groups=1 Conv2d, or a Flatten followed by a Linear)."""
+class _Space:
+    """A set of tensors that share one channel axis: the channels of its producer convolutions,
+    joined by residual adds, carried through batch norms and channel-wise modules."""
+
+    def __init__(self, producer, K):
+        self.producers, self.bns, self.consumers, self.adds = [producer], [], [], []
+        self.K, self.blocked = K, False
+
+
+def find_channel_groups(model, example_input):
+    """The channel groups that can be pruned together, found on one traced forward pass.
+
+    Each group is a dict {"producers": [conv names], "bns": [batch-norm names], "consumers":
+    [{"name", "kind": "conv" | "linear", "hw"}], "channels": K}: the convolutions in
+    "producers" write the same K channels (one conv, or several joined by residual adds, as the
+    convolutions writing a ResNet stage's residual stream); the tensors carrying them go only
+    through batch norms, channel-wise modules with f(0) = 0 (ReLU, pooling, dropout...) and adds
+    of two such tensors, and are read only by groups=1 convolutions or by a flatten followed by
+    a Linear. Anything else reading them (a concat, the model's output, an unknown op) makes the
+    group unprunable. This is checked on the recorded autograd graph, so functional code in a
+    forward (`out + identity`, `x.flatten(1)`) is seen too.
+    """
     calls = trace(model, example_input)
-    cons = consumers(calls)
-    chains = []
+    reading = {}                                     # tensor id -> module calls reading it
+    for i, (_, _, ins, _) in enumerate(calls):
+        for t in dict.fromkeys(ins):
+            reading.setdefault(t, []).append(i)
+    parent, spaces, space_of, work = {}, {}, {}, []
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def union(a, b):
+        a, b = find(a), find(b)
+        if a == b:
+            return a
+        A, B = spaces[a], spaces.pop(b)
+        parent[b] = a
+        A.producers += B.producers
+        A.bns += B.bns
+        A.consumers += B.consumers
+        A.adds += B.adds
+        A.blocked = A.blocked or B.blocked or A.K != B.K
+        return a
+
+    def assign(tid, sp):
+        if tid is None:
+            return
+        if tid in space_of:
+            union(space_of[tid], sp)
+            return
+        space_of[tid] = sp
+        work.append(tid)
+
+    def linear_after_flatten(flat_id, shape):
+        users = reading.get(flat_id, [])
+        owned = set().union(*(calls.owned[u] for u in users)) if users else set()
+        if len(users) != 1 or calls.readers.get(flat_id, set()) - owned:
+            return None
+        lname, lin = calls[users[0]][0], calls[users[0]][1]
+        if not is_linear(lin) or len(shape) != 4 or \
+                lin.weight.shape[1] != shape[1] * shape[2] * shape[3]:
+            return None
+        return {"name": lname, "kind": "linear", "hw": int(shape[2] * shape[3])}
+
+    producer_space = {}
     for name, m, _, out in calls:
-        if not is_conv2d(m) or int(m.groups) != 1 or is_pruned(m):
+        if not is_conv2d(m) or out is None:
             continue
-        t, bn = out, None
-        while True:
-            u = sole_consumer(calls, cons, t)
-            if u is None:
-                break
+        sp = len(parent)
+        parent[sp] = sp
+        spaces[sp] = _Space(name, int(m.weight.shape[0]))
+        if int(m.groups) != 1 or is_pruned(m):
+            spaces[sp].blocked = True
+        if name in producer_space:                   # a conv called twice: one channel space
+            sp = union(producer_space[name], sp)
+        producer_space[name] = sp
+        assign(out, sp)
+
+    while work:
+        tid = work.pop()
+        S = spaces[find(space_of[tid])]
+        sp = find(space_of[tid])
+        t = calls.tensors.get(tid)
+        if tid in calls.output_ids or t is None or t.ndim != 4:
+            S.blocked = True
+            continue
+        users = reading.get(tid, [])
+        owned = set().union(*(calls.owned[u] for u in users)) if users else set()
+        for u in users:
             uname, um, _, uout = calls[u]
-            if is_bn2d(um) and bn is None:
-                bn, t = uname, uout
+            if is_bn2d(um):
+                S.bns.append(uname)
+                assign(uout, sp)
             elif is_passthrough(um):
-                t = uout
-            elif is_conv2d(um) and int(um.groups) == 1 and not is_pruned(um):
-                chains.append({"conv": name, "bn": bn, "next": uname, "kind": "conv"})
-                break
+                assign(uout, sp)
+            elif is_conv2d(um):
+                if int(um.groups) == 1 and not is_pruned(um):
+                    S.consumers.append({"name": uname, "kind": "conv"})
+                else:
+                    S.blocked = True
             elif is_flatten(um):
-                lu = sole_consumer(calls, cons, uout)
-                if lu is not None and is_linear(calls[lu][1]):
-                    lin = calls[lu][1]
-                    K = m.weight.shape[0]
-                    if lin.weight.shape[1] % K == 0:
-                        chains.append({"conv": name, "bn": bn, "next": calls[lu][0],
-                                       "kind": "linear", "hw": lin.weight.shape[1] // K})
-                break
+                c = linear_after_flatten(uout, t.shape)
+                if c is None:
+                    S.blocked = True
+                else:
+                    S.consumers.append(c)
             else:
-                break
-    seen, unique = set(), []
-    for c in chains:                      # a module called twice gives the same chain twice
-        if c["conv"] not in seen:
-            seen.add(c["conv"])
-            unique.append(c)
-    return unique
+                S.blocked = True
+            S = spaces[find(sp)]
+            sp = find(sp)
+        for f in calls.readers.get(tid, set()) - owned:
+            fn = calls.functions[f]
+            kind = type(fn).__name__
+            outs = calls.outputs_of(f)
+            if kind == "Add" and all(i is not None and tuple(i.shape) == tuple(t.shape)
+                                     for i in fn.inputs) and len(outs) == 1:
+                S.adds.append(fn)
+                assign(id(outs[0]), sp)
+            elif kind == "Reshape" and len(outs) == 1 and outs[0].ndim == 2 and \
+                    outs[0].shape[0] == t.shape[0]:
+                c = linear_after_flatten(id(outs[0]), t.shape)
+                if c is None:
+                    S.blocked = True
+                else:
+                    S.consumers.append(c)
+            else:
+                S.blocked = True
+            S = spaces[find(sp)]
+            sp = find(sp)
+
+    groups = []
+    for root, S in spaces.items():
+        for fn in S.adds:                  # every input of an add must carry the same channels
+            for i in fn.inputs:
+                if id(i) not in space_of or find(space_of[id(i)]) != root:
+                    S.blocked = True
+        if S.blocked or not S.consumers:
+            continue
+        groups.append({"producers": list(dict.fromkeys(S.producers)),
+                       "bns": list(dict.fromkeys(S.bns)),
+                       "consumers": list({c["name"]: c for c in S.consumers}.values()),
+                       "channels": S.K})
+    groups.sort(key=lambda g: [n for n, _ in model.named_modules()].index(g["producers"][0]))
+    return groups
+
+
+def find_channel_chains(model, example_input):
+    """Alias of find_channel_groups."""
+    return find_channel_groups(model, example_input)
+
+
+def _normalize_group(g):
+    if "producers" in g:
+        return g
+    # the single-chain form {"conv", "bn", "next", "kind", "hw"}
+    c = {"name": g["next"], "kind": g.get("kind", "conv")}
+    if c["kind"] == "linear":
+        c["hw"] = g["hw"]
+    return {"producers": [g["conv"]], "bns": [g["bn"]] if g.get("bn") else [],
+            "consumers": [c]}
 
 
 def channel_l1_norms(conv):
@@ -210,13 +334,12 @@ def channel_l1_norms(conv):
     return np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
 
 
-def _keep_indices(conv, amount, min_channels=1):
-    norms = channel_l1_norms(conv)
+def _keep_indices(model, group, amount, min_channels=1):
+    """Channels kept: the largest summed filter L1 norms over the group's producers."""
+    norms = sum(channel_l1_norms(get_module(model, p)) for p in group["producers"])
     K = len(norms)
-    n_keep = max(min_channels, int(round(K * (1 - amount))))
-    n_keep = min(K, n_keep)
-    keep = np.sort(np.argsort(-norms, kind="stable")[:n_keep])
-    return keep
+    n_keep = min(K, max(min_channels, int(round(K * (1 - amount)))))
+    return np.sort(np.argsort(-norms, kind="stable")[:n_keep])
 
 
 def _take(param_or_tensor, idx, axis):
@@ -229,82 +352,91 @@ def _set_param(module, name, array):
     set_param(module, name, Parameter(array, requires_grad=old.requires_grad))
 
 
-def prune_channels(model, amount=0.5, example_input=None, chains=None, inplace=False,
-                   min_channels=1, verify=True):
-    """Remove the `amount` fraction of output channels (smallest filter L1 norm) of every
-    convolution in a prunable chain (see find_channel_chains), rewriting the batch norm and the
-    next layer. Returns the pruned model (a copy unless inplace) with `.pruned_channels`
-    = {conv name: kept channel indices}.
+def prune_channels(model, amount=0.5, example_input=None, groups=None, inplace=False,
+                   min_channels=1, verify=True, chains=None):
+    """Remove the `amount` fraction of the channels of every prunable channel group (see
+    find_channel_groups: the smallest summed filter L1 norms go), rewriting the producer
+    convolutions, their batch norms and the consumers (next convolutions' input channels, or
+    the Linear's columns after a flatten). Returns the pruned model (a copy unless inplace) with
+    `.pruned_channels` = {first producer: kept indices} and `.channel_groups`.
 
     verify: check on example_input (eval mode) that the pruned model gives the outputs of the
-    original with the removed channels zeroed (conv filter, bias and batch-norm affine set to 0),
-    and raise if not (e.g. a channel also used by an add the trace could not see).
+    original with the removed channels zeroed (conv filter, bias and batch-norm affine set to
+    0); raise if not.
     """
-    if chains is None:
+    groups = chains if groups is None else groups
+    if groups is None:
         if example_input is None:
-            raise ValueError("prune_channels: pass example_input (one batch) or chains")
-        chains = find_channel_chains(model, example_input)
+            raise ValueError("prune_channels: pass example_input (one batch) or groups")
+        groups = find_channel_groups(model, example_input)
+    groups = [_normalize_group(g) for g in groups]
     if not inplace:
         model = copy_model(model)
     reference = copy_model(model) if verify and example_input is not None else None
-    keeps = {}
-    for ch in chains:
-        keeps[ch["conv"]] = _keep_indices(get_module(model, ch["conv"]), amount, min_channels)
-    for ch in chains:
-        keep = keeps[ch["conv"]]
-        conv = get_module(model, ch["conv"])
-        _set_param(conv, "weight", _take(conv.weight, keep, 0))
-        if conv.bias is not None:
-            _set_param(conv, "bias", _take(conv.bias, keep, 0))
-        if hasattr(conv, "out_channels"):
-            conv.out_channels = len(keep)
-        if ch["bn"] is not None:
-            bn = get_module(model, ch["bn"])
-            for pname in ("weight", "bias"):
-                if getattr(bn, pname, None) is not None:
-                    _set_param(bn, pname, _take(getattr(bn, pname), keep, 0))
-            for bname in ("running_mean", "running_var"):
-                if getattr(bn, bname, None) is not None:
-                    setattr(bn, bname, Tensor(_take(getattr(bn, bname), keep, 0)))
+    keeps = [_keep_indices(model, g, amount, min_channels) for g in groups]
+    for g, keep in zip(groups, keeps):
+        for pname in g["producers"]:
+            conv = get_module(model, pname)
+            _set_param(conv, "weight", _take(conv.weight, keep, 0))
+            if conv.bias is not None:
+                _set_param(conv, "bias", _take(conv.bias, keep, 0))
+            if hasattr(conv, "out_channels"):
+                conv.out_channels = len(keep)
+        for bname in g["bns"]:
+            bn = get_module(model, bname)
+            for pn in ("weight", "bias"):
+                if getattr(bn, pn, None) is not None:
+                    _set_param(bn, pn, _take(getattr(bn, pn), keep, 0))
+            for bn_buf in ("running_mean", "running_var"):
+                if getattr(bn, bn_buf, None) is not None:
+                    setattr(bn, bn_buf, Tensor(_take(getattr(bn, bn_buf), keep, 0)))
             if hasattr(bn, "num_features"):
                 bn.num_features = len(keep)
-        nxt = get_module(model, ch["next"])
-        if ch["kind"] == "conv":
-            _set_param(nxt, "weight", _take(nxt.weight, keep, 1))
-            if hasattr(nxt, "in_channels"):
-                nxt.in_channels = len(keep)
-        else:
-            hw = ch["hw"]
-            cols = (keep[:, None] * hw + np.arange(hw)[None, :]).reshape(-1)   # (keep*hw,)
-            _set_param(nxt, "weight", _take(nxt.weight, cols, 1))
-            if hasattr(nxt, "in_features"):
-                nxt.in_features = len(cols)
-    model.pruned_channels = keeps
+        for c in g["consumers"]:
+            nxt = get_module(model, c["name"])
+            if c["kind"] == "conv":
+                _set_param(nxt, "weight", _take(nxt.weight, keep, 1))
+                if hasattr(nxt, "in_channels"):
+                    nxt.in_channels = len(keep)
+            else:
+                hw = c["hw"]
+                cols = (keep[:, None] * hw + np.arange(hw)[None, :]).reshape(-1)  # (keep*hw,)
+                _set_param(nxt, "weight", _take(nxt.weight, cols, 1))
+                if hasattr(nxt, "in_features"):
+                    nxt.in_features = len(cols)
+    model.pruned_channels = {g["producers"][0]: k for g, k in zip(groups, keeps)}
+    model.channel_groups = groups
     if reference is not None:
-        _verify(reference, model, chains, keeps, example_input)
+        _verify(reference, model, groups, keeps, example_input)
     return model
 
 
-def zero_channels(model, chains, keeps):
-    """In place: zero the conv filters / biases and batch-norm affine of the channels not kept
-    (the 'masked original' a channel-pruned model must agree with)."""
-    for ch in chains:
-        conv = get_module(model, ch["conv"])
-        drop = np.setdiff1d(np.arange(conv.weight.shape[0]), keeps[ch["conv"]])
-        conv.weight.data[drop] = 0
-        if conv.bias is not None:
-            conv.bias.data[drop] = 0
-        if ch["bn"] is not None:
-            bn = get_module(model, ch["bn"])
-            for pname in ("weight", "bias"):
-                if getattr(bn, pname, None) is not None:
-                    getattr(bn, pname).data[drop] = 0
+def zero_channels(model, groups, keeps):
+    """In place: zero the producer filters / biases and batch-norm affine of the channels not
+    kept (the 'masked original' a channel-pruned model must agree with). keeps: a list (one
+    per group) or the {first producer: indices} dict of a pruned model."""
+    groups = [_normalize_group(g) for g in groups]
+    if isinstance(keeps, dict):
+        keeps = [keeps[g["producers"][0]] for g in groups]
+    for g, keep in zip(groups, keeps):
+        K = get_module(model, g["producers"][0]).weight.shape[0]
+        drop = np.setdiff1d(np.arange(K), keep)
+        for pname in g["producers"]:
+            conv = get_module(model, pname)
+            conv.weight.data[drop] = 0
+            if conv.bias is not None:
+                conv.bias.data[drop] = 0
+        for bname in g["bns"]:
+            bn = get_module(model, bname)
+            for pn in ("weight", "bias"):
+                if getattr(bn, pn, None) is not None:
+                    getattr(bn, pn).data[drop] = 0
     return model
 
 
-def _verify(reference, pruned, chains, keeps, example_input):
+def _verify(reference, pruned, groups, keeps, example_input):
     from ..autograd import no_grad  # noqa: PLC0415
-    zero_channels(reference, chains, keeps)
+    zero_channels(reference, groups, keeps)
     x = example_input if isinstance(example_input, Tensor) else Tensor(example_input)
     rt, pt = reference.training, pruned.training
     reference.eval()
@@ -316,11 +448,11 @@ def _verify(reference, pruned, chains, keeps, example_input):
     except Exception as e:
         raise RuntimeError(f"prune_channels: the pruned model fails on the example input ({e}); "
                            "a pruned channel is probably used by an op the trace cannot see "
-                           "(pass chains= explicitly)") from e
+                           "(pass groups= explicitly)") from e
     finally:
         reference.train(rt)
         pruned.train(pt)
     scale = max(1.0, float(np.abs(want).max()))
     if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-4 * scale):
         raise RuntimeError("prune_channels: the pruned model does not reproduce the original with "
-                           "the removed channels zeroed; pass chains= explicitly")
+                           "the removed channels zeroed; pass groups= explicitly")

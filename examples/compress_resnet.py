@@ -1,0 +1,73 @@
+"""Structured channel pruning of a small ResNet on Shapes: train, prune 50% of the prunable
+channels (the inner channels of every residual block, by filter L1 norm), fine-tune, and compare
+accuracy, size and CPU forward time; then fold the batch norms of the pruned model.
+
+    python examples/compress_resnet.py [--size 16 --width 16 --blocks 1 --epochs 6 --json f]
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+
+import minicnn as mc
+from minicnn import compress
+from minicnn.models.resnet import BasicBlock, ResNet
+from minicnn.train import Trainer
+
+
+def train(model, train_set, epochs, lr, seed=0):
+    mc.manual_seed(seed)
+    opt = mc.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    sched = mc.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    Trainer(model, opt, "cross_entropy", ["accuracy"], scheduler=sched).fit(
+        train_set, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=16)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--blocks", type=int, default=1)
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=500)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--ft-epochs", type=int, default=2)
+    ap.add_argument("--amount", type=float, default=0.5)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    mc.manual_seed(0)
+    tr = mc.data.Shapes(args.train, image_size=args.size, seed=0, train=True)
+    te = mc.data.Shapes(args.test, image_size=args.size, seed=0, train=False)
+    model = ResNet(BasicBlock, [args.blocks] * 4, num_classes=5, cifar=True, width=args.width)
+    t0 = time.perf_counter()
+    train(model, tr, args.epochs, 0.05)
+    out = {"model": f"ResNet(BasicBlock, {[args.blocks] * 4}, width={args.width}, cifar stem)",
+           "data": f"Shapes {args.train} train / {args.test} test, {args.size}x{args.size}",
+           "epochs": args.epochs, "train_s": time.perf_counter() - t0}
+    x = te.data[:64]
+    out["float_accuracy"] = compress.accuracy(model, te)
+    pruned = compress.prune_channels(model, amount=args.amount, example_input=x[:2])
+    out["pruned_convs"] = {k: len(v) for k, v in pruned.pruned_channels.items()}
+    out["accuracy_after_prune"] = compress.accuracy(pruned, te)
+    t0 = time.perf_counter()
+    train(pruned, tr, args.ft_epochs, 0.01)
+    out["finetune_s"] = time.perf_counter() - t0
+    rep = compress.compare_models(model, pruned, te, example_input=x, repeats=10)
+    out["pruned"] = rep
+    out["params"] = model.num_parameters()
+    out["pruned_params"] = pruned.num_parameters()
+    folded = compress.fold_batchnorm(pruned, example_input=x[:2])
+    out["pruned_folded"] = {"accuracy": compress.accuracy(folded, te),
+                            "forward_s": compress.time_forward(folded, x, 10)}
+    out["pruned_folded"]["speedup"] = rep["forward_s"] / out["pruned_folded"]["forward_s"]
+    print(json.dumps(out, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
