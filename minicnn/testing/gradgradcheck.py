@@ -43,15 +43,18 @@ def _first_derivatives(fn, inputs, n_inputs, wrt):
 
     def grads_fn(*args):
         xs, gys = args[:n_inputs], args[n_inputs:]
-        # gradcheck evaluates G under no_grad for its finite differences; G itself needs a graph
-        # for its own backward pass.
+        # gradcheck evaluates G under no_grad for its finite differences: then only G's values
+        # are needed, so fn's backward need not be recorded (fn's forward still must be, for its
+        # backward to run). Otherwise G is recorded, for gradcheck's backward pass through it.
+        record = autograd.is_grad_enabled()
         with autograd.enable_grad():
             outs = _differentiable_outputs(fn(*xs))
             if len(outs) != len(gys):
                 raise ValueError(f"gradgradcheck: fn has {len(outs)} differentiable outputs but "
                                  f"{len(gys)} grad_outputs were given")
             targets = [xs[i] for i in wrt]
-            grads = autograd.grad(outs, targets, list(gys), create_graph=True, allow_unused=True)
+            grads = autograd.grad(outs, targets, list(gys), create_graph=record,
+                                  allow_unused=True)
         return tuple(g for g in grads if g is not None)
 
     return grads_fn
