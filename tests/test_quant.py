@@ -150,3 +150,20 @@ def test_qat_trains_and_converts_to_the_same_int8_model():
     got = q(x).numpy()
     # the int8 model computes the same quantized values as the fake-quant model
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_calibration_data_forms():
+    from minicnn.compress._util import iterate_inputs
+    from minicnn.data import ArrayDataset, DataLoader
+    x = np.random.default_rng(0).standard_normal((20, 1, 4, 4)).astype(np.float32)
+    ds = ArrayDataset(x, np.zeros(20, np.int64))
+    assert [b.shape[0] for b in iterate_inputs(ds, None, 8)] == [8, 8, 4]
+    assert [b.shape[0] for b in iterate_inputs(ds, 2, 8)] == [8, 8]
+    assert [b.shape[0] for b in iterate_inputs(x, 5)] == [20]
+    assert [b.shape[0] for b in iterate_inputs(mc.tensor(x), 5)] == [20]
+    assert [b.shape[0] for b in iterate_inputs(DataLoader(ds, batch_size=16), 5)] == [16, 4]
+    assert [b.shape[0] for b in iterate_inputs([x[:3], x[3:5]], 5)] == [3, 2]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    q1 = compress.quantize_model(model, ds, num_batches=3, batch_size=8)
+    q2 = compress.quantize_model(model, x)
+    np.testing.assert_array_equal(q1(mc.tensor(x)).numpy(), q2(mc.tensor(x)).numpy())

@@ -1,9 +1,7 @@
 """Shared helpers of mc.compress: layer detection, module replacement, tracing, sizes."""
 import copy
 
-import numpy as np
-
-from ..autograd import enable_grad, no_grad
+from ..autograd import enable_grad
 from ..tensor import Tensor
 
 
@@ -96,9 +94,8 @@ def as_numpy_batch(batch):
 
 def iterate_inputs(data, num_batches=None, batch_size=64):
     """Input arrays from a Dataset, a DataLoader / iterable of batches, or one array."""
-    if hasattr(data, "shape") and not hasattr(data, "__len__") or isinstance(data, Tensor) or \
-            isinstance(data, np.ndarray):
-        yield as_numpy_batch(data)
+    if isinstance(data, Tensor) or hasattr(data, "shape") and hasattr(data, "dtype"):
+        yield as_numpy_batch(data)          # one array (NumPy or CuPy) or Tensor: one batch
         return
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(
             data, (list, tuple)) and not hasattr(data, "batch_size"):
