@@ -22,9 +22,13 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command")
     bench = sub.add_parser("bench", help="benchmark minicnn against PyTorch (see python -m bench)")
     bench.add_argument("args", nargs=argparse.REMAINDER)
+    from . import cli  # noqa: PLC0415 -- train / evaluate / predict
+    cli.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "bench":
         return _bench(args.args)
+    if args.command in cli.COMMANDS:
+        return cli.run(args)
     parser.print_help()
     return 0
 

@@ -188,7 +188,7 @@ class ModelCheckpoint(_Monitor):
         from .checkpoint import save_checkpoint  # noqa: PLC0415
         save_checkpoint(path, self.trainer.model,
                         self.trainer.optimizer if self.save_optimizer else None,
-                        epoch=epoch, logs=dict(logs), **self.extra)
+                        meta={**self.extra, "epoch": epoch, "logs": dict(logs)})
         self.last_saved = path
         if self.verbose:
             self.trainer._print(f"saved checkpoint {path}")

@@ -15,8 +15,10 @@ from ..serialization import CheckpointError, load, save
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
 
-def save_checkpoint(path, model, optimizer=None, **meta):
-    """Save model.state_dict(), optimizer.state_dict() (if given) and metadata to `path`."""
+def save_checkpoint(path, model, optimizer=None, meta=None, **more_meta):
+    """Save model.state_dict(), optimizer.state_dict() (if given) and the metadata `meta` (a
+    dict) plus any keyword arguments to `path`."""
+    meta = {**(meta or {}), **more_meta}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
