@@ -18,10 +18,11 @@ from conftest import DEVICES
 from minicnn.autograd import Function
 from minicnn.backend import to_device
 from minicnn.testing import GradcheckError, gradcheck, gradgradcheck
+from minicnn.testing import strategies as mst
 from opdb import ALL_OPS
 from optable_util import as_numpy, float_outputs, mc_args, torch_args
 
-SMALL = 32  # element-wise second-order checks up to this many elements, directional above
+SMALL = 16  # element-wise second-order checks up to this many elements, directional above
 
 DOUBLE_OPS = [op for op in ALL_OPS if op.gradcheck and op.double_backward]
 
@@ -95,6 +96,23 @@ def test_torch_second_derivative_parity(info, device, data):
             assert g.dtype == x.dtype
         np.testing.assert_allclose(_zeros_if_none(g, x), _zeros_if_none(tg, x), atol=atol,
                                    rtol=rtol, err_msg=f"{info.name}: second derivative, {name}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["dropout", "dropout2d", "alpha_dropout", "feature_alpha_dropout"])
+@given(x=mst.arrays(mst.shapes(min_dims=2, max_dims=4, max_side=4)), p=st.sampled_from([0.2, 0.5]))
+def test_dropout_double_backward(name, device, x, p):
+    """Random ops are not in the op table; with the generator reseeded before each call the mask
+    is fixed, so their second derivatives can be checked like any other op's."""
+    F = mc.functional
+    op = getattr(F, name)
+
+    def fn(t):
+        mc.manual_seed(1)
+        return op(t * t, p=p, training=True) * t
+
+    gradgradcheck(fn, [mc.Tensor(to_device(x, device), requires_grad=True)],
+                  max_elements=SMALL)
 
 
 def test_every_op_says_whether_double_backward_works():
@@ -337,3 +355,26 @@ def test_gradient_penalty_through_a_linear_layer_matches_torch():
     penalty(torch, tx, tw).backward()
     np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-10)
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10)
+
+
+def test_second_derivative_through_dtype_casts():
+    x = leaf(4)
+    y = x.float()  # Cast: its backward casts back, differentiably
+    (g,) = mc.autograd.grad((y * y * y).sum(), x, create_graph=True)
+    assert g.dtype == np.float64 and g.requires_grad
+    (gg,) = mc.autograd.grad(g.sum(), x)
+    np.testing.assert_allclose(gg.numpy(), 6 * x.data, rtol=1e-6)
+    # type promotion: float32 * float64 -> float64; grad_to casts the float32 side's grad back
+    a = mc.tensor(np.array([0.5, 1.5], dtype=np.float32), requires_grad=True)
+    (ga,) = mc.autograd.grad((a * a * x[:2]).sum(), a, create_graph=True)
+    assert ga.dtype == np.float32
+    (gaa,) = mc.autograd.grad(ga.sum(), a)
+    np.testing.assert_allclose(gaa.numpy(), 2 * x.data[:2], rtol=1e-6)
+
+
+def test_backward_with_inputs_and_create_graph():
+    x, u = leaf(3), leaf(3, seed=1)
+    (x ** 3 * u).sum().backward(inputs=[x], create_graph=True)
+    assert u.grad is None and x.grad.requires_grad
+    (gu,) = mc.autograd.grad(x.grad.sum(), u)
+    np.testing.assert_allclose(gu.numpy(), 3 * x.data ** 2, rtol=1e-12)
