@@ -2,14 +2,37 @@
 
 NumPy buffers go to the fused Numba kernels (kernels/cpu/optim.py); CuPy buffers (and anything
 else) to the xp-generic reference (kernels/reference/optim.py), which runs on CuPy as it is: a
-handful of whole-buffer array operations per step. Every buffer is a 1-D C-contiguous array of
-one dtype; absent state buffers (no momentum, no amsgrad) are passed as None.
+handful of whole-buffer array operations per step. Parameters and state are 1-D C-contiguous
+buffers of one dtype; absent state buffers (no momentum, no amsgrad) are passed as None. The
+gradient `g` is a 1-D array, or `Pieces`: the per-parameter gradients of consecutive slices of
+the buffer, which the Numba kernels read in place (no gather copy) and the reference
+concatenates.
 """
 import numpy as np
 
+from minicnn.backend import get_array_module
+
 from .reference import optim as _ref
 
+CHUNK = 1 << 14  # elements per parallel work item of the Numba kernels
+
 _cpu = None
+_list_types = {}
+
+
+class Pieces:
+    """A 1-D gradient given as pieces: arrays[k] (any shape, flattened) is the gradient of the
+    buffer slice [offsets[k], offsets[k + 1])."""
+    __slots__ = ("arrays", "offsets")
+
+    def __init__(self, arrays, offsets):
+        self.arrays, self.offsets = list(arrays), list(offsets)
+        if len(self.offsets) != len(self.arrays) + 1:
+            raise ValueError("Pieces: need one more offset than arrays")
+
+    def concatenate(self):
+        xp = get_array_module(*self.arrays)
+        return xp.concatenate([a.reshape(-1) for a in self.arrays])
 
 
 def _numba():
@@ -24,76 +47,115 @@ def _use_numba(*arrays):
     return all(type(a) is np.ndarray and a.flags.c_contiguous and a.ndim == 1 for a in arrays)
 
 
+def _grads_on_cpu(g):
+    arrays = g.arrays if isinstance(g, Pieces) else [g]
+    return all(type(a) is np.ndarray for a in arrays)
+
+
 def _or_empty(a, like):
     return a if a is not None else np.empty(0, like.dtype)
 
 
-def _same_dtype(p, g):
-    return g if g.dtype == p.dtype else g.astype(p.dtype)
+def chunk_table(offsets, chunk=CHUNK):
+    """(cp, cs, ce): chunk c covers flat indices [cs[c], ce[c]) of piece cp[c]."""
+    offs = np.asarray(offsets, dtype=np.int64)
+    sizes = np.diff(offs)
+    nch = (sizes + chunk - 1) // chunk
+    cp = np.repeat(np.arange(sizes.size, dtype=np.int64), nch)
+    first = np.cumsum(nch) - nch
+    cs = offs[cp] + (np.arange(cp.size, dtype=np.int64) - first[cp]) * chunk
+    ce = np.minimum(cs + chunk, offs[cp + 1])
+    return cp, cs, ce
+
+
+def _typed_grads(p, g):
+    """The Numba arguments (grads, cp, cs, ce, offs) for gradient g of buffer p."""
+    from numba import from_dtype, typed, types  # noqa: PLC0415
+    if isinstance(g, Pieces):
+        arrays, offsets = g.arrays, g.offsets
+    else:
+        arrays, offsets = [g], [0, g.size]
+    item = _list_types.get(p.dtype)
+    if item is None:
+        item = _list_types[p.dtype] = types.Array(from_dtype(p.dtype), 1, "C")
+    lst = typed.List.empty_list(item)
+    for a in arrays:
+        a = a.reshape(-1)
+        if a.dtype != p.dtype or not a.flags.c_contiguous:  # usually a view: no copy
+            a = np.ascontiguousarray(a, dtype=p.dtype)
+        lst.append(a)
+    cp, cs, ce = chunk_table(offsets)
+    return lst, cp, cs, ce, np.asarray(offsets, dtype=np.int64)
+
+
+def _flat(g):
+    return g.concatenate() if isinstance(g, Pieces) else g
 
 
 def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
-    if _use_numba(p, g) and (buf is None or _use_numba(buf)):
-        _numba().sgd_kernel(p, _same_dtype(p, g), _or_empty(buf, p), float(lr), float(momentum),
+    if _grads_on_cpu(g) and _use_numba(p) and (buf is None or _use_numba(buf)):
+        _numba().sgd_kernel(p, *_typed_grads(p, g), _or_empty(buf, p), float(lr), float(momentum),
                             float(dampening), float(weight_decay), bool(nesterov),
                             bool(maximize), bool(first))
     else:
-        _ref.sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)
+        _ref.sgd_step(p, _flat(g), buf, lr, momentum, dampening, weight_decay, nesterov, maximize,
+                      first)
 
 
 def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
               maximize, step_size, bc2_sqrt):
-    if _use_numba(p, g, m, v) and (vmax is None or _use_numba(vmax)):
-        _numba().adam_kernel(p, _same_dtype(p, g), m, v, _or_empty(vmax, p), float(lr),
+    if _grads_on_cpu(g) and _use_numba(p, m, v) and (vmax is None or _use_numba(vmax)):
+        _numba().adam_kernel(p, *_typed_grads(p, g), m, v, _or_empty(vmax, p), float(lr),
                              float(beta1), float(beta2), float(eps), float(weight_decay),
                              bool(decoupled), bool(amsgrad), bool(maximize), float(step_size),
                              float(bc2_sqrt))
     else:
-        _ref.adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
-                       maximize, step_size, bc2_sqrt)
+        _ref.adam_step(p, _flat(g), m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled,
+                       amsgrad, maximize, step_size, bc2_sqrt)
 
 
 def rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, centered,
                  maximize):
-    if _use_numba(p, g, sq) and all(a is None or _use_numba(a) for a in (gavg, buf)):
-        _numba().rmsprop_kernel(p, _same_dtype(p, g), sq, _or_empty(gavg, p), _or_empty(buf, p),
+    if _grads_on_cpu(g) and _use_numba(p, sq) and \
+            all(a is None or _use_numba(a) for a in (gavg, buf)):
+        _numba().rmsprop_kernel(p, *_typed_grads(p, g), sq, _or_empty(gavg, p), _or_empty(buf, p),
                                 float(lr), float(alpha), float(eps), float(weight_decay),
                                 float(momentum), bool(centered), bool(maximize))
     else:
-        _ref.rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, centered,
-                          maximize)
+        _ref.rmsprop_step(p, _flat(g), sq, gavg, buf, lr, alpha, eps, weight_decay, momentum,
+                          centered, maximize)
 
 
 def adagrad_step(p, g, acc, clr, eps, weight_decay, maximize):
-    if _use_numba(p, g, acc):
-        _numba().adagrad_kernel(p, _same_dtype(p, g), acc, float(clr), float(eps),
+    if _grads_on_cpu(g) and _use_numba(p, acc):
+        _numba().adagrad_kernel(p, *_typed_grads(p, g), acc, float(clr), float(eps),
                                 float(weight_decay), bool(maximize))
     else:
-        _ref.adagrad_step(p, g, acc, clr, eps, weight_decay, maximize)
+        _ref.adagrad_step(p, _flat(g), acc, clr, eps, weight_decay, maximize)
 
 
 def adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
-    if _use_numba(p, g, sq, acc_delta):
-        _numba().adadelta_kernel(p, _same_dtype(p, g), sq, acc_delta, float(lr), float(rho),
+    if _grads_on_cpu(g) and _use_numba(p, sq, acc_delta):
+        _numba().adadelta_kernel(p, *_typed_grads(p, g), sq, acc_delta, float(lr), float(rho),
                                  float(eps), float(weight_decay), bool(maximize))
     else:
-        _ref.adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize)
+        _ref.adadelta_step(p, _flat(g), sq, acc_delta, lr, rho, eps, weight_decay, maximize)
 
 
 def adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
-    if _use_numba(p, g, m, u):
-        _numba().adamax_kernel(p, _same_dtype(p, g), m, u, float(beta1), float(beta2),
+    if _grads_on_cpu(g) and _use_numba(p, m, u):
+        _numba().adamax_kernel(p, *_typed_grads(p, g), m, u, float(beta1), float(beta2),
                                float(eps), float(weight_decay), bool(maximize), float(clr))
     else:
-        _ref.adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr)
+        _ref.adamax_step(p, _flat(g), m, u, beta1, beta2, eps, weight_decay, maximize, clr)
 
 
 def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc2, c_grad,
                c_avg):
-    if _use_numba(p, g, m, v):
-        _numba().nadam_kernel(p, _same_dtype(p, g), m, v, float(lr), float(beta1), float(beta2),
+    if _grads_on_cpu(g) and _use_numba(p, m, v):
+        _numba().nadam_kernel(p, *_typed_grads(p, g), m, v, float(lr), float(beta1), float(beta2),
                               float(eps), float(weight_decay), bool(decoupled), bool(maximize),
                               float(bc2), float(c_grad), float(c_avg))
     else:
-        _ref.nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc2,
-                        c_grad, c_avg)
+        _ref.nadam_step(p, _flat(g), m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
+                        bc2, c_grad, c_avg)

@@ -424,3 +424,40 @@ def test_numba_kernels_match_reference(name, n, dtype):
         np.testing.assert_allclose(a, r, err_msg=f"{name} buffer {i}", **tol)
     assert not np.array_equal(arrays[0], _kernel_args(name, np.random.default_rng(n), n,
                                                       dtype)[0][0])  # p moved
+
+
+def test_chunk_table_covers_every_element_once():
+    offsets = [0, 5, 5, 40, 41, 100]
+    cp, cs, ce = K.chunk_table(offsets, chunk=16)
+    covered = np.zeros(100, int)
+    for k, a, b in zip(cp, cs, ce):
+        assert offsets[k] <= a < b <= offsets[k + 1] and b - a <= 16
+        covered[a:b] += 1
+    assert (covered == 1).all()
+    assert 1 not in cp  # the empty piece has no chunk
+
+
+@pytest.mark.parametrize("name", ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
+                                  "adadelta_step", "adamax_step", "nadam_step"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_kernels_read_gradient_pieces_in_place(name, dtype):
+    # pieces of odd sizes, crossing chunk boundaries, one empty, one non-contiguous, one of
+    # another dtype: the kernel reading them in place equals the reference on the concatenation
+    sizes = [3, K.CHUNK + 7, 0, 1, 2 * K.CHUNK - 1]
+    n = sum(sizes)
+    rng = np.random.default_rng(3)
+    arrays, kw = _kernel_args(name, rng, n, dtype)
+    ref = [a.copy() for a in arrays]
+    flat_g = arrays[1]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    pieces = [flat_g[a:b].copy() for a, b in zip(offsets, offsets[1:])]
+    pieces[1] = np.stack([pieces[1], pieces[1]], 1)[:, 0]  # a strided view
+    assert not pieces[1].flags.c_contiguous
+    pieces[3] = pieces[3].astype(np.float32 if dtype == np.float64 else np.float64)
+    ref[1] = np.concatenate([p.astype(dtype) for p in pieces])
+    getattr(K, name)(arrays[0], K.Pieces(pieces, offsets), *arrays[2:], **kw)
+    getattr(R, name)(*ref, **kw)
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-6, atol=1e-6)
+    for i, (a, r) in enumerate(zip(arrays, ref)):
+        if i != 1:
+            np.testing.assert_allclose(a, r, err_msg=f"{name} buffer {i}", **tol)

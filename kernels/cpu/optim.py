@@ -1,9 +1,13 @@
 """Numba kernels of the optimizer updates: one fused parallel pass over flat 1-D buffers.
 
 Each kernel reads p, g and the state buffers once and writes p and the state once per element
-(PyTorch's foreach path makes one pass per arithmetic op). The per-element formulas follow
+(PyTorch's foreach path makes one pass per arithmetic op). The gradients are not copied into a
+flat buffer first: `grads` is a typed List of 1-D arrays, piece k holding the gradient of
+p[offs[k]:offs[k] + len(grads[k])]; the work is split into chunks, chunk c covering the flat
+indices [cs[c], ce[c]) of piece cp[c] (kernels/optim.py builds the table), and the chunks run in
+parallel. The per-element formulas follow
 PyTorch's `_single_tensor_*` functions in the same order of operations; scalars that depend on
-the step count are computed by the caller. Flags are passed as ints (0/1). Arithmetic happens in
+the step count are computed by the caller. Flags are bools. Arithmetic happens in
 the buffers' dtype's promotion with the float64 scalars, as the NumPy reference does.
 """
 import math
@@ -22,132 +26,183 @@ def _lerp(a, b, w):
 
 
 @njit(**_OPTS)
-def sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
-    n = p.shape[0]
-    for i in prange(n):
-        gi = -g[i] if maximize else g[i]
-        if weight_decay != 0.0:
-            gi = gi + weight_decay * p[i]
-        if momentum != 0.0:
-            if first:
-                b = gi
-            else:
-                b = buf[i] * momentum + (1.0 - dampening) * gi
-            buf[i] = b
-            if nesterov:
-                gi = gi + momentum * b
-            else:
-                gi = b
-        p[i] = p[i] - lr * gi
+def sgd_kernel(p, grads, cp, cs, ce, offs, buf, lr, momentum, dampening, weight_decay, nesterov,
+               maximize, first):
+    for c in prange(cp.shape[0]):
+        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
+        c0, c1 = cs[c], ce[c]
+        o = offs[cp[c]]
+        g = grads[cp[c]][c0 - o:c1 - o]
+        p_ = p[c0:c1]
+        buf_ = buf[c0:c1]
+        for j in range(c1 - c0):
+            gi = -g[j] if maximize else g[j]
+            if weight_decay != 0.0:
+                gi = gi + weight_decay * p_[j]
+            if momentum != 0.0:
+                if first:
+                    b = gi
+                else:
+                    b = buf_[j] * momentum + (1.0 - dampening) * gi
+                buf_[j] = b
+                if nesterov:
+                    gi = gi + momentum * b
+                else:
+                    gi = b
+            p_[j] = p_[j] - lr * gi
 
 
 @njit(**_OPTS)
-def adam_kernel(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
-                maximize, step_size, bc2_sqrt):
-    n = p.shape[0]
+def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, lr, beta1, beta2, eps, weight_decay,
+                decoupled, amsgrad, maximize, step_size, bc2_sqrt):
     decay = 1.0 - lr * weight_decay
-    for i in prange(n):
-        gi = -g[i] if maximize else g[i]
-        pi = p[i]
-        if weight_decay != 0.0:
-            if decoupled:
-                pi = pi * decay
+    for c in prange(cp.shape[0]):
+        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
+        c0, c1 = cs[c], ce[c]
+        o = offs[cp[c]]
+        g = grads[cp[c]][c0 - o:c1 - o]
+        p_ = p[c0:c1]
+        m_ = m[c0:c1]
+        v_ = v[c0:c1]
+        vmax_ = vmax[c0:c1]
+        for j in range(c1 - c0):
+            gi = -g[j] if maximize else g[j]
+            pi = p_[j]
+            if weight_decay != 0.0:
+                if decoupled:
+                    pi = pi * decay
+                else:
+                    gi = gi + weight_decay * pi
+            mi = _lerp(m_[j], gi, 1.0 - beta1)
+            vi = v_[j] * beta2 + (1.0 - beta2) * gi * gi
+            m_[j] = mi
+            v_[j] = vi
+            if amsgrad:
+                vi = max(vmax_[j], vi)
+                vmax_[j] = vi
+            denom = math.sqrt(vi) / bc2_sqrt + eps
+            p_[j] = pi + (-step_size) * mi / denom
+
+
+@njit(**_OPTS)
+def rmsprop_kernel(p, grads, cp, cs, ce, offs, sq, gavg, buf, lr, alpha, eps, weight_decay,
+                   momentum, centered, maximize):
+    for c in prange(cp.shape[0]):
+        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
+        c0, c1 = cs[c], ce[c]
+        o = offs[cp[c]]
+        g = grads[cp[c]][c0 - o:c1 - o]
+        p_ = p[c0:c1]
+        sq_ = sq[c0:c1]
+        gavg_ = gavg[c0:c1]
+        buf_ = buf[c0:c1]
+        for j in range(c1 - c0):
+            gi = -g[j] if maximize else g[j]
+            if weight_decay != 0.0:
+                gi = gi + weight_decay * p_[j]
+            s = sq_[j] * alpha + (1.0 - alpha) * gi * gi
+            sq_[j] = s
+            if centered:
+                ga = _lerp(gavg_[j], gi, 1.0 - alpha)
+                gavg_[j] = ga
+                avg = math.sqrt(s - ga * ga)
             else:
-                gi = gi + weight_decay * pi
-        mi = _lerp(m[i], gi, 1.0 - beta1)
-        vi = v[i] * beta2 + (1.0 - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        if amsgrad:
-            vi = max(vmax[i], vi)
-            vmax[i] = vi
-        denom = math.sqrt(vi) / bc2_sqrt + eps
-        p[i] = pi + (-step_size) * mi / denom
+                avg = math.sqrt(s)
+            avg = avg + eps
+            if momentum > 0.0:
+                b = buf_[j] * momentum + gi / avg
+                buf_[j] = b
+                p_[j] = p_[j] - lr * b
+            else:
+                p_[j] = p_[j] + (-lr) * gi / avg
 
 
 @njit(**_OPTS)
-def rmsprop_kernel(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, centered,
-                   maximize):
-    n = p.shape[0]
-    for i in prange(n):
-        gi = -g[i] if maximize else g[i]
-        if weight_decay != 0.0:
-            gi = gi + weight_decay * p[i]
-        s = sq[i] * alpha + (1.0 - alpha) * gi * gi
-        sq[i] = s
-        if centered:
-            ga = _lerp(gavg[i], gi, 1.0 - alpha)
-            gavg[i] = ga
-            avg = math.sqrt(s - ga * ga)
-        else:
-            avg = math.sqrt(s)
-        avg = avg + eps
-        if momentum > 0.0:
-            b = buf[i] * momentum + gi / avg
-            buf[i] = b
-            p[i] = p[i] - lr * b
-        else:
-            p[i] = p[i] + (-lr) * gi / avg
+def adagrad_kernel(p, grads, cp, cs, ce, offs, acc, clr, eps, weight_decay, maximize):
+    for c in prange(cp.shape[0]):
+        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
+        c0, c1 = cs[c], ce[c]
+        o = offs[cp[c]]
+        g = grads[cp[c]][c0 - o:c1 - o]
+        p_ = p[c0:c1]
+        acc_ = acc[c0:c1]
+        for j in range(c1 - c0):
+            gi = -g[j] if maximize else g[j]
+            if weight_decay != 0.0:
+                gi = gi + weight_decay * p_[j]
+            a = acc_[j] + gi * gi
+            acc_[j] = a
+            p_[j] = p_[j] + (-clr) * gi / (math.sqrt(a) + eps)
 
 
 @njit(**_OPTS)
-def adagrad_kernel(p, g, acc, clr, eps, weight_decay, maximize):
-    n = p.shape[0]
-    for i in prange(n):
-        gi = -g[i] if maximize else g[i]
-        if weight_decay != 0.0:
-            gi = gi + weight_decay * p[i]
-        a = acc[i] + gi * gi
-        acc[i] = a
-        p[i] = p[i] + (-clr) * gi / (math.sqrt(a) + eps)
+def adadelta_kernel(p, grads, cp, cs, ce, offs, sq, acc_delta, lr, rho, eps, weight_decay,
+                    maximize):
+    for c in prange(cp.shape[0]):
+        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
+        c0, c1 = cs[c], ce[c]
+        o = offs[cp[c]]
+        g = grads[cp[c]][c0 - o:c1 - o]
+        p_ = p[c0:c1]
+        sq_ = sq[c0:c1]
+        acc_delta_ = acc_delta[c0:c1]
+        for j in range(c1 - c0):
+            gi = -g[j] if maximize else g[j]
+            if weight_decay != 0.0:
+                gi = gi + weight_decay * p_[j]
+            s = sq_[j] * rho + (1.0 - rho) * gi * gi
+            sq_[j] = s
+            std = math.sqrt(s + eps)
+            delta = math.sqrt(acc_delta_[j] + eps) / std * gi
+            acc_delta_[j] = acc_delta_[j] * rho + (1.0 - rho) * delta * delta
+            p_[j] = p_[j] - lr * delta
 
 
 @njit(**_OPTS)
-def adadelta_kernel(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
-    n = p.shape[0]
-    for i in prange(n):
-        gi = -g[i] if maximize else g[i]
-        if weight_decay != 0.0:
-            gi = gi + weight_decay * p[i]
-        s = sq[i] * rho + (1.0 - rho) * gi * gi
-        sq[i] = s
-        std = math.sqrt(s + eps)
-        delta = math.sqrt(acc_delta[i] + eps) / std * gi
-        acc_delta[i] = acc_delta[i] * rho + (1.0 - rho) * delta * delta
-        p[i] = p[i] - lr * delta
+def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
+    for c in prange(cp.shape[0]):
+        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
+        c0, c1 = cs[c], ce[c]
+        o = offs[cp[c]]
+        g = grads[cp[c]][c0 - o:c1 - o]
+        p_ = p[c0:c1]
+        m_ = m[c0:c1]
+        u_ = u[c0:c1]
+        for j in range(c1 - c0):
+            gi = -g[j] if maximize else g[j]
+            if weight_decay != 0.0:
+                gi = gi + weight_decay * p_[j]
+            mi = _lerp(m_[j], gi, 1.0 - beta1)
+            m_[j] = mi
+            ui = max(u_[j] * beta2, abs(gi) + eps)
+            u_[j] = ui
+            p_[j] = p_[j] + (-clr) * mi / ui
 
 
 @njit(**_OPTS)
-def adamax_kernel(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
-    n = p.shape[0]
-    for i in prange(n):
-        gi = -g[i] if maximize else g[i]
-        if weight_decay != 0.0:
-            gi = gi + weight_decay * p[i]
-        mi = _lerp(m[i], gi, 1.0 - beta1)
-        m[i] = mi
-        ui = max(u[i] * beta2, abs(gi) + eps)
-        u[i] = ui
-        p[i] = p[i] + (-clr) * mi / ui
-
-
-@njit(**_OPTS)
-def nadam_kernel(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc2,
-                 c_grad, c_avg):
-    n = p.shape[0]
+def nadam_kernel(p, grads, cp, cs, ce, offs, m, v, lr, beta1, beta2, eps, weight_decay, decoupled,
+                 maximize, bc2, c_grad, c_avg):
     decay = 1.0 - lr * weight_decay
-    for i in prange(n):
-        gi = -g[i] if maximize else g[i]
-        pi = p[i]
-        if weight_decay != 0.0:
-            if decoupled:
-                pi = pi * decay
-            else:
-                gi = gi + weight_decay * pi
-        mi = _lerp(m[i], gi, 1.0 - beta1)
-        vi = v[i] * beta2 + (1.0 - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        denom = math.sqrt(vi / bc2) + eps
-        pi = pi + c_grad * gi / denom
-        p[i] = pi + c_avg * mi / denom
+    for c in prange(cp.shape[0]):
+        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
+        c0, c1 = cs[c], ce[c]
+        o = offs[cp[c]]
+        g = grads[cp[c]][c0 - o:c1 - o]
+        p_ = p[c0:c1]
+        m_ = m[c0:c1]
+        v_ = v[c0:c1]
+        for j in range(c1 - c0):
+            gi = -g[j] if maximize else g[j]
+            pi = p_[j]
+            if weight_decay != 0.0:
+                if decoupled:
+                    pi = pi * decay
+                else:
+                    gi = gi + weight_decay * pi
+            mi = _lerp(m_[j], gi, 1.0 - beta1)
+            vi = v_[j] * beta2 + (1.0 - beta2) * gi * gi
+            m_[j] = mi
+            v_[j] = vi
+            denom = math.sqrt(vi / bc2) + eps
+            pi = pi + c_grad * gi / denom
+            p_[j] = pi + c_avg * mi / denom

@@ -5,10 +5,12 @@ How the update stays a few array operations
 For every parameter group the optimizer keeps one *layout* per (device, dtype) bucket: a flat
 1-D buffer holding all of the bucket's parameters back to back, with each parameter's `.data`
 made a view into it, plus one flat buffer per state (exp_avg, momentum_buffer, ...). A step
-gathers the gradients into one flat gradient buffer (a single `concatenate(..., out=)`) and
-runs one fused kernel over the whole bucket (Numba on the CPU, see kernels/optim.py; a handful
-of whole-buffer CuPy operations on the GPU). The Python work per step is a loop of identity
-checks over the parameters, not array operations.
+runs one fused kernel over the whole bucket: on the CPU a parallel Numba kernel that reads the
+per-parameter gradient arrays in place (a typed list and a chunk table, no gather copy) and
+updates the flat parameter and state buffers in one pass (kernels/optim.py); on the GPU the
+gradients are gathered into one flat buffer (a single `concatenate(..., out=)`) followed by a
+handful of whole-buffer CuPy operations. The Python work per step is a loop of identity checks
+over the parameters (and building the list of gradient arrays), not array operations.
 
 Correctness when things change under the optimizer:
 - A parameter whose `.data` was replaced (Module.to(), `p.data = ...`, a read-only array) is
@@ -30,6 +32,8 @@ exists from the start, as in PyTorch).
 import itertools
 
 import numpy
+
+from minicnn.kernels import optim as K
 
 from .. import backend
 from ..autograd import enable_grad, no_grad
@@ -225,15 +229,20 @@ class Optimizer:
         return runs
 
     def _gather(self, bucket, i0, i1):
-        """The gradients of params[i0:i1] as one 1-D array (a view when there is one)."""
-        params = bucket.params
+        """The gradients of params[i0:i1] as one 1-D gradient: on the CPU the per-parameter
+        arrays themselves (kernels.optim.Pieces, read in place by the Numba kernel: no copy);
+        on the GPU one concatenate into a flat buffer."""
+        params, offsets = bucket.params, bucket.offsets
+        if bucket.xp is numpy:
+            o0 = offsets[i0]
+            return K.Pieces([params[i].grad.data for i in range(i0, i1)],
+                            [o - o0 for o in offsets[i0:i1 + 1]])
         if i1 - i0 == 1:
             return params[i0].grad.data.reshape(-1)
         if bucket.gbuf is None:
             bucket.gbuf = bucket.xp.empty_like(bucket.flat)
-        out = bucket.gbuf[bucket.offsets[i0]:bucket.offsets[i1]]
-        bucket.xp.concatenate([params[i].grad.data.reshape(-1) for i in range(i0, i1)],
-                              out=out)
+        out = bucket.gbuf[offsets[i0]:offsets[i1]]
+        bucket.xp.concatenate([params[i].grad.data.reshape(-1) for i in range(i0, i1)], out=out)
         return out
 
     @no_grad()
