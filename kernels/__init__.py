@@ -7,3 +7,8 @@ kernel family: kernels/<family>.py holds the dispatchers of that family.
 """
 from .quant import (dequantize, im2col_int8, qgemm_nt, quantize_per_channel,  # noqa: E402,F401
                     quantize_per_tensor)
+from .conv import (col2im, depthwise_conv2d, depthwise_grad_input,  # noqa: E402,F401
+                   depthwise_grad_weight, im2col)
+from .conv import workspace as conv_workspace  # noqa: E402,F401
+from .pool import (adaptive_max_pool2d_fwd, avg_pool2d_bwd, avg_pool2d_fwd,  # noqa: E402,F401
+                   max_pool2d_fwd, plane_gather, plane_scatter)

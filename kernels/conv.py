@@ -1,0 +1,126 @@
+"""Dispatchers of the convolution kernels: Numba on NumPy arrays, the xp-generic reference on
+CuPy arrays (correct; dedicated CUDA kernels are another issue).
+
+    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> col (N, C, KH, KW, OH, OW)
+    col2im(col, H, W, SH, SW, PH, PW, DH, DW)         -> img (N, C, H, W), overlaps accumulated
+    depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)  -> y (N, K, OH, OW)
+    depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW) -> gx (N, C, H, W)
+    depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW) -> gw (K, 1, KH, KW)
+
+Column buffers: `im2col(..., workspace=True)` writes into a per-thread reusable workspace
+(`workspace(shape, dtype)`), as cuDNN's workspace: a fresh 50 MB buffer per call costs more in
+page faults than the copy itself (measured 24 ms vs 6 ms for (8, 64, 56, 56) 3x3). The caller
+must be done with one workspace array before asking for the next; the conv ops use at most one
+column buffer at a time, so this is the only one alive. `workspace_bytes()` reports its size.
+"""
+import threading
+
+import numpy
+
+from minicnn.backend import is_cuda_array
+
+from .reference import conv as _ref
+
+
+def _cpu():
+    from .cpu import conv  # noqa: PLC0415 -- numba loads on first use
+    return conv
+
+
+SMALL_WORK = 1 << 15  # below this many inner-loop steps a kernel runs on the calling thread
+
+
+def run(kernel, work, *args):
+    """Call a Numba kernel; small problems run single-threaded. Waking the thread pool costs
+    more than a small kernel (and, on a loaded 2-core machine, measured 22 ms instead of 15 us
+    for a (2, 3, 6, 6) max pool), which dominates gradient checks of small inputs."""
+    if work < SMALL_WORK:
+        import numba  # noqa: PLC0415
+        prev = numba.get_num_threads()
+        if prev > 1:
+            numba.set_num_threads(1)
+            try:
+                return kernel(*args)
+            finally:
+                numba.set_num_threads(prev)
+    return kernel(*args)
+
+
+def _workspace(shape, dtype):
+    return workspace(shape, dtype)
+
+
+def _c(a):
+    return numpy.ascontiguousarray(a)
+
+
+_local = threading.local()
+
+
+def workspace(shape, dtype):
+    """A C-contiguous NumPy array of `shape` backed by this thread's reusable buffer."""
+    dtype = numpy.dtype(dtype)
+    nbytes = int(numpy.prod(shape)) * dtype.itemsize
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _local.buf = numpy.empty(max(nbytes, 1), numpy.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def workspace_bytes():
+    buf = getattr(_local, "buf", None)
+    return 0 if buf is None else int(buf.size)
+
+
+def release_workspace():
+    _local.buf = None
+
+
+def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
+    if is_cuda_array(x):
+        return _ref.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    x = _c(x)
+    N, C = x.shape[:2]
+    shape = (N, C, KH, KW, OH, OW)
+    col = _workspace(shape, x.dtype) if workspace else numpy.empty(shape, x.dtype)
+    run(_cpu().im2col, col.size, x, KH, KW, SH, SW, PH, PW, DH, DW, col)
+    return col
+
+
+def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
+    if is_cuda_array(col):
+        return _ref.col2im(col, H, W, SH, SW, PH, PW, DH, DW)
+    col = _c(col)
+    N, C = col.shape[:2]
+    img = numpy.empty((N, C, H, W), col.dtype)
+    run(_cpu().col2im, col.size, col, SH, SW, PH, PW, DH, DW, img)
+    return img
+
+
+def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
+    if is_cuda_array(x):
+        return _ref.depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)
+    x, w = _c(x), _c(w)
+    y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    run(_cpu().depthwise_fwd, y.size * w.shape[2] * w.shape[3], x, w, SH, SW, PH, PW, DH, DW,
+        y)
+    return y
+
+
+def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
+    if is_cuda_array(gy):
+        return _ref.depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
+    gy, w = _c(gy), _c(w)
+    gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
+    run(_cpu().depthwise_grad_input, gy.size * w.shape[2] * w.shape[3], gy, w, SH, SW, PH, PW,
+        DH, DW, gx)
+    return gx
+
+
+def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
+    if is_cuda_array(x):
+        return _ref.depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
+    x, gy = _c(x), _c(gy)
+    gw = numpy.empty((gy.shape[1], 1, KH, KW), x.dtype)
+    run(_cpu().depthwise_grad_weight, gy.size * KH * KW, x, gy, SH, SW, PH, PW, DH, DW, gw)
+    return gw

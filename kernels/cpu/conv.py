@@ -1,0 +1,174 @@
+"""Numba kernels of the convolution family (CPU). Layouts as in kernels/reference/conv.py.
+
+Every kernel gathers: one `prange` iteration owns one output plane ((n, c) of the column buffer,
+of the image for col2im, (n, k) of a depthwise output, k of a depthwise weight gradient) and
+writes only there, so there are no races. Inner loops run over the valid output-column range of
+each kernel tap (computed once, no per-element bounds test) so they vectorise for stride 1.
+Kernels write into a caller-allocated `out` so the dispatcher controls allocation.
+"""
+from numba import njit, prange
+
+
+@njit(inline="always")
+def _valid_range(off, S, size, O):
+    """[lo, hi) of output positions o with 0 <= o*S + off < size."""
+    lo = 0
+    if off < 0:
+        lo = (-off + S - 1) // S
+    last = size - 1 - off
+    if last < 0:
+        return 0, 0
+    hi = last // S + 1
+    if hi > O:
+        hi = O
+    if lo > hi:
+        lo = hi
+    return lo, hi
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, col):
+    N, C, H, W = x.shape
+    OH, OW = col.shape[4], col.shape[5]
+    xf = x.reshape(-1)      # (N, C, H, W) -> flat; contiguous input required
+    cf = col.reshape(-1)    # (N, C, KH, KW, OH, OW) -> flat
+    L = OH * OW
+    for p in prange(N * C):
+        xbase = p * H * W
+        for kh in range(KH):
+            hoff = kh * DH - PH
+            for kw in range(KW):
+                woff = kw * DW - PW
+                lo, hi = _valid_range(woff, SW, W, OW)
+                cbase = ((p * KH + kh) * KW + kw) * L
+                for oh in range(OH):
+                    h = oh * SH + hoff
+                    o = cbase + oh * OW
+                    if h < 0 or h >= H:
+                        cf[o:o + OW] = 0
+                        continue
+                    cf[o:o + lo] = 0
+                    src = xbase + h * W + woff
+                    if SW == 1:
+                        cf[o + lo:o + hi] = xf[src + lo:src + hi]
+                    else:
+                        for ow in range(lo, hi):
+                            cf[o + ow] = xf[src + ow * SW]
+                    cf[o + hi:o + OW] = 0
+
+
+@njit(parallel=True, cache=True)
+def col2im(col, SH, SW, PH, PW, DH, DW, img):
+    """img[n, c] = sum of the column entries that read each pixel (one plane per iteration)."""
+    N, C, KH, KW, OH, OW = col.shape
+    H, W = img.shape[2], img.shape[3]
+    cf = col.reshape(-1)
+    xf = img.reshape(-1)
+    L = OH * OW
+    for p in prange(N * C):
+        xbase = p * H * W
+        xf[xbase:xbase + H * W] = 0
+        for kh in range(KH):
+            hoff = kh * DH - PH
+            for kw in range(KW):
+                woff = kw * DW - PW
+                lo, hi = _valid_range(woff, SW, W, OW)
+                cbase = ((p * KH + kh) * KW + kw) * L
+                for oh in range(OH):
+                    h = oh * SH + hoff
+                    if h < 0 or h >= H:
+                        continue
+                    o = cbase + oh * OW
+                    dst = xbase + h * W + woff
+                    if SW == 1:
+                        xf[dst + lo:dst + hi] += cf[o + lo:o + hi]
+                    else:
+                        for ow in range(lo, hi):
+                            xf[dst + ow * SW] += cf[o + ow]
+
+
+@njit(parallel=True, cache=True)
+def depthwise_fwd(x, w, SH, SW, PH, PW, DH, DW, y):
+    """y[n, k] = sum_{kh, kw} w[k, 0, kh, kw] * x[n, k // M, shifted]; one (n, k) plane each."""
+    N, C, H, W = x.shape
+    K, _, KH, KW = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    M = K // C
+    for p in prange(N * K):
+        n = p // K
+        k = p % K
+        c = k // M
+        out = y[n, k]
+        out[:, :] = 0
+        for kh in range(KH):
+            hoff = kh * DH - PH
+            for kw in range(KW):
+                woff = kw * DW - PW
+                wv = w[k, 0, kh, kw]
+                lo, hi = _valid_range(woff, SW, W, OW)
+                for oh in range(OH):
+                    h = oh * SH + hoff
+                    if h < 0 or h >= H:
+                        continue
+                    src = x[n, c, h]
+                    dst = out[oh]
+                    for ow in range(lo, hi):
+                        dst[ow] += wv * src[ow * SW + woff]
+
+
+@njit(parallel=True, cache=True)
+def depthwise_grad_input(gy, w, SH, SW, PH, PW, DH, DW, gx):
+    """gx[n, c] = sum over the M channels k of c and the taps of w * gy; one (n, c) plane each."""
+    N, K, OH, OW = gy.shape
+    _, _, KH, KW = w.shape
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    M = K // C
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        plane = gx[n, c]
+        plane[:, :] = 0
+        for m in range(M):
+            k = c * M + m
+            for kh in range(KH):
+                hoff = kh * DH - PH
+                for kw in range(KW):
+                    woff = kw * DW - PW
+                    wv = w[k, 0, kh, kw]
+                    lo, hi = _valid_range(woff, SW, W, OW)
+                    for oh in range(OH):
+                        h = oh * SH + hoff
+                        if h < 0 or h >= H:
+                            continue
+                        src = gy[n, k, oh]
+                        dst = plane[h]
+                        for ow in range(lo, hi):
+                            dst[ow * SW + woff] += wv * src[ow]
+
+
+@njit(parallel=True, cache=True)
+def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
+    """gw[k, 0, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * x[n, k // M, shifted]; one k each."""
+    N, C, H, W = x.shape
+    K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    KH, KW = gw.shape[2], gw.shape[3]
+    M = K // C
+    for k in prange(K):
+        c = k // M
+        for kh in range(KH):
+            hoff = kh * DH - PH
+            for kw in range(KW):
+                woff = kw * DW - PW
+                lo, hi = _valid_range(woff, SW, W, OW)
+                acc = 0.0
+                for n in range(N):
+                    for oh in range(OH):
+                        h = oh * SH + hoff
+                        if h < 0 or h >= H:
+                            continue
+                        src = x[n, c, h]
+                        g = gy[n, k, oh]
+                        for ow in range(lo, hi):
+                            acc += g[ow] * src[ow * SW + woff]
+                gw[k, 0, kh, kw] = acc
+

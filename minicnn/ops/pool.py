@@ -1,0 +1,257 @@
+"""Pooling: max_pool2d, avg_pool2d, adaptive_{avg,max}_pool2d, global_avg_pool2d, max_unpool2d.
+
+Functions and their gradients (every backward is again a Function, so create_graph works):
+
+    MaxPool2d(x) -> (y, idx)       backward: PlaneScatter(idx)(gy)
+    PlaneScatter(idx)(g)           out.flat[idx] += g per (n, c) plane; backward PlaneGather
+    PlaneGather(idx)(x)            x.flat[idx] per plane; backward PlaneScatter
+    AvgPool2d(x)                   backward: AvgPool2dGrad(gy); AvgPool2dGrad's backward AvgPool2d
+
+Max pool keeps the argmax (flat h * W + w in the plane, PyTorch's return_indices convention),
+so its gradient is a gather/scatter by index, and max_unpool2d is the same PlaneScatter.
+"""
+import numbers
+
+from .. import kernels
+from ..autograd import Function
+from ..backend import get_array_module
+from .linalg import matmul
+from .util import shape_str
+
+
+# --- Functions -----------------------------------------------------------------------------------
+
+class MaxPool2d(Function):
+    def __init__(self, k, s, p, d, out):
+        self.k, self.s, self.p, self.d, self.out = k, s, p, d, out
+
+    def forward(self, x):
+        self.in_hw = x.shape[2:]
+        y, idx = kernels.max_pool2d_fwd(x, *self.k, *self.s, *self.p, *self.d, *self.out)
+        self.idx = idx
+        return y, idx
+
+    def backward(self, gy, gidx=None):
+        return PlaneScatter(self.idx, self.in_hw)(gy)
+
+
+class AdaptiveMaxPool2d(Function):
+    def __init__(self, out):
+        self.out = out
+
+    def forward(self, x):
+        self.in_hw = x.shape[2:]
+        y, idx = kernels.adaptive_max_pool2d_fwd(x, *self.out)
+        self.idx = idx
+        return y, idx
+
+    def backward(self, gy, gidx=None):
+        return PlaneScatter(self.idx, self.in_hw)(gy)
+
+
+class PlaneScatter(Function):
+    """out[n, c].flat[idx[n, c, ...]] += g[n, c, ...] into (H, W) planes."""
+
+    def __init__(self, idx, hw):
+        self.idx, self.hw = idx, tuple(hw)
+
+    def forward(self, g):
+        return kernels.plane_scatter(g, self.idx, *self.hw)
+
+    def backward(self, gg):
+        return PlaneGather(self.idx)(gg)
+
+
+class PlaneGather(Function):
+    """x[n, c].flat[idx[n, c, ...]]."""
+
+    def __init__(self, idx):
+        self.idx = idx
+
+    def forward(self, x):
+        self.hw = x.shape[2:]
+        return kernels.plane_gather(x, self.idx)
+
+    def backward(self, g):
+        return PlaneScatter(self.idx, self.hw)(g)
+
+
+class AvgPool2d(Function):
+    def __init__(self, k, s, p, out, inv):
+        self.k, self.s, self.p, self.out, self.inv = k, s, p, out, inv
+
+    def forward(self, x):
+        self.in_hw = x.shape[2:]
+        return kernels.avg_pool2d_fwd(x, *self.k, *self.s, *self.p, *self.out, self.inv)
+
+    def backward(self, gy):
+        return AvgPool2dGrad(self.k, self.s, self.p, self.in_hw, self.inv)(gy)
+
+
+class AvgPool2dGrad(Function):
+    def __init__(self, k, s, p, in_hw, inv):
+        self.k, self.s, self.p, self.in_hw, self.inv = k, s, p, tuple(in_hw), inv
+
+    def forward(self, gy):
+        self.out = gy.shape[2:]
+        return kernels.avg_pool2d_bwd(gy, *self.in_hw, *self.k, *self.s, *self.p, self.inv)
+
+    def backward(self, ggx):
+        return AvgPool2d(self.k, self.s, self.p, self.out, self.inv)(ggx)
+
+
+# --- argument checking ---------------------------------------------------------------------------
+
+def _pair(v, name, op, allow_zero=False):
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        v = (int(v), int(v))
+    elif isinstance(v, (tuple, list)) and len(v) == 1 and isinstance(v[0], numbers.Integral):
+        v = (int(v[0]), int(v[0]))
+    elif not (isinstance(v, (tuple, list)) and len(v) == 2 and all(
+            isinstance(e, numbers.Integral) and not isinstance(e, bool) for e in v)):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    return tuple(int(e) for e in v)
+
+
+def _check_input(op, x):
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), but got input of size "
+                         f"{shape_str(x.shape)}"
+                         + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 3 else ""))
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
+
+
+def _out_size(I, K, S, P, D, ceil_mode):
+    num = I + 2 * P - D * (K - 1) - 1 + (S - 1 if ceil_mode else 0)
+    O = num // S + 1
+    if ceil_mode and (O - 1) * S >= I + P:
+        O -= 1
+    return O
+
+
+def _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_input(op, x)
+    k = _pair(kernel_size, "kernel_size", op)
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+        else _pair(stride, "stride", op)
+    p = _pair(padding, "padding", op)
+    d = _pair(dilation, "dilation", op)
+    if any(v <= 0 for v in k):
+        raise ValueError(f"{op}: kernel_size must be greater than zero, but got {k}")
+    if any(v <= 0 for v in s):
+        raise ValueError(f"{op}: stride must be greater than zero, but got {s}")
+    if any(v <= 0 for v in d):
+        raise ValueError(f"{op}: dilation must be greater than zero, but got {d}")
+    if any(v < 0 for v in p):
+        raise ValueError(f"{op}: negative padding is not supported, got padding={p}")
+    if any(pp > kk // 2 for kk, pp in zip(k, p)):
+        raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, but "
+                         f"got pad={p}, kernel_size={k}")
+    H, W = x.shape[2:]
+    out = (_out_size(H, k[0], s[0], p[0], d[0], ceil_mode),
+           _out_size(W, k[1], s[1], p[1], d[1], ceil_mode))
+    if out[0] < 1 or out[1] < 1:
+        raise ValueError(f"{op}: Given input size: ({x.shape[1]}x{H}x{W}). Calculated output "
+                         f"size: ({x.shape[1]}x{out[0]}x{out[1]}). Output size is too small "
+                         f"(kernel_size={k}, stride={s}, padding={p}, dilation={d})")
+    return k, s, p, d, out
+
+
+# --- functional API ------------------------------------------------------------------------------
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """F.max_pool2d; with return_indices also the flat (h * W + w) argmax of each window."""
+    k, s, p, d, out = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation,
+                                 ceil_mode)
+    y, idx = MaxPool2d(k, s, p, d, out)(input)
+    return (y, idx) if return_indices else y
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    op = "avg_pool2d"
+    k, s, p, _, out = _pool_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral)
+                                         or divisor_override <= 0):
+        raise ValueError(f"{op}: divisor must be a positive int, got {divisor_override!r}")
+    H, W = input.shape[2:]
+    inv = kernels.pool.avg_pool_inv(H, W, *k, *s, *p, *out, count_include_pad, divisor_override,
+                                    input.data.dtype)
+    return AvgPool2d(k, s, p, out, inv)(input)
+
+
+def _adaptive_out(op, x, output_size):
+    _check_input(op, x)
+    if isinstance(output_size, numbers.Integral) or output_size is None:
+        output_size = (output_size, output_size)
+    if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2):
+        raise TypeError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+    out = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(output_size))
+    if any(o <= 0 for o in out):
+        raise ValueError(f"{op}: output_size must be positive, got {output_size!r} for input "
+                         f"{shape_str(x.shape)}")
+    return out
+
+
+def _adaptive_matrix(I, O, xp, dtype):
+    """(O, I) averaging matrix: row o averages PyTorch's adaptive window o."""
+    import numpy  # noqa: PLC0415 -- a small host-side constant
+    start, end = kernels.pool.adaptive_bounds(I, O)
+    m = numpy.zeros((O, I), dtype)
+    for o in range(O):
+        m[o, start[o]:end[o]] = 1.0 / (end[o] - start[o])
+    return xp.asarray(m)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    OH, OW = _adaptive_out("adaptive_avg_pool2d", input, output_size)
+    H, W = input.shape[2:]
+    if (OH, OW) == (1, 1):
+        return input.mean(dim=(2, 3), keepdim=True)
+    if H % OH == 0 and W % OW == 0:
+        return avg_pool2d(input, (H // OH, W // OW))
+    from ..tensor import Tensor  # noqa: PLC0415
+    xp = get_array_module(input.data)
+    ah = Tensor(_adaptive_matrix(H, OH, xp, input.data.dtype))      # (OH, H)
+    awt = Tensor(_adaptive_matrix(W, OW, xp, input.data.dtype).T)   # (W, OW)
+    return matmul(matmul(ah, input), awt)                           # (N, C, OH, OW)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    out = _adaptive_out("adaptive_max_pool2d", input, output_size)
+    y, idx = AdaptiveMaxPool2d(out)(input)
+    return (y, idx) if return_indices else y
+
+
+def global_avg_pool2d(input, keepdim=False):
+    """Mean over H and W: (N, C, H, W) -> (N, C) (or (N, C, 1, 1) with keepdim)."""
+    _check_input("global_avg_pool2d", input)
+    return input.mean(dim=(2, 3), keepdim=keepdim)
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Inverse of max_pool2d: each value goes to its argmax position, zeros elsewhere."""
+    op = "max_unpool2d"
+    _check_input(op, input)
+    k = _pair(kernel_size, "kernel_size", op)
+    s = k if stride is None else _pair(stride, "stride", op)
+    p = _pair(padding, "padding", op)
+    H, W = input.shape[2:]
+    default = ((H - 1) * s[0] - 2 * p[0] + k[0], (W - 1) * s[1] - 2 * p[1] + k[1])
+    if output_size is None:
+        out = default
+    else:
+        out = tuple(int(o) for o in tuple(output_size)[-2:])
+    idx = indices.data if hasattr(indices, "data") else indices
+    xp = get_array_module(input.data)
+    idx = xp.asarray(idx)
+    if tuple(idx.shape) != tuple(input.shape):
+        raise ValueError(f"{op}: expected indices of the input's shape {shape_str(input.shape)}, "
+                         f"got {shape_str(idx.shape)}")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= out[0] * out[1]):
+        raise ValueError(f"{op}: found an invalid max index {int(idx.max())} (output volumes "
+                         f"are of size {out[0]}x{out[1]})")
+    return PlaneScatter(idx.astype(xp.int64, copy=False), out)(input)
+
