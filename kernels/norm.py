@@ -130,51 +130,129 @@ def relu_bwd(y, gy):
     return _flat_kernel("relu_bwd", y, gy) if _is_cpu(y) else ref.relu_bwd(y, gy)
 
 
-def gelu_fwd(x, tanh_approx=False):
+def _exp_neg_half_sq(x):
+    """exp(-x^2 / 2) with NumPy's SIMD exp (Numba's exp here is a scalar libm call)."""
+    g = np.square(x.reshape(-1))  # 1-d, so 0-d inputs stay arrays for the in-place ops
+    g *= -0.5
+    return np.exp(g, out=g).reshape(x.shape)
+
+
+def gelu_aux(x, tanh_approx=False):
+    """What the float32 CPU kernels reuse between forward and backward (exp(-x^2 / 2)), or
+    None where they need nothing."""
+    if _is_cpu(x) and x.dtype == np.float32 and not tanh_approx:
+        return _exp_neg_half_sq(x)
+    return None
+
+
+def gelu_fwd(x, tanh_approx=False, aux=None):
     if not _is_cpu(x):
         return ref.gelu_fwd(x, tanh_approx)
+    if x.dtype == np.float32 and not tanh_approx:
+        return _flat_kernel("gelu_fwd_f32", x, _exp_neg_half_sq(x) if aux is None else aux)
     return _flat_kernel("gelu_fwd", x, tanh_approx=bool(tanh_approx))
 
 
-def gelu_bwd(x, gy, tanh_approx=False):
+def gelu_bwd(x, gy, tanh_approx=False, aux=None):
     if not _is_cpu(x):
         return ref.gelu_bwd(x, gy, tanh_approx)
+    if x.dtype == np.float32 and not tanh_approx:
+        return _flat_kernel("gelu_bwd_f32", x, _exp_neg_half_sq(x) if aux is None else aux,
+                            gy.astype(x.dtype, copy=False))
     return _flat_kernel("gelu_bwd", x, gy.astype(x.dtype, copy=False),
                         tanh_approx=bool(tanh_approx))
 
 
+# SiLU and cross-entropy are exp-bound: on the CPU they run as NumPy array code, whose SIMD exp
+# is several times faster than Numba's per-element libm call (measured 15 ms vs 67 ms for SiLU
+# on (8, 64, 56, 56) float32, 33 ms vs 93 ms for the cross-entropy forward on 4096 x 1000).
+
+def _sigmoid_np(x):
+    with np.errstate(over="ignore"):  # exp(-x) = inf gives the right limit 0
+        s = np.exp(-x.reshape(-1))    # 1-d, so 0-d inputs stay arrays for the in-place ops
+    s += 1.0
+    return np.reciprocal(s, out=s).reshape(x.shape)
+
+
 def silu_fwd(x):
-    return _flat_kernel("silu_fwd", x) if _is_cpu(x) else ref.silu_fwd(x)
+    if not _is_cpu(x):
+        return ref.silu_fwd(x)
+    s = _sigmoid_np(x).reshape(-1)
+    s *= x.reshape(-1)
+    return s.reshape(x.shape)
 
 
 def silu_bwd(x, gy):
+    """gy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
     if not _is_cpu(x):
         return ref.silu_bwd(x, gy)
-    return _flat_kernel("silu_bwd", x, gy.astype(x.dtype, copy=False))
+    s = _sigmoid_np(x).reshape(-1)
+    d = 1.0 - s
+    d *= x.reshape(-1)
+    d += 1.0
+    d *= s
+    d *= gy.reshape(-1)
+    return d.astype(x.dtype, copy=False).reshape(x.shape)
+
+
+_CE_BLOCK = 1 << 16  # elements per block of rows: the block's temporaries stay in L2
+
+
+def _row_blocks(M, C):
+    step = max(1, _CE_BLOCK // max(C, 1))
+    return [(i, min(M, i + step)) for i in range(0, M, step)]
 
 
 def ce_fwd(x, t, w, ignore_index, smooth):
-    """x (M, C), t (M,) int64 -> per-row loss (M,) and lse (M,), float64."""
+    """x (M, C), t (M,) int -> per-row loss (M,) and lse (M,), float64 (formula in the
+    reference). Row blocks keep the exp temporaries in cache: x is read about once."""
     if not _is_cpu(x):
         return ref.ce_fwd(x, t, w, ignore_index, smooth)
-    from .cpu import norm as cpu  # noqa: PLC0415
     M, C = x.shape
-    wv = np.ones(C) if w is None else _c(w.astype(np.float64))
-    loss, lse = np.empty(M), np.empty(M)
-    _run(cpu.ce_fwd, x.size, _c(x), _c(t.astype(np.int64, copy=False)), wv, int(ignore_index), float(smooth),
-               loss, lse)
-    return loss, lse
+    rows = np.arange(M)
+    keep = t != ignore_index
+    tc = np.where(keep, t, 0)
+    lse = np.empty(M)
+    for a, b in _row_blocks(M, C):
+        xb = x[a:b]
+        mx = xb.max(axis=1, keepdims=True)                 # (rows, 1)
+        e = xb - mx
+        np.exp(e, out=e)
+        lse[a:b] = mx[:, 0] + np.log(e.sum(axis=1, dtype=np.float64))
+    wv = None if w is None else w.astype(np.float64)
+    wt = 1.0 if wv is None else wv[tc]
+    loss = (1.0 - smooth) * wt * (lse - x[rows, tc])
+    if smooth:
+        wsum = C if wv is None else wv.sum()
+        wx = x.sum(axis=1, dtype=np.float64) if wv is None else x.astype(np.float64) @ wv
+        loss = loss + smooth / C * (wsum * lse - wx)
+    return np.where(keep, loss, 0.0), lse
 
 
 def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
-    """Gradient of sum_i g_i loss_i with respect to x (g (M,) float64)."""
+    """Gradient of sum_i g_i loss_i with respect to x: g_i (p_i * sum_c q_ic - q_i)."""
     if not _is_cpu(x):
         return ref.ce_bwd(x, t, w, ignore_index, smooth, lse, g)
-    from .cpu import norm as cpu  # noqa: PLC0415
     M, C = x.shape
-    wv = np.ones(C) if w is None else _c(w.astype(np.float64))
-    x = _c(x)
+    rows = np.arange(M)
+    keep = t != ignore_index
+    tc = np.where(keep, t, 0)
+    g = np.where(keep, g, 0.0)
+    wv = None if w is None else w.astype(np.float64)
+    wt = (1.0 - smooth) * (1.0 if wv is None else wv[tc])
+    qsum = wt + smooth / C * (C if wv is None else wv.sum())
+    shift = lse.astype(x.dtype)                             # lse in x's precision ...
+    rest = (lse - shift).astype(x.dtype)[:, None]           # ... and what rounding dropped
+    scale = (g * qsum).astype(x.dtype)[:, None]
     gx = np.empty_like(x)
-    _run(cpu.ce_bwd, x.size, x, _c(t.astype(np.int64, copy=False)), wv, int(ignore_index), float(smooth), lse,
-               _c(g.astype(np.float64)), gx)
+    for a, b in _row_blocks(M, C):
+        gb = gx[a:b]
+        np.subtract(x[a:b], shift[a:b, None], out=gb)       # exact where it matters (x ~ lse)
+        gb -= rest[a:b]
+        np.exp(gb, out=gb)                                  # softmax p
+        gb *= scale[a:b]
+    if smooth:
+        gx -= (g * (smooth / C)).astype(x.dtype)[:, None] * (
+            np.ones((1, C), x.dtype) if wv is None else wv.astype(x.dtype)[None, :])
+    gx[rows, tc] -= (g * wt).astype(x.dtype)
     return gx

@@ -192,82 +192,34 @@ def gelu_bwd(x, gy, tanh_approx, gx):
                              + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
 
 
+# float32 exact GELU: erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, the approximation
+# PyTorch's vectorised CPU erf uses). Numba has no vector exp here (no SVML), so the caller
+# passes g = exp(-x^2 / 2) computed by NumPy's SIMD exp; the rest vectorises.
+_F32 = np.float32
+
+
 @njit(inline="always")
-def _sigmoid(v):
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
+def _erf_f32(v, g):
+    """erf(v / sqrt 2) given g = exp(-v^2 / 2)."""
+    z = abs(v) * _F32(0.7071067811865476)
+    t = _F32(1.0) / (_F32(1.0) + _F32(0.3275911) * z)
+    poly = t * (_F32(0.254829592) + t * (_F32(-0.284496736) + t * (
+        _F32(1.421413741) + t * (_F32(-1.453152027) + t * _F32(1.061405429)))))
+    e = _F32(1.0) - poly * g
+    return e if v >= 0 else -e
 
 
-@njit(parallel=True, cache=True)
-def silu_fwd(x, y):
+@njit(parallel=True, cache=True, fastmath=True)
+def gelu_fwd_f32(x, g, y):
     for i in prange(x.size):
         v = x[i]
-        y[i] = v * _sigmoid(v)
+        y[i] = _F32(0.5) * v * (_F32(1.0) + _erf_f32(v, g[i]))
 
 
-@njit(parallel=True, cache=True)
-def silu_bwd(x, gy, gx):
+@njit(parallel=True, cache=True, fastmath=True)
+def gelu_bwd_f32(x, g, gy, gx):
     for i in prange(x.size):
         v = x[i]
-        s = _sigmoid(v)
-        gx[i] = gy[i] * s * (1.0 + v * (1.0 - s))
-
-
-# --- cross-entropy rows: x (M, C), t (M,), w (C,) float64 ----------------------------------------
-
-@njit(parallel=True, cache=True, fastmath=_FM)
-def ce_fwd(x, t, w, ignore_index, smooth, loss, lse):
-    M, C = x.shape
-    wsum = 0.0
-    for c in range(C):
-        wsum += w[c]
-    for i in prange(M):
-        mx = -np.inf
-        for c in range(C):
-            if x[i, c] > mx:
-                mx = x[i, c]
-        acc = 0.0
-        for c in range(C):
-            acc += math.exp(x[i, c] - mx)
-        l_i = mx + math.log(acc)
-        lse[i] = l_i
-        ti = t[i]
-        if ti == ignore_index:
-            loss[i] = 0.0
-            continue
-        v = (1.0 - smooth) * w[ti] * (l_i - x[i, ti])
-        if smooth != 0.0:
-            wx = 0.0
-            for c in range(C):
-                wx += w[c] * x[i, c]
-            v += smooth / C * (wsum * l_i - wx)
-        loss[i] = v
-
-
-@njit(parallel=True, cache=True, fastmath=_FM)
-def ce_bwd(x, t, w, ignore_index, smooth, lse, g, gx):
-    M, C = x.shape
-    wsum = 0.0
-    for c in range(C):
-        wsum += w[c]
-    for i in prange(M):
-        ti = t[i]
-        if ti == ignore_index:
-            for c in range(C):
-                gx[i, c] = 0
-            continue
         gi = g[i]
-        l_i = lse[i]
-        wt = (1.0 - smooth) * w[ti]
-        qsum = wt + smooth / C * wsum
-        a = gi * qsum
-        if smooth != 0.0:
-            b = gi * smooth / C
-            for c in range(C):
-                gx[i, c] = a * math.exp(x[i, c] - l_i) - b * w[c]
-        else:
-            for c in range(C):
-                gx[i, c] = a * math.exp(x[i, c] - l_i)
-        gx[i, ti] -= gi * wt
+        gx[i] = gy[i] * (_F32(0.5) * (_F32(1.0) + _erf_f32(v, gi))
+                         + v * _F32(0.3989422804014327) * gi)

@@ -64,20 +64,21 @@ class GELU(Function):
         self.tanh = approximate == "tanh"
 
     def forward(self, x):
-        return K.gelu_fwd(x, self.tanh)
+        self.aux = K.gelu_aux(x, self.tanh)  # exp(-x^2/2) on the CPU float32 path, reused
+        return K.gelu_fwd(x, self.tanh, self.aux)
 
     def backward(self, gy):
-        return GELUGrad(self.tanh)(self.inputs[0], gy)
+        return GELUGrad(self.tanh, self.aux)(self.inputs[0], gy)
 
 
 class GELUGrad(Function):
     """gx = gy * GELU'(x); backward: (ggx * gy * GELU''(x), ggx * GELU'(x))."""
 
-    def __init__(self, tanh):
-        self.tanh = tanh
+    def __init__(self, tanh, aux=None):
+        self.tanh, self.aux = tanh, aux
 
     def forward(self, x, gy):
-        return K.gelu_bwd(x, gy, self.tanh)
+        return K.gelu_bwd(x, gy, self.tanh, self.aux)
 
     def backward(self, ggx):
         x, gy = self.inputs
