@@ -20,6 +20,7 @@ from .ops import concatenate
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, save  # noqa: E402
 from .summary import summary  # noqa: E402
+from .ops.activation import log_softmax, relu, sigmoid, softmax, tanh  # noqa: E402
 from .tensor import Tensor
 
 clip = clamp

@@ -476,6 +476,26 @@ class Tensor:
     def sqrt(self):
         return ops.sqrt(self)
 
+    def relu(self):
+        from .ops.activation import relu  # noqa: PLC0415
+        return relu(self)
+
+    def sigmoid(self):
+        from .ops.activation import sigmoid  # noqa: PLC0415
+        return sigmoid(self)
+
+    def tanh(self):
+        from .ops.activation import tanh  # noqa: PLC0415
+        return tanh(self)
+
+    def softmax(self, dim):
+        from .ops.activation import softmax  # noqa: PLC0415
+        return softmax(self, dim)
+
+    def log_softmax(self, dim):
+        from .ops.activation import log_softmax  # noqa: PLC0415
+        return log_softmax(self, dim)
+
     def abs(self):
         return ops.abs(self)
 

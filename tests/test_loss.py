@@ -162,3 +162,19 @@ def test_errors():
         warnings.simplefilter("always")
         F.mse_loss(mc.randn(3, 1), mc.randn(3))
     assert any("different to the input size" in str(r.message) for r in rec)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_cross_entropy_create_graph_gradient_equals_fused_gradient(smoothing):
+    """The differentiable backward (create_graph) and the fused one give the same values."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((5, 4, 2))
+    t = rng.integers(0, 4, size=(5, 2))
+    t[0, 0] = -100
+    w = mc.tensor(rng.uniform(0.5, 2.0, 4))
+    grads = []
+    for create_graph in (False, True):
+        x = mc.tensor(a, requires_grad=True)
+        loss = F.cross_entropy(x, mc.tensor(t), weight=w, label_smoothing=smoothing)
+        grads.append(mc.autograd.grad(loss, x, create_graph=create_graph)[0].numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-14)

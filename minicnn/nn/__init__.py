@@ -4,6 +4,15 @@ from .parameter import Parameter
 from . import init, utils  # noqa: E402
 from .containers import ModuleDict, ModuleList, Sequential
 from .linear import Identity, Linear
+from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm,  # noqa: E402
+                            InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm)
+from .activation import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh,  # noqa: E402
+                         LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax,
+                         Softplus, Softsign, Swish, Tanh)
+from .dropout import (AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d,  # noqa: E402
+                      FeatureAlphaDropout)
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,  # noqa: E402
+                   L1Loss, MSELoss, MultiLabelSoftMarginLoss, NLLLoss, SmoothL1Loss)
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d  # noqa: E402
 from .pooling import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d,  # noqa: E402
                       GlobalAvgPool2d, MaxPool2d, MaxUnpool2d)
