@@ -118,7 +118,7 @@ class _InstanceNorm(_NormBase):
                              f"{shape_str(input.shape)}")
         use_input_stats = self.training or not self.track_running_stats
         y = N.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            use_input_stats, 0.1 if self.momentum is None else self.momentum,
+                            use_input_stats, 0.0 if self.momentum is None else self.momentum,
                             self.eps)
         return y.squeeze(0) if unbatched else y
 
