@@ -183,6 +183,34 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return _reduce_rows(loss, t, w, ignore_index, reduction, out_shape)
 
 
+class CrossEntropyProbs(Function):
+    """Per-row loss sum_c q_c (lse - x_c) of logits x (M, C) against target weights q (M, C)
+    (class probabilities with label smoothing and class weights folded in): one stable
+    log-sum-exp forward; backward g (p sum_c q_c - q) for x and -g log p for q."""
+
+    def forward(self, x, q):
+        xp = get_array_module(x)
+        m = x.max(axis=1, keepdims=True)
+        self.lse = m + xp.log(xp.exp(x - m).sum(axis=1, keepdims=True))    # (M, 1)
+        return ((q * (self.lse - x)).sum(axis=1)).astype(x.dtype, copy=False)
+
+    def backward(self, gl):
+        x, q = self.inputs
+        g = reshape(gl, (gl.shape[0], 1))
+        gx = g * (Softmax(1)(x) * _sum(q, 1, True) - q) if x.requires_grad else None
+        gq = -g * LogSoftmax(1)(x) if q.requires_grad else None
+        return gx, gq
+
+
+def _to_rows(t, C):
+    """(N, C, d1, ...) -> (N * d1 * ..., C); (C,) -> (1, C)."""
+    if t.ndim == 1:
+        return reshape(t, (1, C))
+    if t.ndim > 2:
+        t = permute(t, (0,) + tuple(range(2, t.ndim)) + (1,))
+    return reshape(t, (-1, C))
+
+
 def _cross_entropy_probs(x, target, weight, ignore_index, reduction, smooth):
     if tuple(target.shape) != tuple(x.shape):
         raise ValueError(f"cross_entropy: class-probability target of shape "
@@ -191,23 +219,24 @@ def _cross_entropy_probs(x, target, weight, ignore_index, reduction, smooth):
     if ignore_index >= 0:
         raise ValueError("cross_entropy: ignore_index is not supported for class-probability "
                          "targets")
-    axis = 0 if x.ndim == 1 else 1
-    C = x.shape[axis]
-    logp = LogSoftmax(axis)(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"cross_entropy: expected a floating point input, got dtype {x.dtype}")
+    C = x.shape[0 if x.ndim == 1 else 1]
+    q = _to_rows(target, C)
     if smooth:
-        target = target * (1.0 - smooth) + smooth / C
-    prod = logp * target
+        q = q * (1.0 - smooth) + smooth / C
     if weight is not None:
         if weight.ndim != 1 or weight.shape[0] != C:
             raise ValueError(f"cross_entropy: weight should be a 1D tensor of {C} elements, got "
                              f"shape {shape_str(weight.shape)}")
-        prod = prod * reshape(weight, (C,) + (1,) * (x.ndim - axis - 1))
+        q = q * reshape(weight, (1, C))
+    loss = CrossEntropyProbs()(_to_rows(x, C), q)
     if reduction == "none":
-        return -_sum(prod, axis)
-    total = -_sum(prod)
+        return reshape(loss, () if x.ndim == 1 else (x.shape[0],) + tuple(x.shape[2:]))
+    total = _sum(loss)
     if reduction == "sum":
         return total
-    return total * (C / x.data.size)
+    return total * (1.0 / loss.shape[0])
 
 
 # --- element-wise losses ------------------------------------------------------------------------

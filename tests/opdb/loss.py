@@ -50,7 +50,7 @@ def class_sample(draw, probs=False):
     if probs:
         t = rng.uniform(0.1, 1.0, size=shape)
         t = t / t.sum(axis=0 if kind == "1d" else 1, keepdims=True)
-        constant = (1,)
+        constant = ()  # the target is differentiable too
     else:
         tshape = () if kind == "1d" else (N,) + shape[2:]
         t = rng.integers(0, C, size=tshape).astype(np.int64)
