@@ -200,3 +200,16 @@ def test_hvp_equals_hessian_times_v(x, data):
     np.testing.assert_allclose(H, H.T, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(hv.numpy().reshape(-1), H @ v.data.reshape(-1), rtol=1e-10,
                                atol=1e-12)
+
+
+def test_jvp_with_create_graph_matches_torch_through_the_inputs():
+    torch = pytest.importorskip("torch")
+    xa, va = np.array([0.3, -0.7, 1.1]), np.array([1.0, 2.0, 0.5])
+    x, tx = mc.tensor(xa, requires_grad=True), torch.tensor(xa, requires_grad=True)
+    _, j = mc.autograd.jvp(lambda t: (t * t).exp(), x, mc.tensor(va), create_graph=True)
+    _, tj = torch.autograd.functional.jvp(lambda t: (t * t).exp(), tx, torch.tensor(va),
+                                          create_graph=True)
+    _close(j, tj)
+    j.sum().backward()
+    tj.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
