@@ -251,13 +251,13 @@ def _set_threads(threads):
         import numba  # noqa: PLC0415
     except ImportError:
         return None
+    n = None
     if threads == "auto":
         try:
             busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
         except OSError:
             busy = False
-        if busy:
-            numba.set_num_threads(1)
+        n = 1 if busy else None
     else:
         try:
             n = int(threads)
@@ -265,7 +265,13 @@ def _set_threads(threads):
             raise CLIError(f"--threads must be a number or 'auto', got {threads!r}") from None
         if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
             raise CLIError(f"--threads must be between 1 and {numba.config.NUMBA_NUM_THREADS}")
+    if n is not None:
         numba.set_num_threads(n)
+        try:        # the BLAS under NumPy's matmul too (its idle threads spin on a busy machine)
+            from threadpoolctl import threadpool_limits  # noqa: PLC0415
+            threadpool_limits(n)
+        except ImportError:
+            pass
     return numba.get_num_threads()
 
 
