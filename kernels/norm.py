@@ -88,7 +88,8 @@ def chan_affine(x3, scale, shift):
     from .cpu import norm as cpu  # noqa: PLC0415
     x3 = _c(x3)
     y = np.empty_like(x3)
-    _run(cpu.chan_affine, x3.size, x3, _c(scale.astype(np.float64)), _c(shift.astype(np.float64)), y)
+    _run(cpu.chan_affine, x3.size, x3, _c(scale.astype(np.float64)),
+         _c(shift.astype(np.float64)), y)
     return y
 
 
@@ -109,7 +110,8 @@ def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
     x3 = _c(x3)
     gx = np.empty_like(x3)
     wv = np.ones(x3.shape[1]) if w is None else _c(w.astype(np.float64))
-    _run(cpu.chan_bwd_apply, x3.size, _c(gy3.astype(x3.dtype, copy=False)), x3, mean, rstd, wv, sum_gy,
+    _run(cpu.chan_bwd_apply, x3.size, _c(gy3.astype(x3.dtype, copy=False)), x3, mean, rstd, wv,
+         sum_gy,
                        sum_gyxmu, gx)
     return gx
 

@@ -91,7 +91,8 @@ def test_bad_probability():
     with pytest.raises(ValueError, match="dropout: dropout probability has to be between 0 and 1, "
                                          "but got 1.5"):
         F.dropout(mc.ones(3), 1.5)
-    with pytest.raises(ValueError, match="Dropout2d: dropout probability has to be between 0 and 1"):
+    with pytest.raises(ValueError,
+                       match="Dropout2d: dropout probability has to be between 0 and 1"):
         mc.nn.Dropout2d(-0.1)
     with pytest.raises(ValueError, match=r"dropout2d: expected an input with at least 2 dims"):
         F.dropout2d(mc.ones(3))

@@ -50,7 +50,8 @@ def test_batchnorm_running_stats_and_eval(device, cls, shape, momentum):
     m.eval()
     tm.eval()
     a = rng.standard_normal(shape).astype(np.float32)
-    np.testing.assert_allclose(to_numpy(m(_mc(a, device)).data), tm(torch.tensor(a)).detach().numpy(),
+    np.testing.assert_allclose(to_numpy(m(_mc(a, device)).data),
+                               tm(torch.tensor(a)).detach().numpy(),
                                atol=1e-5, rtol=1e-4)
 
 
@@ -113,7 +114,8 @@ def test_layer_norm_and_group_norm_modules_match_torch():
     for m, tm in [(mc.nn.LayerNorm((3, 5)), torch.nn.LayerNorm((3, 5))),
                   (mc.nn.LayerNorm(5, elementwise_affine=False),
                    torch.nn.LayerNorm(5, elementwise_affine=False)),
-                  (mc.nn.LayerNorm([4, 3, 5], bias=False), torch.nn.LayerNorm([4, 3, 5], bias=False)),
+                  (mc.nn.LayerNorm([4, 3, 5], bias=False),
+                   torch.nn.LayerNorm([4, 3, 5], bias=False)),
                   (mc.nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4))]:
         with torch.no_grad():
             for p in tm.parameters():
@@ -158,7 +160,8 @@ def test_create_graph_gradient_equals_kernel_gradient(which):
 
 def test_errors():
     with pytest.raises(ValueError, match=r"BatchNorm2d: expected input with 4 channels "
-                                         r"\(num_features\), but got input of shape \[2, 3, 5, 5\]"):
+                                         r"\(num_features\), but got input of shape "
+                                         r"\[2, 3, 5, 5\]"):
         mc.nn.BatchNorm2d(4)(mc.randn(2, 3, 5, 5))
     with pytest.raises(ValueError, match=r"BatchNorm2d: expected 4D input \(got 3D input"):
         mc.nn.BatchNorm2d(3)(mc.randn(2, 3, 5))

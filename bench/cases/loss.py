@@ -25,7 +25,8 @@ def cross_entropy(ctx):
         tf.cross_entropy(xt, tt).backward()
         return ctx.th_grads(xt)
 
-    return Workload(mc_fwd=lambda: F.cross_entropy(x, tm), torch_fwd=lambda: tf.cross_entropy(xt, tt),
+    return Workload(mc_fwd=lambda: F.cross_entropy(x, tm),
+                    torch_fwd=lambda: tf.cross_entropy(xt, tt),
                     mc_fwd_bwd=mc_fwd_bwd, torch_fwd_bwd=th_fwd_bwd,
                     bytes=a.nbytes, bytes_fwd_bwd=3 * a.nbytes, atol=1e-6, rtol=1e-4,
                     extra={"shape": f"{M}x{C}"})

@@ -66,7 +66,8 @@ def chan_bwd_sums(gy3, x3, mean):
     """Per channel: sum(gy) and sum(gy * (x - mean)) over (N, I), float64."""
     xp = get_array_module(x3)
     gy = gy3.astype(xp.float64)
-    return gy.sum(axis=(0, 2)), (gy * (x3.astype(xp.float64) - mean[None, :, None])).sum(axis=(0, 2))
+    xmu = x3.astype(xp.float64) - mean[None, :, None]
+    return gy.sum(axis=(0, 2)), (gy * xmu).sum(axis=(0, 2))
 
 
 def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):

@@ -45,7 +45,7 @@ def _as_target(target, like):
     return Tensor._wrap(xp.asarray(target))
 
 
-# --- cross-entropy and NLL (class indices) ---------------------------------------------------------
+# --- cross-entropy and NLL (class indices) ----------------------------------------------------
 
 def _dense_q(xp, t, w, ignore_index, smooth, M, C, dtype):
     """Per-row target weights q (M, C): (1 - smooth) w[t] onehot(t) + smooth / C * w."""

@@ -160,8 +160,8 @@ def _update_running(running_mean, running_var, mean, var_unbiased, momentum):
 
 # --- functional API ---------------------------------------------------------------------------
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,  # noqa: A002
-               momentum=0.1, eps=1e-5):
+def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
+               training=False, momentum=0.1, eps=1e-5):
     """F.batch_norm: statistics over every dim but 1; running stats updated in place when
     training (unbiased variance, as PyTorch keeps it)."""
     x = input

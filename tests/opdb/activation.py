@@ -63,7 +63,8 @@ def simple(name, **strategy):
 OPS = [
     simple("relu", kinks=(0.0,)),
     simple("relu6", low=-2.0, high=8.0, kinks=(0.0, 6.0)),
-    simple("leaky_relu", kinks=(0.0,), kwargs={"negative_slope": st.sampled_from([0.01, 0.2, 1.5])}),
+    simple("leaky_relu", kinks=(0.0,),
+           kwargs={"negative_slope": st.sampled_from([0.01, 0.2, 1.5])}),
     OpInfo("prelu", op=lambda x, w: F.prelu(x, w),
            ref=lambda torch, x, w: torch.nn.functional.prelu(x, w), samples=prelu_sample(),
            errors=[ErrorCase((a64(2, 3, 4), a64(2)), {}, ValueError,
