@@ -92,11 +92,17 @@ def _flat(g):
     return g.concatenate() if isinstance(g, Pieces) else g
 
 
+def _scalars(p, *values):
+    """Float scalars in the buffer's dtype (float32 math for float32 buffers)."""
+    t = p.dtype.type
+    return [t(v) for v in values]
+
+
 def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     if _grads_on_cpu(g) and _use_numba(p) and (buf is None or _use_numba(buf)):
-        _numba().sgd_kernel(p, *_typed_grads(p, g), _or_empty(buf, p), float(lr), float(momentum),
-                            float(dampening), float(weight_decay), bool(nesterov),
-                            bool(maximize), bool(first))
+        _numba().sgd_kernel(p, *_typed_grads(p, g), _or_empty(buf, p),
+                            *_scalars(p, lr, momentum, 1 - dampening, weight_decay),
+                            bool(nesterov), bool(maximize), bool(first))
     else:
         _ref.sgd_step(p, _flat(g), buf, lr, momentum, dampening, weight_decay, nesterov, maximize,
                       first)
@@ -105,10 +111,11 @@ def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximiz
 def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
               maximize, step_size, bc2_sqrt):
     if _grads_on_cpu(g) and _use_numba(p, m, v) and (vmax is None or _use_numba(vmax)):
-        _numba().adam_kernel(p, *_typed_grads(p, g), m, v, _or_empty(vmax, p), float(lr),
-                             float(beta1), float(beta2), float(eps), float(weight_decay),
-                             bool(decoupled), bool(amsgrad), bool(maximize), float(step_size),
-                             float(bc2_sqrt))
+        _numba().adam_kernel(p, *_typed_grads(p, g), m, v, _or_empty(vmax, p),
+                             *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2,
+                                       1 - beta2, eps, weight_decay),
+                             bool(decoupled), bool(amsgrad), bool(maximize),
+                             *_scalars(p, step_size, bc2_sqrt))
     else:
         _ref.adam_step(p, _flat(g), m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled,
                        amsgrad, maximize, step_size, bc2_sqrt)
@@ -119,8 +126,8 @@ def rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, ce
     if _grads_on_cpu(g) and _use_numba(p, sq) and \
             all(a is None or _use_numba(a) for a in (gavg, buf)):
         _numba().rmsprop_kernel(p, *_typed_grads(p, g), sq, _or_empty(gavg, p), _or_empty(buf, p),
-                                float(lr), float(alpha), float(eps), float(weight_decay),
-                                float(momentum), bool(centered), bool(maximize))
+                                *_scalars(p, lr, alpha, 1 - alpha, eps, weight_decay, momentum),
+                                bool(centered), bool(maximize))
     else:
         _ref.rmsprop_step(p, _flat(g), sq, gavg, buf, lr, alpha, eps, weight_decay, momentum,
                           centered, maximize)
@@ -128,24 +135,26 @@ def rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, ce
 
 def adagrad_step(p, g, acc, clr, eps, weight_decay, maximize):
     if _grads_on_cpu(g) and _use_numba(p, acc):
-        _numba().adagrad_kernel(p, *_typed_grads(p, g), acc, float(clr), float(eps),
-                                float(weight_decay), bool(maximize))
+        _numba().adagrad_kernel(p, *_typed_grads(p, g), acc, *_scalars(p, clr, eps, weight_decay),
+                                bool(maximize))
     else:
         _ref.adagrad_step(p, _flat(g), acc, clr, eps, weight_decay, maximize)
 
 
 def adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
     if _grads_on_cpu(g) and _use_numba(p, sq, acc_delta):
-        _numba().adadelta_kernel(p, *_typed_grads(p, g), sq, acc_delta, float(lr), float(rho),
-                                 float(eps), float(weight_decay), bool(maximize))
+        _numba().adadelta_kernel(p, *_typed_grads(p, g), sq, acc_delta,
+                                 *_scalars(p, lr, rho, 1 - rho, eps, weight_decay),
+                                 bool(maximize))
     else:
         _ref.adadelta_step(p, _flat(g), sq, acc_delta, lr, rho, eps, weight_decay, maximize)
 
 
 def adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
     if _grads_on_cpu(g) and _use_numba(p, m, u):
-        _numba().adamax_kernel(p, *_typed_grads(p, g), m, u, float(beta1), float(beta2),
-                               float(eps), float(weight_decay), bool(maximize), float(clr))
+        _numba().adamax_kernel(p, *_typed_grads(p, g), m, u,
+                               *_scalars(p, beta1, 1 - beta1, beta2, eps, weight_decay),
+                               bool(maximize), *_scalars(p, clr))
     else:
         _ref.adamax_step(p, _flat(g), m, u, beta1, beta2, eps, weight_decay, maximize, clr)
 
@@ -153,9 +162,10 @@ def adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
 def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc2, c_grad,
                c_avg):
     if _grads_on_cpu(g) and _use_numba(p, m, v):
-        _numba().nadam_kernel(p, *_typed_grads(p, g), m, v, float(lr), float(beta1), float(beta2),
-                              float(eps), float(weight_decay), bool(decoupled), bool(maximize),
-                              float(bc2), float(c_grad), float(c_avg))
+        _numba().nadam_kernel(p, *_typed_grads(p, g), m, v,
+                              *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2,
+                                        1 - beta2, eps, weight_decay),
+                              bool(decoupled), bool(maximize), *_scalars(p, bc2, c_grad, c_avg))
     else:
         _ref.nadam_step(p, _flat(g), m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
                         bc2, c_grad, c_avg)

@@ -365,6 +365,15 @@ def test_errors():
     assert opt.param_groups[1]["lr"] == 0.5 and opt.param_groups[1]["momentum"] == 0
 
 
+def test_wrong_sized_grad_is_an_error_not_a_wild_read():
+    p = nn.Parameter(mc.ones(3))
+    opt = optim.Adam([p])
+    p.grad = mc.ones(4)
+    with pytest.raises(RuntimeError, match=r"gradient of a parameter of shape \[3\] has shape \[4\]"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, 1.0)
+
+
 def test_add_param_group_then_step():
     p, q = nn.Parameter(mc.ones(2)), nn.Parameter(mc.ones(3))
     opt = optim.SGD([p], lr=0.1)

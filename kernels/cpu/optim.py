@@ -7,8 +7,10 @@ p[offs[k]:offs[k] + len(grads[k])]; the work is split into chunks, chunk c cover
 indices [cs[c], ce[c]) of piece cp[c] (kernels/optim.py builds the table), and the chunks run in
 parallel. The per-element formulas follow
 PyTorch's `_single_tensor_*` functions in the same order of operations; scalars that depend on
-the step count are computed by the caller. Flags are bools. Arithmetic happens in
-the buffers' dtype's promotion with the float64 scalars, as the NumPy reference does.
+the step count are computed by the caller. Flags are bools. The float scalars come in the
+buffers' dtype (kernels/optim.py casts them, and passes 1 - x where the formula needs it), so
+float32 buffers are updated in float32 arithmetic, as PyTorch does; a float64 scalar would
+promote every element to float64 and halve the speed.
 """
 import math
 
@@ -18,16 +20,16 @@ _OPTS = dict(parallel=True, cache=True, nogil=True, fastmath=False)
 
 
 @njit(cache=True, inline="always")
-def _lerp(a, b, w):
-    # PyTorch's lerp: exact at both ends
+def _lerp(a, b, w, one_minus_w):
+    # PyTorch's lerp: exact at both ends (1 - w passed in, so float32 math stays float32)
     if w < 0.5:
         return a + w * (b - a)
-    return b - (b - a) * (1.0 - w)
+    return b - (b - a) * one_minus_w
 
 
 @njit(**_OPTS)
-def sgd_kernel(p, grads, cp, cs, ce, offs, buf, lr, momentum, dampening, weight_decay, nesterov,
-               maximize, first):
+def sgd_kernel(p, grads, cp, cs, ce, offs, buf, lr, momentum, one_minus_dampening, weight_decay,
+               nesterov, maximize, first):
     for c in prange(cp.shape[0]):
         # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
         c0, c1 = cs[c], ce[c]
@@ -43,7 +45,7 @@ def sgd_kernel(p, grads, cp, cs, ce, offs, buf, lr, momentum, dampening, weight_
                 if first:
                     b = gi
                 else:
-                    b = buf_[j] * momentum + (1.0 - dampening) * gi
+                    b = buf_[j] * momentum + one_minus_dampening * gi
                 buf_[j] = b
                 if nesterov:
                     gi = gi + momentum * b
@@ -53,9 +55,9 @@ def sgd_kernel(p, grads, cp, cs, ce, offs, buf, lr, momentum, dampening, weight_
 
 
 @njit(**_OPTS)
-def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, lr, beta1, beta2, eps, weight_decay,
-                decoupled, amsgrad, maximize, step_size, bc2_sqrt):
-    decay = 1.0 - lr * weight_decay
+def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, decay, beta1, one_minus_beta1, beta2,
+                one_minus_beta2, eps, weight_decay, decoupled, amsgrad, maximize, step_size,
+                bc2_sqrt):
     for c in prange(cp.shape[0]):
         # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
         c0, c1 = cs[c], ce[c]
@@ -73,8 +75,8 @@ def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, lr, beta1, beta2, eps, w
                     pi = pi * decay
                 else:
                     gi = gi + weight_decay * pi
-            mi = _lerp(m_[j], gi, 1.0 - beta1)
-            vi = v_[j] * beta2 + (1.0 - beta2) * gi * gi
+            mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
+            vi = v_[j] * beta2 + one_minus_beta2 * gi * gi
             m_[j] = mi
             v_[j] = vi
             if amsgrad:
@@ -85,8 +87,8 @@ def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, lr, beta1, beta2, eps, w
 
 
 @njit(**_OPTS)
-def rmsprop_kernel(p, grads, cp, cs, ce, offs, sq, gavg, buf, lr, alpha, eps, weight_decay,
-                   momentum, centered, maximize):
+def rmsprop_kernel(p, grads, cp, cs, ce, offs, sq, gavg, buf, lr, alpha, one_minus_alpha, eps,
+                   weight_decay, momentum, centered, maximize):
     for c in prange(cp.shape[0]):
         # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
         c0, c1 = cs[c], ce[c]
@@ -100,10 +102,10 @@ def rmsprop_kernel(p, grads, cp, cs, ce, offs, sq, gavg, buf, lr, alpha, eps, we
             gi = -g[j] if maximize else g[j]
             if weight_decay != 0.0:
                 gi = gi + weight_decay * p_[j]
-            s = sq_[j] * alpha + (1.0 - alpha) * gi * gi
+            s = sq_[j] * alpha + one_minus_alpha * gi * gi
             sq_[j] = s
             if centered:
-                ga = _lerp(gavg_[j], gi, 1.0 - alpha)
+                ga = _lerp(gavg_[j], gi, one_minus_alpha, alpha)
                 gavg_[j] = ga
                 avg = math.sqrt(s - ga * ga)
             else:
@@ -136,8 +138,8 @@ def adagrad_kernel(p, grads, cp, cs, ce, offs, acc, clr, eps, weight_decay, maxi
 
 
 @njit(**_OPTS)
-def adadelta_kernel(p, grads, cp, cs, ce, offs, sq, acc_delta, lr, rho, eps, weight_decay,
-                    maximize):
+def adadelta_kernel(p, grads, cp, cs, ce, offs, sq, acc_delta, lr, rho, one_minus_rho, eps,
+                    weight_decay, maximize):
     for c in prange(cp.shape[0]):
         # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
         c0, c1 = cs[c], ce[c]
@@ -150,16 +152,17 @@ def adadelta_kernel(p, grads, cp, cs, ce, offs, sq, acc_delta, lr, rho, eps, wei
             gi = -g[j] if maximize else g[j]
             if weight_decay != 0.0:
                 gi = gi + weight_decay * p_[j]
-            s = sq_[j] * rho + (1.0 - rho) * gi * gi
+            s = sq_[j] * rho + one_minus_rho * gi * gi
             sq_[j] = s
             std = math.sqrt(s + eps)
             delta = math.sqrt(acc_delta_[j] + eps) / std * gi
-            acc_delta_[j] = acc_delta_[j] * rho + (1.0 - rho) * delta * delta
+            acc_delta_[j] = acc_delta_[j] * rho + one_minus_rho * delta * delta
             p_[j] = p_[j] - lr * delta
 
 
 @njit(**_OPTS)
-def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
+def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, one_minus_beta1, beta2, eps,
+                  weight_decay, maximize, clr):
     for c in prange(cp.shape[0]):
         # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
         c0, c1 = cs[c], ce[c]
@@ -172,7 +175,7 @@ def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, beta2, eps, weight_de
             gi = -g[j] if maximize else g[j]
             if weight_decay != 0.0:
                 gi = gi + weight_decay * p_[j]
-            mi = _lerp(m_[j], gi, 1.0 - beta1)
+            mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
             m_[j] = mi
             ui = max(u_[j] * beta2, abs(gi) + eps)
             u_[j] = ui
@@ -180,9 +183,8 @@ def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, beta2, eps, weight_de
 
 
 @njit(**_OPTS)
-def nadam_kernel(p, grads, cp, cs, ce, offs, m, v, lr, beta1, beta2, eps, weight_decay, decoupled,
-                 maximize, bc2, c_grad, c_avg):
-    decay = 1.0 - lr * weight_decay
+def nadam_kernel(p, grads, cp, cs, ce, offs, m, v, decay, beta1, one_minus_beta1, beta2,
+                 one_minus_beta2, eps, weight_decay, decoupled, maximize, bc2, c_grad, c_avg):
     for c in prange(cp.shape[0]):
         # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
         c0, c1 = cs[c], ce[c]
@@ -199,8 +201,8 @@ def nadam_kernel(p, grads, cp, cs, ce, offs, m, v, lr, beta1, beta2, eps, weight
                     pi = pi * decay
                 else:
                     gi = gi + weight_decay * pi
-            mi = _lerp(m_[j], gi, 1.0 - beta1)
-            vi = v_[j] * beta2 + (1.0 - beta2) * gi * gi
+            mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
+            vi = v_[j] * beta2 + one_minus_beta2 * gi * gi
             m_[j] = mi
             v_[j] = vi
             denom = math.sqrt(vi / bc2) + eps

@@ -247,8 +247,13 @@ class Optimizer:
 
     @no_grad()
     def _step(self):
-        for index, group in enumerate(self.param_groups):
-            layout = self._layout(index)
+        layouts = [self._layout(index) for index in range(len(self.param_groups))]
+        for group in self.param_groups:  # checked before any update: a failed step changes nothing
+            for p in group["params"]:     # (and a wrong-sized grad is never read out of bounds)
+                if p.grad is not None and p.grad.data.size != p.data.size:
+                    raise RuntimeError(f"{type(self).__name__}.step: the gradient of a parameter "
+                                       f"of shape {list(p.shape)} has shape {list(p.grad.shape)}")
+        for group, layout in zip(self.param_groups, layouts):
             full_spec = self._state_spec(group)
             spec = [n for n, _ in full_spec]
             for b in layout.buckets:
