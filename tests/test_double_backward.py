@@ -115,6 +115,37 @@ def test_dropout_double_backward(name, device, x, p):
                   max_elements=SMALL)
 
 
+# smooth building blocks on positive-ish inputs, chained at random: retained outputs (exp, sqrt,
+# pow), broadcasting, reductions and shape ops interacting inside one double-backward graph
+_CHAIN = {
+    "exp": lambda t, c: (t * 0.5).exp(),
+    "log": lambda t, c: (t * t + 1.0).log(),
+    "sqrt": lambda t, c: (t * t + 0.5).sqrt(),
+    "pow": lambda t, c: (t * t + 0.5) ** 1.5,
+    "div": lambda t, c: t / (c * c + 1.0),
+    "mul_bcast": lambda t, c: t * c.sum(dim=0, keepdim=True),
+    "matmul": lambda t, c: t @ c.T @ t,
+    "var": lambda t, c: t - t.var(dim=1, keepdim=True) + t.mean(),
+    "transpose_cat": lambda t, c: mc.cat([t.T.T, c], 0)[: t.shape[0]] * t,
+    "getitem": lambda t, c: t[::-1] * t,
+}
+
+
+@given(names=st.lists(st.sampled_from(sorted(_CHAIN)), min_size=1, max_size=3),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_gradgradcheck_of_random_op_chains(names, seed):
+    rng = np.random.default_rng(seed)
+    x = mc.tensor(rng.uniform(-1, 1, (3, 3)), requires_grad=True)
+    c = mc.tensor(rng.uniform(-1, 1, (3, 3)), requires_grad=True)
+
+    def fn(t, u):
+        for name in names:
+            t = _CHAIN[name](t, u)
+        return t
+
+    gradgradcheck(fn, [x, c], max_elements=SMALL)
+
+
 def test_every_op_says_whether_double_backward_works():
     assert all(isinstance(op.double_backward, bool) for op in ALL_OPS)
     assert DOUBLE_OPS, "no op in the table supports double backward"
