@@ -222,6 +222,14 @@ def test_gradgradcheck_accepts_constant_grad_outputs_and_checks_dtypes():
         gradgradcheck(lambda t: t.exp(), [mc.tensor(np.ones(3))])
 
 
+def test_gradgradcheck_non_contiguous_grad_outputs_and_fast_mode():
+    x = _x()
+    assert gradgradcheck(lambda t: (t * t).exp(), [x], gen_non_contig_grad_outputs=True)
+    assert gradgradcheck(lambda t: (t * t).exp(), [x], fast_mode=True)
+    with pytest.raises(GradcheckError, match="random directions"):
+        gradgradcheck(lambda t: FrozenSquare()(t), [x], fast_mode=True)
+
+
 def test_gradgradcheck_is_exported():
     assert mc.testing.gradgradcheck is gradgradcheck
 

@@ -18,23 +18,27 @@ import numpy
 from .. import autograd
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .gradcheck import GradcheckError, _outputs, gradcheck
+from .gradcheck import GradcheckError, _outputs, gradcheck, noncontiguous
 
 
 def _differentiable_outputs(result):
     return [o for o in _outputs(result) if o.requires_grad]
 
 
-def _make_grad_outputs(fn, inputs, seed):
-    """Random float64 grad_outputs (requiring grad) for each differentiable output of fn."""
+def _make_grad_outputs(fn, inputs, seed, non_contiguous):
+    """Random grad_outputs (requiring grad, in each output's dtype) for each differentiable
+    output of fn; strided views when non_contiguous (a backward must not assume contiguity)."""
     with autograd.enable_grad():
         outs = _differentiable_outputs(fn(*inputs))
     if not outs:
         raise ValueError("gradgradcheck: fn returned no floating point Tensor that requires grad")
     rng = numpy.random.default_rng(seed + 1)
     xp = get_array_module(outs[0].data)
-    return [Tensor(xp.asarray(rng.standard_normal(o.shape)).astype(o.data.dtype),
-                   requires_grad=True) for o in outs]
+    grads = []
+    for o in outs:
+        g = xp.asarray(rng.standard_normal(o.shape)).astype(o.data.dtype)
+        grads.append(Tensor(noncontiguous(g) if non_contiguous else g, requires_grad=True))
+    return grads
 
 
 def _first_derivatives(fn, inputs, n_inputs, wrt):
@@ -71,17 +75,21 @@ def _relabel(message, n_inputs, grad_output_args):
 
 
 def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
-                  raise_exception=True, directional=None, n_directions=3, max_elements=2000,
-                  seed=0):
+                  gen_non_contig_grad_outputs=False, raise_exception=True, fast_mode=False,
+                  directional=None, n_directions=3, max_elements=2000, seed=0):
     """Check fn's second derivatives against finite differences of its first derivatives.
 
     fn(*inputs) returns a Tensor or a tuple of them; inputs that require grad must be float64.
     grad_outputs: one Tensor per differentiable output of fn (float64; those that require grad
-    are checked too, as in PyTorch: the VJP is linear in them), or None for random ones.
-    The remaining arguments are gradcheck's (directional, n_directions, max_elements apply to
-    each of the checked tensors). Returns True, or raises GradcheckError (False when
+    are checked too, as in PyTorch: the VJP is linear in them), or None for random ones
+    (non-contiguous views with gen_non_contig_grad_outputs=True, as in PyTorch).
+    fast_mode=True checks along random directions only (directional=True). The remaining
+    arguments are gradcheck's (directional, n_directions, max_elements apply to each of the
+    checked tensors). Returns True, or raises GradcheckError (False when
     raise_exception=False).
     """
+    if fast_mode and directional is None:
+        directional = True
     inputs = tuple(inputs)
     wrt = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not wrt:
@@ -91,7 +99,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
             raise TypeError(f"gradgradcheck: input {i} has dtype {inputs[i].data.dtype}; "
                             "gradient checks need float64 inputs")
     if grad_outputs is None:
-        grad_outputs = _make_grad_outputs(fn, inputs, seed)
+        grad_outputs = _make_grad_outputs(fn, inputs, seed, gen_non_contig_grad_outputs)
     else:
         grad_outputs = [grad_outputs] if isinstance(grad_outputs, Tensor) else list(grad_outputs)
         for k, g in enumerate(grad_outputs):
