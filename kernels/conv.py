@@ -1,7 +1,7 @@
 """Dispatchers of the convolution kernels: Numba on NumPy arrays, the xp-generic reference on
 CuPy arrays (correct; dedicated CUDA kernels are another issue).
 
-    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> col (N, C, KH, KW, OH, OW)
+    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> col (C, KH, KW, N, OH, OW)
     col2im(col, H, W, SH, SW, PH, PW, DH, DW)         -> img (N, C, H, W), overlaps accumulated
     depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)  -> y (N, K, OH, OW)
     depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW) -> gx (N, C, H, W)
@@ -81,7 +81,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
         return _ref.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     x = _c(x)
     N, C = x.shape[:2]
-    shape = (N, C, KH, KW, OH, OW)
+    shape = (C, KH, KW, N, OH, OW)
     col = _workspace(shape, x.dtype) if workspace else numpy.empty(shape, x.dtype)
     run(_cpu().im2col, col.size, x, KH, KW, SH, SW, PH, PW, DH, DW, col)
     return col
@@ -91,7 +91,7 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     if is_cuda_array(col):
         return _ref.col2im(col, H, W, SH, SW, PH, PW, DH, DW)
     col = _c(col)
-    N, C = col.shape[:2]
+    C, N = col.shape[0], col.shape[3]
     img = numpy.empty((N, C, H, W), col.dtype)
     run(_cpu().col2im, col.size, col, SH, SW, PH, PW, DH, DW, img)
     return img

@@ -31,16 +31,18 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, col):
     N, C, H, W = x.shape
     OH, OW = col.shape[4], col.shape[5]
     xf = x.reshape(-1)      # (N, C, H, W) -> flat; contiguous input required
-    cf = col.reshape(-1)    # (N, C, KH, KW, OH, OW) -> flat
+    cf = col.reshape(-1)    # (C, KH, KW, N, OH, OW) -> flat
     L = OH * OW
     for p in prange(N * C):
+        n = p // C
+        c = p % C
         xbase = p * H * W
         for kh in range(KH):
             hoff = kh * DH - PH
             for kw in range(KW):
                 woff = kw * DW - PW
                 lo, hi = _valid_range(woff, SW, W, OW)
-                cbase = ((p * KH + kh) * KW + kw) * L
+                cbase = (((c * KH + kh) * KW + kw) * N + n) * L
                 for oh in range(OH):
                     h = oh * SH + hoff
                     o = cbase + oh * OW
@@ -60,12 +62,14 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, col):
 @njit(parallel=True, cache=True)
 def col2im(col, SH, SW, PH, PW, DH, DW, img):
     """img[n, c] = sum of the column entries that read each pixel (one plane per iteration)."""
-    N, C, KH, KW, OH, OW = col.shape
+    C, KH, KW, N, OH, OW = col.shape
     H, W = img.shape[2], img.shape[3]
     cf = col.reshape(-1)
     xf = img.reshape(-1)
     L = OH * OW
     for p in prange(N * C):
+        n = p // C
+        c = p % C
         xbase = p * H * W
         xf[xbase:xbase + H * W] = 0
         for kh in range(KH):
@@ -73,7 +77,7 @@ def col2im(col, SH, SW, PH, PW, DH, DW, img):
             for kw in range(KW):
                 woff = kw * DW - PW
                 lo, hi = _valid_range(woff, SW, W, OW)
-                cbase = ((p * KH + kh) * KW + kw) * L
+                cbase = (((c * KH + kh) * KW + kw) * N + n) * L
                 for oh in range(OH):
                     h = oh * SH + hoff
                     if h < 0 or h >= H:

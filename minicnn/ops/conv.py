@@ -48,6 +48,28 @@ def _path(p, C, w_shape):
 
 
 # --- array-level implementations ---------------------------------------------------------------
+# Each conv is ONE GEMM per group over all N * OH * OW positions (batched over groups in a single
+# matmul call): the column buffer is channel-major (C, KH, KW, N, OH, OW) and activations are
+# moved to (C, N * L) order and back with one copy of x / y / gy (no copy at all when N == 1).
+
+def _to_cn(a, G):
+    """(N, C, L) -> (G, C/G, N*L), batch folded into the GEMM's columns."""
+    xp = get_array_module(a)
+    N, C, L = a.shape
+    if N > 1:
+        a = a.transpose(1, 0, 2)                          # (N, C, L) -> (C, N, L)
+    return xp.ascontiguousarray(a).reshape(G, C // G, N * L)
+
+
+def _from_cn(a, N, OH, OW):
+    """(G, K/G, N*L) -> (N, K, OH, OW), C-contiguous."""
+    xp = get_array_module(a)
+    K = a.shape[0] * a.shape[1]
+    a = a.reshape(K, N, OH, OW)
+    if N > 1:
+        a = xp.ascontiguousarray(a.transpose(1, 0, 2, 3))  # (K, N, OH, OW) -> (N, K, OH, OW)
+    return a.reshape(N, K, OH, OW)
+
 
 def _conv_fwd(x, w, p, out_hw=None):
     """out_hw: compute only the first (OH, OW) outputs (the adjoint of a transposed conv whose
@@ -60,15 +82,15 @@ def _conv_fwd(x, w, p, out_hw=None):
     path = _path(p, C, w.shape)
     if path == "depthwise":
         return kernels.depthwise_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW)
+    wr = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW)
     if path == "pointwise":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
-        xs = xp.ascontiguousarray(xs).reshape(N, G, Cg, OH * OW)  # (N, C, OH, OW) -> (N, G, Cg, L)
-        y = xp.matmul(w.reshape(G, Kg, Cg), xs)                       # (N, G, Kg, L)
-        return y.reshape(N, K, OH, OW)
-    col = kernels.im2col(x, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW, workspace=True)
-    col = col.reshape(N, G, Cg * KH * KW, OH * OW)   # (N, C, KH, KW, OH, OW) -> (N, G, CKK, L)
-    y = xp.matmul(xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW), col)  # (N, G, Kg, L)
-    return y.reshape(N, K, OH, OW)
+        cols = _to_cn(xs.reshape(N, C, OH * OW), G)                     # (G, Cg, N*L)
+    else:
+        col = kernels.im2col(x, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW,
+                             workspace=True)
+        cols = col.reshape(G, Cg * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> (G, CKK, NL)
+    return _from_cn(xp.matmul(wr, cols), N, OH, OW)                    # (G, Kg, NL) -> NCHW
 
 
 def _conv_grad_input(w, gy, x_shape, p):
@@ -80,22 +102,21 @@ def _conv_grad_input(w, gy, x_shape, p):
     path = _path(p, C, w.shape)
     if path == "depthwise":
         return kernels.depthwise_grad_input(gy, w, C, H, W, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
-    gyr = xp.ascontiguousarray(gy).reshape(N, G, Kg, OH * OW)  # (N, K, OH, OW) -> (N, G, Kg, L)
+    gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
+    wt = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW).transpose(0, 2, 1)  # (G, CKK, Kg)
     if path == "pointwise":
-        gxs = xp.matmul(w.reshape(G, Kg, Cg).transpose(0, 2, 1), gyr)  # (N, G, Cg, L)
-        gxs = gxs.reshape(N, C, OH, OW)
+        gxs = _from_cn(xp.matmul(wt, gyt), N, OH, OW)                   # (N, C, OH, OW)
         if (OH, OW) == (H, W):
             return gxs
         gx = xp.zeros(x_shape, gy.dtype)
         gx[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW] = gxs
         return gx
-    wt = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW).transpose(0, 2, 1)  # (G, CKK, Kg)
-    shape = (N, G, Cg * KH * KW, OH * OW)
+    shape = (G, Cg * KH * KW, N * OH * OW)
     if is_cuda_array(gy):
-        gcol = xp.matmul(wt, gyr)
+        gcol = xp.matmul(wt, gyt)
     else:
-        gcol = xp.matmul(wt, gyr, out=kernels.conv_workspace(shape, gy.dtype))
-    gcol = gcol.reshape(N, C, KH, KW, OH, OW)         # (N, G, CKK, L) -> (N, C, KH, KW, OH, OW)
+        gcol = xp.matmul(wt, gyt, out=kernels.conv_workspace(shape, gy.dtype))
+    gcol = gcol.reshape(C, KH, KW, N, OH, OW)            # (G, CKK, NL) -> (C, KH, KW, N, OH, OW)
     return kernels.col2im(gcol, H, W, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
 
 
@@ -103,22 +124,20 @@ def _conv_grad_weight(x, gy, w_shape, p):
     xp = get_array_module(x)
     N, C, H, W = x.shape
     K, Cg, KH, KW = w_shape
-    G, Kg = p.G, K // p.G
+    G = p.G
     _, _, OH, OW = gy.shape
     path = _path(p, C, w_shape)
     if path == "depthwise":
         return kernels.depthwise_grad_weight(x, gy, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
-    gyr = xp.ascontiguousarray(gy).reshape(N, G, Kg, OH * OW)  # (N, K, OH, OW) -> (N, G, Kg, L)
+    gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
     if path == "pointwise":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
-        xs = xp.ascontiguousarray(xs).reshape(N, G, Cg, OH * OW)      # (N, G, Cg, L)
-        gw = xp.matmul(gyr, xs.transpose(0, 1, 3, 2))                 # (N, G, Kg, Cg)
+        cols = _to_cn(xs.reshape(N, C, OH * OW), G)                     # (G, Cg, N*L)
     else:
         col = kernels.im2col(x, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW,
                              workspace=True)
-        col = col.reshape(N, G, Cg * KH * KW, OH * OW)                # (N, G, CKK, L)
-        gw = xp.matmul(gyr, col.transpose(0, 1, 3, 2))                # (N, G, Kg, CKK)
-    gw = gw.sum(axis=0) if N > 1 else gw[0]                           # (G, Kg, CKK)
+        cols = col.reshape(G, Cg * KH * KW, N * OH * OW)                # (G, CKK, N*L)
+    gw = xp.matmul(gyt, cols.transpose(0, 2, 1))                        # (G, Kg, CKK)
     return gw.reshape(w_shape)
 
 
