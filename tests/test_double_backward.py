@@ -36,8 +36,10 @@ def test_gradgradcheck(info, device, data):
     sample = data.draw(info.samples, label="sample")
     args, kwargs = mc_args(sample, device)
     atol, rtol = info.grad_tol
+    strided = data.draw(st.booleans(), label="non-contiguous grad_outputs")
     gradgradcheck(lambda *a: info.op(*a, **kwargs), args, atol=atol, rtol=rtol,
-                  directional=info.directional, max_elements=SMALL)
+                  gen_non_contig_grad_outputs=strided, directional=info.directional,
+                  max_elements=SMALL)
 
 
 def _zeros_if_none(g, like):
