@@ -215,12 +215,14 @@ def ce_fwd(x, t, w, ignore_index, smooth):
     keep = t != ignore_index
     tc = np.where(keep, t, 0)
     lse = np.empty(M)
-    for a, b in _row_blocks(M, C):
-        xb = x[a:b]
-        mx = xb.max(axis=1, keepdims=True)                 # (rows, 1)
-        e = xb - mx
-        np.exp(e, out=e)
-        lse[a:b] = mx[:, 0] + np.log(e.sum(axis=1, dtype=np.float64))
+    blocks = _row_blocks(M, C)
+    buf = np.empty((blocks[0][1] - blocks[0][0], C), x.dtype) if M else None
+    for a, b in blocks:
+        xb, e = x[a:b], buf[:b - a]
+        mx = xb.max(axis=1)                                 # (rows,)
+        np.subtract(xb, mx[:, None], out=e)
+        np.exp(e, out=e)                                    # in (0, 1]: a float32 sum is fine
+        lse[a:b] = mx + np.log(e.sum(axis=1).astype(np.float64))
     wv = None if w is None else w.astype(np.float64)
     wt = 1.0 if wv is None else wv[tc]
     loss = (1.0 - smooth) * wt * (lse - x[rows, tc])
