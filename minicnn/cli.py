@@ -41,7 +41,8 @@ def add_train_parser(sub):
                         "resnet18, resnet34, resnet50, resnet18_cifar, densenet_small, ...)")
     p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-dir", default=None,
-                   help="folder with the MNIST / Fashion-MNIST IDX files or CIFAR-10 binary batches")
+                   help="folder with the MNIST / Fashion-MNIST IDX files or the CIFAR-10 "
+                        "binary batches")
     p.add_argument("--image-size", type=int, default=None,
                    help="resize images to this side (default: digits 16, shapes 32, files as is)")
     p.add_argument("--num-samples", type=int, default=10000,
@@ -133,8 +134,9 @@ def load_data(data_cfg, train=True):
         n = data_cfg["num_samples"] if train else max(data_cfg["num_samples"] // 5, 1)
         return D.Shapes(n, image_size=size or 32, seed=data_cfg.get("data_seed", 0), train=train)
     if data_cfg.get("data_dir") is None:
+        what = "the MNIST IDX files" if "mnist" in name else "the CIFAR-10 binary batches"
         raise CLIError(f"--dataset {name} reads files from a folder: pass --data-dir FOLDER "
-                       f"({'the MNIST IDX files' if 'mnist' in name else 'the CIFAR-10 binary batches'})")
+                       f"({what})")
     cls = {"mnist": D.MNIST, "fashion-mnist": D.FashionMNIST, "cifar10": D.CIFAR10}[name]
     ds = cls(data_cfg["data_dir"], train=train)
     if size and size != ds.data.shape[-1]:
@@ -303,8 +305,6 @@ def cmd_train(args):
                 "num_samples": args.num_samples, "data_seed": args.seed,
                 "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None}
     train_set, test_set = load_data(data_cfg, True), load_data(data_cfg, False)
-    if args.limit_test:
-        test_set = D.Subset(test_set, numpy.arange(min(args.limit_test, len(test_set))))
     image_shape = tuple(int(s) for s in train_set.data.shape[1:])
     classes = list(train_set.classes) if train_set.classes else \
         [str(i) for i in range(train_set.num_classes)]
@@ -314,6 +314,8 @@ def cmd_train(args):
     aug = augmentation(args.augment, image_shape)
     train_set.transform = D.transforms.Compose([aug, norm]) if aug is not None else norm
     test_set.transform = norm
+    if args.limit_test:
+        test_set = D.Subset(test_set, numpy.arange(min(args.limit_test, len(test_set))))
 
     val_set = None
     if args.val_fraction > 0:

@@ -149,8 +149,9 @@ def _torch_resnet(torch, block_kind, layers, num_classes, width, cifar):
         def _make(self, planes, blocks, stride):
             down = None
             if stride != 1 or self.inplanes != planes * block.expansion:
-                down = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride,
-                                               bias=False), nn.BatchNorm2d(planes * block.expansion))
+                out = planes * block.expansion
+                down = nn.Sequential(nn.Conv2d(self.inplanes, out, 1, stride, bias=False),
+                                     nn.BatchNorm2d(out))
             mods = [block(self.inplanes, planes, stride, down)]
             self.inplanes = planes * block.expansion
             mods += [block(self.inplanes, planes) for _ in range(1, blocks)]
@@ -207,7 +208,8 @@ def test_vgg_and_densenet_names_follow_torchvision():
     for key in ["features.conv0.weight", "features.norm0.running_mean",
                 "features.denseblock1.denselayer1.norm1.weight",
                 "features.denseblock1.denselayer1.conv2.weight",
-                "features.transition1.conv.weight", "features.denseblock4.denselayer16.conv2.weight",
+                "features.transition1.conv.weight",
+                "features.denseblock4.denselayer16.conv2.weight",
                 "features.norm5.bias", "classifier.weight"]:
         assert key in d, key
     assert d["features.denseblock4.denselayer16.conv2.weight"].shape == (32, 128, 3, 3)

@@ -58,7 +58,7 @@ def _stratified_split(labels, test_fraction, seed):
 
 
 def _resize_bilinear(images, size):
-    """(N, C, H, W) -> (N, C, size, size), bilinear with half-pixel centres (align_corners=False)."""
+    """(N, C, H, W) -> (N, C, size, size), bilinear, half-pixel centres (align_corners=False)."""
     from .transforms import resize  # noqa: PLC0415
     return resize(images, (size, size))
 
@@ -258,7 +258,8 @@ def read_idx(path):
     if len(raw) != expected:
         raise CorruptDatasetError(f"{path}: IDX header says shape {list(shape)} "
                                   f"({expected} bytes) but the file has {len(raw)} bytes")
-    return numpy.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    data = numpy.frombuffer(raw, dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="))
 
 
 def write_idx(path, array):
