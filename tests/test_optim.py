@@ -170,6 +170,20 @@ def test_module_to_and_load_state_dict_after_optimizer_creation():
     assert not np.array_equal(net.weight.data, other.weight.data)
 
 
+def test_a_parameter_shared_by_two_optimizers(torch64):
+    torch = torch64
+    a = np.arange(4.0)
+    mp, tp = nn.Parameter(mc.tensor(a.copy())), torch.tensor(a.copy(), requires_grad=True)
+    m1, m2 = optim.SGD([mp], lr=0.1, momentum=0.9), optim.Adam([mp], lr=0.01)
+    t1, t2 = torch.optim.SGD([tp], lr=0.1, momentum=0.9), torch.optim.Adam([tp], lr=0.01)
+    for k in range(4):
+        mp.grad, tp.grad = mc.tensor(a * k - 1), torch.tensor(a * k - 1)
+        for m, t in ((m1, t1), (m2, t2)):
+            m.step()
+            t.step()
+    np.testing.assert_allclose(mp.data, tp.detach().numpy(), rtol=1e-12)
+
+
 def test_mixed_dtypes_in_one_group(torch64):
     torch = torch64
     a32, a64 = np.ones((2, 2), np.float32), np.ones(3)
