@@ -60,10 +60,10 @@ def rows(results):
         out.append([
             r["key"], r["status"],
             fmt_time(((f or {}).get("mc") or {}).get("median_s")) + _spread((f or {}).get("mc")),
-            fmt_time(((f or {}).get("torch") or {}).get("median_s")),
+            fmt_time(((f or {}).get("torch") or {}).get("median_s")) + _spread((f or {}).get("torch")),
             fmt_ratio((f or {}).get("ratio")),
             fmt_time(((b or {}).get("mc") or {}).get("median_s")) + _spread((b or {}).get("mc")),
-            fmt_time(((b or {}).get("torch") or {}).get("median_s")),
+            fmt_time(((b or {}).get("torch") or {}).get("median_s")) + _spread((b or {}).get("torch")),
             fmt_ratio((b or {}).get("ratio")),
             rate, "-" if frac is None else f"{frac * 100:.1f}%",
             "-" if tfrac is None else f"{tfrac * 100:.1f}%",
