@@ -116,6 +116,17 @@ def test_parity_float32(case):
         np.testing.assert_allclose(m.data, t.detach().numpy(), rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("case", CASES[::2], ids=_ids)
+def test_parity_on_the_gpu_code_path(torch64, case, monkeypatch):
+    # the GPU path (gather into a flat gradient buffer, xp-generic reference kernels), run on NumPy
+    from minicnn.optim import optimizer
+    monkeypatch.setattr(optimizer, "_READ_GRADS_IN_PLACE", False)
+    monkeypatch.setattr(K, "_use_numba", lambda *arrays: False)
+    tp, mp, _, mopt = _drive(torch64, *case, skip=lambda k, i: (k + i) % 4 == 0)
+    _assert_close(tp, mp)
+    assert mopt._layouts[0].buckets[0].gbuf is not None
+
+
 # --- the flat layout ------------------------------------------------------------------------
 
 def test_parameters_are_views_into_one_flat_buffer():

@@ -40,6 +40,11 @@ from ..autograd import enable_grad, no_grad
 from ..tensor import Tensor
 
 
+# The CPU reads per-parameter gradients in place; tests switch this off (with the Numba kernels)
+# to run the GPU's code path (gather into a flat buffer + the xp-generic reference) on NumPy.
+_READ_GRADS_IN_PLACE = True
+
+
 class _RequiredParameter:
     def __repr__(self):
         return "<required parameter>"
@@ -233,7 +238,7 @@ class Optimizer:
         arrays themselves (kernels.optim.Pieces, read in place by the Numba kernel: no copy);
         on the GPU one concatenate into a flat buffer."""
         params, offsets = bucket.params, bucket.offsets
-        if bucket.xp is numpy:
+        if bucket.xp is numpy and _READ_GRADS_IN_PLACE:
             o0 = offsets[i0]
             return K.Pieces([params[i].grad.data for i in range(i0, i1)],
                             [o - o0 for o in offsets[i0:i1 + 1]])
