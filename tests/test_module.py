@@ -276,7 +276,8 @@ def test_sequential_indexing_slicing_append_insert_delete():
     assert isinstance(seq[0], nn.Linear)
     with pytest.raises(TypeError, match="not a Module"):
         seq.append(lambda t: t)
-    named = nn.Sequential(collections.OrderedDict([("fc", nn.Linear(2, 2)), ("act", nn.Identity())]))
+    named = nn.Sequential(collections.OrderedDict([("fc", nn.Linear(2, 2)),
+                                                   ("act", nn.Identity())]))
     assert list(named.state_dict()) == ["fc.weight", "fc.bias"] and named.fc is named[0]
 
 
@@ -347,7 +348,8 @@ def test_functional_linear_gradcheck_and_errors():
     w = mc.randn(4, 2, dtype=mc.float64, requires_grad=True)
     b = mc.randn(4, dtype=mc.float64, requires_grad=True)
     gradcheck(lambda x, w, b: mc.functional.linear(x, w, b), [x, w, b])
-    with pytest.raises(ValueError, match=r"mat1 and mat2 shapes cannot be multiplied \(3x2 and 5x4\)"):
+    with pytest.raises(ValueError,
+                       match=r"mat1 and mat2 shapes cannot be multiplied \(3x2 and 5x4\)"):
         mc.functional.linear(x, mc.randn(4, 5, dtype=mc.float64))
     with pytest.raises(ValueError, match="bias"):
         mc.functional.linear(x, w, mc.randn(3, dtype=mc.float64))

@@ -373,7 +373,8 @@ def test_errors():
         optim.Adam([p * 2])
     with pytest.raises(ValueError, match="duplicate parameters"):
         optim.Adam([p, p])
-    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum and zero dampening"):
+    with pytest.raises(ValueError,
+                       match="Nesterov momentum requires a momentum and zero dampening"):
         optim.SGD([p], lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="Invalid beta parameter at index 1: 1.0"):
         optim.Adam([p], betas=(0.9, 1.0))
@@ -394,7 +395,8 @@ def test_wrong_sized_grad_is_an_error_not_a_wild_read():
     p = nn.Parameter(mc.ones(3))
     opt = optim.Adam([p])
     p.grad = mc.ones(4)
-    with pytest.raises(RuntimeError, match=r"gradient of a parameter of shape \[3\] has shape \[4\]"):
+    with pytest.raises(RuntimeError,
+                       match=r"gradient of a parameter of shape \[3\] has shape \[4\]"):
         opt.step()
     np.testing.assert_array_equal(p.data, 1.0)
 

@@ -2,7 +2,6 @@
 import collections
 
 from .. import backend
-from ..autograd import no_grad
 from ..tensor import Tensor
 from .parameter import Parameter
 
@@ -286,7 +285,8 @@ class Module:
         errors = []
         if strict:
             if missing:
-                errors.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+                errors.append("Missing key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in missing))
             if unexpected:
                 errors.append("Unexpected key(s) in state_dict: "
                               + ", ".join(f'"{k}"' for k in unexpected))
