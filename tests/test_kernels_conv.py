@@ -1,0 +1,204 @@
+"""Conv and pool kernels (Numba) against their plain NumPy references, on random inputs with odd
+sizes, strides, padding and dilation; and the references against the definition."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minicnn.kernels import conv as K
+from minicnn.kernels import pool as P
+from minicnn.kernels.reference import conv as RC
+from minicnn.kernels.reference import pool as RP
+
+
+@st.composite
+def geometry(draw, max_side=7):
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    DH, DW = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    PH, PW = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = max(1, DH * (KH - 1) + 1 - 2 * PH) + draw(st.integers(0, max_side - 1))
+    W = max(1, DW * (KW - 1) + 1 - 2 * PW) + draw(st.integers(0, max_side - 1))
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return dict(N=N, C=C, H=H, W=W, KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW,
+                OH=OH, OW=OW, dtype=dtype, seed=draw(st.integers(0, 2 ** 32 - 1)))
+
+
+def _im2col_definition(x, g):
+    N, C, H, W = x.shape
+    col = np.zeros((C, g["KH"], g["KW"], N, g["OH"], g["OW"]), x.dtype)
+    for c in range(C):
+        for kh in range(g["KH"]):
+            for kw in range(g["KW"]):
+                for n in range(N):
+                    for oh in range(g["OH"]):
+                        for ow in range(g["OW"]):
+                            h = oh * g["SH"] - g["PH"] + kh * g["DH"]
+                            w = ow * g["SW"] - g["PW"] + kw * g["DW"]
+                            if 0 <= h < H and 0 <= w < W:
+                                col[c, kh, kw, n, oh, ow] = x[n, c, h, w]
+    return col
+
+
+def _hp(g):
+    return (g["SH"], g["SW"], g["PH"], g["PW"], g["DH"], g["DW"])
+
+
+@given(g=geometry())
+def test_im2col_matches_reference_and_definition(g):
+    rng = np.random.default_rng(g["seed"])
+    x = rng.standard_normal((g["N"], g["C"], g["H"], g["W"])).astype(g["dtype"])
+    args = (g["KH"], g["KW"]) + _hp(g) + (g["OH"], g["OW"])
+    ref = RC.im2col(x, *args)
+    np.testing.assert_array_equal(ref, _im2col_definition(x, g))
+    np.testing.assert_array_equal(K.im2col(x, *args), ref)
+    np.testing.assert_array_equal(K.im2col(x, *args, workspace=True), ref)
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # non-contiguous
+    np.testing.assert_array_equal(K.im2col(xt, *args), ref)
+
+
+@given(g=geometry())
+def test_col2im_matches_reference_and_is_the_adjoint(g):
+    rng = np.random.default_rng(g["seed"])
+    col = rng.standard_normal((g["C"], g["KH"], g["KW"], g["N"], g["OH"], g["OW"]))
+    col = col.astype(g["dtype"])
+    img = K.col2im(col, g["H"], g["W"], *_hp(g))
+    tol = 1e-5 if g["dtype"] == np.float32 else 1e-12
+    np.testing.assert_allclose(img, RC.col2im(col, g["H"], g["W"], *_hp(g)), rtol=tol, atol=tol)
+    # <im2col(x), col> == <x, col2im(col)>
+    x = rng.standard_normal((g["N"], g["C"], g["H"], g["W"]))
+    args = (g["KH"], g["KW"]) + _hp(g) + (g["OH"], g["OW"])
+    lhs = float((RC.im2col(x, *args) * col.astype(np.float64)).sum())
+    rhs = float((x * K.col2im(col.astype(np.float64), g["H"], g["W"], *_hp(g))).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+def test_col2im_accumulates_overlapping_windows():
+    # 3x3 windows, stride 1, padding 1 on 4x5: each pixel is read by (rows in range) x (cols)
+    x = np.ones((1, 1, 4, 5))
+    col = K.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, 4, 5)
+    counts = K.col2im(col, 4, 5, 1, 1, 1, 1, 1, 1)[0, 0]
+    rows = np.array([2, 3, 3, 2])[:, None]
+    cols = np.array([2, 3, 3, 3, 2])[None, :]
+    np.testing.assert_array_equal(counts, rows * cols)
+    # stride 2 with a 3-wide kernel: the shared column/row is read twice
+    col = K.im2col(np.ones((1, 1, 5, 5)), 3, 3, 2, 2, 0, 0, 1, 1, 2, 2)
+    counts = K.col2im(col, 5, 5, 2, 2, 0, 0, 1, 1)[0, 0]
+    line = np.array([1, 1, 2, 1, 1])
+    np.testing.assert_array_equal(counts, line[:, None] * line[None, :])
+
+
+def test_parallel_path_matches_reference():
+    """Big enough that the kernels run multi-threaded (above SMALL_WORK)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 8, 25, 19)).astype(np.float32)
+    args = (3, 3, 2, 1, 1, 2, 1, 2, 12, 15)
+    col = K.im2col(x, *args)
+    assert col.size > K.SMALL_WORK
+    np.testing.assert_array_equal(col, RC.im2col(x, *args))
+    np.testing.assert_allclose(K.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2),
+                               RC.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2), rtol=1e-5, atol=1e-5)
+
+
+@given(g=geometry(), M=st.integers(1, 2))
+def test_depthwise_kernels_match_reference(g, M):
+    rng = np.random.default_rng(g["seed"])
+    C = g["C"]
+    x = rng.standard_normal((g["N"], C, g["H"], g["W"])).astype(g["dtype"])
+    w = rng.standard_normal((C * M, 1, g["KH"], g["KW"])).astype(g["dtype"])
+    gy = rng.standard_normal((g["N"], C * M, g["OH"], g["OW"])).astype(g["dtype"])
+    tol = 1e-4 if g["dtype"] == np.float32 else 1e-11
+    hp = _hp(g)
+    np.testing.assert_allclose(K.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]),
+                               RC.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]), rtol=tol,
+                               atol=tol)
+    np.testing.assert_allclose(K.depthwise_grad_input(gy, w, C, g["H"], g["W"], *hp),
+                               RC.depthwise_grad_input(gy, w, C, g["H"], g["W"], *hp), rtol=tol,
+                               atol=tol)
+    np.testing.assert_allclose(K.depthwise_grad_weight(x, gy, g["KH"], g["KW"], *hp),
+                               RC.depthwise_grad_weight(x, gy, g["KH"], g["KW"], *hp), rtol=tol,
+                               atol=tol)
+    # and the depthwise reference is the grouped conv of the definition
+    np.testing.assert_allclose(RC.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]),
+                               RC.conv2d(x, w, *hp, C), rtol=tol, atol=tol)
+
+
+@st.composite
+def pool_geometry(draw):
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    PH, PW = draw(st.integers(0, KH // 2)), draw(st.integers(0, KW // 2))
+    H, W = KH + draw(st.integers(0, 6)), KW + draw(st.integers(0, 6))
+    OH = (H + 2 * PH - KH) // SH + 1
+    OW = (W + 2 * PW - KW) // SW + 1
+    return dict(N=N, C=C, H=H, W=W, KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, OH=OH, OW=OW,
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2 ** 32 - 1)), cip=draw(st.booleans()))
+
+
+@given(g=pool_geometry(), D=st.integers(1, 2))
+def test_max_pool_kernel_matches_reference(g, D):
+    rng = np.random.default_rng(g["seed"])
+    shape = (g["N"], g["C"], g["H"] + 3, g["W"] + 3)
+    x = rng.permutation(np.prod(shape)).reshape(shape).astype(g["dtype"])  # no ties
+    KH, KW = g["KH"], g["KW"]
+    OH = (shape[2] + 2 * g["PH"] - D * (KH - 1) - 1) // g["SH"] + 1
+    OW = (shape[3] + 2 * g["PW"] - D * (KW - 1) - 1) // g["SW"] + 1
+    args = (KH, KW, g["SH"], g["SW"], g["PH"], g["PW"], D, D, OH, OW)
+    y, idx = P.max_pool2d_fwd(x, *args)
+    ry, ridx = RP.max_pool_fwd(x, *args)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    gy = rng.standard_normal(y.shape).astype(g["dtype"])
+    np.testing.assert_allclose(P.plane_scatter(gy, idx, *shape[2:]),
+                               RP.plane_scatter(gy, ridx, *shape[2:]), rtol=1e-6, atol=1e-6)
+
+
+@given(g=pool_geometry(), override=st.sampled_from([None, 3]))
+def test_avg_pool_kernels_match_reference(g, override):
+    rng = np.random.default_rng(g["seed"])
+    x = rng.standard_normal((g["N"], g["C"], g["H"], g["W"])).astype(g["dtype"])
+    geo = (g["KH"], g["KW"], g["SH"], g["SW"], g["PH"], g["PW"])
+    inv = P.avg_pool_inv(g["H"], g["W"], *geo, g["OH"], g["OW"], g["cip"], override, g["dtype"])
+    tol = 1e-5 if g["dtype"] == np.float32 else 1e-12
+    np.testing.assert_allclose(P.avg_pool2d_fwd(x, *geo, g["OH"], g["OW"], inv),
+                               RP.avg_pool_fwd(x, *geo, g["OH"], g["OW"], inv), rtol=tol,
+                               atol=tol)
+    gy = rng.standard_normal((g["N"], g["C"], g["OH"], g["OW"])).astype(g["dtype"])
+    np.testing.assert_allclose(P.avg_pool2d_bwd(gy, g["H"], g["W"], *geo, inv),
+                               RP.avg_pool_bwd(gy, g["H"], g["W"], *geo, inv), rtol=tol, atol=tol)
+
+
+def test_plane_scatter_accumulates_repeated_indices():
+    g = np.array([[[[1.0, 2.0, 4.0]]]])
+    idx = np.array([[[[3, 3, 0]]]])
+    out = P.plane_scatter(g, idx, 2, 2)
+    np.testing.assert_array_equal(out, [[[[4.0, 0.0], [0.0, 3.0]]]])
+    np.testing.assert_array_equal(out, RP.plane_scatter(g, idx, 2, 2))
+    np.testing.assert_array_equal(P.plane_gather(out, idx), [[[[3.0, 3.0, 4.0]]]])
+
+
+@given(H=st.integers(1, 9), W=st.integers(1, 9), OH=st.integers(1, 5), OW=st.integers(1, 5),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_adaptive_max_kernel_matches_reference(H, W, OH, OW, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.permutation(2 * 3 * H * W).reshape(2, 3, H, W).astype(np.float64)
+    y, idx = P.adaptive_max_pool2d_fwd(x, OH, OW)
+    ry, ridx = RP.adaptive_max_fwd(x, OH, OW)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+
+
+def test_workspace_is_reused():
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    K.release_workspace()
+    a = K.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, 9, 9, workspace=True)
+    size = K.workspace_bytes()
+    assert size == a.nbytes
+    b = K.im2col(x[:1], 3, 3, 1, 1, 1, 1, 1, 1, 9, 9, workspace=True)  # smaller: same buffer
+    assert K.workspace_bytes() == size
+    assert np.shares_memory(a, b)
