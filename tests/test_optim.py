@@ -401,6 +401,40 @@ def test_wrong_sized_grad_is_an_error_not_a_wild_read():
     np.testing.assert_array_equal(p.data, 1.0)
 
 
+def test_user_subclass_with_its_own_step_like_pytorch():
+    class SignSGD(optim.Optimizer):
+        def __init__(self, params, lr=0.1):
+            super().__init__(params, dict(lr=lr))
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    st = self.state[p]
+                    st["n"] = st.get("n", 0) + 1
+                    p.data -= group["lr"] * np.sign(p.grad.data)
+
+    p = nn.Parameter(mc.tensor([1.0, -1.0]))
+    original = p.data
+    opt = SignSGD([p])
+    assert p.data is original  # no flat layout for a user step()
+    p.grad = mc.tensor([2.0, -3.0])
+    opt.step()
+    opt.step()
+    np.testing.assert_allclose(p.data, [0.8, -0.8])
+    sd = opt.state_dict()
+    assert sd["state"] == {0: {"n": 2}} and sd["param_groups"][0]["params"] == [0]
+    opt2 = SignSGD([nn.Parameter(mc.zeros(2))], lr=0.5)
+    opt2.load_state_dict(sd)
+    assert opt2.param_groups[0]["lr"] == 0.1 and list(opt2.state.values()) == [{"n": 2}]
+
+    class NoStep(optim.Optimizer):
+        pass
+    with pytest.raises(NotImplementedError):
+        NoStep([p], {"lr": 0.1}).step()
+
+
 def test_add_param_group_then_step():
     p, q = nn.Parameter(mc.ones(2)), nn.Parameter(mc.ones(3))
     opt = optim.SGD([p], lr=0.1)

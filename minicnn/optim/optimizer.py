@@ -29,6 +29,7 @@ State dict layout (PyTorch's): {'state': {index: {'step': 0-d float32 Tensor, 'e
 across groups in order. Only parameters that have taken a step have state (Adagrad's state
 exists from the start, as in PyTorch).
 """
+import collections
 import itertools
 
 import numpy
@@ -110,6 +111,10 @@ class Optimizer:
         self._layouts = []
         self._steps = {}      # param -> number of steps it took
         self._scalars = {}    # param -> {name: value}
+        # A user subclass that writes its own step() (PyTorch-style, with self.state[p] dicts)
+        # gets a plain dict state and no flat layout.
+        self._flat = type(self)._apply is not Optimizer._apply
+        self._user_state = collections.defaultdict(dict)
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {type(params).__name__}")
@@ -164,7 +169,8 @@ class Optimizer:
         for p in params:
             self._steps.setdefault(p, 0)
             self._scalars.setdefault(p, dict(self._scalar_spec))
-        self._layout(len(self.param_groups) - 1)
+        if self._flat:
+            self._layout(len(self.param_groups) - 1)
 
     def _validate(self, group):
         lr = group.get("lr")
@@ -252,6 +258,8 @@ class Optimizer:
 
     @no_grad()
     def _step(self):
+        if not self._flat:
+            raise NotImplementedError(f"{type(self).__name__} defines neither step() nor _apply()")
         layouts = [self._layout(index) for index in range(len(self.param_groups))]
         for group in self.param_groups:  # checked before any update: a failed step changes nothing
             for p in group["params"]:     # (and a wrong-sized grad is never read out of bounds)
@@ -314,10 +322,16 @@ class Optimizer:
                 out[name] = Tensor(b.state[name][o0:o1].reshape(p.shape))
         return out
 
+    def _apply(self, group, p, g, state, t, scalars):
+        raise NotImplementedError
+
     @property
     def state(self):
         """{param: {name: Tensor}} for parameters that have state; the Tensors view the flat
-        state buffers (in-place edits take effect)."""
+        state buffers (in-place edits take effect). A user subclass with its own step() gets a
+        plain defaultdict(dict), as in PyTorch."""
+        if not self._flat:
+            return self._user_state
         out = {}
         for index, group in enumerate(self.param_groups):
             for b in self._layout(index).buckets:
@@ -327,6 +341,8 @@ class Optimizer:
         return out
 
     def state_dict(self):
+        if not self._flat:
+            return self._plain_state_dict()
         groups, state, start = [], {}, 0
         for index, group in enumerate(self.param_groups):
             packed = {k: v for k, v in group.items() if k != "params"}
@@ -351,6 +367,8 @@ class Optimizer:
             raise ValueError("optimizer state dict must be a dict with 'state' and "
                              "'param_groups' entries")
         saved_groups = state_dict["param_groups"]
+        if not self._flat:
+            return self._plain_load_state_dict(state_dict)
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has a different number of parameter groups "
                              f"({len(saved_groups)}) than the optimizer "
@@ -408,6 +426,37 @@ class Optimizer:
                 self._scalars[p] = scalars.get(p, dict(self._scalar_spec))
         for index, g in enumerate(self.param_groups):
             self._layout(index, carry={p: carry[p] for p in g["params"] if p in carry})
+
+    def _plain_state_dict(self):
+        groups, index, start = [], {}, 0
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = list(range(start, start + len(group["params"])))
+            index.update({id(p): start + j for j, p in enumerate(group["params"])})
+            groups.append(packed)
+            start += len(group["params"])
+        state = {index[id(p)]: dict(st) for p, st in self._user_state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def _plain_load_state_dict(self, state_dict):
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        id_map = {}
+        for g, s in zip(self.param_groups, saved_groups):
+            if len(g["params"]) != len(s["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't "
+                                 "match the size of optimizer's group")
+            id_map.update({int(old): p for old, p in zip(s["params"], g["params"])})
+        unknown = [k for k in state_dict["state"] if int(k) not in id_map]
+        if unknown:
+            raise ValueError(f"optimizer state dict: state for parameters {unknown}, which are in "
+                             "no parameter group")
+        for g, s in zip(self.param_groups, saved_groups):
+            g.update(self._saved_options(s))
+        self._user_state = collections.defaultdict(dict)
+        for k, st in state_dict["state"].items():
+            self._user_state[id_map[int(k)]] = dict(st)
 
     @staticmethod
     def _saved_options(saved_group):
