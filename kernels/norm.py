@@ -46,9 +46,15 @@ def row_norm_fwd(x4, w2, b2, eps):
     if not _is_cpu(x4):
         return ref.row_norm_fwd(x4, w2, b2, eps)
     from .cpu import norm as cpu  # noqa: PLC0415
-    N, G, S, _ = x4.shape
+    N, G, S, I = x4.shape  # noqa: E741
     x4 = _c(x4)
     w, b = _affine_arrays(w2, b2, (G, S))
+    if G == 1 and I == 1 and S > 1:  # layer norm with a per-element affine
+        y = np.empty_like(x4)
+        mean, rstd = np.empty((N, 1)), np.empty((N, 1))
+        _run(cpu.ln_fwd, x4.size, x4.reshape(N, S), w.reshape(S), b.reshape(S), float(eps),
+             y.reshape(N, S), mean.reshape(N), rstd.reshape(N))
+        return y, mean, rstd
     y = np.empty_like(x4)
     mean = np.empty((N, G))
     rstd = np.empty((N, G))
@@ -57,13 +63,22 @@ def row_norm_fwd(x4, w2, b2, eps):
 
 
 def row_norm_bwd(gy4, x4, mean, rstd, w2):
-    """-> gx4, gw_part (N, G, S), gb_part (N, G, S)."""
+    """-> gx4, gw_part (N, G, S), gb_part (N, G, S) (partial sums over n; for the layer-norm
+    layout G = I = 1 already summed, shape (1, 1, S)); the caller sums over axis 0."""
     if not _is_cpu(x4):
         return ref.row_norm_bwd(gy4, x4, mean, rstd, w2)
     from .cpu import norm as cpu  # noqa: PLC0415
-    N, G, S, _ = x4.shape
+    N, G, S, I = x4.shape  # noqa: E741
     x4, gy4 = _c(x4), _c(gy4.astype(x4.dtype, copy=False))
     w, _ = _affine_arrays(w2, None, (G, S))
+    if G == 1 and I == 1 and S > 1:  # layer norm with a per-element affine: sums over n done
+        x2, gy2 = x4.reshape(N, S), gy4.reshape(N, S)
+        m1, r1 = _c(mean).reshape(N), _c(rstd).reshape(N)
+        gx = np.empty_like(x4)
+        _run(cpu.ln_bwd, x4.size, gy2, x2, m1, r1, w.reshape(S), gx.reshape(N, S))
+        gw, gb = np.empty(S), np.empty(S)
+        _run(cpu.ln_wgrad, x4.size, gy2, x2, m1, r1, gw, gb, 512)
+        return gx, gw.reshape(1, 1, S), gb.reshape(1, 1, S)
     gx = np.empty_like(x4)
     gw = np.empty((N, G, S))
     gb = np.empty((N, G, S))

@@ -76,6 +76,66 @@ def row_norm_bwd(gy, x, mean, rstd, w, gx, gw_part, gb_part):
                 gx[n, g, s, i] = r * (gy[n, g, s, i] * ws - s1 - xh * s2)
 
 
+# --- layer norm with a per-element affine: x (N, K), w, b (K,); stats per row ----------------------
+# (the row kernels above would run their inner loop over I = 1 here and not vectorise)
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def ln_fwd(x, w, b, eps, y, mean, rstd):
+    N, K = x.shape
+    for n in prange(N):
+        acc = 0.0
+        for k in range(K):
+            acc += x[n, k]
+        mu = acc / K
+        acc2 = 0.0
+        for k in range(K):
+            d = x[n, k] - mu
+            acc2 += d * d
+        r = 1.0 / math.sqrt(acc2 / K + eps)
+        mean[n] = mu
+        rstd[n] = r
+        for k in range(K):
+            y[n, k] = (x[n, k] - mu) * r * w[k] + b[k]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def ln_bwd(gy, x, mean, rstd, w, gx):
+    N, K = x.shape
+    for n in prange(N):
+        mu = mean[n]
+        r = rstd[n]
+        s1 = 0.0
+        s2 = 0.0
+        for k in range(K):
+            g = gy[n, k] * w[k]
+            s1 += g
+            s2 += g * (x[n, k] - mu)
+        s1 /= K
+        s2 *= r * r / K
+        for k in range(K):
+            gx[n, k] = r * (gy[n, k] * w[k] - s1 - (x[n, k] - mu) * s2)
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def ln_wgrad(gy, x, mean, rstd, gw, gb, block):
+    """gw[k] = sum_n gy * xhat, gb[k] = sum_n gy; one prange iteration per block of k."""
+    N, K = x.shape
+    nblocks = (K + block - 1) // block
+    for j in prange(nblocks):
+        lo = j * block
+        hi = min(K, lo + block)
+        for k in range(lo, hi):
+            gw[k] = 0.0
+            gb[k] = 0.0
+        for n in range(N):
+            mu = mean[n]
+            r = rstd[n]
+            for k in range(lo, hi):
+                g = gy[n, k]
+                gw[k] += g * (x[n, k] - mu) * r
+                gb[k] += g
+
+
 # --- channel norm (batch): x (N, C, I), stats per c ----------------------------------------------
 
 @njit(parallel=True, cache=True, fastmath=_FM)
