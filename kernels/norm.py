@@ -191,25 +191,25 @@ def _sigmoid_np(x):
     return np.reciprocal(s, out=s).reshape(x.shape)
 
 
-def silu_fwd(x):
+def sigmoid(x):
+    """The logistic function (what SiLU saves between forward and backward)."""
+    return _sigmoid_np(x) if _is_cpu(x) else ref.sigmoid(x)
+
+
+def silu_fwd(x, s=None):
+    """x * sigmoid(x); s: sigmoid(x) when the caller already has it."""
     if not _is_cpu(x):
         return ref.silu_fwd(x)
-    s = _sigmoid_np(x).reshape(-1)
-    s *= x.reshape(-1)
-    return s.reshape(x.shape)
+    s = _sigmoid_np(x) if s is None else s
+    return np.multiply(x, s, dtype=x.dtype)
 
 
-def silu_bwd(x, gy):
-    """gy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
+def silu_bwd(x, gy, s=None):
+    """gy * s * (1 + x * (1 - s)), s = sigmoid(x): one fused Numba pass given s."""
     if not _is_cpu(x):
         return ref.silu_bwd(x, gy)
-    s = _sigmoid_np(x).reshape(-1)
-    d = 1.0 - s
-    d *= x.reshape(-1)
-    d += 1.0
-    d *= s
-    d *= gy.reshape(-1)
-    return d.astype(x.dtype, copy=False).reshape(x.shape)
+    s = _sigmoid_np(x) if s is None else s
+    return _flat_kernel("silu_bwd_s", x, s, gy.astype(x.dtype, copy=False))
 
 
 _CE_BLOCK = 1 << 16  # elements per block of rows: the block's temporaries stay in L2

@@ -97,6 +97,11 @@ def test_activation_kernels(shape, dtype):
         _close(K.gelu_bwd(x, gy, approx), R.gelu_bwd(x, gy, approx), dtype)
     _close(K.silu_fwd(x), R.silu_fwd(x), dtype)
     _close(K.silu_bwd(x, gy), R.silu_bwd(x, gy), dtype)
+    s = K.sigmoid(x)
+    _close(s, R.sigmoid(x), dtype)
+    _close(K.silu_fwd(x, s), R.silu_fwd(x), dtype)
+    _close(K.silu_bwd(x, gy, s), R.silu_bwd(x, gy), dtype)
+    _close(K.gelu_bwd(x, gy, False, K.gelu_aux(x)), R.gelu_bwd(x, gy), dtype)
     for out in (K.relu_fwd(x), K.gelu_fwd(x), K.silu_bwd(x, gy)):
         assert out.dtype == dtype and out.shape == x.shape
 

@@ -283,3 +283,11 @@ def gelu_bwd_f32(x, g, gy, gx):
         gi = g[i]
         gx[i] = gy[i] * (_F32(0.5) * (_F32(1.0) + _erf_f32(v, gi))
                          + v * _F32(0.3989422804014327) * gi)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def silu_bwd_s(x, s, gy, gx):
+    """gx = gy * s (1 + x (1 - s)) from the saved sigmoid s (no exp here)."""
+    for i in prange(x.size):
+        si = s[i]
+        gx[i] = gy[i] * si * (1.0 + x[i] * (1.0 - si))

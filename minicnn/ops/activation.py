@@ -98,17 +98,21 @@ class GELUGrad(Function):
 
 class SiLU(Function):
     def forward(self, x):
-        return K.silu_fwd(x)
+        self.s = K.sigmoid(x)  # saved: the backward then needs no exp
+        return K.silu_fwd(x, self.s)
 
     def backward(self, gy):
-        return SiLUGrad()(self.inputs[0], gy)
+        return SiLUGrad(self.s)(self.inputs[0], gy)
 
 
 class SiLUGrad(Function):
     """gx = gy * s (1 + x (1 - s)), s = sigmoid(x); SiLU'' = s (1 - s) (2 + x (1 - 2 s))."""
 
+    def __init__(self, s=None):
+        self.s = s
+
     def forward(self, x, gy):
-        return K.silu_bwd(x, gy)
+        return K.silu_bwd(x, gy, self.s)
 
     def backward(self, ggx):
         x, gy = self.inputs
