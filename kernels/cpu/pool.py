@@ -5,36 +5,81 @@ Indices are flat positions h * W + w inside the (H, W) plane, as PyTorch's max_p
 """
 import math
 
+import numpy as np
 from numba import njit, prange
+
+
+@njit(inline="always")
+def _tap_range(start, D, K, size):
+    """[lo, hi) of taps k with 0 <= start + k*D < size."""
+    lo = 0
+    if start < 0:
+        lo = (-start + D - 1) // D
+    hi = K
+    last = size - 1 - start
+    if last < 0:
+        hi = 0
+    elif last // D + 1 < K:
+        hi = last // D + 1
+    if lo > hi:
+        lo = hi
+    return lo, hi
 
 
 @njit(parallel=True, cache=True)
 def max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx):
+    """Window max and its flat index, PyTorch's rule: a tap replaces the running max when it is
+    larger or NaN. Loop order (oh, kh, kw, ow): each tap updates a row of outputs, with the
+    tap and output ranges clipped up front so the inner loop has no bounds tests."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
+    khr = np.empty((OH, 2), np.int64)
+    owr = np.empty((KW, 2), np.int64)
+    for oh in range(OH):
+        khr[oh, 0], khr[oh, 1] = _tap_range(oh * SH - PH, DH, KH, H)
+    for kw in range(KW):  # outputs ow whose tap kw is inside the row
+        owr[kw, 0], owr[kw, 1] = _out_range(kw * DW - PW, SW, W, OW)
     for p in prange(N * C):
         n = p // C
         c = p % C
         for oh in range(OH):
-            h0 = oh * SH - PH
             for ow in range(OW):
-                w0 = ow * SW - PW
-                best = -math.inf
-                arg = -1
-                for kh in range(KH):
-                    h = h0 + kh * DH
-                    if h < 0 or h >= H:
-                        continue
-                    for kw in range(KW):
-                        w = w0 + kw * DW
-                        if w < 0 or w >= W:
-                            continue
+                y[n, c, oh, ow] = -np.inf
+                idx[n, c, oh, ow] = -1
+            for kh in range(khr[oh, 0], khr[oh, 1]):
+                h = oh * SH - PH + kh * DH
+                for kw in range(KW):
+                    off = kw * DW - PW
+                    for ow in range(owr[kw, 0], owr[kw, 1]):
+                        w = ow * SW + off
                         v = x[n, c, h, w]
-                        if v > best or arg < 0 or (math.isnan(v) and not math.isnan(best)):
-                            best = v
-                            arg = h * W + w
-                y[n, c, oh, ow] = best
-                idx[n, c, oh, ow] = arg
+                        if v > y[n, c, oh, ow] or v != v:
+                            y[n, c, oh, ow] = v
+                            idx[n, c, oh, ow] = h * W + w
+            for ow in range(OW):  # a window of only -inf: its first element, as PyTorch
+                if idx[n, c, oh, ow] < 0:
+                    h0 = oh * SH - PH + khr[oh, 0] * DH
+                    kw0 = 0
+                    while kw0 < KW and not (owr[kw0, 0] <= ow < owr[kw0, 1]):
+                        kw0 += 1
+                    idx[n, c, oh, ow] = h0 * W + ow * SW + kw0 * DW - PW
+
+
+@njit(inline="always")
+def _out_range(off, S, size, O):
+    """[lo, hi) of outputs o with 0 <= o*S + off < size."""
+    lo = 0
+    if off < 0:
+        lo = (-off + S - 1) // S
+    last = size - 1 - off
+    if last < 0:
+        return 0, 0
+    hi = last // S + 1
+    if hi > O:
+        hi = O
+    if lo > hi:
+        lo = hi
+    return lo, hi
 
 
 @njit(parallel=True, cache=True)
@@ -117,3 +162,4 @@ def adaptive_max_fwd(x, hs, he, ws, we, y, idx):
                             arg = h * W + w
                 y[n, c, oh, ow] = best
                 idx[n, c, oh, ow] = arg
+
