@@ -35,18 +35,28 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--ft-epochs", type=int, default=2)
     ap.add_argument("--amount", type=float, default=0.5)
+    ap.add_argument("--dataset", default="shapes", choices=["shapes", "digits"])
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--time-batch", type=int, default=64, help="images per timed forward")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     mc.manual_seed(0)
-    tr = mc.data.Shapes(args.train, image_size=args.size, seed=0, train=True)
-    te = mc.data.Shapes(args.test, image_size=args.size, seed=0, train=False)
-    model = ResNet(BasicBlock, [args.blocks] * 4, num_classes=5, cifar=True, width=args.width)
+    if args.dataset == "shapes":
+        tr = mc.data.Shapes(args.train, image_size=args.size, seed=0, train=True)
+        te = mc.data.Shapes(args.test, image_size=args.size, seed=0, train=False)
+        classes, channels = 5, 3
+    else:
+        tr, te = mc.data.Digits(train=True), mc.data.Digits(train=False)
+        classes, channels = 10, 1
+    model = ResNet(BasicBlock, [args.blocks] * 4, num_classes=classes, in_channels=channels,
+                   cifar=True, width=args.width)
     t0 = time.perf_counter()
-    train(model, tr, args.epochs, 0.05)
+    train(model, tr, args.epochs, args.lr)
     out = {"model": f"ResNet(BasicBlock, {[args.blocks] * 4}, width={args.width}, cifar stem)",
-           "data": f"Shapes {args.train} train / {args.test} test, {args.size}x{args.size}",
+           "data": f"{args.dataset} {len(tr)} train / {len(te)} test, "
+                   f"{tr.data.shape[2]}x{tr.data.shape[3]}",
            "epochs": args.epochs, "train_s": time.perf_counter() - t0}
-    x = te.data[:64]
+    x = te.data[:args.time_batch]
     out["float_accuracy"] = compress.accuracy(model, te)
     pruned = compress.prune_channels(model, amount=args.amount, example_input=x[:2])
     out["pruned_convs"] = {k: len(v) for k, v in pruned.pruned_channels.items()}
