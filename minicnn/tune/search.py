@@ -149,7 +149,8 @@ def grid_configs(space):
 
 def config_key(config, budget=None):
     """A stable hash of a config (order of keys does not matter), plus the budget if any."""
-    text = json.dumps(config, sort_keys=True, default=repr, separators=(",", ":"))
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"),
+                      default=lambda v: v.item() if isinstance(v, np.generic) else repr(v))
     h = hashlib.sha1(text.encode()).hexdigest()[:12]
     return h if budget is None else f"{h}@{budget}"
 
