@@ -93,31 +93,41 @@ def col2im(col, SH, SW, PH, PW, DH, DW, img):
 
 @njit(parallel=True, cache=True)
 def depthwise_fwd(x, w, SH, SW, PH, PW, DH, DW, y):
-    """y[n, k] = sum_{kh, kw} w[k, 0, kh, kw] * x[n, k // M, shifted]; one (n, k) plane each."""
+    """y[n, k] = sum_{kh, kw} w[k, 0, kh, kw] * x[n, k // M, shifted]; one (n, k) plane each.
+    Flat indexing (no per-row views); for stride 1 the inner loop is a contiguous axpy."""
     N, C, H, W = x.shape
     K, _, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
     M = K // C
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    wf = w.reshape(-1)
+    L = OH * OW
     for p in prange(N * K):
         n = p // K
         k = p % K
         c = k // M
-        out = y[n, k]
-        out[:, :] = 0
+        ybase = p * L
+        xbase = (n * C + c) * H * W
+        yf[ybase:ybase + L] = 0
         for kh in range(KH):
             hoff = kh * DH - PH
             for kw in range(KW):
                 woff = kw * DW - PW
-                wv = w[k, 0, kh, kw]
+                wv = wf[(k * KH + kh) * KW + kw]
                 lo, hi = _valid_range(woff, SW, W, OW)
                 for oh in range(OH):
                     h = oh * SH + hoff
                     if h < 0 or h >= H:
                         continue
-                    src = x[n, c, h]
-                    dst = out[oh]
-                    for ow in range(lo, hi):
-                        dst[ow] += wv * src[ow * SW + woff]
+                    src = xbase + h * W + woff
+                    dst = ybase + oh * OW
+                    if SW == 1:
+                        for ow in range(lo, hi):
+                            yf[dst + ow] += wv * xf[src + ow]
+                    else:
+                        for ow in range(lo, hi):
+                            yf[dst + ow] += wv * xf[src + ow * SW]
 
 
 @njit(parallel=True, cache=True)
@@ -127,36 +137,49 @@ def depthwise_grad_input(gy, w, SH, SW, PH, PW, DH, DW, gx):
     _, _, KH, KW = w.shape
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     M = K // C
+    gf = gy.reshape(-1)
+    xf = gx.reshape(-1)
+    wf = w.reshape(-1)
+    L = OH * OW
     for p in prange(N * C):
         n = p // C
         c = p % C
-        plane = gx[n, c]
-        plane[:, :] = 0
+        xbase = p * H * W
+        xf[xbase:xbase + H * W] = 0
         for m in range(M):
             k = c * M + m
+            gbase = (n * K + k) * L
             for kh in range(KH):
                 hoff = kh * DH - PH
                 for kw in range(KW):
                     woff = kw * DW - PW
-                    wv = w[k, 0, kh, kw]
+                    wv = wf[(k * KH + kh) * KW + kw]
                     lo, hi = _valid_range(woff, SW, W, OW)
                     for oh in range(OH):
                         h = oh * SH + hoff
                         if h < 0 or h >= H:
                             continue
-                        src = gy[n, k, oh]
-                        dst = plane[h]
-                        for ow in range(lo, hi):
-                            dst[ow * SW + woff] += wv * src[ow]
+                        src = gbase + oh * OW
+                        dst = xbase + h * W + woff
+                        if SW == 1:
+                            for ow in range(lo, hi):
+                                xf[dst + ow] += wv * gf[src + ow]
+                        else:
+                            for ow in range(lo, hi):
+                                xf[dst + ow * SW] += wv * gf[src + ow]
 
 
 @njit(parallel=True, cache=True)
 def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
-    """gw[k, 0, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * x[n, k // M, shifted]; one k each."""
+    """gw[k, 0, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * x[n, k // M, shifted]; one k each
+    (accumulated in the input's precision per row, then in float64 across rows)."""
     N, C, H, W = x.shape
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     KH, KW = gw.shape[2], gw.shape[3]
     M = K // C
+    xf = x.reshape(-1)
+    gf = gy.reshape(-1)
+    L = OH * OW
     for k in prange(K):
         c = k // M
         for kh in range(KH):
@@ -166,13 +189,20 @@ def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
                 lo, hi = _valid_range(woff, SW, W, OW)
                 acc = 0.0
                 for n in range(N):
+                    xbase = (n * C + c) * H * W
+                    gbase = (n * K + k) * L
                     for oh in range(OH):
                         h = oh * SH + hoff
                         if h < 0 or h >= H:
                             continue
-                        src = x[n, c, h]
-                        g = gy[n, k, oh]
-                        for ow in range(lo, hi):
-                            acc += g[ow] * src[ow * SW + woff]
+                        src = xbase + h * W + woff
+                        g = gbase + oh * OW
+                        row = gf[g] * 0
+                        if SW == 1:
+                            for ow in range(lo, hi):
+                                row += gf[g + ow] * xf[src + ow]
+                        else:
+                            for ow in range(lo, hi):
+                                row += gf[g + ow] * xf[src + ow * SW]
+                        acc += row
                 gw[k, 0, kh, kw] = acc
-
