@@ -124,7 +124,9 @@ class QATConv2d(Module):
 
 def prepare_qat(model, inplace=False, fold_bn=True, example_input=None):
     """Swap Conv2d / Linear for QAT layers (keeping their Parameters). Batch norms that follow a
-    convolution are folded first when fold_bn (their running statistics are used as they are)."""
+    convolution are folded first when fold_bn (their running statistics are used as they are);
+    pass example_input (one batch) to find the pairs inside blocks too, otherwise only adjacent
+    children of Sequentials are folded (see fold.find_conv_bn_pairs)."""
     if not inplace:
         model = copy_model(model)
     if fold_bn:
