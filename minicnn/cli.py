@@ -88,6 +88,7 @@ def add_evaluate_parser(sub):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--threads", default="auto", help="CPU threads (see minicnn train --help)")
     return p
 
 
@@ -100,6 +101,7 @@ def add_predict_parser(sub):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", default=None, help="write the predictions to a .json or .csv file")
+    p.add_argument("--threads", default="auto", help="CPU threads (see minicnn train --help)")
     return p
 
 
@@ -477,6 +479,7 @@ def cmd_evaluate(args):
     from . import data as D  # noqa: PLC0415
     from .train import Trainer  # noqa: PLC0415
     from .train.metrics import confusion_matrix, precision_recall_f1  # noqa: PLC0415
+    _set_threads(args.threads)
     model, meta = _load_run(args.checkpoint, args.device)
     cfg = dict(meta["data"])
     if args.data_dir:
@@ -541,6 +544,7 @@ def load_images(path, image_shape):
 
 def cmd_predict(args):
     from .train import Trainer  # noqa: PLC0415
+    _set_threads(args.threads)
     model, meta = _load_run(args.checkpoint, args.device)
     images = load_images(args.images, tuple(meta["image_shape"]))
     x = _normalizer(meta)(images)

@@ -8,10 +8,25 @@ compares them with PyTorch's from the same weights and the same batch). The PyTo
 torchvision's ResNet-18 structure written out here (no torchvision needed), and minicnn's model
 loads its state dict, which also checks that the parameter names match.
 
+The gate (a custom check) runs one step from the same weights three ways: minicnn float32,
+PyTorch float32 and PyTorch float64, and requires, for the logits and every gradient, minicnn's
+error from the float64 result to be at most GATE (4) times PyTorch float32's error plus 1e-4 of
+the tensor's largest value, and the median over tensors at most twice PyTorch's. Element-wise
+tolerances do not fit a float32 backward through 20 batch-norm layers in training mode: at batch
+8 some batches are ill-conditioned (with one seed both float32 implementations are 18% of the
+largest value off on layer4.0.conv1.weight). Findings while writing this gate (batch 8, width 64,
+same weights): with input seeds 0 and 1 minicnn's errors match PyTorch's (median 1e-6 of scale
+for seed 1); with seed 2 minicnn's gradient of layer2.1.conv1.weight is 0.87% of scale off the
+float64 result while PyTorch float32's is 1.6e-6 (also layer2.1.bn1.bias 0.5%). minicnn's result
+is deterministic (identical with 1 and 2 Numba threads), so this is an open precision or
+edge-case issue in an op's backward, and this gate reports it as WRONG rather than hiding it.
+
 Sizes: batch 128 on the GPU (the design's reference: PyTorch 16.8 ms fp32 on an H100); batch 8
 on the CPU; a smoke run (--quick) uses batch 2 and a quarter of the width.
 """
 from bench.registry import Workload, case
+
+GATE = 4.0   # per tensor: minicnn's error from float64 may be up to 4x PyTorch float32's
 
 
 def _torch_resnet18_cifar(torch, num_classes, width):
@@ -129,9 +144,47 @@ def resnet18_cifar_step(ctx):
         topt.step()
         return grads
 
-    # float32 through 20 layers with batch statistics: differences of a few 1e-4 are rounding
+    def check():
+        """Logits and every gradient of one step from the same weights, minicnn float32 and
+        PyTorch float32 each measured against PyTorch float64 (see the module docstring)."""
+        import copy  # noqa: PLC0415
+        import numpy as np  # noqa: PLC0415
+        state = {k: v.detach().clone() for k, v in tmodel.state_dict().items()}
+        mmodel.load_state_dict({k: v.cpu().numpy() for k, v in state.items()})
+        ref = copy.deepcopy(tmodel).double()
+        ref.load_state_dict(state)
+        sides = {}
+        for p in mparams:
+            p.grad = None
+        mout = mmodel(mx)
+        F.cross_entropy(mout, my).backward()
+        sides["mc"] = [mout.data] + [p.grad.data for p in mparams]
+        for key, model, x in (("torch", tmodel, tx), ("ref", ref, tx.double())):
+            model.zero_grad()
+            out = model(x)
+            torch.nn.functional.cross_entropy(out, ty).backward()
+            sides[key] = [out.detach()] + [p.grad for p in model.parameters()]
+        names = ["logits"] + [n for n, _ in tmodel.named_parameters()]
+        ratios_mc, ratios_th = [], []
+        for i, name in enumerate(names):
+            r = sides["ref"][i].detach().cpu().numpy()
+            a = mc.backend.to_numpy(sides["mc"][i]).astype(np.float64)
+            b = sides["torch"][i].detach().cpu().double().numpy()
+            scale = float(abs(r).max()) + 1e-30
+            e_mc, e_th = float(abs(a - r).max()) / scale, float(abs(b - r).max()) / scale
+            ratios_mc.append(e_mc)
+            ratios_th.append(e_th)
+            if not e_mc <= GATE * e_th + 1e-4:
+                return (f"{name}: minicnn's float32 error from the float64 reference is "
+                        f"{e_mc:.3g} of the tensor's largest value, PyTorch's {e_th:.3g} "
+                        f"(allowed: {GATE}x PyTorch's + 1e-4)")
+        if np.median(ratios_mc) > 2 * np.median(ratios_th) + 1e-6:
+            return (f"median relative error {np.median(ratios_mc):.3g} is more than twice "
+                    f"PyTorch's {np.median(ratios_th):.3g}")
+        return None
+
     return Workload(mc_fwd=mc_fwd, torch_fwd=torch_fwd, mc_fwd_bwd=mc_step,
                     torch_fwd_bwd=torch_step, flops=flops, flops_fwd_bwd=3 * flops,
-                    atol=2e-3, rtol=1e-2,
+                    check=check,
                     extra={"batch": n, "width": width,
                            "params_M": round(mmodel.num_parameters() / 1e6, 2)})
