@@ -91,10 +91,13 @@ def col2im(col, SH, SW, PH, PW, DH, DW, img):
                             xf[dst + ow * SW] += cf[o + ow]
 
 
+# The depthwise kernels index row views with plain range variables: Numba adds a negative-index
+# wraparound test to an index like `ow * SW + off`, which stops LLVM from vectorising the loop
+# (measured 3x slower for the 3x3 forward on (4, 256, 28, 28)).
+
 @njit(parallel=True, cache=True)
 def depthwise_fwd(x, w, SH, SW, PH, PW, DH, DW, y):
-    """y[n, k] = sum_{kh, kw} w[k, 0, kh, kw] * x[n, k // M, shifted]; one (n, k) plane each.
-    Flat indexing (no per-row views); for stride 1 the inner loop is a contiguous axpy."""
+    """y[n, k] = sum_{kh, kw} w[k, 0, kh, kw] * x[n, k // M, shifted]; one (n, k) plane each."""
     N, C, H, W = x.shape
     K, _, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
@@ -116,18 +119,24 @@ def depthwise_fwd(x, w, SH, SW, PH, PW, DH, DW, y):
                 woff = kw * DW - PW
                 wv = wf[(k * KH + kh) * KW + kw]
                 lo, hi = _valid_range(woff, SW, W, OW)
+                cnt = hi - lo
+                if cnt <= 0:
+                    continue
                 for oh in range(OH):
                     h = oh * SH + hoff
                     if h < 0 or h >= H:
                         continue
-                    src = xbase + h * W + woff
-                    dst = ybase + oh * OW
-                    if SW == 1:
-                        for ow in range(lo, hi):
-                            yf[dst + ow] += wv * xf[src + ow]
+                    d0 = ybase + oh * OW + lo
+                    dst = yf[d0:d0 + cnt]
+                    s0 = xbase + h * W + woff + lo * SW
+                    if SW == 1:  # a contiguous view: the loop vectorises
+                        src = xf[s0:s0 + cnt]
+                        for i in range(cnt):
+                            dst[i] += wv * src[i]
                     else:
-                        for ow in range(lo, hi):
-                            yf[dst + ow] += wv * xf[src + ow * SW]
+                        srcs = xf[s0:s0 + (cnt - 1) * SW + 1:SW]
+                        for i in range(cnt):
+                            dst[i] += wv * srcs[i]
 
 
 @njit(parallel=True, cache=True)
@@ -155,18 +164,24 @@ def depthwise_grad_input(gy, w, SH, SW, PH, PW, DH, DW, gx):
                     woff = kw * DW - PW
                     wv = wf[(k * KH + kh) * KW + kw]
                     lo, hi = _valid_range(woff, SW, W, OW)
+                    cnt = hi - lo
+                    if cnt <= 0:
+                        continue
                     for oh in range(OH):
                         h = oh * SH + hoff
                         if h < 0 or h >= H:
                             continue
-                        src = gbase + oh * OW
-                        dst = xbase + h * W + woff
+                        s0 = gbase + oh * OW + lo
+                        src = gf[s0:s0 + cnt]
+                        d0 = xbase + h * W + woff + lo * SW
                         if SW == 1:
-                            for ow in range(lo, hi):
-                                xf[dst + ow] += wv * gf[src + ow]
+                            dst = xf[d0:d0 + cnt]
+                            for i in range(cnt):
+                                dst[i] += wv * src[i]
                         else:
-                            for ow in range(lo, hi):
-                                xf[dst + ow * SW] += wv * gf[src + ow]
+                            dsts = xf[d0:d0 + (cnt - 1) * SW + 1:SW]
+                            for i in range(cnt):
+                                dsts[i] += wv * src[i]
 
 
 @njit(parallel=True, cache=True)
@@ -187,22 +202,26 @@ def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
             for kw in range(KW):
                 woff = kw * DW - PW
                 lo, hi = _valid_range(woff, SW, W, OW)
+                cnt = hi - lo
                 acc = 0.0
                 for n in range(N):
                     xbase = (n * C + c) * H * W
                     gbase = (n * K + k) * L
                     for oh in range(OH):
                         h = oh * SH + hoff
-                        if h < 0 or h >= H:
+                        if h < 0 or h >= H or cnt <= 0:
                             continue
-                        src = xbase + h * W + woff
-                        g = gbase + oh * OW
-                        row = gf[g] * 0
+                        s0 = xbase + h * W + woff + lo * SW
+                        g0 = gbase + oh * OW + lo
+                        g = gf[g0:g0 + cnt]
+                        row = g[0] * 0
                         if SW == 1:
-                            for ow in range(lo, hi):
-                                row += gf[g + ow] * xf[src + ow]
+                            src = xf[s0:s0 + cnt]
+                            for i in range(cnt):
+                                row += g[i] * src[i]
                         else:
-                            for ow in range(lo, hi):
-                                row += gf[g + ow] * xf[src + ow * SW]
+                            srcs = xf[s0:s0 + (cnt - 1) * SW + 1:SW]
+                            for i in range(cnt):
+                                row += g[i] * srcs[i]
                         acc += row
                 gw[k, 0, kh, kw] = acc
