@@ -39,30 +39,43 @@ def max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx):
         khr[oh, 0], khr[oh, 1] = _tap_range(oh * SH - PH, DH, KH, H)
     for kw in range(KW):  # outputs ow whose tap kw is inside the row
         owr[kw, 0], owr[kw, 1] = _out_range(kw * DW - PW, SW, W, OW)
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    jf = idx.reshape(-1)
+    HW = H * W
+    L = OH * OW
     for p in prange(N * C):
-        n = p // C
-        c = p % C
+        base = p * HW
         for oh in range(OH):
-            for ow in range(OW):
-                y[n, c, oh, ow] = -np.inf
-                idx[n, c, oh, ow] = -1
+            o = p * L + oh * OW
+            yr = yf[o:o + OW]   # row views indexed by range variables (no wraparound tests)
+            jr = jf[o:o + OW]
+            for i in range(OW):
+                yr[i] = -np.inf
+                jr[i] = -1
+            h0 = oh * SH - PH
             for kh in range(khr[oh, 0], khr[oh, 1]):
-                h = oh * SH - PH + kh * DH
+                row = (h0 + kh * DH) * W
                 for kw in range(KW):
-                    off = kw * DW - PW
-                    for ow in range(owr[kw, 0], owr[kw, 1]):
-                        w = ow * SW + off
-                        v = x[n, c, h, w]
-                        if v > y[n, c, oh, ow] or v != v:
-                            y[n, c, oh, ow] = v
-                            idx[n, c, oh, ow] = h * W + w
+                    lo = owr[kw, 0]
+                    cnt = owr[kw, 1] - lo
+                    if cnt <= 0:
+                        continue
+                    j0 = row + lo * SW + kw * DW - PW
+                    xr = xf[base + j0:base + j0 + (cnt - 1) * SW + 1:SW]
+                    yv = yr[lo:lo + cnt]
+                    jv = jr[lo:lo + cnt]
+                    for i in range(cnt):
+                        v = xr[i]
+                        if v > yv[i] or v != v:
+                            yv[i] = v
+                            jv[i] = j0 + i * SW
             for ow in range(OW):  # a window of only -inf: its first element, as PyTorch
-                if idx[n, c, oh, ow] < 0:
-                    h0 = oh * SH - PH + khr[oh, 0] * DH
+                if jr[ow] < 0:
                     kw0 = 0
                     while kw0 < KW and not (owr[kw0, 0] <= ow < owr[kw0, 1]):
                         kw0 += 1
-                    idx[n, c, oh, ow] = h0 * W + ow * SW + kw0 * DW - PW
+                    jr[ow] = (h0 + khr[oh, 0] * DH) * W + ow * SW + kw0 * DW - PW
 
 
 @njit(inline="always")
