@@ -10,23 +10,25 @@ loads its state dict, which also checks that the parameter names match.
 
 The gate (a custom check) runs one step from the same weights three ways: minicnn float32,
 PyTorch float32 and PyTorch float64, and requires, for the logits and every gradient, minicnn's
-error from the float64 result to be at most GATE (4) times PyTorch float32's error plus 1e-4 of
-the tensor's largest value, and the median over tensors at most twice PyTorch's. Element-wise
-tolerances do not fit a float32 backward through 20 batch-norm layers in training mode: at batch
-8 some batches are ill-conditioned (with one seed both float32 implementations are 18% of the
-largest value off on layer4.0.conv1.weight). Findings while writing this gate (batch 8, width 64,
-same weights): with input seeds 0 and 1 minicnn's errors match PyTorch's (median 1e-6 of scale
-for seed 1); with seed 2 minicnn's gradient of layer2.1.conv1.weight is 0.87% of scale off the
-float64 result while PyTorch float32's is 1.6e-6 (also layer2.1.bn1.bias 0.5%). minicnn's result
-is deterministic (identical with 1 and 2 Numba threads), so this is an open precision or
-edge-case issue in an op's backward, and this gate reports it as WRONG rather than hiding it.
+relative L2 error from the float64 result to be at most GATE (4) times PyTorch float32's plus
+FLOOR (2e-3). Element-wise tolerances do not fit a float32 backward through 20 ReLU and
+batch-norm layers: an activation within rounding of zero can land on the other side of the ReLU
+in one implementation. Measured here (batch 8, width 64, input seed 2): minicnn's forward flips
+exactly one ReLU at layer2.1.bn1's output, where the float64 activation is 2.1e-7; that moves
+single elements of layer2.1.conv1.weight's gradient by 0.87% of the tensor's largest value
+(PyTorch float32: 1.6e-6), while the tensor's relative L2 error stays 6.7e-4. With input seed 0
+both float32 implementations are 18% (largest element) off on layer4.0.conv1.weight. A wrong
+kernel gives relative L2 errors of order 1. Open (2026-11-23): on this case's own CPU input the
+gate fails on conv1.weight, relative L2 4.2e-3 for minicnn against 2.1e-6 for PyTorch float32;
+whether that is more flipped ReLUs or a precision loss in a backward is not yet known.
 
 Sizes: batch 128 on the GPU (the design's reference: PyTorch 16.8 ms fp32 on an H100); batch 8
 on the CPU; a smoke run (--quick) uses batch 2 and a quarter of the width.
 """
 from bench.registry import Workload, case
 
-GATE = 4.0   # per tensor: minicnn's error from float64 may be up to 4x PyTorch float32's
+GATE = 4.0     # per tensor: minicnn's relative L2 error from float64 <= 4x PyTorch float32's
+FLOOR = 2e-3   # ... plus this: one ReLU flipped by rounding moves a gradient by ~1e-3 (see above)
 
 
 def _torch_resnet18_cifar(torch, num_classes, width):
@@ -165,22 +167,17 @@ def resnet18_cifar_step(ctx):
             torch.nn.functional.cross_entropy(out, ty).backward()
             sides[key] = [out.detach()] + [p.grad for p in model.parameters()]
         names = ["logits"] + [n for n, _ in tmodel.named_parameters()]
-        ratios_mc, ratios_th = [], []
         for i, name in enumerate(names):
             r = sides["ref"][i].detach().cpu().numpy()
             a = mc.backend.to_numpy(sides["mc"][i]).astype(np.float64)
             b = sides["torch"][i].detach().cpu().double().numpy()
-            scale = float(abs(r).max()) + 1e-30
-            e_mc, e_th = float(abs(a - r).max()) / scale, float(abs(b - r).max()) / scale
-            ratios_mc.append(e_mc)
-            ratios_th.append(e_th)
-            if not e_mc <= GATE * e_th + 1e-4:
-                return (f"{name}: minicnn's float32 error from the float64 reference is "
-                        f"{e_mc:.3g} of the tensor's largest value, PyTorch's {e_th:.3g} "
-                        f"(allowed: {GATE}x PyTorch's + 1e-4)")
-        if np.median(ratios_mc) > 2 * np.median(ratios_th) + 1e-6:
-            return (f"median relative error {np.median(ratios_mc):.3g} is more than twice "
-                    f"PyTorch's {np.median(ratios_th):.3g}")
+            norm = float(np.linalg.norm(r)) + 1e-30
+            e_mc = float(np.linalg.norm(a - r)) / norm
+            e_th = float(np.linalg.norm(b - r)) / norm
+            if not e_mc <= GATE * e_th + FLOOR:
+                return (f"{name}: minicnn's float32 result is {e_mc:.3g} (relative L2) from the "
+                        f"float64 reference, PyTorch float32's {e_th:.3g} (allowed: {GATE}x "
+                        f"PyTorch's + {FLOOR})")
         return None
 
     return Workload(mc_fwd=mc_fwd, torch_fwd=torch_fwd, mc_fwd_bwd=mc_step,
