@@ -11,16 +11,17 @@ loads its state dict, which also checks that the parameter names match.
 The gate (a custom check) runs one step from the same weights three ways: minicnn float32,
 PyTorch float32 and PyTorch float64, and requires, for the logits and every gradient, minicnn's
 relative L2 error from the float64 result to be at most GATE (4) times PyTorch float32's plus
-FLOOR (2e-3). Element-wise tolerances do not fit a float32 backward through 20 ReLU and
+FLOOR (1e-2). Element-wise tolerances do not fit a float32 backward through 20 ReLU and
 batch-norm layers: an activation within rounding of zero can land on the other side of the ReLU
 in one implementation. Measured here (batch 8, width 64, input seed 2): minicnn's forward flips
 exactly one ReLU at layer2.1.bn1's output, where the float64 activation is 2.1e-7; that moves
 single elements of layer2.1.conv1.weight's gradient by 0.87% of the tensor's largest value
 (PyTorch float32: 1.6e-6), while the tensor's relative L2 error stays 6.7e-4. With input seed 0
 both float32 implementations are 18% (largest element) off on layer4.0.conv1.weight. A wrong
-kernel gives relative L2 errors of order 1. Open (2026-11-23): on this case's own CPU input the
-gate fails on conv1.weight, relative L2 4.2e-3 for minicnn against 2.1e-6 for PyTorch float32;
-whether that is more flipped ReLUs or a precision loss in a backward is not yet known.
+kernel gives relative L2 errors of order 1. Across input seeds, conv1.weight's gradient error
+follows the number of flipped ReLUs (minicnn / PyTorch float32, relative L2 from float64): no flip
+in either -> 1.2e-6 / 2.0e-6; 2 flips / 1 flip -> 3.9e-3 / 3.5e-3; 3 / 1 -> 3.4e-3 / 2.6e-3. So
+FLOOR is 1e-2 (a few flips); minicnn's forward rounding flips a little more often than PyTorch's.
 
 Sizes: batch 128 on the GPU (the design's reference: PyTorch 16.8 ms fp32 on an H100); batch 8
 on the CPU; a smoke run (--quick) uses batch 2 and a quarter of the width.
@@ -28,7 +29,7 @@ on the CPU; a smoke run (--quick) uses batch 2 and a quarter of the width.
 from bench.registry import Workload, case
 
 GATE = 4.0     # per tensor: minicnn's relative L2 error from float64 <= 4x PyTorch float32's
-FLOOR = 2e-3   # ... plus this: one ReLU flipped by rounding moves a gradient by ~1e-3 (see above)
+FLOOR = 1e-2   # ... plus this: each ReLU flipped by rounding moves conv1's gradient ~3e-3 (above)
 
 
 def _torch_resnet18_cifar(torch, num_classes, width):
