@@ -19,6 +19,6 @@ from .qat import (FakeQuantize, FakeQuantizeOp, QATConv2d, QATLinear, convert_qa
                   fake_quantize, fake_quantize_weight, prepare_qat)
 from .quantize import (MinMaxObserver, PercentileObserver, QuantizedConv2d, QuantizedLinear,
                        accuracy, calibrate, choose_qparams, compare_models, quantize_model,
-                       quantize_weight, time_forward)
+                       quantize_weight, time_forward, time_forward_pair)
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -306,7 +306,7 @@ def time_forward(model, x, repeats=10, warmup=2):
 def compare_models(original, compressed, dataset=None, example_input=None, batch_size=256,
                    repeats=10):
     """Size (bytes), accuracy on `dataset` and median forward time on `example_input` of both
-    models, with ratios. Returns a dict (and prints nothing)."""
+    models (timed alternately), with ratios. Returns a dict (and prints nothing)."""
     out = {"size_bytes": model_size_bytes(original),
            "compressed_size_bytes": model_size_bytes(compressed)}
     out["size_ratio"] = out["compressed_size_bytes"] / out["size_bytes"]
@@ -315,7 +315,26 @@ def compare_models(original, compressed, dataset=None, example_input=None, batch
         out["compressed_accuracy"] = accuracy(compressed, dataset, batch_size)
         out["accuracy_drop"] = out["accuracy"] - out["compressed_accuracy"]
     if example_input is not None:
-        out["forward_s"] = time_forward(original, example_input, repeats)
-        out["compressed_forward_s"] = time_forward(compressed, example_input, repeats)
-        out["speedup"] = out["forward_s"] / out["compressed_forward_s"]
+        a, b = time_forward_pair(original, compressed, example_input, repeats)
+        out["forward_s"], out["compressed_forward_s"] = a, b
+        out["speedup"] = a / b
     return out
+
+
+def time_forward_pair(model_a, model_b, x, repeats=10, warmup=2):
+    """Median forward seconds of two models timed alternately (a, b, a, b, ...), so that a
+    change in the machine's load affects both the same way."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    model_a.eval()
+    model_b.eval()
+    ta, tb = [], []
+    with no_grad():
+        for _ in range(warmup):
+            model_a(x)
+            model_b(x)
+        for _ in range(repeats):
+            for m, ts in ((model_a, ta), (model_b, tb)):
+                t0 = time.perf_counter()
+                m(x)
+                ts.append(time.perf_counter() - t0)
+    return float(np.median(ta)), float(np.median(tb))
