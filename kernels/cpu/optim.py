@@ -27,20 +27,43 @@ def _lerp(a, b, w, one_minus_w):
     return b - (b - a) * one_minus_w
 
 
+@njit(cache=True, inline="always")
+def _chunk(grads, cp, cs, ce, offs, c):
+    """Chunk c's flat range [c0, c1) and its slice of gradient piece cp[c]. The kernels slice p
+    and the state to [c0, c1) too: unit-stride loops over distinct arrays, which LLVM
+    vectorizes."""
+    c0, c1 = cs[c], ce[c]
+    o = offs[cp[c]]
+    return c0, c1, grads[cp[c]][c0 - o:c1 - o]
+
+
+@njit(cache=True, inline="always")
+def _grad(gj, pj, maximize, weight_decay):
+    """The gradient with maximize and L2 weight decay applied (PyTorch's order)."""
+    gi = -gj if maximize else gj
+    if weight_decay != 0.0:
+        gi = gi + weight_decay * pj
+    return gi
+
+
+@njit(cache=True, inline="always")
+def _grad_and_param(gj, pj, maximize, weight_decay, decoupled, decay):
+    """(gradient, parameter) for Adam-like rules: decoupled decay (AdamW) scales the parameter
+    by decay = 1 - lr * weight_decay; otherwise it is L2 decay folded into the gradient."""
+    if weight_decay != 0.0 and decoupled:
+        return (-gj if maximize else gj), pj * decay
+    return _grad(gj, pj, maximize, weight_decay), pj
+
+
 @njit(**_OPTS)
 def sgd_kernel(p, grads, cp, cs, ce, offs, buf, lr, momentum, one_minus_dampening, weight_decay,
                nesterov, maximize, first):
     for c in prange(cp.shape[0]):
-        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
-        c0, c1 = cs[c], ce[c]
-        o = offs[cp[c]]
-        g = grads[cp[c]][c0 - o:c1 - o]
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
         p_ = p[c0:c1]
         buf_ = buf[c0:c1]
         for j in range(c1 - c0):
-            gi = -g[j] if maximize else g[j]
-            if weight_decay != 0.0:
-                gi = gi + weight_decay * p_[j]
+            gi = _grad(g[j], p_[j], maximize, weight_decay)
             if momentum != 0.0:
                 if first:
                     b = gi
@@ -59,22 +82,13 @@ def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, decay, beta1, one_minus_
                 one_minus_beta2, eps, weight_decay, decoupled, amsgrad, maximize, step_size,
                 bc2_sqrt):
     for c in prange(cp.shape[0]):
-        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
-        c0, c1 = cs[c], ce[c]
-        o = offs[cp[c]]
-        g = grads[cp[c]][c0 - o:c1 - o]
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
         p_ = p[c0:c1]
         m_ = m[c0:c1]
         v_ = v[c0:c1]
         vmax_ = vmax[c0:c1]
         for j in range(c1 - c0):
-            gi = -g[j] if maximize else g[j]
-            pi = p_[j]
-            if weight_decay != 0.0:
-                if decoupled:
-                    pi = pi * decay
-                else:
-                    gi = gi + weight_decay * pi
+            gi, pi = _grad_and_param(g[j], p_[j], maximize, weight_decay, decoupled, decay)
             mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
             vi = v_[j] * beta2 + one_minus_beta2 * gi * gi
             m_[j] = mi
@@ -90,18 +104,13 @@ def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, decay, beta1, one_minus_
 def rmsprop_kernel(p, grads, cp, cs, ce, offs, sq, gavg, buf, lr, alpha, one_minus_alpha, eps,
                    weight_decay, momentum, centered, maximize):
     for c in prange(cp.shape[0]):
-        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
-        c0, c1 = cs[c], ce[c]
-        o = offs[cp[c]]
-        g = grads[cp[c]][c0 - o:c1 - o]
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
         p_ = p[c0:c1]
         sq_ = sq[c0:c1]
         gavg_ = gavg[c0:c1]
         buf_ = buf[c0:c1]
         for j in range(c1 - c0):
-            gi = -g[j] if maximize else g[j]
-            if weight_decay != 0.0:
-                gi = gi + weight_decay * p_[j]
+            gi = _grad(g[j], p_[j], maximize, weight_decay)
             s = sq_[j] * alpha + one_minus_alpha * gi * gi
             sq_[j] = s
             if centered:
@@ -122,16 +131,11 @@ def rmsprop_kernel(p, grads, cp, cs, ce, offs, sq, gavg, buf, lr, alpha, one_min
 @njit(**_OPTS)
 def adagrad_kernel(p, grads, cp, cs, ce, offs, acc, clr, eps, weight_decay, maximize):
     for c in prange(cp.shape[0]):
-        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
-        c0, c1 = cs[c], ce[c]
-        o = offs[cp[c]]
-        g = grads[cp[c]][c0 - o:c1 - o]
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
         p_ = p[c0:c1]
         acc_ = acc[c0:c1]
         for j in range(c1 - c0):
-            gi = -g[j] if maximize else g[j]
-            if weight_decay != 0.0:
-                gi = gi + weight_decay * p_[j]
+            gi = _grad(g[j], p_[j], maximize, weight_decay)
             a = acc_[j] + gi * gi
             acc_[j] = a
             p_[j] = p_[j] + (-clr) * gi / (math.sqrt(a) + eps)
@@ -141,17 +145,12 @@ def adagrad_kernel(p, grads, cp, cs, ce, offs, acc, clr, eps, weight_decay, maxi
 def adadelta_kernel(p, grads, cp, cs, ce, offs, sq, acc_delta, lr, rho, one_minus_rho, eps,
                     weight_decay, maximize):
     for c in prange(cp.shape[0]):
-        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
-        c0, c1 = cs[c], ce[c]
-        o = offs[cp[c]]
-        g = grads[cp[c]][c0 - o:c1 - o]
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
         p_ = p[c0:c1]
         sq_ = sq[c0:c1]
         acc_delta_ = acc_delta[c0:c1]
         for j in range(c1 - c0):
-            gi = -g[j] if maximize else g[j]
-            if weight_decay != 0.0:
-                gi = gi + weight_decay * p_[j]
+            gi = _grad(g[j], p_[j], maximize, weight_decay)
             s = sq_[j] * rho + one_minus_rho * gi * gi
             sq_[j] = s
             std = math.sqrt(s + eps)
@@ -164,17 +163,12 @@ def adadelta_kernel(p, grads, cp, cs, ce, offs, sq, acc_delta, lr, rho, one_minu
 def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, one_minus_beta1, beta2, eps,
                   weight_decay, maximize, clr):
     for c in prange(cp.shape[0]):
-        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
-        c0, c1 = cs[c], ce[c]
-        o = offs[cp[c]]
-        g = grads[cp[c]][c0 - o:c1 - o]
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
         p_ = p[c0:c1]
         m_ = m[c0:c1]
         u_ = u[c0:c1]
         for j in range(c1 - c0):
-            gi = -g[j] if maximize else g[j]
-            if weight_decay != 0.0:
-                gi = gi + weight_decay * p_[j]
+            gi = _grad(g[j], p_[j], maximize, weight_decay)
             mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
             m_[j] = mi
             ui = max(u_[j] * beta2, abs(gi) + eps)
@@ -186,21 +180,12 @@ def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, one_minus_beta1, beta
 def nadam_kernel(p, grads, cp, cs, ce, offs, m, v, decay, beta1, one_minus_beta1, beta2,
                  one_minus_beta2, eps, weight_decay, decoupled, maximize, bc2, c_grad, c_avg):
     for c in prange(cp.shape[0]):
-        # local slices: unit-stride loops over distinct arrays, which LLVM vectorizes
-        c0, c1 = cs[c], ce[c]
-        o = offs[cp[c]]
-        g = grads[cp[c]][c0 - o:c1 - o]
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
         p_ = p[c0:c1]
         m_ = m[c0:c1]
         v_ = v[c0:c1]
         for j in range(c1 - c0):
-            gi = -g[j] if maximize else g[j]
-            pi = p_[j]
-            if weight_decay != 0.0:
-                if decoupled:
-                    pi = pi * decay
-                else:
-                    gi = gi + weight_decay * pi
+            gi, pi = _grad_and_param(g[j], p_[j], maximize, weight_decay, decoupled, decay)
             mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
             vi = v_[j] * beta2 + one_minus_beta2 * gi * gi
             m_[j] = mi
