@@ -23,6 +23,14 @@ def _grad(p, g, maximize, weight_decay):
     return g
 
 
+def _decayed_grad(p, g, lr, weight_decay, decoupled, maximize):
+    """Adam-like rules: decoupled decay (AdamW) scales p in place; otherwise L2 decay in g."""
+    if weight_decay != 0 and decoupled:
+        p *= 1 - lr * weight_decay
+        return -g if maximize else g
+    return _grad(p, g, maximize, weight_decay)
+
+
 def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     """buf: the momentum buffer (ignored when momentum == 0); first: buf is initialized to g."""
     g = _grad(p, g, maximize, weight_decay)
@@ -40,12 +48,7 @@ def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, 
               maximize, step_size, bc2_sqrt):
     """Adam / AdamW. step_size = lr / (1 - beta1^t); bc2_sqrt = sqrt(1 - beta2^t)."""
     xp = _xp(p)
-    g = -g if maximize else g
-    if weight_decay != 0:
-        if decoupled:
-            p *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * p
+    g = _decayed_grad(p, g, lr, weight_decay, decoupled, maximize)
     _lerp(xp, m, g, 1 - beta1)
     v *= beta2
     v += (1 - beta2) * g * g
@@ -112,12 +115,7 @@ def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maxim
     """c_grad = -lr (1 - mu_t) / (1 - prod mu_1..t); c_avg = -lr mu_{t+1} / (1 - prod mu_1..t+1);
     bc2 = 1 - beta2^t."""
     xp = _xp(p)
-    g = -g if maximize else g
-    if weight_decay != 0:
-        if decoupled:
-            p *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * p
+    g = _decayed_grad(p, g, lr, weight_decay, decoupled, maximize)
     _lerp(xp, m, g, 1 - beta1)
     v *= beta2
     v += (1 - beta2) * g * g
