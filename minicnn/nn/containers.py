@@ -13,13 +13,54 @@ def _index(idx, n, what):
     return idx % n
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: an ordered run of child modules, indexed by
+    position (negative allowed) and renumbered '0', '1', ... after a deletion or an insertion,
+    as PyTorch does."""
+    _kind = "_ModuleSequence"  # the class name in error messages
+
+    def _check(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{self._kind}: {type(module).__name__} is not a Module subclass")
+        return module
+
+    def _renumber(self, modules):
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self._modules[str(i)] = m
+
+    def _index(self, idx):
+        return _index(idx, len(self), self._kind)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __delitem__(self, idx):
+        modules = list(self._modules.values())
+        del modules[idx if isinstance(idx, slice) else self._index(idx)]
+        self._renumber(modules)
+
+    def append(self, module):
+        self._modules[str(len(self))] = self._check(module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Modules called in order: Sequential(m0, m1, ...) or Sequential(OrderedDict(name=m)).
 
     Children are named '0', '1', ... (or by the OrderedDict's keys), so state_dict keys read
     '0.weight' exactly as in PyTorch. Indexing returns a child, slicing a new Sequential that
     shares the children and keeps their names.
     """
+    _kind = "Sequential"
 
     def __init__(self, *args):
         super().__init__()
@@ -31,62 +72,27 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def add_module(self, name, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"Sequential: {type(module).__name__} is not a Module subclass")
-        super().add_module(name, module)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
+        super().add_module(name, self._check(module))
 
     def __getitem__(self, idx):
         items = list(self._modules.items())
         if isinstance(idx, slice):
             return type(self)(collections.OrderedDict(items[idx]))
-        return items[_index(idx, len(items), "Sequential")][1]
+        return items[self._index(idx)][1]
 
     def __setitem__(self, idx, module):
-        key = list(self._modules)[_index(idx, len(self), "Sequential")]
-        if not isinstance(module, Module):
-            raise TypeError(f"Sequential: {type(module).__name__} is not a Module subclass")
-        self._modules[key] = module
-
-    def __delitem__(self, idx):
-        keys = list(self._modules)
-        if isinstance(idx, slice):
-            for k in keys[idx]:
-                del self._modules[k]
-        else:
-            del self._modules[keys[_index(idx, len(keys), "Sequential")]]
-        # PyTorch renumbers so that names keep matching positions
-        items = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
+        key = list(self._modules)[self._index(idx)]  # keeps the child's name
+        self._modules[key] = self._check(module)
 
     def insert(self, index, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"Sequential: {type(module).__name__} is not a Module subclass")
+        self._check(module)
         n = len(self)
         if not -n <= index <= n:
             raise IndexError(f"index {index} is out of range for Sequential of length {n}")
         index = index % (n + 1) if index < 0 else index
-        items = list(self._modules.values())
-        items.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
+        modules = list(self._modules.values())
+        modules.insert(index, module)
+        self._renumber(modules)
         return self
 
     def __add__(self, other):
@@ -100,60 +106,28 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules whose parameters are registered (names '0', '1', ...)."""
+    _kind = "ModuleList"
 
     def __init__(self, modules=None):
         super().__init__()
         if modules is not None:
             self.extend(modules)
 
-    def _check(self, m):
-        if not isinstance(m, Module):
-            raise TypeError(f"ModuleList: {type(m).__name__} is not a Module subclass")
-        return m
-
-    def _renumber(self, items):
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __getitem__(self, idx):
-        items = list(self._modules.values())
+        modules = list(self._modules.values())
         if isinstance(idx, slice):
-            return type(self)(items[idx])
-        return items[_index(idx, len(items), "ModuleList")]
+            return type(self)(modules[idx])
+        return modules[self._index(idx)]
 
     def __setitem__(self, idx, module):
-        self._modules[str(_index(idx, len(self), "ModuleList"))] = self._check(module)
-
-    def __delitem__(self, idx):
-        items = list(self._modules.values())
-        if isinstance(idx, slice):
-            del items[idx]
-        else:
-            del items[_index(idx, len(items), "ModuleList")]
-        self._renumber(items)
-
-    def append(self, module):
-        self._modules[str(len(self))] = self._check(module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
+        self._modules[str(self._index(idx))] = self._check(module)
 
     def insert(self, index, module):
-        items = list(self._modules.values())
-        items.insert(index, self._check(module))
-        self._renumber(items)
+        modules = list(self._modules.values())
+        modules.insert(index, self._check(module))
+        self._renumber(modules)
 
     def __add__(self, other):
         return ModuleList(list(self) + list(other))
