@@ -272,6 +272,10 @@ def test_sequential_indexing_slicing_append_insert_delete():
     assert list(seq._modules) == ["0", "1", "2"] and seq[1] is layers[2]
     seq.insert(0, nn.Identity())
     assert isinstance(seq[0], nn.Identity) and seq[1] is layers[0]
+    last = seq[-1]
+    seq.insert(-1, nn.Identity())  # before the last module, as torch.nn.Sequential.insert
+    assert isinstance(seq[-2], nn.Identity) and seq[-1] is last and len(seq) == 5
+    del seq[-2]
     seq[0] = nn.Linear(2, 2)
     assert isinstance(seq[0], nn.Linear)
     with pytest.raises(TypeError, match="not a Module"):

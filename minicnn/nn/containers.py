@@ -89,8 +89,7 @@ class Sequential(_ModuleSequence):
         n = len(self)
         if not -n <= index <= n:
             raise IndexError(f"index {index} is out of range for Sequential of length {n}")
-        index = index % (n + 1) if index < 0 else index
-        modules = list(self._modules.values())
+        modules = list(self._modules.values())  # list.insert: -1 goes before the last, as PyTorch
         modules.insert(index, module)
         self._renumber(modules)
         return self
