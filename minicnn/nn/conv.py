@@ -1,15 +1,11 @@
 """Convolution layers: Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d (PyTorch's names,
 parameter names, shapes and initialisation)."""
-import math
 import numbers
 
-from .. import dtypes
-from ..backend import xp_for
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from ..ops.shape import pad as _pad
-from . import init
+from ._affine import add_weight_and_bias, reset_weight_and_bias
 from .module import Module
-from .parameter import Parameter
 
 _PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
               "circular": "circular"}
@@ -60,25 +56,15 @@ class _ConvNd(Module):
             self.padding = _ntuple(padding, nd, "padding", cls)
         self.output_padding = _ntuple(output_padding, nd, "output_padding", cls)
         self.padding_mode = padding_mode
-        dtype = dtypes.resolve(dtype) or dtypes.get_default_dtype()
-        xp = xp_for(device or "cpu")
         if self._transposed:
             shape = (in_channels, out_channels // groups) + self.kernel_size
         else:
             shape = (out_channels, in_channels // groups) + self.kernel_size
-        self.weight = Parameter(xp.empty(shape, dtype=dtype))
-        if bias:
-            self.bias = Parameter(xp.empty((out_channels,), dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, shape, out_channels, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * math.prod(self.kernel_size)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def _explicit_pad(self, x):
         """Non-zero padding modes: pad explicitly (PyTorch's order), then convolve unpadded."""

@@ -1,14 +1,12 @@
 """Linear and Identity layers, and the fused linear op behind F.linear."""
 import math
 
-from .. import dtypes
 from ..autograd import Function
-from ..backend import get_array_module, xp_for
+from ..backend import get_array_module
 from ..ops import matmul, reshape, sum as _sum, transpose
 from ..ops.util import as_tensor
-from . import init
+from ._affine import add_weight_and_bias, reset_weight_and_bias
 from .module import Module
-from .parameter import Parameter
 
 
 class LinearOp(Function):
@@ -73,21 +71,12 @@ class Linear(Module):
             raise ValueError(f"Linear: in_features and out_features must be non-negative, got "
                              f"{in_features} and {out_features}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        dtype = dtypes.resolve(dtype) or dtypes.get_default_dtype()
-        xp = xp_for(device or "cpu")
-        self.weight = Parameter(xp.empty((self.out_features, self.in_features), dtype=dtype))
-        if bias:
-            self.bias = Parameter(xp.empty((self.out_features,), dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, (self.out_features, self.in_features), self.out_features, bias,
+                            device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_features
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, input):  # noqa: A002
         return linear(input, self.weight, self.bias)
