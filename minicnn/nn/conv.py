@@ -101,8 +101,8 @@ class _ConvNd(Module):
         return s
 
 
-class Conv2d(_ConvNd):
-    """2-D convolution over (N, C, H, W); weight (out, in // groups, kH, kW), bias (out,)."""
+class _Conv(_ConvNd):
+    """Conv1d and Conv2d: PyTorch's constructor; the op (conv1d or conv2d) is _op."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
@@ -111,30 +111,25 @@ class Conv2d(_ConvNd):
 
     def forward(self, input):  # noqa: A002
         if self.padding_mode != "zeros":
-            return conv2d(self._explicit_pad(input), self.weight, self.bias, self.stride, 0,
-                          self.dilation, self.groups)
-        return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups)
+            return self._op(self._explicit_pad(input), self.weight, self.bias, self.stride, 0,
+                            self.dilation, self.groups)
+        return self._op(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
 
-class Conv1d(_ConvNd):
+class Conv2d(_Conv):
+    """2-D convolution over (N, C, H, W); weight (out, in // groups, kH, kW), bias (out,)."""
+    _op = staticmethod(conv2d)
+
+
+class Conv1d(_Conv):
     """1-D convolution over (N, C, L); weight (out, in // groups, kL), bias (out,)."""
     _nd = 1
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, device=device, dtype=dtype)
-
-    def forward(self, input):  # noqa: A002
-        if self.padding_mode != "zeros":
-            return conv1d(self._explicit_pad(input), self.weight, self.bias, self.stride, 0,
-                          self.dilation, self.groups)
-        return conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups)
+    _op = staticmethod(conv1d)
 
 
 class _ConvTransposeNd(_ConvNd):
+    """ConvTranspose1d and ConvTranspose2d: the op (conv_transpose1d or 2d) is _op."""
     _transposed = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -163,20 +158,17 @@ class _ConvTransposeNd(_ConvNd):
             out.append(extra)
         return tuple(out)
 
+    def forward(self, input, output_size=None):  # noqa: A002
+        return self._op(input, self.weight, self.bias, self.stride, self.padding,
+                        self._output_padding(input, output_size), self.groups, self.dilation)
+
 
 class ConvTranspose2d(_ConvTransposeNd):
     """Transposed 2-D convolution; weight (in, out // groups, kH, kW), bias (out,)."""
-
-    def forward(self, input, output_size=None):  # noqa: A002
-        return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                self._output_padding(input, output_size), self.groups,
-                                self.dilation)
+    _op = staticmethod(conv_transpose2d)
 
 
 class ConvTranspose1d(_ConvTransposeNd):
+    """Transposed 1-D convolution; weight (in, out // groups, kL), bias (out,)."""
     _nd = 1
-
-    def forward(self, input, output_size=None):  # noqa: A002
-        return conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding,
-                                self._output_padding(input, output_size), self.groups,
-                                self.dilation)
+    _op = staticmethod(conv_transpose1d)
