@@ -38,6 +38,7 @@ from minicnn.kernels import optim as K
 
 from .. import backend
 from ..autograd import enable_grad, no_grad
+from ..nn.parameter import zero_grads
 from ..tensor import Tensor
 
 
@@ -295,14 +296,7 @@ class Optimizer:
         return loss
 
     def zero_grad(self, set_to_none=True):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     # --- state --------------------------------------------------------------------------------
 
