@@ -97,11 +97,19 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     return img
 
 
+def _fast3x3(w_shape, SH, SW):
+    """3x3 stride-1 depthwise: the register-blocked kernels (kernels/cpu/conv.py)."""
+    return w_shape[-2] == 3 and w_shape[-1] == 3 and SH == 1 and SW == 1
+
+
 def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
     if is_cuda_array(x):
         return _ref.depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    if _fast3x3(w.shape, SH, SW):
+        run(_cpu().depthwise3x3s1_fwd, y.size * 9, x, w, PH, PW, DH, DW, y)
+        return y
     run(_cpu().depthwise_fwd, y.size * w.shape[2] * w.shape[3], x, w, SH, SW, PH, PW, DH, DW,
         y)
     return y
@@ -112,6 +120,13 @@ def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
         return _ref.depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
     gy, w = _c(gy), _c(w)
     gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
+    if _fast3x3(w.shape, SH, SW) and w.shape[0] == C and PH <= 2 * DH and PW <= 2 * DW:
+        # stride 1, one output channel per input channel: the adjoint is the forward on gy with
+        # the kernel flipped and padding D*(3-1) - P (covers every (h, w) exactly as col2im)
+        wf = numpy.ascontiguousarray(w[:, :, ::-1, ::-1])
+        run(_cpu().depthwise3x3s1_fwd, gx.size * 9, gy, wf, 2 * DH - PH, 2 * DW - PW, DH, DW,
+            gx)
+        return gx
     run(_cpu().depthwise_grad_input, gy.size * w.shape[2] * w.shape[3], gy, w, SH, SW, PH, PW,
         DH, DW, gx)
     return gx
@@ -122,5 +137,8 @@ def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
         return _ref.depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], 1, KH, KW), x.dtype)
+    if _fast3x3((KH, KW), SH, SW):
+        run(_cpu().depthwise3x3s1_grad_weight, gy.size * 9, x, gy, PH, PW, DH, DW, gw)
+        return gw
     run(_cpu().depthwise_grad_weight, gy.size * KH * KW, x, gy, SH, SW, PH, PW, DH, DW, gw)
     return gw

@@ -126,6 +126,49 @@ def test_depthwise_kernels_match_reference(g, M):
                                RC.conv2d(x, w, *hp, C), rtol=tol, atol=tol)
 
 
+@given(N=st.integers(1, 3), C=st.integers(1, 3), M=st.integers(1, 2), H=st.integers(1, 8),
+       W=st.integers(1, 8), PH=st.integers(0, 3), PW=st.integers(0, 3), DH=st.integers(1, 2),
+       DW=st.integers(1, 2), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_depthwise_3x3_stride1_fast_path_matches_reference(N, C, M, H, W, PH, PW, DH, DW, dtype,
+                                                            seed):
+    # the register-blocked 3x3 stride-1 kernels (and grad_input as the flipped forward, taken
+    # when M == 1 and P <= 2D); the generic geometry() above draws this case rarely
+    H, W = H + max(0, 2 * DH - 2 * PH), W + max(0, 2 * DW - 2 * PW)
+    OH, OW = H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((C * M, 1, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((N, C * M, OH, OW)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    hp = (1, 1, PH, PW, DH, DW)
+    np.testing.assert_allclose(K.depthwise_conv2d(x, w, *hp, OH, OW),
+                               RC.depthwise_conv2d(x, w, *hp, OH, OW), rtol=tol, atol=tol)
+    np.testing.assert_allclose(K.depthwise_grad_input(gy, w, C, H, W, *hp),
+                               RC.depthwise_grad_input(gy, w, C, H, W, *hp), rtol=tol, atol=tol)
+    np.testing.assert_allclose(K.depthwise_grad_weight(x, gy, 3, 3, *hp),
+                               RC.depthwise_grad_weight(x, gy, 3, 3, *hp), rtol=tol, atol=tol)
+
+
+def test_depthwise_3x3_fast_path_large_and_nonfinite():
+    # the threaded path on a suite-sized input, and NaN/inf propagate (no finite-math flags)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 16, 29, 31)).astype(np.float32)
+    w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    x[0, 1, 5, 7], x[1, 2, 0, 0] = np.nan, np.inf
+    hp = (1, 1, 1, 1, 1, 1)
+    y = K.depthwise_conv2d(x, w, *hp, 29, 31)
+    assert y.size * 9 > K.SMALL_WORK
+    np.testing.assert_allclose(y, RC.depthwise_conv2d(x, w, *hp, 29, 31), rtol=1e-4, atol=1e-4)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gy[1, 3, 4, 4] = np.nan
+    np.testing.assert_allclose(K.depthwise_grad_input(gy, w, 16, 29, 31, *hp),
+                               RC.depthwise_grad_input(gy, w, 16, 29, 31, *hp), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(K.depthwise_grad_weight(x, gy, 3, 3, *hp),
+                               RC.depthwise_grad_weight(x, gy, 3, 3, *hp), rtol=1e-4, atol=1e-3)
+
+
 @st.composite
 def pool_geometry(draw):
     N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))

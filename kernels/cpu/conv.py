@@ -6,6 +6,7 @@ writes only there, so there are no races. Inner loops run over the valid output-
 each kernel tap (computed once, no per-element bounds test) so they vectorise for stride 1.
 Kernels write into a caller-allocated `out` so the dispatcher controls allocation.
 """
+import numpy as np
 from numba import njit, prange
 
 
@@ -225,3 +226,90 @@ def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
                                 row += g[i] * srcs[i]
                         acc += row
                 gw[k, 0, kh, kw] = acc
+
+
+# --- 3x3, stride 1 depthwise (MobileNet's case), any padding and dilation ----------------------
+# Each plane is copied once into a zero-padded buffer, so the 9 taps of a row are 9 views of
+# that buffer at fixed offsets and the output-column loop has no border logic: LLVM vectorises
+# it over output columns with the 9 products kept in registers (no store/reload of the output
+# row per tap, as the generic kernel above does). grad_input of a stride-1 depthwise conv is
+# this same forward on gy with the flipped kernel (kernels/conv.py routes it here).
+# `reassoc`/`contract` let LLVM vectorise the grad-weight row sums and fuse multiply-adds; no
+# flag that assumes finite values is used, so NaN and inf propagate as in the reference.
+
+_FM = {"reassoc", "contract"}
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def depthwise3x3s1_fwd(x, w, PH, PW, DH, DW, y):
+    """y[n, k] = sum_{kh, kw < 3} w[k, 0, kh, kw] * xpad[n, k // M, oh + kh*DH, ow + kw*DW]."""
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    OH, OW = y.shape[2], y.shape[3]
+    M = K // C
+    Hp, Wp = H + 2 * PH, W + 2 * PW
+    for p in prange(N * K):
+        n = p // K
+        k = p % K
+        c = k // M
+        xp = np.zeros((Hp, Wp), x.dtype)
+        xp[PH:PH + H, PW:PW + W] = x[n, c]
+        w00, w01, w02 = w[k, 0, 0, 0], w[k, 0, 0, 1], w[k, 0, 0, 2]
+        w10, w11, w12 = w[k, 0, 1, 0], w[k, 0, 1, 1], w[k, 0, 1, 2]
+        w20, w21, w22 = w[k, 0, 2, 0], w[k, 0, 2, 1], w[k, 0, 2, 2]
+        for oh in range(OH):
+            yr = y[n, k, oh]
+            r0, r1, r2 = xp[oh], xp[oh + DH], xp[oh + 2 * DH]
+            a0, a1, a2 = r0[0:OW], r0[DW:DW + OW], r0[2 * DW:2 * DW + OW]
+            b0, b1, b2 = r1[0:OW], r1[DW:DW + OW], r1[2 * DW:2 * DW + OW]
+            c0, c1, c2 = r2[0:OW], r2[DW:DW + OW], r2[2 * DW:2 * DW + OW]
+            for i in range(OW):
+                yr[i] = (w00 * a0[i] + w01 * a1[i] + w02 * a2[i]
+                         + w10 * b0[i] + w11 * b1[i] + w12 * b2[i]
+                         + w20 * c0[i] + w21 * c1[i] + w22 * c2[i])
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def depthwise3x3s1_grad_weight(x, gy, PH, PW, DH, DW, gw):
+    """gw[k, 0, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * xpad[n, k // M, oh + kh*DH,
+    ow + kw*DW]; one k each, row sums in the input's precision, then float64 across rows."""
+    N, C, H, W = x.shape
+    K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    M = K // C
+    Hp, Wp = H + 2 * PH, W + 2 * PW
+    for k in prange(K):
+        c = k // M
+        xp = np.zeros((Hp, Wp), x.dtype)
+        acc = np.zeros(9, np.float64)
+        for n in range(N):
+            xp[PH:PH + H, PW:PW + W] = x[n, c]
+            for oh in range(OH):
+                g = gy[n, k, oh]
+                r0, r1, r2 = xp[oh], xp[oh + DH], xp[oh + 2 * DH]
+                a0, a1, a2 = r0[0:OW], r0[DW:DW + OW], r0[2 * DW:2 * DW + OW]
+                b0, b1, b2 = r1[0:OW], r1[DW:DW + OW], r1[2 * DW:2 * DW + OW]
+                c0, c1, c2 = r2[0:OW], r2[DW:DW + OW], r2[2 * DW:2 * DW + OW]
+                z = g[0] * 0
+                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = z
+                for i in range(OW):
+                    gi = g[i]
+                    s0 += gi * a0[i]
+                    s1 += gi * a1[i]
+                    s2 += gi * a2[i]
+                    s3 += gi * b0[i]
+                    s4 += gi * b1[i]
+                    s5 += gi * b2[i]
+                    s6 += gi * c0[i]
+                    s7 += gi * c1[i]
+                    s8 += gi * c2[i]
+                acc[0] += s0
+                acc[1] += s1
+                acc[2] += s2
+                acc[3] += s3
+                acc[4] += s4
+                acc[5] += s5
+                acc[6] += s6
+                acc[7] += s7
+                acc[8] += s8
+        for j in range(9):
+            gw[k, 0, j // 3, j % 3] = acc[j]
