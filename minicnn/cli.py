@@ -85,10 +85,8 @@ def add_evaluate_parser(sub):
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on its dataset's test split")
     p.add_argument("checkpoint")
     p.add_argument("--data-dir", default=None, help="override the dataset folder of the run")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--threads", default="auto", help="CPU threads (see minicnn train --help)")
+    _add_inference_args(p)
     return p
 
 
@@ -98,11 +96,16 @@ def add_predict_parser(sub):
     p.add_argument("images", help=".npy or .npz of images (N, C, H, W), (N, H, W) or one image; "
                                   "float values in [0, 1] or uint8 0..255")
     p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--output", default=None, help="write the predictions to a .json or .csv file")
+    _add_inference_args(p)
+    return p
+
+
+def _add_inference_args(p):
+    """The options evaluate and predict share."""
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--output", default=None, help="write the predictions to a .json or .csv file")
     p.add_argument("--threads", default="auto", help="CPU threads (see minicnn train --help)")
-    return p
 
 
 # --- data ---------------------------------------------------------------------------------------
