@@ -151,6 +151,17 @@ def _check_float(x, op):
         raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
 
 
+def _check_channels_input(x, op, min_dims, **vectors):
+    """A floating input (N, C, *) of at least min_dims dims, and per-channel vectors (by name)
+    of C elements or None: the checks batch, instance and group norm share."""
+    _check_float(x, op)
+    if x.ndim < min_dims:
+        raise ValueError(f"{op}: expected an input with at least {min_dims} dims (N, C, *), got "
+                         f"shape {shape_str(x.shape)}")
+    for name, t in vectors.items():
+        _check_vec(t, name, x.shape[1], op, x)
+
+
 def _update_running(running_mean, running_var, mean, var_unbiased, momentum):
     m = float(momentum)
     rm, rv = running_mean.data, running_var.data
@@ -165,14 +176,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     """F.batch_norm: statistics over every dim but 1; running stats updated in place when
     training (unbiased variance, as PyTorch keeps it)."""
     x = input
-    _check_float(x, "batch_norm")
-    if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected an input with at least 2 dims (N, C, ...), got "
-                         f"shape {shape_str(x.shape)}")
+    _check_channels_input(x, "batch_norm", 2, running_mean=running_mean,
+                          running_var=running_var, weight=weight, bias=bias)
     C = x.shape[1]
-    for t, name in ((running_mean, "running_mean"), (running_var, "running_var"),
-                    (weight, "weight"), (bias, "bias")):
-        _check_vec(t, name, C, "batch_norm", x)
     if training:
         count = x.data.size // max(C, 1)
         if count <= 1:
@@ -194,14 +200,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                   use_input_stats=True, momentum=0.1, eps=1e-5):
     """F.instance_norm: statistics per (n, c) over the spatial dims."""
     x = input
-    _check_float(x, "instance_norm")
-    if x.ndim < 3:
-        raise ValueError(f"instance_norm: expected an input with at least 3 dims (N, C, *), got "
-                         f"shape {shape_str(x.shape)}")
+    _check_channels_input(x, "instance_norm", 3, running_mean=running_mean,
+                          running_var=running_var, weight=weight, bias=bias)
     N, C = x.shape[:2]
-    for t, name in ((running_mean, "running_mean"), (running_var, "running_var"),
-                    (weight, "weight"), (bias, "bias")):
-        _check_vec(t, name, C, "instance_norm", x)
     I = x.data.size // max(N * C, 1)  # noqa: E741
     if not use_input_stats:
         if running_mean is None or running_var is None:
@@ -224,18 +225,14 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A002
     """F.group_norm: statistics per (n, group) over the group's channels and the spatial dims."""
     x = input
-    _check_float(x, "group_norm")
-    if x.ndim < 2:
-        raise ValueError(f"group_norm: expected an input with at least 2 dims (N, C, *), got "
-                         f"shape {shape_str(x.shape)}")
+    _check_channels_input(x, "group_norm", 2)
     N, C = x.shape[:2]
     G = int(num_groups)
     if G <= 0 or C % G:
         raise ValueError(f"group_norm: expected number of channels in input to be divisible by "
                          f"num_groups, but got input of shape {shape_str(x.shape)} and "
                          f"num_groups={num_groups}")
-    _check_vec(weight, "weight", C, "group_norm", x)
-    _check_vec(bias, "bias", C, "group_norm", x)
+    _check_channels_input(x, "group_norm", 2, weight=weight, bias=bias)  # after G, as PyTorch
     I = x.data.size // max(N * C, 1)  # noqa: E741
     return RowNorm((N, G, C // G, I), eps)(x, weight, bias)
 
