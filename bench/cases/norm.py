@@ -15,13 +15,16 @@ def _shape(ctx):
     return (n, c, 56, 56)
 
 
-def _norm_case(ctx, make_mc, make_th, params=lambda m: []):
+def _norm_case(ctx, layer, params=lambda m: []):
+    """layer(nn, shape) builds the layer from either library's nn module (minicnn.nn or
+    torch.nn); params(m) lists the parameters whose gradients are compared besides x's."""
+    import minicnn as mc  # noqa: PLC0415
     shape = _shape(ctx)
     a = ctx.randn(shape)
     gy = ctx.randn(shape)
     x, xt = ctx.mc(a, requires_grad=True), ctx.th(a, requires_grad=True)
     gm, gt = ctx.mc(gy), ctx.th(gy)
-    fm, ft = make_mc(), make_th()
+    fm, ft = layer(mc.nn, shape).to(ctx.device), layer(ctx.torch.nn, shape).to(ctx.device)
 
     def mc_fwd_bwd():
         fm(x).backward(gm)
@@ -45,38 +48,22 @@ def _affine(m):
 @case("norm", "batch_norm2d", tags=("cpu", "gpu"),
       description="nn.BatchNorm2d(C) in training mode")
 def batch_norm(ctx):
-    import minicnn as mc  # noqa: PLC0415
-    C = _shape(ctx)[1]
-    dev = ctx.device
-    return _norm_case(ctx, lambda: mc.nn.BatchNorm2d(C).to(dev),
-                      lambda: ctx.torch.nn.BatchNorm2d(C).to(dev), _affine)
+    return _norm_case(ctx, lambda nn, shape: nn.BatchNorm2d(shape[1]), _affine)
 
 
 @case("norm", "layer_norm_chw", tags=("cpu", "gpu"),
       description="nn.LayerNorm((C, H, W)) with elementwise affine")
 def layer_norm(ctx):
-    import minicnn as mc  # noqa: PLC0415
-    ns = _shape(ctx)[1:]
-    dev = ctx.device
-    return _norm_case(ctx, lambda: mc.nn.LayerNorm(ns).to(dev),
-                      lambda: ctx.torch.nn.LayerNorm(ns).to(dev), _affine)
+    return _norm_case(ctx, lambda nn, shape: nn.LayerNorm(shape[1:]), _affine)
 
 
 @case("norm", "instance_norm2d", tags=("cpu", "gpu"),
       description="nn.InstanceNorm2d(C) (no affine, no running stats)")
 def instance_norm(ctx):
-    import minicnn as mc  # noqa: PLC0415
-    C = _shape(ctx)[1]
-    dev = ctx.device
-    return _norm_case(ctx, lambda: mc.nn.InstanceNorm2d(C).to(dev),
-                      lambda: ctx.torch.nn.InstanceNorm2d(C).to(dev))
+    return _norm_case(ctx, lambda nn, shape: nn.InstanceNorm2d(shape[1]))
 
 
 @case("norm", "group_norm_g32", tags=("cpu", "gpu"),
       description="nn.GroupNorm(32, C) with affine")
 def group_norm(ctx):
-    import minicnn as mc  # noqa: PLC0415
-    C = _shape(ctx)[1]
-    dev = ctx.device
-    return _norm_case(ctx, lambda: mc.nn.GroupNorm(32, C).to(dev),
-                      lambda: ctx.torch.nn.GroupNorm(32, C).to(dev), _affine)
+    return _norm_case(ctx, lambda nn, shape: nn.GroupNorm(32, shape[1]), _affine)
