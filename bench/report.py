@@ -169,6 +169,14 @@ def _json_default(o):
     return str(o)
 
 
+def _save(plt, fig, path):
+    """Lay out, write and close one figure; returns its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(results, out_dir, stem):
     """Two PNGs (ratio per case; achieved fraction of the ceiling); none without matplotlib."""
     try:
@@ -211,11 +219,7 @@ def write_plots(results, out_dir, stem):
     ax.set_xlabel("time ratio minicnn / PyTorch (log; < 1 is faster)")
     ax.set_title(f"{results['device']['name']} ({results['device']['kind']})")
     ax.legend()
-    fig.tight_layout()
-    p = os.path.join(out_dir, stem + "-ratio.png")
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(plt, fig, os.path.join(out_dir, stem + "-ratio.png")))
 
     rated = []
     for r in cases:
@@ -236,11 +240,7 @@ def write_plots(results, out_dir, stem):
         ax.set_xlabel(f"% of measured ceiling (SGEMM {c['sgemm_gflops']:.0f} GFLOP/s, "
                       f"copy {c['copy_gbps']:.0f} GB/s)")
         ax.legend()
-        fig.tight_layout()
-        p = os.path.join(out_dir, stem + "-ceiling.png")
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(plt, fig, os.path.join(out_dir, stem + "-ceiling.png")))
     return paths
 
 
