@@ -203,6 +203,17 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
     return _hessian_product(func, inputs, v, create_graph, strict, "hvp")
 
 
+def _grad_with_graph(out, xs, strict, fn_name):
+    """d out / d xs with their graph, for a second derivative; strict: no x may be unused."""
+    with autograd.enable_grad():
+        jac = _grad([out], xs, [None], create_graph=True)
+    if strict and any(g is None for g in jac):
+        i = next(i for i, g in enumerate(jac) if g is None)
+        raise RuntimeError(f"{fn_name}: the output of the user function is independent of "
+                           f"input {i}, which strict=True does not allow")
+    return jac
+
+
 def _hessian_product(func, inputs, v, create_graph, strict, fn_name):
     in_tuple, inputs = _as_tuple(inputs, "inputs", fn_name)
     xs = _prepare_inputs(inputs, create_graph, fn_name)
@@ -212,12 +223,7 @@ def _hessian_product(func, inputs, v, create_graph, strict, fn_name):
         v = _as_tuple(v, "v", fn_name)[1]
         _check_v(v, xs, fn_name, "input")
     out = _scalar_output(func, xs, fn_name)
-    with autograd.enable_grad():
-        jac = _grad([out], xs, [None], create_graph=True)
-    if strict and any(g is None for g in jac):
-        i = next(i for i, g in enumerate(jac) if g is None)
-        raise RuntimeError(f"{fn_name}: the output of the user function is independent of "
-                           f"input {i}, which strict=True does not allow")
+    jac = _grad_with_graph(out, xs, strict, fn_name)
     grads = _grad(jac, xs, v, create_graph)
     res = _finish(grads, xs, create_graph, strict, fn_name, "input")
     return (out if create_graph else out.detach()), _untuple(in_tuple, res)
@@ -281,12 +287,7 @@ def hessian(func, inputs, create_graph=False, strict=False):
     in_tuple, inputs = _as_tuple(inputs, "inputs", "hessian")
     xs = _prepare_inputs(inputs, create_graph, "hessian")
     out = _scalar_output(func, xs, "hessian")
-    with autograd.enable_grad():
-        jac = _grad([out], xs, [None], create_graph=True)
-    if strict and any(g is None for g in jac):
-        i = next(i for i, g in enumerate(jac) if g is None)
-        raise RuntimeError(f"hessian: the output of the user function is independent of input "
-                           f"{i}, which strict=True does not allow")
+    jac = _grad_with_graph(out, xs, strict, "hessian")
     hess = []
     for i, (g, x) in enumerate(zip(jac, xs)):
         if g is None or not g.requires_grad:
