@@ -77,19 +77,22 @@ def _float_dtype(dtype):
     return dtypes.resolve(dtype) or dtypes.get_default_dtype()
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
+def _new(xp_factory, size, dtype, device, requires_grad):
+    """zeros / ones / empty: xp.<xp_factory>(size) in dtype (default float) on the device."""
     xp = backend.xp_for(device)
-    return _make(xp.zeros(_size(size), _float_dtype(dtype)), requires_grad)
+    return _make(getattr(xp, xp_factory)(_size(size), _float_dtype(dtype)), requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _new("zeros", size, dtype, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    xp = backend.xp_for(device)
-    return _make(xp.ones(_size(size), _float_dtype(dtype)), requires_grad)
+    return _new("ones", size, dtype, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    xp = backend.xp_for(device)
-    return _make(xp.empty(_size(size), _float_dtype(dtype)), requires_grad)
+    return _new("empty", size, dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
@@ -121,23 +124,23 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     return _make(xp.linspace(start, end, steps, dtype=_float_dtype(dtype)), requires_grad)
 
 
-def _like(t, dtype, device):
-    return dtype if dtype is not None else t.dtype, device if device is not None else t.device
+def _like(factory, t, dtype, device, requires_grad, *args):
+    """factory(t.shape, *args) with t's dtype and device unless given: the *_like functions."""
+    return factory(t.shape, *args, dtype=dtype if dtype is not None else t.dtype,
+                   device=device if device is not None else t.device,
+                   requires_grad=requires_grad)
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False):
-    dtype, device = _like(t, dtype, device)
-    return zeros(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _like(zeros, t, dtype, device, requires_grad)
 
 
 def ones_like(t, dtype=None, device=None, requires_grad=False):
-    dtype, device = _like(t, dtype, device)
-    return ones(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _like(ones, t, dtype, device, requires_grad)
 
 
 def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
-    dtype, device = _like(t, dtype, device)
-    return full(t.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _like(full, t, dtype, device, requires_grad, fill_value)
 
 
 def _sample(method, size, dtype, device, requires_grad, generator):
@@ -172,13 +175,11 @@ def randperm(n, device=None, generator=None):
 
 
 def randn_like(t, dtype=None, device=None, requires_grad=False):
-    dtype, device = _like(t, dtype, device)
-    return randn(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _like(randn, t, dtype, device, requires_grad)
 
 
 def rand_like(t, dtype=None, device=None, requires_grad=False):
-    dtype, device = _like(t, dtype, device)
-    return rand(t.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+    return _like(rand, t, dtype, device, requires_grad)
 
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
