@@ -108,7 +108,7 @@ def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     if _fast3x3(w.shape, SH, SW):
-        run(_cpu().depthwise3x3s1_fwd, y.size * 9, x, w, PH, PW, DH, DW, y)
+        run(_cpu().grouped3x3s1_fwd, y.size * 9, x, w, x.shape[1], PH, PW, DH, DW, y)
         return y
     run(_cpu().depthwise_fwd, y.size * w.shape[2] * w.shape[3], x, w, SH, SW, PH, PW, DH, DW,
         y)
@@ -120,11 +120,12 @@ def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
         return _ref.depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
     gy, w = _c(gy), _c(w)
     gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
-    if _fast3x3(w.shape, SH, SW) and w.shape[0] == C and PH <= 2 * DH and PW <= 2 * DW:
+    if (_fast3x3(w.shape, SH, SW) and w.shape[0] == C and PH <= 2 * DH and PW <= 2 * DW
+            and gy.shape[2:] == (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW)):
         # stride 1, one output channel per input channel: the adjoint is the forward on gy with
         # the kernel flipped and padding D*(3-1) - P (covers every (h, w) exactly as col2im)
         wf = numpy.ascontiguousarray(w[:, :, ::-1, ::-1])
-        run(_cpu().depthwise3x3s1_fwd, gx.size * 9, gy, wf, 2 * DH - PH, 2 * DW - PW, DH, DW,
+        run(_cpu().grouped3x3s1_fwd, gx.size * 9, gy, wf, C, 2 * DH - PH, 2 * DW - PW, DH, DW,
             gx)
         return gx
     run(_cpu().depthwise_grad_input, gy.size * w.shape[2] * w.shape[3], gy, w, SH, SW, PH, PW,
@@ -138,7 +139,52 @@ def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], 1, KH, KW), x.dtype)
     if _fast3x3((KH, KW), SH, SW):
-        run(_cpu().depthwise3x3s1_grad_weight, gy.size * 9, x, gy, PH, PW, DH, DW, gw)
+        run(_cpu().grouped3x3s1_grad_weight, gy.size * 9, x, gy, x.shape[1], PH, PW, DH, DW,
+            gw)
         return gw
     run(_cpu().depthwise_grad_weight, gy.size * KH * KW, x, gy, SH, SW, PH, PW, DH, DW, gw)
+    return gw
+
+
+# --- grouped 3x3 stride-1 convolution with few channels per group (CPU only) --------------------
+# A direct kernel: with Cg = 4 channels per group, im2col + a batched GEMM of (Kg, 36) @ (36, N*L)
+# matrices is bound by the column copy and tiny GEMMs. The ops layer takes this path on NumPy
+# arrays when `grouped3x3_ok` says so.
+
+GROUPED_MAX_CG = 8
+
+
+def grouped3x3_ok(x_shape, w_shape, G, SH, SW, PH, PW, DH, DW):
+    return (G > 1 and _fast3x3(w_shape, SH, SW) and w_shape[1] <= GROUPED_MAX_CG
+            and PH <= 2 * DH and PW <= 2 * DW)
+
+
+def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW):
+    x, w = _c(x), _c(w)
+    y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    run(_cpu().grouped3x3s1_fwd, y.size * 9 * w.shape[1], x, w, G, PH, PW, DH, DW, y)
+    return y
+
+
+def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
+    """The adjoint as a forward on gy: per group the weight transposed (Kg <-> Cg) and flipped,
+    padding D*(3-1) - P. gy must have the full output size of (H, W)."""
+    if gy.shape[2:] != (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW):
+        raise ValueError(f"grouped3x3_grad_input: gy {gy.shape} is not the full output of "
+                         f"({H}, {W})")
+    gy = _c(gy)
+    K, Cg = w.shape[0], w.shape[1]
+    Kg = K // G
+    wt = numpy.ascontiguousarray(
+        w.reshape(G, Kg, Cg, 3, 3).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(C, Kg, 3, 3)
+    gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
+    run(_cpu().grouped3x3s1_fwd, gx.size * 9 * Kg, gy, wt, G, 2 * DH - PH, 2 * DW - PW, DH, DW,
+        gx)
+    return gx
+
+
+def grouped3x3_grad_weight(x, gy, G, Cg, PH, PW, DH, DW):
+    x, gy = _c(x), _c(gy)
+    gw = numpy.empty((gy.shape[1], Cg, 3, 3), x.dtype)
+    run(_cpu().grouped3x3s1_grad_weight, gy.size * 9 * Cg, x, gy, G, PH, PW, DH, DW, gw)
     return gw

@@ -50,6 +50,32 @@ def test_grouped_and_depthwise_backward_stride2_regression(device, groups, K, st
                          [x, w], directional=True)
 
 
+@pytest.mark.parametrize("groups,Cg,Kg,padding,dilation", [
+    (4, 1, 1, 1, 1), (3, 1, 2, 0, 2), (2, 4, 3, 1, 1), (4, 2, 2, 2, 1), (2, 3, 1, (1, 2), 2),
+    (32, 4, 4, 1, 1)])
+def test_direct_3x3_stride1_paths_match_torch(groups, Cg, Kg, padding, dilation):
+    """The direct 3x3 stride-1 depthwise and few-channels-per-group kernels: forward, both
+    gradients, conv_transpose2d (their grad_input as a forward) and a second derivative."""
+    C, K = groups * Cg, groups * Kg
+    x, xt = _both(_rand(2, C, 7, 6, seed=1))
+    w, wt = _both(_rand(K, Cg, 3, 3, seed=2))
+    kw = dict(padding=padding, dilation=dilation, groups=groups)
+    y, yt = F.conv2d(x, w, **kw), TF.conv2d(xt, wt, **kw)
+    gy = _rand(*yt.shape, seed=4)
+    y.backward(mc.tensor(gy))
+    yt.backward(torch.tensor(gy))
+    for a, t in ((y, yt), (x.grad, xt.grad), (w.grad, wt.grad)):
+        np.testing.assert_allclose(to_numpy(a.data), t.detach().numpy(), rtol=1e-10, atol=1e-10)
+    g, gt = _both(_rand(2, C, 7, 6, seed=5))
+    wT, wTt = _both(_rand(C, Kg, 3, 3, seed=6))
+    np.testing.assert_allclose(
+        F.conv_transpose2d(g, wT, padding=padding, dilation=dilation, groups=groups).data,
+        TF.conv_transpose2d(gt, wTt, padding=padding, dilation=dilation,
+                            groups=groups).detach().numpy(), rtol=1e-10, atol=1e-10)
+    if groups <= 4:
+        mc.testing.gradgradcheck(lambda x, w: F.conv2d(x, w, **kw), [x, w], directional=True)
+
+
 @pytest.mark.parametrize("shape,wshape,kw", [
     ((2, 8, 20, 18), (12, 8, 3, 3), dict(padding=1)),                    # im2col, parallel
     ((2, 16, 17, 15), (16, 1, 3, 3), dict(padding=1, stride=2, groups=16)),  # depthwise

@@ -150,6 +150,35 @@ def test_depthwise_3x3_stride1_fast_path_matches_reference(N, C, M, H, W, PH, PW
                                RC.depthwise_grad_weight(x, gy, 3, 3, *hp), rtol=tol, atol=tol)
 
 
+@given(N=st.integers(1, 2), G=st.integers(1, 3), Cg=st.integers(1, 4), Kg=st.integers(1, 3),
+       H=st.integers(1, 7), W=st.integers(1, 7), P=st.integers(0, 2), D=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 32 - 1))
+def test_grouped_3x3_stride1_kernels_match_reference(N, G, Cg, Kg, H, W, P, D, dtype, seed):
+    # the direct grouped kernels: forward against the definition, grad_input / grad_weight
+    # against the im2col + col2im form of the references (the conv's adjoints)
+    P = min(P, 2 * D)
+    H, W = H + max(0, 2 * D - 2 * P), W + max(0, 2 * D - 2 * P)
+    OH, OW = H + 2 * P - 2 * D, W + 2 * P - 2 * D
+    C, Kk = G * Cg, G * Kg
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((Kk, Cg, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((N, Kk, OH, OW)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(K.grouped3x3_conv2d(x, w, G, P, P, D, D, OH, OW),
+                               RC.conv2d(x, w, 1, 1, P, P, D, D, G), rtol=tol, atol=tol)
+    col_gy = gy.reshape(N, G, Kg, OH * OW)
+    wr = w.reshape(G, Kg, Cg * 9)
+    gcol = np.einsum("gkq,ngkl->gqnl", wr, col_gy).reshape(C, 3, 3, N, OH, OW)
+    np.testing.assert_allclose(K.grouped3x3_grad_input(gy, w, G, C, H, W, P, P, D, D),
+                               RC.col2im(gcol, H, W, 1, 1, P, P, D, D), rtol=tol, atol=tol)
+    col = RC.im2col(x, 3, 3, 1, 1, P, P, D, D, OH, OW).reshape(G, Cg * 9, N * OH * OW)
+    gyt = gy.reshape(N, G, Kg, OH * OW).transpose(1, 2, 0, 3).reshape(G, Kg, N * OH * OW)
+    gw = np.einsum("gkl,gql->gkq", gyt, col).reshape(Kk, Cg, 3, 3)
+    np.testing.assert_allclose(K.grouped3x3_grad_weight(x, gy, G, Cg, P, P, D, D), gw,
+                               rtol=tol, atol=tol * 10)
+
+
 def test_depthwise_3x3_fast_path_large_and_nonfinite():
     # the threaded path on a suite-sized input, and NaN/inf propagate (no finite-math flags)
     rng = np.random.default_rng(3)

@@ -241,44 +241,58 @@ _FM = {"reassoc", "contract"}
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def depthwise3x3s1_fwd(x, w, PH, PW, DH, DW, y):
-    """y[n, k] = sum_{kh, kw < 3} w[k, 0, kh, kw] * xpad[n, k // M, oh + kh*DH, ow + kw*DW]."""
+def grouped3x3s1_fwd(x, w, G, PH, PW, DH, DW, y):
+    """y[n, k] = sum_{ci < Cg, kh, kw < 3} w[k, ci, kh, kw] * xpad[n, g*Cg + ci, oh + kh*DH,
+    ow + kw*DW] with g = k // Kg (depthwise: Cg == 1). One (n, g) each: its Cg padded input
+    planes are built once and feed the group's Kg output planes."""
     N, C, H, W = x.shape
-    K = w.shape[0]
+    K, Cg = w.shape[0], w.shape[1]
     OH, OW = y.shape[2], y.shape[3]
-    M = K // C
+    Kg = K // G
     Hp, Wp = H + 2 * PH, W + 2 * PW
-    for p in prange(N * K):
-        n = p // K
-        k = p % K
-        c = k // M
-        xp = np.zeros((Hp, Wp), x.dtype)
-        xp[PH:PH + H, PW:PW + W] = x[n, c]
-        w00, w01, w02 = w[k, 0, 0, 0], w[k, 0, 0, 1], w[k, 0, 0, 2]
-        w10, w11, w12 = w[k, 0, 1, 0], w[k, 0, 1, 1], w[k, 0, 1, 2]
-        w20, w21, w22 = w[k, 0, 2, 0], w[k, 0, 2, 1], w[k, 0, 2, 2]
-        for oh in range(OH):
-            yr = y[n, k, oh]
-            r0, r1, r2 = xp[oh], xp[oh + DH], xp[oh + 2 * DH]
-            a0, a1, a2 = r0[0:OW], r0[DW:DW + OW], r0[2 * DW:2 * DW + OW]
-            b0, b1, b2 = r1[0:OW], r1[DW:DW + OW], r1[2 * DW:2 * DW + OW]
-            c0, c1, c2 = r2[0:OW], r2[DW:DW + OW], r2[2 * DW:2 * DW + OW]
-            for i in range(OW):
-                yr[i] = (w00 * a0[i] + w01 * a1[i] + w02 * a2[i]
-                         + w10 * b0[i] + w11 * b1[i] + w12 * b2[i]
-                         + w20 * c0[i] + w21 * c1[i] + w22 * c2[i])
+    for p in prange(N * G):
+        n = p // G
+        g = p % G
+        xp = np.zeros((Cg, Hp, Wp), x.dtype)
+        for ci in range(Cg):
+            xp[ci, PH:PH + H, PW:PW + W] = x[n, g * Cg + ci]
+        for kk in range(Kg):
+            k = g * Kg + kk
+            for oh in range(OH):
+                yr = y[n, k, oh]
+                for ci in range(Cg):
+                    w00, w01, w02 = w[k, ci, 0, 0], w[k, ci, 0, 1], w[k, ci, 0, 2]
+                    w10, w11, w12 = w[k, ci, 1, 0], w[k, ci, 1, 1], w[k, ci, 1, 2]
+                    w20, w21, w22 = w[k, ci, 2, 0], w[k, ci, 2, 1], w[k, ci, 2, 2]
+                    r0, r1, r2 = xp[ci, oh], xp[ci, oh + DH], xp[ci, oh + 2 * DH]
+                    a0, a1, a2 = r0[0:OW], r0[DW:DW + OW], r0[2 * DW:2 * DW + OW]
+                    b0, b1, b2 = r1[0:OW], r1[DW:DW + OW], r1[2 * DW:2 * DW + OW]
+                    c0, c1, c2 = r2[0:OW], r2[DW:DW + OW], r2[2 * DW:2 * DW + OW]
+                    if ci == 0:
+                        for i in range(OW):
+                            yr[i] = (w00 * a0[i] + w01 * a1[i] + w02 * a2[i]
+                                     + w10 * b0[i] + w11 * b1[i] + w12 * b2[i]
+                                     + w20 * c0[i] + w21 * c1[i] + w22 * c2[i])
+                    else:
+                        for i in range(OW):
+                            yr[i] += (w00 * a0[i] + w01 * a1[i] + w02 * a2[i]
+                                      + w10 * b0[i] + w11 * b1[i] + w12 * b2[i]
+                                      + w20 * c0[i] + w21 * c1[i] + w22 * c2[i])
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def depthwise3x3s1_grad_weight(x, gy, PH, PW, DH, DW, gw):
-    """gw[k, 0, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * xpad[n, k // M, oh + kh*DH,
-    ow + kw*DW]; one k each, row sums in the input's precision, then float64 across rows."""
+def grouped3x3s1_grad_weight(x, gy, G, PH, PW, DH, DW, gw):
+    """gw[k, ci, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * xpad[n, g*Cg + ci, oh + kh*DH,
+    ow + kw*DW]; one (k, ci) each, row sums in the input's precision, then float64 across rows."""
     N, C, H, W = x.shape
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
-    M = K // C
+    Cg = gw.shape[1]
+    Kg = K // G
     Hp, Wp = H + 2 * PH, W + 2 * PW
-    for k in prange(K):
-        c = k // M
+    for q in prange(K * Cg):
+        k = q // Cg
+        ci = q % Cg
+        c = (k // Kg) * Cg + ci
         xp = np.zeros((Hp, Wp), x.dtype)
         acc = np.zeros(9, np.float64)
         for n in range(N):
@@ -312,4 +326,4 @@ def depthwise3x3s1_grad_weight(x, gy, PH, PW, DH, DW, gw):
                 acc[7] += s7
                 acc[8] += s8
         for j in range(9):
-            gw[k, 0, j // 3, j % 3] = acc[j]
+            gw[k, ci, j // 3, j % 3] = acc[j]

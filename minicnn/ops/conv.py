@@ -38,12 +38,15 @@ class ConvParams:
         return OH, OW
 
 
-def _path(p, C, w_shape):
+def _path(p, C, w_shape, a=None):
     K, Cg, KH, KW = w_shape
     if p.G == C and p.G > 1 and Cg == 1:
         return "depthwise"
     if KH == 1 and KW == 1 and p.PH == 0 and p.PW == 0:
         return "pointwise"
+    if a is not None and not is_cuda_array(a) and kernels.conv.grouped3x3_ok(
+            None, w_shape, p.G, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW):
+        return "grouped3x3"   # few channels per group, 3x3 stride 1: a direct Numba kernel
     return "im2col"
 
 
@@ -89,9 +92,11 @@ def _conv_fwd(x, w, p, out_hw=None):
     K, Cg, KH, KW = w.shape
     G, Kg = p.G, K // p.G
     OH, OW = out_hw or p.out_size(H, W, KH, KW)
-    path = _path(p, C, w.shape)
+    path = _path(p, C, w.shape, x)
     if path == "depthwise":
         return kernels.depthwise_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW)
+    if path == "grouped3x3":
+        return kernels.conv.grouped3x3_conv2d(x, w, G, p.PH, p.PW, p.DH, p.DW, OH, OW)
     wr = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW)
     if path == "pointwise":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
@@ -109,9 +114,13 @@ def _conv_grad_input(w, gy, x_shape, p):
     K, Cg, KH, KW = w.shape
     G, Kg = p.G, K // p.G
     _, _, OH, OW = gy.shape
-    path = _path(p, C, w.shape)
+    path = _path(p, C, w.shape, gy)
     if path == "depthwise":
         return kernels.depthwise_grad_input(gy, w, C, H, W, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
+    if path == "grouped3x3" and (OH, OW) == (H + 2 * p.PH - 2 * p.DH, W + 2 * p.PW - 2 * p.DW):
+        return kernels.conv.grouped3x3_grad_input(gy, w, G, C, H, W, p.PH, p.PW, p.DH, p.DW)
+    if path == "grouped3x3":
+        path = "im2col"
     gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
     wt = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW).transpose(0, 2, 1)  # (G, CKK, Kg)
     if path == "pointwise":
@@ -136,9 +145,13 @@ def _conv_grad_weight(x, gy, w_shape, p):
     K, Cg, KH, KW = w_shape
     G = p.G
     _, _, OH, OW = gy.shape
-    path = _path(p, C, w_shape)
+    path = _path(p, C, w_shape, x)
     if path == "depthwise":
         return kernels.depthwise_grad_weight(x, gy, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
+    if path == "grouped3x3" and (OH, OW) == (H + 2 * p.PH - 2 * p.DH, W + 2 * p.PW - 2 * p.DW):
+        return kernels.conv.grouped3x3_grad_weight(x, gy, G, Cg, p.PH, p.PW, p.DH, p.DW)
+    if path == "grouped3x3":
+        path = "im2col"
     gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
     if path == "pointwise":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
