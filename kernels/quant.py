@@ -1,5 +1,6 @@
 """Dispatchers of the int8 quantization kernels: NumPy arrays go to the Numba kernels
-(kernels/cpu/quant.py), CuPy arrays to xp-generic CuPy code (integer matmul on int32-cast arrays).
+(kernels/cpu/quant.py), CuPy arrays to xp-generic CuPy code (integer matmul on int32-cast arrays; im2col_int8 runs the
+reference, which is xp-generic).
 
 The CuPy path is written against CuPy's NumPy-compatible API but is UNTESTED here (no GPU in the
 session that wrote it). The NumPy references live in kernels/reference/quant.py.
@@ -7,6 +8,8 @@ session that wrote it). The NumPy references live in kernels/reference/quant.py.
 import numpy as np
 
 from minicnn.backend import get_array_module
+
+from .reference import quant as _ref
 
 _INT8_MIN, _INT8_MAX = -128, 127
 
@@ -100,17 +103,8 @@ def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
     if OH <= 0 or OW <= 0:
         raise ValueError(f"im2col_int8: kernel ({KH}x{KW}) with dilation ({DH}, {DW}) is larger "
                          f"than the padded input of size {list(x.shape)}")
-    xp = get_array_module(x)
-    if xp is not np:
-        xpad = xp.full((N, C, H + 2 * PH, W + 2 * PW), pad_value, dtype=xp.int8)
-        xpad[:, :, PH:PH + H, PW:PW + W] = x
-        cols = xp.empty((N, OH, OW, C, KH, KW), dtype=xp.int8)
-        for i in range(KH):
-            for j in range(KW):
-                patch = xpad[:, :, i * DH:i * DH + SH * (OH - 1) + 1:SH,
-                             j * DW:j * DW + SW * (OW - 1) + 1:SW]    # (N, C, OH, OW)
-                cols[:, :, :, :, i, j] = patch.transpose(0, 2, 3, 1)  # -> (N, OH, OW, C)
-        return cols.reshape(N * OH * OW, C * KH * KW), OH, OW
+    if get_array_module(x) is not np:
+        return _ref.im2col_int8(x, KH, KW, SH, SW, PH, PW, DH, DW, pad_value)
     from .cpu.quant import im2col_int8_kernel  # noqa: PLC0415
     out = np.empty((N * OH * OW, C * KH * KW), np.int8)
     im2col_int8_kernel(np.ascontiguousarray(x, dtype=np.int8), KH, KW, SH, SW, PH, PW, DH, DW,

@@ -14,6 +14,8 @@ Conventions (shared with kernels/cpu/quant.py and the dispatchers in kernels/qua
 """
 import numpy as np
 
+from minicnn.backend import get_array_module
+
 
 def quantize_per_tensor(x, scale, zero_point, qmin=-128, qmax=127):
     q = np.rint(np.asarray(x, np.float32) / np.float32(scale)) + np.float32(zero_point)
@@ -58,15 +60,17 @@ def qgemm_nt(a, b, a_zp=0):
 
 
 def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
+    """xp-generic (the CuPy path of kernels/quant.py runs it as it is)."""
+    xp = get_array_module(x)
     N, C, H, W = x.shape
     OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
     OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    xp_ = np.full((N, C, H + 2 * PH, W + 2 * PW), pad_value, dtype=np.int8)
-    xp_[:, :, PH:PH + H, PW:PW + W] = x
-    cols = np.empty((N, OH, OW, C, KH, KW), dtype=np.int8)
+    xpad = xp.full((N, C, H + 2 * PH, W + 2 * PW), pad_value, dtype=xp.int8)
+    xpad[:, :, PH:PH + H, PW:PW + W] = x
+    cols = xp.empty((N, OH, OW, C, KH, KW), dtype=xp.int8)
     for i in range(KH):
         for j in range(KW):
-            patch = xp_[:, :, i * DH:i * DH + SH * (OH - 1) + 1:SH,
-                        j * DW:j * DW + SW * (OW - 1) + 1:SW]          # (N, C, OH, OW)
+            patch = xpad[:, :, i * DH:i * DH + SH * (OH - 1) + 1:SH,
+                         j * DW:j * DW + SW * (OW - 1) + 1:SW]         # (N, C, OH, OW)
             cols[:, :, :, :, i, j] = patch.transpose(0, 2, 3, 1)       # -> (N, OH, OW, C)
     return cols.reshape(N * OH * OW, C * KH * KW), OH, OW              # (N*OH*OW, C*KH*KW)
