@@ -1,6 +1,6 @@
 """Dispatchers of the int8 quantization kernels: NumPy arrays go to the Numba kernels
-(kernels/cpu/quant.py), CuPy arrays to xp-generic CuPy code (integer matmul on int32-cast arrays; im2col_int8 runs the
-reference, which is xp-generic).
+(kernels/cpu/quant.py), CuPy arrays to xp-generic CuPy code (integer matmul on int32-cast
+arrays; im2col_int8 runs the reference, which is xp-generic).
 
 The CuPy path is written against CuPy's NumPy-compatible API but is UNTESTED here (no GPU in the
 session that wrote it). The NumPy references live in kernels/reference/quant.py.
