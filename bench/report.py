@@ -34,6 +34,12 @@ def _spread(p):
     return f" ±{(p['q3_s'] - p['q1_s']) / 2 / p['median_s'] * 100:.0f}%"
 
 
+def _median(ph, side):
+    """One side's median time of a phase (or None) with its spread, e.g. '1.2 ms ±3%'."""
+    p = (ph or {}).get(side)
+    return fmt_time((p or {}).get("median_s")) + _spread(p)
+
+
 def _rate(ph, side="mc"):
     """('12.3 GFLOP/s', fraction of ceiling) for the phase, preferring FLOPs over bytes."""
     p = (ph or {}).get(side) or {}
@@ -59,12 +65,8 @@ def rows(results):
         first = (f or b or {}).get("mc") or {}
         out.append([
             r["key"], r["status"],
-            fmt_time(((f or {}).get("mc") or {}).get("median_s")) + _spread((f or {}).get("mc")),
-            fmt_time(((f or {}).get("torch") or {}).get("median_s")) + _spread((f or {}).get("torch")),
-            fmt_ratio((f or {}).get("ratio")),
-            fmt_time(((b or {}).get("mc") or {}).get("median_s")) + _spread((b or {}).get("mc")),
-            fmt_time(((b or {}).get("torch") or {}).get("median_s")) + _spread((b or {}).get("torch")),
-            fmt_ratio((b or {}).get("ratio")),
+            _median(f, "mc"), _median(f, "torch"), fmt_ratio((f or {}).get("ratio")),
+            _median(b, "mc"), _median(b, "torch"), fmt_ratio((b or {}).get("ratio")),
             rate, "-" if frac is None else f"{frac * 100:.1f}%",
             "-" if tfrac is None else f"{tfrac * 100:.1f}%",
             fmt_time(first.get("first_call_s")),
