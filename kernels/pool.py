@@ -31,7 +31,10 @@ def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     x = _c(x)
     y = numpy.empty(x.shape[:2] + (OH, OW), x.dtype)
     idx = numpy.empty(x.shape[:2] + (OH, OW), numpy.int64)
-    run(_cpu().max_pool_fwd, y.size * KH * KW, x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx)
+    if KH == 3 and KW == 3:  # separable, vectorised (kernels/cpu/pool.py)
+        run(_cpu().max_pool3x3_fwd, y.size * 9, x, SH, SW, PH, PW, DH, DW, y, idx)
+    else:
+        run(_cpu().max_pool_fwd, y.size * KH * KW, x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx)
     return y, idx
 
 

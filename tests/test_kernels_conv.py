@@ -230,6 +230,34 @@ def test_max_pool_kernel_matches_reference(g, D):
                                RP.plane_scatter(gy, ridx, *shape[2:]), rtol=1e-6, atol=1e-6)
 
 
+@given(N=st.integers(1, 2), C=st.integers(1, 3), H=st.integers(1, 8), W=st.integers(1, 8),
+       S=st.integers(1, 3), PD=st.integers(0, 1), D=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 32 - 1))
+def test_separable_max_pool_3x3_ties_nan_inf(N, C, H, W, S, PD, D, dtype, seed):
+    # the separable 3x3 kernel equals the generic kernel (PyTorch's scan: the first maximum, the
+    # last NaN, a window of -inf gives its first element) on inputs full of ties, NaN and -inf;
+    # without NaN also the reference
+    from minicnn.kernels.cpu import pool as CP
+    H, W = H + max(0, 2 * D - 2 * PD), W + max(0, 2 * D - 2 * PD)
+    OH, OW = (H + 2 * PD - 2 * D - 1) // S + 1, (W + 2 * PD - 2 * D - 1) // S + 1
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (N, C, H, W)).astype(dtype)
+    args = (3, 3, S, S, PD, PD, D, D, OH, OW)
+    y, idx = P.max_pool2d_fwd(x, *args)
+    ry, ridx = RP.max_pool_fwd(x, *args)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    u = rng.random(x.shape)
+    x[u < 0.2] = np.nan
+    x[(u >= 0.2) & (u < 0.4)] = -np.inf
+    x[0, 0] = -np.inf
+    y, idx = P.max_pool2d_fwd(x, *args)
+    gy, gidx = np.empty_like(y), np.empty_like(idx)
+    CP.max_pool_fwd(x, *args[:8], gy, gidx)
+    np.testing.assert_array_equal(y, gy)
+    np.testing.assert_array_equal(idx, gidx)
+
+
 @given(g=pool_geometry(), override=st.sampled_from([None, 3]))
 def test_avg_pool_kernels_match_reference(g, override):
     rng = np.random.default_rng(g["seed"])

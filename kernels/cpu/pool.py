@@ -176,3 +176,118 @@ def adaptive_max_fwd(x, hs, he, ws, we, y, idx):
                 y[n, c, oh, ow] = best
                 idx[n, c, oh, ow] = arg
 
+
+
+# --- 3x3 max pool (ResNet's stem pool), any stride, padding and dilation -----------------------
+# Separable: a row pass takes the max over the 3 taps of each input row for every output column,
+# then a column pass takes the max over the 3 row results of each window. The scan rule
+# (replace when larger or NaN, starting from the window's first element with -inf) applied row by
+# row and then across rows gives the same value and index as PyTorch's row-major scan: with a
+# NaN, the last NaN of the last row holding one (= the last NaN in row-major order); without, the
+# first row holding the maximum and its first maximum (= the first maximum in row-major order).
+# Interior columns and rows are written as branch-free selects over local values, which LLVM
+# vectorises; border ones (a tap in the padding) take the generic loop.
+
+@njit(inline="always")
+def _pick(v, m, j, c):
+    t = (v > m) | (v != v)
+    return (v if t else m), (c if t else j)
+
+
+@njit(parallel=True, cache=True)
+def max_pool3x3_fwd(x, SH, SW, PH, PW, DH, DW, y, idx):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    # output columns whose 3 taps are all inside the row, and rows likewise
+    olo = (PW + SW - 1) // SW
+    ohi = (W - 1 - 2 * DW + PW) // SW + 1 if W - 1 - 2 * DW + PW >= 0 else 0
+    ohi = min(ohi, OW)
+    olo = min(olo, ohi)
+    rlo = (PH + SH - 1) // SH
+    rhi = (H - 1 - 2 * DH + PH) // SH + 1 if H - 1 - 2 * DH + PH >= 0 else 0
+    rhi = min(rhi, OH)
+    rlo = min(rlo, rhi)
+    ninf = -np.inf
+    for p in prange(N * C):
+        n = p // C
+        c = p % C
+        xpl = x[n, c]
+        hv = np.empty((H, OW), x.dtype)     # row-pass max of each input row, per output column
+        hc = np.empty((H, OW), np.int64)    # and its column
+        for h in range(H):
+            xr = xpl[h]
+            mv = hv[h]
+            mc = hc[h]
+            for ow in range(olo):
+                m, j = _col_scan(xr, ow * SW - PW, DW, W)
+                mv[ow] = m
+                mc[ow] = j
+            cnt = ohi - olo
+            if cnt > 0:
+                s0 = olo * SW - PW
+                a = xr[s0:s0 + (cnt - 1) * SW + 1:SW]
+                b = xr[s0 + DW:s0 + DW + (cnt - 1) * SW + 1:SW]
+                d = xr[s0 + 2 * DW:s0 + 2 * DW + (cnt - 1) * SW + 1:SW]
+                mvv = mv[olo:ohi]
+                mcv = mc[olo:ohi]
+                for i in range(cnt):
+                    c0 = s0 + i * SW
+                    m = a[i]
+                    j = c0
+                    m, j = _pick(b[i], m, j, c0 + DW)
+                    m, j = _pick(d[i], m, j, c0 + 2 * DW)
+                    mvv[i] = m
+                    mcv[i] = j
+            for ow in range(ohi, OW):
+                m, j = _col_scan(xr, ow * SW - PW, DW, W)
+                mv[ow] = m
+                mc[ow] = j
+        ypl = y[n, c]
+        jpl = idx[n, c]
+        for oh in range(OH):
+            h0 = oh * SH - PH
+            yr = ypl[oh]
+            jr = jpl[oh]
+            if rlo <= oh < rhi:
+                r0, r1, r2 = hv[h0], hv[h0 + DH], hv[h0 + 2 * DH]
+                c0, c1, c2 = hc[h0], hc[h0 + DH], hc[h0 + 2 * DH]
+                b0 = h0 * W
+                b1 = b0 + DH * W
+                b2 = b1 + DH * W
+                for i in range(OW):
+                    m = r0[i]
+                    j = b0 + c0[i]
+                    m, j = _pick(r1[i], m, j, b1 + c1[i])
+                    m, j = _pick(r2[i], m, j, b2 + c2[i])
+                    yr[i] = m
+                    jr[i] = j
+            else:
+                for i in range(OW):
+                    m = ninf
+                    j = -1
+                    for kh in range(3):
+                        h = h0 + kh * DH
+                        if h < 0 or h >= H:
+                            continue
+                        if j < 0:
+                            m = hv[h, i]
+                            j = h * W + hc[h, i]
+                        else:
+                            m, j = _pick(hv[h, i], m, j, h * W + hc[h, i])
+                    yr[i] = m
+                    jr[i] = j
+
+
+@njit(inline="always")
+def _col_scan(xr, s, DW, W):
+    """max over the in-row taps s, s+DW, s+2DW of a row, from -inf at the first valid tap."""
+    m = -np.inf
+    j = -1
+    for kw in range(3):
+        col = s + kw * DW
+        if col < 0 or col >= W:
+            continue
+        if j < 0:
+            j = col
+        m, j = _pick(xr[col], m, j, col)
+    return m, j
