@@ -16,6 +16,23 @@ def _tensor(xp, shape, value, dtype):
     return xp.full(shape, value, dtype=dtype)
 
 
+def _xp_dtype(device, dtype):
+    return xp_for(device or "cpu"), dtypes.resolve(dtype) or dtypes.get_default_dtype()
+
+
+def _add_affine(module, shape, weight, bias, xp, dtype):
+    """module.weight = ones(shape) if weight, module.bias = zeros(shape) if weight and bias, as
+    Parameters; None otherwise (PyTorch's names and initial values)."""
+    if weight:
+        module.weight = Parameter(_tensor(xp, shape, 1.0, dtype))
+    else:
+        module.register_parameter("weight", None)
+    if weight and bias:
+        module.bias = Parameter(_tensor(xp, shape, 0.0, dtype))
+    else:
+        module.register_parameter("bias", None)
+
+
 class _NormBase(Module):
     _dims = None  # allowed input ndims
 
@@ -25,15 +42,9 @@ class _NormBase(Module):
         self.num_features = int(num_features)
         self.eps, self.momentum = eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        dtype = dtypes.resolve(dtype) or dtypes.get_default_dtype()
-        xp = xp_for(device or "cpu")
+        xp, dtype = _xp_dtype(device, dtype)
         C = self.num_features
-        if affine:
-            self.weight = Parameter(_tensor(xp, (C,), 1.0, dtype))
-            self.bias = Parameter(_tensor(xp, (C,), 0.0, dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _add_affine(self, (C,), affine, True, xp, dtype)
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(_tensor(xp, (C,), 0.0, dtype)))
             self.register_buffer("running_var", Tensor(_tensor(xp, (C,), 1.0, dtype)))
@@ -143,17 +154,8 @@ class LayerNorm(Module):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(int(s) for s in normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
-        dtype = dtypes.resolve(dtype) or dtypes.get_default_dtype()
-        xp = xp_for(device or "cpu")
-        if elementwise_affine:
-            self.weight = Parameter(_tensor(xp, self.normalized_shape, 1.0, dtype))
-            if bias:
-                self.bias = Parameter(_tensor(xp, self.normalized_shape, 0.0, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _add_affine(self, self.normalized_shape, elementwise_affine, bias,
+                    *_xp_dtype(device, dtype))
 
     def forward(self, input):  # noqa: A002
         return N.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -171,14 +173,7 @@ class GroupNorm(Module):
                              f"num_groups ({num_groups})")
         self.num_groups, self.num_channels = int(num_groups), int(num_channels)
         self.eps, self.affine = eps, affine
-        dtype = dtypes.resolve(dtype) or dtypes.get_default_dtype()
-        xp = xp_for(device or "cpu")
-        if affine:
-            self.weight = Parameter(_tensor(xp, (num_channels,), 1.0, dtype))
-            self.bias = Parameter(_tensor(xp, (num_channels,), 0.0, dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _add_affine(self, (self.num_channels,), affine, True, *_xp_dtype(device, dtype))
 
     def forward(self, input):  # noqa: A002
         x = input
