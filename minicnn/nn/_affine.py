@@ -1,5 +1,6 @@
-"""The weight and bias parameters of Linear and the Conv layers: their creation and PyTorch's
-default initialisation, which the two families share."""
+"""Creating layers' parameters: the array module and dtype they live in, and the weight and
+bias of Linear and the Conv layers with PyTorch's default initialisation (shared by both
+families)."""
 import math
 
 from .. import dtypes
@@ -8,11 +9,16 @@ from . import init
 from .parameter import Parameter
 
 
+def xp_and_dtype(device, dtype):
+    """The array module and dtype of a new layer's parameters (defaults: CPU, the default
+    float dtype)."""
+    return xp_for(device or "cpu"), dtypes.resolve(dtype) or dtypes.get_default_dtype()
+
+
 def add_weight_and_bias(module, weight_shape, out_features, bias, device=None, dtype=None):
     """Register module.weight (weight_shape) and module.bias (out_features,), or None when bias
     is false; both left uninitialised (the caller runs reset_parameters())."""
-    dtype = dtypes.resolve(dtype) or dtypes.get_default_dtype()
-    xp = xp_for(device or "cpu")
+    xp, dtype = xp_and_dtype(device, dtype)
     module.weight = Parameter(xp.empty(weight_shape, dtype=dtype))
     if bias:
         module.bias = Parameter(xp.empty((out_features,), dtype=dtype))

@@ -1,7 +1,6 @@
 """Activation layers (PyTorch's names, arguments and reprs), over minicnn.functional."""
-from .. import dtypes
-from ..backend import xp_for
 from ..ops import activation as A
+from ._affine import xp_and_dtype
 from .module import Module
 from .parameter import Parameter
 
@@ -134,8 +133,7 @@ class PReLU(Module):
     def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
         super().__init__()
         self.num_parameters, self.init = int(num_parameters), init
-        dtype = dtypes.resolve(dtype) or dtypes.get_default_dtype()
-        xp = xp_for(device or "cpu")
+        xp, dtype = xp_and_dtype(device, dtype)
         self.weight = Parameter(xp.full((self.num_parameters,), init, dtype=dtype))
 
     def reset_parameters(self):

@@ -3,21 +3,16 @@
 Parameter and buffer names follow PyTorch (weight, bias, running_mean, running_var,
 num_batches_tracked) so state_dicts load across.
 """
-from .. import dtypes
-from ..backend import xp_for
 from ..ops import norm as N
 from ..ops.util import shape_str
 from ..tensor import Tensor
+from ._affine import xp_and_dtype
 from .module import Module
 from .parameter import Parameter
 
 
 def _tensor(xp, shape, value, dtype):
     return xp.full(shape, value, dtype=dtype)
-
-
-def _xp_dtype(device, dtype):
-    return xp_for(device or "cpu"), dtypes.resolve(dtype) or dtypes.get_default_dtype()
 
 
 def _add_affine(module, shape, weight, bias, xp, dtype):
@@ -42,7 +37,7 @@ class _NormBase(Module):
         self.num_features = int(num_features)
         self.eps, self.momentum = eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        xp, dtype = _xp_dtype(device, dtype)
+        xp, dtype = xp_and_dtype(device, dtype)
         C = self.num_features
         _add_affine(self, (C,), affine, True, xp, dtype)
         if track_running_stats:
@@ -155,7 +150,7 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(int(s) for s in normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         _add_affine(self, self.normalized_shape, elementwise_affine, bias,
-                    *_xp_dtype(device, dtype))
+                    *xp_and_dtype(device, dtype))
 
     def forward(self, input):  # noqa: A002
         return N.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -173,7 +168,7 @@ class GroupNorm(Module):
                              f"num_groups ({num_groups})")
         self.num_groups, self.num_channels = int(num_groups), int(num_channels)
         self.eps, self.affine = eps, affine
-        _add_affine(self, (self.num_channels,), affine, True, *_xp_dtype(device, dtype))
+        _add_affine(self, (self.num_channels,), affine, True, *xp_and_dtype(device, dtype))
 
     def forward(self, input):  # noqa: A002
         x = input
