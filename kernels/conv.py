@@ -3,7 +3,7 @@ CuPy arrays (correct; dedicated CUDA kernels are another issue).
 
     im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> col (C, KH, KW, N, OH, OW)
     col2im(col, H, W, SH, SW, PH, PW, DH, DW)         -> img (N, C, H, W), overlaps accumulated
-    depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)  -> y (N, K, OH, OW)
+    depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None) -> y (N, K, OH, OW) (+ b)
     depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW) -> gx (N, C, H, W)
     depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW) -> gw (K, 1, KH, KW)
 
@@ -102,16 +102,25 @@ def _fast3x3(w_shape, SH, SW):
     return w_shape[-2] == 3 and w_shape[-1] == 3 and SH == 1 and SW == 1
 
 
-def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
+def _bias(b, K, dtype):
+    return numpy.zeros(K, dtype) if b is None else _c(b)
+
+
+def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
+    """b: an optional (K,) bias, added here (fused into the 3x3 stride-1 kernel)."""
     if is_cuda_array(x):
-        return _ref.depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)
+        y = _ref.depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)
+        return y if b is None else y + b.reshape(1, -1, 1, 1)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     if _fast3x3(w.shape, SH, SW):
-        run(_cpu().grouped3x3s1_fwd, y.size * 9, x, w, x.shape[1], PH, PW, DH, DW, y)
+        run(_cpu().grouped3x3s1_fwd, y.size * 9, x, w, _bias(b, w.shape[0], x.dtype),
+            x.shape[1], PH, PW, DH, DW, y)
         return y
     run(_cpu().depthwise_fwd, y.size * w.shape[2] * w.shape[3], x, w, SH, SW, PH, PW, DH, DW,
         y)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
     return y
 
 
@@ -125,8 +134,8 @@ def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
         # stride 1, one output channel per input channel: the adjoint is the forward on gy with
         # the kernel flipped and padding D*(3-1) - P (covers every (h, w) exactly as col2im)
         wf = numpy.ascontiguousarray(w[:, :, ::-1, ::-1])
-        run(_cpu().grouped3x3s1_fwd, gx.size * 9, gy, wf, C, 2 * DH - PH, 2 * DW - PW, DH, DW,
-            gx)
+        run(_cpu().grouped3x3s1_fwd, gx.size * 9, gy, wf, numpy.zeros(C, gy.dtype), C,
+            2 * DH - PH, 2 * DW - PW, DH, DW, gx)
         return gx
     run(_cpu().depthwise_grad_input, gy.size * w.shape[2] * w.shape[3], gy, w, SH, SW, PH, PW,
         DH, DW, gx)
@@ -159,10 +168,11 @@ def grouped3x3_ok(x_shape, w_shape, G, SH, SW, PH, PW, DH, DW):
             and PH <= 2 * DH and PW <= 2 * DW)
 
 
-def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW):
+def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW, b=None):
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
-    run(_cpu().grouped3x3s1_fwd, y.size * 9 * w.shape[1], x, w, G, PH, PW, DH, DW, y)
+    run(_cpu().grouped3x3s1_fwd, y.size * 9 * w.shape[1], x, w, _bias(b, w.shape[0], x.dtype),
+        G, PH, PW, DH, DW, y)
     return y
 
 
@@ -178,8 +188,8 @@ def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
     wt = numpy.ascontiguousarray(
         w.reshape(G, Kg, Cg, 3, 3).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(C, Kg, 3, 3)
     gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
-    run(_cpu().grouped3x3s1_fwd, gx.size * 9 * Kg, gy, wt, G, 2 * DH - PH, 2 * DW - PW, DH, DW,
-        gx)
+    run(_cpu().grouped3x3s1_fwd, gx.size * 9 * Kg, gy, wt, numpy.zeros(C, gy.dtype), G,
+        2 * DH - PH, 2 * DW - PW, DH, DW, gx)
     return gx
 
 

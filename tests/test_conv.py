@@ -59,12 +59,13 @@ def test_direct_3x3_stride1_paths_match_torch(groups, Cg, Kg, padding, dilation)
     C, K = groups * Cg, groups * Kg
     x, xt = _both(_rand(2, C, 7, 6, seed=1))
     w, wt = _both(_rand(K, Cg, 3, 3, seed=2))
+    b, bt = _both(_rand(K, seed=3))   # the bias is fused into the direct forward kernel
     kw = dict(padding=padding, dilation=dilation, groups=groups)
-    y, yt = F.conv2d(x, w, **kw), TF.conv2d(xt, wt, **kw)
+    y, yt = F.conv2d(x, w, b, **kw), TF.conv2d(xt, wt, bt, **kw)
     gy = _rand(*yt.shape, seed=4)
     y.backward(mc.tensor(gy))
     yt.backward(torch.tensor(gy))
-    for a, t in ((y, yt), (x.grad, xt.grad), (w.grad, wt.grad)):
+    for a, t in ((y, yt), (x.grad, xt.grad), (w.grad, wt.grad), (b.grad, bt.grad)):
         np.testing.assert_allclose(to_numpy(a.data), t.detach().numpy(), rtol=1e-10, atol=1e-10)
     g, gt = _both(_rand(2, C, 7, 6, seed=5))
     wT, wTt = _both(_rand(C, Kg, 3, 3, seed=6))

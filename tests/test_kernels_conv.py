@@ -167,6 +167,10 @@ def test_grouped_3x3_stride1_kernels_match_reference(N, G, Cg, Kg, H, W, P, D, d
     tol = 1e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(K.grouped3x3_conv2d(x, w, G, P, P, D, D, OH, OW),
                                RC.conv2d(x, w, 1, 1, P, P, D, D, G), rtol=tol, atol=tol)
+    b = rng.standard_normal(Kk).astype(dtype)
+    np.testing.assert_allclose(K.grouped3x3_conv2d(x, w, G, P, P, D, D, OH, OW, b),
+                               RC.conv2d(x, w, 1, 1, P, P, D, D, G) + b[:, None, None],
+                               rtol=tol, atol=tol)
     col_gy = gy.reshape(N, G, Kg, OH * OW)
     wr = w.reshape(G, Kg, Cg * 9)
     gcol = np.einsum("gkq,ngkl->gqnl", wr, col_gy).reshape(C, 3, 3, N, OH, OW)

@@ -241,9 +241,9 @@ _FM = {"reassoc", "contract"}
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def grouped3x3s1_fwd(x, w, G, PH, PW, DH, DW, y):
-    """y[n, k] = sum_{ci < Cg, kh, kw < 3} w[k, ci, kh, kw] * xpad[n, g*Cg + ci, oh + kh*DH,
-    ow + kw*DW] with g = k // Kg (depthwise: Cg == 1). One (n, g) each: its Cg padded input
+def grouped3x3s1_fwd(x, w, b, G, PH, PW, DH, DW, y):
+    """y[n, k] = b[k] + sum_{ci < Cg, kh, kw < 3} w[k, ci, kh, kw] * xpad[n, g*Cg + ci,
+    oh + kh*DH, ow + kw*DW] with g = k // Kg (depthwise: Cg == 1); b: (K,) (zeros: no bias). One (n, g) each: its Cg padded input
     planes are built once and feed the group's Kg output planes."""
     N, C, H, W = x.shape
     K, Cg = w.shape[0], w.shape[1]
@@ -269,10 +269,11 @@ def grouped3x3s1_fwd(x, w, G, PH, PW, DH, DW, y):
                     b0, b1, b2 = r1[0:OW], r1[DW:DW + OW], r1[2 * DW:2 * DW + OW]
                     c0, c1, c2 = r2[0:OW], r2[DW:DW + OW], r2[2 * DW:2 * DW + OW]
                     if ci == 0:
+                        bk = b[k]
                         for i in range(OW):
-                            yr[i] = (w00 * a0[i] + w01 * a1[i] + w02 * a2[i]
-                                     + w10 * b0[i] + w11 * b1[i] + w12 * b2[i]
-                                     + w20 * c0[i] + w21 * c1[i] + w22 * c2[i])
+                            yr[i] = bk + (w00 * a0[i] + w01 * a1[i] + w02 * a2[i]
+                                          + w10 * b0[i] + w11 * b1[i] + w12 * b2[i]
+                                          + w20 * c0[i] + w21 * c1[i] + w22 * c2[i])
                     else:
                         for i in range(OW):
                             yr[i] += (w00 * a0[i] + w01 * a1[i] + w02 * a2[i]

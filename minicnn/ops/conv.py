@@ -84,9 +84,10 @@ def _mm(a, b, out=None):
     return xp.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b), out=out)
 
 
-def _conv_fwd(x, w, p, out_hw=None):
+def _conv_fwd(x, w, p, out_hw=None, b=None):
     """out_hw: compute only the first (OH, OW) outputs (the adjoint of a transposed conv whose
-    output_padding added rows that no output reads)."""
+    output_padding added rows that no output reads). b: optional bias, added (fused into the
+    direct depthwise / grouped kernels)."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
@@ -94,9 +95,9 @@ def _conv_fwd(x, w, p, out_hw=None):
     OH, OW = out_hw or p.out_size(H, W, KH, KW)
     path = _path(p, C, w.shape, x)
     if path == "depthwise":
-        return kernels.depthwise_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW)
+        return kernels.depthwise_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
     if path == "grouped3x3":
-        return kernels.conv.grouped3x3_conv2d(x, w, G, p.PH, p.PW, p.DH, p.DW, OH, OW)
+        return kernels.conv.grouped3x3_conv2d(x, w, G, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
     wr = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW)
     if path == "pointwise":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
@@ -105,7 +106,10 @@ def _conv_fwd(x, w, p, out_hw=None):
         col = kernels.im2col(x, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW,
                              workspace=True)
         cols = col.reshape(G, Cg * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> (G, CKK, NL)
-    return _from_cn(_mm(wr, cols), N, OH, OW)                          # (G, Kg, NL) -> NCHW
+    y = _from_cn(_mm(wr, cols), N, OH, OW)                             # (G, Kg, NL) -> NCHW
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
 
 
 def _conv_grad_input(w, gy, x_shape, p):
@@ -173,10 +177,7 @@ class Conv2d(Function):
         self.p, self.out_hw = params, out_hw
 
     def forward(self, x, w, b=None):
-        y = _conv_fwd(x, w, self.p, self.out_hw)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        return y
+        return _conv_fwd(x, w, self.p, self.out_hw, b)
 
     def backward(self, gy):
         x, w, b = self.inputs
