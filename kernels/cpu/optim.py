@@ -55,6 +55,16 @@ def _grad_and_param(gj, pj, maximize, weight_decay, decoupled, decay):
     return _grad(gj, pj, maximize, weight_decay), pj
 
 
+@njit(cache=True, inline="always")
+def _adam_moments(m_, v_, j, gi, beta1, one_minus_beta1, beta2, one_minus_beta2):
+    """Adam's moment updates at j (m lerps toward g, v toward g * g), stored and returned."""
+    mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
+    vi = v_[j] * beta2 + one_minus_beta2 * gi * gi
+    m_[j] = mi
+    v_[j] = vi
+    return mi, vi
+
+
 @njit(**_OPTS)
 def sgd_kernel(p, grads, cp, cs, ce, offs, buf, lr, momentum, one_minus_dampening, weight_decay,
                nesterov, maximize, first):
@@ -89,10 +99,7 @@ def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, decay, beta1, one_minus_
         vmax_ = vmax[c0:c1]
         for j in range(c1 - c0):
             gi, pi = _grad_and_param(g[j], p_[j], maximize, weight_decay, decoupled, decay)
-            mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
-            vi = v_[j] * beta2 + one_minus_beta2 * gi * gi
-            m_[j] = mi
-            v_[j] = vi
+            mi, vi = _adam_moments(m_, v_, j, gi, beta1, one_minus_beta1, beta2, one_minus_beta2)
             if amsgrad:
                 vi = max(vmax_[j], vi)
                 vmax_[j] = vi
@@ -186,10 +193,7 @@ def nadam_kernel(p, grads, cp, cs, ce, offs, m, v, decay, beta1, one_minus_beta1
         v_ = v[c0:c1]
         for j in range(c1 - c0):
             gi, pi = _grad_and_param(g[j], p_[j], maximize, weight_decay, decoupled, decay)
-            mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
-            vi = v_[j] * beta2 + one_minus_beta2 * gi * gi
-            m_[j] = mi
-            v_[j] = vi
+            mi, vi = _adam_moments(m_, v_, j, gi, beta1, one_minus_beta1, beta2, one_minus_beta2)
             denom = math.sqrt(vi / bc2) + eps
             pi = pi + c_grad * gi / denom
             p_[j] = pi + c_avg * mi / denom
