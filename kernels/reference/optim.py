@@ -31,6 +31,13 @@ def _decayed_grad(p, g, lr, weight_decay, decoupled, maximize):
     return _grad(p, g, maximize, weight_decay)
 
 
+def _adam_moments(xp, m, v, g, beta1, beta2):
+    """Adam's moment updates in place: m lerps toward g, v toward g * g."""
+    _lerp(xp, m, g, 1 - beta1)
+    v *= beta2
+    v += (1 - beta2) * g * g
+
+
 def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     """buf: the momentum buffer (ignored when momentum == 0); first: buf is initialized to g."""
     g = _grad(p, g, maximize, weight_decay)
@@ -49,9 +56,7 @@ def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, 
     """Adam / AdamW. step_size = lr / (1 - beta1^t); bc2_sqrt = sqrt(1 - beta2^t)."""
     xp = _xp(p)
     g = _decayed_grad(p, g, lr, weight_decay, decoupled, maximize)
-    _lerp(xp, m, g, 1 - beta1)
-    v *= beta2
-    v += (1 - beta2) * g * g
+    _adam_moments(xp, m, v, g, beta1, beta2)
     if amsgrad:
         xp.maximum(vmax, v, out=vmax)
         denom = xp.sqrt(vmax) / bc2_sqrt + eps
@@ -116,9 +121,7 @@ def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maxim
     bc2 = 1 - beta2^t."""
     xp = _xp(p)
     g = _decayed_grad(p, g, lr, weight_decay, decoupled, maximize)
-    _lerp(xp, m, g, 1 - beta1)
-    v *= beta2
-    v += (1 - beta2) * g * g
+    _adam_moments(xp, m, v, g, beta1, beta2)
     denom = xp.sqrt(v / bc2) + eps
     p += c_grad * g / denom
     p += c_avg * m / denom
