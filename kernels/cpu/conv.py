@@ -228,12 +228,13 @@ def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
                 gw[k, 0, kh, kw] = acc
 
 
-# --- 3x3, stride 1 depthwise (MobileNet's case), any padding and dilation ----------------------
-# Each plane is copied once into a zero-padded buffer, so the 9 taps of a row are 9 views of
-# that buffer at fixed offsets and the output-column loop has no border logic: LLVM vectorises
+# --- 3x3, stride 1, depthwise or few channels per group, any padding and dilation -------------
+# Each input plane is copied once into a zero-padded buffer, so the 9 taps of a row are 9 views
+# of that buffer at fixed offsets and the output-column loop has no border logic: LLVM vectorises
 # it over output columns with the 9 products kept in registers (no store/reload of the output
-# row per tap, as the generic kernel above does). grad_input of a stride-1 depthwise conv is
-# this same forward on gy with the flipped kernel (kernels/conv.py routes it here).
+# row per tap, as the generic depthwise kernel above does). grad_input of a stride-1 conv is this
+# same forward on gy with the kernel flipped (and, per group, transposed); kernels/conv.py
+# routes it here when gy has the full output size.
 # `reassoc`/`contract` let LLVM vectorise the grad-weight row sums and fuse multiply-adds; no
 # flag that assumes finite values is used, so NaN and inf propagate as in the reference.
 
@@ -243,8 +244,9 @@ _FM = {"reassoc", "contract"}
 @njit(parallel=True, cache=True, fastmath=_FM)
 def grouped3x3s1_fwd(x, w, b, G, PH, PW, DH, DW, y):
     """y[n, k] = b[k] + sum_{ci < Cg, kh, kw < 3} w[k, ci, kh, kw] * xpad[n, g*Cg + ci,
-    oh + kh*DH, ow + kw*DW] with g = k // Kg (depthwise: Cg == 1); b: (K,) (zeros: no bias). One (n, g) each: its Cg padded input
-    planes are built once and feed the group's Kg output planes."""
+    oh + kh*DH, ow + kw*DW] with g = k // Kg (depthwise: Cg == 1); b: (K,) (zeros: no bias).
+    One (n, g) each: its Cg padded input planes are built once and feed the group's Kg output
+    planes."""
     N, C, H, W = x.shape
     K, Cg = w.shape[0], w.shape[1]
     OH, OW = y.shape[2], y.shape[3]
