@@ -11,9 +11,12 @@ Convolution2DGradW / Deconvolution2D):
 All three are bilinear: <conv(x, w), gy> = <x, GradInput(w, gy)> = <w, GradWeight(x, gy)>, which
 gives each one's backward in terms of the other two.
 
-Each picks one of three paths (`_path`): depthwise (groups == C, one input channel per group)
-runs direct Numba kernels; 1x1 without padding is a GEMM on the (strided) input with no
-im2col; everything else is im2col + one batched GEMM over (N, groups) + col2im. Arrays layout:
+Each picks one of four paths (`_path`): depthwise (groups == C, one input channel per group)
+runs direct Numba kernels; on the CPU, grouped 3x3 stride-1 convs with at most
+kernels.conv.GROUPED_MAX_CG channels per group run direct Numba kernels too (im2col + tiny
+per-group GEMMs were 2x slower than PyTorch there); 1x1 without padding is a GEMM on the
+(strided) input with no im2col; everything else is im2col + one batched GEMM over
+(N, groups) + col2im. Arrays layout:
 x (N, C, H, W), w (K, C/G, KH, KW), col (N, C, KH, KW, OH, OW) = (N, G, Cg*KH*KW, OH*OW).
 """
 import numbers
