@@ -38,6 +38,8 @@ def _early_env(argv):
     if "numpy" not in sys.modules:
         for k in _THREAD_ENV:
             os.environ[k] = str(threads)
+    # minicnn sets this on import; set it here first so torch's OpenMP pool gets the same policy
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "--tf32" in argv and "cupy" not in sys.modules:
         os.environ["CUPY_TF32"] = "1"
 
@@ -47,7 +49,7 @@ def pin_threads(n):
     import numba  # noqa: PLC0415
     import numpy  # noqa: PLC0415, F401 -- load OpenBLAS so threadpoolctl can see it
     import torch  # noqa: PLC0415
-    info = {"requested": n, "env": {k: os.environ.get(k) for k in _THREAD_ENV}}
+    info = {"requested": n, "env": {k: os.environ.get(k) for k in _THREAD_ENV + ("OMP_WAIT_POLICY",)}}
     before = (torch.get_num_threads(), numba.get_num_threads())
 
     def restore():

@@ -5,6 +5,12 @@ kernel (kernels/cpu/) or the CUDA kernel (kernels/cuda/, loaded with cupy.RawMod
 plain NumPy reference in kernels/reference/ that the tests compare against. One module per
 kernel family: kernels/<family>.py holds the dispatchers of that family.
 """
+
+if __name__ != "minicnn.kernels":
+    # Imported as a top-level `kernels` (a script run from the repo root), the Numba cache would
+    # record that module name and later break `minicnn.kernels` in every other process.
+    raise ImportError("kernels/ is installed as minicnn.kernels; import it under that name")
+
 from .quant import (dequantize, im2col_int8, qgemm_nt, quantize_per_channel,  # noqa: E402,F401
                     quantize_per_tensor)
 from .conv import (col2im, depthwise_conv2d, depthwise_grad_input,  # noqa: E402,F401
