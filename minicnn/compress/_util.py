@@ -14,24 +14,26 @@ def _cls(name):
     return getattr(_nn(), name, None)
 
 
-def is_conv2d(m):
-    c = _cls("Conv2d")
+def _is(m, name):
+    """isinstance(m, nn.<name>); False where minicnn.nn has no such class."""
+    c = _cls(name)
     return c is not None and isinstance(m, c)
+
+
+def is_conv2d(m):
+    return _is(m, "Conv2d")
 
 
 def is_linear(m):
-    c = _cls("Linear")
-    return c is not None and isinstance(m, c)
+    return _is(m, "Linear")
 
 
 def is_bn2d(m):
-    c = _cls("BatchNorm2d")
-    return c is not None and isinstance(m, c)
+    return _is(m, "BatchNorm2d")
 
 
 def is_flatten(m):
-    c = _cls("Flatten")
-    return c is not None and isinstance(m, c)
+    return _is(m, "Flatten")
 
 
 # modules that map a zero channel to a zero channel and keep channels apart (f(0) = 0)
@@ -41,7 +43,7 @@ _PASSTHROUGH = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Ha
 
 
 def is_passthrough(m):
-    return any(c is not None and isinstance(m, c) for c in map(_cls, _PASSTHROUGH))
+    return any(_is(m, name) for name in _PASSTHROUGH)
 
 
 def pair(v):

@@ -231,6 +231,14 @@ def find_channel_groups(model, example_input):
             return None
         return {"name": lname, "kind": "linear", "hw": int(shape[2] * shape[3])}
 
+    def consume_flattened(S, flat_id, shape):
+        """The space's channels flattened: a Linear reading them consumes it, else it blocks."""
+        c = linear_after_flatten(flat_id, shape)
+        if c is None:
+            S.blocked = True
+        else:
+            S.consumers.append(c)
+
     producer_space = {}
     for name, m, _, out in calls:
         if not is_conv2d(m) or out is None:
@@ -268,11 +276,7 @@ def find_channel_groups(model, example_input):
                 else:
                     S.blocked = True
             elif is_flatten(um):
-                c = linear_after_flatten(uout, t.shape)
-                if c is None:
-                    S.blocked = True
-                else:
-                    S.consumers.append(c)
+                consume_flattened(S, uout, t.shape)
             else:
                 S.blocked = True
             S = spaces[find(sp)]
@@ -287,11 +291,7 @@ def find_channel_groups(model, example_input):
                 assign(id(outs[0]), sp)
             elif kind == "Reshape" and len(outs) == 1 and outs[0].ndim == 2 and \
                     outs[0].shape[0] == t.shape[0]:
-                c = linear_after_flatten(id(outs[0]), t.shape)
-                if c is None:
-                    S.blocked = True
-                else:
-                    S.consumers.append(c)
+                consume_flattened(S, id(outs[0]), t.shape)
             else:
                 S.blocked = True
             S = spaces[find(sp)]
