@@ -147,18 +147,13 @@ def relu_bwd(y, gy):
     return _flat_kernel("relu_bwd", y, gy) if _is_cpu(y) else ref.relu_bwd(y, gy)
 
 
-def _exp_neg_half_sq(x):
-    """exp(-x^2 / 2) with NumPy's SIMD exp (Numba's exp here is a scalar libm call)."""
-    g = np.square(x.reshape(-1))  # 1-d, so 0-d inputs stay arrays for the in-place ops
-    g *= -0.5
-    return np.exp(g, out=g).reshape(x.shape)
+def _f32(x):
+    return _is_cpu(x) and x.dtype == np.float32
 
 
 def gelu_aux(x, tanh_approx=False):
-    """What the float32 CPU kernels reuse between forward and backward (exp(-x^2 / 2)), or
-    None where they need nothing."""
-    if _is_cpu(x) and x.dtype == np.float32 and not tanh_approx:
-        return _exp_neg_half_sq(x)
+    """Kept for callers: the float32 CPU kernels now compute exp(-x^2 / 2) themselves with a
+    vectorised exp, which is cheaper than storing it between forward and backward."""
     return None
 
 
@@ -166,7 +161,7 @@ def gelu_fwd(x, tanh_approx=False, aux=None):
     if not _is_cpu(x):
         return ref.gelu_fwd(x, tanh_approx)
     if x.dtype == np.float32 and not tanh_approx:
-        return _flat_kernel("gelu_fwd_f32", x, _exp_neg_half_sq(x) if aux is None else aux)
+        return _flat_kernel("gelu_fwd_f32", x)
     return _flat_kernel("gelu_fwd", x, tanh_approx=bool(tanh_approx))
 
 
@@ -174,15 +169,15 @@ def gelu_bwd(x, gy, tanh_approx=False, aux=None):
     if not _is_cpu(x):
         return ref.gelu_bwd(x, gy, tanh_approx)
     if x.dtype == np.float32 and not tanh_approx:
-        return _flat_kernel("gelu_bwd_f32", x, _exp_neg_half_sq(x) if aux is None else aux,
-                            gy.astype(x.dtype, copy=False))
+        return _flat_kernel("gelu_bwd_f32", x, gy.astype(x.dtype, copy=False))
     return _flat_kernel("gelu_bwd", x, gy.astype(x.dtype, copy=False),
                         tanh_approx=bool(tanh_approx))
 
 
-# SiLU and cross-entropy are exp-bound: on the CPU they run as NumPy array code, whose SIMD exp
-# is several times faster than Numba's per-element libm call (measured 15 ms vs 67 ms for SiLU
-# on (8, 64, 56, 56) float32, 33 ms vs 93 ms for the cross-entropy forward on 4096 x 1000).
+# SiLU is exp-bound. float32 on the CPU: fused Numba kernels with the vectorised exp_f32 of
+# kernels/cpu/norm.py (one pass each way, nothing saved between them). float64: NumPy array
+# code, whose SIMD exp beats Numba's per-element libm call (15 ms vs 67 ms measured for SiLU on
+# (8, 64, 56, 56); 33 ms vs 93 ms for the cross-entropy forward on 4096 x 1000).
 
 def _sigmoid_np(x):
     with np.errstate(over="ignore"):  # exp(-x) = inf gives the right limit 0
@@ -192,7 +187,9 @@ def _sigmoid_np(x):
 
 
 def sigmoid(x):
-    """The logistic function (what SiLU saves between forward and backward)."""
+    """The logistic function."""
+    if _f32(x):
+        return _flat_kernel("sigmoid_f32", x)
     return _sigmoid_np(x) if _is_cpu(x) else ref.sigmoid(x)
 
 
@@ -200,14 +197,18 @@ def silu_fwd(x, s=None):
     """x * sigmoid(x); s: sigmoid(x) when the caller already has it."""
     if not _is_cpu(x):
         return ref.silu_fwd(x)
+    if s is None and x.dtype == np.float32:
+        return _flat_kernel("silu_fwd_f32", x)
     s = _sigmoid_np(x) if s is None else s
     return np.multiply(x, s, dtype=x.dtype)
 
 
 def silu_bwd(x, gy, s=None):
-    """gy * s * (1 + x * (1 - s)), s = sigmoid(x): one fused Numba pass given s."""
+    """gy * s * (1 + x * (1 - s)), s = sigmoid(x): one fused Numba pass."""
     if not _is_cpu(x):
         return ref.silu_bwd(x, gy)
+    if s is None and x.dtype == np.float32:
+        return _flat_kernel("silu_bwd_f32", x, gy.astype(x.dtype, copy=False))
     s = _sigmoid_np(x) if s is None else s
     return _flat_kernel("silu_bwd_s", x, s, gy.astype(x.dtype, copy=False))
 

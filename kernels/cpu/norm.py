@@ -9,7 +9,9 @@ reductions. Kernels write into caller-allocated outputs so the dispatcher contro
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 _FM = {"reassoc", "contract"}
 
@@ -252,10 +254,52 @@ def gelu_bwd(x, gy, tanh_approx, gx):
                              + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
 
 
-# float32 exact GELU: erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, the approximation
-# PyTorch's vectorised CPU erf uses). Numba has no vector exp here (no SVML), so the caller
-# passes g = exp(-x^2 / 2) computed by NumPy's SIMD exp; the rest vectorises.
+# --- a vectorisable float32 exp ------------------------------------------------------------------
+# Numba's math.exp is a scalar libm call that LLVM cannot vectorise (no SVML here), so the
+# exp-bound float32 kernels use this one: x = n ln2 + r, |r| <= ln2 / 2, e^r by the Cephes expf
+# polynomial (<= 1 ulp against the correctly rounded exp over [-104, 89], subnormals included),
+# 2^n built from its bits. Branch-free (selects), so a plain `prange` loop vectorises
+# (measured 1.0 ms for 1.6 M floats on one thread against 8 ms with math.exp).
 _F32 = np.float32
+
+
+@intrinsic
+def _pow2_f32(typingctx, nf):
+    """2**nf for an integral float32 nf in [-126, 127], from the bits (nf + 127) << 23."""
+    if nf != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        n = builder.fptosi(args[0], i32)
+        bits = builder.shl(builder.add(n, ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
+@njit(inline="always", fastmath={"contract"})
+def exp_f32(x):
+    """e**x for a float32 x: inf above 88.72..., 0 below -103.97..., NaN stays NaN."""
+    xc = x if x > _F32(-104.0) else _F32(-104.0)  # NaN -> -104: the integer part stays defined
+    xc = xc if xc < _F32(89.0) else _F32(89.0)
+    n = np.floor(xc * _F32(1.4426950408889634) + _F32(0.5))
+    r = x - n * _F32(0.693359375)  # ln2 in two parts (Cody-Waite); NaN propagates through r
+    r = r + n * _F32(2.12194440e-4)
+    p = _F32(1.9875691500e-4)
+    p = p * r + _F32(1.3981999507e-3)
+    p = p * r + _F32(8.3334519073e-3)
+    p = p * r + _F32(4.1665795894e-2)
+    p = p * r + _F32(1.6666665459e-1)
+    p = p * r + _F32(5.0000001201e-1)
+    p = p * (r * r) + r + _F32(1.0)
+    n1 = np.floor(n * _F32(0.5))  # 2^n = 2^n1 2^(n - n1): both normal for n in [-150, 129]
+    y = p * _pow2_f32(n1) * _pow2_f32(n - n1)
+    y = _F32(np.inf) if x > _F32(88.72283935546875) else y
+    return _F32(0.0) if x < _F32(-103.97208404541016) else y
+
+
+# float32 exact GELU: erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, the approximation
+# PyTorch's vectorised CPU erf uses), with g = exp(-x^2 / 2) from exp_f32.
 
 
 @njit(inline="always")
@@ -269,20 +313,44 @@ def _erf_f32(v, g):
     return e if v >= 0 else -e
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def gelu_fwd_f32(x, g, y):
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def gelu_fwd_f32(x, y):
     for i in prange(x.size):
         v = x[i]
-        y[i] = _F32(0.5) * v * (_F32(1.0) + _erf_f32(v, g[i]))
+        g = exp_f32(_F32(-0.5) * v * v)
+        y[i] = _F32(0.5) * v * (_F32(1.0) + _erf_f32(v, g))
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def gelu_bwd_f32(x, g, gy, gx):
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def gelu_bwd_f32(x, gy, gx):
     for i in prange(x.size):
         v = x[i]
-        gi = g[i]
-        gx[i] = gy[i] * (_F32(0.5) * (_F32(1.0) + _erf_f32(v, gi))
-                         + v * _F32(0.3989422804014327) * gi)
+        g = exp_f32(_F32(-0.5) * v * v)
+        gx[i] = gy[i] * (_F32(0.5) * (_F32(1.0) + _erf_f32(v, g))
+                         + v * _F32(0.3989422804014327) * g)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def sigmoid_f32(x, y):
+    for i in prange(x.size):
+        y[i] = _F32(1.0) / (_F32(1.0) + exp_f32(-x[i]))
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def silu_fwd_f32(x, y):
+    """x / (1 + e^-x), as PyTorch computes it."""
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v / (_F32(1.0) + exp_f32(-v))
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def silu_bwd_f32(x, gy, gx):
+    """gx = gy * s (1 + x (1 - s)), s = 1 / (1 + e^-x) recomputed (cheaper than storing it)."""
+    for i in prange(x.size):
+        v = x[i]
+        s = _F32(1.0) / (_F32(1.0) + exp_f32(-v))
+        gx[i] = gy[i] * s * (_F32(1.0) + v * (_F32(1.0) - s))
 
 
 @njit(parallel=True, cache=True, fastmath=True)

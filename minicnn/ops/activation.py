@@ -98,6 +98,9 @@ class GELUGrad(Function):
 
 class SiLU(Function):
     def forward(self, x):
+        if x.dtype == "float32":  # fused kernels with a vectorised exp: recomputing s is cheaper
+            self.s = None
+            return K.silu_fwd(x)
         self.s = K.sigmoid(x)  # saved: the backward then needs no exp
         return K.silu_fwd(x, self.s)
 
