@@ -9,22 +9,7 @@ Kernels write into a caller-allocated `out` so the dispatcher controls allocatio
 import numpy as np
 from numba import njit, prange
 
-
-@njit(inline="always")
-def _valid_range(off, S, size, O):
-    """[lo, hi) of output positions o with 0 <= o*S + off < size."""
-    lo = 0
-    if off < 0:
-        lo = (-off + S - 1) // S
-    last = size - 1 - off
-    if last < 0:
-        return 0, 0
-    hi = last // S + 1
-    if hi > O:
-        hi = O
-    if lo > hi:
-        lo = hi
-    return lo, hi
+from .ranges import valid_range
 
 
 @njit(parallel=True, cache=True)
@@ -42,7 +27,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, col):
             hoff = kh * DH - PH
             for kw in range(KW):
                 woff = kw * DW - PW
-                lo, hi = _valid_range(woff, SW, W, OW)
+                lo, hi = valid_range(woff, SW, W, OW)
                 cbase = (((c * KH + kh) * KW + kw) * N + n) * L
                 for oh in range(OH):
                     h = oh * SH + hoff
@@ -77,7 +62,7 @@ def col2im(col, SH, SW, PH, PW, DH, DW, img):
             hoff = kh * DH - PH
             for kw in range(KW):
                 woff = kw * DW - PW
-                lo, hi = _valid_range(woff, SW, W, OW)
+                lo, hi = valid_range(woff, SW, W, OW)
                 cbase = (((c * KH + kh) * KW + kw) * N + n) * L
                 for oh in range(OH):
                     h = oh * SH + hoff
@@ -119,7 +104,7 @@ def depthwise_fwd(x, w, SH, SW, PH, PW, DH, DW, y):
             for kw in range(KW):
                 woff = kw * DW - PW
                 wv = wf[(k * KH + kh) * KW + kw]
-                lo, hi = _valid_range(woff, SW, W, OW)
+                lo, hi = valid_range(woff, SW, W, OW)
                 cnt = hi - lo
                 if cnt <= 0:
                     continue
@@ -164,7 +149,7 @@ def depthwise_grad_input(gy, w, SH, SW, PH, PW, DH, DW, gx):
                 for kw in range(KW):
                     woff = kw * DW - PW
                     wv = wf[(k * KH + kh) * KW + kw]
-                    lo, hi = _valid_range(woff, SW, W, OW)
+                    lo, hi = valid_range(woff, SW, W, OW)
                     cnt = hi - lo
                     if cnt <= 0:
                         continue
@@ -202,7 +187,7 @@ def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
             hoff = kh * DH - PH
             for kw in range(KW):
                 woff = kw * DW - PW
-                lo, hi = _valid_range(woff, SW, W, OW)
+                lo, hi = valid_range(woff, SW, W, OW)
                 cnt = hi - lo
                 acc = 0.0
                 for n in range(N):

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .ranges import valid_range
+
 
 @njit(inline="always")
 def _tap_range(start, D, K, size):
@@ -38,7 +40,7 @@ def max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx):
     for oh in range(OH):
         khr[oh, 0], khr[oh, 1] = _tap_range(oh * SH - PH, DH, KH, H)
     for kw in range(KW):  # outputs ow whose tap kw is inside the row
-        owr[kw, 0], owr[kw, 1] = _out_range(kw * DW - PW, SW, W, OW)
+        owr[kw, 0], owr[kw, 1] = valid_range(kw * DW - PW, SW, W, OW)
     xf = x.reshape(-1)
     yf = y.reshape(-1)
     jf = idx.reshape(-1)
@@ -76,23 +78,6 @@ def max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx):
                     while kw0 < KW and not (owr[kw0, 0] <= ow < owr[kw0, 1]):
                         kw0 += 1
                     jr[ow] = (h0 + khr[oh, 0] * DH) * W + ow * SW + kw0 * DW - PW
-
-
-@njit(inline="always")
-def _out_range(off, S, size, O):
-    """[lo, hi) of outputs o with 0 <= o*S + off < size."""
-    lo = 0
-    if off < 0:
-        lo = (-off + S - 1) // S
-    last = size - 1 - off
-    if last < 0:
-        return 0, 0
-    hi = last // S + 1
-    if hi > O:
-        hi = O
-    if lo > hi:
-        lo = hi
-    return lo, hi
 
 
 @njit(parallel=True, cache=True)
