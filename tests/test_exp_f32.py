@@ -54,3 +54,12 @@ def test_silu_f32_extremes_and_nan():
     np.testing.assert_array_equal(y[4:], np.float32([0.0, 50.0, 104.0, 800.0, 1e4]))
     assert np.isnan(K.silu_fwd(np.float32([np.nan]))[0])
     assert np.isnan(K.gelu_fwd(np.float32([np.nan]))[0])
+
+
+def test_gelu_f32_large_inputs():
+    from minicnn.kernels.reference import norm as R
+    x = np.float32([-1e4, -60.0, -14.0, -13.0, -9.0, -5.0, 5.0, 9.0, 13.0, 14.0, 60.0, 1e4])
+    gy = np.ones_like(x)
+    np.testing.assert_allclose(K.gelu_fwd(x), R.gelu_fwd(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(K.gelu_bwd(x, gy), R.gelu_bwd(x, gy), rtol=1e-4, atol=1e-5)
+    assert np.isnan(K.gelu_bwd(np.float32([np.nan]), np.float32([1.0]))[0])

@@ -298,8 +298,27 @@ def exp_f32(x):
     return _F32(0.0) if x < _F32(-103.97208404541016) else y
 
 
+@njit(inline="always", fastmath={"contract"})
+def _exp_f32_neg_clamped(x):
+    """e**max(x, -87) for x <= 0 (NaN -> e**-87): exp_f32 without the subnormal range, for
+    GELU's exp(-v^2 / 2), where any value below 1.7e-38 gives the same float32 result."""
+    xc = x if x > _F32(-87.0) else _F32(-87.0)
+    n = np.floor(xc * _F32(1.4426950408889634) + _F32(0.5))
+    r = xc - n * _F32(0.693359375)
+    r = r + n * _F32(2.12194440e-4)
+    p = _F32(1.9875691500e-4)
+    p = p * r + _F32(1.3981999507e-3)
+    p = p * r + _F32(8.3334519073e-3)
+    p = p * r + _F32(4.1665795894e-2)
+    p = p * r + _F32(1.6666665459e-1)
+    p = p * r + _F32(5.0000001201e-1)
+    p = p * (r * r) + r + _F32(1.0)
+    return p * _pow2_f32(n)
+
+
 # float32 exact GELU: erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, the approximation
-# PyTorch's vectorised CPU erf uses), with g = exp(-x^2 / 2) from exp_f32.
+# PyTorch's vectorised CPU erf uses), with g = exp(-x^2 / 2) from _exp_f32_neg_clamped
+# (NaN inputs stay NaN through the factor v).
 
 
 @njit(inline="always")
@@ -317,7 +336,7 @@ def _erf_f32(v, g):
 def gelu_fwd_f32(x, y):
     for i in prange(x.size):
         v = x[i]
-        g = exp_f32(_F32(-0.5) * v * v)
+        g = _exp_f32_neg_clamped(_F32(-0.5) * v * v)
         y[i] = _F32(0.5) * v * (_F32(1.0) + _erf_f32(v, g))
 
 
@@ -325,7 +344,7 @@ def gelu_fwd_f32(x, y):
 def gelu_bwd_f32(x, gy, gx):
     for i in prange(x.size):
         v = x[i]
-        g = exp_f32(_F32(-0.5) * v * v)
+        g = _exp_f32_neg_clamped(_F32(-0.5) * v * v)
         gx[i] = gy[i] * (_F32(0.5) * (_F32(1.0) + _erf_f32(v, g))
                          + v * _F32(0.3989422804014327) * g)
 
