@@ -134,9 +134,11 @@ def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
 def _flat_kernel(name, *arrays, **kw):
     from .cpu import norm as cpu  # noqa: PLC0415
     flat = [_c(a).reshape(-1) for a in arrays]
-    out = np.empty_like(flat[-1])
-    _run(getattr(cpu, name), out.size, *flat, *kw.values(), out)
-    return out.reshape(arrays[0].shape)
+    # the result owns its memory (not a reshaped view), so autograd need not copy it when it
+    # becomes a leaf's .grad
+    out = np.empty(arrays[0].shape, dtype=flat[-1].dtype)
+    _run(getattr(cpu, name), out.size, *flat, *kw.values(), out.reshape(-1))
+    return out
 
 
 def relu_fwd(x):
