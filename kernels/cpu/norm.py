@@ -270,6 +270,15 @@ def _pow2_f32(typingctx, nf):
         return None
 
     def codegen(context, builder, sig, args):
+        # The kernels that call this (inlined into the prange body) are arithmetic-bound: let
+        # LLVM use 512-bit vectors where the CPU has them (it prefers 256 bits by default on
+        # AVX-512 CPUs; measured GELU forward 1.0 -> 0.7 ms on 2 threads). A plain string
+        # attribute, which llvmlite's FunctionAttributes does not list, hence set.add; harmless
+        # without AVX-512.
+        try:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        except Exception:  # noqa: BLE001 - only a tuning hint
+            pass
         i32 = ir.IntType(32)
         n = builder.fptosi(args[0], i32)
         bits = builder.shl(builder.add(n, ir.Constant(i32, 127)), ir.Constant(i32, 23))
