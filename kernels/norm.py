@@ -164,6 +164,8 @@ def gelu_fwd(x, tanh_approx=False, aux=None):
         return ref.gelu_fwd(x, tanh_approx)
     if x.dtype == np.float32 and not tanh_approx:
         return _flat_kernel("gelu_fwd_f32", x)
+    if x.dtype == np.float32:
+        return _flat_kernel("gelu_tanh_fwd_f32", x)
     return _flat_kernel("gelu_fwd", x, tanh_approx=bool(tanh_approx))
 
 
@@ -172,6 +174,8 @@ def gelu_bwd(x, gy, tanh_approx=False, aux=None):
         return ref.gelu_bwd(x, gy, tanh_approx)
     if x.dtype == np.float32 and not tanh_approx:
         return _flat_kernel("gelu_bwd_f32", x, gy.astype(x.dtype, copy=False))
+    if x.dtype == np.float32:
+        return _flat_kernel("gelu_tanh_bwd_f32", x, gy.astype(x.dtype, copy=False))
     return _flat_kernel("gelu_bwd", x, gy.astype(x.dtype, copy=False),
                         tanh_approx=bool(tanh_approx))
 

@@ -63,3 +63,14 @@ def test_gelu_f32_large_inputs():
     np.testing.assert_allclose(K.gelu_fwd(x), R.gelu_fwd(x), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(K.gelu_bwd(x, gy), R.gelu_bwd(x, gy), rtol=1e-4, atol=1e-5)
     assert np.isnan(K.gelu_bwd(np.float32([np.nan]), np.float32([1.0]))[0])
+
+
+def test_gelu_tanh_f32_and_sigmoid_large_inputs():
+    from minicnn.kernels.reference import norm as R
+    x = np.float32([-1e4, -60.0, -14.0, -9.0, -5.0, -1e-3, 0.0, 1e-3, 5.0, 9.0, 14.0, 60.0, 1e4])
+    gy = np.ones_like(x)
+    np.testing.assert_allclose(K.gelu_fwd(x, True), R.gelu_fwd(x, True), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(K.gelu_bwd(x, gy, True), R.gelu_bwd(x, gy, True),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(K.sigmoid(x), R.sigmoid(x), rtol=1e-4, atol=1e-5)
+    assert K.sigmoid(x).dtype == np.float32

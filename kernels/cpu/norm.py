@@ -358,6 +358,26 @@ def gelu_bwd_f32(x, gy, gx):
                          + v * _F32(0.3989422804014327) * g)
 
 
+# float32 tanh-approximate GELU: 0.5 v (1 + tanh(u)) = v * sigmoid(2u), u = sqrt(2/pi) (v + c v^3),
+# an identity that needs only exp (and no cancellation); GELU' = s + 2 v s (1 - s) u'.
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def gelu_tanh_fwd_f32(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        u2 = _F32(2.0 * _SQRT_2_OVER_PI) * (v + _F32(_GELU_C) * v * v * v)
+        y[i] = v / (_F32(1.0) + exp_f32(-u2))
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def gelu_tanh_bwd_f32(x, gy, gx):
+    for i in prange(x.size):
+        v = x[i]
+        u2 = _F32(2.0 * _SQRT_2_OVER_PI) * (v + _F32(_GELU_C) * v * v * v)
+        s = _F32(1.0) / (_F32(1.0) + exp_f32(-u2))
+        du2 = _F32(2.0 * _SQRT_2_OVER_PI) * (_F32(1.0) + _F32(3.0 * _GELU_C) * v * v)
+        gx[i] = gy[i] * (s + v * s * (_F32(1.0) - s) * du2)
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def sigmoid_f32(x, y):
     for i in prange(x.size):

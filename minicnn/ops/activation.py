@@ -131,7 +131,7 @@ class SiLUGrad(Function):
 
 class Sigmoid(Function):
     def forward(self, x):
-        self.y = R.sigmoid(x)
+        self.y = K.sigmoid(x)  # float32 CPU: a Numba kernel with a vectorised exp
         return self.y
 
     def backward(self, gy):
