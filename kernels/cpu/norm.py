@@ -407,3 +407,17 @@ def silu_bwd_s(x, s, gy, gx):
     for i in prange(x.size):
         si = s[i]
         gx[i] = gy[i] * si * (1.0 + x[i] * (1.0 - si))
+
+
+@njit(parallel=True, cache=True, fastmath={"contract", "reassoc"})
+def row_lse_f32(x, mx, lse):
+    """lse[m] = mx[m] + log(sum_c exp(x[m, c] - mx[m])) for float32 x (M, C), mx its row maxima
+    (NumPy's max: LLVM does not vectorise this max reduction); the sum in float64."""
+    M, C = x.shape
+    for m in prange(M):
+        xr = x[m]
+        a = mx[m]
+        s = 0.0
+        for c in range(C):
+            s += exp_f32(xr[c] - a)
+        lse[m] = np.float64(a) + math.log(s)
