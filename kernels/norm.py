@@ -276,8 +276,13 @@ def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
     shift = lse.astype(x.dtype)                             # lse in x's precision ...
     rest = (lse - shift).astype(x.dtype)[:, None]           # ... and what rounding dropped
     scale = (g * qsum).astype(x.dtype)[:, None]
-    gx = np.empty_like(x)
-    for a, b in _row_blocks(M, C):
+    gx = np.empty(x.shape, x.dtype)
+    fused = x.dtype == np.float32 and M and C
+    if fused:  # Numba with the vectorised exp_f32: one pass
+        from .cpu import norm as cpu  # noqa: PLC0415
+        _run(cpu.ce_softmax_scale_f32, x.size, _c(x), _c(shift), _c(rest.reshape(-1)),
+             _c(scale.reshape(-1)), gx)
+    for a, b in ([] if fused else _row_blocks(M, C)):
         gb = gx[a:b]
         np.subtract(x[a:b], shift[a:b, None], out=gb)       # exact where it matters (x ~ lse)
         gb -= rest[a:b]

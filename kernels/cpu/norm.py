@@ -421,3 +421,16 @@ def row_lse_f32(x, mx, lse):
         for c in range(C):
             s += exp_f32(xr[c] - a)
         lse[m] = np.float64(a) + math.log(s)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def ce_softmax_scale_f32(x, shift, rest, scale, gx):
+    """gx[m, c] = exp((x[m, c] - shift[m]) - rest[m]) * scale[m] (float32; the softmax
+    times each row's gradient scale, lse split in shift + rest as in kernels/norm.py)."""
+    M, C = x.shape
+    for m in prange(M):
+        a = shift[m]
+        b = rest[m]
+        k = scale[m]
+        for c in range(C):
+            gx[m, c] = exp_f32((x[m, c] - a) - b) * k
