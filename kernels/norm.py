@@ -18,6 +18,7 @@ def _c(a):
     return np.ascontiguousarray(a)
 
 
+_LN_BLOCK = 4096  # k per block in the layer-norm backward (its arrays stay in cache)
 SMALL = 1 << 15  # below this many elements a kernel runs on one thread (no fork/join cost)
 
 
@@ -48,13 +49,16 @@ def row_norm_fwd(x4, w2, b2, eps):
     from .cpu import norm as cpu  # noqa: PLC0415
     N, G, S, I = x4.shape  # noqa: E741
     x4 = _c(x4)
-    w, b = _affine_arrays(w2, b2, (G, S))
     if G == 1 and I == 1 and S > 1:  # layer norm with a per-element affine
+        # w, b in their own dtype (no float64 copies of K-sized vectors; the kernel's arithmetic
+        # is float64 either way)
+        w, b = _ln_affine(w2, b2, S, x4.dtype)
         y = np.empty_like(x4)
         mean, rstd = np.empty((N, 1)), np.empty((N, 1))
-        _run(cpu.ln_fwd, x4.size, x4.reshape(N, S), w.reshape(S), b.reshape(S), float(eps),
+        _run(cpu.ln_fwd, x4.size, x4.reshape(N, S), w, b, float(eps),
              y.reshape(N, S), mean.reshape(N), rstd.reshape(N))
         return y, mean, rstd
+    w, b = _affine_arrays(w2, b2, (G, S))
     y = np.empty_like(x4)
     mean = np.empty((N, G))
     rstd = np.empty((N, G))
@@ -62,28 +66,43 @@ def row_norm_fwd(x4, w2, b2, eps):
     return y, mean, rstd
 
 
-def row_norm_bwd(gy4, x4, mean, rstd, w2):
+def _ln_affine(w2, b2, S, dtype):
+    w = np.ones(S, dtype) if w2 is None else _c(w2).reshape(S)
+    b = np.zeros(S, dtype) if b2 is None else _c(b2).reshape(S)
+    return w, b
+
+
+def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     """-> gx4, gw_part (N, G, S), gb_part (N, G, S) (partial sums over n; for the layer-norm
-    layout G = I = 1 already summed, shape (1, 1, S)); the caller sums over axis 0."""
+    layout G = I = 1 already summed, shape (1, 1, S)); the caller sums over axis 0.
+    out_shape: the shape gx is allocated with (an owned array, not a reshaped view, so autograd
+    need not copy it for a leaf's .grad); x4's shape by default."""
     if not _is_cpu(x4):
-        return ref.row_norm_bwd(gy4, x4, mean, rstd, w2)
+        gx, gw, gb = ref.row_norm_bwd(gy4, x4, mean, rstd, w2)
+        return (gx if out_shape is None else gx.reshape(out_shape)), gw, gb
     from .cpu import norm as cpu  # noqa: PLC0415
     N, G, S, I = x4.shape  # noqa: E741
     x4, gy4 = _c(x4), _c(gy4.astype(x4.dtype, copy=False))
-    w, _ = _affine_arrays(w2, None, (G, S))
+    gx_out = np.empty(x4.shape if out_shape is None else out_shape, x4.dtype)
+    gx = gx_out.reshape(x4.shape)
     if G == 1 and I == 1 and S > 1:  # layer norm with a per-element affine: sums over n done
         x2, gy2 = x4.reshape(N, S), gy4.reshape(N, S)
         m1, r1 = _c(mean).reshape(N), _c(rstd).reshape(N)
-        gx = np.empty_like(x4)
-        _run(cpu.ln_bwd, x4.size, gy2, x2, m1, r1, w.reshape(S), gx.reshape(N, S))
+        w1, _ = _ln_affine(w2, None, S, x4.dtype)
         gw, gb = np.empty(S), np.empty(S)
-        _run(cpu.ln_wgrad, x4.size, gy2, x2, m1, r1, gw, gb, 512)
-        return gx, gw.reshape(1, 1, S), gb.reshape(1, 1, S)
-    gx = np.empty_like(x4)
+        nb = (S + _LN_BLOCK - 1) // _LN_BLOCK
+        s1p, s2p = np.empty((nb, N)), np.empty((nb, N))
+        # pass 1 (parallel over blocks of k): row sums and the weight/bias grads; pass 2: gx
+        _run(cpu.ln_bwd_sums, x4.size, gy2, x2, m1, r1, w1, s1p, s2p, gw, gb, _LN_BLOCK)
+        s1 = s1p.sum(0) / S
+        s2 = s2p.sum(0) * (r1 * r1) / S
+        _run(cpu.ln_bwd_apply, x4.size, gy2, x2, m1, r1, w1, s1, s2, gx.reshape(N, S))
+        return gx_out, gw.reshape(1, 1, S), gb.reshape(1, 1, S)
+    w, _ = _affine_arrays(w2, None, (G, S))
     gw = np.empty((N, G, S))
     gb = np.empty((N, G, S))
     _run(cpu.row_norm_bwd, x4.size, gy4, x4, mean, rstd, w, gx, gw, gb)
-    return gx, gw, gb
+    return gx_out, gw, gb
 
 
 def chan_stats(x3):

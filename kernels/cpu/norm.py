@@ -101,41 +101,55 @@ def ln_fwd(x, w, b, eps, y, mean, rstd):
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def ln_bwd(gy, x, mean, rstd, w, gx):
-    N, K = x.shape
-    for n in prange(N):
-        mu = mean[n]
-        r = rstd[n]
-        s1 = 0.0
-        s2 = 0.0
-        for k in range(K):
-            g = gy[n, k] * w[k]
-            s1 += g
-            s2 += g * (x[n, k] - mu)
-        s1 /= K
-        s2 *= r * r / K
-        for k in range(K):
-            gx[n, k] = r * (gy[n, k] * w[k] - s1 - (x[n, k] - mu) * s2)
-
-
-@njit(parallel=True, cache=True, fastmath=_FM)
-def ln_wgrad(gy, x, mean, rstd, gw, gb, block):
-    """gw[k] = sum_n gy * xhat, gb[k] = sum_n gy; one prange iteration per block of k."""
+def ln_bwd_sums(gy, x, mean, rstd, w, s1p, s2p, gw, gb, block):
+    """One pass over gy and x, parallel over blocks of k (N is small for layer norm): per block j
+    the row partials s1p[j, n] = sum_k gy w, s2p[j, n] = sum_k gy w (x - mu), and gw[k] = sum_n
+    gy xhat, gb[k] = sum_n gy for the block's k, accumulated in block-local arrays (which stay
+    in cache and do not alias the inputs, so the inner loop vectorises: measured 0.76 ms on
+    (8, 200704) float32, 2 threads, against 1.2 + 1.9 ms for ln_bwd's sums plus ln_wgrad)."""
     N, K = x.shape
     nblocks = (K + block - 1) // block
     for j in prange(nblocks):
         lo = j * block
         hi = min(K, lo + block)
-        for k in range(lo, hi):
-            gw[k] = 0.0
-            gb[k] = 0.0
+        m = hi - lo
+        lw = np.zeros(m)
+        lb = np.zeros(m)
+        wr = w[lo:hi]
         for n in range(N):
             mu = mean[n]
             r = rstd[n]
-            for k in range(lo, hi):
-                g = gy[n, k]
-                gw[k] += g * (x[n, k] - mu) * r
-                gb[k] += g
+            a1 = 0.0
+            a2 = 0.0
+            gyr = gy[n, lo:hi]
+            xr = x[n, lo:hi]
+            for k in range(m):
+                g = gyr[k]
+                d = xr[k] - mu
+                lb[k] += g
+                lw[k] += g * d * r
+                gwk = g * wr[k]
+                a1 += gwk
+                a2 += gwk * d
+            s1p[j, n] = a1
+            s2p[j, n] = a2
+        for k in range(m):
+            gw[lo + k] = lw[k]
+            gb[lo + k] = lb[k]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def ln_bwd_apply(gy, x, mean, rstd, w, s1, s2, gx):
+    """gx = r (gy w - s1 - (x - mu) s2); s1, s2 already divided by K (s2 times r^2). A plain
+    prange over k per row (vectorises)."""
+    N, K = x.shape
+    for n in range(N):
+        mu = mean[n]
+        r = rstd[n]
+        a = s1[n]
+        c = s2[n]
+        for k in prange(K):
+            gx[n, k] = r * (gy[n, k] * w[k] - a - (x[n, k] - mu) * c)
 
 
 # --- channel norm (batch): x (N, C, I), stats per c ----------------------------------------------

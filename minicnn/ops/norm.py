@@ -59,13 +59,18 @@ class RowNorm(Function):
         N, G, S, _ = self.shape4
         w2 = None if w is None else w.data.reshape(G, S)
         gx, gw, gb = K.row_norm_bwd(gy.data.reshape(self.shape4), x.data.reshape(self.shape4),
-                                    self.mean, self.rstd, w2)
-        gx = Tensor._wrap(gx.reshape(x.shape)) if x.requires_grad else None
-        gw = Tensor._wrap(gw.sum(0).reshape(w.shape).astype(w.dtype)) \
+                                    self.mean, self.rstd, w2, out_shape=x.shape)
+        gx = Tensor._wrap(gx) if x.requires_grad else None  # owned, x's shape
+        gw = Tensor._wrap(_sum0(gw).reshape(w.shape).astype(w.dtype)) \
             if w is not None and w.requires_grad else None
-        gb = Tensor._wrap(gb.sum(0).reshape(b.shape).astype(b.dtype)) \
+        gb = Tensor._wrap(_sum0(gb).reshape(b.shape).astype(b.dtype)) \
             if b is not None and b.requires_grad else None
         return gx, gw, gb
+
+
+def _sum0(a):
+    """a.sum(0), without a reduction pass when axis 0 has length 1 (the layer-norm layout)."""
+    return a[0] if a.shape[0] == 1 else a.sum(0)
 
 
 class BatchNormTrain(Function):
