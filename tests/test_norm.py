@@ -191,3 +191,24 @@ def test_float32_stays_float32_and_large_offsets_are_accurate():
                                         training=True)
     assert y.dtype == np.float32
     np.testing.assert_allclose(y.numpy(), ty.numpy(), atol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_norm_rows_longer_than_one_kernel_block_match_torch(dtype):
+    """Rows of 2*41*61 = 5002 features span two 4096-feature blocks of the backward kernel."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 41, 61)).astype(dtype)
+    w = rng.standard_normal((2, 41, 61)).astype(dtype)
+    b = rng.standard_normal((2, 41, 61)).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    xs = [mc.tensor(a, requires_grad=True) for a in (x, w, b)]
+    ts = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = mc.functional.layer_norm(xs[0], (2, 41, 61), xs[1], xs[2])
+    ty = torch.nn.functional.layer_norm(ts[0], (2, 41, 61), ts[1], ts[2])
+    y.backward(mc.tensor(gy))
+    ty.backward(torch.tensor(gy))
+    atol, rtol = (1e-10, 1e-8) if dtype == np.float64 else (1e-4, 1e-4)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), atol=atol, rtol=rtol)
+    for a, t in zip(xs, ts):
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), atol=atol, rtol=rtol)
