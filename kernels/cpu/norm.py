@@ -301,12 +301,11 @@ def _pow2_f32(typingctx, nf):
 
 
 @njit(inline="always", fastmath={"contract"})
-def exp_f32(x):
-    """e**x for a float32 x: inf above 88.72..., 0 below -103.97..., NaN stays NaN."""
-    xc = x if x > _F32(-104.0) else _F32(-104.0)  # NaN -> -104: the integer part stays defined
-    xc = xc if xc < _F32(89.0) else _F32(89.0)
+def _exp_parts(x, xc):
+    """n = round(xc / ln2) and p = e**(x - n ln2) by the Cephes expf polynomial, with ln2 in two
+    parts (Cody-Waite) so the reduced argument keeps its precision."""
     n = np.floor(xc * _F32(1.4426950408889634) + _F32(0.5))
-    r = x - n * _F32(0.693359375)  # ln2 in two parts (Cody-Waite); NaN propagates through r
+    r = x - n * _F32(0.693359375)
     r = r + n * _F32(2.12194440e-4)
     p = _F32(1.9875691500e-4)
     p = p * r + _F32(1.3981999507e-3)
@@ -315,6 +314,15 @@ def exp_f32(x):
     p = p * r + _F32(1.6666665459e-1)
     p = p * r + _F32(5.0000001201e-1)
     p = p * (r * r) + r + _F32(1.0)
+    return n, p
+
+
+@njit(inline="always", fastmath={"contract"})
+def exp_f32(x):
+    """e**x for a float32 x: inf above 88.72..., 0 below -103.97..., NaN stays NaN."""
+    xc = x if x > _F32(-104.0) else _F32(-104.0)  # NaN -> -104: the integer part stays defined
+    xc = xc if xc < _F32(89.0) else _F32(89.0)
+    n, p = _exp_parts(x, xc)  # r from x itself, so a NaN propagates
     n1 = np.floor(n * _F32(0.5))  # 2^n = 2^n1 2^(n - n1): both normal for n in [-150, 129]
     y = p * _pow2_f32(n1) * _pow2_f32(n - n1)
     y = _F32(np.inf) if x > _F32(88.72283935546875) else y
@@ -326,16 +334,7 @@ def _exp_f32_neg_clamped(x):
     """e**max(x, -87) for x <= 0 (NaN -> e**-87): exp_f32 without the subnormal range, for
     GELU's exp(-v^2 / 2), where any value below 1.7e-38 gives the same float32 result."""
     xc = x if x > _F32(-87.0) else _F32(-87.0)
-    n = np.floor(xc * _F32(1.4426950408889634) + _F32(0.5))
-    r = xc - n * _F32(0.693359375)
-    r = r + n * _F32(2.12194440e-4)
-    p = _F32(1.9875691500e-4)
-    p = p * r + _F32(1.3981999507e-3)
-    p = p * r + _F32(8.3334519073e-3)
-    p = p * r + _F32(4.1665795894e-2)
-    p = p * r + _F32(1.6666665459e-1)
-    p = p * r + _F32(5.0000001201e-1)
-    p = p * (r * r) + r + _F32(1.0)
+    n, p = _exp_parts(xc, xc)
     return p * _pow2_f32(n)
 
 
