@@ -1,0 +1,63 @@
+// common.cuh -- helpers shared by minicnn's kernel files (inlined by the loader).
+#pragma once
+
+#ifndef DYNAMIC_SHARED
+// Dynamic shared memory of any element type (one raw buffer, so templates don't clash).
+#define DYNAMIC_SHARED(T, name)                                       \
+    extern __shared__ __align__(16) unsigned char name##_raw_[];      \
+    T* name = reinterpret_cast<T*>(name##_raw_)
+#endif
+
+// A grid-stride loop over [0, n).
+#define GRID_LOOP(i, n)                                                           \
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n);                 \
+         i += blockDim.x * gridDim.x)
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_max(T v) {
+    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over a 1-D block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+// `scratch` holds 32 values of shared memory; the call ends with a barrier so it can be reused.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    const int warps = blockDim.x >> 5;
+    T t = lane < warps ? scratch[lane] : T(0);
+    t = warp_sum(t);
+    __syncthreads();
+    return t;
+}
+
+// Philox4x32-10 (Salmon et al., SC'11): counter-based, so thread i draws its own numbers from
+// (seed, counter) with no state in memory. The NumPy reference is kernels/reference/philox.py.
+struct Philox4 {
+    unsigned int x, y, z, w;
+};
+
+__device__ __forceinline__ Philox4 philox4x32_10(Philox4 c, unsigned int k0, unsigned int k1) {
+    for (int r = 0; r < 10; ++r) {
+        const unsigned int hi0 = __umulhi(0xD2511F53u, c.x), lo0 = 0xD2511F53u * c.x;
+        const unsigned int hi1 = __umulhi(0xCD9E8D57u, c.z), lo1 = 0xCD9E8D57u * c.z;
+        c = Philox4{hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0};
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    return c;
+}
+
+// A uniform float in [0, 1) from 24 random bits.
+__device__ __forceinline__ float uniform01(unsigned int bits) {
+    return (bits >> 8) * (1.0f / 16777216.0f);
+}

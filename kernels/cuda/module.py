@@ -1,0 +1,187 @@
+"""Loading and launching the CUDA kernels.
+
+    k = kernel("conv", "im2col_kernel", x.dtype)   # a template kernel, for x's element type
+    k(grid, block, (x, col, C, H, W, ...), shared_mem=0)
+
+A launch checks each argument against the kernel's declared parameters (arrays of the declared
+element type, C-contiguous, writable where the kernel writes; scalars cast to the declared C
+type) and runs it on the GPU with CuPy when the arrays are CuPy arrays, or under the CPU
+emulator (emulator.py) when they are NumPy arrays -- which is how the tests check every kernel
+on machines without a GPU. Each file is compiled once per process (NVRTC through
+`cupy.RawModule`, cached on disk by CuPy).
+
+`empty(xp, shape, dtype)` allocates kernel outputs. Under the emulator it fills them with NaN
+(or 0xCD bytes) and surrounds them with guard bytes that every launch checks afterwards, so an
+element a kernel forgot to write shows up, and a write out of bounds is an error; with
+`POISON = True` (the tests set it) CuPy outputs are filled with NaN too.
+"""
+import threading
+import weakref
+
+import numpy
+
+from minicnn.backend import is_cuda_array
+
+from . import emulator, source
+
+NVRTC_OPTIONS = ("-std=c++17",)
+POISON = False
+INT_MAX = 2**31 - 1
+
+_modules = {}
+_decls = {}
+_lock = threading.Lock()
+
+
+def _path(family):
+    """A family name (kernels/cuda/<family>.cu) or a path to a .cu file (the tests' own)."""
+    return family if hasattr(family, "suffix") else source.CUDA_DIR / f"{family}.cu"
+
+
+def declarations(family):
+    with _lock:
+        if family not in _decls:
+            _decls[family] = source.kernels(source.read(_path(family)))
+        return _decls[family]
+
+
+def _cupy_module(family):
+    with _lock:
+        if family not in _modules:
+            import cupy  # noqa: PLC0415 -- only with CUDA arrays
+            text = source.read(_path(family))
+            names = [d.expression(T) for d in source.kernels(text).values()
+                     for T in (("float", "double") if d.template else (None,))]
+            _modules[family] = cupy.RawModule(code=text, options=NVRTC_OPTIONS,
+                                              name_expressions=names)
+        return _modules[family]
+
+
+class Kernel:
+    """One kernel of one family, for one element type when it is a template."""
+
+    def __init__(self, family, decl, T):
+        self.family, self.decl, self.T = family, decl, T
+        self.name = decl.expression(T)
+        self._fn = None
+
+    def __repr__(self):
+        return f"<CUDA kernel {self.family}.cu:{self.name}>"
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        grid, block = _dims(grid, "grid", self.name), _dims(block, "block", self.name)
+        args = self._check(args)
+        on_gpu = [is_cuda_array(a) for p, a in zip(self.decl.params, args) if p.pointer]
+        if on_gpu and all(on_gpu):
+            if self._fn is None:
+                self._fn = _cupy_module(self.family).get_function(self.name)
+            self._fn(grid, block, tuple(args), shared_mem=shared_mem)
+        elif not any(on_gpu):
+            emulator.launch(_path(self.family), self.decl, self.T, grid, block, args,
+                            shared_mem)
+            _check_guards(self.name, [a for p, a in zip(self.decl.params, args) if p.pointer])
+        else:
+            raise TypeError(f"kernel {self.name}: arrays on different devices (CuPy and NumPy)")
+
+    def _check(self, args):
+        params = self.decl.params
+        if len(args) != len(params):
+            raise TypeError(f"kernel {self.name} takes {len(params)} arguments "
+                            f"({', '.join(p.name for p in params)}), got {len(args)}")
+        out = []
+        for p, a in zip(params, args):
+            want = p.dtype(self.T)
+            if p.pointer:
+                if not hasattr(a, "dtype") or not hasattr(a, "flags"):
+                    raise TypeError(f"kernel {self.name}: {p.name} must be an array, "
+                                    f"got {type(a).__name__}")
+                if a.dtype != want:
+                    raise TypeError(f"kernel {self.name}: {p.name} must be {want}, got {a.dtype}")
+                if not a.flags.c_contiguous:
+                    raise ValueError(f"kernel {self.name}: {p.name} {a.shape} is not "
+                                     f"C-contiguous")
+                if not p.const and not a.flags.writeable:
+                    raise ValueError(f"kernel {self.name}: {p.name} is read-only")
+                out.append(a)
+            else:
+                out.append(want.type(a))
+        return out
+
+
+def _dims(d, what, name):
+    d = tuple(int(v) for v in (d if isinstance(d, (tuple, list)) else (d,)))
+    if not 1 <= len(d) <= 3 or min(d) < 1:
+        raise ValueError(f"kernel {name}: bad {what} shape {d}")
+    return d + (1,) * (3 - len(d))
+
+
+def kernel(family, name, dtype=None):
+    """The kernel `name` of kernels/cuda/<family>.cu (for `dtype` if it is a template)."""
+    key = (family, name, None if dtype is None else numpy.dtype(dtype).str)
+    k = _kernels.get(key)
+    if k is None:
+        decl = declarations(family).get(name)
+        if decl is None:
+            raise KeyError(f"{family}.cu has no kernel {name}")
+        T = None
+        if decl.template:
+            T = source.TEMPLATE_TYPES.get(numpy.dtype(dtype)) if dtype is not None else None
+            if T is None:
+                raise TypeError(f"kernel {name}: no instance for dtype {dtype}")
+        k = _kernels[key] = Kernel(family, decl, T)
+    return k
+
+
+_kernels = {}
+
+
+def check_size(op, *shapes):
+    """Kernels index with 32-bit ints: refuse arrays of 2**31 elements or more."""
+    for s in shapes:
+        n = 1
+        for v in s:
+            n *= int(v)
+        if n > INT_MAX:
+            raise ValueError(f"{op}: {tuple(s)} has {n} elements; the CUDA kernels index with "
+                             f"32-bit integers (at most {INT_MAX})")
+
+
+# --- outputs: poisoned, and guarded under the emulator --------------------------------------
+GUARD = 256          # guard bytes on each side of an emulated output
+_POISON_BYTE = 0xCD
+_guarded = {}        # id(base buffer) -> (weakref to it, nbytes of the payload)
+
+
+def empty(xp, shape, dtype):
+    """An output array for a kernel (see the module docstring)."""
+    dtype = numpy.dtype(dtype)
+    if xp is numpy:
+        n = int(numpy.prod(shape, dtype=numpy.int64)) * dtype.itemsize
+        base = numpy.full(n + 2 * GUARD, _POISON_BYTE, numpy.uint8)
+        out = base[GUARD:GUARD + n].view(dtype).reshape(shape)
+        if dtype.kind == "f":
+            out.fill(numpy.nan)
+        key = id(base)
+        _guarded[key] = (weakref.ref(base, lambda _, k=key: _guarded.pop(k, None)), n)
+        return out
+    out = xp.empty(shape, dtype)
+    if POISON and dtype.kind == "f":
+        out.fill(numpy.nan)
+    return out
+
+
+def _root(a):
+    while isinstance(getattr(a, "base", None), numpy.ndarray):
+        a = a.base
+    return a
+
+
+def _check_guards(name, arrays):
+    for a in arrays:
+        root = _root(a)
+        entry = _guarded.get(id(root))
+        if entry is None or entry[0]() is not root:
+            continue
+        n = entry[1]
+        if (root[:GUARD] != _POISON_BYTE).any() or (root[GUARD + n:] != _POISON_BYTE).any():
+            raise RuntimeError(f"kernel {name} wrote outside an output buffer of {n} bytes")

@@ -1,0 +1,47 @@
+"""Running a CUDA kernel's launch function on both of its back ends, for the kernel tests.
+
+`KERNEL_DEVICES` parametrizes a test over "emu" (NumPy arrays: the kernels run under the CPU
+emulator, kernels/cuda/emulator.py, so they are tested on every machine with a C++ compiler) and
+"cuda" (CuPy arrays on a GPU; skipped without one). `dev(a, device)` puts a NumPy array there,
+`host(a)` brings a result back.
+"""
+import numpy as np
+import pytest
+
+import minicnn as mc
+from minicnn.kernels.cuda import emulator, module
+
+KERNEL_DEVICES = [
+    pytest.param("emu", id="emu", marks=pytest.mark.skipif(
+        not emulator.available(), reason="no C++ compiler for the CUDA emulator")),
+    pytest.param("cuda", id="cuda", marks=[
+        pytest.mark.cuda,
+        pytest.mark.skipif(not mc.cuda.is_available(), reason="CUDA is not available")]),
+]
+
+
+@pytest.fixture(autouse=True)
+def _poison_gpu_outputs(monkeypatch):
+    """Fill CuPy kernel outputs with NaN before each kernel runs, so unwritten elements show."""
+    monkeypatch.setattr(module, "POISON", True)
+
+
+def dev(a, device):
+    a = np.asarray(a)
+    if device == "cuda":
+        import cupy  # noqa: PLC0415
+        return cupy.asarray(a)
+    return a.copy()
+
+
+def host(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def noncontiguous(a, device):
+    """The same values as `a` in a non-contiguous array (every other element of a wider one)."""
+    a = np.asarray(a)
+    wide = np.empty(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    wide[..., ::2] = a
+    wide[..., 1::2] = np.nan if a.dtype.kind == "f" else 0
+    return dev(wide, device)[..., ::2]
