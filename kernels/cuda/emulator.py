@@ -22,7 +22,8 @@ import numpy
 from . import source
 
 EMU_DIR = source.CUDA_DIR / "emu"
-CXX_FLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-fno-strict-aliasing", "-w"]
+CXX_FLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-fno-strict-aliasing", "-w",
+             "-U_FORTIFY_SOURCE"]
 
 _libs = {}
 _lock = threading.Lock()

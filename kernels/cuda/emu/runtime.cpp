@@ -1,5 +1,11 @@
 // runtime.cpp -- the CPU emulator's scheduler (see cuda_emu.h). Compiled into the same shared
 // library as one kernel file and its generated launch wrappers.
+//
+// A fiber is started once with swapcontext (makecontext gives it its own stack); after that,
+// fibers and the scheduler switch with _setjmp/_longjmp, which skip the two signal-mask system
+// calls swapcontext makes (about 4x faster; built with -U_FORTIFY_SOURCE, whose longjmp check
+// refuses a jump to another stack).
+#include <setjmp.h>
 #include <ucontext.h>
 #include <stdlib.h>
 #include <string>
@@ -12,7 +18,9 @@ unsigned char* dynamic_shared = nullptr;
 namespace {
 enum State { READY, AT_BARRIER, AT_WARP, DONE };
 struct Fiber {
-    ucontext_t ctx;
+    ucontext_t ctx;  // only to start the fiber on its stack
+    jmp_buf jb;      // where it continues after a yield
+    bool started;
     State state;
     dim3 tid;
 };
@@ -24,6 +32,7 @@ char* stacks = nullptr;
 size_t stacks_size = 0;
 std::vector<unsigned char> shared_buf;
 ucontext_t scheduler;
+jmp_buf scheduler_jb;
 int current = -1;
 void (*body)(void*) = nullptr;
 void* body_arg = nullptr;
@@ -32,19 +41,19 @@ std::string message;
 
 void yield(State s) {
     fibers[current].state = s;
-    swapcontext(&fibers[current].ctx, &scheduler);
+    if (_setjmp(fibers[current].jb) == 0) _longjmp(scheduler_jb, 1);
 }
 
 void fail(const std::string& why) {
     failed = true;
     message = why;
-    // never resumed: the scheduler abandons the launch
-    swapcontext(&fibers[current].ctx, &scheduler);
+    _longjmp(scheduler_jb, 1);  // never resumed: the scheduler abandons the launch
 }
 
 void entry() {
     body(body_arg);
-    fibers[current].state = DONE;  // returns to the scheduler through uc_link
+    fibers[current].state = DONE;
+    _longjmp(scheduler_jb, 1);  // a fiber never returns (its uc_link context would be stale)
 }
 
 std::string where() {
@@ -58,8 +67,9 @@ bool run_block(int T) {
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = stacks + static_cast<size_t>(i) * kStack;
         f.ctx.uc_stack.ss_size = kStack;
-        f.ctx.uc_link = &scheduler;
+        f.ctx.uc_link = nullptr;
         makecontext(&f.ctx, entry, 0);
+        f.started = false;
         f.state = READY;
         f.tid = dim3(i % block_dim.x, (i / block_dim.x) % block_dim.y,
                      i / (block_dim.x * block_dim.y));
@@ -70,7 +80,14 @@ bool run_block(int T) {
             if (fibers[i].state != READY) continue;
             current = i;
             thread_idx = fibers[i].tid;
-            swapcontext(&scheduler, &fibers[i].ctx);
+            if (_setjmp(scheduler_jb) == 0) {
+                if (!fibers[i].started) {
+                    fibers[i].started = true;
+                    swapcontext(&scheduler, &fibers[i].ctx);
+                } else {
+                    _longjmp(fibers[i].jb, 1);
+                }
+            }
             if (failed) return false;
         }
         int done = 0, at_barrier = 0;
