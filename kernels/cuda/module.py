@@ -50,10 +50,11 @@ def _cupy_module(family):
         if family not in _modules:
             import cupy  # noqa: PLC0415 -- only with CUDA arrays
             text = source.read(_path(family))
-            names = [d.expression(T) for d in source.kernels(text).values()
-                     for T in (("float", "double") if d.template else (None,))]
+            # template instances need name expressions; extern "C" names are found as they are
+            names = [d.expression(T) for d in source.kernels(text).values() if d.template
+                     for T in ("float", "double")]
             _modules[family] = cupy.RawModule(code=text, options=NVRTC_OPTIONS,
-                                              name_expressions=names)
+                                              name_expressions=names or None)
         return _modules[family]
 
 
