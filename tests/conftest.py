@@ -35,6 +35,13 @@ def device(request):
 
 
 @pytest.fixture(autouse=True)
+def _poison_gpu_outputs(monkeypatch):
+    """Fill CuPy kernel outputs with NaN before each kernel runs, so unwritten elements show."""
+    from minicnn.kernels.cuda import module  # noqa: PLC0415
+    monkeypatch.setattr(module, "POISON", True)
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     mc.manual_seed(0)
     np.random.seed(0)

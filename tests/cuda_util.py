@@ -3,7 +3,9 @@
 `KERNEL_DEVICES` parametrizes a test over "emu" (NumPy arrays: the kernels run under the CPU
 emulator, kernels/cuda/emulator.py, so they are tested on every machine with a C++ compiler) and
 "cuda" (CuPy arrays on a GPU; skipped without one). `dev(a, device)` puts a NumPy array there,
-`host(a)` brings a result back.
+`host(a)` brings a result back. Import it as `from cuda_util import ...` (tests/ is on the path).
+CuPy outputs made by module.empty are filled with NaN in every test (conftest.py), emulated
+ones always are.
 """
 import numpy as np
 import pytest
@@ -18,12 +20,6 @@ KERNEL_DEVICES = [
         pytest.mark.cuda,
         pytest.mark.skipif(not mc.cuda.is_available(), reason="CUDA is not available")]),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _poison_gpu_outputs(monkeypatch):
-    """Fill CuPy kernel outputs with NaN before each kernel runs, so unwritten elements show."""
-    monkeypatch.setattr(module, "POISON", True)
 
 
 def dev(a, device):
