@@ -12,6 +12,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import autograd, backend, cuda, dtypes  # noqa: E402
+from . import backends  # noqa: E402 -- mc.backends.allow_tf32 (imports no CuPy)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, full_like,
                        linspace, ones, ones_like, rand, rand_like, randint, randn, randn_like,

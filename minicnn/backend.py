@@ -15,6 +15,12 @@ def _import_cupy():
     if _cupy is None:
         import cupy  # noqa: PLC0415 -- lazy on purpose
         _cupy = cupy
+        from . import backends  # noqa: PLC0415 -- apply mc.backends.allow_tf32 (default: off)
+        try:
+            backends._sync_cupy()
+        except Exception as exc:  # noqa: BLE001 -- a CuPy without these internals still works
+            import warnings  # noqa: PLC0415
+            warnings.warn(f"mc.backends: could not set CuPy's TF32 mode: {exc!r}", stacklevel=2)
     return _cupy
 
 
