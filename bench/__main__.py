@@ -24,7 +24,7 @@ def _usable_cores():
 
 
 def _early_env(argv):
-    """Thread and TF32 environment variables, set before NumPy/CuPy load when they have not yet."""
+    """Thread environment variables, set before NumPy loads when it has not yet."""
     threads = None
     for i, a in enumerate(argv):
         if a == "--threads" and i + 1 < len(argv):
@@ -40,8 +40,6 @@ def _early_env(argv):
             os.environ[k] = str(threads)
     # minicnn sets this on import; set it here first so torch's OpenMP pool gets the same policy
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if "--tf32" in argv and "cupy" not in sys.modules:
-        os.environ["CUPY_TF32"] = "1"
 
 
 def pin_threads(n):
@@ -163,6 +161,21 @@ def _run(args, argv, threads, pinning, import_errors, cases):
             return 2
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
+    # minicnn's switch (CuPy's cuBLAS compute type and math mode); restored after the run
+    tf32_before = mc.backends.allow_tf32
+    mc.backends.allow_tf32 = args.tf32
+    try:
+        return _run_cases(args, argv, threads, pinning, import_errors, cases)
+    finally:
+        mc.backends.allow_tf32 = tf32_before
+
+
+def _run_cases(args, argv, threads, pinning, import_errors, cases):
+    import datetime  # noqa: PLC0415
+
+    import minicnn as mc  # noqa: PLC0415
+
+    from bench import harness, registry, report  # noqa: PLC0415
     settings = harness.Settings(quick=args.quick, repeats=args.repeats, device=args.device)
     timer = harness.make_timer(args.device)
     ctx = registry.Context(device=args.device, quick=args.quick, tf32=args.tf32)
@@ -189,7 +202,8 @@ def _run(args, argv, threads, pinning, import_errors, cases):
         "versions": harness.versions(),
         "git": harness.git_info(),
         "settings": {"device": args.device, "threads": threads, "thread_pinning": pinning,
-                     "tf32": args.tf32, "quick": args.quick, "only": args.only,
+                     "tf32": args.tf32, "tf32_cupy": mc.backends._tf32_state(),
+                     "quick": args.quick, "only": args.only,
                      "timer": "CUDA events (cupy / torch)" if args.device == "cuda"
                      else "time.perf_counter", "timing": settings.as_dict(),
                      "argv": argv,

@@ -76,9 +76,17 @@ def _flatten(obj, path="out"):
     return [(path, obj)]
 
 
-def compare(mc_out, th_out, atol, rtol):
+# With --tf32 both sides round GEMM inputs to a 10-bit mantissa, differently: an element's error
+# then scales with its tensor's size, not its own value (a near-zero sum of large terms keeps
+# the terms' error). The gate adds this fraction of max|torch| per tensor (TF32's unit roundoff
+# is 2**-11 = 4.9e-4; sums over K terms grow it by ~sqrt(K) relative to a random-sign result).
+TF32_SCALE_TOL = 5e-3
+
+
+def compare(mc_out, th_out, atol, rtol, scale_tol=0.0):
     """None if minicnn matches torch within |mc - th| <= atol + rtol*|th|, else a message.
 
+    scale_tol > 0 (TF32 runs) adds scale_tol * max|th| of each array to the bound.
     Also returns (max_abs_err, max_rel_err) over all compared arrays."""
     mc_items, th_items = _flatten(mc_out), _flatten(th_out)
     if [p for p, _ in mc_items] != [p for p, _ in th_items]:
@@ -106,6 +114,9 @@ def compare(mc_out, th_out, atol, rtol):
             err = np.where(nan_a, 0.0, np.abs(a64 - b64))
             err = np.where(np.isinf(a64) & (a64 == b64), 0.0, err)
         bound = atol + rtol * np.abs(np.where(nan_b, 0.0, b64))
+        if scale_tol:
+            finite = np.abs(b64[np.isfinite(b64)])
+            bound = bound + scale_tol * (float(finite.max()) if finite.size else 0.0)
         abs_err = float(np.max(err))
         denom = np.abs(b64)
         rel = err[denom > 0] / denom[denom > 0]
@@ -248,13 +259,19 @@ def peak_memory(device, fns, timer):
             def free_postprocess(self, **kw):
                 self.used -= kw.get("mem_size", 0)
 
+        import cupy  # noqa: PLC0415
+        gc.collect()
         timer.sync()
+        pool = cupy.get_default_memory_pool()
+        before = pool.used_bytes()
         hook = PeakHook()
         with hook:
             r = fns["mc"]()
             timer.sync()
             del r
         out["mc_peak_bytes"] = int(hook.peak)
+        # absolute figures (PyTorch's "peak memory" is max_memory_allocated, parameters included)
+        out["mc_peak_total_bytes"] = int(before + hook.peak)
         timer.sync()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
@@ -262,6 +279,7 @@ def peak_memory(device, fns, timer):
         torch.cuda.synchronize()
         del r
         out["torch_peak_bytes"] = int(torch.cuda.max_memory_allocated() - base)
+        out["torch_peak_total_bytes"] = int(torch.cuda.max_memory_allocated())
         out["method"] = "cupy MemoryHook (pool bytes handed out) / torch.cuda.max_memory_allocated"
     else:
         was = tracemalloc.is_tracing()
@@ -318,7 +336,7 @@ def measure_ceilings(device, quick=False):
             return ts
         t_mm = ev_times(lambda: cupy.matmul(a, b), 3 if quick else 20)
         t_cp = ev_times(lambda: cupy.copyto(dst, src), 3 if quick else 20)
-        method = ("cupy.matmul float32 (TF32 only if CUPY_TF32=1), cupy.copyto "
+        method = ("cupy.matmul float32 (TF32 only with --tf32: mc.backends.allow_tf32), cupy.copyto "
                   "(bytes = read + write), CUDA events, best of repeats")
     else:
         n = 512 if quick else 1536
@@ -378,6 +396,8 @@ def run_case(c, ctx, timer, settings, ceilings, log=print):
     res["gate"] = {"atol": w.atol, "rtol": w.rtol,
                    "mode": "off" if w.check is False else "custom" if callable(w.check)
                    else "compare"}
+    if getattr(ctx, "tf32", False) and res["gate"]["mode"] == "compare":
+        res["gate"]["tf32_scale_tol"] = TF32_SCALE_TOL
 
     custom_msg = None
     done_custom = False
@@ -415,7 +435,8 @@ def run_case(c, ctx, timer, settings, ceilings, log=print):
                 if custom_msg:
                     ph.update(status="WRONG", message=custom_msg)
             else:
-                msg, (mabs, mrel) = compare(mc_out, th_out, w.atol, w.rtol)
+                msg, (mabs, mrel) = compare(mc_out, th_out, w.atol, w.rtol,
+                                            TF32_SCALE_TOL if getattr(ctx, "tf32", False) else 0.0)
                 ph["max_abs_err"] = None if math.isinf(mabs) else mabs
                 ph["max_rel_err"] = None if math.isinf(mrel) else mrel
                 if msg:

@@ -71,6 +71,9 @@ def rows(results):
             "-" if tfrac is None else f"{tfrac * 100:.1f}%",
             fmt_time(first.get("first_call_s")),
             f"{fmt_bytes(mem.get('mc_peak_bytes'))} / {fmt_bytes(mem.get('torch_peak_bytes'))}"
+            + (f" (total {fmt_bytes(mem['mc_peak_total_bytes'])} / "
+               f"{fmt_bytes(mem.get('torch_peak_total_bytes'))})"
+               if mem.get("mc_peak_total_bytes") is not None else "")
             if mem.get("method") else "-",
             " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in (r.get("extra") or {}).items()) or "-",

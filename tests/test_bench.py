@@ -212,6 +212,17 @@ def test_compare_gate_unit():
     assert "NaN" in compare(nan, a, 1, 1)[0]
 
 
+def test_compare_tf32_scale_tolerance():
+    # TF32 runs: an error that is small against the tensor's largest value passes, a big one not
+    from bench.harness import TF32_SCALE_TOL, compare
+    ref = np.array([100.0, 0.01, -50.0], np.float32)
+    close = ref + np.array([0.0, 0.2, 0.0], np.float32)      # 0.2 = 2e-3 of max|ref|
+    assert compare(close, ref, 1e-3, 1e-3)[0] is not None
+    assert compare(close, ref, 1e-3, 1e-3, TF32_SCALE_TOL)[0] is None
+    far = ref + np.array([0.0, 5.0, 0.0], np.float32)        # 5e-2 of max|ref|: a wrong kernel
+    assert compare(far, ref, 1e-3, 1e-3, TF32_SCALE_TOL)[0] is not None
+
+
 def test_minicnn_bench_subcommand(capsys):
     from minicnn.__main__ import main
     assert main(["bench", "--list"]) == 0
