@@ -3,13 +3,15 @@
     max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> y, idx (int64, flat h*W+w)
     avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)   -> y
     avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv)    -> gx (no column matrix)
+    max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW) -> gx (plane_scatter of gy by
+                                                               idx; a gather on the GPU)
     plane_scatter(g, idx, H, W)                              -> out, out.flat[idx] += g per plane
     plane_gather(x, idx)                                     -> x.flat[idx] per plane
     adaptive_max_pool2d_fwd(x, OH, OW)                       -> y, idx
 """
 import numpy
 
-from minicnn.backend import get_array_module, is_cuda_array
+from minicnn.backend import is_cuda_array
 
 from .conv import run
 from .reference import pool as _ref
@@ -21,13 +23,18 @@ def _cpu():
     return pool
 
 
+def _cuda():
+    from .cuda import pool  # noqa: PLC0415 -- CuPy loads on first use
+    return pool
+
+
 def _c(a):
     return numpy.ascontiguousarray(a)
 
 
 def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     if is_cuda_array(x):
-        return _ref.max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+        return _cuda().max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     x = _c(x)
     y = numpy.empty(x.shape[:2] + (OH, OW), x.dtype)
     idx = numpy.empty(x.shape[:2] + (OH, OW), numpy.int64)
@@ -40,8 +47,7 @@ def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
 
 def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
     if is_cuda_array(x):
-        inv = get_array_module(x).asarray(inv)
-        return _ref.avg_pool_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)
+        return _cuda().avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)
     x = _c(x)
     y = numpy.empty(x.shape[:2] + (OH, OW), x.dtype)
     run(_cpu().avg_pool_fwd, y.size * KH * KW, x, KH, KW, SH, SW, PH, PW, _c(inv), y)
@@ -50,8 +56,7 @@ def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
 
 def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
     if is_cuda_array(gy):
-        inv = get_array_module(gy).asarray(inv)
-        return _ref.avg_pool_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv)
+        return _cuda().avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv)
     gy = _c(gy)
     gx = numpy.empty(gy.shape[:2] + (H, W), gy.dtype)
     run(_cpu().avg_pool_bwd, gy.size * KH * KW, gy, KH, KW, SH, SW, PH, PW, _c(inv), gx)
@@ -60,20 +65,30 @@ def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
 
 def plane_scatter(g, idx, H, W):
     if is_cuda_array(g):
-        return _ref.plane_scatter(g, idx, H, W)
+        return _cuda().plane_scatter(g, idx, H, W)
     g = _c(g)
     out = numpy.empty(g.shape[:2] + (H, W), g.dtype)
     run(_cpu().plane_scatter, out.size, g, _c(idx), out)
     return out
 
 
+def max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW):
+    """Max-pool gradient: plane_scatter(gy, idx, H, W), which the GPU computes as a gather
+    over the windows covering each input (deterministic, no atomics)."""
+    if is_cuda_array(gy):
+        return _cuda().max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
+    return plane_scatter(gy, idx, H, W)
+
+
 def plane_gather(x, idx):
+    if is_cuda_array(x):
+        return _cuda().plane_gather(x, idx)
     return _ref.plane_gather(x, idx)
 
 
 def adaptive_max_pool2d_fwd(x, OH, OW):
     if is_cuda_array(x):
-        return _ref.adaptive_max_fwd(x, OH, OW)
+        return _cuda().adaptive_max_pool2d_fwd(x, OH, OW)
     x = _c(x)
     N, C, H, W = x.shape
     hs, he = adaptive_bounds(H, OH)

@@ -32,7 +32,7 @@ class MaxPool2d(Function):
         return y, idx
 
     def backward(self, gy, gidx=None):
-        return PlaneScatter(self.idx, self.in_hw)(gy)
+        return PlaneScatter(self.idx, self.in_hw, window=(*self.k, *self.s, *self.p, *self.d))(gy)
 
 
 class AdaptiveMaxPool2d(Function):
@@ -50,12 +50,15 @@ class AdaptiveMaxPool2d(Function):
 
 
 class PlaneScatter(Function):
-    """out[n, c].flat[idx[n, c, ...]] += g[n, c, ...] into (H, W) planes."""
+    """out[n, c].flat[idx[n, c, ...]] += g[n, c, ...] into (H, W) planes. With the max-pool
+    `window` (KH, KW, SH, SW, PH, PW, DH, DW) the GPU computes it as a gather (no atomics)."""
 
-    def __init__(self, idx, hw):
-        self.idx, self.hw = idx, tuple(hw)
+    def __init__(self, idx, hw, window=None):
+        self.idx, self.hw, self.window = idx, tuple(hw), window
 
     def forward(self, g):
+        if self.window is not None:
+            return kernels.pool.max_pool2d_bwd(g, self.idx, *self.hw, *self.window)
         return kernels.plane_scatter(g, self.idx, *self.hw)
 
     def backward(self, gg):
