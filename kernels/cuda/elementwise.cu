@@ -1,0 +1,385 @@
+// elementwise.cu -- activations, fused bias + activation, and Philox dropout (minicnn issue #8).
+//
+// Activations (act codes shared with kernels/cuda/elementwise.py; z is x, or x + b[c]):
+//   0 identity  z                                        d = 1
+//   1 relu      max(z, 0)                                d = z > 0
+//   2 leaky     z > 0 ? z : s z                          d = z > 0 ? 1 : s
+//   3 gelu      z Phi(z) = z (1 + erf(z / sqrt 2)) / 2   d = Phi(z) + z phi(z)
+//   4 gelu_tanh z (1 + tanh u) / 2, u = sqrt(2/pi) (z + 0.044715 z^3)
+//                                                        d = (1 + t) / 2 + z (1 - t^2) u' / 2
+//   5 sigmoid   1 / (1 + e^-z) (stable for every z)      d = s (1 - s)
+//   6 silu      z s                                      d = s (1 + z (1 - s))
+//   7 tanh      t                                        d = 1 - t^2
+// Each kernel switches on `act` once per thread and runs a loop specialised for it.
+//
+// Index mapping and launch shapes:
+//  * act_fwd/act_bwd: flat, grid-stride; when every pointer is 16-byte aligned a thread moves
+//    one 16-byte pack (4 floats / 2 doubles) per step, the tail element by element.
+//    Block 256, grid min(ceil(packs / 256), 132 * 16).
+//  * bias_act_fwd: x seen as rows of length L; channel c = r % C for the (N*C, I) view of an
+//    (N, C, I) input (I > 1), c = column for the (N, C) view (I == 1). 2-D grid-stride: threads
+//    x over columns (coalesced), y over rows; block (bx, 256 / bx), bx the power of two >= L
+//    (32..256).
+//  * bias_act_bwd (I > 1): block per (channel c = blockIdx.x, chunk = blockIdx.y); the block
+//    walks the N*I elements of its channel (consecutive threads -> consecutive i: coalesced),
+//    writes gx = gy * act'(x + b[c]) and one float64 partial sum of gx to part[chunk, c]; the
+//    caller sums the (chunks, C) partials. No atomics: deterministic.
+//  * bias_act_bwd_nc (I == 1, x (N, C)): block (32, 8): threadIdx.x -> channel (coalesced),
+//    threadIdx.y + chunk -> rows; the 8 row partials are summed in shared memory.
+//  * dropout: flat; thread step g draws Philox4x32-10(counter (g, 0, offset_lo, offset_hi),
+//    key (seed_lo, seed_hi)) once and uses its 4 words for elements 4g..4g+3 (u = 24 random
+//    bits / 2^24; keep iff u >= p). y = keep ? x * ka + kb : x * da + db, which covers inverted
+//    dropout (ka = 1/(1-p)), alpha dropout (affine both ways) and, with the same seed/offset
+//    and (a, 0, 0, 0), the backward: the mask is recomputed, never stored.
+//  * feature_dropout: rows of length L (one draw per row r, word r & 3 of group r >> 2, i.e.
+//    the draw element-wise dropout would make for index r); 2-D grid as bias_act_fwd.
+// Expected bound: memory. Bytes per element (float32): act fwd 8, act bwd 12, bias_act fwd 8,
+// bias_act bwd 16 (x, gy read, gx written; partials are C * chunks doubles), dropout 8. Philox
+// is 10 rounds of 2 mul.hi + xors per 4 elements (dropout) or per row and thread (feature).
+#include "common.cuh"
+
+#define ACT_IDENTITY 0
+#define ACT_RELU 1
+#define ACT_LEAKY_RELU 2
+#define ACT_GELU 3
+#define ACT_GELU_TANH 4
+#define ACT_SIGMOID 5
+#define ACT_SILU 6
+#define ACT_TANH 7
+
+// --- math in T's own precision -------------------------------------------------------------
+__device__ __forceinline__ float ew_exp(float v) { return expf(v); }
+__device__ __forceinline__ double ew_exp(double v) { return exp(v); }
+__device__ __forceinline__ float ew_erf(float v) { return erff(v); }
+__device__ __forceinline__ double ew_erf(double v) { return erf(v); }
+__device__ __forceinline__ float ew_tanh(float v) { return tanhf(v); }
+__device__ __forceinline__ double ew_tanh(double v) { return tanh(v); }
+__device__ __forceinline__ float ew_abs(float v) { return fabsf(v); }
+__device__ __forceinline__ double ew_abs(double v) { return fabs(v); }
+
+template <typename T>
+__device__ __forceinline__ T ew_sigmoid(T z) {
+    const T e = ew_exp(-ew_abs(z));  // in (0, 1]: no overflow
+    const T r = T(1) / (T(1) + e);
+    return z >= T(0) ? r : e * r;
+}
+
+template <int ACT, typename T>
+__device__ __forceinline__ T act_f(T z, T slope) {
+    if constexpr (ACT == ACT_RELU) {
+        return z > T(0) ? z : T(0);
+    } else if constexpr (ACT == ACT_LEAKY_RELU) {
+        return z > T(0) ? z : z * slope;
+    } else if constexpr (ACT == ACT_GELU) {
+        return T(0.5) * z * (T(1) + ew_erf(z * T(0.70710678118654752440)));
+    } else if constexpr (ACT == ACT_GELU_TANH) {
+        const T u = T(0.79788456080286535588) * (z + T(0.044715) * z * z * z);
+        return T(0.5) * z * (T(1) + ew_tanh(u));
+    } else if constexpr (ACT == ACT_SIGMOID) {
+        return ew_sigmoid(z);
+    } else if constexpr (ACT == ACT_SILU) {
+        return z * ew_sigmoid(z);
+    } else if constexpr (ACT == ACT_TANH) {
+        return ew_tanh(z);
+    } else {
+        return z;
+    }
+}
+
+// The derivative act'(z) (for relu also right when given the output y, as y > 0 iff z > 0).
+template <int ACT, typename T>
+__device__ __forceinline__ T act_d(T z, T slope) {
+    if constexpr (ACT == ACT_RELU) {
+        return z > T(0) ? T(1) : T(0);
+    } else if constexpr (ACT == ACT_LEAKY_RELU) {
+        return z > T(0) ? T(1) : slope;
+    } else if constexpr (ACT == ACT_GELU) {
+        return T(0.5) * (T(1) + ew_erf(z * T(0.70710678118654752440))) +
+               z * T(0.39894228040143267794) * ew_exp(T(-0.5) * z * z);
+    } else if constexpr (ACT == ACT_GELU_TANH) {
+        const T u = T(0.79788456080286535588) * (z + T(0.044715) * z * z * z);
+        const T du = T(0.79788456080286535588) * (T(1) + T(3.0 * 0.044715) * z * z);
+        const T t = ew_tanh(u);
+        return T(0.5) * (T(1) + t) + T(0.5) * z * (T(1) - t * t) * du;
+    } else if constexpr (ACT == ACT_SIGMOID) {
+        const T s = ew_sigmoid(z);
+        return s * (T(1) - s);
+    } else if constexpr (ACT == ACT_SILU) {
+        const T s = ew_sigmoid(z);
+        return s * (T(1) + z * (T(1) - s));
+    } else if constexpr (ACT == ACT_TANH) {
+        const T t = ew_tanh(z);
+        return T(1) - t * t;
+    } else {
+        return T(1);
+    }
+}
+
+// Run F<ACT>::run(args...) with ACT the runtime code `act` (a uniform value: no divergence).
+#define DISPATCH_ACT(act, CALL)                              \
+    switch (act) {                                           \
+        case ACT_RELU: CALL(ACT_RELU); break;                \
+        case ACT_LEAKY_RELU: CALL(ACT_LEAKY_RELU); break;    \
+        case ACT_GELU: CALL(ACT_GELU); break;                \
+        case ACT_GELU_TANH: CALL(ACT_GELU_TANH); break;      \
+        case ACT_SIGMOID: CALL(ACT_SIGMOID); break;          \
+        case ACT_SILU: CALL(ACT_SILU); break;                \
+        case ACT_TANH: CALL(ACT_TANH); break;                 \
+        default: CALL(ACT_IDENTITY); break;                  \
+    }
+
+// --- 16-byte packs ----------------------------------------------------------------------------
+template <typename T>
+struct alignas(16) Pack {
+    T v[16 / sizeof(T)];
+};
+
+__device__ __forceinline__ bool aligned_to(const void* p, unsigned long long bytes) {
+    return (reinterpret_cast<unsigned long long>(p) & (bytes - 1ull)) == 0ull;
+}
+
+// --- activation forward / backward (flat) ------------------------------------------------------
+template <int ACT, typename T>
+__device__ __forceinline__ void act_fwd_loop(const T* __restrict__ x, T* __restrict__ y, int n,
+                                             T slope) {
+    constexpr int V = 16 / sizeof(T);
+    const int stride = blockDim.x * gridDim.x;
+    int done = 0;
+    if (aligned_to(x, 16) && aligned_to(y, 16)) {
+        const int packs = n / V;
+        const Pack<T>* xv = reinterpret_cast<const Pack<T>*>(x);
+        Pack<T>* yv = reinterpret_cast<Pack<T>*>(y);
+        GRID_LOOP(p, packs) {
+            Pack<T> a = xv[p];
+#pragma unroll
+            for (int k = 0; k < V; ++k) a.v[k] = act_f<ACT>(a.v[k], slope);
+            yv[p] = a;
+        }
+        done = packs * V;
+    }
+    for (int i = done + blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        y[i] = act_f<ACT>(x[i], slope);
+}
+
+template <int ACT, typename T>
+__device__ __forceinline__ void act_bwd_loop(const T* __restrict__ x, const T* __restrict__ gy,
+                                             T* __restrict__ gx, int n, T slope) {
+    constexpr int V = 16 / sizeof(T);
+    const int stride = blockDim.x * gridDim.x;
+    int done = 0;
+    if (aligned_to(x, 16) && aligned_to(gy, 16) && aligned_to(gx, 16)) {
+        const int packs = n / V;
+        const Pack<T>* xv = reinterpret_cast<const Pack<T>*>(x);
+        const Pack<T>* gv = reinterpret_cast<const Pack<T>*>(gy);
+        Pack<T>* ov = reinterpret_cast<Pack<T>*>(gx);
+        GRID_LOOP(p, packs) {
+            const Pack<T> a = xv[p];
+            Pack<T> g = gv[p];
+#pragma unroll
+            for (int k = 0; k < V; ++k) g.v[k] *= act_d<ACT>(a.v[k], slope);
+            ov[p] = g;
+        }
+        done = packs * V;
+    }
+    for (int i = done + blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        gx[i] = gy[i] * act_d<ACT>(x[i], slope);
+}
+
+// y = act(x), n elements.
+template <typename T>
+__global__ void act_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int n, int act,
+                               T slope) {
+#define CALL(A) act_fwd_loop<A, T>(x, y, n, slope)
+    DISPATCH_ACT(act, CALL)
+#undef CALL
+}
+
+// gx = gy * act'(x) (relu: x may be the forward's output).
+template <typename T>
+__global__ void act_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                               T* __restrict__ gx, int n, int act, T slope) {
+#define CALL(A) act_bwd_loop<A, T>(x, gy, gx, n, slope)
+    DISPATCH_ACT(act, CALL)
+#undef CALL
+}
+
+// --- fused bias + activation -------------------------------------------------------------------
+template <int ACT, typename T>
+__device__ __forceinline__ void bias_act_fwd_loop(const T* __restrict__ x,
+                                                  const T* __restrict__ b, T* __restrict__ y,
+                                                  int R, int L, int C, int chan_is_col,
+                                                  T slope) {
+    const int c0 = blockIdx.x * blockDim.x + threadIdx.x, cs = blockDim.x * gridDim.x;
+    for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < R; r += blockDim.y * gridDim.y) {
+        const T br = chan_is_col ? T(0) : b[r % C];
+        const T* xr = x + static_cast<long long>(r) * L;
+        T* yr = y + static_cast<long long>(r) * L;
+        for (int col = c0; col < L; col += cs)
+            yr[col] = act_f<ACT>(xr[col] + (chan_is_col ? b[col] : br), slope);
+    }
+}
+
+// y = act(x + b[c]); x (R, L) with c = r % C (chan_is_col = 0) or c = col (chan_is_col = 1).
+template <typename T>
+__global__ void bias_act_fwd_kernel(const T* __restrict__ x, const T* __restrict__ b,
+                                    T* __restrict__ y, int R, int L, int C, int chan_is_col,
+                                    int act, T slope) {
+#define CALL(A) bias_act_fwd_loop<A, T>(x, b, y, R, L, C, chan_is_col, slope)
+    DISPATCH_ACT(act, CALL)
+#undef CALL
+}
+
+template <int ACT, typename T>
+__device__ __forceinline__ void bias_act_bwd_loop(const T* __restrict__ x,
+                                                  const T* __restrict__ b,
+                                                  const T* __restrict__ gy, T* __restrict__ gx,
+                                                  double* __restrict__ part, int N, int C,
+                                                  int I, T slope, double* scratch) {
+    const int M = N * I;                                // elements of one channel
+    const int stride = blockDim.x * gridDim.y;
+    const int step_n = stride / I, step_i = stride - step_n * I;
+    const int j0 = blockIdx.y * blockDim.x + threadIdx.x;
+    for (int c = blockIdx.x; c < C; c += gridDim.x) {  // uniform per block: barriers are safe
+        const T bc = b[c];
+        double acc = 0.0;
+        int n = j0 / I, i = j0 - (j0 / I) * I;
+        for (int j = j0; j < M; j += stride) {
+            const int idx = (n * C + c) * I + i;
+            const T g = gy[idx] * act_d<ACT>(x[idx] + bc, slope);
+            gx[idx] = g;
+            acc += static_cast<double>(g);
+            n += step_n;
+            i += step_i;
+            if (i >= I) {
+                i -= I;
+                ++n;
+            }
+        }
+        acc = block_sum(acc, scratch);
+        if (threadIdx.x == 0) part[blockIdx.y * C + c] = acc;
+    }
+}
+
+// x, gy, gx (N, C, I); gx = gy * act'(x + b[c]); part (gridDim.y, C) float64 partial sums of gx.
+template <typename T>
+__global__ void bias_act_bwd_kernel(const T* __restrict__ x, const T* __restrict__ b,
+                                    const T* __restrict__ gy, T* __restrict__ gx,
+                                    double* __restrict__ part, int N, int C, int I, int act,
+                                    T slope) {
+    __shared__ double scratch[32];
+#define CALL(A) bias_act_bwd_loop<A, T>(x, b, gy, gx, part, N, C, I, slope, scratch)
+    DISPATCH_ACT(act, CALL)
+#undef CALL
+}
+
+#define NC_ROWS 8  // blockDim.y of bias_act_bwd_nc_kernel (blockDim.x is 32)
+
+template <int ACT, typename T>
+__device__ __forceinline__ void bias_act_bwd_nc_loop(const T* __restrict__ x,
+                                                     const T* __restrict__ b,
+                                                     const T* __restrict__ gy,
+                                                     T* __restrict__ gx,
+                                                     double* __restrict__ part, int N, int C,
+                                                     T slope, double (*tile)[33]) {
+    for (int cb = blockIdx.x * 32; cb < C; cb += gridDim.x * 32) {  // uniform per block
+        const int c = cb + threadIdx.x;
+        const bool valid = c < C;
+        double acc = 0.0;
+        if (valid) {
+            const T bc = b[c];
+            for (int n = blockIdx.y * NC_ROWS + threadIdx.y; n < N; n += gridDim.y * NC_ROWS) {
+                const int idx = n * C + c;
+                const T g = gy[idx] * act_d<ACT>(x[idx] + bc, slope);
+                gx[idx] = g;
+                acc += static_cast<double>(g);
+            }
+        }
+        tile[threadIdx.y][threadIdx.x] = acc;
+        __syncthreads();
+        if (threadIdx.y == 0 && valid) {
+            double s = 0.0;
+#pragma unroll
+            for (int k = 0; k < NC_ROWS; ++k) s += tile[k][threadIdx.x];
+            part[blockIdx.y * C + c] = s;
+        }
+        __syncthreads();
+    }
+}
+
+// x, gy, gx (N, C); launch with block (32, NC_ROWS); part (gridDim.y, C) float64.
+template <typename T>
+__global__ void bias_act_bwd_nc_kernel(const T* __restrict__ x, const T* __restrict__ b,
+                                       const T* __restrict__ gy, T* __restrict__ gx,
+                                       double* __restrict__ part, int N, int C, int act,
+                                       T slope) {
+    __shared__ double tile[NC_ROWS][33];
+#define CALL(A) bias_act_bwd_nc_loop<A, T>(x, b, gy, gx, part, N, C, slope, tile)
+    DISPATCH_ACT(act, CALL)
+#undef CALL
+}
+
+// --- dropout (Philox: nothing stored between forward and backward) -----------------------------
+template <typename T>
+struct alignas(4 * sizeof(T)) Quad {
+    T v[4];
+};
+
+__device__ __forceinline__ Philox4 dropout_draw(unsigned int group, unsigned int seed_lo,
+                                                unsigned int seed_hi, unsigned int offset_lo,
+                                                unsigned int offset_hi) {
+    return philox4x32_10(Philox4{group, 0u, offset_lo, offset_hi}, seed_lo, seed_hi);
+}
+
+// y = keep ? x * ka + kb : x * da + db, keep[i] = uniform01(word i & 3 of draw i >> 2) >= p.
+template <typename T>
+__global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int n,
+                               unsigned int seed_lo, unsigned int seed_hi,
+                               unsigned int offset_lo, unsigned int offset_hi, float p, T ka,
+                               T kb, T da, T db) {
+    const int groups = (n >> 2) + ((n & 3) != 0);
+    const bool vec = aligned_to(x, 4 * sizeof(T)) && aligned_to(y, 4 * sizeof(T));
+    GRID_LOOP(g, groups) {
+        const Philox4 r = dropout_draw(static_cast<unsigned int>(g), seed_lo, seed_hi,
+                                       offset_lo, offset_hi);
+        const unsigned int bits[4] = {r.x, r.y, r.z, r.w};
+        const int i0 = g * 4;
+        if (vec && i0 + 4 <= n) {
+            Quad<T> a = reinterpret_cast<const Quad<T>*>(x)[g];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                const bool keep = uniform01(bits[k]) >= p;
+                a.v[k] = a.v[k] * (keep ? ka : da) + (keep ? kb : db);
+            }
+            reinterpret_cast<Quad<T>*>(y)[g] = a;
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                if (i0 + k < n) {
+                    const bool keep = uniform01(bits[k]) >= p;
+                    y[i0 + k] = x[i0 + k] * (keep ? ka : da) + (keep ? kb : db);
+                }
+            }
+        }
+    }
+}
+
+// Feature (channel) dropout: x (R, L), one keep draw per row r (the draw of index r above).
+template <typename T>
+__global__ void feature_dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int R, int L,
+                                       unsigned int seed_lo, unsigned int seed_hi,
+                                       unsigned int offset_lo, unsigned int offset_hi, float p,
+                                       T ka, T kb, T da, T db) {
+    const int c0 = blockIdx.x * blockDim.x + threadIdx.x, cs = blockDim.x * gridDim.x;
+    for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < R; r += blockDim.y * gridDim.y) {
+        if (c0 >= L) continue;  // no barrier in this kernel
+        const Philox4 q = dropout_draw(static_cast<unsigned int>(r) >> 2, seed_lo, seed_hi,
+                                       offset_lo, offset_hi);
+        const int w = r & 3;
+        const unsigned int bits = w == 0 ? q.x : (w == 1 ? q.y : (w == 2 ? q.z : q.w));
+        const bool keep = uniform01(bits) >= p;
+        const T a = keep ? ka : da, s = keep ? kb : db;
+        const T* xr = x + static_cast<long long>(r) * L;
+        T* yr = y + static_cast<long long>(r) * L;
+        for (int col = c0; col < L; col += cs) yr[col] = xr[col] * a + s;
+    }
+}
