@@ -1,16 +1,16 @@
 """Dispatchers of the optimizer update kernels.
 
-NumPy buffers go to the fused Numba kernels (kernels/cpu/optim.py); CuPy buffers (and anything
-else) to the xp-generic reference (kernels/reference/optim.py), which runs on CuPy as it is: a
-handful of whole-buffer array operations per step. Parameters and state are 1-D C-contiguous
-buffers of one dtype; absent state buffers (no momentum, no amsgrad) are passed as None. The
-gradient `g` is a 1-D array, or `Pieces`: the per-parameter gradients of consecutive slices of
-the buffer, which the Numba kernels read in place (no gather copy) and the reference
-concatenates.
+NumPy buffers go to the fused Numba kernels (kernels/cpu/optim.py); CuPy buffers to the fused
+CUDA kernels (kernels/cuda/optim.py: one launch per step over the flat buffers); anything else
+(NumPy buffers the Numba kernels do not take) to the xp-generic reference
+(kernels/reference/optim.py). Parameters and state are 1-D C-contiguous buffers of one dtype;
+absent state buffers (no momentum, no amsgrad) are passed as None. The gradient `g` is a 1-D
+array, or `Pieces`: the per-parameter gradients of consecutive slices of the buffer, which the
+Numba kernels read in place (no gather copy) and the reference and the CUDA path concatenate.
 """
 import numpy as np
 
-from minicnn.backend import get_array_module
+from minicnn.backend import get_array_module, is_cuda_array
 
 from .reference import optim as _ref
 
@@ -41,6 +41,15 @@ def _numba():
         from .cpu import optim  # noqa: PLC0415 -- Numba compiles lazily, on first use
         _cpu = optim
     return _cpu
+
+
+def _cuda():
+    from .cuda import optim  # noqa: PLC0415 -- only with CuPy buffers
+    return optim
+
+
+def _on_gpu(p):
+    return is_cuda_array(p)
 
 
 def _use_numba(*arrays):
@@ -103,6 +112,9 @@ def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximiz
         _numba().sgd_kernel(p, *_typed_grads(p, g), _or_empty(buf, p),
                             *_scalars(p, lr, momentum, 1 - dampening, weight_decay),
                             bool(nesterov), bool(maximize), bool(first))
+    elif _on_gpu(p):
+        _cuda().sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize,
+                         first)
     else:
         _ref.sgd_step(p, _flat(g), buf, lr, momentum, dampening, weight_decay, nesterov, maximize,
                       first)
@@ -116,6 +128,9 @@ def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, 
                                        1 - beta2, eps, weight_decay),
                              bool(decoupled), bool(amsgrad), bool(maximize),
                              *_scalars(p, step_size, bc2_sqrt))
+    elif _on_gpu(p):
+        _cuda().adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled,
+                          amsgrad, maximize, step_size, bc2_sqrt)
     else:
         _ref.adam_step(p, _flat(g), m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled,
                        amsgrad, maximize, step_size, bc2_sqrt)
@@ -128,6 +143,9 @@ def rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, ce
         _numba().rmsprop_kernel(p, *_typed_grads(p, g), sq, _or_empty(gavg, p), _or_empty(buf, p),
                                 *_scalars(p, lr, alpha, 1 - alpha, eps, weight_decay, momentum),
                                 bool(centered), bool(maximize))
+    elif _on_gpu(p):
+        _cuda().rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum,
+                             centered, maximize)
     else:
         _ref.rmsprop_step(p, _flat(g), sq, gavg, buf, lr, alpha, eps, weight_decay, momentum,
                           centered, maximize)
@@ -137,6 +155,8 @@ def adagrad_step(p, g, acc, clr, eps, weight_decay, maximize):
     if _grads_on_cpu(g) and _use_numba(p, acc):
         _numba().adagrad_kernel(p, *_typed_grads(p, g), acc, *_scalars(p, clr, eps, weight_decay),
                                 bool(maximize))
+    elif _on_gpu(p):
+        _cuda().adagrad_step(p, g, acc, clr, eps, weight_decay, maximize)
     else:
         _ref.adagrad_step(p, _flat(g), acc, clr, eps, weight_decay, maximize)
 
@@ -146,6 +166,8 @@ def adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
         _numba().adadelta_kernel(p, *_typed_grads(p, g), sq, acc_delta,
                                  *_scalars(p, lr, rho, 1 - rho, eps, weight_decay),
                                  bool(maximize))
+    elif _on_gpu(p):
+        _cuda().adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize)
     else:
         _ref.adadelta_step(p, _flat(g), sq, acc_delta, lr, rho, eps, weight_decay, maximize)
 
@@ -155,6 +177,8 @@ def adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
         _numba().adamax_kernel(p, *_typed_grads(p, g), m, u,
                                *_scalars(p, beta1, 1 - beta1, beta2, eps, weight_decay),
                                bool(maximize), *_scalars(p, clr))
+    elif _on_gpu(p):
+        _cuda().adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr)
     else:
         _ref.adamax_step(p, _flat(g), m, u, beta1, beta2, eps, weight_decay, maximize, clr)
 
@@ -166,6 +190,9 @@ def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maxim
                               *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2,
                                         1 - beta2, eps, weight_decay),
                               bool(decoupled), bool(maximize), *_scalars(p, bc2, c_grad, c_avg))
+    elif _on_gpu(p):
+        _cuda().nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
+                           bc2, c_grad, c_avg)
     else:
         _ref.nadam_step(p, _flat(g), m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
                         bc2, c_grad, c_avg)
