@@ -1,0 +1,371 @@
+// norm.cu -- batch, layer, instance and group norm (forward and backward) on the GPU.
+//
+// Layouts (as kernels/reference/norm.py): row norms x4 (N, G, S, I), statistics per row
+// r = n*G + g over its M = S*I contiguous elements, affine w[g*S + s]; batch norm x3 (N, C, I),
+// statistics per channel c over its N runs of I elements (run stride C*I).
+//
+// Statistics (norm_stats_kernel): a two-level reduction. A "group" (a row, or a channel) is
+// split into B chunks, one block each (grid Q*B, B chosen by the launch layer so that there are
+// a few waves of blocks even when there are few, long groups, e.g. layer norm over (C, H, W)).
+// Each thread sums d = x - K and d^2 in float64, K = the group's first element (a shift that
+// keeps the sums centred: no cancellation for data like 1000 + randn), turns its sums into
+// (n, mean, M2) and the block merges those with Chan's parallel Welford formula, in float64.
+// B == 1: the block writes mean and rstd (or the biased variance); else its (n, mean, M2) goes
+// to `part` and norm_stats_final_kernel merges the B partials of each group (Chan again).
+// The backward sums (sum gy*w, sum gy*w*(x - mean), float64) use the same split
+// (norm_bwd_sums_kernel, norm_sums_final_kernel). No atomics; blocks never share an output.
+//
+// Apply kernels are flat grid-stride loops over the elements (consecutive threads, consecutive
+// addresses); the row/channel of element e comes from 32-bit divisions by a magic multiplier
+// (udiv: q = (umulhi(e, m) + e) >> s, precomputed on the host) so the loop stays memory-bound.
+// Arithmetic per element is float64 (H100: FP64 at half the FP32 rate, conversions 16/clk/SM:
+// below the memory bound), so x - mean is exact for float32 inputs whatever the mean.
+// The layer-norm backward with a per-element affine (I == 1) runs one thread per column (g, s)
+// that walks the rows: it writes gx and sums gw, gb over its rows in registers (no atomics, no
+// (N, S) temporary).
+//
+// Expected bound (float32): stats read 4 B/elt; forward apply 4 + 4 B/elt (x again, usually
+// from L2); backward sums 8 B/elt, backward apply 8 + 4 B/elt. Launch shapes: 256 threads.
+
+#include "common.cuh"
+
+struct Wf {
+    double n, m, M2;
+};
+
+__device__ __forceinline__ Wf wf_merge(Wf a, Wf b) {
+    if (b.n == 0.0) return a;
+    if (a.n == 0.0) return b;
+    const double n = a.n + b.n, f = b.n / n, d = b.m - a.m;
+    Wf r;
+    r.n = n;
+    r.m = a.m + d * f;
+    r.M2 = a.M2 + b.M2 + d * d * a.n * f;
+    return r;
+}
+
+__device__ __forceinline__ Wf wf_shfl_down(Wf v, int o) {
+    Wf r;
+    r.n = __shfl_down_sync(0xffffffffu, v.n, o);
+    r.m = __shfl_down_sync(0xffffffffu, v.m, o);
+    r.M2 = __shfl_down_sync(0xffffffffu, v.M2, o);
+    return r;
+}
+
+// Merge over a 1-D block (blockDim.x a multiple of 32); the result is valid in thread 0.
+// `sh` holds 96 doubles of shared memory. Every thread must call it.
+__device__ __forceinline__ Wf block_welford(Wf v, double* sh) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        const Wf u = wf_shfl_down(v, o);
+        if (lane + o < 32) v = wf_merge(v, u);
+    }
+    if (lane == 0) {
+        sh[warp] = v.n;
+        sh[32 + warp] = v.m;
+        sh[64 + warp] = v.M2;
+    }
+    __syncthreads();
+    Wf t;
+    t.n = lane < warps ? sh[lane] : 0.0;
+    t.m = lane < warps ? sh[32 + lane] : 0.0;
+    t.M2 = lane < warps ? sh[64 + lane] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) {
+        const Wf u = wf_shfl_down(t, o);
+        if (lane + o < 32) t = wf_merge(t, u);
+    }
+    __syncthreads();
+    return t;
+}
+
+// q = n / d for 0 <= n < 2^31, with (m, s) from the launch layer's magic(d).
+__device__ __forceinline__ int udiv(int n, unsigned int m, int s) {
+    const unsigned int u = static_cast<unsigned int>(n);
+    return static_cast<int>((__umulhi(u, m) + u) >> s);
+}
+
+__device__ __forceinline__ void write_stats(Wf v, double eps, int mode, double* mean, double* out,
+                                            int q) {
+    const double var = v.n > 0.0 ? (v.M2 > 0.0 ? v.M2 : 0.0) / v.n : 0.0;
+    mean[q] = v.m;
+    out[q] = mode == 0 ? 1.0 / sqrt(var + eps) : var;
+}
+
+// Walks elements t = t0, t0 + step, ... of a group whose elements lie in runs of `irun`
+// contiguous elements, `rstride` apart: element t is at (t / irun) * rstride + t % irun.
+struct Walk {
+    int r, i, dr, di;
+    __device__ __forceinline__ Walk(int t0, int step, int irun) {
+        r = t0 / irun;
+        i = t0 - r * irun;
+        dr = step / irun;
+        di = step - dr * irun;
+    }
+    __device__ __forceinline__ int offset(int rstride) const { return r * rstride + i; }
+    __device__ __forceinline__ void next(int irun) {
+        i += di;
+        r += dr;
+        if (i >= irun) {
+            i -= irun;
+            ++r;
+        }
+    }
+};
+
+// Statistics of Q groups of `total` elements each; group q starts at q * qstride. Grid Q * B:
+// block (q, b) covers elements [b * chunk, min(total, (b + 1) * chunk)) of group q.
+// mode 0: writes mean and rstd = 1 / sqrt(var + eps); mode 1: mean and the biased variance.
+template <typename T>
+__global__ void norm_stats_kernel(const T* __restrict__ x, int irun, int rstride, int qstride,
+                                  int total, int B, int chunk, double eps, int mode,
+                                  double* __restrict__ part, double* __restrict__ mean,
+                                  double* __restrict__ out) {
+    __shared__ double sh[96];
+    const int q = blockIdx.x / B, b = blockIdx.x - q * B;
+    const int start = b * chunk, end = min(total, start + chunk);
+    const T* xq = x + static_cast<long long>(q) * qstride;
+    const double K = static_cast<double>(xq[0]);
+    double s = 0.0, s2 = 0.0;
+    int cnt = 0;
+    Walk w(start + static_cast<int>(threadIdx.x), blockDim.x, irun);
+    for (int t = start + threadIdx.x; t < end; t += blockDim.x) {
+        const double d = static_cast<double>(xq[w.offset(rstride)]) - K;
+        s += d;
+        s2 += d * d;
+        ++cnt;
+        w.next(irun);
+    }
+    Wf v;
+    v.n = static_cast<double>(cnt);
+    v.m = cnt > 0 ? K + s / cnt : 0.0;
+    v.M2 = cnt > 0 ? s2 - s * (s / cnt) : 0.0;
+    if (v.M2 < 0.0) v.M2 = 0.0;
+    v = block_welford(v, sh);
+    if (threadIdx.x == 0) {
+        if (B == 1) {
+            write_stats(v, eps, mode, mean, out, q);
+        } else {
+            part[3 * blockIdx.x] = v.n;
+            part[3 * blockIdx.x + 1] = v.m;
+            part[3 * blockIdx.x + 2] = v.M2;
+        }
+    }
+}
+
+// Merges the B partials (n, mean, M2) of each group: one block per group.
+extern "C" __global__ void norm_stats_final_kernel(const double* __restrict__ part, int B,
+                                                   double eps, int mode,
+                                                   double* __restrict__ mean,
+                                                   double* __restrict__ out) {
+    __shared__ double sh[96];
+    const double* p = part + 3LL * blockIdx.x * B;
+    Wf v;
+    v.n = 0.0;
+    v.m = 0.0;
+    v.M2 = 0.0;
+    for (int j = threadIdx.x; j < B; j += blockDim.x) {
+        Wf u;
+        u.n = p[3 * j];
+        u.m = p[3 * j + 1];
+        u.M2 = p[3 * j + 2];
+        v = wf_merge(v, u);
+    }
+    v = block_welford(v, sh);
+    if (threadIdx.x == 0) write_stats(v, eps, mode, mean, out, blockIdx.x);
+}
+
+// Backward sums per group q: a = sum gy * w, c = sum gy * w * (x - mean[q / msdiv]), float64,
+// with w[(q % G) * irun + i] (has_w; only with one run per group) or 1. Grid Q * B as above.
+template <typename T>
+__global__ void norm_bwd_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                     const double* __restrict__ mean, const T* __restrict__ w,
+                                     int has_w, int G, int msdiv, int irun, int rstride,
+                                     int qstride, int total, int B, int chunk,
+                                     double* __restrict__ part, double* __restrict__ out_a,
+                                     double* __restrict__ out_c) {
+    __shared__ double sh[32];
+    const int q = blockIdx.x / B, b = blockIdx.x - q * B;
+    const int start = b * chunk, end = min(total, start + chunk);
+    const long long base = static_cast<long long>(q) * qstride;
+    const T* xq = x + base;
+    const T* gq = gy + base;
+    const T* wq = w + (has_w ? (q % G) * irun : 0);
+    const double m = mean[q / msdiv];
+    double a = 0.0, c = 0.0;
+    Walk wk(start + static_cast<int>(threadIdx.x), blockDim.x, irun);
+    for (int t = start + threadIdx.x; t < end; t += blockDim.x) {
+        const int o = wk.offset(rstride);
+        double g = static_cast<double>(gq[o]);
+        if (has_w) g *= static_cast<double>(wq[wk.i]);
+        a += g;
+        c += g * (static_cast<double>(xq[o]) - m);
+        wk.next(irun);
+    }
+    a = block_sum(a, sh);
+    c = block_sum(c, sh);
+    if (threadIdx.x == 0) {
+        if (B == 1) {
+            out_a[q] = a;
+            out_c[q] = c;
+        } else {
+            part[2 * blockIdx.x] = a;
+            part[2 * blockIdx.x + 1] = c;
+        }
+    }
+}
+
+extern "C" __global__ void norm_sums_final_kernel(const double* __restrict__ part, int B,
+                                                  double* __restrict__ out_a,
+                                                  double* __restrict__ out_c) {
+    __shared__ double sh[32];
+    const double* p = part + 2LL * blockIdx.x * B;
+    double a = 0.0, c = 0.0;
+    for (int j = threadIdx.x; j < B; j += blockDim.x) {
+        a += p[2 * j];
+        c += p[2 * j + 1];
+    }
+    a = block_sum(a, sh);
+    c = block_sum(c, sh);
+    if (threadIdx.x == 0) {
+        out_a[blockIdx.x] = a;
+        out_c[blockIdx.x] = c;
+    }
+}
+
+// Row norms, forward apply: y = (x - mean[r]) * rstd[r] * w[g*S + s] + b[g*S + s], with
+// r = e / M, s = (e % M) / I, g = r % G.
+template <typename T>
+__global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __restrict__ mean,
+                                      const double* __restrict__ rstd, const T* __restrict__ w,
+                                      const T* __restrict__ b, int has_w, int has_b, int total,
+                                      int M, unsigned int mM, int sM, int I, unsigned int mI,
+                                      int sI, int S, int G, unsigned int mG, int sG,
+                                      T* __restrict__ y) {
+    GRID_LOOP(e, total) {
+        const int r = udiv(e, mM, sM);
+        double v = (static_cast<double>(x[e]) - mean[r]) * rstd[r];
+        if (has_w || has_b) {
+            const int s = udiv(e - r * M, mI, sI);
+            const int k = (r - udiv(r, mG, sG) * G) * S + s;
+            if (has_w) v *= static_cast<double>(w[k]);
+            if (has_b) v += static_cast<double>(b[k]);
+        }
+        y[e] = static_cast<T>(v);
+    }
+}
+
+// Row norms, backward apply with the row sums a[r] = sum gy*w, c[r] = sum gy*w*(x - mean):
+// gx = rstd * (gy*w - a/M - xhat * rstd * c/M), xhat = (x - mean) * rstd.
+template <typename T>
+__global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                          const double* __restrict__ mean,
+                                          const double* __restrict__ rstd,
+                                          const double* __restrict__ ra,
+                                          const double* __restrict__ rc, const T* __restrict__ w,
+                                          int has_w, double invM, int total, int M,
+                                          unsigned int mM, int sM, int I, unsigned int mI, int sI,
+                                          int S, int G, unsigned int mG, int sG,
+                                          T* __restrict__ gx) {
+    GRID_LOOP(e, total) {
+        const int r = udiv(e, mM, sM);
+        double g = static_cast<double>(gy[e]);
+        if (has_w) {
+            const int s = udiv(e - r * M, mI, sI);
+            g *= static_cast<double>(w[(r - udiv(r, mG, sG) * G) * S + s]);
+        }
+        const double rs = rstd[r];
+        const double xhat = (static_cast<double>(x[e]) - mean[r]) * rs;
+        gx[e] = static_cast<T>(rs * (g - ra[r] * invM - xhat * (rs * rc[r] * invM)));
+    }
+}
+
+// Row norms with I == 1 (layer norm with a per-element affine, group norm of (N, C)): one
+// thread per column j = g*S + s of x viewed as (N, G*S), rows [p*rpg, min(N, (p+1)*rpg)) for
+// blockIdx = p * ncb + column block. Writes gx and the partial sums over its rows
+// gw[p, j] = sum gy * xhat, gb[p, j] = sum gy.
+template <typename T>
+__global__ void row_norm_bwd_cols_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                         const double* __restrict__ mean,
+                                         const double* __restrict__ rstd,
+                                         const double* __restrict__ ra,
+                                         const double* __restrict__ rc, const T* __restrict__ w,
+                                         int has_w, double invM, int N, int G, int S, int ncb,
+                                         int rpg, T* __restrict__ gx, double* __restrict__ gw,
+                                         double* __restrict__ gb) {
+    const int p = blockIdx.x / ncb, cb = blockIdx.x - p * ncb;
+    const int GS = G * S;
+    const int j = cb * blockDim.x + threadIdx.x;
+    if (j < GS) {
+        const int g = j / S;
+        const double wv = has_w ? static_cast<double>(w[j]) : 1.0;
+        const int n1 = min(N, (p + 1) * rpg);
+        double sw = 0.0, sb = 0.0;
+        for (int n = p * rpg; n < n1; ++n) {
+            const int r = n * G + g, e = n * GS + j;
+            const double rs = rstd[r];
+            const double gv = static_cast<double>(gy[e]);
+            const double xhat = (static_cast<double>(x[e]) - mean[r]) * rs;
+            gx[e] = static_cast<T>(rs * (gv * wv - ra[r] * invM - xhat * (rs * rc[r] * invM)));
+            sw += gv * xhat;
+            sb += gv;
+        }
+        gw[p * GS + j] = sw;
+        gb[p * GS + j] = sb;
+    }
+}
+
+// Group/instance norm backward (I > 1): from the per-(n, g, s) sums a = sum_i gy and
+// c = sum_i gy * (x - mean), the row sums ra[r] = sum_s w*a, rc[r] = sum_s w*c and the weight
+// grad partials gw[r*S + s] = rstd[r] * c. One thread per row r = n*G + g.
+template <typename T>
+__global__ void norm_seg_rows_kernel(const double* __restrict__ a, const double* __restrict__ c,
+                                     const double* __restrict__ rstd, const T* __restrict__ w,
+                                     int has_w, int S, int G, int R, double* __restrict__ ra,
+                                     double* __restrict__ rc, double* __restrict__ gw) {
+    GRID_LOOP(r, R) {
+        const T* wr = w + (has_w ? (r % G) * S : 0);
+        const double rs = rstd[r];
+        double sa = 0.0, sc = 0.0;
+        for (int s = 0; s < S; ++s) {
+            const double wv = has_w ? static_cast<double>(wr[s]) : 1.0;
+            const double cv = c[r * S + s];
+            sa += wv * a[r * S + s];
+            sc += wv * cv;
+            gw[r * S + s] = rs * cv;
+        }
+        ra[r] = sa;
+        rc[r] = sc;
+    }
+}
+
+// Batch norm, forward affine: y = x * scale[c] + shift[c], c = (e / I) % C.
+template <typename T>
+__global__ void chan_affine_kernel(const T* __restrict__ x, const double* __restrict__ scale,
+                                   const double* __restrict__ shift, int total, unsigned int mI,
+                                   int sI, int C, unsigned int mC, int sC, T* __restrict__ y) {
+    GRID_LOOP(e, total) {
+        const int q = udiv(e, mI, sI);
+        const int c = q - udiv(q, mC, sC) * C;
+        y[e] = static_cast<T>(static_cast<double>(x[e]) * scale[c] + shift[c]);
+    }
+}
+
+// Batch norm, backward apply: gx = w*rstd * (gy - a/M - (x - mean) * rstd^2 * cc/M).
+template <typename T>
+__global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                      const double* __restrict__ mean,
+                                      const double* __restrict__ rstd, const T* __restrict__ w,
+                                      int has_w, const double* __restrict__ sa,
+                                      const double* __restrict__ sc, double invM, int total,
+                                      unsigned int mI, int sI, int C, unsigned int mC, int sC,
+                                      T* __restrict__ gx) {
+    GRID_LOOP(e, total) {
+        const int q = udiv(e, mI, sI);
+        const int c = q - udiv(q, mC, sC) * C;
+        const double rs = rstd[c];
+        const double k = has_w ? static_cast<double>(w[c]) * rs : rs;
+        const double xmu = static_cast<double>(x[e]) - mean[c];
+        gx[e] = static_cast<T>(k * (static_cast<double>(gy[e]) - sa[c] * invM -
+                                    xmu * (rs * rs * sc[c] * invM)));
+    }
+}

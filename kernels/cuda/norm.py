@@ -1,0 +1,233 @@
+"""Launch functions of the norm kernels (kernels/cuda/norm.cu), with the signatures and return
+values of the dispatchers in kernels/norm.py (statistics and partial sums float64):
+
+    row_norm_fwd(x4, w2, b2, eps)                 -> y4, mean (N, G), rstd (N, G)
+    row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None)
+        -> gx, gw_part, gb_part: (P, G, S) partial sums over row groups for I == 1 (P == 1 when
+           the columns alone fill the GPU, e.g. layer norm over (C, H, W)), (N, G, S) for I > 1;
+           the caller sums axis 0
+    chan_stats(x3)                                -> mean (C,), biased var (C,)
+    chan_affine(x3, scale, shift)                 -> y3
+    chan_bwd_sums(gy3, x3, mean)                  -> sum gy (C,), sum gy * (x - mean) (C,)
+    chan_bwd_apply(gy3, x3, mean, rstd, w, s1, s2) -> gx3
+
+Statistics are two-level reductions (see the header of norm.cu): a group (row or channel) of
+`total` elements is split into B blocks of `chunk` elements so that there are about WAVE
+blocks in all; B > 1 adds a small merge kernel. CuPy arrays run on the GPU, NumPy arrays under
+the CPU emulator (the tests). No launch function synchronizes with the host.
+"""
+import functools
+
+import numpy
+
+from minicnn.backend import get_array_module
+
+from . import module
+
+BLOCK = 256
+WAVE = 132 * 8          # blocks of 256 threads that fill an H100 (132 SMs) once
+MIN_CHUNK = 2048        # at least this many elements per block of a split reduction
+APPLY_BLOCKS = 132 * 16  # grid of the grid-stride element loops
+COL_BLOCKS = 132 * 4    # the column kernel splits rows into groups below this many blocks
+COL_MIN_ROWS = 16       # ... of at least this many rows each
+F64 = numpy.float64
+
+
+def _k(name, dtype=None):
+    return module.kernel("norm", name, dtype)
+
+
+def _threads(n):
+    return int(min(BLOCK, max(32, -(-n // 32) * 32)))
+
+
+@functools.lru_cache(maxsize=256)
+def magic(d):
+    """(m, s) with n // d == (umulhi(n, m) + n) >> s for 0 <= n < 2**31 (1 <= d < 2**31)."""
+    d = int(d)
+    s = 0
+    while (1 << s) < d:
+        s += 1
+    m = ((1 << 32) * ((1 << s) - d)) // d + 1
+    assert m < (1 << 32)
+    return m, s
+
+
+def _split(Q, total):
+    """(B, chunk): blocks per group and elements per block."""
+    B = max(1, min(-(-total // MIN_CHUNK), -(-WAVE // Q)))
+    chunk = -(-total // B)
+    return -(-total // chunk), chunk
+
+
+def _input(op, x, ndim):
+    xp = get_array_module(x)
+    if x.ndim != ndim:
+        raise ValueError(f"{op}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
+    if numpy.dtype(x.dtype) not in (numpy.float32, numpy.float64):
+        raise TypeError(f"{op}: the CUDA kernels take float32 or float64, got {x.dtype}")
+    module.check_size(op, x.shape)
+    return xp, xp.ascontiguousarray(x)
+
+
+def _like(xp, a, dtype, shape, op, name):
+    """a as a contiguous array of dtype (None: a 1-element placeholder the kernel never reads)."""
+    if a is None:
+        return xp.empty(1, dtype), 0
+    if a.size != int(numpy.prod(shape)):
+        raise ValueError(f"{op}: {name} of shape {tuple(a.shape)} does not fit {tuple(shape)}")
+    return xp.ascontiguousarray(a, dtype=dtype).reshape(-1), 1
+
+
+def _f64(xp, a, n, op, name):
+    if a.size != n:
+        raise ValueError(f"{op}: {name} has {a.size} elements, expected {n}")
+    return xp.ascontiguousarray(a, dtype=F64).reshape(-1)
+
+
+def _grid(total):
+    return min(-(-total // BLOCK), APPLY_BLOCKS)
+
+
+def _stats(xp, x, Q, total, irun, rstride, qstride, eps, mode):
+    """mean (Q,) and rstd (mode 0) or biased var (mode 1) of Q groups of x."""
+    mean, out = module.empty(xp, (Q,), F64), module.empty(xp, (Q,), F64)
+    B, chunk = _split(Q, total)
+    part = module.empty(xp, (Q * B * 3 if B > 1 else 3,), F64)
+    _k("norm_stats_kernel", x.dtype)(Q * B, _threads(chunk), (
+        x, irun, rstride, qstride, total, B, chunk, float(eps), mode, part, mean, out))
+    if B > 1:
+        _k("norm_stats_final_kernel")(Q, _threads(B), (part, B, float(eps), mode, mean, out))
+    return mean, out
+
+
+def _sums(xp, gy, x, mean, w, has_w, G, msdiv, Q, total, irun, rstride, qstride):
+    """sum gy*w and sum gy*w*(x - mean[q // msdiv]) (Q,) of Q groups."""
+    a, c = module.empty(xp, (Q,), F64), module.empty(xp, (Q,), F64)
+    B, chunk = _split(Q, total)
+    part = module.empty(xp, (Q * B * 2 if B > 1 else 2,), F64)
+    _k("norm_bwd_sums_kernel", x.dtype)(Q * B, _threads(chunk), (
+        gy, x, mean, w, has_w, G, msdiv, irun, rstride, qstride, total, B, chunk, part, a, c))
+    if B > 1:
+        _k("norm_sums_final_kernel")(Q, _threads(B), (part, B, a, c))
+    return a, c
+
+
+# --- row norms (layer / instance / group) ------------------------------------------------------
+
+def row_norm_fwd(x4, w2, b2, eps):
+    xp, x = _input("row_norm", x4, 4)
+    N, G, S, I = x.shape  # noqa: E741
+    M, R = S * I, N * G
+    if x.size == 0:
+        from ..reference import norm as ref  # noqa: PLC0415
+        return ref.row_norm_fwd(x, w2, b2, eps)
+    w, has_w = _like(xp, w2, x.dtype, (G, S), "row_norm", "weight")
+    b, has_b = _like(xp, b2, x.dtype, (G, S), "row_norm", "bias")
+    mean, rstd = _stats(xp, x, R, M, M, 0, M, eps, 0)
+    y = module.empty(xp, x.shape, x.dtype)
+    _k("row_norm_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+        x, mean, rstd, w, b, has_w, has_b, x.size, M, *magic(M), I, *magic(I), S, G,
+        *magic(G), y))
+    return y, mean.reshape(N, G), rstd.reshape(N, G)
+
+
+def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
+    xp, x = _input("row_norm_bwd", x4, 4)
+    if tuple(gy4.shape) != tuple(x.shape):
+        raise ValueError(f"row_norm_bwd: grad of shape {tuple(gy4.shape)} does not match input "
+                         f"of shape {tuple(x.shape)}")
+    N, G, S, I = x.shape  # noqa: E741
+    M, R = S * I, N * G
+    if x.size == 0:
+        from ..reference import norm as ref  # noqa: PLC0415
+        gx, gw, gb = ref.row_norm_bwd(gy4, x, mean, rstd, w2)
+        return (gx if out_shape is None else gx.reshape(out_shape)), gw, gb
+    gy = xp.ascontiguousarray(gy4, dtype=x.dtype)
+    mean = _f64(xp, mean, R, "row_norm_bwd", "mean")
+    rstd = _f64(xp, rstd, R, "row_norm_bwd", "rstd")
+    w, has_w = _like(xp, w2, x.dtype, (G, S), "row_norm_bwd", "weight")
+    gx_out = module.empty(xp, x.shape if out_shape is None else tuple(out_shape), x.dtype)
+    if gx_out.size != x.size:
+        raise ValueError(f"row_norm_bwd: out_shape {tuple(out_shape)} does not hold "
+                         f"{tuple(x.shape)}")
+    gx = gx_out.reshape(x.shape)
+    if I == 1:
+        # rows of S elements, affine per element: row sums, then one thread per column (g, s)
+        ra, rc = _sums(xp, gy, x, mean, w, has_w, G, 1, R, S, S, 0, S)
+        GS = G * S
+        nt = _threads(GS)
+        ncb = -(-GS // nt)
+        P = max(1, min(-(-N // COL_MIN_ROWS), -(-COL_BLOCKS // ncb)))
+        rpg = -(-N // P)
+        P = -(-N // rpg)
+        gw, gb = module.empty(xp, (P, G, S), F64), module.empty(xp, (P, G, S), F64)
+        _k("row_norm_bwd_cols_kernel", x.dtype)(P * ncb, nt, (
+            gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, N, G, S, ncb, rpg, gx, gw, gb))
+        return gx_out, gw, gb
+    # I > 1: sums over each (n, g, s) run of I elements, then per row, then gx
+    a, c = _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, S, R * S, I, I, 0, I)
+    ra, rc = module.empty(xp, (R,), F64), module.empty(xp, (R,), F64)
+    gw = module.empty(xp, (N, G, S), F64)
+    _k("norm_seg_rows_kernel", x.dtype)(_grid(R), BLOCK, (
+        a, c, rstd, w, has_w, S, G, R, ra, rc, gw))
+    _k("row_norm_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+        gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, x.size, M, *magic(M), I, *magic(I), S, G,
+        *magic(G), gx))
+    return gx_out, gw, a.reshape(N, G, S)
+
+
+# --- channel norm (batch) ----------------------------------------------------------------------
+
+def _chan_input(op, x3):
+    xp, x = _input(op, x3, 3)
+    N, C, I = x.shape  # noqa: E741
+    return xp, x, N, C, I
+
+
+def chan_stats(x3):
+    xp, x, N, C, I = _chan_input("chan_stats", x3)  # noqa: E741
+    if N * I == 0 or C == 0:
+        from ..reference import norm as ref  # noqa: PLC0415
+        return ref.chan_stats(x)
+    return _stats(xp, x, C, N * I, I, C * I, I, 0.0, 1)
+
+
+def chan_affine(x3, scale, shift):
+    xp, x, N, C, I = _chan_input("chan_affine", x3)  # noqa: E741
+    scale = _f64(xp, scale, C, "chan_affine", "scale")
+    shift = _f64(xp, shift, C, "chan_affine", "shift")
+    y = module.empty(xp, x.shape, x.dtype)
+    if x.size:
+        _k("chan_affine_kernel", x.dtype)(_grid(x.size), BLOCK, (
+            x, scale, shift, x.size, *magic(I), C, *magic(C), y))
+    return y
+
+
+def chan_bwd_sums(gy3, x3, mean):
+    xp, x, N, C, I = _chan_input("chan_bwd_sums", x3)  # noqa: E741
+    gy = xp.ascontiguousarray(gy3, dtype=x.dtype)
+    if gy.shape != x.shape:
+        raise ValueError(f"chan_bwd_sums: grad of shape {tuple(gy.shape)} does not match input "
+                         f"of shape {tuple(x.shape)}")
+    mean = _f64(xp, mean, C, "chan_bwd_sums", "mean")
+    if N * I == 0 or C == 0:
+        return xp.zeros(C), xp.zeros(C)
+    return _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, 1, C, N * I, I, C * I, I)
+
+
+def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
+    xp, x, N, C, I = _chan_input("chan_bwd_apply", x3)  # noqa: E741
+    gy = xp.ascontiguousarray(gy3, dtype=x.dtype)
+    if gy.shape != x.shape:
+        raise ValueError(f"chan_bwd_apply: grad of shape {tuple(gy.shape)} does not match input "
+                         f"of shape {tuple(x.shape)}")
+    args = [_f64(xp, a, C, "chan_bwd_apply", n) for a, n in
+            ((mean, "mean"), (rstd, "rstd"), (sum_gy, "sum_gy"), (sum_gyxmu, "sum_gyxmu"))]
+    wv, has_w = _like(xp, w, x.dtype, (C,), "chan_bwd_apply", "weight")
+    gx = module.empty(xp, x.shape, x.dtype)
+    if x.size:
+        _k("chan_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+            gy, x, args[0], args[1], wv, has_w, args[2], args[3], 1.0 / (N * I), x.size,
+            *magic(I), C, *magic(C), gx))
+    return gx

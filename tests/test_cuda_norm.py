@@ -1,0 +1,217 @@
+"""The CUDA norm kernels (kernels/cuda/norm.py + norm.cu) against the NumPy references of
+kernels/reference/norm.py: under the CPU emulator ("emu") everywhere, on the GPU ("cuda") where
+there is one. Odd sizes, rows of length 1, split (two-level) reductions forced by a small
+MIN_CHUNK, data with a mean far from zero (1000 + randn), float32 and float64, non-contiguous
+inputs, with and without the affine."""
+import numpy as np
+import pytest
+
+from minicnn.kernels import norm as K
+from minicnn.kernels.cuda import norm as C
+from minicnn.kernels.reference import norm as R
+from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+
+DTYPES = [np.float64, np.float32]
+EPS = 1e-5
+
+
+def _tol(dtype, shift=0.0):
+    """float64: a few ulps of the data's magnitude (x - mean rounds at |x|); float32: outputs
+    are float64 results rounded once, so 1e-6 relative."""
+    if dtype == np.float64:
+        return dict(rtol=1e-12, atol=1e-13 * (1.0 + abs(shift)))
+    return dict(rtol=1e-6, atol=1e-6)
+
+
+def _close(a, b, dtype, shift=0.0):
+    np.testing.assert_allclose(host(a), b, **_tol(dtype, shift))
+
+
+def _data(rng, shape, dtype, shift):
+    return (rng.standard_normal(shape) * 1.5 + shift).astype(dtype)
+
+
+@pytest.fixture(params=[False, True], ids=["onepass", "split"])
+def split(request, monkeypatch):
+    """split: every reduction of more than 64 elements runs over several blocks (B > 1), and
+    the layer-norm column kernel over several row groups."""
+    if request.param:
+        monkeypatch.setattr(C, "MIN_CHUNK", 64)
+        monkeypatch.setattr(C, "COL_MIN_ROWS", 4)
+    return request.param
+
+
+ROW_SHAPES = [
+    (1, 1, 1, 1),     # one element
+    (3, 1, 1, 1),     # layer norm over L = 1
+    (3, 2, 5, 7),     # group norm
+    (2, 1, 13, 1),    # layer norm with a per-element affine (column kernel)
+    (9, 1, 33, 1),    # ... more rows than a row group
+    (2, 3, 4, 1),     # group norm of an (N, C) input: I == 1, G > 1
+    (2, 1, 1, 37),    # layer norm without affine
+    (5, 3, 1, 11),    # instance norm
+    (2, 4, 3, 150),   # group norm, longer runs
+    (2, 1, 300, 1),   # a longer layer-norm row
+    (1, 1, 1, 700),   # one long row, no affine
+]
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_row_norm(device, dtype, shape, split):
+    rng = np.random.default_rng(sum(shape) + len(shape))
+    N, G, S, I = shape  # noqa: E741
+    shift = 1000.0 if sum(shape) % 2 else -3.0
+    x = _data(rng, shape, dtype, shift)
+    gy = _data(rng, shape, dtype, 0.5)
+    affine = [(True, True), (False, False), (False, True)][sum(shape) % 3]
+    w = _data(rng, (G, S), dtype, 1.0) if affine[0] else None
+    b = _data(rng, (G, S), dtype, 0.0) if affine[1] else None
+    d = lambda a: None if a is None else dev(a, device)  # noqa: E731
+    y, mean, rstd = C.row_norm_fwd(d(x), d(w), d(b), EPS)
+    ry, rmean, rrstd = R.row_norm_fwd(x, w, b, EPS)
+    assert y.dtype == dtype and mean.dtype == rstd.dtype == np.float64
+    assert mean.shape == rstd.shape == (N, G)
+    _close(y, ry, dtype, shift)
+    np.testing.assert_allclose(host(mean), rmean, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(host(rstd), rrstd, rtol=1e-11)
+    gx, gw, gb = C.row_norm_bwd(d(gy), d(x), mean, rstd, d(w))
+    rgx, rgw, rgb = R.row_norm_bwd(gy, x, rmean, rrstd, w)
+    assert gx.dtype == dtype and gx.shape == shape
+    assert gw.dtype == gb.dtype == np.float64 and gw.shape[1:] == (G, S) == gb.shape[1:]
+    _close(gx, rgx, dtype, shift)
+    # partial sums over n (the caller sums axis 0); float64 sums of N*I terms
+    tol = dict(rtol=1e-10, atol=1e-11 * N * I * (1.0 + abs(shift)))
+    np.testing.assert_allclose(host(gw).sum(0), rgw.sum(0), **tol)
+    np.testing.assert_allclose(host(gb).sum(0), rgb.sum(0), **tol)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_norm_noncontiguous_and_out_shape(device, dtype):
+    rng = np.random.default_rng(5)
+    shape = (3, 2, 3, 5)
+    x, gy = _data(rng, shape, dtype, 7.0), _data(rng, shape, dtype, 0.0)
+    w = _data(rng, (2, 6), dtype, 1.0)[:, ::2]     # (G, S) strided views
+    b = _data(rng, (2, 6), dtype, 0.0)[:, 1::2]
+    y, mean, rstd = C.row_norm_fwd(noncontiguous(x, device), dev(w, device)[:, :],
+                                   dev(b, device), EPS)
+    ry, rmean, rrstd = R.row_norm_fwd(x, w, b, EPS)
+    _close(y, ry, dtype, 7.0)
+    gx, gw, gb = C.row_norm_bwd(noncontiguous(gy, device), noncontiguous(x, device), mean, rstd,
+                                dev(w, device), out_shape=(3, 6, 5))
+    rgx, rgw, rgb = R.row_norm_bwd(gy, x, rmean, rrstd, w)
+    assert gx.shape == (3, 6, 5) and gx.flags.c_contiguous
+    _close(gx, rgx.reshape(3, 6, 5), dtype, 7.0)
+    np.testing.assert_allclose(host(gw).sum(0), rgw.sum(0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(host(gb).sum(0), rgb.sum(0), rtol=1e-10, atol=1e-10)
+    # layer-norm layout (I == 1) with a float32 gy for a float64 x: cast like the CPU path
+    x2 = _data(rng, (4, 1, 9, 1), dtype, 0.0)
+    gy2 = _data(rng, (4, 1, 9, 1), np.float32, 0.0)
+    y2, m2, r2 = C.row_norm_fwd(dev(x2, device), None, None, EPS)
+    gx2, _, _ = C.row_norm_bwd(dev(gy2, device), noncontiguous(x2, device), m2, r2, None,
+                               out_shape=(4, 9))
+    rgx2 = R.row_norm_bwd(gy2.astype(dtype), x2, *R.row_norm_fwd(x2, None, None, EPS)[1:], None)[0]
+    _close(gx2, rgx2.reshape(4, 9), dtype)
+
+
+CHAN_SHAPES = [(2, 1, 3), (3, 5, 7), (7, 3, 1), (1, 2, 2), (4, 6, 150), (33, 2, 1)]
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", CHAN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_channel_norm(device, dtype, shape, split):
+    rng = np.random.default_rng(sum(shape))
+    N, Cc, I = shape  # noqa: E741
+    shift = 1000.0 if sum(shape) % 2 else -0.7
+    x = _data(rng, shape, dtype, shift)
+    xd = dev(x, device)
+    mean, var = C.chan_stats(xd)
+    rmean, rvar = R.chan_stats(x)
+    assert mean.dtype == var.dtype == np.float64 and mean.shape == var.shape == (Cc,)
+    np.testing.assert_allclose(host(mean), rmean, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(host(var), rvar, rtol=1e-10, atol=1e-14)
+    rstd = 1.0 / np.sqrt(rvar + EPS)
+    w = rng.standard_normal(Cc)
+    scale = rstd * w
+    sh = rng.standard_normal(Cc) - rmean * scale
+    _close(C.chan_affine(xd, dev(scale, device), dev(sh, device)), R.chan_affine(x, scale, sh),
+           dtype, shift)
+    gy = _data(rng, shape, dtype, 0.3)
+    s1, s2 = C.chan_bwd_sums(dev(gy, device), xd, dev(rmean, device))
+    r1, r2 = R.chan_bwd_sums(gy, x, rmean)
+    tol = dict(rtol=1e-10, atol=1e-12 * N * I * (1.0 + abs(shift)))
+    np.testing.assert_allclose(host(s1), r1, **tol)
+    np.testing.assert_allclose(host(s2), r2, **tol)
+    for ww in (w.astype(dtype), None):
+        gx = C.chan_bwd_apply(dev(gy, device), xd, dev(rmean, device), dev(rstd, device),
+                              None if ww is None else dev(ww, device), dev(r1, device),
+                              dev(r2, device))
+        assert gx.dtype == dtype
+        _close(gx, R.chan_bwd_apply(gy, x, rmean, rstd, ww, r1, r2), dtype, shift)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_channel_norm_noncontiguous(device):
+    rng = np.random.default_rng(4)
+    x = _data(rng, (5, 4, 9), np.float32, 3.0)
+    gy = _data(rng, (5, 4, 9), np.float32, 0.0)
+    m, v = C.chan_stats(noncontiguous(x, device))
+    rm, rv = R.chan_stats(x)
+    np.testing.assert_allclose(host(m), rm, rtol=1e-14)
+    np.testing.assert_allclose(host(v), rv, rtol=1e-10)
+    s1, s2 = C.chan_bwd_sums(noncontiguous(gy, device), noncontiguous(x, device), dev(rm, device))
+    r1, r2 = R.chan_bwd_sums(gy, x, rm)
+    np.testing.assert_allclose(host(s1), r1, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(host(s2), r2, rtol=1e-10, atol=1e-10)
+    scale, shift = rng.standard_normal(4), rng.standard_normal(4)
+    _close(C.chan_affine(noncontiguous(x, device), dev(scale, device), dev(shift, device)),
+           R.chan_affine(x, scale, shift), np.float32)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_bad_input(device):
+    x = dev(np.ones((2, 3, 4), np.int32), device)
+    with pytest.raises(TypeError, match="chan_stats.*float32 or float64"):
+        C.chan_stats(x)
+    with pytest.raises(ValueError, match="row_norm: expected a 4-D array"):
+        C.row_norm_fwd(dev(np.ones((2, 3), np.float32), device), None, None, EPS)
+    x4 = dev(np.ones((2, 1, 3, 1), np.float32), device)
+    with pytest.raises(ValueError, match="row_norm: weight of shape"):
+        C.row_norm_fwd(x4, dev(np.ones(4, np.float32), device), None, EPS)
+    with pytest.raises(ValueError, match="chan_affine: scale has 2 elements, expected 3"):
+        C.chan_affine(dev(np.ones((2, 3, 4), np.float32), device), dev(np.ones(2), device),
+                      dev(np.ones(3), device))
+
+
+def test_magic_division():
+    rng = np.random.default_rng(0)
+    for d in [1, 2, 3, 7, 33, 1000, 3136, 200704, 2**30 + 1, 2**31 - 1]:
+        m, s = C.magic(d)
+        for n in [0, 1, d - 1, d, 2**31 - 1, *map(int, rng.integers(0, 2**31, 200))]:
+            assert (((n * m) >> 32) + n) >> s == n // d
+
+
+def test_split_sizes():
+    for Q, total in [(1, 1), (8, 200704), (512, 3136), (1, 10**9), (10**6, 7)]:
+        B, chunk = C._split(Q, total)
+        assert 1 <= B and (B - 1) * chunk < total <= B * chunk
+    assert C._split(8, 200704)[0] * 8 >= 500   # long rows: many blocks per row
+
+
+@pytest.mark.parametrize("device", [d for d in KERNEL_DEVICES if d.id == "cuda"])
+def test_dispatchers_use_the_kernels(device):
+    """On CuPy arrays the dispatchers of kernels/norm.py run these kernels (poisoned outputs)."""
+    rng = np.random.default_rng(1)
+    x = _data(rng, (4, 6, 10), np.float32, 2.0)
+    gy = _data(rng, (4, 6, 10), np.float32, 0.0)
+    m, v = K.chan_stats(dev(x, device))
+    np.testing.assert_allclose(host(v), R.chan_stats(x)[1], rtol=1e-10)
+    x4 = x.reshape(4, 1, 60, 1)
+    y, mean, rstd = K.row_norm_fwd(dev(x4, device), None, None, EPS)
+    _close(y, R.row_norm_fwd(x4, None, None, EPS)[0], np.float32)
+    gx, _, _ = K.row_norm_bwd(dev(gy.reshape(x4.shape), device), dev(x4, device), mean, rstd,
+                              None, out_shape=(4, 6, 10))
+    assert gx.shape == (4, 6, 10)
