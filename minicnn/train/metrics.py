@@ -26,6 +26,32 @@ def _labels(targets):
     return t.argmax(-1) if t.ndim == 2 and t.dtype.kind == "f" else t.astype(numpy.int64)
 
 
+def _device_pair(outputs, targets):
+    """(outputs, labels) as raw arrays on the outputs' device, or None when either is not a CUDA
+    array on the same device as the other (then the NumPy path runs). Keeps GPU metrics on the
+    GPU: no transfer or synchronization until result() is read."""
+    out = outputs.data if isinstance(outputs, Tensor) else outputs
+    t = targets.data if isinstance(targets, Tensor) else targets
+    if not (backend.is_cuda_array(out) and backend.is_cuda_array(t)):
+        return None
+    labels = t.argmax(-1) if t.ndim == 2 and t.dtype.kind == "f" else t.astype(numpy.int64)
+    return out, labels
+
+
+def _cat(arrays):
+    """Concatenate 1-D label arrays into one NumPy array (one transfer when all are on the GPU)."""
+    if not arrays:
+        return numpy.zeros(0, numpy.int64)
+    if all(backend.is_cuda_array(a) for a in arrays):
+        return backend.to_numpy(backend.get_array_module(arrays[0]).concatenate(arrays))
+    return numpy.concatenate([_np(a) for a in arrays])
+
+
+def _host_int(count):
+    """A count kept as a Python int (CPU) or a 0-d device array (GPU) -> int (a sync on GPU)."""
+    return int(count)
+
+
 class Metric:
     name = "metric"
 
@@ -49,13 +75,19 @@ class Accuracy(Metric):
         self.correct, self.count = 0, 0
 
     def update(self, outputs, targets):
+        dev = _device_pair(outputs, targets)
+        if dev is not None:                       # on the device, read only by result()
+            out, y = dev
+            self.correct = (out.argmax(-1) == y).sum() + self.correct
+            self.count += int(y.size)
+            return
         pred = _np(outputs).argmax(-1)
         y = _labels(targets)
         self.correct += int((pred == y).sum())
         self.count += int(y.size)
 
     def result(self):
-        return self.correct / self.count if self.count else float("nan")
+        return _host_int(self.correct) / self.count if self.count else float("nan")
 
 
 class TopKAccuracy(Metric):
@@ -68,6 +100,17 @@ class TopKAccuracy(Metric):
         self.correct, self.count = 0, 0
 
     def update(self, outputs, targets):
+        dev = _device_pair(outputs, targets)
+        if dev is not None:                       # on the device, read only by result()
+            out, y = dev
+            # a row's label is in its top k iff fewer than k scores beat the label's score
+            # (argpartition-free; ties count for the label, as argpartition may pick either)
+            k = min(self.k, out.shape[-1])
+            score = out[backend.get_array_module(out).arange(out.shape[0]), y]
+            beaten_by = (out > score[:, None]).sum(-1)
+            self.correct = (beaten_by < k).sum() + self.correct
+            self.count += int(y.size)
+            return
         out = _np(outputs)
         y = _labels(targets)
         k = min(self.k, out.shape[-1])
@@ -76,7 +119,7 @@ class TopKAccuracy(Metric):
         self.count += int(y.size)
 
     def result(self):
-        return self.correct / self.count if self.count else float("nan")
+        return _host_int(self.correct) / self.count if self.count else float("nan")
 
 
 def confusion_matrix(y_true, y_pred, num_classes=None):
@@ -123,13 +166,17 @@ class ConfusionMatrix(Metric):
         self.true, self.pred = [], []
 
     def update(self, outputs, targets):
+        dev = _device_pair(outputs, targets)
+        if dev is not None:                       # labels stay on the device until result()
+            out, y = dev
+            self.true.append(y.ravel())
+            self.pred.append(out.argmax(-1).ravel())
+            return
         self.true.append(_labels(targets).ravel())
         self.pred.append(_np(outputs).argmax(-1).ravel())
 
     def result(self):
-        t = numpy.concatenate(self.true) if self.true else numpy.zeros(0, numpy.int64)
-        p = numpy.concatenate(self.pred) if self.pred else numpy.zeros(0, numpy.int64)
-        return confusion_matrix(t, p, self.num_classes)
+        return confusion_matrix(_cat(self.true), _cat(self.pred), self.num_classes)
 
 
 class _FromConfusion(ConfusionMatrix):

@@ -10,6 +10,14 @@
 Data may be a DataLoader, a Dataset (batched with `batch_size`), or a tuple (x, y) of arrays.
 A NaN or Inf loss stops training before the optimizer step, with a message naming the epoch
 and step; checkpoints written so far (ModelCheckpoint) are kept.
+
+On the GPU a training step makes no host-device synchronization: losses and metric counts stay
+on the device and are read every `sync_every` steps (default 10) and at the end of each epoch,
+in one transfer. Between reads the progress bar shows the last value read, and a NaN/Inf loss is
+found at the next read (the message still names the step where it first appeared; the optimizer
+steps since then were applied; checkpoints are written only after the epoch's losses are read,
+so a saved checkpoint never follows a NaN). `sync_every=1` reads every loss before its
+optimizer step, as on the CPU, at the cost of one synchronization per step.
 """
 import math
 import sys
@@ -52,6 +60,16 @@ def _model_device(model):
     return "cpu"
 
 
+def _read_scalars(arrays):
+    """Python floats of 0-d/1-element arrays: one transfer for CuPy arrays (one sync)."""
+    if not arrays:
+        return []
+    xp = backend.get_array_module(*arrays)
+    if xp is numpy:
+        return [float(numpy.asarray(a).reshape(()).item()) for a in arrays]
+    return backend.to_numpy(xp.stack([a.reshape(()) for a in arrays])).tolist()
+
+
 def _to(t, device):
     if isinstance(t, Tensor):
         return t if t.device == device else Tensor(backend.to_device(t.data, device))
@@ -70,12 +88,13 @@ class Trainer:
     'recall', 'f1') or Metric objects. scheduler (optional): an mc.optim.lr_scheduler object,
     stepped per 'epoch' or per 'step' (`scheduler_interval`), ReduceLROnPlateau on
     `scheduler_monitor`. mix: None, 'mixup' or 'cutmix' (with `mix_alpha`), applied to training
-    batches. grad_clip: clip the global gradient norm to this value.
+    batches. grad_clip: clip the global gradient norm to this value. sync_every: on the GPU,
+    read the losses (and metrics) from the device every this many steps (see the module doc).
     """
 
     def __init__(self, model, optimizer=None, loss="cross_entropy", metrics=("accuracy",),
                  device=None, scheduler=None, scheduler_interval="epoch", scheduler_monitor=None,
-                 mix=None, mix_alpha=1.0, grad_clip=None, on_nan="stop"):
+                 mix=None, mix_alpha=1.0, grad_clip=None, on_nan="stop", sync_every=10):
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = _resolve_loss(loss)
@@ -98,6 +117,9 @@ class Trainer:
         if on_nan not in ("stop", "raise"):
             raise ValueError(f"on_nan must be 'stop' or 'raise', got {on_nan!r}")
         self.on_nan = on_nan
+        if int(sync_every) < 1:
+            raise ValueError(f"sync_every must be a positive number of steps, got {sync_every!r}")
+        self.sync_every = int(sync_every)
         self.stop_training = False
         self.stop_reason = None
         self.history = None
@@ -162,6 +184,11 @@ class Trainer:
     def train_step(self, x, y):
         """One optimizer step; returns (loss value, outputs). The step is skipped when the loss
         is not finite."""
+        return self._step(x, y, read_loss=True)
+
+    def _step(self, x, y, read_loss):
+        """read_loss: read the loss on the host first (a sync on the GPU) and skip a non-finite
+        one; otherwise return the loss as a device array and always step."""
         if self.mix is not None:
             x, ya, yb, lam = self._mixed(x, y)
             out = self.model(x)
@@ -169,9 +196,12 @@ class Trainer:
         else:
             out = self.model(x)
             loss = self.loss_fn(out, y)
-        value = float(loss.item())
-        if not math.isfinite(value):
-            return value, out
+        if read_loss:
+            value = float(loss.item())
+            if not math.isfinite(value):
+                return value, out
+        else:
+            value = loss.data
         self.optimizer.zero_grad()
         loss.backward()
         if self.grad_clip is not None:
@@ -251,53 +281,93 @@ class Trainer:
     def _train_epoch(self, loader, epoch, steps_per_epoch):
         self.model.train()
         metrics = [get_metric(m) for m in self.metric_specs]
-        total_loss, seen = 0.0, 0
+        total_loss, seen, read = 0.0, 0, 0       # read: samples whose loss has been read
         self._samples_this_epoch = 0
+        self._batch_metrics = {}
+        # CPU: every loss is read before its step (free). GPU: losses wait on the device in
+        # `pending` and are read every `sync_every` steps and at the end of the epoch.
+        every = getattr(self, "_read_every", None) or (
+            1 if self.device == "cpu" else self.sync_every)   # _read_every: tests, on the CPU
+        pending = []                              # (step, n, device loss), oldest first
         step = 0
+
+        def read_pending(now_step):
+            nonlocal total_loss, read
+            values = _read_scalars([v for _, _, v in pending])
+            for (s, n, _), value in zip(pending, values):
+                if not math.isfinite(value):
+                    later = now_step - s
+                    self._stop_non_finite(
+                        epoch, s, value, self.global_step - later,
+                        f"training stopped at step {now_step}, where the loss was read (losses "
+                        f"are read from the GPU every {every} steps): the {later + 1} optimizer "
+                        f"step(s) from step {s} on were applied; Trainer(sync_every=1) stops "
+                        "before the step")
+                    return False
+                total_loss += value * n
+                read += n
+            pending.clear()
+            return True
+
         for step, batch in enumerate(loader, start=1):
             x, y = self._split(batch)
             x, y = _to(x, self.device), _to(y, self.device)
-            value, out = self.train_step(x, y)
-            if not math.isfinite(value):
-                msg = (f"loss is {value} at epoch {epoch}, step {step}"
-                       f"{f' of {self._steps_per_epoch}' if self._steps_per_epoch else ''}"
-                       f" (global step {self.global_step + 1}); training stopped before this "
-                       "optimizer step")
-                saved = [c.last_saved for c in self.callbacks if getattr(c, "last_saved", None)]
-                msg += f"; the last good checkpoint is {saved[-1]}" if saved else \
-                    "; no checkpoint was written before it"
-                self.stop_reason = msg
-                self.stop_training = True
-                self.nan_info = {"epoch": epoch, "step": step, "loss": value}
-                self.history.stopped = msg
-                if self.on_nan == "raise":
-                    self._call("on_train_end", {})
-                    raise NonFiniteLossError(msg)
-                self._print("stopped: " + msg)
-                return None
+            value, out = self._step(x, y, read_loss=every == 1)
             n = len(y) if y is not None else len(x)
-            total_loss += value * n
+            if every == 1:
+                if not math.isfinite(value):
+                    self._stop_non_finite(epoch, step, value, self.global_step + 1, None)
+                    return None
+                total_loss += value * n
+                read += n
+            else:
+                pending.append((step, n, value))
             seen += n
             self._samples_this_epoch = seen
             self.global_step += 1
             if y is not None:
                 for m in metrics:
                     m.update(out.detach(), y)
-            logs = {"loss": total_loss / seen, "samples": seen}
+            last = steps_per_epoch and step >= steps_per_epoch or step == self._steps_per_epoch
+            if pending and (len(pending) >= every or last):
+                if not read_pending(step):
+                    return None
+            logs = {"loss": total_loss / read} if read else {}
+            logs["samples"] = seen
             lr = self._lr()
             if lr is not None:
                 logs["lr"] = lr
-            if step % 10 == 1 or step == self._steps_per_epoch:   # cheap enough every 10 steps
+            # metrics read with the losses (GPU) or every 10 steps (CPU): cheap enough
+            if (step % 10 == 1 if every == 1 else not pending) or last:
                 self._batch_metrics = {m.name: float(m.result()) for m in metrics}
             logs.update(self._batch_metrics)
             self._call("on_batch_end", step, logs)
             if steps_per_epoch and step >= steps_per_epoch:
                 break
+        if pending and not read_pending(step):
+            return None
         if seen == 0:
             raise ValueError("Trainer.fit: the training data gave no batches")
-        out = {"loss": total_loss / seen}
+        out = {"loss": total_loss / read}
         out.update({m.name: float(m.result()) for m in metrics})
         return out
+
+    def _stop_non_finite(self, epoch, step, value, global_step, how):
+        msg = (f"loss is {value} at epoch {epoch}, step {step}"
+               f"{f' of {self._steps_per_epoch}' if self._steps_per_epoch else ''}"
+               f" (global step {global_step}); "
+               f"{how or 'training stopped before this optimizer step'}")
+        saved = [c.last_saved for c in self.callbacks if getattr(c, "last_saved", None)]
+        msg += f"; the last good checkpoint is {saved[-1]}" if saved else \
+            "; no checkpoint was written before it"
+        self.stop_reason = msg
+        self.stop_training = True
+        self.nan_info = {"epoch": epoch, "step": step, "loss": value}
+        self.history.stopped = msg
+        if self.on_nan == "raise":
+            self._call("on_train_end", {})
+            raise NonFiniteLossError(msg)
+        self._print("stopped: " + msg)
 
     # --- evaluate / predict -------------------------------------------------------------------
 
@@ -307,6 +377,7 @@ class Trainer:
         self.model.eval()
         ms = [get_metric(m) for m in (self.metric_specs if metrics is None else metrics)]
         total, seen = 0.0, 0
+        losses = []                 # (loss array, batch size): read once at the end (GPU: 1 sync)
         with no_grad():
             for i, batch in enumerate(loader, start=1):
                 x, y = self._split(batch)
@@ -314,12 +385,14 @@ class Trainer:
                 out = self.model(x)
                 n = len(x)
                 if y is not None:
-                    total += float(self.loss_fn(out, y).item()) * n
+                    losses.append((self.loss_fn(out, y).data, n))
                     for m in ms:
                         m.update(out, y)
                 seen += n
                 if steps and i >= steps:
                     break
+        for value, (_, n) in zip(_read_scalars([a for a, _ in losses]), losses):
+            total += value * n
         result = {"loss": total / seen if seen else float("nan")}
         result.update({m.name: (float(r) if numpy.ndim(r) == 0 else r)
                        for m in ms for r in [m.result()]})
@@ -341,8 +414,10 @@ class Trainer:
         with no_grad():
             for batch in loader:
                 x, _ = self._split(batch)
-                outs.append(backend.to_numpy(self.model(_to(x, self.device)).data))
-        return numpy.concatenate(outs) if outs else numpy.zeros((0,), numpy.float32)
+                outs.append(self.model(_to(x, self.device)).data)   # stays on the device
+        if not outs:
+            return numpy.zeros((0,), numpy.float32)
+        return backend.to_numpy(backend.get_array_module(*outs).concatenate(outs))
 
 
 class _EpochLine(ProgressBar):
