@@ -77,8 +77,8 @@ def release_workspace():
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
-    if is_cuda_array(x):
-        return _ref.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    if use_cuda(x):
+        return _cuda_conv().im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     x = _c(x)
     N, C = x.shape[:2]
     shape = (C, KH, KW, N, OH, OW)
@@ -88,8 +88,8 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
 
 
 def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
-    if is_cuda_array(col):
-        return _ref.col2im(col, H, W, SH, SW, PH, PW, DH, DW)
+    if use_cuda(col):
+        return _cuda_conv().col2im(col, H, W, SH, SW, PH, PW, DH, DW)
     col = _c(col)
     C, N = col.shape[0], col.shape[3]
     img = numpy.empty((N, C, H, W), col.dtype)
@@ -106,11 +106,15 @@ def _bias(b, K, dtype):
     return numpy.zeros(K, dtype) if b is None else _c(b)
 
 
+def _cuda_grouped():
+    from .cuda import grouped  # noqa: PLC0415 -- CuPy / the kernels load on first use
+    return grouped
+
+
 def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     """b: an optional (K,) bias, added here (fused into the 3x3 stride-1 kernel)."""
     if is_cuda_array(x):
-        y = _ref.depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW)
-        return y if b is None else y + b.reshape(1, -1, 1, 1)
+        return _cuda_grouped().depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     if _fast3x3(w.shape, SH, SW):
@@ -126,7 +130,7 @@ def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
 
 def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
     if is_cuda_array(gy):
-        return _ref.depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
+        return _cuda_grouped().depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
     gy, w = _c(gy), _c(w)
     gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
     if (_fast3x3(w.shape, SH, SW) and w.shape[0] == C and PH <= 2 * DH and PW <= 2 * DW
@@ -144,7 +148,7 @@ def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
 
 def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     if is_cuda_array(x):
-        return _ref.depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
+        return _cuda_grouped().depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], 1, KH, KW), x.dtype)
     if _fast3x3((KH, KW), SH, SW):
@@ -169,6 +173,8 @@ def grouped3x3_ok(x_shape, w_shape, G, SH, SW, PH, PW, DH, DW):
 
 
 def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW, b=None):
+    if is_cuda_array(x):
+        return _cuda_grouped().grouped_conv2d(x, w, G, 1, 1, PH, PW, DH, DW, OH, OW, b)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     run(_cpu().grouped3x3s1_fwd, y.size * 9 * w.shape[1], x, w, _bias(b, w.shape[0], x.dtype),
@@ -179,6 +185,8 @@ def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW, b=None):
 def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
     """The adjoint as a forward on gy: per group the weight transposed (Kg <-> Cg) and flipped,
     padding D*(3-1) - P. gy must have the full output size of (H, W)."""
+    if is_cuda_array(gy):
+        return _cuda_grouped().grouped_grad_input(gy, w, G, C, H, W, 1, 1, PH, PW, DH, DW)
     if gy.shape[2:] != (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW):
         raise ValueError(f"grouped3x3_grad_input: gy {gy.shape} is not the full output of "
                          f"({H}, {W})")
@@ -194,7 +202,161 @@ def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
 
 
 def grouped3x3_grad_weight(x, gy, G, Cg, PH, PW, DH, DW):
+    if is_cuda_array(x):
+        return _cuda_grouped().grouped_grad_weight(x, gy, G, 3, 3, 1, 1, PH, PW, DH, DW)
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], Cg, 3, 3), x.dtype)
     run(_cpu().grouped3x3s1_grad_weight, gy.size * 9 * Cg, x, gy, G, PH, PW, DH, DW, gw)
     return gw
+
+
+# --- the general convolution on the GPU: which algorithm -----------------------------------------
+# Three algorithms compute a convolution that is neither depthwise nor a direct grouped kernel:
+#   'gemm_1x1'       1x1 kernels without padding: one (batched over groups) GEMM on the (strided)
+#                    input, no im2col -- the CPU path's "pointwise" case, shared with it;
+#   'im2col_gemm'    im2col kernel + one cuBLAS GEMM batched over the groups (+ col2im backward);
+#   'implicit_gemm'  forward only: conv.cu's tiled kernel that gathers the column matrix into
+#                    shared memory on the fly, so no column buffer exists in device memory.
+# `choose_algorithm` is the rule; `set_algorithm(name)` forces one (for benchmarks; None goes
+# back to the rule); `last_algorithm` records what the last conv ran, per pass:
+# {'forward': ..., 'grad_input': ..., 'grad_weight': ...} (the depthwise / grouped direct
+# kernels show up under their path's name).
+#
+# PROVISIONAL RULE (written without a GPU to measure on; change the two constants after
+# benchmarking with set_algorithm): the implicit GEMM for the forward pass when the GEMM is
+# memory-bound on its column operand -- few output channels per group (Kg <= IMPLICIT_GEMM_MAX_KG:
+# 2*Kg flops per 8 bytes of column traffic) -- or when the column buffer would be huge
+# (>= IMPLICIT_GEMM_MIN_COL_BYTES, also a peak-memory saving); im2col + cuBLAS otherwise, whose
+# GEMM is faster than the hand-written tile for large Kg and C*KH*KW.
+
+ALGORITHMS = ("im2col_gemm", "implicit_gemm", "gemm_1x1")
+IMPLICIT_GEMM_MAX_KG = 32
+IMPLICIT_GEMM_MIN_COL_BYTES = 512 << 20
+last_algorithm = {}
+_forced = None
+# Tests only: route NumPy arrays through the CUDA launch functions (run by the CPU emulator),
+# so the GPU path of the conv ops can be checked on a machine without a GPU.
+emulate_cuda = False
+
+
+def _cuda_conv():
+    from .cuda import conv  # noqa: PLC0415 -- CuPy / the emulator load on first use
+    return conv
+
+
+def use_cuda(a):
+    """Whether `a` takes the CUDA kernels: a CuPy array (or any array when emulating)."""
+    return emulate_cuda or is_cuda_array(a)
+
+
+def set_algorithm(name):
+    """Force the general convolution's algorithm on the GPU ('im2col_gemm', 'implicit_gemm',
+    'gemm_1x1'), or go back to `choose_algorithm`'s rule with None. A forced algorithm that
+    cannot run a given conv or pass ('gemm_1x1' for a kernel larger than 1x1 or with padding,
+    'implicit_gemm' for the backward passes) falls back to the rule there."""
+    global _forced
+    if name is not None and name not in ALGORITHMS:
+        raise ValueError(f"set_algorithm: unknown algorithm {name!r}; expected one of "
+                         f"{', '.join(ALGORITHMS)} or None")
+    _forced = name
+
+
+def get_algorithm():
+    """The forced algorithm, or None when the rule chooses."""
+    return _forced
+
+
+def choose_algorithm(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                     groups=1, itemsize=4, pass_="forward", out_hw=None):
+    """The GPU algorithm for a general (not depthwise / direct grouped) conv2d of an input
+    `x_shape` (N, C, H, W) with a weight `w_shape` (K, C/groups, KH, KW); see the rule above.
+    `pass_`: 'forward', 'grad_input' or 'grad_weight'."""
+    N, C, H, W = x_shape
+    K, Cg, KH, KW = w_shape
+    (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
+    pointwise = KH == 1 and KW == 1 and PH == 0 and PW == 0
+    forced = _forced
+    if forced == "gemm_1x1" and not pointwise or forced == "implicit_gemm" and pass_ != "forward":
+        forced = None
+    if forced is not None:
+        return forced
+    if pointwise:
+        return "gemm_1x1"
+    if pass_ != "forward":
+        return "im2col_gemm"
+    OH, OW = out_hw or ((H + 2 * PH - DH * (KH - 1) - 1) // SH + 1,
+                        (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1)
+    col_bytes = C * KH * KW * N * OH * OW * itemsize
+    if K // groups <= IMPLICIT_GEMM_MAX_KG or col_bytes >= IMPLICIT_GEMM_MIN_COL_BYTES:
+        return "implicit_gemm"
+    return "im2col_gemm"
+
+
+def select_algorithm(pass_, path, a, x_shape, w_shape, SH, SW, PH, PW, DH, DW, G,
+                     out_hw=None):
+    """For the conv ops: the algorithm of one pass, recorded in `last_algorithm[pass_]`.
+    `path` is the ops' path ('pointwise', 'im2col', or a direct kernel's name, returned as it
+    is); `a` the array that decides the device. On the CPU the general case stays as it was
+    ('gemm_1x1' for pointwise, 'im2col_gemm' otherwise); on the GPU `choose_algorithm` picks."""
+    if path not in ("pointwise", "im2col"):
+        algo = path
+    elif not use_cuda(a):
+        algo = "gemm_1x1" if path == "pointwise" else "im2col_gemm"
+    else:
+        algo = choose_algorithm(x_shape, w_shape, (SH, SW), (PH, PW), (DH, DW), G,
+                                a.dtype.itemsize, pass_, out_hw)
+    last_algorithm[pass_] = algo
+    return algo
+
+
+def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None):
+    """conv2d (+ b) with no column buffer: the CUDA implicit-GEMM kernel (the reference on the
+    CPU, where no op selects it)."""
+    if use_cuda(x):
+        return _cuda_conv().implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups,
+                                                 b)
+    y = _ref.conv2d(x, w, SH, SW, PH, PW, DH, DW, groups)[:, :, :OH, :OW]
+    y = numpy.ascontiguousarray(y)
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+# --- direct grouped convolution, any kernel / stride / padding / dilation (the CUDA path) ------
+# On CuPy arrays the ops layer sends grouped convs with few channels per group here
+# (`grouped_direct_ok`): the direct kernels of kernels/cuda/grouped.cu, where cuBLAS would get
+# GEMMs with an inner dimension of only Cg*KH*KW. On NumPy arrays these run the xp-generic
+# reference formulation (the CPU ops keep their own paths and do not call them).
+
+def grouped_direct_ok(w_shape, G):
+    return G > 1 and w_shape[1] <= GROUPED_MAX_CG
+
+
+def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
+    """y (N, K, OH, OW) of a grouped conv (+ an optional (K,) bias, fused on the GPU)."""
+    if is_cuda_array(x):
+        return _cuda_grouped().grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b)
+    y = _ref.conv2d(x, w, SH, SW, PH, PW, DH, DW, G)[:, :, :OH, :OW]
+    return numpy.ascontiguousarray(y if b is None else y + b.reshape(1, -1, 1, 1))
+
+
+def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
+    """gx (N, C, H, W) = conv^T(gy, w), for any (H, W) whose output covers gy."""
+    if is_cuda_array(gy):
+        return _cuda_grouped().grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW)
+    N, K, OH, OW = gy.shape
+    _, Cg, KH, KW = w.shape
+    col = numpy.einsum("gkcij,ngkhw->gcijnhw", w.reshape(G, K // G, Cg, KH, KW),
+                       gy.reshape(N, G, K // G, OH, OW))
+    return numpy.ascontiguousarray(
+        _ref.col2im(col.reshape(C, KH, KW, N, OH, OW), H, W, SH, SW, PH, PW, DH, DW))
+
+
+def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
+    """gw (K, C/G, KH, KW) = sum over the batch and output positions of gy * shifted x."""
+    if is_cuda_array(x):
+        return _cuda_grouped().grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)
+    N, C = x.shape[:2]
+    _, K, OH, OW = gy.shape
+    cols = _ref._windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)   # (N, C, KH, KW, OH, OW)
+    gw = numpy.einsum("ngcijhw,ngkhw->gkcij", cols.reshape(N, G, C // G, KH, KW, OH, OW),
+                      gy.reshape(N, G, K // G, OH, OW))
+    return numpy.ascontiguousarray(gw.reshape(K, C // G, KH, KW))

@@ -16,7 +16,9 @@ runs direct Numba kernels; on the CPU, grouped 3x3 stride-1 convs with at most
 kernels.conv.GROUPED_MAX_CG channels per group run direct Numba kernels too (im2col + tiny
 per-group GEMMs were 2x slower than PyTorch there); 1x1 without padding is a GEMM on the
 (strided) input with no im2col; everything else is im2col + one batched GEMM over
-(N, groups) + col2im. Arrays layout:
+(N, groups) + col2im. On the GPU the general case is chosen per shape among those GEMMs and an
+implicit-GEMM forward kernel (kernels.conv.choose_algorithm / set_algorithm), and the algorithm
+of each pass is recorded in kernels.conv.last_algorithm. Arrays layout:
 x (N, C, H, W), w (K, C/G, KH, KW), col (N, C, KH, KW, OH, OW) = (N, G, Cg*KH*KW, OH*OW).
 """
 import numbers
@@ -45,12 +47,24 @@ def _path(p, C, w_shape, a=None):
     K, Cg, KH, KW = w_shape
     if p.G == C and p.G > 1 and Cg == 1:
         return "depthwise"
+    if a is not None and is_cuda_array(a) and kernels.conv.grouped_direct_ok(w_shape, p.G):
+        return "grouped_direct"   # GPU, G > 1 with few channels per group: direct CUDA kernels
     if KH == 1 and KW == 1 and p.PH == 0 and p.PW == 0:
         return "pointwise"
     if a is not None and not is_cuda_array(a) and kernels.conv.grouped3x3_ok(
             None, w_shape, p.G, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW):
         return "grouped3x3"   # few channels per group, 3x3 stride 1: a direct Numba kernel
     return "im2col"
+
+
+def _algorithm(pass_, p, a, x_shape, w_shape, out_hw=None):
+    """`_path` with the general case resolved to an algorithm: 'gemm_1x1' (pointwise),
+    'im2col_gemm', or on the GPU possibly 'implicit_gemm' (forward only), by
+    kernels.conv.choose_algorithm's rule or kernels.conv.set_algorithm's override; recorded in
+    kernels.conv.last_algorithm[pass_]. Direct kernels' paths come back unchanged."""
+    return kernels.conv.select_algorithm(pass_, _path(p, x_shape[1], w_shape, a), a, x_shape,
+                                         w_shape, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, p.G,
+                                         out_hw)
 
 
 # --- array-level implementations ---------------------------------------------------------------
@@ -96,13 +110,18 @@ def _conv_fwd(x, w, p, out_hw=None, b=None):
     K, Cg, KH, KW = w.shape
     G, Kg = p.G, K // p.G
     OH, OW = out_hw or p.out_size(H, W, KH, KW)
-    path = _path(p, C, w.shape, x)
+    path = _algorithm("forward", p, x, x.shape, w.shape, (OH, OW))
     if path == "depthwise":
         return kernels.depthwise_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
+    if path == "grouped_direct":
+        return kernels.conv.grouped_conv2d(x, w, G, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
     if path == "grouped3x3":
         return kernels.conv.grouped3x3_conv2d(x, w, G, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
+    if path == "implicit_gemm":   # GPU: no column buffer, bias fused
+        return kernels.conv.implicit_gemm_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH,
+                                                 OW, G, b)
     wr = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW)
-    if path == "pointwise":
+    if path == "gemm_1x1":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
         cols = _to_cn(xs.reshape(N, C, OH * OW), G)                     # (G, Cg, N*L)
     else:
@@ -121,16 +140,19 @@ def _conv_grad_input(w, gy, x_shape, p):
     K, Cg, KH, KW = w.shape
     G, Kg = p.G, K // p.G
     _, _, OH, OW = gy.shape
-    path = _path(p, C, w.shape, gy)
+    path = _algorithm("grad_input", p, gy, x_shape, w.shape)
     if path == "depthwise":
         return kernels.depthwise_grad_input(gy, w, C, H, W, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
+    if path == "grouped_direct":
+        return kernels.conv.grouped_grad_input(gy, w, G, C, H, W, p.SH, p.SW, p.PH, p.PW, p.DH,
+                                               p.DW)
     if path == "grouped3x3" and (OH, OW) == (H + 2 * p.PH - 2 * p.DH, W + 2 * p.PW - 2 * p.DW):
         return kernels.conv.grouped3x3_grad_input(gy, w, G, C, H, W, p.PH, p.PW, p.DH, p.DW)
     if path == "grouped3x3":
         path = "im2col"
     gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
     wt = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW).transpose(0, 2, 1)  # (G, CKK, Kg)
-    if path == "pointwise":
+    if path == "gemm_1x1":
         gxs = _from_cn(_mm(wt, gyt), N, OH, OW)                         # (N, C, OH, OW)
         if (OH, OW) == (H, W):
             return gxs
@@ -152,15 +174,18 @@ def _conv_grad_weight(x, gy, w_shape, p):
     K, Cg, KH, KW = w_shape
     G = p.G
     _, _, OH, OW = gy.shape
-    path = _path(p, C, w_shape, x)
+    path = _algorithm("grad_weight", p, x, x.shape, w_shape)
     if path == "depthwise":
         return kernels.depthwise_grad_weight(x, gy, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
+    if path == "grouped_direct":
+        return kernels.conv.grouped_grad_weight(x, gy, G, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH,
+                                                p.DW)
     if path == "grouped3x3" and (OH, OW) == (H + 2 * p.PH - 2 * p.DH, W + 2 * p.PW - 2 * p.DW):
         return kernels.conv.grouped3x3_grad_weight(x, gy, G, Cg, p.PH, p.PW, p.DH, p.DW)
     if path == "grouped3x3":
         path = "im2col"
     gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
-    if path == "pointwise":
+    if path == "gemm_1x1":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
         cols = _to_cn(xs.reshape(N, C, OH * OW), G)                     # (G, Cg, N*L)
     else:

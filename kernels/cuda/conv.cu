@@ -1,0 +1,203 @@
+// conv.cu -- the general convolution on the GPU: im2col / col2im for cuBLAS GEMMs, and an
+// implicit-GEMM forward with no column buffer in device memory.
+//
+// Layouts (as kernels/reference/conv.py and kernels/cpu/conv.py):
+//   x   (N, C, H, W)                  image, C-contiguous
+//   col (C, KH, KW, N, OH, OW)        col[c, kh, kw, n, oh, ow] = x[n, c, oh*SH - PH + kh*DH,
+//                                                                  ow*SW - PW + kw*DW] (0 outside)
+//   w   (K, C/G, KH, KW)              viewed per group g as a (Kg, Cg*KH*KW) row-major matrix
+//   y   (N, K, OH, OW)
+//
+// im2col_fwd_kernel: one thread per column element (grid-stride loop over C*KH*KW*N*OH*OW);
+//   consecutive threads write consecutive col elements (coalesced) and read x along ow with
+//   stride SW. Memory bound: 4 B written + ~4 B read (mostly L1/L2 hits: each x element is read
+//   KH*KW times) per float column element.
+// col2im_fwd_kernel: the adjoint, as a gather (no atomics): one thread per image element
+//   (n, c, h, w) sums the at most KH*KW column entries (c, kh, kw, n, oh, ow) with
+//   oh*SH - PH + kh*DH == h and ow*SW - PW + kw*DW == w. Coalesced writes of img; reads of col
+//   are strided by SW along w. ~4 B written + KH*KW/(SH*SW) * 4 B read per image element.
+// Launch shape of both: blocks of 256 threads, min(ceil(n / 256), 132 * 8) blocks.
+//
+// conv_implicit_gemm_fwd_kernel: per group g, Y_g (Kg, N*OH*OW) = W_g (Kg, CKK) @ B_g (CKK,
+//   N*OH*OW) where B_g is the virtual column matrix, B_g[k, n] with k = (c, kh, kw) and
+//   n = (nb, oh, ow) gathered from x on the fly (im2col's index math), so no column buffer.
+//   Block tile: 64 output channels (M) x 128 output positions (N), k-step 8 (BK); 128 threads,
+//   each an 8x8 register micro-tile (rows ty + 8*i, columns tx + 16*j, so the shared-memory
+//   reads of a warp are broadcasts or 16 consecutive words: no bank conflicts). Shared tiles
+//   double-buffered with the next k-tile prefetched into registers while the current one is
+//   multiplied, one __syncthreads per k-tile. The B loader gives each thread one column
+//   (its (nb, oh, ow) decoded once) and walks (c, kh, kw) incrementally; consecutive threads
+//   read consecutive ow (coalesced for stride 1). The bias is fused into the store, and y is
+//   written straight in NCHW. Grid: (ceil(N*OH*OW / 128), ceil(Kg / 64), G). Compute bound
+//   for large Kg and CKK: 64 FFMA per 16 shared loads per thread per k.
+// All indices are 32-bit ints: the launch layer refuses tensors of 2**31 elements or more.
+#include "common.cuh"
+
+template <typename T>
+__global__ void im2col_fwd_kernel(const T* __restrict__ x, T* __restrict__ col, int N, int C,
+                                  int H, int W, int KH, int KW, int SH, int SW, int PH, int PW,
+                                  int DH, int DW, int OH, int OW, int total) {
+    GRID_LOOP(i, total) {
+        int t = i;
+        const int ow = t % OW; t /= OW;
+        const int oh = t % OH; t /= OH;
+        const int n = t % N; t /= N;
+        const int kw = t % KW; t /= KW;
+        const int kh = t % KH;
+        const int c = t / KH;
+        const int ih = oh * SH - PH + kh * DH;
+        const int iw = ow * SW - PW + kw * DW;
+        T v = T(0);
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[((n * C + c) * H + ih) * W + iw];
+        col[i] = v;
+    }
+}
+
+template <typename T>
+__global__ void col2im_fwd_kernel(const T* __restrict__ col, T* __restrict__ img, int N, int C,
+                                  int H, int W, int KH, int KW, int SH, int SW, int PH, int PW,
+                                  int DH, int DW, int OH, int OW, int total) {
+    const int L = OH * OW;
+    GRID_LOOP(i, total) {
+        int t = i;
+        const int w = t % W; t /= W;
+        const int h = t % H; t /= H;
+        const int c = t % C;
+        const int n = t / C;
+        T s = T(0);
+        for (int kh = 0; kh < KH; ++kh) {
+            const int hp = h + PH - kh * DH;  // = oh * SH
+            if (hp < 0) break;                // decreasing in kh
+            const int oh = hp / SH;
+            if (oh * SH != hp || oh >= OH) continue;
+            for (int kw = 0; kw < KW; ++kw) {
+                const int wp = w + PW - kw * DW;
+                if (wp < 0) break;
+                const int ow = wp / SW;
+                if (ow * SW != wp || ow >= OW) continue;
+                s += col[(((c * KH + kh) * KW + kw) * N + n) * L + oh * OW + ow];
+            }
+        }
+        img[i] = s;
+    }
+}
+
+#define IG_BM 64
+#define IG_BN 128
+#define IG_BK 8
+#define IG_THREADS 128
+
+template <typename T>
+__global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
+        const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+        T* __restrict__ y, int N, int C, int H, int W, int K, int KH, int KW, int SH, int SW,
+        int PH, int PW, int DH, int DW, int OH, int OW, int G, int has_bias) {
+    __shared__ T As[2][IG_BK][IG_BM];
+    __shared__ T Bs[2][IG_BK][IG_BN];
+    const int t = threadIdx.x;
+    const int g = blockIdx.z;
+    const int Cg = C / G, Kg = K / G;
+    const int KHW = KH * KW, CKK = Cg * KHW;
+    const int L = OH * OW, NL = N * L, HW = H * W;
+    const int m0 = blockIdx.y * IG_BM, n0 = blockIdx.x * IG_BN;
+
+    // A loader: row mA of the weight tile, k offsets kA, kA + 2, kA + 4, kA + 6.
+    const int mA = t % IG_BM, kA = t / IG_BM;
+    const bool row_ok = m0 + mA < Kg;
+    const T* wrow = w + (g * Kg + (row_ok ? m0 + mA : 0)) * CKK;
+    // B loader: column n0 + t of the virtual column matrix, all IG_BK rows of each k-tile.
+    const int nB = n0 + t;
+    const bool col_ok = nB < NL;
+    int ih0 = 0, iw0 = 0;
+    const T* xb = x;
+    if (col_ok) {
+        const int nb = nB / L, l = nB - nb * L;
+        const int oh = l / OW, ow = l - oh * OW;
+        ih0 = oh * SH - PH;
+        iw0 = ow * SW - PW;
+        xb = x + (nb * C + g * Cg) * HW;
+    }
+    // The (c, kh, kw) of the next row this thread loads (rows are loaded in order).
+    int rc = 0, rkh = 0, rkw = 0;
+
+    T ra[4], rb[IG_BK];
+    auto load = [&](int k0) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int k = k0 + kA + 2 * i;
+            ra[i] = (row_ok && k < CKK) ? wrow[k] : T(0);
+        }
+#pragma unroll
+        for (int r = 0; r < IG_BK; ++r) {
+            T v = T(0);
+            if (col_ok && k0 + r < CKK) {
+                const int ih = ih0 + rkh * DH, iw = iw0 + rkw * DW;
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = xb[rc * HW + ih * W + iw];
+            }
+            rb[r] = v;
+            if (++rkw == KW) {
+                rkw = 0;
+                if (++rkh == KH) {
+                    rkh = 0;
+                    ++rc;
+                }
+            }
+        }
+    };
+    auto store = [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) As[buf][kA + 2 * i][mA] = ra[i];
+#pragma unroll
+        for (int r = 0; r < IG_BK; ++r) Bs[buf][r][t] = rb[r];
+    };
+
+    const int tx = t % 16, ty = t / 16;
+    T acc[8][8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = T(0);
+
+    const int ntiles = (CKK + IG_BK - 1) / IG_BK;
+    load(0);
+    store(0);
+    __syncthreads();
+    for (int kt = 0; kt < ntiles; ++kt) {
+        const int cur = kt & 1;
+        const bool more = kt + 1 < ntiles;  // the same for every thread of the block
+        if (more) load((kt + 1) * IG_BK);
+#pragma unroll
+        for (int kk = 0; kk < IG_BK; ++kk) {
+            T a[8], bv[8];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) a[i] = As[cur][kk][ty + 8 * i];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) bv[j] = Bs[cur][kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 8; ++i)
+#pragma unroll
+                for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * bv[j];
+        }
+        if (more) store(cur ^ 1);
+        __syncthreads();
+    }
+
+    int off[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        const int n = n0 + tx + 16 * j;
+        const int nb = n / L;
+        off[j] = n < NL ? nb * K * L + (n - nb * L) : -1;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const int m = m0 + ty + 8 * i;
+        if (m < Kg) {
+            const int k = g * Kg + m;
+            const T bias = has_bias ? b[k] : T(0);
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+                if (off[j] >= 0) y[off[j] + k * L] = acc[i][j] + bias;
+        }
+    }
+}

@@ -1,0 +1,103 @@
+"""Launch functions of the convolution kernels (kernels/cuda/conv.cu).
+
+Same signatures as the dispatchers in kernels/conv.py:
+
+    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False) -> col (C, KH, KW, N, OH, OW)
+    col2im(col, H, W, SH, SW, PH, PW, DH, DW)                         -> img (N, C, H, W)
+    implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None) -> y (N, K, OH, OW)
+
+`workspace=` is accepted and ignored: CuPy's memory pool already makes a fresh column buffer as
+cheap as a reused one (no page faults, unlike NumPy's), and a buffer that outlives the call is
+safer. CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests).
+No launch function synchronizes with the host.
+"""
+from minicnn.backend import get_array_module
+
+from . import module
+
+THREADS = 256
+MAX_BLOCKS = 132 * 8          # a few waves of an H100's 132 SMs for the grid-stride loops
+IG_BM, IG_BN, IG_THREADS = 64, 128, 128   # the implicit-GEMM tile (conv.cu IG_*)
+
+
+def _blocks(n):
+    return max(1, min((n + THREADS - 1) // THREADS, MAX_BLOCKS))
+
+
+def _float(op, a):
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{op}: expected float32 or float64, got {a.dtype}")
+
+
+def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
+    xp = get_array_module(x)
+    if x.ndim != 4:
+        raise ValueError(f"im2col: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    _float("im2col", x)
+    x = xp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    shape = (C, KH, KW, N, OH, OW)
+    module.check_size("im2col", x.shape, shape)
+    col = module.empty(xp, shape, x.dtype)
+    total = col.size
+    if total:
+        module.kernel("conv", "im2col_fwd_kernel", x.dtype)(
+            _blocks(total), THREADS,
+            (x, col, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total))
+    return col
+
+
+def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
+    xp = get_array_module(col)
+    if col.ndim != 6:
+        raise ValueError(f"col2im: expected a 6-D column buffer (C, KH, KW, N, OH, OW), got "
+                         f"shape {tuple(col.shape)}")
+    _float("col2im", col)
+    col = xp.ascontiguousarray(col)
+    C, KH, KW, N, OH, OW = col.shape
+    module.check_size("col2im", col.shape, (N, C, H, W))
+    img = module.empty(xp, (N, C, H, W), col.dtype)
+    total = img.size
+    if total:
+        module.kernel("conv", "col2im_fwd_kernel", col.dtype)(
+            _blocks(total), THREADS,
+            (col, img, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total))
+    return img
+
+
+def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None):
+    """y = conv2d(x, w, stride, padding, dilation, groups) (+ b), computing only the outputs
+    (OH, OW) given (they may be fewer than the full output size), with no column buffer."""
+    xp = get_array_module(x)
+    op = "implicit_gemm_conv2d"
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input and weight, got input "
+                         f"{tuple(x.shape)} and weight {tuple(w.shape)}")
+    _float(op, x)
+    if w.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
+        raise TypeError(f"{op}: input ({x.dtype}), weight ({w.dtype})"
+                        + ("" if b is None else f" and bias ({b.dtype})")
+                        + " must have the same dtype")
+    N, C, H, W = x.shape
+    K, Cg, KH, KW = w.shape
+    G = int(groups)
+    if G < 1 or K % G or Cg * G != C:
+        raise ValueError(f"{op}: groups={groups}, weight {tuple(w.shape)} and input "
+                         f"{tuple(x.shape)} do not match (need K % groups == 0 and "
+                         f"C == weight.shape[1] * groups)")
+    if b is not None and tuple(b.shape) != (K,):
+        raise ValueError(f"{op}: expected bias of size ({K},), got {tuple(b.shape)}")
+    if G > 65535:
+        raise ValueError(f"{op}: at most 65535 groups (the grid's z dimension), got {G}")
+    x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
+    module.check_size(op, x.shape, w.shape, (N, K, OH, OW))
+    y = module.empty(xp, (N, K, OH, OW), x.dtype)
+    Kg, NL = K // G, N * OH * OW
+    if y.size:
+        bias = w if b is None else xp.ascontiguousarray(b)   # any array of T when there is none
+        grid = ((NL + IG_BN - 1) // IG_BN, (Kg + IG_BM - 1) // IG_BM, G)
+        module.kernel("conv", "conv_implicit_gemm_fwd_kernel", x.dtype)(
+            grid, IG_THREADS,
+            (x, w, bias, y, N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, G,
+             int(b is not None)))
+    return y

@@ -1,0 +1,253 @@
+"""CUDA convolution kernels (kernels/cuda/conv.cu) against the NumPy references: im2col, col2im,
+the implicit-GEMM forward; the GPU algorithm rule and its override; and the conv ops' GPU path
+end to end. "emu" runs the kernels under the CPU emulator, "cuda" on a GPU."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import minicnn as mc
+import minicnn.functional as F
+from minicnn.kernels import conv as KC
+from minicnn.kernels.cuda import conv as CC
+from minicnn.kernels.reference import conv as RC
+from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from tests.test_kernels_conv import geometry
+
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+HYPER = ("KH", "KW", "SH", "SW", "PH", "PW", "DH", "DW")
+
+
+@pytest.fixture(autouse=True)
+def _rule_back():
+    yield
+    KC.set_algorithm(None)
+
+
+def _data(g):
+    rng = np.random.default_rng(g["seed"])
+    return rng.standard_normal((g["N"], g["C"], g["H"], g["W"])).astype(g["dtype"])
+
+
+def _args(g, *names):
+    return [g[k] for k in names]
+
+
+# --- im2col / col2im ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@settings(max_examples=15, deadline=None)
+@given(g=geometry())
+def test_im2col_col2im_match_reference(device, g):
+    x = _data(g)
+    hp = _args(g, *HYPER)
+    col = CC.im2col(dev(x, device), *hp, g["OH"], g["OW"])
+    np.testing.assert_array_equal(host(col), RC.im2col(x, *hp, g["OH"], g["OW"]))  # a copy
+    gcol = np.random.default_rng(g["seed"] + 1).standard_normal(col.shape).astype(g["dtype"])
+    img = host(CC.col2im(dev(gcol, device), g["H"], g["W"], *hp[2:]))
+    np.testing.assert_allclose(img, RC.col2im(gcol, g["H"], g["W"], *hp[2:]), **TOL[g["dtype"]])
+    assert img.dtype == g["dtype"] and img.shape == x.shape
+
+
+CASES = [  # N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW
+    (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1),
+    (3, 5, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1),
+    (2, 3, 11, 13, 5, 3, 2, 3, 2, 1, 1, 2),
+    (1, 4, 6, 5, 2, 4, 3, 1, 3, 4, 2, 1),     # padding larger than the kernel
+    (2, 2, 8, 8, 1, 1, 2, 2, 0, 0, 1, 1),     # 1x1 strided
+    (1, 33, 5, 3, 3, 1, 1, 1, 0, 0, 1, 1),    # more elements than one block of threads
+]
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_im2col_col2im_cases_and_adjoint(device, dtype, case):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = case
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    hp = (KH, KW, SH, SW, PH, PW, DH, DW)
+    col = host(CC.im2col(noncontiguous(x, device), *hp, OH, OW))    # non-contiguous input
+    np.testing.assert_array_equal(col, RC.im2col(x, *hp, OH, OW))
+    c = rng.standard_normal(col.shape).astype(dtype)
+    img = host(CC.col2im(noncontiguous(c, device), H, W, *hp[2:]))
+    np.testing.assert_allclose(img, RC.col2im(c, H, W, *hp[2:]), **TOL[dtype])
+    # adjoint: <im2col(x), c> == <x, col2im(c)>
+    lhs, rhs = np.vdot(col.astype(np.float64), c), np.vdot(x.astype(np.float64), img)
+    assert abs(lhs - rhs) <= 1e-4 * (1 + abs(lhs))
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_im2col_col2im_bad_input(device):
+    with pytest.raises(ValueError, match="im2col: expected a 4-D input"):
+        CC.im2col(dev(np.zeros((2, 3, 4)), device), 1, 1, 1, 1, 0, 0, 1, 1, 3, 4)
+    with pytest.raises(ValueError, match="col2im: expected a 6-D column buffer"):
+        CC.col2im(dev(np.zeros((2, 3, 4)), device), 3, 4, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(TypeError, match="im2col: expected float32 or float64"):
+        CC.im2col(dev(np.zeros((1, 1, 3, 3), np.int32), device), 1, 1, 1, 1, 0, 0, 1, 1, 3, 3)
+
+
+# --- implicit GEMM forward ---------------------------------------------------------------------
+
+IG_CASES = [  # N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, G, bias
+    (1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, False),
+    (2, 3, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, True),      # CKK = 27: not a multiple of 8
+    (3, 6, 9, 8, 70, 3, 3, 1, 2, 1, 0, 1, 1, 2, True),     # Kg = 35, grid.z = 2
+    (2, 4, 13, 11, 67, 2, 3, 2, 1, 2, 1, 2, 1, 1, False),  # Kg = 67: two M tiles; N*L = 182
+    (1, 9, 5, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 3, True),      # 1x1 grouped
+    (2, 2, 12, 12, 3, 5, 5, 3, 3, 4, 4, 1, 1, 1, True),    # padding wider than the image edge
+]
+
+
+def _ig_case(case, dtype):
+    N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, G, bias = case
+    rng = np.random.default_rng(sum(case[:-1]))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C // G, KH, KW)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype) if bias else None
+    ref = RC.conv2d(x.astype(np.float64), w.astype(np.float64), SH, SW, PH, PW, DH, DW, G)
+    if b is not None:
+        ref = ref + b.reshape(1, -1, 1, 1)
+    return x, w, b, ref, (SH, SW, PH, PW, DH, DW), G
+
+
+def _tol(dtype, ckk):
+    if dtype == np.float64:
+        return dict(rtol=1e-12, atol=1e-12)
+    return dict(rtol=1e-5, atol=1e-6 * ckk)   # fp32 sums of ckk products of N(0, 1) values
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", IG_CASES)
+def test_implicit_gemm_matches_reference(device, dtype, case):
+    x, w, b, ref, hp, G = _ig_case(case, dtype)
+    OH, OW = ref.shape[2:]
+    y = CC.implicit_gemm_conv2d(noncontiguous(x, device), dev(w, device), *hp, OH, OW, G,
+                                None if b is None else dev(b, device))
+    y = host(y)
+    assert y.dtype == dtype and y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, **_tol(dtype, w[0].size))
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_implicit_gemm_partial_output(device):
+    """Fewer outputs than the full size (the adjoint of conv_transpose with output_padding)."""
+    x, w, b, ref, hp, G = _ig_case((2, 3, 9, 8, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, True), np.float64)
+    OH, OW = ref.shape[2] - 1, ref.shape[3] - 1
+    y = host(CC.implicit_gemm_conv2d(dev(x, device), dev(w, device), *hp, OH, OW, G,
+                                     dev(b, device)))
+    np.testing.assert_allclose(y, ref[:, :, :OH, :OW], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_implicit_gemm_bad_input(device):
+    x = dev(np.ones((1, 4, 5, 5), np.float32), device)
+    w = dev(np.ones((6, 2, 3, 3), np.float32), device)
+    with pytest.raises(ValueError, match=r"implicit_gemm_conv2d: groups=3"):
+        CC.implicit_gemm_conv2d(x, w, 1, 1, 0, 0, 1, 1, 3, 3, 3)
+    with pytest.raises(TypeError, match=r"implicit_gemm_conv2d: input \(float32\), weight "
+                                        r"\(float64\)"):
+        CC.implicit_gemm_conv2d(x, dev(np.ones((6, 2, 3, 3)), device), 1, 1, 0, 0, 1, 1, 3, 3, 2)
+    with pytest.raises(ValueError, match=r"expected bias of size \(6,\)"):
+        CC.implicit_gemm_conv2d(x, w, 1, 1, 0, 0, 1, 1, 3, 3, 2,
+                                dev(np.ones(5, np.float32), device))
+
+
+# --- the algorithm rule and its override ---------------------------------------------------------
+
+def test_choose_algorithm_rule_and_override():
+    ch = KC.choose_algorithm
+    assert ch((8, 64, 56, 56), (64, 64, 1, 1)) == "gemm_1x1"
+    assert ch((8, 64, 56, 56), (64, 64, 1, 1), stride=(2, 2)) == "gemm_1x1"
+    assert ch((8, 64, 56, 56), (64, 64, 1, 1), padding=(1, 1)) != "gemm_1x1"
+    # few output channels per group: the GEMM is bound by its column operand
+    assert ch((8, 3, 32, 32), (KC.IMPLICIT_GEMM_MAX_KG, 3, 3, 3), padding=(1, 1)) == \
+        "implicit_gemm"
+    assert ch((8, 64, 28, 28), (128, 64, 3, 3), padding=(1, 1)) == "im2col_gemm"
+    assert ch((8, 64, 28, 28), (128, 64, 3, 3), padding=(1, 1), groups=4) == "implicit_gemm"
+    # a huge column buffer
+    assert ch((256, 256, 56, 56), (256, 256, 3, 3), padding=(1, 1)) == "implicit_gemm"
+    # backward passes: no implicit kernel
+    assert ch((8, 3, 32, 32), (16, 3, 3, 3), pass_="grad_input") == "im2col_gemm"
+    assert ch((8, 3, 32, 32), (16, 3, 1, 1), pass_="grad_weight") == "gemm_1x1"
+    KC.set_algorithm("implicit_gemm")
+    assert KC.get_algorithm() == "implicit_gemm"
+    assert ch((8, 64, 28, 28), (128, 64, 3, 3)) == "implicit_gemm"
+    assert ch((8, 64, 28, 28), (128, 64, 1, 1)) == "implicit_gemm"
+    assert ch((8, 64, 28, 28), (128, 64, 3, 3), pass_="grad_weight") == "im2col_gemm"
+    KC.set_algorithm("gemm_1x1")                       # only where it can run
+    assert ch((8, 64, 28, 28), (128, 64, 3, 3)) == "im2col_gemm"
+    assert ch((8, 64, 28, 28), (16, 64, 1, 1)) == "gemm_1x1"
+    KC.set_algorithm(None)
+    assert KC.get_algorithm() is None
+    with pytest.raises(ValueError, match="set_algorithm: unknown algorithm 'winograd'"):
+        KC.set_algorithm("winograd")
+
+
+def test_cpu_records_its_algorithm():
+    x = mc.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)), requires_grad=True)
+    w = mc.tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
+    KC.set_algorithm("implicit_gemm")                  # the override is for the GPU only
+    F.conv2d(x, w, padding=1).sum().backward()
+    assert KC.last_algorithm == {"forward": "im2col_gemm", "grad_input": "im2col_gemm",
+                                 "grad_weight": "im2col_gemm"}
+    F.conv2d(x, w[:, :, :1, :1]).sum().backward()
+    assert set(KC.last_algorithm.values()) == {"gemm_1x1"}
+
+
+# --- the conv ops on the GPU path ------------------------------------------------------------------
+
+OPS_CASES = [  # x shape, w shape, stride, padding, dilation, groups, bias
+    ((2, 3, 7, 6), (5, 3, 3, 3), 1, 1, 1, 1, True),
+    ((2, 4, 9, 8), (6, 2, 3, 2), (2, 1), (1, 0), (1, 2), 2, True),
+    ((3, 6, 5, 5), (4, 6, 1, 1), 1, 0, 1, 1, False),
+    ((2, 4, 7, 7), (6, 4, 1, 1), 2, 0, 1, 1, True),
+]
+
+
+def _on(device, a):
+    t = mc.tensor(a, requires_grad=True)
+    return t.to("cuda") if device == "cuda" else t
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("algo", [None, "im2col_gemm", "implicit_gemm", "gemm_1x1"])
+@pytest.mark.parametrize("case", OPS_CASES)
+def test_conv_ops_gpu_path(device, algo, case, monkeypatch):
+    xs, ws, stride, padding, dilation, G, bias = case
+    rng = np.random.default_rng(len(xs) + sum(ws))
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0]) if bias else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=G)
+    # CPU result first (the rule does not apply there)
+    xc, wc = mc.tensor(x, requires_grad=True), mc.tensor(w, requires_grad=True)
+    bc = None if b is None else mc.tensor(b, requires_grad=True)
+    yc = F.conv2d(xc, wc, bc, **kw)
+    gy = rng.standard_normal(yc.shape)
+    yc.backward(mc.tensor(gy))
+    if device == "emu":
+        monkeypatch.setattr(KC, "emulate_cuda", True)
+    KC.set_algorithm(algo)
+    xg, wg = _on(device, x), _on(device, w)
+    bg = None if b is None else _on(device, b)
+    yg = F.conv2d(xg, wg, bg, **kw)
+    pointwise = ws[2:] == (1, 1) and padding == 0
+    expect = KC.choose_algorithm(xs, ws, _pair(stride), _pair(padding), _pair(dilation), G, 8)
+    assert KC.last_algorithm["forward"] == expect
+    if algo is not None and (algo != "gemm_1x1" or pointwise):
+        assert expect == algo
+    yg.backward(_on(device, gy).detach())
+    back = KC.choose_algorithm(xs, ws, _pair(stride), _pair(padding), _pair(dilation), G, 8,
+                               pass_="grad_input")
+    assert back == (algo if algo == "im2col_gemm" or algo == "gemm_1x1" and pointwise else
+                    "gemm_1x1" if pointwise else "im2col_gemm")
+    assert KC.last_algorithm["grad_input"] == KC.last_algorithm["grad_weight"] == back
+    for got, want in ((yg, yc), (xg.grad, xc.grad), (wg.grad, wc.grad)) + (
+            ((bg.grad, bc.grad),) if b is not None else ()):
+        np.testing.assert_allclose(host(got.data), want.data, rtol=1e-12, atol=1e-12)
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
