@@ -1,0 +1,176 @@
+// grouped.cu -- direct grouped and depthwise convolution (few input channels per group).
+//
+// Layouts (as kernels/reference/conv.py): x (N, C, H, W), w (K, Cg, KH, KW), y (N, K, OH, OW);
+// G groups, Cg = C / G input channels and Kg = K / G output channels per group. Output channel
+// k belongs to group g = k / Kg and reads input channels g*Cg .. g*Cg + Cg - 1. Depthwise with a
+// channel multiplier M is the case G = C, Cg = 1, Kg = M.
+//
+//   forward      y[n,k,oh,ow]  = b[k] + sum_{cg,kh,kw} w[k,cg,kh,kw] * x[n, g*Cg+cg, ih, iw]
+//                with ih = oh*SH - PH + kh*DH, iw = ow*SW - PW + kw*DW (0 outside the image)
+//   grad input   gx[n,c,ih,iw] = sum_{j<Kg,kh,kw} w[g*Kg+j, c%Cg, kh, kw] * gy[n, g*Kg+j, oh, ow]
+//                over the (kh, kw) with (ih + PH - kh*DH) = oh*SH, 0 <= oh < OH (same for w):
+//                a gather, each thread owns one gx element, no atomics
+//   grad weight  gw[k,cg,kh,kw] = sum_{n,oh,ow} gy[n,k,oh,ow] * x[n, g*Cg+cg, ih, iw]
+//                one block per ((k, cg), slice s of the N*OH*OW positions) computes partial sums
+//                of up to WG_TAPS taps at once in registers (one gy load feeds all of them);
+//                a warp-shuffle + shared-memory reduction gives the block's partial; a second
+//                tiny kernel sums the S slices in a fixed order (deterministic, no atomics).
+//                With S == 1 the first kernel writes gw directly.
+//
+// Launch shapes (kernels/cuda/grouped.py): forward and grad input are 1-D grid-stride loops
+// over the output elements (blocks of 256, at most 132*32 blocks), one thread per element:
+// consecutive threads own consecutive ow (or iw), so every x / gy / y access of a warp is
+// coalesced (stride SW), and the weight taps are the same for the whole warp (a broadcast from
+// L1) unless the warp straddles two planes. Input reuse across the KH*KW taps of neighbouring
+// outputs is served by L1 (__ldg); no shared-memory tile: the design is DRAM-bound.
+// grad weight: grid (K*Cg, S), blocks of up to 256 threads, S chosen for about 2048 blocks.
+//
+// Expected bound (fp32, 3x3 stride 1, depthwise): forward reads x and writes y once from DRAM
+// (8 B per output; the 9 taps hit L1), 18 flops per output = 2.25 flop/B: memory-bound at the
+// 3 TB/s of an H100 (about 6.7 TFLOP/s at best). Grad input the same (gy read, gx written).
+// Grad weight reads x and gy once per (k, cg) pair in the group (Kg reads of x come from L2).
+// Index arithmetic is 32-bit: the launch layer refuses tensors of 2**31 elements or more.
+#include "common.cuh"
+
+#define WG_TAPS 9   // taps of the weight-grad kernel accumulated per pass (a 3x3 in one pass)
+
+// [lo, hi): the taps t < KT with 0 <= base + t*D < n.
+__device__ __forceinline__ void tap_range(int base, int n, int D, int KT, int& lo, int& hi) {
+    lo = base >= 0 ? 0 : (-base + D - 1) / D;
+    hi = base >= n ? 0 : min(KT, (n - base + D - 1) / D);
+}
+
+template <typename T>
+__global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                   const T* __restrict__ b, T* __restrict__ y, int has_bias,
+                                   int C, int H, int W, int K, int Cg, int Kg, int KH, int KW,
+                                   int SH, int SW, int PH, int PW, int DH, int DW, int OH,
+                                   int OW, int total) {
+    GRID_LOOP(i, total) {
+        const int ow = i % OW;
+        int t = i / OW;
+        const int oh = t % OH;
+        t /= OH;
+        const int k = t % K, n = t / K;
+        const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
+        int kh0, kh1, kw0, kw1;
+        tap_range(ih0, H, DH, KH, kh0, kh1);
+        tap_range(iw0, W, DW, KW, kw0, kw1);
+        T acc = has_bias ? __ldg(b + k) : T(0);
+        const T* xc = x + (n * C + (k / Kg) * Cg) * H * W;
+        const T* wk = w + k * Cg * KH * KW;
+        for (int cg = 0; cg < Cg; ++cg) {
+            for (int kh = kh0; kh < kh1; ++kh) {
+                const int r = (ih0 + kh * DH) * W + iw0;   // r + kw*DW >= 0 for kw >= kw0
+                const T* wr = wk + kh * KW;
+                for (int kw = kw0; kw < kw1; ++kw) acc += __ldg(wr + kw) * __ldg(xc + r + kw * DW);
+            }
+            xc += H * W;
+            wk += KH * KW;
+        }
+        y[i] = acc;
+    }
+}
+
+template <typename T>
+__global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ w,
+                                         T* __restrict__ gx, int C, int H, int W, int K,
+                                         int Cg, int Kg, int KH, int KW, int SH, int SW, int PH,
+                                         int PW, int DH, int DW, int OH, int OW, int total) {
+    GRID_LOOP(i, total) {
+        const int iw = i % W;
+        int t = i / W;
+        const int ih = t % H;
+        t /= H;
+        const int c = t % C, n = t / C;
+        const int g = c / Cg, cg = c - g * Cg;
+        const int taps = KH * KW, wstride = Cg * taps;   // w step from k to k + 1
+        const T* gyn = gy + (n * K + g * Kg) * OH * OW;
+        const T* wc = w + (g * Kg * Cg + cg) * taps;
+        T acc = T(0);
+        for (int kh = 0; kh < KH; ++kh) {
+            const int th = ih + PH - kh * DH;
+            if (th < 0) break;                 // th only decreases with kh
+            const int oh = th / SH;
+            if (oh * SH != th || oh >= OH) continue;
+            for (int kw = 0; kw < KW; ++kw) {
+                const int tw = iw + PW - kw * DW;
+                if (tw < 0) break;
+                const int ow = tw / SW;
+                if (ow * SW != tw || ow >= OW) continue;
+                const T* gp = gyn + oh * OW + ow;
+                const T* wp = wc + kh * KW + kw;
+                for (int j = 0; j < Kg; ++j)
+                    acc += __ldg(wp + j * wstride) * __ldg(gp + j * OH * OW);
+            }
+        }
+        gx[i] = acc;
+    }
+}
+
+// part[(kc * S + s) * taps + tap], kc = k * Cg + cg: the sum over positions
+// [s * chunk, min(P, (s + 1) * chunk)) of the N*OH*OW output positions (P of them).
+template <typename T>
+__global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                          T* __restrict__ part, int C, int H, int W, int K,
+                                          int Cg, int Kg, int KH, int KW, int SH, int SW,
+                                          int PH, int PW, int DH, int DW, int OH, int OW, int P,
+                                          int chunk) {
+    __shared__ T red[WG_TAPS][32];
+    const int kc = blockIdx.x, s = blockIdx.y, S = gridDim.y;
+    const int k = kc / Cg, cg = kc - k * Cg;
+    const int c = (k / Kg) * Cg + cg;
+    const int taps = KH * KW, L = OH * OW;
+    const int p0 = s * chunk, p1 = min(P, p0 + chunk);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int t0 = 0; t0 < taps; t0 += WG_TAPS) {
+        int dh[WG_TAPS], dw[WG_TAPS];
+        T acc[WG_TAPS];
+#pragma unroll
+        for (int j = 0; j < WG_TAPS; ++j) {
+            const int tap = min(t0 + j, taps - 1);  // taps past the end: computed, not stored
+            dh[j] = (tap / KW) * DH;
+            dw[j] = (tap % KW) * DW;
+            acc[j] = T(0);
+        }
+        for (int p = p0 + threadIdx.x; p < p1; p += blockDim.x) {
+            const int n = p / L, l = p - n * L;
+            const int oh = l / OW, ow = l - oh * OW;
+            const T g = __ldg(gy + (n * K + k) * L + l);
+            const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
+            const T* xc = x + (n * C + c) * H * W;
+#pragma unroll
+            for (int j = 0; j < WG_TAPS; ++j) {
+                const int ih = ih0 + dh[j], iw = iw0 + dw[j];
+                if (static_cast<unsigned>(ih) < static_cast<unsigned>(H) &&
+                    static_cast<unsigned>(iw) < static_cast<unsigned>(W))
+                    acc[j] += g * __ldg(xc + ih * W + iw);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < WG_TAPS; ++j) {
+            const T v = warp_sum(acc[j]);
+            if (lane == 0) red[j][warp] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x < WG_TAPS && t0 + static_cast<int>(threadIdx.x) < taps) {
+            T v = T(0);
+            for (int q = 0; q < warps; ++q) v += red[threadIdx.x][q];
+            part[(kc * S + s) * taps + t0 + threadIdx.x] = v;
+        }
+        __syncthreads();   // red is reused by the next pass
+    }
+}
+
+// gw[i] = sum_s part[(kc * S + s) * taps + tap], i = kc * taps + tap, in a fixed order.
+template <typename T>
+__global__ void grouped_weight_reduce_bwd_kernel(const T* __restrict__ part, T* __restrict__ gw,
+                                                 int S, int taps, int total) {
+    GRID_LOOP(i, total) {
+        const int kc = i / taps, tap = i - kc * taps;
+        const T* p = part + kc * S * taps + tap;
+        T acc = T(0);
+        for (int s = 0; s < S; ++s) acc += p[s * taps];
+        gw[i] = acc;
+    }
+}

@@ -1,0 +1,325 @@
+"""The direct grouped / depthwise convolution kernels (kernels/cuda/grouped.cu) against NumPy
+references built from kernels/reference/conv.py, on the CPU emulator ("emu") and on a GPU."""
+import numpy as np
+import pytest
+
+import minicnn as mc
+import minicnn.functional as F
+from minicnn import kernels
+from minicnn.kernels.cuda import grouped
+from minicnn.kernels.reference import conv as ref
+from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+
+# (N, C, H, W, K, G, KH, KW, stride, padding, dilation): depthwise with multipliers 1..3,
+# Cg in {1, 2, 3, 4}, kernels 1x1 to 5x5 (25 taps: three weight-grad passes), strides,
+# paddings, dilations, odd sizes, a plane of several blocks.
+CASES = [
+    (2, 3, 7, 5, 3, 3, 3, 3, (1, 1), (1, 1), (1, 1)),      # depthwise 3x3
+    (2, 3, 9, 8, 6, 3, 3, 2, (2, 1), (1, 2), (1, 2)),      # depthwise M=2, stride, dilation
+    (3, 2, 5, 4, 6, 2, 1, 1, (2, 2), (0, 0), (1, 1)),      # depthwise M=3, 1x1 stride 2
+    (1, 4, 6, 7, 6, 2, 3, 3, (1, 2), (0, 1), (2, 1)),      # Cg=2, Kg=3
+    (2, 6, 9, 7, 4, 2, 5, 5, (2, 2), (2, 1), (1, 1)),      # Cg=3, Kg=2, 5x5
+    (1, 12, 5, 5, 3, 3, 2, 3, (1, 1), (1, 0), (1, 1)),     # Cg=4, Kg=1, even kernel
+    (1, 2, 33, 20, 2, 2, 3, 3, (1, 1), (1, 1), (1, 1)),    # depthwise, several blocks
+    (2, 8, 4, 6, 8, 2, 3, 3, (3, 2), (2, 2), (1, 2)),      # Cg=4, Kg=4, pad > reach
+]
+IDS = [f"C{c[1]}K{c[4]}G{c[5]}k{c[6]}x{c[7]}s{c[8][0]}{c[8][1]}" for c in CASES]
+EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
+
+
+def _out(H, W, KH, KW, S, P, D):
+    return ((H + 2 * P[0] - D[0] * (KH - 1) - 1) // S[0] + 1,
+            (W + 2 * P[1] - D[1] * (KW - 1) - 1) // S[1] + 1)
+
+
+def _rand(shape, seed):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+# --- NumPy references (float64), built from kernels/reference/conv.py --------------------------
+
+def ref_fwd(x, w, G, S, P, D, OH, OW, b=None):
+    y = ref.conv2d(x, w, *S, *P, *D, G)[:, :, :OH, :OW]
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+def ref_grad_input(gy, w, G, C, H, W, S, P, D):
+    """col2im of w^T gy, one group at a time."""
+    N, K, OH, OW = gy.shape
+    _, Cg, KH, KW = w.shape
+    Kg = K // G
+    col = np.zeros((C, KH, KW, N, OH, OW))
+    for g in range(G):
+        col[g * Cg:(g + 1) * Cg] = np.einsum("kcij,nkhw->cijnhw", w[g * Kg:(g + 1) * Kg],
+                                             gy[:, g * Kg:(g + 1) * Kg])
+    return ref.col2im(col, H, W, *S, *P, *D)
+
+
+def ref_grad_weight(x, gy, G, KH, KW, S, P, D):
+    N, C = x.shape[:2]
+    _, K, OH, OW = gy.shape
+    Cg, Kg = C // G, K // G
+    cols = ref._windows(x, KH, KW, *S, *P, *D, OH, OW)     # (N, C, KH, KW, OH, OW)
+    gw = np.zeros((K, Cg, KH, KW))
+    for g in range(G):
+        gw[g * Kg:(g + 1) * Kg] = np.einsum("ncijhw,nkhw->kcij", cols[:, g * Cg:(g + 1) * Cg],
+                                            gy[:, g * Kg:(g + 1) * Kg])
+    return gw
+
+
+def _close(got, want, dtype, terms):
+    """fp32: 1e-5 relative plus a rounding bound growing with the reduction length."""
+    got = host(got)
+    assert got.dtype == dtype and got.shape == want.shape
+    assert np.isfinite(got).all(), "unwritten (NaN-poisoned) outputs"
+    eps = EPS[dtype]
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=4 * eps * terms)
+
+
+def _prep(case, dtype, seed=0, oh_cut=0, h_extra=0):
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    x = _rand((N, C, H, W), seed).astype(dtype)
+    w = _rand((K, C // G, KH, KW), seed + 1).astype(dtype)
+    b = _rand((K,), seed + 2).astype(dtype)
+    OH, OW = _out(H, W, KH, KW, S, P, D)
+    OH -= oh_cut
+    gy = _rand((N, K, OH, OW), seed + 3).astype(dtype)
+    return x, w, b, gy, OH, OW
+
+
+# --- forward ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_forward(device, dtype, case):
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    x, w, b, _, OH, OW = _prep(case, dtype)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    terms = (C // G) * KH * KW
+    for bias in (None, b):
+        want = ref_fwd(x64, w64, G, S, P, D, OH, OW, None if bias is None else bias + 0.0)
+        bd = None if bias is None else dev(bias, device)
+        got = grouped.grouped_conv2d(dev(x, device), dev(w, device), G, *S, *P, *D, OH, OW, bd)
+        _close(got, want, dtype, terms)
+        if G == C and C // G == 1:
+            got = grouped.depthwise_conv2d(dev(x, device), dev(w, device), *S, *P, *D, OH, OW,
+                                           bd)
+            _close(got, want, dtype, terms)
+            want_ref = ref.depthwise_conv2d(x64, w64, *S, *P, *D, OH, OW)
+            np.testing.assert_allclose(want_ref + (0 if bias is None else
+                                                   bias.reshape(1, -1, 1, 1)), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=[IDS[1], IDS[4]])
+def test_forward_noncontiguous_and_partial_output(device, case):
+    """Non-contiguous x, w and bias; only the first OH-1 output rows (a transposed conv's
+    adjoint with output_padding asks for fewer rows than fit)."""
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    x, w, b, _, OH, OW = _prep(case, np.float64, seed=5, oh_cut=1)
+    got = grouped.grouped_conv2d(noncontiguous(x, device), noncontiguous(w, device), G, *S,
+                                 *P, *D, OH, OW, noncontiguous(b, device))
+    _close(got, ref_fwd(x, w, G, S, P, D, OH, OW, b), np.float64, (C // G) * KH * KW)
+
+
+# --- grad input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_grad_input(device, dtype, case):
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    _, w, _, gy, OH, OW = _prep(case, dtype, seed=7)
+    want = ref_grad_input(gy.astype(np.float64), w.astype(np.float64), G, C, H, W, S, P, D)
+    terms = (K // G) * KH * KW
+    got = grouped.grouped_grad_input(dev(gy, device), dev(w, device), G, C, H, W, *S, *P, *D)
+    _close(got, want, dtype, terms)
+    if G == C:
+        got = grouped.depthwise_grad_input(dev(gy, device), dev(w, device), C, H, W, *S, *P,
+                                           *D)
+        _close(got, want, dtype, terms)
+        np.testing.assert_allclose(
+            ref.depthwise_grad_input(gy.astype(np.float64), w.astype(np.float64), C, H, W,
+                                     *S, *P, *D), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[7]], ids=[IDS[1], IDS[3], IDS[7]])
+def test_grad_input_noncontiguous_and_larger_image(device, case):
+    """Non-contiguous gy and w; an image one row and column larger than the output covers
+    (conv_transpose2d with output_padding): those pixels get only the taps that reach them."""
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    _, w, _, gy, OH, OW = _prep(case, np.float64, seed=9)
+    H2, W2 = H + 1, W + 1
+    want = ref_grad_input(gy, w, G, C, H2, W2, S, P, D)
+    got = grouped.grouped_grad_input(noncontiguous(gy, device), noncontiguous(w, device), G, C,
+                                     H2, W2, *S, *P, *D)
+    _close(got, want, np.float64, (K // G) * KH * KW)
+
+
+# --- grad weight -------------------------------------------------------------------------------
+
+@pytest.fixture(params=["one_slice", "split"])
+def split(request, monkeypatch):
+    """'split': many slices of 16 positions per (k, cg) pair, so the partial sums go through
+    the second (reduce) kernel; 'one_slice': the default for these small sizes, S = 1."""
+    if request.param == "split":
+        monkeypatch.setattr(grouped, "WG_MIN_CHUNK", 16)
+        monkeypatch.setattr(grouped, "WG_TARGET_BLOCKS", 1 << 20)
+    return request.param
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_grad_weight(device, dtype, case, split):
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    x, _, _, gy, OH, OW = _prep(case, dtype, seed=11)
+    P_ = N * OH * OW
+    if split == "split":
+        assert grouped._wg_split(P_, K * (C // G))[0] == -(-P_ // 16)   # > 1 but for P <= 16
+    want = ref_grad_weight(x.astype(np.float64), gy.astype(np.float64), G, KH, KW, S, P, D)
+    got = grouped.grouped_grad_weight(dev(x, device), dev(gy, device), G, KH, KW, *S, *P, *D)
+    _close(got, want, dtype, P_)
+    if G == C:
+        got = grouped.depthwise_grad_weight(dev(x, device), dev(gy, device), KH, KW, *S, *P,
+                                            *D)
+        _close(got, want, dtype, P_)
+        np.testing.assert_allclose(
+            ref.depthwise_grad_weight(x.astype(np.float64), gy.astype(np.float64), KH, KW, *S,
+                                      *P, *D), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_grad_weight_noncontiguous_partial_gy(device, monkeypatch):
+    """Non-contiguous x and gy; gy covering fewer rows than fit (output_padding's adjoint)."""
+    monkeypatch.setattr(grouped, "WG_MIN_CHUNK", 8)
+    case = CASES[4]
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    x, _, _, gy, OH, OW = _prep(case, np.float64, seed=13, oh_cut=1)
+    want = ref_grad_weight(x, gy, G, KH, KW, S, P, D)
+    got = grouped.grouped_grad_weight(noncontiguous(x, device), noncontiguous(gy, device), G,
+                                      KH, KW, *S, *P, *D)
+    _close(got, want, np.float64, N * OH * OW)
+
+
+def test_wg_split_shapes():
+    for P, pairs in [(1, 1), (25088, 256), (25088, 512), (10 ** 6, 3), (999, 4096)]:
+        S, chunk, block = grouped._wg_split(P, pairs)
+        assert S >= 1 and (S - 1) * chunk < P <= S * chunk
+        assert block % 32 == 0 and 32 <= block <= grouped.BLOCK
+    assert grouped._wg_split(25088, 256)[0] == 8      # the depthwise suite size: 2048 blocks
+
+
+# --- edge cases and bad input --------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_empty_batch(device):
+    x = dev(np.zeros((0, 4, 5, 5)), device)
+    w = dev(_rand((4, 2, 3, 3), 0), device)
+    gy = dev(np.zeros((0, 4, 3, 3)), device)
+    assert host(grouped.grouped_conv2d(x, w, 2, 1, 1, 0, 0, 1, 1, 3, 3)).shape == (0, 4, 3, 3)
+    assert host(grouped.grouped_grad_input(gy, w, 2, 4, 5, 5, 1, 1, 0, 0, 1, 1)).shape == \
+        (0, 4, 5, 5)
+    gw = host(grouped.grouped_grad_weight(x, gy, 2, 3, 3, 1, 1, 0, 0, 1, 1))
+    assert gw.shape == (4, 2, 3, 3) and (gw == 0).all()
+
+
+def test_bad_input_errors():
+    x, w = _rand((1, 4, 5, 5), 0), _rand((4, 2, 3, 3), 1)
+    with pytest.raises(ValueError, match=r"grouped_conv2d: input \(1, 4, 5, 5\) has 4 "
+                                         r"channels.*groups=4 expects 8"):
+        grouped.grouped_conv2d(x, w, 4, 1, 1, 0, 0, 1, 1, 3, 3)
+    with pytest.raises(ValueError, match="not a multiple of groups=3"):
+        grouped.grouped_conv2d(x, w, 3, 1, 1, 0, 0, 1, 1, 3, 3)
+    with pytest.raises(TypeError, match=r"grouped_conv2d: input \(float32\) and weight "
+                                        r"\(float64\)"):
+        grouped.grouped_conv2d(x.astype(np.float32), w, 2, 1, 1, 0, 0, 1, 1, 3, 3)
+    with pytest.raises(ValueError, match="4-D"):
+        grouped.grouped_conv2d(x[0], w, 2, 1, 1, 0, 0, 1, 1, 3, 3)
+    with pytest.raises(ValueError, match=r"bias \(3,\) must have shape \(4,\)"):
+        grouped.grouped_conv2d(x, w, 2, 1, 1, 0, 0, 1, 1, 3, 3, _rand((3,), 2))
+    with pytest.raises(ValueError, match="depthwise weight must be"):
+        grouped.depthwise_conv2d(x, w, 1, 1, 0, 0, 1, 1, 3, 3)
+    with pytest.raises(ValueError, match="grouped_grad_input: grad_output"):
+        grouped.grouped_grad_input(_rand((1, 4, 3, 3), 3), w, 2, 6, 5, 5, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="grouped_grad_weight: input"):
+        grouped.grouped_grad_weight(x, _rand((2, 4, 3, 3), 3), 2, 3, 3, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="32-bit"):
+        grouped.grouped_conv2d(x, w, 2, 1, 1, 0, 0, 1, 1, 2 ** 16, 2 ** 14)
+
+
+# --- the dispatchers and the ops rule ---------------------------------------------------------
+
+def test_numpy_dispatchers_match_torch():
+    """kernels.conv.grouped_* on NumPy arrays (the reference formulation) against PyTorch."""
+    torch = pytest.importorskip("torch")
+    N, C, H, W, K, G, KH, KW, S, P, D = CASES[4]
+    x, w, b, gy, OH, OW = _prep(CASES[4], np.float64, seed=17)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, S, P, D, G)
+    ty.backward(torch.tensor(gy))
+    y = kernels.conv.grouped_conv2d(x, w, G, *S, *P, *D, OH, OW, b)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    gx = kernels.conv.grouped_grad_input(gy, w, G, C, H, W, *S, *P, *D)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    gw = kernels.conv.grouped_grad_weight(x, gy, G, KH, KW, *S, *P, *D)
+    np.testing.assert_allclose(gw, tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+    # and the test's own references agree with PyTorch too
+    np.testing.assert_allclose(ref_grad_input(gy, w, G, C, H, W, S, P, D), tx.grad.numpy(),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ref_grad_weight(x, gy, G, KH, KW, S, P, D), tw.grad.numpy(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_ops_rule_routes_small_groups_on_the_gpu(monkeypatch):
+    """The rule in minicnn.ops.conv._path: on CUDA arrays, G > 1 with at most GROUPED_MAX_CG
+    channels per group takes the direct kernels (any kernel size, stride, 1x1 too); depthwise
+    stays 'depthwise'; on NumPy arrays nothing changes."""
+    from minicnn.ops import conv as ops_conv  # noqa: PLC0415
+    p = ops_conv.ConvParams((2, 1), (1, 1), (1, 1), 8)
+    a = np.zeros(1)
+    assert ops_conv._path(p, 32, (64, 4, 5, 5), a) == "im2col"
+    assert ops_conv._path(p, 32, (64, 4, 1, 1), a) != "grouped_direct"
+    monkeypatch.setattr(ops_conv, "is_cuda_array", lambda _: True)
+    assert ops_conv._path(p, 32, (64, 4, 5, 5), a) == "grouped_direct"
+    assert ops_conv._path(p, 32, (64, 4, 1, 1), a) == "grouped_direct"
+    assert ops_conv._path(p, 8 * 9, (64, 9, 3, 3), a) != "grouped_direct"     # Cg = 9 > 8
+    assert ops_conv._path(ops_conv.ConvParams((1, 1), (0, 0), (1, 1), 1), 4, (8, 4, 3, 3),
+                          a) != "grouped_direct"                                # G = 1
+    p16 = ops_conv.ConvParams((1, 1), (1, 1), (1, 1), 16)
+    assert ops_conv._path(p16, 16, (32, 1, 3, 3), a) == "depthwise"
+
+
+def test_conv_op_through_the_kernels_emulated(monkeypatch):
+    """F.conv2d forward and backward on NumPy arrays, with both dispatch layers told the arrays
+    are CUDA arrays, so the op runs the launch functions under the emulator end to end."""
+    from minicnn.kernels.cuda import emulator  # noqa: PLC0415
+    if not emulator.available():
+        pytest.skip("no C++ compiler for the CUDA emulator")
+    from minicnn.ops import conv as ops_conv  # noqa: PLC0415
+    from minicnn.kernels import conv as kconv  # noqa: PLC0415
+    calls = []
+    for name in ("grouped_conv2d", "grouped_grad_input", "grouped_grad_weight",
+                 "depthwise_conv2d", "depthwise_grad_input", "depthwise_grad_weight"):
+        fn = getattr(grouped, name)
+        monkeypatch.setattr(grouped, name,
+                            lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k))
+    monkeypatch.setattr(ops_conv, "is_cuda_array", lambda _: True)
+    monkeypatch.setattr(kconv, "is_cuda_array", lambda _: True)
+    for case in (CASES[3], CASES[1]):      # grouped Cg=2, depthwise M=2
+        N, C, H, W, K, G, KH, KW, S, P, D = case
+        x0, w0, b0, gy, OH, OW = _prep(case, np.float64, seed=19)
+        x, w, b = (mc.tensor(a, requires_grad=True) for a in (x0, w0, b0))
+        y = F.conv2d(x, w, b, stride=S, padding=P, dilation=D, groups=G)
+        (y * mc.tensor(gy)).sum().backward()
+        np.testing.assert_allclose(y.numpy(), ref_fwd(x0, w0, G, S, P, D, OH, OW, b0),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(x.grad.numpy(), ref_grad_input(gy, w0, G, C, H, W, S, P, D),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(w.grad.numpy(), ref_grad_weight(x0, gy, G, KH, KW, S, P, D),
+                                   rtol=1e-12, atol=1e-12)
+    assert set(calls) == {"grouped_conv2d", "grouped_grad_input", "grouped_grad_weight",
+                          "depthwise_conv2d", "depthwise_grad_input", "depthwise_grad_weight"}
