@@ -1,0 +1,333 @@
+// softmax.cu -- softmax, log-softmax and fused cross-entropy, forward and backward.
+//
+// Math. A row x_0..x_{L-1} (along the softmax axis):
+//   softmax      y_i = exp(x_i - m) / s,   log-softmax y_i = (x_i - m) - log s,
+//   m = max_i x_i, s = sum_i exp(x_i - m), found in ONE pass by the online rule of Milakov &
+//   Gimelshein (2018): a running (m, s) takes x as  x > m ? (x, s exp(m - x) + 1) : (m, s +
+//   exp(x - m)), and two partial states merge the same way, so each thread folds its slice and
+//   the group merges by shuffles / shared memory. -inf elements add nothing (masked rows work).
+//   backward: softmax gx = gy y - y sum(gy y); log-softmax gx = gy - exp(y) sum(gy).
+//   cross-entropy (rows of logits x (M, C), class t_r, weights w (or 1), smoothing e):
+//   loss_r = (1 - e) w_t (lse_r - x_rt) + e / C (wsum lse_r - sum_c w_c x_rc), 0 if t_r is
+//   ignore_index; gx_rc = g_r (p_rc qsum_r - q_rc), p = exp(x - lse), q_rc = e / C w_c +
+//   (1 - e) w_t [c == t_r], qsum_r = (1 - e) w_t + e / C wsum (all zero on ignored rows).
+//
+// Index mapping. An input of any shape is seen as (outer, L, inner), the softmax axis in the
+// middle, C-contiguous, so element (o, i, j) is at (o L + i) inner + j: no transpose.
+//  * *_rows_* kernels (inner == 1, and the cross-entropy rows): a GROUP of `group` threads owns
+//    one row (group a power of two: 1..32 lanes of one warp, merged by xor shuffles, for rows up
+//    to ~1024; or the whole block for long rows, merged through 32 shared slots). Lane k of the
+//    group reads elements k, k + group, ... : consecutive lanes -> consecutive addresses.
+//    Launch: block 256 (or `group` threads when group > 32), grid ceil(M / rows_per_block).
+//  * *_cols_* kernels (inner > 1, e.g. softmax over the channels of NCHW): a 2-D block (bx, by);
+//    threadIdx.x walks bx consecutive columns j (coalesced), threadIdx.y splits the axis L in
+//    by interleaved slices whose states merge by a shared-memory tree over y (by = 1: one thread
+//    per column when L is short). Launch: grid outer * ceil(inner / bx), dynamic shared memory
+//    2 bx by sizeof(T) (forward) or bx by sizeof(T) (backward).
+//  * ce_bwd is element-wise given lse: the rows mapping without a reduction.
+//
+// Expected bound: memory. Forward reads x twice (the second read of a row mostly from L1/L2)
+// and writes y: 8-12 bytes per float element; backward reads y and gy twice, writes gx;
+// cross-entropy forward reads x once (+ w from cache), backward reads x, writes gx.
+// Float rows keep (m, s) in float (softmax) or s in double (cross-entropy, whose lse and loss
+// are float64 as in the CPU contract); exp/log are the accurate expf/logf, not __expf.
+#include "common.cuh"
+
+template <typename T>
+__device__ __forceinline__ T neg_inf();
+template <>
+__device__ __forceinline__ float neg_inf<float>() { return __int_as_float(-8388608); }  // 0xff800000
+template <>
+__device__ __forceinline__ double neg_inf<double>() {
+    return __longlong_as_double(-4503599627370496LL);  // 0xfff0000000000000
+}
+
+__device__ __forceinline__ float sm_exp(float v) { return expf(v); }
+__device__ __forceinline__ double sm_exp(double v) { return exp(v); }
+__device__ __forceinline__ float sm_log(float v) { return logf(v); }
+__device__ __forceinline__ double sm_log(double v) { return log(v); }
+
+// Fold one element into the running state (m, s). NaN poisons s (the row comes out NaN).
+template <typename T, typename A>
+__device__ __forceinline__ void ms_push(T& m, A& s, T v) {
+    if (v > m) {
+        s = s * A(sm_exp(T(m - v))) + A(1);
+        m = v;
+    } else if (v != neg_inf<T>()) {
+        s += A(sm_exp(T(v - m)));
+    }
+}
+
+// Merge the state (m2, s2) into (m, s); bitwise symmetric, so every lane of a butterfly agrees.
+template <typename T, typename A>
+__device__ __forceinline__ void ms_merge(T& m, A& s, T m2, A s2) {
+    if (m2 > m) {
+        s = s * A(sm_exp(T(m - m2))) + s2;
+        m = m2;
+    } else if (s2 != A(0)) {
+        s = s + s2 * A(sm_exp(T(m2 - m)));
+    }
+}
+
+// Butterfly merge over aligned groups of `width` lanes (a power of two <= 32); all 32 lanes call.
+template <typename T, typename A>
+__device__ __forceinline__ void warp_merge(T& m, A& s, int width) {
+    for (int o = width >> 1; o > 0; o >>= 1) {
+        const T m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const A s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ms_merge(m, s, m2, s2);
+    }
+}
+
+template <typename A>
+__device__ __forceinline__ A group_sum(A v, int width) {
+    for (int o = width >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Merge over the whole block (blockDim.x a multiple of 32); every thread gets the result.
+// Ends with a barrier, so the 32-slot scratch arrays may be reused.
+template <typename T, typename A>
+__device__ __forceinline__ void block_merge(T& m, A& s, T* sm, A* ss) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    warp_merge(m, s, 32);
+    if (lane == 0) {
+        sm[warp] = m;
+        ss[warp] = s;
+    }
+    __syncthreads();
+    m = lane < warps ? sm[lane] : neg_inf<T>();
+    s = lane < warps ? ss[lane] : A(0);
+    warp_merge(m, s, 32);
+    __syncthreads();
+}
+
+// The (m, s) state of one row, merged over its group (see the header).
+template <typename T, typename A>
+__device__ __forceinline__ void row_state(const T* __restrict__ xr, int n, int k, int group,
+                                          T& m, A& s, T* sm, A* ss) {
+    m = neg_inf<T>();
+    s = A(0);
+    for (int i = k; i < n; i += group) ms_push(m, s, xr[i]);
+    if (group > 32) block_merge(m, s, sm, ss);
+    else warp_merge(m, s, group);
+}
+
+// ----------------------------------------------------------------------------------------------
+// softmax / log-softmax over the last axis: x, y (M, L).
+template <typename T>
+__global__ void softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int M, int L,
+                                        int group, int log_mode) {
+    __shared__ T red_m[32];
+    __shared__ T red_s[32];
+    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
+    const int k = threadIdx.x & (group - 1);
+    const bool valid = row < M;
+    const int n = valid ? L : 0;
+    const long long base = valid ? static_cast<long long>(row) * L : 0;
+    const T* xr = x + base;
+    T* yr = y + base;
+    T m, s;
+    row_state(xr, n, k, group, m, s, red_m, red_s);
+    if (log_mode) {
+        const T ls = sm_log(s);
+        for (int i = k; i < n; i += group) yr[i] = (xr[i] - m) - ls;
+    } else {
+        for (int i = k; i < n; i += group) yr[i] = sm_exp(xr[i] - m) / s;
+    }
+}
+
+// softmax / log-softmax over a middle axis: x, y (outer, L, inner), inner > 1.
+template <typename T>
+__global__ void softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int outer,
+                                        int L, int inner, int log_mode) {
+    DYNAMIC_SHARED(T, red);
+    const int bx = blockDim.x, by = blockDim.y;
+    const int tiles = (inner + bx - 1) / bx;
+    const int o = blockIdx.x / tiles;
+    const int j = (blockIdx.x - o * tiles) * bx + threadIdx.x;
+    const bool valid = o < outer && j < inner;
+    const int n = valid ? L : 0;
+    const long long base = valid ? static_cast<long long>(o) * L * inner + j : 0;
+    const T* xc = x + base;
+    T* yc = y + base;
+    T m = neg_inf<T>(), s = T(0);
+    for (int i = threadIdx.y; i < n; i += by) ms_push(m, s, xc[static_cast<long long>(i) * inner]);
+    if (by > 1) {
+        T* rm = red;
+        T* rs = red + bx * by;
+        const int me = threadIdx.y * bx + threadIdx.x;
+        rm[me] = m;
+        rs[me] = s;
+        __syncthreads();
+        for (int h = by >> 1; h > 0; h >>= 1) {
+            if (static_cast<int>(threadIdx.y) < h) {
+                ms_merge(m, s, rm[me + h * bx], rs[me + h * bx]);
+                rm[me] = m;
+                rs[me] = s;
+            }
+            __syncthreads();
+        }
+        m = rm[threadIdx.x];
+        s = rs[threadIdx.x];
+    }
+    if (log_mode) {
+        const T ls = sm_log(s);
+        for (int i = threadIdx.y; i < n; i += by) {
+            const long long e = static_cast<long long>(i) * inner;
+            yc[e] = (xc[e] - m) - ls;
+        }
+    } else {
+        for (int i = threadIdx.y; i < n; i += by) {
+            const long long e = static_cast<long long>(i) * inner;
+            yc[e] = sm_exp(xc[e] - m) / s;
+        }
+    }
+}
+
+// Backward over the last axis: y (the forward's output), gy, gx (M, L).
+template <typename T>
+__global__ void softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
+                                        T* __restrict__ gx, int M, int L, int group,
+                                        int log_mode) {
+    __shared__ T scratch[32];
+    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
+    const int k = threadIdx.x & (group - 1);
+    const bool valid = row < M;
+    const int n = valid ? L : 0;
+    const long long base = valid ? static_cast<long long>(row) * L : 0;
+    const T* yr = y + base;
+    const T* gr = gy + base;
+    T* gxr = gx + base;
+    T acc = T(0);
+    if (log_mode) {
+        for (int i = k; i < n; i += group) acc += gr[i];
+    } else {
+        for (int i = k; i < n; i += group) acc += gr[i] * yr[i];
+    }
+    acc = group > 32 ? block_sum(acc, scratch) : group_sum(acc, group);
+    if (log_mode) {
+        for (int i = k; i < n; i += group) gxr[i] = gr[i] - sm_exp(yr[i]) * acc;
+    } else {
+        for (int i = k; i < n; i += group) {
+            const T yi = yr[i];
+            gxr[i] = gr[i] * yi - yi * acc;
+        }
+    }
+}
+
+// Backward over a middle axis: (outer, L, inner), inner > 1.
+template <typename T>
+__global__ void softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
+                                        T* __restrict__ gx, int outer, int L, int inner,
+                                        int log_mode) {
+    DYNAMIC_SHARED(T, red);
+    const int bx = blockDim.x, by = blockDim.y;
+    const int tiles = (inner + bx - 1) / bx;
+    const int o = blockIdx.x / tiles;
+    const int j = (blockIdx.x - o * tiles) * bx + threadIdx.x;
+    const bool valid = o < outer && j < inner;
+    const int n = valid ? L : 0;
+    const long long base = valid ? static_cast<long long>(o) * L * inner + j : 0;
+    const T* yc = y + base;
+    const T* gc = gy + base;
+    T* gxc = gx + base;
+    T acc = T(0);
+    for (int i = threadIdx.y; i < n; i += by) {
+        const long long e = static_cast<long long>(i) * inner;
+        acc += log_mode ? gc[e] : gc[e] * yc[e];
+    }
+    if (by > 1) {
+        const int me = threadIdx.y * bx + threadIdx.x;
+        red[me] = acc;
+        __syncthreads();
+        for (int h = by >> 1; h > 0; h >>= 1) {
+            if (static_cast<int>(threadIdx.y) < h) {
+                acc += red[me + h * bx];
+                red[me] = acc;
+            }
+            __syncthreads();
+        }
+        acc = red[threadIdx.x];
+    }
+    for (int i = threadIdx.y; i < n; i += by) {
+        const long long e = static_cast<long long>(i) * inner;
+        const T yi = yc[e];
+        gxc[e] = log_mode ? gc[e] - sm_exp(yi) * acc : gc[e] * yi - yi * acc;
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Fused cross-entropy forward: x (M, C), t (M,), w (C,) float64 (read only when has_w), wsum (1,)
+// = sum_c w_c (read only when has_w) -> loss (M,), lse (M,) float64. Rows mapping as above.
+template <typename T>
+__global__ void ce_fwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
+                              const double* __restrict__ w, const double* __restrict__ wsum,
+                              double* __restrict__ loss, double* __restrict__ lse, int M, int C,
+                              long long ignore_index, double smooth, int has_w, int group) {
+    __shared__ T red_m[32];
+    __shared__ double red_s[32];
+    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
+    const int k = threadIdx.x & (group - 1);
+    const bool valid = row < M;
+    const int n = valid ? C : 0;
+    const T* xr = x + (valid ? static_cast<long long>(row) * C : 0);
+    T m;
+    double s;
+    row_state(xr, n, k, group, m, s, red_m, red_s);
+    double wx = 0.0;  // sum_c w_c x_c, only with smoothing
+    if (smooth != 0.0) {
+        if (has_w) {
+            for (int i = k; i < n; i += group) wx += w[i] * static_cast<double>(xr[i]);
+        } else {
+            for (int i = k; i < n; i += group) wx += static_cast<double>(xr[i]);
+        }
+        wx = group > 32 ? block_sum(wx, red_s) : group_sum(wx, group);
+    }
+    if (valid && k == 0) {
+        const double l = static_cast<double>(m) + log(s);
+        const long long tr = t[row];
+        double out = 0.0;
+        if (tr != ignore_index) {
+            const double wt = has_w ? w[tr] : 1.0;
+            out = (1.0 - smooth) * wt * (l - static_cast<double>(xr[tr]));
+            if (smooth != 0.0) {
+                const double ws = has_w ? wsum[0] : static_cast<double>(C);
+                out += smooth / C * (ws * l - wx);
+            }
+        }
+        loss[row] = out;
+        lse[row] = l;
+    }
+}
+
+// Fused cross-entropy backward: gx (M, C) from x, t, w, wsum (as in ce_fwd_kernel), the
+// forward's lse (M,) and the row grads g (M,), both float64. Element-wise (no reduction).
+template <typename T>
+__global__ void ce_bwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
+                              const double* __restrict__ w, const double* __restrict__ wsum,
+                              const double* __restrict__ lse, const double* __restrict__ g,
+                              T* __restrict__ gx, int M, int C, long long ignore_index,
+                              double smooth, int has_w, int group) {
+    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
+    const int k = threadIdx.x & (group - 1);
+    if (row >= M) return;  // no barriers nor shuffles below
+    const long long base = static_cast<long long>(row) * C;
+    const T* xr = x + base;
+    T* gr = gx + base;
+    const long long tr = t[row];
+    if (tr == ignore_index) {
+        for (int i = k; i < C; i += group) gr[i] = T(0);
+        return;
+    }
+    const double gv = g[row], l = lse[row], e = smooth / C;
+    const double wt = (1.0 - smooth) * (has_w ? w[tr] : 1.0);
+    const double scale = gv * (wt + e * (has_w ? wsum[0] : static_cast<double>(C)));
+    const double ge = gv * e;
+    for (int i = k; i < C; i += group) {
+        const T p = sm_exp(static_cast<T>(static_cast<double>(xr[i]) - l));
+        double v = static_cast<double>(p) * scale - ge * (has_w ? w[i] : 1.0);
+        if (i == tr) v -= gv * wt;
+        gr[i] = static_cast<T>(v);
+    }
+}

@@ -1,0 +1,196 @@
+"""Launch functions of the softmax family (kernels/cuda/softmax.cu):
+
+    softmax_fwd(x, axis, log=False)                      -> softmax (log=True: log-softmax) of x
+    softmax_bwd(y, gy, axis, log=False)                  -> gx from the forward's output y
+    ce_fwd(x, t, w, ignore_index, smooth)                -> loss (M,), lse (M,) float64
+    ce_bwd(x, t, w, ignore_index, smooth, lse, g)        -> gx (M, C)
+
+ce_fwd/ce_bwd have the signatures and results of the dispatchers in kernels/norm.py (formulas in
+kernels/reference/norm.py); softmax_fwd/softmax_bwd those of kernels/softmax.py. An input is seen
+as (outer, L, inner) around the softmax axis, so any axis runs without a transpose: the *_rows_*
+kernels take inner == 1 (a group of lanes, or a block, per row), the *_cols_* kernels the rest
+(a 2-D block: consecutive columns across x, the axis split across y).
+
+CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No launch function
+synchronizes with the host. Element types other than float32/float64 use the xp reference.
+"""
+import numpy
+
+from minicnn.backend import get_array_module
+
+from . import module
+
+ROWS_BLOCK = 256          # threads per block when a row takes at most one warp
+WARP_ROW_MAX = 2048       # rows up to this long take one warp; longer ones a whole block
+_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+def _k(name, dtype):
+    return module.kernel("softmax", name, dtype)
+
+
+def _p2(n):
+    """The least power of two >= n (n >= 1)."""
+    return 1 << (int(n) - 1).bit_length()
+
+
+def row_group(L):
+    """Threads per row for the rows kernels: a power of two; <= 32 (lanes of one warp, merged by
+    shuffles) for rows up to WARP_ROW_MAX, else a whole block of about 16 elements a thread."""
+    if L <= 32:
+        return _p2(max(L, 1))
+    if L <= WARP_ROW_MAX:
+        return 32
+    return min(1024, _p2((L + 15) // 16))
+
+
+def _rows_launch(M, L):
+    group = row_group(L)
+    block = ROWS_BLOCK if group <= 32 else group
+    per_block = block // group
+    return (M + per_block - 1) // per_block, block, group
+
+
+def cols_block(L, inner):
+    """(bx, by) of the cols kernels: up to 256 consecutive columns across x; the axis split over
+    y into slices of >= ~8 elements (1024 threads in all for very long axes); bx * by a power of
+    two >= 32."""
+    bx = min(256, _p2(inner))
+    tmax = 1024 if L >= 8192 else 256
+    by = min(tmax // bx, _p2(max(1, (L + 7) // 8)))
+    by = max(by, 32 // bx, 1)
+    return bx, by
+
+
+def _split(shape, axis):
+    outer = inner = 1
+    for v in shape[:axis]:
+        outer *= int(v)
+    for v in shape[axis + 1:]:
+        inner *= int(v)
+    return outer, int(shape[axis]), inner
+
+
+def _axis(op, x, axis):
+    nd = max(x.ndim, 1)
+    if not -nd <= axis < nd:
+        raise ValueError(f"{op}: dim {axis} is out of range for an input of shape "
+                         f"{tuple(x.shape)}")
+    return axis % nd
+
+
+def _ref_softmax():
+    from .. import softmax as K  # noqa: PLC0415 -- the dispatcher holds the xp reference
+    return K
+
+
+def softmax_fwd(x, axis, log=False):
+    op = "log_softmax" if log else "softmax"
+    axis = _axis(op, x, axis)
+    if numpy.dtype(x.dtype) not in _FLOATS:
+        return _ref_softmax().ref_softmax_fwd(x, axis, log)
+    xp = get_array_module(x)
+    shape = tuple(x.shape)
+    module.check_size(op, shape)
+    x = xp.ascontiguousarray(x)
+    y = module.empty(xp, shape, x.dtype)
+    if x.size == 0:
+        return y
+    outer, L, inner = _split(shape or (1,), axis)
+    if inner == 1:
+        grid, block, group = _rows_launch(outer, L)
+        _k("softmax_rows_fwd_kernel", x.dtype)(grid, block, (x, y, outer, L, group, int(log)))
+    else:
+        bx, by = cols_block(L, inner)
+        grid = outer * ((inner + bx - 1) // bx)
+        _k("softmax_cols_fwd_kernel", x.dtype)(grid, (bx, by), (x, y, outer, L, inner, int(log)),
+                                               shared_mem=2 * bx * by * x.dtype.itemsize)
+    return y
+
+
+def softmax_bwd(y, gy, axis, log=False):
+    op = "log_softmax backward" if log else "softmax backward"
+    axis = _axis(op, y, axis)
+    if tuple(gy.shape) != tuple(y.shape):
+        raise ValueError(f"{op}: grad of shape {tuple(gy.shape)} does not match the output's "
+                         f"{tuple(y.shape)}")
+    if numpy.dtype(y.dtype) not in _FLOATS:
+        return _ref_softmax().ref_softmax_bwd(y, gy, axis, log)
+    xp = get_array_module(y, gy)
+    shape = tuple(y.shape)
+    module.check_size(op, shape)
+    y = xp.ascontiguousarray(y)
+    gy = xp.ascontiguousarray(gy, dtype=y.dtype)
+    gx = module.empty(xp, shape, y.dtype)
+    if y.size == 0:
+        return gx
+    outer, L, inner = _split(shape or (1,), axis)
+    if inner == 1:
+        grid, block, group = _rows_launch(outer, L)
+        _k("softmax_rows_bwd_kernel", y.dtype)(grid, block,
+                                               (y, gy, gx, outer, L, group, int(log)))
+    else:
+        bx, by = cols_block(L, inner)
+        grid = outer * ((inner + bx - 1) // bx)
+        _k("softmax_cols_bwd_kernel", y.dtype)(grid, (bx, by),
+                                               (y, gy, gx, outer, L, inner, int(log)),
+                                               shared_mem=bx * by * y.dtype.itemsize)
+    return gx
+
+
+# --- fused cross-entropy (class indices) -------------------------------------------------------
+
+def _ce_inputs(op, x, t, w):
+    xp = get_array_module(x)
+    if x.ndim != 2:
+        raise ValueError(f"{op}: expected logits of shape (M, C), got {tuple(x.shape)}")
+    M, C = (int(v) for v in x.shape)
+    if tuple(t.shape) != (M,):
+        raise ValueError(f"{op}: expected targets of shape ({M},) for logits {tuple(x.shape)}, "
+                         f"got {tuple(t.shape)}")
+    if w is not None and tuple(w.shape) != (C,):
+        raise ValueError(f"{op}: expected a weight of shape ({C},), got {tuple(w.shape)}")
+    module.check_size(op, x.shape)
+    x = xp.ascontiguousarray(x)
+    t = xp.ascontiguousarray(t, dtype=numpy.int64)
+    if w is None:
+        wd = wsum = xp.zeros(1, numpy.float64)      # never read (has_w = 0)
+    else:
+        wd = xp.ascontiguousarray(w, dtype=numpy.float64)
+        wsum = wd.sum(keepdims=True)                # on the device: no host sync
+    return xp, x, t, wd, wsum, M, C
+
+
+def ce_fwd(x, t, w, ignore_index, smooth):
+    if numpy.dtype(x.dtype) not in _FLOATS or x.ndim != 2 or x.shape[1] == 0:
+        from ..reference import norm as ref  # noqa: PLC0415
+        return ref.ce_fwd(x, t, w, ignore_index, smooth)
+    xp, x, t, wd, wsum, M, C = _ce_inputs("cross_entropy", x, t, w)
+    loss = module.empty(xp, (M,), numpy.float64)
+    lse = module.empty(xp, (M,), numpy.float64)
+    if M:
+        grid, block, group = _rows_launch(M, C)
+        _k("ce_fwd_kernel", x.dtype)(grid, block, (x, t, wd, wsum, loss, lse, M, C,
+                                                   int(ignore_index), float(smooth),
+                                                   int(w is not None), group))
+    return loss, lse
+
+
+def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
+    if numpy.dtype(x.dtype) not in _FLOATS or x.ndim != 2 or x.shape[1] == 0:
+        from ..reference import norm as ref  # noqa: PLC0415
+        return ref.ce_bwd(x, t, w, ignore_index, smooth, lse, g)
+    xp, x, t, wd, wsum, M, C = _ce_inputs("cross_entropy backward", x, t, w)
+    for name, a in (("lse", lse), ("grad", g)):
+        if tuple(a.shape) != (M,):
+            raise ValueError(f"cross_entropy backward: expected {name} of shape ({M},), got "
+                             f"{tuple(a.shape)}")
+    lse = xp.ascontiguousarray(lse, dtype=numpy.float64)
+    g = xp.ascontiguousarray(g, dtype=numpy.float64)
+    gx = module.empty(xp, (M, C), x.dtype)
+    if M:
+        grid, block, group = _rows_launch(M, C)
+        _k("ce_bwd_kernel", x.dtype)(grid, block, (x, t, wd, wsum, lse, g, gx, M, C,
+                                                   int(ignore_index), float(smooth),
+                                                   int(w is not None), group))
+    return gx

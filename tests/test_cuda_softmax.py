@@ -1,0 +1,293 @@
+"""CUDA softmax, log-softmax and fused cross-entropy kernels (kernels/cuda/softmax.cu) against the
+float64 NumPy references (kernels/softmax.py, kernels/reference/norm.py) and the CPU dispatchers.
+
+"emu" runs the kernels under the CPU emulator (every machine with g++), "cuda" on a GPU.
+Reductions are compared with a tolerance that grows with the row length (sqrt(L) ulps of the
+row's scale); element-wise parts with a tight relative tolerance.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minicnn as mc
+from minicnn.kernels import norm as KN
+from minicnn.kernels import softmax as KS
+from minicnn.kernels.cuda import softmax as S
+from minicnn.kernels.reference import norm as R
+from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+
+FLOATS = [np.float32, np.float64]
+
+
+def _tol(dtype, L):
+    """(rtol, atol factor): atol = factor * sqrt(L) * max|want|."""
+    if np.dtype(dtype) == np.float32:
+        return 1e-5, 8 * np.finfo(np.float32).eps * math.sqrt(max(L, 1))
+    return 1e-12, 16 * np.finfo(np.float64).eps * math.sqrt(max(L, 1))
+
+
+def _close(got, want, dtype, L, what="", scale=None):
+    """scale: the magnitude of the terms behind `want` (default max|want|)."""
+    got = host(got)
+    assert got.dtype == np.dtype(dtype), what
+    assert got.shape == want.shape, what
+    rtol, k = _tol(dtype, L)
+    if scale is None:
+        scale = float(np.abs(want).max()) if want.size else 0.0
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=k * scale + 1e-300, err_msg=what)
+
+
+def _softmax_case(device, dtype, shape, axis, log, scale=3.0, seed=0, make=dev):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    L = shape[axis] if shape else 1
+    want = KS.ref_softmax_fwd(x.astype(np.float64), axis, log)
+    y = S.softmax_fwd(make(x, device), axis, log)
+    _close(y, want, dtype, L, "forward")
+    # backward from the kernel's own y (as the op does); the reference from the same y
+    yh = host(y)
+    gwant = KS.ref_softmax_bwd(yh.astype(np.float64), gy.astype(np.float64), axis, log)
+    gx = S.softmax_bwd(make(yh, device), make(gy, device), axis, log)
+    _close(gx, gwant, dtype, L, "backward")
+    return yh
+
+
+# rows of 1, 3, 33, 1000 (and long rows: one block per row) along the first, a middle and the
+# last axis; shapes chosen so every launch shape (sub-warp groups, warp rows, block rows, cols
+# blocks with by = 1 and by > 1, partial column tiles) runs.
+SHAPES = [
+    ((4, 1), 1), ((1, 5), 0), ((2, 1, 3), 1),
+    ((7, 3), -1), ((3, 7), 0), ((2, 3, 5), 1),
+    ((5, 33), 1), ((33, 4), 0), ((2, 33, 5), 1), ((2, 5, 3, 7), 1),
+    ((3, 1000), 1), ((1000, 3), 0), ((2, 1000, 2), 1),
+    ((2, 3, 300), 1), ((1, 3, 40, 7), 1),
+    ((2, 4100), 1), ((1, 9000, 2), 1),
+]
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis", SHAPES, ids=[f"{s}-{a}" for s, a in SHAPES])
+def test_softmax_matches_reference(device, dtype, log, shape, axis):
+    _softmax_case(device, dtype, shape, axis, log)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis", [((6, 1000), 1), ((3, 40, 5), 1), ((40, 3), 0)])
+def test_softmax_large_logits_are_stable(device, dtype, log, shape, axis):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1000, 1000, shape).astype(dtype)
+    want = KS.ref_softmax_fwd(x.astype(np.float64), axis, log)
+    y = host(S.softmax_fwd(dev(x, device), axis, log))
+    assert np.isfinite(y).all()
+    _close(y, want, dtype, shape[axis], "forward")
+    if not log:
+        np.testing.assert_allclose(y.sum(axis=axis), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_softmax_masked_rows(device, dtype, log):
+    """-inf entries (attention masks) get probability 0; a row of only -inf is NaN, as in the
+    NumPy op (and PyTorch)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 40)).astype(dtype)
+    x[:, ::3] = -np.inf
+    x[1, 0] = 5.0                       # a finite max after a -inf start
+    x[3, :] = -np.inf
+    with np.errstate(invalid="ignore"):
+        want = KS.ref_softmax_fwd(x.astype(np.float64), 1, log)
+    for axis, xx, ww in ((1, x, want), (0, x.T.copy(), want.T)):
+        y = host(S.softmax_fwd(dev(xx, device), axis, log))
+        assert np.isnan(y).sum() == np.isnan(ww).sum() == 40
+        ok = ~np.isnan(ww)
+        np.testing.assert_allclose(y[ok], ww[ok], rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_softmax_noncontiguous_inputs(device, dtype, log):
+    _softmax_case(device, dtype, (3, 5, 33), 2, log, make=noncontiguous)
+    _softmax_case(device, dtype, (4, 9, 6), 1, log, make=noncontiguous)
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((7, 33)) * 2).astype(dtype)
+    xt = dev(x, device).T                          # (33, 7), softmax over its axis 0
+    want = KS.ref_softmax_fwd(x.T.astype(np.float64), 0, log)
+    _close(S.softmax_fwd(xt, 0, log), want, dtype, 33)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_softmax_cpu_op_agrees(device):
+    """The kernel against what mc.softmax / mc.log_softmax compute on the CPU (float32)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    for log, fn in ((False, mc.softmax), (True, mc.log_softmax)):
+        cpu = fn(mc.tensor(x), dim=1).numpy()
+        got = host(S.softmax_fwd(dev(x, device), 1, log))
+        np.testing.assert_allclose(got, cpu, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_softmax_scalar_and_empty(device):
+    y = host(S.softmax_fwd(dev(np.array(2.5), device), 0))
+    assert y.shape == () and y == 1.0
+    y = host(S.softmax_fwd(dev(np.array(2.5), device), -1, log=True))
+    assert y.shape == () and y == 0.0
+    for shape, axis in (((0, 4), 1), ((3, 0), 1), ((2, 0, 3), 1)):
+        e = np.zeros(shape, np.float32)
+        assert host(S.softmax_fwd(dev(e, device), axis)).shape == shape
+        assert host(S.softmax_bwd(dev(e, device), dev(e, device), axis)).shape == shape
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_softmax_bad_input(device):
+    x = dev(np.ones((2, 3), np.float32), device)
+    with pytest.raises(ValueError, match="softmax: dim 2 is out of range"):
+        S.softmax_fwd(x, 2)
+    with pytest.raises(ValueError, match="log_softmax backward: grad of shape"):
+        S.softmax_bwd(x, dev(np.ones((3, 2), np.float32), device), 1, log=True)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@settings(max_examples=10, deadline=None)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), data=st.data(),
+       log=st.booleans(), dtype=st.sampled_from(FLOATS))
+def test_softmax_random_shapes(device, shape, data, log, dtype):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    _softmax_case(device, dtype, tuple(shape), axis, log, seed=len(shape))
+
+
+# --- cross-entropy ------------------------------------------------------------------------------
+
+def _ce_data(dtype, M, C, seed, scale=3.0, ignore_index=-100):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((M, C)) * scale).astype(dtype)
+    t = rng.integers(0, C, M).astype(np.int64)
+    t[::3] = ignore_index                   # ignored rows
+    w = rng.uniform(0.2, 2.0, C)
+    g = rng.standard_normal(M)
+    return x, t, w, g
+
+
+def _ce_check(device, dtype, x, t, w, ignore_index, smooth, g, make=dev):
+    M, C = x.shape
+    lw, lsew = R.ce_fwd(x.astype(np.float64), t, w, ignore_index, smooth)
+    loss, lse = S.ce_fwd(make(x, device), dev(t, device), None if w is None else dev(w, device),
+                         ignore_index, smooth)
+    for got, want in ((loss, lw), (lse, lsew)):
+        got = host(got)
+        assert got.dtype == np.float64 and got.shape == (M,)
+        rtol, k = _tol(dtype, C)
+        np.testing.assert_allclose(got, want, rtol=rtol,
+                                   atol=k * (np.abs(x).max() + np.abs(lsew).max()) + 1e-300)
+    assert (host(loss)[t == ignore_index] == 0).all()
+    gw = R.ce_bwd(x.astype(np.float64), t, w, ignore_index, smooth, lsew, g)
+    gx = S.ce_bwd(make(x, device), dev(t, device), None if w is None else dev(w, device),
+                  ignore_index, smooth, lse, dev(g, device))
+    # element-wise given lse; terms of size |g| * qsum (cancelling to 0 when C == 1)
+    _close(gx, gw, dtype, 1, "ce backward", scale=np.abs(g).max() * (1 if w is None else w.max()))
+    assert (host(gx)[t == ignore_index] == 0).all()
+    return host(loss), host(lse), host(gx)
+
+
+CE_SIZES = [(5, 1), (7, 3), (4, 33), (5, 1000), (2, 2500)]
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("smooth", [0.0, 0.1])
+@pytest.mark.parametrize("M,C", CE_SIZES)
+def test_cross_entropy_matches_reference(device, dtype, weighted, smooth, M, C):
+    x, t, w, g = _ce_data(dtype, M, C, seed=M * C)
+    _ce_check(device, dtype, x, t, w if weighted else None, -100, smooth, g)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_cross_entropy_agrees_with_cpu_dispatcher(device, dtype):
+    x, t, w, g = _ce_data(dtype, 9, 37, seed=5)
+    for ww, smooth in ((None, 0.0), (w, 0.2)):
+        loss, lse, gx = _ce_check(device, dtype, x, t, ww, -100, smooth, g)
+        lc, lsec = KN.ce_fwd(x, t, ww, -100, smooth)
+        gc = KN.ce_bwd(x, t, ww, -100, smooth, lsec, g)
+        tol = 2e-6 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(loss, lc, rtol=tol, atol=tol)
+        np.testing.assert_allclose(lse, lsec, rtol=tol, atol=tol)
+        np.testing.assert_allclose(gx, gc, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_cross_entropy_large_logits_ignore_and_noncontiguous(device, dtype):
+    x, t, w, g = _ce_data(dtype, 6, 40, seed=6, scale=1.0)
+    x = np.random.default_rng(7).uniform(-1000, 1000, x.shape).astype(dtype)
+    loss, lse, gx = _ce_check(device, dtype, x, t, w, -100, 0.1, g)
+    assert np.isfinite(loss).all() and np.isfinite(lse).all() and np.isfinite(gx).all()
+    _ce_check(device, dtype, x, t, None, -100, 0.0, g, make=noncontiguous)
+    # an ignore_index that is a real class; every row ignored
+    t2 = t.copy()
+    t2[t2 == -100] = 2
+    _ce_check(device, dtype, x, t2, w, 2, 0.05, g)
+    _ce_check(device, dtype, x, np.full(6, 7, np.int64), w, 7, 0.1, g)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_cross_entropy_bad_input(device):
+    x = dev(np.ones((3, 4), np.float32), device)
+    t = dev(np.zeros(3, np.int64), device)
+    with pytest.raises(ValueError, match=r"cross_entropy: expected targets of shape \(3,\)"):
+        S.ce_fwd(x, dev(np.zeros(2, np.int64), device), None, -100, 0.0)
+    with pytest.raises(ValueError, match=r"cross_entropy: expected a weight of shape \(4,\)"):
+        S.ce_fwd(x, t, dev(np.ones(3), device), -100, 0.0)
+    with pytest.raises(ValueError, match=r"cross_entropy backward: expected lse of shape"):
+        S.ce_bwd(x, t, None, -100, 0.0, dev(np.zeros(2), device), dev(np.ones(3), device))
+
+
+# --- the ops on the GPU (routing through the kernels) ------------------------------------------
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not mc.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_softmax_ops_on_cuda_match_cpu(dim):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    gy = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    for fn in (mc.softmax, mc.log_softmax):
+        outs = []
+        for device in ("cpu", "cuda"):
+            xt = mc.tensor(x, device=device, requires_grad=True)
+            y = fn(xt, dim=dim)
+            y.backward(mc.tensor(gy, device=device))
+            outs.append((host(y.data), host(xt.grad.data)))
+        np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not mc.cuda.is_available(), reason="CUDA is not available")
+def test_cross_entropy_op_on_cuda_matches_cpu():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((6, 11, 3)).astype(np.float32)
+    t = rng.integers(0, 11, (6, 3))
+    t[0, 0] = -100
+    w = rng.uniform(0.5, 2, 11).astype(np.float32)
+    outs = []
+    for device in ("cpu", "cuda"):
+        xt = mc.tensor(x, device=device, requires_grad=True)
+        loss = mc.nn.functional.cross_entropy(xt, mc.tensor(t, device=device),
+                                              weight=mc.tensor(w, device=device),
+                                              label_smoothing=0.1)
+        loss.backward()
+        outs.append((host(loss.data), host(xt.grad.data)))
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5)
+    np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-5, atol=1e-7)
