@@ -7,9 +7,10 @@ differentiable Tensor ops (from the saved output where that is cheaper: sigmoid,
 """
 import math
 
-from ..autograd import Function
-from ..backend import get_array_module
+from ..autograd import Function, is_grad_enabled
+from ..backend import get_array_module, is_cuda_array
 from ..kernels import norm as K
+from ..kernels import softmax as KS
 from ..kernels.reference import norm as R
 from ..tensor import Tensor
 from .arith import where
@@ -283,6 +284,9 @@ class Softmax(Function):
         self.axis = axis
 
     def forward(self, x):
+        if is_cuda_array(x):  # CUDA kernel (kernels/cuda/softmax.cu)
+            self.y = KS.softmax_fwd(x, self.axis)
+            return self.y
         xp = get_array_module(x)
         e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
         e /= e.sum(axis=self.axis, keepdims=True)
@@ -290,6 +294,8 @@ class Softmax(Function):
         return e
 
     def backward(self, gy):
+        if not is_grad_enabled() and is_cuda_array(self.y):  # fused CUDA kernel
+            return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis))
         y = self.retained_output(self.y)
         gyy = gy * y
         return gyy - y * _sum(gyy, self.axis, True)
@@ -300,6 +306,9 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
+        if is_cuda_array(x):  # CUDA kernel (kernels/cuda/softmax.cu)
+            self.y = KS.softmax_fwd(x, self.axis, log=True)
+            return self.y
         xp = get_array_module(x)
         z = x - x.max(axis=self.axis, keepdims=True)
         z -= xp.log(xp.exp(z).sum(axis=self.axis, keepdims=True))
@@ -307,6 +316,8 @@ class LogSoftmax(Function):
         return z
 
     def backward(self, gy):
+        if not is_grad_enabled() and is_cuda_array(self.y):  # fused CUDA kernel
+            return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis, log=True))
         y = self.retained_output(self.y)
         return gy - _exp(y) * _sum(gy, self.axis, True)
 
