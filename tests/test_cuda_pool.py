@@ -1,0 +1,309 @@
+"""The CUDA pooling kernels (kernels/cuda/pool.cu through kernels/cuda/pool.py) against the NumPy
+references (kernels/reference/pool.py) and the CPU kernels: "emu" runs them under the CPU
+emulator, "cuda" on a GPU. Max-pool values and indices must be equal (ties keep the first
+maximum, NaN wins as in PyTorch and the CPU kernel); the max-pool gradient is summed in the CPU's
+order, so it is equal too; average pooling within fp32/fp64 rounding."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minicnn.kernels import pool as P
+from minicnn.kernels.cuda import pool as G
+from minicnn.kernels.reference import pool as R
+from minicnn.ops.pool import _out_size
+from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+
+DTYPES = [np.float32, np.float64]
+
+
+def _tol(dtype):
+    return dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+def _distinct(shape, dtype, rng):
+    """Values without ties (a shuffled ramp), so the argmax is unique."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n).reshape(shape) - n / 2).astype(dtype)
+
+
+def _geometry(H, W, K, S, Pd, D, ceil):
+    OH = _out_size(H, K[0], S[0], Pd[0], D[0], ceil)
+    OW = _out_size(W, K[1], S[1], Pd[1], D[1], ceil)
+    return (*K, *S, *Pd, *D, OH, OW)
+
+
+def _windows_nonempty(H, W, geo):
+    """Every window holds at least one input element (else the kernels give -inf, index -1)."""
+    KH, KW, SH, SW, PH, PW, DH, DW, OH, OW = geo
+
+    def ok(I, K, S, Pd, D, O):
+        return all(any(0 <= o * S - Pd + k * D < I for k in range(K)) for o in range(O))
+    return ok(H, KH, SH, PH, DH, OH) and ok(W, KW, SW, PW, DW, OW)
+
+
+# (N, C, H, W), kernel, stride, padding, dilation, ceil_mode
+CASES = [
+    ((2, 3, 9, 11), (3, 3), (2, 2), (1, 1), (1, 1), False),   # ResNet's stem pool, odd sides
+    ((3, 5, 13, 11), (2, 2), (2, 2), (0, 0), (1, 1), False),  # several blocks of threads
+    ((1, 2, 7, 9), (3, 2), (1, 2), (1, 0), (2, 1), True),     # dilation, ceil mode
+    ((2, 1, 8, 7), (4, 3), (3, 1), (2, 1), (1, 2), True),     # a window past the input's end
+    ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), False),
+    ((2, 2, 5, 6), (5, 1), (1, 3), (2, 0), (1, 1), True),
+    ((1, 3, 6, 5), (2, 3), (3, 2), (1, 1), (1, 1), True),
+]
+IDS = [f"{s}-k{k}-s{st_}-p{p}-d{d}-{'ceil' if c else 'floor'}" for s, k, st_, p, d, c in CASES]
+
+
+# --- max pool -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_max_pool_fwd_bwd_match_reference(device, dtype, case):
+    shape, K, S, Pd, D, ceil = case
+    geo = _geometry(*shape[2:], K, S, Pd, D, ceil)
+    assert _windows_nonempty(*shape[2:], geo)
+    rng = np.random.default_rng(0)
+    x = _distinct(shape, dtype, rng)
+    y, idx = G.max_pool2d_fwd(dev(x, device), *geo)
+    ry, ridx = R.max_pool_fwd(x, *geo)
+    assert host(y).dtype == dtype and host(idx).dtype == np.int64
+    np.testing.assert_array_equal(host(y), ry)
+    np.testing.assert_array_equal(host(idx), ridx)
+    # non-contiguous input: the same answer
+    y2, idx2 = G.max_pool2d_fwd(noncontiguous(x, device), *geo)
+    np.testing.assert_array_equal(host(y2), ry)
+    np.testing.assert_array_equal(host(idx2), ridx)
+    # backward: a gather over the covering windows equals the CPU scatter bit for bit
+    gy = rng.standard_normal(ry.shape).astype(dtype)
+    H, W = shape[2:]
+    want = P.plane_scatter(gy, ridx, H, W)
+    np.testing.assert_allclose(want, R.plane_scatter(gy, ridx, H, W), **_tol(dtype))
+    gx = G.max_pool2d_bwd(dev(gy, device), dev(ridx, device), H, W, *geo[:8])
+    np.testing.assert_array_equal(host(gx), want)
+    gx = G.max_pool2d_bwd(noncontiguous(gy, device), noncontiguous(ridx, device), H, W,
+                          *geo[:8])
+    np.testing.assert_array_equal(host(gx), want)
+    # the generic (atomic) scatter: exact where no two windows share an argmax
+    out = host(G.plane_scatter(dev(gy, device), dev(ridx, device), H, W))
+    np.testing.assert_allclose(out, want, **_tol(dtype))
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_max_pool_ties_pick_the_first_maximum(device, dtype, case):
+    shape, K, S, Pd, D, ceil = case
+    geo = _geometry(*shape[2:], K, S, Pd, D, ceil)
+    rng = np.random.default_rng(1)
+    x = rng.integers(-1, 2, shape).astype(dtype)      # integer values: ties everywhere
+    y, idx = G.max_pool2d_fwd(dev(x, device), *geo)
+    ry, ridx = R.max_pool_fwd(x, *geo)
+    np.testing.assert_array_equal(host(y), ry)
+    np.testing.assert_array_equal(host(idx), ridx)
+    cy, cidx = P.max_pool2d_fwd(x, *geo)                # the CPU kernel agrees
+    np.testing.assert_array_equal(host(idx), cidx)
+    gy = rng.standard_normal(ry.shape).astype(dtype)
+    gx = G.max_pool2d_bwd(dev(gy, device), idx, *shape[2:], *geo[:8])
+    np.testing.assert_array_equal(host(gx), P.plane_scatter(gy, ridx, *shape[2:]))
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES[:4], ids=IDS[:4])
+def test_max_pool_nan_and_inf_as_the_cpu_kernel(device, dtype, case):
+    # PyTorch's rule (the CPU kernel's): a NaN wins the window (the last NaN when several), a
+    # window of -inf gives -inf at its first element. The reference (argmax) agrees wherever a
+    # window holds at most one NaN.
+    shape, K, S, Pd, D, ceil = case
+    geo = _geometry(*shape[2:], K, S, Pd, D, ceil)
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 3, shape).astype(dtype)
+    u = rng.random(shape)
+    x[u < 0.15] = np.nan
+    x[(u >= 0.15) & (u < 0.45)] = -np.inf
+    x[0, 0] = -np.inf                                    # a plane of -inf only
+    y, idx = G.max_pool2d_fwd(dev(x, device), *geo)
+    cy, cidx = P.max_pool2d_fwd(x, *geo)
+    np.testing.assert_array_equal(host(y), cy)
+    np.testing.assert_array_equal(host(idx), cidx)
+    # one NaN and a few -inf (the reference takes a window of -inf's first tap in the padding)
+    x1 = x.copy()
+    x1[np.isnan(x1) | ((u >= 0.2) & (u < 0.45))] = 1.0
+    x1[0, 0] = rng.integers(0, 3, shape[2:])
+    x1[0, 0, 0, 0] = np.nan
+    y, idx = G.max_pool2d_fwd(dev(x1, device), *geo)
+    ry, ridx = R.max_pool_fwd(x1, *geo)
+    np.testing.assert_array_equal(host(y), ry)
+    np.testing.assert_array_equal(host(idx), ridx)
+
+
+@st.composite
+def _pool_case(draw):
+    K = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    S = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    Pd = (draw(st.integers(0, K[0] // 2)), draw(st.integers(0, K[1] // 2)))
+    D = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    H = (K[0] - 1) * D[0] + 1 + draw(st.integers(0, 5))
+    W = (K[1] - 1) * D[1] + 1 + draw(st.integers(0, 5))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), H, W)
+    return shape, K, S, Pd, D, draw(st.booleans())
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@settings(max_examples=12, deadline=None)
+@given(case=_pool_case(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_random_geometry(device, case, dtype, seed):
+    shape, K, S, Pd, D, ceil = case
+    geo = _geometry(*shape[2:], K, S, Pd, D, ceil)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    y, idx = G.max_pool2d_fwd(dev(x, device), *geo)
+    if _windows_nonempty(*shape[2:], geo):
+        ry, ridx = R.max_pool_fwd(x, *geo)
+        np.testing.assert_array_equal(host(y), ry)
+        np.testing.assert_array_equal(host(idx), ridx)
+    else:  # a window over padding only (dilation > padding): -inf, no index, no gradient
+        empty = host(idx) < 0
+        assert empty.any() and np.all(host(y)[empty] == -np.inf)
+    gy = rng.standard_normal(host(y).shape).astype(dtype)
+    gx = G.max_pool2d_bwd(dev(gy, device), idx, *shape[2:], *geo[:8])
+    np.testing.assert_array_equal(host(gx), P.plane_scatter(gy, host(idx), *shape[2:]))
+
+
+# --- average pool ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("count_include_pad,divisor", [(True, None), (False, None), (True, 3)])
+@pytest.mark.parametrize("case", [c for c in CASES if c[4] == (1, 1)],
+                         ids=[i for c, i in zip(CASES, IDS) if c[4] == (1, 1)])
+def test_avg_pool_fwd_bwd_match_reference(device, dtype, count_include_pad, divisor, case):
+    shape, K, S, Pd, _, ceil = case
+    H, W = shape[2:]
+    geo = _geometry(H, W, K, S, Pd, (1, 1), ceil)
+    OH, OW = geo[-2:]
+    hw = (*K, *S, *Pd)
+    inv = R.avg_pool_inv(H, W, *hw, OH, OW, count_include_pad, divisor, dtype)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    want = R.avg_pool_fwd(x, *hw, OH, OW, inv)
+    for xd in (dev(x, device), noncontiguous(x, device)):
+        y = G.avg_pool2d_fwd(xd, *hw, OH, OW, inv)
+        assert host(y).dtype == dtype
+        np.testing.assert_allclose(host(y), want, **_tol(dtype))
+    gy = rng.standard_normal(want.shape).astype(dtype)
+    want = R.avg_pool_bwd(gy, H, W, *hw, inv)
+    np.testing.assert_allclose(P.avg_pool2d_bwd(gy, H, W, *hw, inv), want, **_tol(dtype))
+    for gd in (dev(gy, device), noncontiguous(gy, device)):
+        gx = G.avg_pool2d_bwd(gd, H, W, *hw, inv)
+        np.testing.assert_allclose(host(gx), want, **_tol(dtype))
+    # inv already on the device, and of another dtype (cast to the input's)
+    gx = G.avg_pool2d_bwd(dev(gy, device), H, W, *hw, dev(inv.astype(np.float64), device))
+    np.testing.assert_allclose(host(gx), want, **_tol(dtype))
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@settings(max_examples=12, deadline=None)
+@given(case=_pool_case(), dtype=st.sampled_from(DTYPES), cip=st.booleans(),
+       divisor=st.sampled_from([None, 2, 5]), seed=st.integers(0, 2**32 - 1))
+def test_avg_pool_random_geometry(device, case, dtype, cip, divisor, seed):
+    shape, K, S, Pd, _, ceil = case
+    H, W = shape[2:]
+    OH, OW = _geometry(H, W, K, S, Pd, (1, 1), ceil)[-2:]
+    hw = (*K, *S, *Pd)
+    inv = R.avg_pool_inv(H, W, *hw, OH, OW, cip, divisor, dtype)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_allclose(host(G.avg_pool2d_fwd(dev(x, device), *hw, OH, OW, inv)),
+                               R.avg_pool_fwd(x, *hw, OH, OW, inv), **_tol(dtype))
+    gy = rng.standard_normal((*shape[:2], OH, OW)).astype(dtype)
+    np.testing.assert_allclose(host(G.avg_pool2d_bwd(dev(gy, device), H, W, *hw, inv)),
+                               R.avg_pool_bwd(gy, H, W, *hw, inv), **_tol(dtype))
+
+
+# --- plane scatter / gather (max_unpool2d, double backward) -----------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_plane_scatter_and_gather_match_reference(device, dtype):
+    rng = np.random.default_rng(4)
+    N, C, H, W, L = 3, 5, 7, 9, 33
+    idx = rng.integers(0, H * W, (N, C, L, 1))           # repeats: accumulation
+    idx[0, 0, :4, 0] = 5                                  # four values onto one element
+    g = rng.standard_normal((N, C, L, 1)).astype(dtype)
+    want = R.plane_scatter(g, idx, H, W)
+    for gd, idd in ((dev(g, device), dev(idx, device)),
+                    (noncontiguous(g, device), noncontiguous(idx, device))):
+        out = G.plane_scatter(gd, idd, H, W)
+        np.testing.assert_allclose(host(out), want, **_tol(dtype))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    want = R.plane_gather(x, idx)
+    for xd, idd in ((dev(x, device), dev(idx, device)),
+                    (noncontiguous(x, device), noncontiguous(idx, device))):
+        got = G.plane_gather(xd, idd)
+        assert host(got).shape == idx.shape
+        np.testing.assert_array_equal(host(got), want)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_plane_scatter_skips_missing_indices(device):
+    # -1 marks a window with no input element: no gradient, as in the CPU kernel
+    g = np.array([[[[1.0, 2.0, 4.0]]]])
+    idx = np.array([[[[3, -1, 0]]]])
+    out = host(G.plane_scatter(dev(g, device), dev(idx, device), 2, 2))
+    np.testing.assert_array_equal(out, P.plane_scatter(g, idx, 2, 2))
+    np.testing.assert_array_equal(out, [[[[4.0, 0.0], [0.0, 1.0]]]])
+    back = host(G.plane_gather(dev(out, device), dev(idx, device)))
+    np.testing.assert_array_equal(back, [[[[1.0, 0.0, 4.0]]]])
+
+
+# --- adaptive max pool ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("H,W,OH,OW", [(7, 9, 3, 4), (5, 5, 5, 5), (9, 4, 2, 7), (1, 6, 1, 4),
+                                       (13, 11, 1, 1), (6, 10, 4, 3)])
+def test_adaptive_max_pool_matches_reference(device, dtype, H, W, OH, OW):
+    rng = np.random.default_rng(5)
+    shape = (2, 3, H, W)
+    for x in (_distinct(shape, dtype, rng), rng.integers(-1, 2, shape).astype(dtype)):
+        ry, ridx = R.adaptive_max_fwd(x, OH, OW)
+        for xd in (dev(x, device), noncontiguous(x, device)):
+            y, idx = G.adaptive_max_pool2d_fwd(xd, OH, OW)
+            np.testing.assert_array_equal(host(y), ry)
+            np.testing.assert_array_equal(host(idx), ridx)
+    # NaN and -inf: the first maximum, the first NaN, as the CPU kernel and the reference
+    x = rng.integers(0, 3, shape).astype(dtype)
+    u = rng.random(shape)
+    x[u < 0.2] = np.nan
+    x[(u >= 0.2) & (u < 0.5)] = -np.inf
+    y, idx = G.adaptive_max_pool2d_fwd(dev(x, device), OH, OW)
+    cy, cidx = P.adaptive_max_pool2d_fwd(x, OH, OW)
+    ry, ridx = R.adaptive_max_fwd(x, OH, OW)
+    np.testing.assert_array_equal(host(y), cy)
+    np.testing.assert_array_equal(host(idx), cidx)
+    np.testing.assert_array_equal(host(idx), ridx)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_bad_input(device):
+    x = dev(np.zeros((1, 1, 4, 4), np.float16), device)
+    with pytest.raises(TypeError, match="max_pool2d.*float16"):
+        G.max_pool2d_fwd(x, 2, 2, 2, 2, 0, 0, 1, 1, 2, 2)
+    with pytest.raises(ValueError, match="avg_pool2d: expected a 4-D array"):
+        G.avg_pool2d_fwd(dev(np.ones((4, 4)), device), 2, 2, 2, 2, 0, 0, 2, 2, np.ones((2, 2)))
+    x = dev(np.ones((1, 1, 4, 4)), device)
+    with pytest.raises(ValueError, match=r"avg_pool2d: inv must have shape \(2, 2\)"):
+        G.avg_pool2d_fwd(x, 2, 2, 2, 2, 0, 0, 2, 2, np.ones((3, 2)))
+    g = dev(np.ones((1, 1, 2, 2)), device)
+    with pytest.raises(ValueError, match="plane_scatter: indices"):
+        G.plane_scatter(g, dev(np.zeros((1, 1, 3), np.int64), device), 4, 4)
+    with pytest.raises(ValueError, match="max_pool2d_backward: indices"):
+        G.max_pool2d_bwd(g, dev(np.zeros((1, 1, 2, 3), np.int64), device), 4, 4,
+                         2, 2, 2, 2, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="plane_gather: indices"):
+        G.plane_gather(x, dev(np.zeros((2, 1, 3), np.int64), device))
