@@ -215,3 +215,51 @@ def test_dispatchers_use_the_kernels(device):
     gx, _, _ = K.row_norm_bwd(dev(gy.reshape(x4.shape), device), dev(x4, device), mean, rstd,
                               None, out_shape=(4, 6, 10))
     assert gx.shape == (4, 6, 10)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer_affine", "layer", "instance", "group"])
+def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
+    """The norm ops of minicnn/ops/norm.py, forward and backward (running statistics included),
+    give the same results with the dispatchers sending their NumPy arrays to the CUDA launch
+    functions (run by the emulator) as on the CPU path."""
+    from tests.cuda_util import emulator
+    if not emulator.available():
+        pytest.skip("no C++ compiler for the CUDA emulator")
+    import minicnn as mc
+    import minicnn.functional as F
+
+    rng = np.random.default_rng(11)
+    x0 = rng.standard_normal((3, 4, 5, 3)) + 50.0
+    gy0 = rng.standard_normal((3, 4, 5, 3))
+    w0, b0 = rng.standard_normal(4), rng.standard_normal(4)
+    wl, bl = rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 5, 3))
+
+    def run():
+        x = mc.tensor(x0, requires_grad=True)
+        w, b = mc.tensor(w0, requires_grad=True), mc.tensor(b0, requires_grad=True)
+        rm, rv = mc.tensor(np.zeros(4)), mc.tensor(np.ones(4))
+        if norm == "batch":
+            y = F.batch_norm(x, rm, rv, w, b, training=True)
+        elif norm == "layer_affine":
+            w, b = mc.tensor(wl, requires_grad=True), mc.tensor(bl, requires_grad=True)
+            y = F.layer_norm(x, (4, 5, 3), w, b)
+        elif norm == "layer":
+            y = F.layer_norm(x, (5, 3))
+        elif norm == "instance":
+            y = F.instance_norm(x, rm, rv, w, b)
+        else:
+            y = F.group_norm(x, 2, w, b)
+        y.backward(mc.tensor(gy0))
+        grads = [x.grad] + ([w.grad, b.grad] if w.grad is not None else [])
+        return [y.data, rm.data, rv.data] + [g.data for g in grads]
+
+    want = run()
+    monkeypatch.setattr(K, "_is_cpu", lambda *arrays: False)
+    calls = []
+    stats = C._stats
+    monkeypatch.setattr(C, "_stats", lambda *a: calls.append(1) or stats(*a))
+    got = run()
+    assert calls, "the CUDA launch functions did not run"
+    assert len(got) == len(want)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
