@@ -4,6 +4,7 @@ end to end. "emu" runs the kernels under the CPU emulator, "cuda" on a GPU."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minicnn as mc
 import minicnn.functional as F
@@ -88,6 +89,22 @@ def test_im2col_col2im_bad_input(device):
         CC.im2col(dev(np.zeros((1, 1, 3, 3), np.int32), device), 1, 1, 1, 1, 0, 0, 1, 1, 3, 3)
 
 
+def test_fastdiv_magic_numbers():
+    """conv.cu's fdiv: (n * mul) >> shift == n // d for every 0 <= n < 2**31."""
+    rng = np.random.default_rng(0)
+    ds = list(range(1, 600)) + [int(d) for d in rng.integers(1, 2**31, 300)] + [2**31 - 1, 2**30]
+    for d in ds:
+        mul, shift = CC.fastdiv(d)
+        assert 0 < mul < 2**32
+        ns = [0, 1, d - 1, d, d + 1, 2**31 - 1, (2**31 - 1) // d * d - 1] + [
+            int(n) for n in rng.integers(0, 2**31, 20)]
+        for n in ns:
+            if n >= 0:
+                assert (n * mul) >> shift == n // d, (n, d)
+    with pytest.raises(ValueError, match="fastdiv: divisor must be positive"):
+        CC.fastdiv(0)
+
+
 # --- implicit GEMM forward ---------------------------------------------------------------------
 
 IG_CASES = [  # N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, G, bias
@@ -129,6 +146,20 @@ def test_implicit_gemm_matches_reference(device, dtype, case):
     y = host(y)
     assert y.dtype == dtype and y.shape == ref.shape
     np.testing.assert_allclose(y, ref, **_tol(dtype, w[0].size))
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@settings(max_examples=12, deadline=None)
+@given(g=geometry(), K=st.integers(1, 70), G=st.sampled_from([1, 2, 3]))
+def test_implicit_gemm_random_geometry(device, g, K, G):
+    C, K = g["C"] * G, K * G
+    rng = np.random.default_rng(g["seed"])
+    x = rng.standard_normal((g["N"], C, g["H"], g["W"])).astype(g["dtype"])
+    w = rng.standard_normal((K, g["C"], g["KH"], g["KW"])).astype(g["dtype"])
+    hp = _args(g, *HYPER[2:])
+    y = host(CC.implicit_gemm_conv2d(dev(x, device), dev(w, device), *hp, g["OH"], g["OW"], G))
+    ref = RC.conv2d(x.astype(np.float64), w.astype(np.float64), *hp, G)
+    np.testing.assert_allclose(y, ref, **_tol(g["dtype"], w[0].size))
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)

@@ -24,6 +24,19 @@ def _blocks(n):
     return max(1, min((n + THREADS - 1) // THREADS, MAX_BLOCKS))
 
 
+def fastdiv(d):
+    """(mul, shift) with n // d == (n * mul) >> shift for 0 <= n < 2**31 (conv.cu's fdiv)."""
+    d = int(d)
+    if d < 1:
+        raise ValueError(f"fastdiv: divisor must be positive, got {d}")
+    shift = 31 + (d - 1).bit_length()
+    return -(-(1 << shift) // d), shift
+
+
+def _fd(*divisors):
+    return tuple(v for d in divisors for v in fastdiv(d))
+
+
 def _float(op, a):
     if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
         raise TypeError(f"{op}: expected float32 or float64, got {a.dtype}")
@@ -43,7 +56,8 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
     if total:
         module.kernel("conv", "im2col_fwd_kernel", x.dtype)(
             _blocks(total), THREADS,
-            (x, col, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total))
+            (x, col, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total)
+            + _fd(OW, OH, N, KW, KH))
     return col
 
 
@@ -61,7 +75,8 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     if total:
         module.kernel("conv", "col2im_fwd_kernel", col.dtype)(
             _blocks(total), THREADS,
-            (col, img, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total))
+            (col, img, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total)
+            + _fd(W, H, C, SH, SW))
     return img
 
 
