@@ -272,18 +272,18 @@ __global__ void ce_fwd_kernel(const T* __restrict__ x, const long long* __restri
     const bool valid = row < M;
     const int n = valid ? C : 0;
     const T* xr = x + (valid ? static_cast<long long>(row) * C : 0);
-    T m;
-    double s;
-    row_state(xr, n, k, group, m, s, red_m, red_s);
-    double wx = 0.0;  // sum_c w_c x_c, only with smoothing
-    if (smooth != 0.0) {
-        if (has_w) {
-            for (int i = k; i < n; i += group) wx += w[i] * static_cast<double>(xr[i]);
-        } else {
-            for (int i = k; i < n; i += group) wx += static_cast<double>(xr[i]);
-        }
-        wx = group > 32 ? block_sum(wx, red_s) : group_sum(wx, group);
+    // one pass over the row: the online (m, s) and, with smoothing, wx = sum_c w_c x_c
+    T m = neg_inf<T>();
+    double s = 0.0, wx = 0.0;
+    const bool smoothed = smooth != 0.0;
+    for (int i = k; i < n; i += group) {
+        const T v = xr[i];
+        ms_push(m, s, v);
+        if (smoothed) wx += (has_w ? w[i] : 1.0) * static_cast<double>(v);
     }
+    if (group > 32) block_merge(m, s, red_m, red_s);
+    else warp_merge(m, s, group);
+    if (smoothed) wx = group > 32 ? block_sum(wx, red_s) : group_sum(wx, group);
     if (valid && k == 0) {
         const double l = static_cast<double>(m) + log(s);
         const long long tr = t[row];
