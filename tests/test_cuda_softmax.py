@@ -237,8 +237,18 @@ def test_cross_entropy_large_logits_ignore_and_noncontiguous(device, dtype):
     # an ignore_index that is a real class; every row ignored
     t2 = t.copy()
     t2[t2 == -100] = 2
-    _ce_check(device, dtype, x, t2, w, 2, 0.05, g)
+    _ce_check(device, dtype, x, t2.astype(np.int32), w, 2, 0.05, g)   # int32 targets
     _ce_check(device, dtype, x, np.full(6, 7, np.int64), w, 7, 0.1, g)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_cross_entropy_no_rows(device):
+    x = dev(np.zeros((0, 4), np.float32), device)
+    t = dev(np.zeros(0, np.int64), device)
+    loss, lse = S.ce_fwd(x, t, None, -100, 0.1)
+    assert host(loss).shape == host(lse).shape == (0,)
+    gx = S.ce_bwd(x, t, None, -100, 0.1, lse, dev(np.zeros(0), device))
+    assert host(gx).shape == (0, 4)
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
