@@ -1,17 +1,18 @@
 """Dispatchers of the int8 quantization kernels: NumPy arrays go to the Numba kernels
-(kernels/cpu/quant.py), CuPy arrays to xp-generic CuPy code (integer matmul on int32-cast
-arrays; im2col_int8 runs the reference, which is xp-generic).
-
-The CuPy path is written against CuPy's NumPy-compatible API but is UNTESTED here (no GPU in the
-session that wrote it). The NumPy references live in kernels/reference/quant.py.
+(kernels/cpu/quant.py), CuPy arrays to the CUDA kernels (kernels/cuda/quant.py: element-wise
+quantize/dequantize, a tiled __dp4a int8 GEMM with int32 accumulation, an int8 im2col gather).
+The NumPy references live in kernels/reference/quant.py; all three agree bit for bit.
 """
 import numpy as np
 
 from minicnn.backend import get_array_module
 
-from .reference import quant as _ref
-
 _INT8_MIN, _INT8_MAX = -128, 127
+
+
+def _cuda():
+    from .cuda import quant  # noqa: PLC0415 -- only with CuPy arrays
+    return quant
 
 
 def _conv_out(H, W, KH, KW, SH, SW, PH, PW, DH, DW):
@@ -24,8 +25,7 @@ def quantize_per_tensor(x, scale, zero_point=0, qmin=_INT8_MIN, qmax=_INT8_MAX):
     """float -> int8: clip(rint(x / scale) + zero_point, qmin, qmax)."""
     xp = get_array_module(x)
     if xp is not np:
-        q = xp.rint(x.astype(xp.float32) / xp.float32(scale)) + xp.float32(zero_point)
-        return xp.clip(q, qmin, qmax).astype(xp.int8)
+        return _cuda().quantize_per_tensor(x, scale, zero_point, qmin, qmax)
     from .cpu.quant import quantize_per_tensor_kernel  # noqa: PLC0415
     xc = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty(xc.shape, np.int8)
@@ -46,10 +46,7 @@ def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127)
         raise ValueError(f"quantize_per_channel: expected {C} scales/zero points for axis {axis} "
                          f"of shape {list(x.shape)}, got {scale.shape[0]} and {zp.shape[0]}")
     if xp is not np:
-        shape = [1] * x.ndim
-        shape[axis] = C
-        q = xp.rint(x.astype(xp.float32) / scale.reshape(shape)) + zp.reshape(shape)
-        return xp.clip(q, qmin, qmax).astype(xp.int8)
+        return _cuda().quantize_per_channel(x, scale, zp, axis, qmin, qmax)
     from .cpu.quant import quantize_per_channel_kernel  # noqa: PLC0415
     xc = np.ascontiguousarray(x, dtype=np.float32)
     P = int(np.prod(x.shape[:axis], dtype=np.int64))
@@ -63,9 +60,9 @@ def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127)
 def dequantize(q, scale, zero_point=0, axis=None):
     """int8 -> float32: (q - zero_point) * scale; per channel along `axis` when given."""
     xp = get_array_module(q)
-    if axis is not None or xp is not np:
-        if axis is None:
-            return (q.astype(xp.float32) - xp.float32(zero_point)) * xp.float32(scale)
+    if xp is not np:
+        return _cuda().dequantize(q, scale, zero_point, axis)
+    if axis is not None:
         shape = [1] * q.ndim
         shape[axis] = -1
         s = xp.asarray(scale, dtype=xp.float32).reshape(shape)
@@ -89,7 +86,7 @@ def qgemm_nt(a, b, a_zp=0):
         raise TypeError(f"qgemm_nt: expected int8 inputs, got {a.dtype} and {b.dtype}")
     xp = get_array_module(a, b)
     if xp is not np:
-        return xp.matmul(a.astype(xp.int32) - xp.int32(a_zp), b.astype(xp.int32).T)
+        return _cuda().qgemm_nt(a, b, a_zp)
     from .cpu.quant import qgemm_nt_kernel  # noqa: PLC0415
     out = np.empty((a.shape[0], b.shape[0]), np.int32)
     qgemm_nt_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), np.int32(a_zp), out)
@@ -104,7 +101,7 @@ def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
         raise ValueError(f"im2col_int8: kernel ({KH}x{KW}) with dilation ({DH}, {DW}) is larger "
                          f"than the padded input of size {list(x.shape)}")
     if get_array_module(x) is not np:
-        return _ref.im2col_int8(x, KH, KW, SH, SW, PH, PW, DH, DW, pad_value)
+        return _cuda().im2col_int8(x, KH, KW, SH, SW, PH, PW, DH, DW, pad_value)
     from .cpu.quant import im2col_int8_kernel  # noqa: PLC0415
     out = np.empty((N * OH * OW, C * KH * KW), np.int8)
     im2col_int8_kernel(np.ascontiguousarray(x, dtype=np.int8), KH, KW, SH, SW, PH, PW, DH, DW,
