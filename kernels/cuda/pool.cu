@@ -82,9 +82,10 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
     }
 }
 
-// gx (one thread per input element): the windows whose tap (kh, kw) lands on (h, w) are
-// oh = (h + PH - kh * DH) / SH when that divides; kh runs downwards so oh (and ow) run upwards,
-// the CPU scatter's order.
+// gx (one thread per input element), summed over the covering windows in the CPU scatter's
+// (oh, ow) order. Without dilation they are a range (as in avg_pool_bwd_kernel); with it, the
+// windows whose tap (kh, kw) lands on (h, w): oh = (h + PH - kh * DH) / SH when that divides,
+// kh running downwards so that oh runs upwards.
 template <typename T>
 __global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const long long* __restrict__ idx,
                                     T* __restrict__ gx, int n, int H, int W, int OH, int OW,
@@ -97,18 +98,31 @@ __global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const long long* _
         const long long me = static_cast<long long>(h) * W + w;
         const long long base = static_cast<long long>(p) * OH * OW;
         T s = T(0);
-        for (int kh = KH - 1; kh >= 0; --kh) {
-            const int th = h + PH - kh * DH;
-            if (th < 0 || th % SH != 0) continue;
-            const int oh = th / SH;
-            if (oh >= OH) continue;
-            for (int kw = KW - 1; kw >= 0; --kw) {
-                const int tw = w + PW - kw * DW;
-                if (tw < 0 || tw % SW != 0) continue;
-                const int ow = tw / SW;
-                if (ow >= OW) continue;
-                const long long o = base + oh * OW + ow;
-                if (idx[o] == me) s += gy[o];
+        if (DH == 1 && DW == 1) {  // (uniform branch) the covering windows are a range, no %
+            const int th = h + PH, tw = w + PW;
+            const int oh0 = th >= KH ? (th - KH) / SH + 1 : 0;
+            const int oh1 = min(th / SH + 1, OH);
+            const int ow0 = tw >= KW ? (tw - KW) / SW + 1 : 0;
+            const int ow1 = min(tw / SW + 1, OW);
+            for (int oh = oh0; oh < oh1; ++oh)
+                for (int ow = ow0; ow < ow1; ++ow) {
+                    const long long o = base + oh * OW + ow;
+                    if (idx[o] == me) s += gy[o];
+                }
+        } else {
+            for (int kh = KH - 1; kh >= 0; --kh) {
+                const int th = h + PH - kh * DH;
+                if (th < 0 || th % SH != 0) continue;
+                const int oh = th / SH;
+                if (oh >= OH) continue;
+                for (int kw = KW - 1; kw >= 0; --kw) {
+                    const int tw = w + PW - kw * DW;
+                    if (tw < 0 || tw % SW != 0) continue;
+                    const int ow = tw / SW;
+                    if (ow >= OW) continue;
+                    const long long o = base + oh * OW + ow;
+                    if (idx[o] == me) s += gy[o];
+                }
             }
         }
         gx[i] = s;
