@@ -307,3 +307,50 @@ def test_bad_input(device):
                          2, 2, 2, 2, 0, 0, 1, 1)
     with pytest.raises(ValueError, match="plane_gather: indices"):
         G.plane_gather(x, dev(np.zeros((2, 1, 3), np.int64), device))
+
+
+# --- the ops through the dispatchers' CUDA branches ----------------------------------------------
+
+OP_CASES = [
+    lambda F, x: F.max_pool2d(x, 3, 2, 1),
+    lambda F, x: F.max_pool2d(x, (2, 3), (1, 2), (1, 0), dilation=(2, 1), ceil_mode=True),
+    lambda F, x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+    lambda F, x: F.avg_pool2d(x, 2, divisor_override=3),
+    lambda F, x: F.adaptive_max_pool2d(x, (4, 3)),
+    lambda F, x: F.adaptive_avg_pool2d(x, (7, 3)),   # an avg_pool2d (1, 3); else a matmul
+    lambda F, x: F.max_unpool2d(*F.max_pool2d(x, 2, return_indices=True), 2, output_size=(7, 9)),
+]
+
+
+@pytest.mark.parametrize("fn", OP_CASES, ids=["max3s2", "max_dil_ceil", "avg_ceil_nopad",
+                                              "avg_divisor", "adaptive_max", "adaptive_avg",
+                                              "unpool"])
+def test_ops_through_cuda_dispatch_match_cpu(fn, monkeypatch):
+    # The dispatchers take the CUDA branch for NumPy arrays too, so the launch functions run
+    # under the emulator inside the real ops: forward, backward (the max-pool gather with its
+    # window), and second derivatives (plane_gather), against the CPU kernels.
+    import minicnn as mc
+    import minicnn.functional as F
+    import minicnn.kernels.pool as KP
+
+    def run():
+        rng = np.random.default_rng(6)
+        x = mc.tensor(_distinct((2, 3, 7, 9), np.float64, rng) * 0.01, requires_grad=True)
+        y = fn(F, x)
+        g = mc.tensor(rng.standard_normal(tuple(y.shape)), requires_grad=True)
+        (gx,) = mc.autograd.grad(y ** 2, [x], g, create_graph=True)
+        v = mc.tensor(rng.standard_normal(tuple(x.shape)))
+        ggx, gg = mc.autograd.grad((gx * v).sum(), [x, g])
+        return [t.numpy() for t in (y, gx, ggx, gg)]
+
+    want = run()
+    calls = []
+
+    def to_cuda(a):
+        calls.append(type(a))
+        return True
+    monkeypatch.setattr(KP, "is_cuda_array", to_cuda)
+    got = run()
+    assert calls, "the CUDA branches did not run"
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
