@@ -33,11 +33,12 @@ def _data(rng, shape, dtype, shift):
 
 @pytest.fixture(params=[False, True], ids=["onepass", "split"])
 def split(request, monkeypatch):
-    """split: every reduction of more than 64 elements runs over several blocks (B > 1), and
-    the layer-norm column kernel over several row groups."""
+    """split: every reduction of more than 64 elements runs over several blocks (B > 1), the
+    layer-norm column kernel over several row groups, the element loops over a 2-block grid."""
     if request.param:
         monkeypatch.setattr(C, "MIN_CHUNK", 64)
         monkeypatch.setattr(C, "COL_MIN_ROWS", 4)
+        monkeypatch.setattr(C, "APPLY_BLOCKS", 2)   # element loops wrap around the grid
     return request.param
 
 

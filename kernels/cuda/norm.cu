@@ -29,6 +29,14 @@
 
 #include "common.cuh"
 
+#define UNROLL 4  // elements per thread and loop trip: independent loads in flight
+
+// for (e = each element of this thread) in groups of UNROLL: e = base + u * blockDim.x.
+#define UNROLLED_LOOP(base, total)                                                        \
+    for (long long base = static_cast<long long>(blockIdx.x) * blockDim.x * UNROLL +      \
+                          threadIdx.x;                                                    \
+         base < (total); base += static_cast<long long>(gridDim.x) * blockDim.x * UNROLL)
+
 struct Wf {
     double n, m, M2;
 };
@@ -127,13 +135,22 @@ __global__ void norm_stats_kernel(const T* __restrict__ x, int irun, int rstride
     const double K = static_cast<double>(xq[0]);
     double s = 0.0, s2 = 0.0;
     int cnt = 0;
-    Walk w(start + static_cast<int>(threadIdx.x), blockDim.x, irun);
-    for (int t = start + threadIdx.x; t < end; t += blockDim.x) {
-        const double d = static_cast<double>(xq[w.offset(rstride)]) - K;
-        s += d;
-        s2 += d * d;
-        ++cnt;
-        w.next(irun);
+    const int nt = blockDim.x;
+    Walk w(start + static_cast<int>(threadIdx.x), nt, irun);
+    for (int t = start + threadIdx.x; t < end; t += UNROLL * nt) {
+        double d[UNROLL];  // UNROLL independent loads in flight per thread
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const bool ok = t + u * nt < end;
+            d[u] = ok ? static_cast<double>(xq[w.offset(rstride)]) - K : 0.0;
+            cnt += ok ? 1 : 0;
+            w.next(irun);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            s += d[u];
+            s2 += d[u] * d[u];
+        }
     }
     Wf v;
     v.n = static_cast<double>(cnt);
@@ -192,14 +209,27 @@ __global__ void norm_bwd_sums_kernel(const T* __restrict__ gy, const T* __restri
     const T* wq = w + (has_w ? (q % G) * irun : 0);
     const double m = mean[q / msdiv];
     double a = 0.0, c = 0.0;
-    Walk wk(start + static_cast<int>(threadIdx.x), blockDim.x, irun);
-    for (int t = start + threadIdx.x; t < end; t += blockDim.x) {
-        const int o = wk.offset(rstride);
-        double g = static_cast<double>(gq[o]);
-        if (has_w) g *= static_cast<double>(wq[wk.i]);
-        a += g;
-        c += g * (static_cast<double>(xq[o]) - m);
-        wk.next(irun);
+    const int nt = blockDim.x;
+    Walk wk(start + static_cast<int>(threadIdx.x), nt, irun);
+    for (int t = start + threadIdx.x; t < end; t += UNROLL * nt) {
+        double g[UNROLL], xm[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            g[u] = 0.0;
+            xm[u] = 0.0;
+            if (t + u * nt < end) {
+                const int o = wk.offset(rstride);
+                g[u] = static_cast<double>(gq[o]);
+                if (has_w) g[u] *= static_cast<double>(wq[wk.i]);
+                xm[u] = static_cast<double>(xq[o]) - m;
+            }
+            wk.next(irun);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            a += g[u];
+            c += g[u] * xm[u];
+        }
     }
     a = block_sum(a, sh);
     c = block_sum(c, sh);
@@ -241,16 +271,29 @@ __global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __r
                                       int M, unsigned int mM, int sM, int I, unsigned int mI,
                                       int sI, int S, int G, unsigned int mG, int sG,
                                       T* __restrict__ y) {
-    GRID_LOOP(e, total) {
-        const int r = udiv(e, mM, sM);
-        double v = (static_cast<double>(x[e]) - mean[r]) * rstd[r];
-        if (has_w || has_b) {
-            const int s = udiv(e - r * M, mI, sI);
-            const int k = (r - udiv(r, mG, sG) * G) * S + s;
-            if (has_w) v *= static_cast<double>(w[k]);
-            if (has_b) v += static_cast<double>(b[k]);
+    UNROLLED_LOOP(base, total) {
+        T xv[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long e = base + u * blockDim.x;
+            xv[u] = e < total ? x[e] : T(0);
         }
-        y[e] = static_cast<T>(v);
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long el = base + u * blockDim.x;
+            if (el < total) {
+                const int e = static_cast<int>(el);
+                const int r = udiv(e, mM, sM);
+                double v = (static_cast<double>(xv[u]) - mean[r]) * rstd[r];
+                if (has_w || has_b) {
+                    const int s = udiv(e - r * M, mI, sI);
+                    const int k = (r - udiv(r, mG, sG) * G) * S + s;
+                    if (has_w) v *= static_cast<double>(w[k]);
+                    if (has_b) v += static_cast<double>(b[k]);
+                }
+                y[e] = static_cast<T>(v);
+            }
+        }
     }
 }
 
@@ -266,16 +309,30 @@ __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __r
                                           unsigned int mM, int sM, int I, unsigned int mI, int sI,
                                           int S, int G, unsigned int mG, int sG,
                                           T* __restrict__ gx) {
-    GRID_LOOP(e, total) {
-        const int r = udiv(e, mM, sM);
-        double g = static_cast<double>(gy[e]);
-        if (has_w) {
-            const int s = udiv(e - r * M, mI, sI);
-            g *= static_cast<double>(w[(r - udiv(r, mG, sG) * G) * S + s]);
+    UNROLLED_LOOP(base, total) {
+        T gv[UNROLL], xv[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long e = base + u * blockDim.x;
+            gv[u] = e < total ? gy[e] : T(0);
+            xv[u] = e < total ? x[e] : T(0);
         }
-        const double rs = rstd[r];
-        const double xhat = (static_cast<double>(x[e]) - mean[r]) * rs;
-        gx[e] = static_cast<T>(rs * (g - ra[r] * invM - xhat * (rs * rc[r] * invM)));
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long el = base + u * blockDim.x;
+            if (el < total) {
+                const int e = static_cast<int>(el);
+                const int r = udiv(e, mM, sM);
+                double g = static_cast<double>(gv[u]);
+                if (has_w) {
+                    const int s = udiv(e - r * M, mI, sI);
+                    g *= static_cast<double>(w[(r - udiv(r, mG, sG) * G) * S + s]);
+                }
+                const double rs = rstd[r];
+                const double xhat = (static_cast<double>(xv[u]) - mean[r]) * rs;
+                gx[e] = static_cast<T>(rs * (g - ra[r] * invM - xhat * (rs * rc[r] * invM)));
+            }
+        }
     }
 }
 
@@ -300,6 +357,7 @@ __global__ void row_norm_bwd_cols_kernel(const T* __restrict__ gy, const T* __re
         const double wv = has_w ? static_cast<double>(w[j]) : 1.0;
         const int n1 = min(N, (p + 1) * rpg);
         double sw = 0.0, sb = 0.0;
+#pragma unroll 4
         for (int n = p * rpg; n < n1; ++n) {
             const int r = n * G + g, e = n * GS + j;
             const double rs = rstd[r];
@@ -343,10 +401,23 @@ template <typename T>
 __global__ void chan_affine_kernel(const T* __restrict__ x, const double* __restrict__ scale,
                                    const double* __restrict__ shift, int total, unsigned int mI,
                                    int sI, int C, unsigned int mC, int sC, T* __restrict__ y) {
-    GRID_LOOP(e, total) {
-        const int q = udiv(e, mI, sI);
-        const int c = q - udiv(q, mC, sC) * C;
-        y[e] = static_cast<T>(static_cast<double>(x[e]) * scale[c] + shift[c]);
+    UNROLLED_LOOP(base, total) {
+        T xv[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long e = base + u * blockDim.x;
+            xv[u] = e < total ? x[e] : T(0);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long el = base + u * blockDim.x;
+            if (el < total) {
+                const int e = static_cast<int>(el);
+                const int q = udiv(e, mI, sI);
+                const int c = q - udiv(q, mC, sC) * C;
+                y[e] = static_cast<T>(static_cast<double>(xv[u]) * scale[c] + shift[c]);
+            }
+        }
     }
 }
 
@@ -359,13 +430,27 @@ __global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restr
                                       const double* __restrict__ sc, double invM, int total,
                                       unsigned int mI, int sI, int C, unsigned int mC, int sC,
                                       T* __restrict__ gx) {
-    GRID_LOOP(e, total) {
-        const int q = udiv(e, mI, sI);
-        const int c = q - udiv(q, mC, sC) * C;
-        const double rs = rstd[c];
-        const double k = has_w ? static_cast<double>(w[c]) * rs : rs;
-        const double xmu = static_cast<double>(x[e]) - mean[c];
-        gx[e] = static_cast<T>(k * (static_cast<double>(gy[e]) - sa[c] * invM -
-                                    xmu * (rs * rs * sc[c] * invM)));
+    UNROLLED_LOOP(base, total) {
+        T gv[UNROLL], xv[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long e = base + u * blockDim.x;
+            gv[u] = e < total ? gy[e] : T(0);
+            xv[u] = e < total ? x[e] : T(0);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long el = base + u * blockDim.x;
+            if (el < total) {
+                const int e = static_cast<int>(el);
+                const int q = udiv(e, mI, sI);
+                const int c = q - udiv(q, mC, sC) * C;
+                const double rs = rstd[c];
+                const double k = has_w ? static_cast<double>(w[c]) * rs : rs;
+                const double xmu = static_cast<double>(xv[u]) - mean[c];
+                gx[e] = static_cast<T>(k * (static_cast<double>(gv[u]) - sa[c] * invM -
+                                            xmu * (rs * rs * sc[c] * invM)));
+            }
+        }
     }
 }

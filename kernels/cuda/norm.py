@@ -85,8 +85,11 @@ def _f64(xp, a, n, op, name):
     return xp.ascontiguousarray(a, dtype=F64).reshape(-1)
 
 
+UNROLL = 4  # elements per thread and trip of the element loops (norm.cu)
+
+
 def _grid(total):
-    return min(-(-total // BLOCK), APPLY_BLOCKS)
+    return min(-(-total // (BLOCK * UNROLL)), APPLY_BLOCKS)
 
 
 def _stats(xp, x, Q, total, irun, rstride, qstride, eps, mode):
@@ -169,7 +172,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     a, c = _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, S, R * S, I, I, 0, I)
     ra, rc = module.empty(xp, (R,), F64), module.empty(xp, (R,), F64)
     gw = module.empty(xp, (N, G, S), F64)
-    _k("norm_seg_rows_kernel", x.dtype)(_grid(R), BLOCK, (
+    _k("norm_seg_rows_kernel", x.dtype)(min(-(-R // BLOCK), APPLY_BLOCKS), BLOCK, (
         a, c, rstd, w, has_w, S, G, R, ra, rc, gw))
     _k("row_norm_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
         gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, x.size, M, *magic(M), I, *magic(I), S, G,
