@@ -25,6 +25,7 @@
 // bases aligned), else 4 byte loads packed (K not a multiple of 4). Out-of-range rows and k are
 // zeros, which add nothing. Arithmetic per block and 64-byte k-step: 64*64*16 dp4a for 8 KiB
 // of shared loads.
+// Types: int8 is written `signed char` and int32 `int` (NVRTC has no <stdint.h>).
 #include "common.cuh"
 
 #ifdef __CUDACC__
@@ -39,18 +40,18 @@ inline float sub_rn_(float a, float b) { return a - b; }
 inline float mul_rn_(float a, float b) { return a * b; }
 #endif
 
-__device__ __forceinline__ int8_t quantize_(float x, float scale, float zp, float qmin,
+__device__ __forceinline__ signed char quantize_(float x, float scale, float zp, float qmin,
                                             float qmax) {
     float q = add_rn_(rintf(div_rn_(x, scale)), zp);
     if (q < qmin) q = qmin;
     else if (q > qmax) q = qmax;
-    return static_cast<int8_t>(static_cast<int>(q));
+    return static_cast<signed char>(static_cast<int>(q));
 }
 
 template <typename T>
 __global__ void __launch_bounds__(256) quantize_per_tensor_kernel(
-    const T* __restrict__ x, int8_t* __restrict__ out, int n, float scale, float zp, float qmin,
-    float qmax) {
+    const T* __restrict__ x, signed char* __restrict__ out, int n, float scale, float zp,
+    float qmin, float qmax) {
     GRID_LOOP(i, n) { out[i] = quantize_(static_cast<float>(x[i]), scale, zp, qmin, qmax); }
 }
 
@@ -58,7 +59,7 @@ __global__ void __launch_bounds__(256) quantize_per_tensor_kernel(
 template <typename T>
 __global__ void __launch_bounds__(256) quantize_per_channel_kernel(
     const T* __restrict__ x, const float* __restrict__ scale, const float* __restrict__ zp,
-    int8_t* __restrict__ out, int n, int C, int Q, float qmin, float qmax) {
+    signed char* __restrict__ out, int n, int C, int Q, float qmin, float qmax) {
     GRID_LOOP(i, n) {
         const int c = (i / Q) % C;
         out[i] = quantize_(static_cast<float>(x[i]), scale[c], zp[c], qmin, qmax);
@@ -66,13 +67,13 @@ __global__ void __launch_bounds__(256) quantize_per_channel_kernel(
 }
 
 extern "C" __global__ void __launch_bounds__(256) dequantize_kernel(
-    const int8_t* __restrict__ q, float* __restrict__ out, int n, float scale, float zp) {
+    const signed char* __restrict__ q, float* __restrict__ out, int n, float scale, float zp) {
     GRID_LOOP(i, n) { out[i] = mul_rn_(sub_rn_(static_cast<float>(q[i]), zp), scale); }
 }
 
 extern "C" __global__ void __launch_bounds__(256) dequantize_per_channel_kernel(
-    const int8_t* __restrict__ q, const float* __restrict__ scale, const float* __restrict__ zp,
-    float* __restrict__ out, int n, int C, int Q) {
+    const signed char* __restrict__ q, const float* __restrict__ scale,
+    const float* __restrict__ zp, float* __restrict__ out, int n, int C, int Q) {
     GRID_LOOP(i, n) {
         const int c = (i / Q) % C;
         out[i] = mul_rn_(sub_rn_(static_cast<float>(q[i]), zp[c]), scale[c]);
@@ -81,7 +82,7 @@ extern "C" __global__ void __launch_bounds__(256) dequantize_per_channel_kernel(
 
 // bzp[n] = a_zp * sum_k b[n, k] (mod 2^32): one warp per row of b, lanes striding over k.
 extern "C" __global__ void __launch_bounds__(256) qgemm_bsum_kernel(
-    const int8_t* __restrict__ b, int* __restrict__ bzp, int N, int K, int a_zp) {
+    const signed char* __restrict__ b, int* __restrict__ bzp, int N, int K, int a_zp) {
     const int lane = threadIdx.x & 31;
     const int warps = (blockDim.x >> 5) * gridDim.x;
     for (int row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < N; row += warps) {
@@ -104,20 +105,21 @@ struct alignas(16) Int4_ {
 };
 
 // Word kw of row `row` of an (R, K) int8 matrix, k bytes from k0 + 4 kw; zeros outside.
-__device__ __forceinline__ int load_word_(const int8_t* __restrict__ m, int R, int K, int row,
+__device__ __forceinline__ int load_word_(const signed char* __restrict__ m, int R, int K, int row,
                                           int k, bool words) {
     if (row >= R || k >= K) return 0;
-    const int8_t* p = m + static_cast<long long>(row) * K + k;
+    const signed char* p = m + static_cast<long long>(row) * K + k;
     if (words) return *reinterpret_cast<const int*>(p);
     unsigned int w = 0;
     for (int j = 0; j < 4; ++j)
-        if (k + j < K) w |= (static_cast<unsigned int>(static_cast<unsigned char>(p[j]))) << (8 * j);
+        if (k + j < K) w |= static_cast<unsigned int>(static_cast<unsigned char>(p[j])) << (8 * j);
     return static_cast<int>(w);
 }
 
 extern "C" __global__ void __launch_bounds__(256) qgemm_nt_kernel(
-    const int8_t* __restrict__ a, const int8_t* __restrict__ b, const int* __restrict__ bzp,
-    int* __restrict__ out, int M, int N, int K, bool words, bool has_zp) {
+    const signed char* __restrict__ a, const signed char* __restrict__ b,
+    const int* __restrict__ bzp, int* __restrict__ out, int M, int N, int K, bool words,
+    bool has_zp) {
     // 16-byte aligned through the element type (Int4_), used as int [QG_BKW][QG_LD]
     __shared__ Int4_ As_[QG_BKW * QG_LD / 4], Bs_[QG_BKW * QG_LD / 4];
     int(*As)[QG_LD] = reinterpret_cast<int(*)[QG_LD]>(As_);
@@ -170,8 +172,8 @@ extern "C" __global__ void __launch_bounds__(256) qgemm_nt_kernel(
 
 // out[r, col]: r = (n OH + oh) OW + ow, col = (c KH + i) KW + j; one element per thread.
 extern "C" __global__ void __launch_bounds__(256) im2col_int8_kernel(
-    const int8_t* __restrict__ x, int8_t* __restrict__ out, int total, int C, int H, int W,
-    int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW,
+    const signed char* __restrict__ x, signed char* __restrict__ out, int total, int C, int H,
+    int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW,
     int pad_value) {
     const int CK = C * KH * KW;
     GRID_LOOP(e, total) {
@@ -179,7 +181,7 @@ extern "C" __global__ void __launch_bounds__(256) im2col_int8_kernel(
         const int j = col % KW, i = (col / KW) % KH, c = col / (KW * KH);
         const int ow = r % OW, oh = (r / OW) % OH, n = r / (OW * OH);
         const int h = oh * SH - PH + i * DH, w = ow * SW - PW + j * DW;
-        int8_t v = static_cast<int8_t>(pad_value);
+        signed char v = static_cast<signed char>(pad_value);
         if (h >= 0 && h < H && w >= 0 && w < W)
             v = x[((static_cast<long long>(n) * C + c) * H + h) * W + w];
         out[e] = v;
