@@ -3,6 +3,8 @@ references (kernels/reference/quant.py) exactly: on the emulator here, on the GP
 one. GEMM sizes that are not multiples of the 64 x 64 tiles or of the 64-byte k-step, K not a
 multiple of 4, misaligned rows (the byte-packing path), every zero point; quantization ties
 (round half to even) and clipping at both ends; every im2col option."""
+import types
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -135,8 +137,20 @@ def test_im2col_int8_noncontiguous_and_too_large(device):
         C.im2col_int8(dev(np.zeros((1, 1, 2, 2), np.int8), device), 3, 3)
 
 
-@pytest.mark.parametrize("device", [p for p in KERNEL_DEVICES if p.values[0] == "cuda"])
-def test_dispatchers_send_cupy_arrays_to_the_kernels(device):
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_dispatchers_send_device_arrays_to_the_kernels(device, monkeypatch):
+    """kernels.quantize_per_tensor & co. with CuPy arrays run these kernels (on the emulator:
+    NumPy arrays, with the dispatchers' array-module check made to answer 'not NumPy')."""
+    from minicnn.kernels import quant as dispatch
+    if device == "emu":
+        not_numpy = types.SimpleNamespace(**vars(np))
+        monkeypatch.setattr(dispatch, "get_array_module", lambda *arrays: not_numpy)
+    calls = []
+    for fn in ("quantize_per_tensor", "quantize_per_channel", "dequantize", "qgemm_nt",
+               "im2col_int8"):
+        orig = getattr(C, fn)
+        monkeypatch.setattr(C, fn, lambda *a, _o=orig, _n=fn, **k: (calls.append(_n),
+                                                                     _o(*a, **k))[1])
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
     q = kernels.quantize_per_tensor(dev(x, device), 0.02, -3)
@@ -152,3 +166,5 @@ def test_dispatchers_send_cupy_arrays_to_the_kernels(device):
     w = _int8(rng, (4, 27), lo=-127)
     np.testing.assert_array_equal(host(kernels.qgemm_nt(cols, dev(w, device), -3)),
                                   R.qgemm_nt(host(cols), w, -3))
+    assert sorted(set(calls)) == ["dequantize", "im2col_int8", "qgemm_nt", "quantize_per_channel",
+                                  "quantize_per_tensor"]
