@@ -6,6 +6,7 @@ from .ops import pad  # noqa: F401
 from .nn.linear import linear  # noqa: F401,E402
 from .ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401,E402
 from .ops.norm import batch_norm, group_norm, instance_norm, layer_norm  # noqa: F401,E402
+from .ops.activation import bias_act  # noqa: F401,E402
 from .ops.activation import (celu, elu, gelu, hardsigmoid, hardswish, hardtanh,  # noqa: F401,E402
                              leaky_relu, log_softmax, mish, prelu, relu, relu6, selu, sigmoid,
                              silu, softmax, softplus, softsign, tanh)

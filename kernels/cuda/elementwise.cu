@@ -4,9 +4,10 @@
 //   0 identity  z                                        d = 1
 //   1 relu      max(z, 0)                                d = z > 0
 //   2 leaky     z > 0 ? z : s z                          d = z > 0 ? 1 : s
-//   3 gelu      z Phi(z) = z (1 + erf(z / sqrt 2)) / 2   d = Phi(z) + z phi(z)
-//   4 gelu_tanh z (1 + tanh u) / 2, u = sqrt(2/pi) (z + 0.044715 z^3)
-//                                                        d = (1 + t) / 2 + z (1 - t^2) u' / 2
+//   3 gelu      z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2 d = Phi(z) + z phi(z)
+//   4 gelu_tanh z (1 + tanh u) / 2 = z sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3)
+//                                                        d = s + 2 z s (1 - s) u', s = sigmoid(2u)
+//   (erfc and sigmoid(2u) avoid the cancellation of 1 + erf and 1 + tanh for z << 0)
 //   5 sigmoid   1 / (1 + e^-z) (stable for every z)      d = s (1 - s)
 //   6 silu      z s                                      d = s (1 + z (1 - s))
 //   7 tanh      t                                        d = 1 - t^2
@@ -50,8 +51,8 @@
 // --- math in T's own precision -------------------------------------------------------------
 __device__ __forceinline__ float ew_exp(float v) { return expf(v); }
 __device__ __forceinline__ double ew_exp(double v) { return exp(v); }
-__device__ __forceinline__ float ew_erf(float v) { return erff(v); }
-__device__ __forceinline__ double ew_erf(double v) { return erf(v); }
+__device__ __forceinline__ float ew_erfc(float v) { return erfcf(v); }
+__device__ __forceinline__ double ew_erfc(double v) { return erfc(v); }
 __device__ __forceinline__ float ew_tanh(float v) { return tanhf(v); }
 __device__ __forceinline__ double ew_tanh(double v) { return tanh(v); }
 __device__ __forceinline__ float ew_abs(float v) { return fabsf(v); }
@@ -71,10 +72,10 @@ __device__ __forceinline__ T act_f(T z, T slope) {
     } else if constexpr (ACT == ACT_LEAKY_RELU) {
         return z > T(0) ? z : z * slope;
     } else if constexpr (ACT == ACT_GELU) {
-        return T(0.5) * z * (T(1) + ew_erf(z * T(0.70710678118654752440)));
+        return T(0.5) * z * ew_erfc(z * T(-0.70710678118654752440));  // no 1 + erf cancellation
     } else if constexpr (ACT == ACT_GELU_TANH) {
         const T u = T(0.79788456080286535588) * (z + T(0.044715) * z * z * z);
-        return T(0.5) * z * (T(1) + ew_tanh(u));
+        return z * ew_sigmoid(T(2) * u);  // (1 + tanh u) / 2 = sigmoid(2u): no cancellation
     } else if constexpr (ACT == ACT_SIGMOID) {
         return ew_sigmoid(z);
     } else if constexpr (ACT == ACT_SILU) {
@@ -94,13 +95,14 @@ __device__ __forceinline__ T act_d(T z, T slope) {
     } else if constexpr (ACT == ACT_LEAKY_RELU) {
         return z > T(0) ? T(1) : slope;
     } else if constexpr (ACT == ACT_GELU) {
-        return T(0.5) * (T(1) + ew_erf(z * T(0.70710678118654752440))) +
+        return T(0.5) * ew_erfc(z * T(-0.70710678118654752440)) +
                z * T(0.39894228040143267794) * ew_exp(T(-0.5) * z * z);
     } else if constexpr (ACT == ACT_GELU_TANH) {
+        // s = sigmoid(2u) = (1 + t) / 2, 1 - t^2 = 4 s (1 - s)
         const T u = T(0.79788456080286535588) * (z + T(0.044715) * z * z * z);
         const T du = T(0.79788456080286535588) * (T(1) + T(3.0 * 0.044715) * z * z);
-        const T t = ew_tanh(u);
-        return T(0.5) * (T(1) + t) + T(0.5) * z * (T(1) - t * t) * du;
+        const T s = ew_sigmoid(T(2) * u);
+        return s + T(2) * z * s * (T(1) - s) * du;
     } else if constexpr (ACT == ACT_SIGMOID) {
         const T s = ew_sigmoid(z);
         return s * (T(1) - s);

@@ -54,9 +54,10 @@ def act_fwd(x, act, slope=0.0):
     code = _act_code("act_fwd", act)
     xp = get_array_module(x)
     _float(act, x)
+    shape = x.shape  # ascontiguousarray makes 0-d arrays 1-d
     x = xp.ascontiguousarray(x)
-    module.check_size(act, x.shape)
-    y = module.empty(xp, x.shape, x.dtype)
+    module.check_size(act, shape)
+    y = module.empty(xp, shape, x.dtype)
     n = x.size
     if n:
         units = (n + 16 // x.itemsize - 1) // (16 // x.itemsize)
@@ -72,10 +73,11 @@ def act_bwd(x, gy, act, slope=0.0):
     if tuple(gy.shape) != tuple(x.shape):
         raise ValueError(f"{act} backward: grad shape {tuple(gy.shape)} does not match the "
                          f"input shape {tuple(x.shape)}")
+    shape = x.shape
     x = xp.ascontiguousarray(x)
     gy = xp.ascontiguousarray(gy.astype(x.dtype, copy=False))
-    module.check_size(act, x.shape)
-    gx = module.empty(xp, x.shape, x.dtype)
+    module.check_size(act, shape)
+    gx = module.empty(xp, shape, x.dtype)
     n = x.size
     if n:
         units = (n + 16 // x.itemsize - 1) // (16 // x.itemsize)
@@ -227,9 +229,10 @@ def dropout(x, seed, offset, p, ka, kb=0.0, da=0.0, db=0.0, rows=None):
     _float("dropout", x)
     if not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"dropout: dropout probability has to be between 0 and 1, but got {p}")
+    shape = x.shape
     x = xp.ascontiguousarray(x)
-    module.check_size("dropout", x.shape)
-    y = module.empty(xp, x.shape, x.dtype)
+    module.check_size("dropout", shape)
+    y = module.empty(xp, shape, x.dtype)
     n = x.size
     if n == 0:
         return y

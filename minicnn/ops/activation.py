@@ -17,7 +17,7 @@ from .arith import where
 from .elementwise import abs as _abs
 from .elementwise import exp as _exp
 from .reduce import sum as _sum
-from .shape import reshape, sum_to
+from .shape import broadcast_to, reshape, sum_to
 from .util import normalize_axis, shape_str
 
 
@@ -99,7 +99,8 @@ class GELUGrad(Function):
 
 class SiLU(Function):
     def forward(self, x):
-        if x.dtype == "float32":  # fused kernels with a vectorised exp: recomputing s is cheaper
+        # float32 CPU (fused kernels with a vectorised exp) and CUDA: recomputing s is cheaper
+        if x.dtype == "float32" or get_array_module(x).__name__ != "numpy":
             self.s = None
             return K.silu_fwd(x)
         self.s = K.sigmoid(x)  # saved: the backward then needs no exp
@@ -443,3 +444,158 @@ def log_softmax(x, dim=None, dtype=None):
         x = x.to(dtype)
     _float_check(x, "log_softmax")
     return LogSoftmax(_softmax_axis(x, dim, "log_softmax"))(x)
+
+# --- fused bias + activation ------------------------------------------------------------------
+
+BIAS_ACTIVATIONS = ("identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "silu",
+                    "tanh")
+
+
+def _bias_shape(ndim, dim, C):
+    return (1,) * dim + (C,) + (1,) * (ndim - dim - 1)
+
+
+def _act_array(z, act, slope):
+    """act(z) on NumPy arrays (the CPU kernels of kernels.norm where there is one)."""
+    xp = get_array_module(z)
+    if act == "relu":
+        return K.relu_fwd(z)
+    if act == "leaky_relu":
+        return xp.where(z > 0, z, z * slope).astype(z.dtype, copy=False)
+    if act in ("gelu", "gelu_tanh"):
+        return K.gelu_fwd(z, act == "gelu_tanh")
+    if act == "sigmoid":
+        return K.sigmoid(z)
+    if act == "silu":
+        return K.silu_fwd(z)
+    if act == "tanh":
+        return xp.tanh(z)
+    return z
+
+
+def _act_grad_array(z, gy, act, slope):
+    """gy * act'(z) on NumPy arrays."""
+    xp = get_array_module(z)
+    gy = gy.astype(z.dtype, copy=False)
+    if act == "relu":
+        return K.relu_bwd(z, gy)
+    if act == "leaky_relu":
+        return (gy * xp.where(z > 0, 1.0, slope)).astype(z.dtype, copy=False)
+    if act in ("gelu", "gelu_tanh"):
+        return K.gelu_bwd(z, gy, act == "gelu_tanh")
+    if act == "sigmoid":
+        s = K.sigmoid(z)
+        return gy * s * (1 - s)
+    if act == "silu":
+        return K.silu_bwd(z, gy)
+    if act == "tanh":
+        t = xp.tanh(z)
+        return gy * (1 - t * t)
+    return gy.copy()
+
+
+def _act_d2(z, act):
+    """act''(z) as a Tensor expression (None where it is 0: the piecewise-linear ones)."""
+    if act == "sigmoid":
+        s = sigmoid(z)
+        return s * (1.0 - s) * (1.0 - 2.0 * s)
+    if act == "tanh":
+        t = tanh(z)
+        return (t * t - 1.0) * t * 2.0
+    if act == "silu":
+        s = sigmoid(z)
+        return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+    if act == "gelu":
+        return (2.0 - z * z) * _exp(z * z * -0.5) * _INV_SQRT_2PI
+    if act == "gelu_tanh":
+        t = tanh((z + _GELU_C * z * z * z) * _SQRT_2_OVER_PI)
+        du = (1.0 + 3.0 * _GELU_C * z * z) * _SQRT_2_OVER_PI
+        sech2 = 1.0 - t * t
+        return sech2 * du - z * t * sech2 * du * du + 0.5 * z * sech2 * (
+            z * (6.0 * _GELU_C * _SQRT_2_OVER_PI))
+    return None
+
+
+def _ew():
+    from ..kernels.cuda import elementwise  # noqa: PLC0415 -- lazy: only with CUDA arrays
+    return elementwise
+
+
+def _on_gpu(a):
+    return get_array_module(a).__name__ != "numpy"
+
+
+class BiasAct(Function):
+    """y = act(x + b[c]), c the index along `dim`: one fused CUDA kernel on the GPU; on the CPU
+    the add, then the activation's kernel. Nothing is saved beyond the inputs."""
+
+    def __init__(self, act, dim, slope=0.01):
+        self.act, self.dim, self.slope = act, dim, slope
+
+    def forward(self, x, b):
+        if _on_gpu(x):
+            return _ew().bias_act_fwd(x, b, self.act, self.dim, self.slope)
+        z = x + b.reshape(_bias_shape(x.ndim, self.dim, b.shape[0]))
+        return _act_array(z, self.act, self.slope)
+
+    def backward(self, gy):
+        x, b = self.inputs
+        gx, gb = BiasActGrad(self.act, self.dim, self.slope)(x, b, gy)
+        return (gx if x.requires_grad else None), (gb if b.requires_grad else None)
+
+
+class BiasActGrad(Function):
+    """(gx, gb) = (gy * act'(z), sum of gy * act'(z) over all axes but dim), z = x + b[c].
+
+    Backward, with h = ggx + ggb[c]: d/dgy = h * act'(z) (this op again), d/dz = h * gy *
+    act''(z) (Tensor ops), summed over the other axes for b."""
+
+    def __init__(self, act, dim, slope=0.01):
+        self.act, self.dim, self.slope = act, dim, slope
+
+    def forward(self, x, b, gy):
+        if _on_gpu(x):
+            return _ew().bias_act_bwd(x, b, gy, self.act, self.dim, self.slope)
+        z = x + b.reshape(_bias_shape(x.ndim, self.dim, b.shape[0]))
+        gz = _act_grad_array(z, gy, self.act, self.slope)
+        axes = tuple(i for i in range(x.ndim) if i != self.dim)
+        return gz, gz.sum(axis=axes, dtype=get_array_module(x).float64).astype(x.dtype)
+
+    def backward(self, ggx, ggb):
+        x, b, gy = self.inputs
+        bshape = _bias_shape(x.ndim, self.dim, b.shape[0])
+        if ggb is not None:
+            gb_full = broadcast_to(reshape(ggb, bshape), x.shape)
+            ggx = gb_full if ggx is None else ggx + gb_full
+        if ggx is None:
+            return None, None, None
+        ggy = (BiasActGrad(self.act, self.dim, self.slope)(x, b, ggx)[0]
+               if gy.requires_grad else None)
+        gx2 = gb2 = None
+        if x.requires_grad or b.requires_grad:
+            d2 = _act_d2(x + reshape(b, bshape), self.act)
+            if d2 is not None:
+                g2 = ggx * gy * d2
+                gx2 = g2 if x.requires_grad else None
+                gb2 = reshape(sum_to(g2, bshape), b.shape) if b.requires_grad else None
+        return gx2, gb2, ggy
+
+
+def bias_act(x, bias, activation="relu", dim=1, negative_slope=0.01):
+    """act(x + bias) with bias (x.shape[dim],) broadcast along `dim`, fused in one pass (one
+    CUDA kernel each way on the GPU). activation: 'identity', 'relu', 'leaky_relu'
+    (negative_slope), 'gelu', 'gelu_tanh', 'sigmoid', 'silu' or 'tanh'."""
+    _float_check(x, "bias_act")
+    if activation not in BIAS_ACTIVATIONS:
+        raise ValueError(f"bias_act: unknown activation {activation!r}; expected one of "
+                         f"{', '.join(BIAS_ACTIVATIONS)}")
+    if x.ndim == 0:
+        raise ValueError("bias_act: expected an input with at least 1 dim, got shape []")
+    d = normalize_axis(dim, x.ndim, "bias_act")
+    if bias.ndim != 1 or bias.shape[0] != x.shape[d]:
+        raise ValueError(f"bias_act: bias of shape {shape_str(bias.shape)} must be 1-D with "
+                         f"{x.shape[d]} elements (the size of dim {dim} of the input of shape "
+                         f"{shape_str(x.shape)})")
+    if bias.dtype != x.dtype:
+        raise TypeError(f"bias_act: bias dtype {bias.dtype} differs from the input's {x.dtype}")
+    return BiasAct(activation, d, float(negative_slope))(x, bias)

@@ -46,6 +46,35 @@ def softmax_sample(draw):
     return Sample((draw(arrays(shape, low=-4.0, high=4.0)),), {"dim": dim})
 
 
+_BIAS_ACTS = ["identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "silu", "tanh"]
+
+
+@st.composite
+def bias_act_sample(draw):
+    shape = draw(shapes(min_dims=1, max_dims=4))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    act = draw(st.sampled_from(_BIAS_ACTS))
+    b = draw(arrays((shape[dim],), low=-1.0, high=1.0))
+    bshape = [1] * len(shape)
+    bshape[dim] = shape[dim]
+    x = draw(arrays(shape, low=-3.0, high=3.0))
+    if act in ("relu", "leaky_relu"):  # keep x + b away from the kink
+        x = dodge(x + b.reshape(bshape), [0.0]) - b.reshape(bshape)
+    return Sample((x, b), {"activation": act, "dim": dim})
+
+
+def _bias_act_ref(torch, x, b, activation, dim):
+    shape = [1] * x.ndim
+    shape[dim] = x.shape[dim]
+    z = x + b.reshape(shape)
+    f = torch.nn.functional
+    return {"identity": lambda: z, "relu": lambda: f.relu(z),
+            "leaky_relu": lambda: f.leaky_relu(z, 0.01), "gelu": lambda: f.gelu(z),
+            "gelu_tanh": lambda: f.gelu(z, approximate="tanh"),
+            "sigmoid": lambda: torch.sigmoid(z), "silu": lambda: f.silu(z),
+            "tanh": lambda: torch.tanh(z)}[activation]()
+
+
 def _t(name):
     return lambda torch, x, **kw: getattr(torch.nn.functional, name)(x, **kw)
 
@@ -95,6 +124,16 @@ OPS = [
                                      kwargs={"beta": st.just(bt[0]),
                                              "threshold": st.just(bt[1])}))),
     simple("softsign", kinks=(0.0,)),
+    OpInfo("bias_act", op=lambda x, b, **kw: F.bias_act(x, b, **kw), ref=_bias_act_ref,
+           samples=bias_act_sample(),
+           errors=[ErrorCase((a64(2, 3, 4), a64(4)), {}, ValueError,
+                             r"bias_act: bias of shape \[4\] must be 1-D with 3 elements"),
+                   ErrorCase((a64(2, 3), a64(3)), {"activation": "elu"}, ValueError,
+                             "bias_act: unknown activation 'elu'"),
+                   ErrorCase((a64(2, 3), a64(3)), {"dim": 2}, IndexError,
+                             "bias_act: dimension out of range"),
+                   ErrorCase((np.arange(6).reshape(2, 3), a64(3)), {}, TypeError,
+                             "bias_act: expected a floating point tensor")]),
     OpInfo("softmax", op=_op("softmax"), ref=_t("softmax"), samples=softmax_sample(),
            errors=[ErrorCase((a64(2, 3),), {"dim": 2}, IndexError,
                              r"softmax: dimension out of range")]),
