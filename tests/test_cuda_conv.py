@@ -282,3 +282,41 @@ def test_conv_ops_gpu_path(device, algo, case, monkeypatch):
 
 def _pair(v):
     return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_conv_transpose_double_backward_gpu_path(device, monkeypatch):
+    """conv_transpose2d with output_padding: forward col2im, and its double backward runs the
+    implicit GEMM on a partial output (out_hw smaller than the full size)."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 4, 4, 3)), rng.standard_normal((4, 3, 3, 2))
+    gy = rng.standard_normal((2, 3, 8, 6))
+    # along W: stride 1, dilation 2, output_padding 1, so a conv of the (., 6) output gives 4
+    # columns where the input has 3
+    kw = dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 1), dilation=(1, 2))
+    calls = []
+    real = CC.implicit_gemm_conv2d
+
+    def spy(x, w, SH, SW, PH, PW, DH, DW, OH, OW, *rest):
+        calls.append((OW, (x.shape[3] + 2 * PW - DW * (w.shape[3] - 1) - 1) // SW + 1))
+        return real(x, w, SH, SW, PH, PW, DH, DW, OH, OW, *rest)
+
+    monkeypatch.setattr(CC, "implicit_gemm_conv2d", spy)
+
+    def run(on):
+        xt, wt = on(x), on(w)
+        y = F.conv_transpose2d(xt, wt, **kw)
+        gx, = mc.autograd.grad((y * on(gy).detach()).sum(), [xt], create_graph=True)
+        gw, = mc.autograd.grad((gx * gx).sum(), [wt])
+        return y, gx, gw
+
+    want = run(lambda a: mc.tensor(a, requires_grad=True))
+    if device == "emu":
+        monkeypatch.setattr(KC, "emulate_cuda", True)
+    KC.set_algorithm("implicit_gemm")
+    got = run(lambda a: _on(device, a))
+    assert KC.last_algorithm["forward"] == "implicit_gemm"
+    assert (3, 4) in calls
+    for g, r in zip(got, want):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(host(g.data), r.data, rtol=1e-12, atol=1e-12)
