@@ -264,6 +264,8 @@ extern "C" __global__ void norm_sums_final_kernel(const double* __restrict__ par
 
 // Row norms, forward apply: y = (x - mean[r]) * rstd[r] * w[g*S + s] + b[g*S + s], with
 // r = e / M, s = (e % M) / I, g = r % G.
+// The row apply loops walk the elements from the end: the statistics (or backward sums)
+// kernel just read them from the start, so the most recently read part is still in L2.
 template <typename T>
 __global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __restrict__ mean,
                                       const double* __restrict__ rstd, const T* __restrict__ w,
@@ -275,13 +277,13 @@ __global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __r
         T xv[UNROLL];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            const long long e = base + u * blockDim.x;
-            xv[u] = e < total ? x[e] : T(0);
+            const long long e = total - 1 - (base + u * blockDim.x);  // reversed
+            xv[u] = e >= 0 ? x[e] : T(0);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            const long long el = base + u * blockDim.x;
-            if (el < total) {
+            const long long el = total - 1 - (base + u * blockDim.x);
+            if (el >= 0) {
                 const int e = static_cast<int>(el);
                 const int r = udiv(e, mM, sM);
                 double v = (static_cast<double>(xv[u]) - mean[r]) * rstd[r];
@@ -313,14 +315,14 @@ __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __r
         T gv[UNROLL], xv[UNROLL];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            const long long e = base + u * blockDim.x;
-            gv[u] = e < total ? gy[e] : T(0);
-            xv[u] = e < total ? x[e] : T(0);
+            const long long e = total - 1 - (base + u * blockDim.x);  // reversed
+            gv[u] = e >= 0 ? gy[e] : T(0);
+            xv[u] = e >= 0 ? x[e] : T(0);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            const long long el = base + u * blockDim.x;
-            if (el < total) {
+            const long long el = total - 1 - (base + u * blockDim.x);
+            if (el >= 0) {
                 const int e = static_cast<int>(el);
                 const int r = udiv(e, mM, sM);
                 double g = static_cast<double>(gv[u]);
