@@ -279,3 +279,21 @@ def test_optimizers_through_the_cuda_path(case, dtype, device, monkeypatch):
         assert calls
     for i, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(a, b, err_msg=f"{name} parameter {i}")
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("name", ["adam_step", "adamax_step"])
+def test_nan_propagates_through_max_like_numpy(name, device):
+    # amsgrad's max(max_exp_avg_sq, exp_avg_sq) and Adamax's max are np.maximum: NaN in either
+    # argument gives NaN (the reference's semantics)
+    kw = [k for k in SPECS[name][1] if k.get("amsgrad", True) and not k["maximize"]][0]
+    rng = np.random.default_rng(2)
+    want = _arrays(name, kw, rng, 9, np.float32)
+    want[1][3] = np.nan          # a NaN gradient
+    want[-1][5] = np.nan         # a NaN in the state the max reads
+    got = [a.copy() for a in want]
+    _run(name, kw, want, 1, R, device)
+    got = _run(name, kw, got, 1, C, device)
+    assert np.isnan(want[-1][[3, 5]]).all()
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)

@@ -5,7 +5,8 @@
 // step (lr / bias corrections) are computed on the host and passed in the buffers' dtype T, as
 // kernels/optim.py does for Numba. Every multiply, add, divide and square root goes through the
 // round-to-nearest intrinsics below (__fmul_rn, ...), which the compiler never contracts into an
-// FMA: the GPU then computes bit for bit what NumPy, Numba and the CPU emulator compute.
+// FMA: the GPU then computes bit for bit what NumPy, Numba and the CPU emulator compute. The max
+// of AMSGrad and Adamax is NumPy's (np.maximum: a NaN propagates), as in the reference.
 //
 // Index mapping: p, g and the state buffers are 1-D arrays of n elements with the same
 // alignment modulo 16 bytes (the launch layer checks; otherwise it passes head = n, nvec = 0).
@@ -40,8 +41,9 @@ template <typename T> inline T div_(T a, T b) { return a / b; }
 template <typename T> inline T sqrt_(T a) { return sqrt(a); }
 #endif
 
+// np.maximum: a NaN in either argument propagates
 template <typename T>
-__device__ __forceinline__ T max_(T a, T b) { return a > b ? a : b; }  // Numba's max(a, b)
+__device__ __forceinline__ T max_(T a, T b) { return (a != a || a > b) ? a : b; }
 
 template <typename T>
 __device__ __forceinline__ T abs_(T a) { return a < T(0) ? -a : a; }
