@@ -9,7 +9,11 @@ from . import backend
 
 
 class Generator:
-    """A NumPy Generator for the CPU and, made on first use, a CuPy one for CUDA."""
+    """A NumPy Generator for the CPU and, made on first use, a CuPy one for CUDA.
+
+    CUDA kernels that draw their own numbers (dropout) use a counter-based Philox stream instead:
+    the key is the seed, and `philox_offset` (reset by manual_seed, advanced once per call by
+    `next_philox`, kept by get/set_state) selects a fresh stream for each call."""
 
     def __init__(self, seed=0):
         self.manual_seed(seed)
@@ -18,7 +22,14 @@ class Generator:
         self.seed = int(seed)
         self.cpu = numpy.random.Generator(numpy.random.PCG64(self.seed))
         self._cuda = None
+        self.philox_offset = 0
         return self
+
+    def next_philox(self):
+        """(seed, offset) for one Philox-drawing kernel call; advances the offset."""
+        offset = self.philox_offset
+        self.philox_offset += 1
+        return self.seed, offset
 
     def for_device(self, device):
         if backend.normalize_device(device) == "cpu":
@@ -29,11 +40,13 @@ class Generator:
         return self._cuda
 
     def get_state(self):
-        return {"seed": self.seed, "cpu": self.cpu.bit_generator.state}
+        return {"seed": self.seed, "cpu": self.cpu.bit_generator.state,
+                "philox_offset": self.philox_offset}
 
     def set_state(self, state):
         self.manual_seed(state["seed"])
         self.cpu.bit_generator.state = state["cpu"]
+        self.philox_offset = int(state.get("philox_offset", 0))
 
 
 default_generator = Generator(0)
@@ -58,3 +71,8 @@ def set_rng_state(state):
 
 def rng(device="cpu", generator=None):
     return (generator or default_generator).for_device(device)
+
+
+def philox(generator=None):
+    """(seed, offset) for one call of a CUDA kernel drawing Philox numbers (see Generator)."""
+    return (generator or default_generator).next_philox()

@@ -3,9 +3,15 @@
 Masks come from the framework's seeded generator (minicnn.random.rng(device)), so
 mc.manual_seed(s) makes them repeatable. In eval mode (training=False) each is the identity and
 returns its input unchanged.
+
+On CUDA no mask exists in memory: a Philox kernel (kernels/cuda/elementwise.cu) draws the keep
+decision of each element (or channel) from (seed, offset, index), with seed and offset from
+minicnn.random.philox() (seeded by mc.manual_seed; the offset advances once per call), and the
+backward draws the same decisions again.
 """
+from .. import random as _random
 from ..autograd import Function
-from ..backend import device_of
+from ..backend import device_of, is_cuda_array
 from ..random import rng
 from ..tensor import Tensor
 
@@ -24,6 +30,29 @@ class MaskedScale(Function):
 
     def backward(self, gy):
         return gy * Tensor._wrap(self.a)
+
+
+class PhiloxMask(Function):
+    """y = keep ? x * ka + kb : x * da + db with keep drawn by the Philox dropout kernel from
+    (seed, offset, element index), or (row index) when `rows` is given (x.reshape(rows, -1));
+    the backward applies keep ? gy * ka : 0 with the same draws, so nothing is stored."""
+
+    def __init__(self, seed, offset, p, rows, ka, kb=0.0, da=0.0, db=0.0):
+        self.seed, self.offset, self.p, self.rows = seed, offset, p, rows
+        self.ka, self.kb, self.da, self.db = ka, kb, da, db
+
+    def forward(self, x):
+        from ..kernels.cuda import elementwise  # noqa: PLC0415 -- CUDA (or its emulator) only
+        return elementwise.dropout(x, self.seed, self.offset, self.p, self.ka, self.kb, self.da,
+                                   self.db, rows=self.rows)
+
+    def backward(self, gy):
+        return PhiloxMask(self.seed, self.offset, self.p, self.rows, self.ka)(gy)
+
+
+def _philox_rows(x, shape):
+    """None for element-wise masks, else the number of mask rows (N * C) of a feature mask."""
+    return None if tuple(shape) == tuple(x.shape) else int(shape[0]) * int(shape[1])
 
 
 def _check_p(p, op):
@@ -46,6 +75,9 @@ def _dropout(x, p, training, shape, op):
         return x
     if p == 1.0:
         return x * 0.0
+    if is_cuda_array(x.data):
+        seed, offset = _random.philox()
+        return PhiloxMask(seed, offset, p, _philox_rows(x, shape), 1.0 / (1.0 - p))(x)
     keep = _keep_mask(x, shape, p)
     a = keep.astype(x.dtype)
     a *= 1.0 / (1.0 - p)
@@ -87,8 +119,12 @@ def _alpha_dropout(x, p, training, shape, op):
         return x
     if p == 1.0:
         return x * 0.0
-    keep = _keep_mask(x, shape, p).astype(x.dtype)
     a = 1.0 / ((_ALPHA * _ALPHA * p + 1.0) * (1.0 - p)) ** 0.5
+    if is_cuda_array(x.data):
+        seed, offset = _random.philox()
+        return PhiloxMask(seed, offset, p, _philox_rows(x, shape), a, _ALPHA * a * p, 0.0,
+                          _ALPHA * a * (p - 1.0))(x)
+    keep = _keep_mask(x, shape, p).astype(x.dtype)
     b = (keep - 1.0) * (_ALPHA * a) + _ALPHA * a * p
     return MaskedScale((keep * a).astype(x.dtype), b.astype(x.dtype))(x)
 
