@@ -8,7 +8,7 @@ gradients of gradients work as well.
 import warnings
 
 from ..autograd import Function, is_grad_enabled
-from ..backend import get_array_module
+from ..backend import get_array_module, is_cuda_array
 from ..kernels import norm as K
 from ..tensor import Tensor
 from .activation import LogSoftmax, Softmax, Softplus
@@ -101,7 +101,13 @@ class NLL(Function):
 
 
 def _class_rows(x, target, weight, ignore_index, op):
-    """Checks; returns (x2 (M, C) Tensor, t (M,) array, w array or None, out_shape)."""
+    """Checks; returns (x2 (M, C) Tensor, t (M,) array, w array or None, out_shape, bad).
+
+    An out-of-range target raises IndexError on the CPU. On the GPU that check would cost a
+    host-device synchronization per call, so there `bad` is the device mask of such rows: their
+    target becomes ignore_index (no out-of-bounds read) and `_reduce_rows` makes their loss NaN,
+    which the Trainer reports (PyTorch raises a device-side assert there). `bad` is None on the
+    CPU."""
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
     if x.ndim == 0:
@@ -131,39 +137,49 @@ def _class_rows(x, target, weight, ignore_index, op):
     xp = get_array_module(x.data)
     t = xp.asarray(t).reshape(-1).astype(xp.int64, copy=False)
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if t.size and bool(bad.any()):
-        v = int(t[xp.argmax(bad)])
-        raise IndexError(f"{op}: target {v} is out of bounds for {C} classes")
+    if is_cuda_array(t):
+        t = xp.where(bad, ignore_index, t)
+    else:
+        if t.size and bool(bad.any()):
+            v = int(t[xp.argmax(bad)])
+            raise IndexError(f"{op}: target {v} is out of bounds for {C} classes")
+        bad = None
     w = None
     if weight is not None:
         if weight.ndim != 1 or weight.shape[0] != C:
             raise ValueError(f"{op}: weight should be a 1D tensor of {C} elements (one per "
                              f"class), got shape {shape_str(weight.shape)}")
         w = weight.data
-    return x2, t, w, out_shape
+    return x2, t, w, out_shape, bad
 
 
-def _reduce_rows(loss, t, w, ignore_index, reduction, out_shape):
+def _reduce_rows(loss, t, w, ignore_index, reduction, out_shape, bad=None):
+    xp = get_array_module(t)
+    if bad is not None:             # GPU: out-of-range targets give NaN rows (see _class_rows)
+        loss = loss + Tensor._wrap(xp.where(bad, xp.nan, 0.0).astype(loss.dtype))
     if reduction == "none":
         return reshape(loss, out_shape)
     total = _sum(loss)
     if reduction == "sum":
         return total
-    xp = get_array_module(t)
     keep = t != ignore_index
     if w is None:
-        denom = float(keep.sum())
+        denom = keep.sum(dtype=xp.float64)
     else:
-        denom = float((w.astype(xp.float64)[xp.where(keep, t, 0)] * keep).sum())
+        denom = (w.astype(xp.float64)[xp.where(keep, t, 0)] * keep).sum()
+    if is_cuda_array(t):            # stays on the device: no synchronization for the divisor
+        inv = xp.where(denom != 0, 1.0 / xp.where(denom != 0, denom, 1.0), xp.nan)
+        return total * Tensor._wrap(inv.astype(total.dtype))
+    denom = float(denom)
     return total * (1.0 / denom) if denom != 0 else total * float("nan")
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  # noqa: A002
     _check_reduction(reduction, "nll_loss")
     target = _as_target(target, input)
-    x2, t, w, out_shape = _class_rows(input, target, weight, ignore_index, "nll_loss")
+    x2, t, w, out_shape, bad = _class_rows(input, target, weight, ignore_index, "nll_loss")
     loss = NLL(t, w, ignore_index)(x2)
-    return _reduce_rows(loss, t, w, ignore_index, reduction, out_shape)
+    return _reduce_rows(loss, t, w, ignore_index, reduction, out_shape, bad)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",  # noqa: A002
@@ -178,9 +194,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if target.dtype.kind == "f":
         return _cross_entropy_probs(input, target, weight, ignore_index, reduction,
                                     label_smoothing)
-    x2, t, w, out_shape = _class_rows(input, target, weight, ignore_index, "cross_entropy")
+    x2, t, w, out_shape, bad = _class_rows(input, target, weight, ignore_index,
+                                           "cross_entropy")
     loss = CrossEntropy(t, w, ignore_index, label_smoothing)(x2)
-    return _reduce_rows(loss, t, w, ignore_index, reduction, out_shape)
+    return _reduce_rows(loss, t, w, ignore_index, reduction, out_shape, bad)
 
 
 class CrossEntropyProbs(Function):
