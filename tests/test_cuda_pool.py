@@ -354,3 +354,17 @@ def test_ops_through_cuda_dispatch_match_cpu(fn, monkeypatch):
     assert calls, "the CUDA branches did not run"
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_inv_is_copied_to_the_device_once(device):
+    if device != "cuda":
+        pytest.skip("the cache holds device copies of host arrays")
+    import cupy  # noqa: PLC0415
+    inv = R.avg_pool_inv(7, 9, 3, 3, 2, 2, 1, 1, 4, 5, False, None, np.float32)
+    a = G._inv(cupy, inv, np.float32, 4, 5, "t")
+    assert G._inv(cupy, inv.copy(), np.float32, 4, 5, "t") is a     # same content: same copy
+    np.testing.assert_array_equal(host(a), inv)
+    b = G._inv(cupy, inv * 2, np.float32, 4, 5, "t")
+    assert b is not a
+    np.testing.assert_array_equal(host(b), inv * 2)
