@@ -22,6 +22,8 @@ CASES = [
     (1, 12, 5, 5, 3, 3, 2, 3, (1, 1), (1, 0), (1, 1)),     # Cg=4, Kg=1, even kernel
     (1, 2, 33, 20, 2, 2, 3, 3, (1, 1), (1, 1), (1, 1)),    # depthwise, several blocks
     (2, 8, 4, 6, 8, 2, 3, 3, (3, 2), (2, 2), (1, 2)),      # Cg=4, Kg=4, pad > reach
+    (1, 2, 5, 6, 20, 2, 3, 3, (1, 1), (2, 1), (1, 1)),     # depthwise M=10 (two channel chunks)
+    (1, 2, 2, 1030, 2, 2, 1, 3, (1, 1), (0, 1), (1, 1)),   # a row wider than one band chunk
 ]
 IDS = [f"C{c[1]}K{c[4]}G{c[5]}k{c[6]}x{c[7]}s{c[8][0]}{c[8][1]}" for c in CASES]
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -88,12 +90,20 @@ def _prep(case, dtype, seed=0, oh_cut=0, h_extra=0):
     return x, w, b, gy, OH, OW
 
 
+@pytest.fixture(params=["band", "plain"])
+def algo(request, monkeypatch):
+    """'band': the shared-memory band kernel (forward; grad input of stride-1 convs);
+    'plain': the one-thread-per-element kernels it falls back to."""
+    monkeypatch.setattr(grouped, "USE_BAND", request.param == "band")
+    return request.param
+
+
 # --- forward ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_forward(device, dtype, case):
+def test_forward(device, dtype, case, algo):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, w, b, _, OH, OW = _prep(case, dtype)
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
@@ -114,7 +124,7 @@ def test_forward(device, dtype, case):
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=[IDS[1], IDS[4]])
-def test_forward_noncontiguous_and_partial_output(device, case):
+def test_forward_noncontiguous_and_partial_output(device, case, algo):
     """Non-contiguous x, w and bias; only the first OH-1 output rows (a transposed conv's
     adjoint with output_padding asks for fewer rows than fit)."""
     N, C, H, W, K, G, KH, KW, S, P, D = case
@@ -129,7 +139,7 @@ def test_forward_noncontiguous_and_partial_output(device, case):
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_grad_input(device, dtype, case):
+def test_grad_input(device, dtype, case, algo):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     _, w, _, gy, OH, OW = _prep(case, dtype, seed=7)
     want = ref_grad_input(gy.astype(np.float64), w.astype(np.float64), G, C, H, W, S, P, D)
@@ -147,7 +157,7 @@ def test_grad_input(device, dtype, case):
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[7]], ids=[IDS[1], IDS[3], IDS[7]])
-def test_grad_input_noncontiguous_and_larger_image(device, case):
+def test_grad_input_noncontiguous_and_larger_image(device, case, algo):
     """Non-contiguous gy and w; an image one row and column larger than the output covers
     (conv_transpose2d with output_padding): those pixels get only the taps that reach them."""
     N, C, H, W, K, G, KH, KW, S, P, D = case
@@ -203,6 +213,28 @@ def test_grad_weight_noncontiguous_partial_gy(device, monkeypatch):
     got = grouped.grouped_grad_weight(noncontiguous(x, device), noncontiguous(gy, device), G,
                                       KH, KW, *S, *P, *D)
     _close(got, want, np.float64, N * OH * OW)
+
+
+def test_band_plan():
+    # the depthwise suite size (32, 256, 28, 28) 3x3: a whole plane per block, 8 lanes x 4
+    # outputs along ow, 28 thread-rows (224 threads), conflict-free pitch (8 mod 32)
+    plan = grouped._band_plan(32, 256, 1, 1, 28, 28, 3, 3, 1, 1, 1, 1, 4)
+    assert (plan["TX"], plan["RB"], plan["HB"], plan["WB"], plan["KB"]) == (8, 28, 30, 30, 1)
+    assert plan["pitch"] % 32 == 8 and plan["threads"] == 8 * 28
+    assert plan["grid"] == (32 * 256, 1)
+    # grouped g=32 (Cg = Kg = 4): four output channels per block share the staged input
+    plan = grouped._band_plan(32, 32, 4, 4, 28, 28, 3, 3, 1, 1, 1, 1, 4)
+    assert plan["KB"] == 4 and plan["grid"] == (32 * 32, 2) and plan["smem"] <= 48 * 1024
+    assert plan["RB"] == 16 and plan["threads"] == 256      # two (kb, row) passes per thread
+    # few planes: rows split into bands (here as many as there are rows)
+    plan = grouped._band_plan(1, 4, 1, 1, 64, 64, 3, 3, 1, 1, 1, 1, 4)
+    assert plan["grid"] == (4, 64) and plan["RB"] == 1
+    # every block size a multiple of 32, at most 256
+    for OW in (1, 2, 7, 14, 28, 56, 112, 1030):
+        plan = grouped._band_plan(2, 3, 2, 2, 9, OW, 3, 3, 1, 1, 1, 1, 4)
+        assert plan["threads"] % 32 == 0 and 32 <= plan["threads"] <= 256
+    # a band that cannot fit 48 KiB even one row high: the plain kernels run
+    assert grouped._band_plan(1, 2, 8, 8, 4, 5000, 3, 3, 1, 1, 1, 1, 8) is None
 
 
 def test_wg_split_shapes():

@@ -17,13 +17,17 @@
 //                tiny kernel sums the S slices in a fixed order (deterministic, no atomics).
 //                With S == 1 the first kernel writes gw directly.
 //
-// Launch shapes (kernels/cuda/grouped.py): forward and grad input are 1-D grid-stride loops
-// over the output elements (blocks of 256, at most 132*32 blocks), one thread per element:
-// consecutive threads own consecutive ow (or iw), so every x / gy / y access of a warp is
-// coalesced (stride SW), and the weight taps are the same for the whole warp (a broadcast from
-// L1) unless the warp straddles two planes. Input reuse across the KH*KW taps of neighbouring
-// outputs is served by L1 (__ldg); no shared-memory tile: the design is DRAM-bound.
-// grad weight: grid (K*Cg, S), blocks of up to 256 threads, S chosen for about 2048 blocks.
+// Launch shapes (kernels/cuda/grouped.py):
+// - forward, and grad input of stride-1 convs (the forward of gy with the weight rotated and the
+//   group's channel roles swapped): grouped_band_fwd_kernel (below), one block per (n, group,
+//   chunk of up to 8 output channels, band of output rows) with the input band in shared memory;
+// - fallbacks, when the band does not fit in 48 KiB of shared memory (very wide images), and the
+//   grad input of strided convs (the gather): 1-D grid-stride loops over the output elements
+//   (blocks of 256, at most 132*32 blocks), one thread per element: consecutive threads own
+//   consecutive ow (or iw), so every x / gy / y access of a warp is coalesced (stride SW), and
+//   the weight taps are the same for the whole warp (a broadcast from L1); input reuse across
+//   the taps of neighbouring outputs is left to L1 (__ldg);
+// - grad weight: grid (K*Cg, S), blocks of up to 256 threads, S chosen for about 2048 blocks.
 //
 // Expected bound (fp32, 3x3 stride 1, depthwise): forward reads x and writes y once from DRAM
 // (8 B per output; the 9 taps hit L1), 18 flops per output = 2.25 flop/B: memory-bound at the
@@ -36,8 +40,8 @@
 
 // [lo, hi): the taps t < KT with 0 <= base + t*D < n.
 __device__ __forceinline__ void tap_range(int base, int n, int D, int KT, int& lo, int& hi) {
-    lo = base >= 0 ? 0 : (-base + D - 1) / D;
-    hi = base >= n ? 0 : min(KT, (n - base + D - 1) / D);
+    lo = base >= 0 ? 0 : (D == 1 ? -base : (-base + D - 1) / D);
+    hi = base >= n ? 0 : min(KT, D == 1 ? n - base : (n - base + D - 1) / D);
 }
 
 template <typename T>
@@ -72,6 +76,95 @@ __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict_
     }
 }
 
+// The band kernel: the same forward, one block per (n, g, chunk of KB output channels, band of RB
+// output rows). The input rows the band reads (HB = (RB-1)*SH + (KH-1)*DH + 1 rows, full width
+// WB = (OW-1)*SW + (KW-1)*DW + 1 columns, zero outside the image: no bounds checks later) of the
+// group's Cig channels, and the KB*Cig*KH*KW weights, are staged in shared memory with coalesced
+// loads (each input element leaves DRAM / L2 once per block, not KH*KW*KB times); rows of the
+// tile are `pitch` elements apart (chosen by the launcher against bank conflicts).
+// Threads: TX (a power of two) lanes along ow, blockDim.x / TX "rows" over the (kb, output row)
+// pairs; each thread accumulates RX outputs ow = c0 + i*TX in registers, so one broadcast weight
+// read feeds RX FMAs, and every lane of a warp reads neighbouring words of shared memory.
+// flip = 1 makes it the input gradient of a stride-1 conv: x is gy (Cin = K channels, Cig = Kg
+// per group), y is gx (Cout = C, Cog = Cg), padding (K-1)*D - P (may be negative), and the weight
+// w[g*Cig + ci, co, :, :] rotated by 180 degrees.
+#define BAND_RX 4
+
+template <typename T>
+__global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                        const T* __restrict__ b, T* __restrict__ y,
+                                        int has_bias, int flip, int Cin, int H, int W, int Cout,
+                                        int G, int Cig, int Cog, int KH, int KW, int SH, int SW,
+                                        int PH, int PW, int DH, int DW, int OH, int OW, int KB,
+                                        int RB, int HB, int WB, int pitch, int TX) {
+    DYNAMIC_SHARED(T, smem);
+    const int taps = KH * KW;
+    T* ws = smem;                       // KB * Cig * taps
+    T* xs = smem + KB * Cig * taps;     // Cig * HB * pitch
+    const int nkc = (Cog + KB - 1) / KB;
+    int bid = blockIdx.x;
+    const int kc = bid % nkc;
+    bid /= nkc;
+    const int g = bid % G, n = bid / G;
+    const int co0 = kc * KB, kbn = min(KB, Cog - co0);
+    const int oh0 = blockIdx.y * RB, rows = min(RB, OH - oh0);
+    const int tx = threadIdx.x % TX, ty = threadIdx.x / TX, NTY = blockDim.x / TX;
+
+    for (int e = threadIdx.x; e < kbn * Cig * taps; e += blockDim.x) {
+        const int tap = e % taps, q = e / taps;
+        const int ci = q % Cig, co = co0 + q / Cig;
+        ws[e] = flip ? __ldg(w + ((g * Cig + ci) * Cog + co) * taps + (taps - 1 - tap))
+                     : __ldg(w + ((g * Cog + co) * Cig + ci) * taps + tap);
+    }
+    const T* xg = x + (n * Cin + g * Cig) * H * W;
+    const int ih0 = oh0 * SH - PH;
+    for (int q = ty; q < Cig * HB; q += NTY) {
+        const int ci = q / HB, r = q - ci * HB;
+        const int ih = ih0 + r;
+        const bool row_ok = static_cast<unsigned>(ih) < static_cast<unsigned>(H);
+        const int rbase = (ci * H + ih) * W;
+        T* sr = xs + q * pitch;
+        for (int c = tx; c < WB; c += TX) {
+            const int iw = c - PW;
+            sr[c] = row_ok && static_cast<unsigned>(iw) < static_cast<unsigned>(W)
+                        ? __ldg(xg + rbase + iw) : T(0);
+        }
+    }
+    __syncthreads();
+
+    for (int q = ty; q < kbn * rows; q += NTY) {
+        const int kb = q / rows, r = q - kb * rows;
+        const int co = g * Cog + co0 + kb;
+        const T* wk = ws + kb * Cig * taps;
+        T* yr = y + ((n * Cout + co) * OH + oh0 + r) * OW;
+        const T bias = has_bias ? __ldg(b + co) : T(0);
+        for (int c0 = tx; c0 < OW; c0 += TX * BAND_RX) {
+            int off[BAND_RX];
+            T acc[BAND_RX];
+#pragma unroll
+            for (int i = 0; i < BAND_RX; ++i) {
+                off[i] = min(c0 + i * TX, OW - 1) * SW;   // columns past OW: computed, not stored
+                acc[i] = bias;
+            }
+            for (int ci = 0; ci < Cig; ++ci) {
+                for (int kh = 0; kh < KH; ++kh) {
+                    const T* xr = xs + (ci * HB + r * SH + kh * DH) * pitch;
+                    const T* wr = wk + (ci * KH + kh) * KW;
+                    for (int kw = 0; kw < KW; ++kw) {
+                        const T wv = wr[kw];
+                        const T* xp = xr + kw * DW;
+#pragma unroll
+                        for (int i = 0; i < BAND_RX; ++i) acc[i] += wv * xp[off[i]];
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < BAND_RX; ++i)
+                if (c0 + i * TX < OW) yr[c0 + i * TX] = acc[i];
+        }
+    }
+}
+
 template <typename T>
 __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ w,
                                          T* __restrict__ gx, int C, int H, int W, int K,
@@ -91,12 +184,12 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
         for (int kh = 0; kh < KH; ++kh) {
             const int th = ih + PH - kh * DH;
             if (th < 0) break;                 // th only decreases with kh
-            const int oh = th / SH;
+            const int oh = SH == 1 ? th : th / SH;
             if (oh * SH != th || oh >= OH) continue;
             for (int kw = 0; kw < KW; ++kw) {
                 const int tw = iw + PW - kw * DW;
                 if (tw < 0) break;
-                const int ow = tw / SW;
+                const int ow = SW == 1 ? tw : tw / SW;
                 if (ow * SW != tw || ow >= OW) continue;
                 const T* gp = gyn + oh * OW + ow;
                 const T* wp = wc + kh * KW + kw;

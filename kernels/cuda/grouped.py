@@ -22,10 +22,80 @@ BLOCK = 256
 MAX_BLOCKS = 132 * 32           # grid-stride loops: a few waves of an H100's 132 SMs
 WG_TARGET_BLOCKS = 2048         # weight grad: about this many (pair, slice) blocks
 WG_MIN_CHUNK = 1024             # ... but at least this many positions per slice
+USE_BAND = True                 # the shared-memory band kernel where it fits (tests turn it off)
+BAND_RX = 4                     # outputs per thread along ow (BAND_RX in grouped.cu)
+BAND_KB = 8                     # output channels per band block (the input band is reused KB x)
+BAND_SMEM = 48 * 1024           # dynamic shared memory without an opt-in
+BAND_MIN_BLOCKS = 264           # split rows into more bands below this many blocks (2 per SM)
 
 
 def _grid(n):
     return max(1, min(-(-n // BLOCK), MAX_BLOCKS))
+
+
+def _pow2ceil(v):
+    p = 1
+    while p < v:
+        p *= 2
+    return p
+
+
+def _pitch(WB, TX, SH, SW):
+    """The shared-memory row pitch >= WB with the fewest bank conflicts (4-byte words) for a
+    warp's read: TX lanes along a row (stride SW), 32/TX rows SH pitches apart."""
+    if TX >= 32:
+        return WB
+    best = None
+    for pitch in range(WB, WB + 32):
+        banks = {}
+        for l in range(32):
+            addr = (l // TX) * SH * pitch + (l % TX) * SW
+            banks.setdefault(addr % 32, set()).add(addr)
+        worst = max(len(a) for a in banks.values())
+        if best is None or worst < best[0]:
+            best = (worst, pitch)
+    return best[1]
+
+
+def _band_plan(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
+    """Launch parameters of grouped_band_fwd_kernel, or None where its shared memory would not
+    fit (then the one-thread-per-output kernels run)."""
+    if not USE_BAND:
+        return None
+    TX = min(BLOCK, _pow2ceil(-(-OW // BAND_RX)))
+    nty_max = BLOCK // TX
+    KB = min(Cog, BAND_KB)
+    nkc = -(-Cog // KB)
+    RB = min(OH, max(1, -(-2 * nty_max // KB)))      # about two (kb, row) passes per thread
+    planes = N * G * nkc
+    if planes * -(-OH // RB) < BAND_MIN_BLOCKS:
+        RB = max(1, -(-OH // -(-BAND_MIN_BLOCKS // planes)))
+    WB = (OW - 1) * SW + (KW - 1) * DW + 1
+
+    def smem(rb):
+        HB = (rb - 1) * SH + (KH - 1) * DH + 1
+        pitch = _pitch(WB, TX, SH, SW)
+        return (KB * Cig * KH * KW + Cig * HB * pitch) * itemsize, HB, pitch
+
+    while RB > 1 and smem(RB)[0] > BAND_SMEM:
+        RB = -(-RB // 2)
+    nbytes, HB, pitch = smem(RB)
+    if nbytes > BAND_SMEM:
+        return None
+    NTY = min(nty_max, -(-KB * RB // max(1, 32 // TX)) * max(1, 32 // TX))
+    return dict(TX=TX, KB=KB, RB=RB, HB=HB, WB=WB, pitch=pitch, threads=TX * NTY,
+                grid=(planes, -(-OH // RB)), smem=nbytes)
+
+
+def _band(x, w, b, y, flip, G, Cig, Cog, KH, KW, SH, SW, PH, PW, DH, DW, plan):
+    N, Cin, H, W = x.shape
+    _, Cout, OH, OW = y.shape
+    module.kernel(FAMILY, "grouped_band_fwd_kernel", x.dtype)(
+        plan["grid"], plan["threads"],
+        (x, w, w if b is None else b, y, int(b is not None), int(flip), Cin, H, W, Cout, G, Cig,
+         Cog, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, plan["KB"], plan["RB"], plan["HB"],
+         plan["WB"], plan["pitch"], plan["TX"]),
+        shared_mem=plan["smem"])
 
 
 def _check(op, x, w, G, names=("input", "weight")):
@@ -61,7 +131,13 @@ def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     if y.size == 0:
         return y
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
-    b = xp.ascontiguousarray(b, dtype=x.dtype) if has_bias else w   # w: an unread stand-in
+    b = xp.ascontiguousarray(b, dtype=x.dtype) if has_bias else None
+    plan = _band_plan(N, G, Cg, K // G, OH, OW, KH, KW, SH, SW, DH, DW, x.dtype.itemsize)
+    if plan is not None:
+        _band(x, w, b, y, False, G, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, plan)
+        return y
+    if b is None:
+        b = w                                           # an unread stand-in
     module.kernel(FAMILY, "grouped_fwd_kernel", x.dtype)(
         _grid(y.size), BLOCK,
         (x, w, b, y, int(has_bias), C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW,
@@ -86,6 +162,13 @@ def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
         gx[...] = 0
         return gx
     gy, w = xp.ascontiguousarray(gy), xp.ascontiguousarray(w)
+    if SH == 1 and SW == 1:
+        # stride 1: the forward of gy with w rotated, Kg in / Cg out per group, padding D(K-1)-P
+        plan = _band_plan(N, G, K // G, Cg, H, W, KH, KW, 1, 1, DH, DW, gy.dtype.itemsize)
+        if plan is not None:
+            _band(gy, w, None, gx, True, G, K // G, Cg, KH, KW, 1, 1, (KH - 1) * DH - PH,
+                  (KW - 1) * DW - PW, DH, DW, plan)
+            return gx
     module.kernel(FAMILY, "grouped_input_bwd_kernel", gy.dtype)(
         _grid(gx.size), BLOCK,
         (gy, w, gx, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, gx.size))
