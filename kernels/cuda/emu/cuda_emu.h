@@ -44,6 +44,9 @@ void check_mask(unsigned int mask, const char* what);
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
 #define __shared__ static
+// `__shared__ alignas(16) T a[...]` puts a standard attribute after `static`, which g++ refuses:
+// write CUDA's own `__shared__ __align__(16) T a[...]`.
+#define __align__(n) __attribute__((aligned(n)))
 // Dynamic shared memory: `extern __shared__ T name[];` cannot be emulated with a macro on
 // `__shared__`, so kernels write DYNAMIC_SHARED(T, name) (defined for nvcc in common.cuh).
 #define DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::emu::dynamic_shared)
