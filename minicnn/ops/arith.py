@@ -7,7 +7,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .shape import sum_to
-from .util import as_tensor, shape_str
+from .util import as_tensor, broadcast_shapes, shape_str
 
 
 def grad_to(g, t):
@@ -144,7 +144,7 @@ def _apply_binary(fn_class, name, a, b):
     except ValueError:
         if a.shape != b.shape:
             try:
-                get_array_module(a.data).broadcast_shapes(a.shape, b.shape)
+                broadcast_shapes(a.shape, b.shape)
             except ValueError:
                 raise ValueError(
                     f"{name}: the shapes {shape_str(a.shape)} and {shape_str(b.shape)} cannot be "
@@ -190,7 +190,7 @@ def where(condition, a, b):
     if cond.dtype.kind != "b":
         raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
     try:
-        shape = xp.broadcast_shapes(cond.shape, a.shape, b.shape)
+        shape = broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
         raise ValueError(f"where: the shapes {shape_str(cond.shape)}, {shape_str(a.shape)} and "
                          f"{shape_str(b.shape)} cannot be broadcast together") from None

@@ -7,7 +7,7 @@ import math
 from ..autograd import Function
 from ..backend import get_array_module, scatter_add
 from ..tensor import Tensor
-from .util import as_tensor, normalize_axis, shape_str
+from .util import as_tensor, broadcast_shapes, normalize_axis, shape_str
 
 
 # --- reshape -----------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def broadcast_to(x, shape):
     if tuple(x.shape) == shape:
         return x
     try:
-        get_array_module(x.data).broadcast_shapes(tuple(x.shape), shape)
+        broadcast_shapes(tuple(x.shape), shape)
     except ValueError:
         raise ValueError(f"expand: the shape {shape_str(x.shape)} cannot be broadcast to "
                          f"{shape_str(shape)}") from None
@@ -387,7 +387,9 @@ class PutAlongAxisAdd(Function):
     def forward(self, gy):
         xp = get_array_module(gy)
         gx = xp.zeros(self.out_shape, gy.dtype)
-        idx = list(xp.indices(self.index.shape, sparse=True))
+        nd = self.index.ndim          # open index grids (xp.indices(sparse=True): NumPy only)
+        idx = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (nd - i - 1))
+               for i, n in enumerate(self.index.shape)]
         idx[self.axis] = self.index
         scatter_add(xp, gx, tuple(idx), gy)
         return gx

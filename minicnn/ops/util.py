@@ -5,6 +5,11 @@ import numpy
 from ..tensor import Tensor
 
 
+def broadcast_shapes(*shapes):
+    """The broadcast shape (host-side shape arithmetic; CuPy has no broadcast_shapes)."""
+    return numpy.broadcast_shapes(*shapes)
+
+
 def shape_str(shape):
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
