@@ -165,7 +165,8 @@ def test_bad_input():
 # --- fused bias + activation --------------------------------------------------------------------
 
 BIAS_CASES = [((5,), 0), ((3, 7), 1), ((3, 7), 0), ((2, 3, 5), 1), ((2, 3, 5), 2), ((2, 3, 5), 0),
-              ((2, 33, 1, 3), 1), ((4, 70), 1), ((3, 2, 300), 1), ((1, 2, 1), 1)]
+              ((2, 33, 1, 3), 1), ((4, 70), 1), ((3, 2, 300), 1), ((1, 2, 1), 1),
+              ((5, 8, 12), 1), ((6, 16), 1), ((3, 5, 2), 1)]   # rows of 16-byte packs
 
 
 def bias_ref(x, b, gy, dim, act):
@@ -219,6 +220,15 @@ def test_bias_act_noncontiguous(device):
                                 noncontiguous(gy, device), "gelu", 1)
     close(gx_k, gz, np.float32)
     close(gb_k, gb, np.float32, scale=27)
+    # contiguous but not 16-byte aligned: the forward's element-by-element path
+    for shape, dim in [((3, 4, 8), 1), ((5, 8), 1)]:
+        n = int(np.prod(shape))
+        buf = data(n + 1, np.float32, 4)
+        bb = data(shape[dim] + 1, np.float32, 5)
+        y, _, _ = bias_ref(buf[1:].reshape(shape), bb[1:], buf[1:].reshape(shape), dim, "relu")
+        got = E.bias_act_fwd(dev(buf, device)[1:].reshape(shape), dev(bb, device)[1:], "relu",
+                             dim)
+        close(got, y, np.float32)
 
 
 def test_bias_act_kernel_bad_input():

@@ -19,8 +19,9 @@
 //    Block 256, grid min(ceil(packs / 256), 132 * 16).
 //  * bias_act_fwd: x seen as rows of length L; channel c = r % C for the (N*C, I) view of an
 //    (N, C, I) input (I > 1), c = column for the (N, C) view (I == 1). 2-D grid-stride: threads
-//    x over columns (coalesced), y over rows; block (bx, 256 / bx), bx the power of two >= L
-//    (32..256).
+//    x over columns (coalesced), y over rows; block (bx, 256 / bx), bx the power of two >= the
+//    columns (32..256). Rows of a multiple of 16 bytes with aligned pointers move 16-byte packs
+//    (a column is then a pack: L / V of them); other rows go element by element.
 //  * bias_act_bwd (I > 1): block per (channel c = blockIdx.x, chunk = blockIdx.y); the block
 //    walks the N*I elements of its channel (consecutive threads -> consecutive i: coalesced),
 //    writes gx = gy * act'(x + b[c]) and one float64 partial sum of gx to part[chunk, c]; the
@@ -211,13 +212,35 @@ __device__ __forceinline__ void bias_act_fwd_loop(const T* __restrict__ x,
                                                   const T* __restrict__ b, T* __restrict__ y,
                                                   int R, int L, int C, int chan_is_col,
                                                   T slope) {
+    constexpr int V = 16 / sizeof(T);
+    // 16-byte packs when every row starts aligned (rows of a multiple of V elements)
+    const bool vec = L % V == 0 && aligned_to(x, 16) && aligned_to(y, 16) &&
+                     (!chan_is_col || aligned_to(b, 16));
     const int c0 = blockIdx.x * blockDim.x + threadIdx.x, cs = blockDim.x * gridDim.x;
     for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < R; r += blockDim.y * gridDim.y) {
         const T br = chan_is_col ? T(0) : b[r % C];
         const T* xr = x + static_cast<long long>(r) * L;
         T* yr = y + static_cast<long long>(r) * L;
-        for (int col = c0; col < L; col += cs)
-            yr[col] = act_f<ACT>(xr[col] + (chan_is_col ? b[col] : br), slope);
+        if (vec) {
+            const Pack<T>* xv = reinterpret_cast<const Pack<T>*>(xr);
+            const Pack<T>* bv = reinterpret_cast<const Pack<T>*>(b);
+            Pack<T>* yv = reinterpret_cast<Pack<T>*>(yr);
+            for (int col = c0; col < L / V; col += cs) {
+                Pack<T> a = xv[col];
+                if (chan_is_col) {
+                    const Pack<T> bb = bv[col];
+#pragma unroll
+                    for (int k = 0; k < V; ++k) a.v[k] = act_f<ACT>(a.v[k] + bb.v[k], slope);
+                } else {
+#pragma unroll
+                    for (int k = 0; k < V; ++k) a.v[k] = act_f<ACT>(a.v[k] + br, slope);
+                }
+                yv[col] = a;
+            }
+        } else {
+            for (int col = c0; col < L; col += cs)
+                yr[col] = act_f<ACT>(xr[col] + (chan_is_col ? b[col] : br), slope);
+        }
     }
 }
 

@@ -173,8 +173,10 @@ def bias_act_fwd(x, b, act="relu", dim=1, slope=0.0):
         return y
     N, C, I = _nci(x.shape, dim)  # noqa: E741
     R, L, col = (N, C, 1) if I == 1 else (N * C, I, 0)
-    bx, by = _rows_block(L)
-    _k("bias_act_fwd_kernel", x.dtype)(_rows_grid(R, L, bx, by), (bx, by),
+    V = 16 // x.itemsize  # the kernel moves 16-byte packs when L % V == 0 (and aligned)
+    cols = L // V if L % V == 0 else L
+    bx, by = _rows_block(cols)
+    _k("bias_act_fwd_kernel", x.dtype)(_rows_grid(R, cols, bx, by), (bx, by),
                                        (x, b, y, R, L, C, col, code, slope))
     return y
 
