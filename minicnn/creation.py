@@ -171,7 +171,11 @@ def randint(low, high=None, size=(), dtype=None, device=None, generator=None):
 
 
 def randperm(n, device=None, generator=None):
-    return Tensor(rng(device or "cpu", generator).permutation(n).astype(numpy.int64))
+    g = rng(device or "cpu", generator)
+    if hasattr(g, "permutation"):
+        return Tensor(g.permutation(n).astype(numpy.int64))
+    # CuPy's Generator has no permutation: the argsort of uniform draws is a uniform permutation
+    return Tensor(g.random(n).argsort().astype(numpy.int64))
 
 
 def randn_like(t, dtype=None, device=None, requires_grad=False):

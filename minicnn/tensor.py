@@ -362,6 +362,8 @@ class Tensor:
         from .ops.shape import _key_to_arrays  # noqa: PLC0415
         xp = backend.get_array_module(self.data)
         value = value.data if isinstance(value, Tensor) else value
+        if xp is not numpy and isinstance(value, numpy.ndarray):
+            value = xp.asarray(value)            # CuPy does not take NumPy arrays here
         self.data[_key_to_arrays(key, xp)] = value
 
     # --- operators ----------------------------------------------------------------------------
