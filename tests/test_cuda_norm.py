@@ -228,6 +228,7 @@ def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
         pytest.skip("no C++ compiler for the CUDA emulator")
     import minicnn as mc
     import minicnn.functional as F
+    from minicnn.ops import norm as ops_norm
 
     rng = np.random.default_rng(11)
     x0 = rng.standard_normal((3, 4, 5, 3)) + 50.0
@@ -256,11 +257,31 @@ def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
 
     want = run()
     monkeypatch.setattr(K, "_is_cpu", lambda *arrays: False)
-    calls = []
-    stats = C._stats
+    monkeypatch.setattr(ops_norm, "is_cuda_array", lambda a: True)  # the running-stat kernel
+    calls, ups = [], []
+    stats, update = C._stats, C.running_update
     monkeypatch.setattr(C, "_stats", lambda *a: calls.append(1) or stats(*a))
+    monkeypatch.setattr(C, "running_update", lambda *a: ups.append(1) or update(*a))
     got = run()
     assert calls, "the CUDA launch functions did not run"
+    assert bool(ups) == (norm in ("batch", "instance"))
     assert len(got) == len(want)
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_running_update(device, dtype):
+    rng = np.random.default_rng(2)
+    Cn = 37
+    rm0, rv0 = rng.standard_normal(Cn).astype(dtype), rng.random(Cn).astype(dtype) + 0.5
+    mean, var = rng.standard_normal(Cn) + 100.0, rng.random(Cn)
+    rm, rv = dev(rm0, device), dev(rv0, device)
+    C.running_update(rm, rv, dev(mean, device), dev(var, device), 0.1, 9.0 / 8.0)
+    tol = _tol(dtype, 100.0)
+    np.testing.assert_allclose(host(rm), 0.9 * rm0.astype(np.float64) + 0.1 * mean, **tol)
+    np.testing.assert_allclose(host(rv), 0.9 * rv0.astype(np.float64) + 0.1 * var * 9.0 / 8.0,
+                               **tol)
+    with pytest.raises(ValueError, match="running_update"):
+        C.running_update(rm, dev(rv0[:5], device), dev(mean, device), dev(var, device), 0.1)

@@ -456,3 +456,16 @@ __global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restr
         }
     }
 }
+
+// Running statistics, in place (one launch instead of a chain of small array ops):
+// rm = (1 - m) * rm + m * mean, rv = (1 - m) * rv + m * var * var_scale.
+template <typename T>
+__global__ void running_update_kernel(T* __restrict__ rm, T* __restrict__ rv,
+                                      const double* __restrict__ mean,
+                                      const double* __restrict__ var, double m, double var_scale,
+                                      int C) {
+    GRID_LOOP(c, C) {
+        rm[c] = static_cast<T>((1.0 - m) * static_cast<double>(rm[c]) + m * mean[c]);
+        rv[c] = static_cast<T>((1.0 - m) * static_cast<double>(rv[c]) + m * (var[c] * var_scale));
+    }
+}

@@ -234,3 +234,24 @@ def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
             gy, x, args[0], args[1], wv, has_w, args[2], args[3], 1.0 / (N * I), x.size,
             *magic(I), C, *magic(C), gx))
     return gx
+
+
+# --- running statistics ------------------------------------------------------------------------
+
+def running_update(rm, rv, mean, var, momentum, var_scale=1.0):
+    """In place: rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var * var_scale (one launch).
+    rm, rv: contiguous arrays of one float dtype (the module's buffers); mean, var: (C,)."""
+    xp = get_array_module(rm)
+    C = rm.size
+    if rv.size != C or rv.dtype != rm.dtype or not (rm.flags.c_contiguous and
+                                                     rv.flags.c_contiguous):
+        raise ValueError(f"running_update: running_mean {tuple(rm.shape)} {rm.dtype} and "
+                         f"running_var {tuple(rv.shape)} {rv.dtype} must be contiguous, of one "
+                         f"dtype and size")
+    if numpy.dtype(rm.dtype) not in (numpy.float32, numpy.float64):
+        raise TypeError(f"running_update: float32 or float64 buffers, got {rm.dtype}")
+    mean = _f64(xp, mean, C, "running_update", "mean")
+    var = _f64(xp, var, C, "running_update", "var")
+    if C:
+        _k("running_update_kernel", rm.dtype)(min(-(-C // BLOCK), APPLY_BLOCKS), BLOCK, (
+            rm.reshape(-1), rv.reshape(-1), mean, var, float(momentum), float(var_scale), C))

@@ -13,7 +13,7 @@ The eval-mode path (running statistics) is BatchNormEval, an affine map with con
 import math
 
 from ..autograd import Function, is_grad_enabled
-from ..backend import get_array_module
+from ..backend import get_array_module, is_cuda_array
 from ..kernels import norm as K
 from ..tensor import Tensor
 from .reduce import mean as _mean
@@ -167,9 +167,17 @@ def _check_channels_input(x, op, min_dims, **vectors):
         _check_vec(t, name, x.shape[1], op, x)
 
 
-def _update_running(running_mean, running_var, mean, var_unbiased, momentum):
+def _update_running(running_mean, running_var, mean, var, momentum, var_scale=None):
+    """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place; on the GPU
+    one fused kernel (no chain of small array ops)."""
     m = float(momentum)
     rm, rv = running_mean.data, running_var.data
+    if is_cuda_array(rm) and rm.dtype == rv.dtype and rm.flags.c_contiguous \
+            and rv.flags.c_contiguous:
+        from ..kernels.cuda import norm as cuda_norm  # noqa: PLC0415 -- only with CUDA arrays
+        cuda_norm.running_update(rm, rv, mean, var, m, 1.0 if var_scale is None else var_scale)
+        return
+    var_unbiased = var if var_scale is None else var * var_scale
     rm[...] = (1.0 - m) * rm + m * mean
     rv[...] = (1.0 - m) * rv + m * var_unbiased
 
@@ -192,8 +200,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         fn = BatchNormTrain(eps)
         y = fn(x, weight, bias)
         if running_mean is not None and running_var is not None:
-            _update_running(running_mean, running_var, fn.mean, fn.var * (count / (count - 1)),
-                            0.0 if momentum is None else momentum)
+            _update_running(running_mean, running_var, fn.mean, fn.var,
+                            0.0 if momentum is None else momentum, count / (count - 1))
         return y
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var must be given when "
