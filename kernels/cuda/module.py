@@ -101,7 +101,7 @@ class Kernel:
                 if not a.flags.c_contiguous:
                     raise ValueError(f"kernel {self.name}: {p.name} {a.shape} is not "
                                      f"C-contiguous")
-                if not p.const and not a.flags.writeable:
+                if not p.const and not getattr(a.flags, "writeable", True):   # CuPy: no flag
                     raise ValueError(f"kernel {self.name}: {p.name} is read-only")
                 out.append(a)
             else:

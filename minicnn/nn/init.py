@@ -73,7 +73,7 @@ def _check(tensor, fn):
 def _write(tensor, values):
     """Copy values (float64 samples) into the tensor's array in place."""
     data = tensor.data
-    if not data.flags.writeable:  # a read-only array (from a read-only NumPy buffer)
+    if not getattr(data.flags, "writeable", True):  # read-only NumPy buffer (CuPy: no flag)
         tensor.data = backend.get_array_module(data).array(values, dtype=data.dtype)
     else:
         data[...] = values

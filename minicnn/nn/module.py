@@ -307,7 +307,8 @@ class Module:
             # flat buffers) stay valid; a read-only array is replaced instead.
             target = own[k]
             array = backend.to_device(array, target.device)
-            if getattr(target.data, "flags", None) is not None and target.data.flags.writeable:
+            # (CuPy arrays have no writeable flag: they are always writable)
+            if getattr(getattr(target.data, "flags", None), "writeable", True):
                 target.data[...] = array
             else:
                 xp = backend.get_array_module(target.data)
