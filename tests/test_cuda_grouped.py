@@ -237,6 +237,20 @@ def test_band_plan():
     assert grouped._band_plan(1, 2, 8, 8, 4, 5000, 3, 3, 1, 1, 1, 1, 8) is None
 
 
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("case", [(12, 2, 5, 5, 2, 2, 3, 3, (1, 1), (1, 1), (1, 1)),
+                                  (9, 2, 4, 19, 4, 2, 3, 3, (1, 2), (1, 1), (1, 1))],
+                         ids=["L25", "L40"])
+def test_grad_weight_position_carries(device, case):
+    """Blocks of 256 threads stepping over more positions than one plane (N*OH*OW > 256 with
+    OH*OW < 256): the (n, oh, ow) counters advance with carries."""
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    x, _, _, gy, OH, OW = _prep(case, np.float64, seed=23)
+    assert grouped._wg_split(N * OH * OW, K * (C // G)) == (1, N * OH * OW, 256)
+    got = grouped.grouped_grad_weight(dev(x, device), dev(gy, device), G, KH, KW, *S, *P, *D)
+    _close(got, ref_grad_weight(x, gy, G, KH, KW, S, P, D), np.float64, N * OH * OW)
+
+
 def test_wg_split_shapes():
     for P, pairs in [(1, 1), (25088, 256), (25088, 512), (10 ** 6, 3), (999, 4096)]:
         S, chunk, block = grouped._wg_split(P, pairs)

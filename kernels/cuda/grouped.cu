@@ -226,10 +226,13 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
             dw[j] = (tap % KW) * DW;
             acc[j] = T(0);
         }
-        for (int p = p0 + threadIdx.x; p < p1; p += blockDim.x) {
-            const int n = p / L, l = p - n * L;
-            const int oh = l / OW, ow = l - oh * OW;
-            const T g = __ldg(gy + (n * K + k) * L + l);
+        // position p = (n, oh, ow), advanced by blockDim.x with carries (no division per step)
+        const int p = p0 + threadIdx.x;
+        int n = p / L, oh = (p - n * L) / OW, ow = p - n * L - oh * OW;
+        const int sn = blockDim.x / L, soh = (blockDim.x - sn * L) / OW;
+        const int sow = blockDim.x - sn * L - soh * OW;
+        for (int q = p; q < p1; q += blockDim.x) {
+            const T g = __ldg(gy + ((n * K + k) * OH + oh) * OW + ow);
             const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
             const T* xc = x + (n * C + c) * H * W;
 #pragma unroll
@@ -239,6 +242,11 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
                     static_cast<unsigned>(iw) < static_cast<unsigned>(W))
                     acc[j] += g * __ldg(xc + ih * W + iw);
             }
+            ow += sow;
+            oh += soh;
+            n += sn;
+            if (ow >= OW) { ow -= OW; ++oh; }
+            if (oh >= OH) { oh -= OH; ++n; }
         }
 #pragma unroll
         for (int j = 0; j < WG_TAPS; ++j) {

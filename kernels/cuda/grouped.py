@@ -13,6 +13,8 @@ Depthwise (w (C*M, 1, KH, KW)) is the grouped case G = C. Any kernel size, strid
 dilation; gy may be smaller than the full output (a transposed conv's output_padding), and the
 grad-input gather handles any (H, W). No host synchronization anywhere.
 """
+import functools
+
 from minicnn.backend import get_array_module
 
 from . import module
@@ -40,6 +42,7 @@ def _pow2ceil(v):
     return p
 
 
+@functools.lru_cache(maxsize=1024)
 def _pitch(WB, TX, SH, SW):
     """The shared-memory row pitch >= WB with the fewest bank conflicts (4-byte words) for a
     warp's read: TX lanes along a row (stride SW), 32/TX rows SH pitches apart."""
@@ -62,6 +65,11 @@ def _band_plan(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
     fit (then the one-thread-per-output kernels run)."""
     if not USE_BAND:
         return None
+    return _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize)
+
+
+@functools.lru_cache(maxsize=1024)   # Python time per launch matters on the GPU (a few us)
+def _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
     TX = min(BLOCK, _pow2ceil(-(-OW // BAND_RX)))
     nty_max = BLOCK // TX
     KB = min(Cog, BAND_KB)
