@@ -287,3 +287,39 @@ def test_bias_act_op_matches_cpu_path(device, gpu_path):
     np.testing.assert_allclose(host(y.data), want.data, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(host(xt.grad.data), cpu_x.grad.data, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(host(bt.grad.data), cpu_b.grad.data, rtol=1e-5, atol=1e-5)
+
+
+# --- the activation ops through kernels/norm.py's CUDA branches --------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("name,kw", [("relu", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"}),
+                                     ("silu", {}), ("sigmoid", {})])
+def test_activation_ops_dispatch_to_kernels(device, name, kw, monkeypatch):
+    """F.relu/gelu/silu/sigmoid with the dispatchers of kernels/norm.py sending arrays to the
+    kernels (under the emulator: NumPy arrays treated as device arrays): values, gradients and
+    second derivatives against the CPU path."""
+    from minicnn.kernels import norm as K  # noqa: PLC0415
+    x = data((3, 5, 7), np.float64, 21, -3.0, 3.0)
+    x[np.abs(x) < 0.05] = 0.3
+    fn = lambda t: getattr(F, name)(t, **kw)  # noqa: E731
+    wants = {}
+    for dtype in (np.float64, np.float32):  # the CPU path in float64 on the same input values
+        cpu_x = mc.Tensor(x.astype(dtype).astype(np.float64), requires_grad=True)
+        y = fn(cpu_x)
+        wants[dtype] = (y.data, mc.autograd.grad(y.sum(), [cpu_x])[0].data)
+    calls = []
+    for f in ("act_fwd", "act_bwd"):
+        monkeypatch.setattr(E, f, lambda *a, _f=getattr(E, f), **k: calls.append(1) or _f(*a, **k))
+    if device == "emu":
+        monkeypatch.setattr(K, "_is_cpu", lambda *a: False)
+    for dtype in (np.float64, np.float32):
+        xt = mc.Tensor(dev(x.astype(dtype), device), requires_grad=True)
+        y = fn(xt)
+        (g,) = mc.autograd.grad(y.sum(), [xt])
+        close(y.data, wants[dtype][0], dtype)
+        close(g.data, wants[dtype][1], dtype)
+    # the kernels ran in both dtypes, forward and backward (sigmoid's backward is y (1 - y))
+    assert len(calls) >= (2 if name == "sigmoid" else 4)
+    xt = mc.Tensor(dev(x, device), requires_grad=True)
+    assert mc.testing.gradcheck(fn, (xt,))
+    assert mc.testing.gradgradcheck(fn, (xt,))
