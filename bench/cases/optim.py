@@ -44,6 +44,12 @@ def _setup(ctx, quick_scale):
     return mc, mp, tp, n
 
 
+def _torch_impl(ctx):
+    """PyTorch's fastest Adam: fused on the GPU (the issue's reference, 0.38 ms on an H100),
+    foreach on the CPU (fused Adam is CUDA-only there)."""
+    return {"fused": True} if ctx.device == "cuda" else {"foreach": True}
+
+
 def _workload(ctx, mc, mp, tp, n, mopt, topt, arrays_rw):
     def mc_step():
         mopt.step()
@@ -71,20 +77,21 @@ def sgd_momentum(ctx):
 
 
 @case("optim", "adam_resnet18", tags=("cpu", "gpu"),
-      description="Adam(lr=1e-3).step() over ResNet-18's 11.7 M parameters; torch foreach=True")
+      description="Adam(lr=1e-3).step() over ResNet-18's 11.7 M parameters; torch fused=True "
+                  "on cuda, foreach=True on the CPU")
 def adam(ctx):
     mc, mp, tp, n = _setup(ctx, 16)
     mopt = mc.optim.Adam(mp, lr=1e-3)
-    topt = ctx.torch.optim.Adam(tp, lr=1e-3, foreach=True)
+    topt = ctx.torch.optim.Adam(tp, lr=1e-3, **_torch_impl(ctx))
     # read p, g, m, v; write p, m, v
     return _workload(ctx, mc, mp, tp, n, mopt, topt, 7)
 
 
 @case("optim", "adamw_resnet18", tags=("cpu", "gpu"),
       description="AdamW(lr=1e-3, weight_decay=1e-2).step() over ResNet-18's 11.7 M "
-                  "parameters; torch foreach=True")
+                  "parameters; torch fused=True on cuda, foreach=True on the CPU")
 def adamw(ctx):
     mc, mp, tp, n = _setup(ctx, 16)
     mopt = mc.optim.AdamW(mp, lr=1e-3)
-    topt = ctx.torch.optim.AdamW(tp, lr=1e-3, foreach=True)
+    topt = ctx.torch.optim.AdamW(tp, lr=1e-3, **_torch_impl(ctx))
     return _workload(ctx, mc, mp, tp, n, mopt, topt, 7)
