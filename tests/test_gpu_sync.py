@@ -117,24 +117,37 @@ def test_trainer_steps_have_no_sync():
     ys = rng.integers(0, 10, 24)
     t = mc.train.Trainer(model, mc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
                          metrics=["accuracy"], device="cuda", sync_every=100)
-    times = []
+    times = []                         # when each training step (incl. metrics) was enqueued
+    step, update = t._step, mc.train.metrics.Accuracy.update
 
-    class Times(mc.train.Callback):
-        def on_batch_end(self, step, logs=None):
-            times.append(time.perf_counter())
+    def timed_step(*args, **kw):
+        out = step(*args, **kw)
+        times.append(("step", time.perf_counter()))
+        return out
+
+    def timed_update(self, *args):
+        update(self, *args)
+        times.append(("metric", time.perf_counter()))
+
+    t._step = timed_step
 
     def fit():
         times.clear()
-        t.fit(DataLoader(TensorDataset(xs, ys), 8), epochs=1, callbacks=[Times()], verbose=0)
+        t.fit(DataLoader(TensorDataset(xs, ys), 8), epochs=1, verbose=0)
 
-    fit()
-    mc.cuda.synchronize()
-    with _StreamHold() as hold:
-        fit()                          # the epoch-end read waits for the release, as it should
-    assert len(times) == 3
-    assert times[-1] < hold.released_at, (
-        "Trainer.fit waited for the GPU before the end of the epoch: a host-device "
-        "synchronization inside a training step")
+    mc.train.metrics.Accuracy.update = timed_update
+    try:
+        fit()
+        mc.cuda.synchronize()
+        with _StreamHold() as hold:
+            fit()                      # the epoch-end read waits for the release, as it should
+    finally:
+        mc.train.metrics.Accuracy.update = update
+    assert [k for k, _ in times] == ["step", "metric"] * 3
+    late = [(k, round(w - hold.t0, 2)) for k, w in times if w >= hold.released_at]
+    assert not late, (f"Trainer.fit waited for the GPU before the end of the epoch (seconds "
+                      f"after the hold began, held {HOLD_S} s: {late}): a host-device "
+                      "synchronization inside a training step")
 
 
 def test_cross_entropy_on_cuda_matches_cpu_without_sync():
