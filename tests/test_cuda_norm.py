@@ -39,6 +39,7 @@ def split(request, monkeypatch):
         monkeypatch.setattr(C, "MIN_CHUNK", 64)
         monkeypatch.setattr(C, "COL_MIN_ROWS", 4)
         monkeypatch.setattr(C, "APPLY_BLOCKS", 2)   # element loops wrap around the grid
+        monkeypatch.setattr(C, "CHAN_COL_MIN_ROWS", 4)
     return request.param
 
 
@@ -117,13 +118,21 @@ def test_row_norm_noncontiguous_and_out_shape(device, dtype):
     _close(gx2, rgx2.reshape(4, 9), dtype)
 
 
-CHAN_SHAPES = [(2, 1, 3), (3, 5, 7), (7, 3, 1), (1, 2, 2), (4, 6, 150), (33, 2, 1)]
+CHAN_SHAPES = [(2, 1, 3), (3, 5, 7), (7, 3, 1), (1, 2, 2), (4, 6, 150), (33, 2, 1), (5, 3, 20)]
+
+
+@pytest.fixture(params=[16, 0], ids=["cols", "runs"])
+def cols(request, monkeypatch):
+    """cols: batch norm with runs shorter than 16 goes to the per-column kernels; runs: always
+    the per-channel kernels."""
+    monkeypatch.setattr(C, "CHAN_COLS_MAX_I", request.param)
+    return request.param
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", CHAN_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_channel_norm(device, dtype, shape, split):
+def test_channel_norm(device, dtype, shape, split, cols):
     rng = np.random.default_rng(sum(shape))
     N, Cc, I = shape  # noqa: E741
     shift = 1000.0 if sum(shape) % 2 else -0.7
@@ -155,7 +164,7 @@ def test_channel_norm(device, dtype, shape, split):
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
-def test_channel_norm_noncontiguous(device):
+def test_channel_norm_noncontiguous(device, cols):
     rng = np.random.default_rng(4)
     x = _data(rng, (5, 4, 9), np.float32, 3.0)
     gy = _data(rng, (5, 4, 9), np.float32, 0.0)
@@ -259,8 +268,8 @@ def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
     monkeypatch.setattr(K, "_is_cpu", lambda *arrays: False)
     monkeypatch.setattr(ops_norm, "is_cuda_array", lambda a: True)  # the running-stat kernel
     calls, ups = [], []
-    stats, update = C._stats, C.running_update
-    monkeypatch.setattr(C, "_stats", lambda *a: calls.append(1) or stats(*a))
+    launch, update = C._k, C.running_update
+    monkeypatch.setattr(C, "_k", lambda *a: calls.append(a[0]) or launch(*a))
     monkeypatch.setattr(C, "running_update", lambda *a: ups.append(1) or update(*a))
     got = run()
     assert calls, "the CUDA launch functions did not run"

@@ -469,3 +469,97 @@ __global__ void running_update_kernel(T* __restrict__ rm, T* __restrict__ rv,
         rv[c] = static_cast<T>((1.0 - m) * static_cast<double>(rv[c]) + m * (var[c] * var_scale));
     }
 }
+
+// Batch norm with short runs (I < CHAN_COLS_MAX_I of the launch layer, e.g. BatchNorm1d's
+// I == 1), where a block per channel would read one element per run, uncoalesced: one thread per
+// column j = c*I + i of x viewed as (N, C*I) walks the rows [p*rpg, min(N, (p+1)*rpg)) of its
+// row group p (blockIdx = p * ncb + column block), coalesced across the threads; partial
+// (n, mean, M2) or (sum gy, sum gy*(x - mean)) per (p, j), merged per channel by the final kernels.
+template <typename T>
+__global__ void chan_cols_stats_kernel(const T* __restrict__ x, int N, int CI, int ncb, int rpg,
+                                       double* __restrict__ part) {
+    const int p = blockIdx.x / ncb, cb = blockIdx.x - p * ncb;
+    const int j = cb * blockDim.x + threadIdx.x;
+    if (j < CI) {
+        const int n0 = p * rpg, n1 = min(N, n0 + rpg);
+        const double K = static_cast<double>(x[static_cast<long long>(n0) * CI + j]);
+        double s = 0.0, s2 = 0.0;
+#pragma unroll 4
+        for (int n = n0; n < n1; ++n) {
+            const double d = static_cast<double>(x[n * CI + j]) - K;
+            s += d;
+            s2 += d * d;
+        }
+        const double cnt = static_cast<double>(n1 - n0);
+        const double M2 = s2 - s * (s / cnt);
+        double* o = part + 3LL * (static_cast<long long>(p) * CI + j);
+        o[0] = cnt;
+        o[1] = K + s / cnt;
+        o[2] = M2 > 0.0 ? M2 : 0.0;
+    }
+}
+
+extern "C" __global__ void chan_cols_stats_final_kernel(const double* __restrict__ part, int P,
+                                                        int I, int CI, double eps, int mode,
+                                                        double* __restrict__ mean,
+                                                        double* __restrict__ out) {
+    __shared__ double sh[96];
+    const int c = blockIdx.x;
+    Wf v;
+    v.n = 0.0;
+    v.m = 0.0;
+    v.M2 = 0.0;
+    for (int k = threadIdx.x; k < P * I; k += blockDim.x) {
+        const int p = k / I;
+        const double* o = part + 3LL * (static_cast<long long>(p) * CI + c * I + (k - p * I));
+        Wf u;
+        u.n = o[0];
+        u.m = o[1];
+        u.M2 = o[2];
+        v = wf_merge(v, u);
+    }
+    v = block_welford(v, sh);
+    if (threadIdx.x == 0) write_stats(v, eps, mode, mean, out, c);
+}
+
+template <typename T>
+__global__ void chan_cols_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                      const double* __restrict__ mean, int N, int CI, int I,
+                                      int ncb, int rpg, double* __restrict__ part) {
+    const int p = blockIdx.x / ncb, cb = blockIdx.x - p * ncb;
+    const int j = cb * blockDim.x + threadIdx.x;
+    if (j < CI) {
+        const int n0 = p * rpg, n1 = min(N, n0 + rpg);
+        const double m = mean[j / I];
+        double a = 0.0, c = 0.0;
+#pragma unroll 4
+        for (int n = n0; n < n1; ++n) {
+            const double g = static_cast<double>(gy[n * CI + j]);
+            a += g;
+            c += g * (static_cast<double>(x[n * CI + j]) - m);
+        }
+        double* o = part + 2LL * (static_cast<long long>(p) * CI + j);
+        o[0] = a;
+        o[1] = c;
+    }
+}
+
+extern "C" __global__ void chan_cols_sums_final_kernel(const double* __restrict__ part, int P,
+                                                       int I, int CI, double* __restrict__ out_a,
+                                                       double* __restrict__ out_c) {
+    __shared__ double sh[32];
+    const int c = blockIdx.x;
+    double a = 0.0, s = 0.0;
+    for (int k = threadIdx.x; k < P * I; k += blockDim.x) {
+        const int p = k / I;
+        const double* o = part + 2LL * (static_cast<long long>(p) * CI + c * I + (k - p * I));
+        a += o[0];
+        s += o[1];
+    }
+    a = block_sum(a, sh);
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) {
+        out_a[c] = a;
+        out_c[c] = s;
+    }
+}

@@ -13,7 +13,8 @@ values of the dispatchers in kernels/norm.py (statistics and partial sums float6
 
 Statistics are two-level reductions (see the header of norm.cu): a group (row or channel) of
 `total` elements is split into B blocks of `chunk` elements so that there are about WAVE
-blocks in all; B > 1 adds a small merge kernel. CuPy arrays run on the GPU, NumPy arrays under
+blocks in all; B > 1 adds a small merge kernel. Batch norm with runs of I < CHAN_COLS_MAX_I
+elements (BatchNorm1d: I == 1) reduces per column (c, i) over row groups instead, coalesced. CuPy arrays run on the GPU, NumPy arrays under
 the CPU emulator (the tests). No launch function synchronizes with the host.
 """
 import functools
@@ -30,6 +31,8 @@ MIN_CHUNK = 2048        # at least this many elements per block of a split reduc
 APPLY_BLOCKS = 132 * 16  # grid of the grid-stride element loops
 COL_BLOCKS = 132 * 4    # the column kernel splits rows into groups below this many blocks
 COL_MIN_ROWS = 16       # ... of at least this many rows each
+CHAN_COLS_MAX_I = 16    # batch norm with runs shorter than this: one thread per column (c, i)
+CHAN_COL_MIN_ROWS = 64  # ... over row groups of at least this many rows
 F64 = numpy.float64
 
 
@@ -188,11 +191,28 @@ def _chan_input(op, x3):
     return xp, x, N, C, I
 
 
+def _cols_grid(N, CI):
+    """(threads, column blocks, row groups P, rows per group) of the chan_cols kernels."""
+    nt = _threads(CI)
+    ncb = -(-CI // nt)
+    P = max(1, min(-(-N // CHAN_COL_MIN_ROWS), -(-WAVE // ncb)))
+    rpg = -(-N // P)
+    return nt, ncb, -(-N // rpg), rpg
+
+
 def chan_stats(x3):
     xp, x, N, C, I = _chan_input("chan_stats", x3)  # noqa: E741
     if N * I == 0 or C == 0:
         from ..reference import norm as ref  # noqa: PLC0415
         return ref.chan_stats(x)
+    if I < CHAN_COLS_MAX_I:
+        nt, ncb, P, rpg = _cols_grid(N, C * I)
+        part = module.empty(xp, (P * C * I * 3,), F64)
+        _k("chan_cols_stats_kernel", x.dtype)(P * ncb, nt, (x, N, C * I, ncb, rpg, part))
+        mean, var = module.empty(xp, (C,), F64), module.empty(xp, (C,), F64)
+        _k("chan_cols_stats_final_kernel")(C, _threads(P * I), (
+            part, P, I, C * I, 0.0, 1, mean, var))
+        return mean, var
     return _stats(xp, x, C, N * I, I, C * I, I, 0.0, 1)
 
 
@@ -216,6 +236,14 @@ def chan_bwd_sums(gy3, x3, mean):
     mean = _f64(xp, mean, C, "chan_bwd_sums", "mean")
     if N * I == 0 or C == 0:
         return xp.zeros(C), xp.zeros(C)
+    if I < CHAN_COLS_MAX_I:
+        nt, ncb, P, rpg = _cols_grid(N, C * I)
+        part = module.empty(xp, (P * C * I * 2,), F64)
+        _k("chan_cols_sums_kernel", x.dtype)(P * ncb, nt, (gy, x, mean, N, C * I, I, ncb, rpg,
+                                                             part))
+        a, c = module.empty(xp, (C,), F64), module.empty(xp, (C,), F64)
+        _k("chan_cols_sums_final_kernel")(C, _threads(P * I), (part, P, I, C * I, a, c))
+        return a, c
     return _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, 1, C, N * I, I, C * I, I)
 
 
