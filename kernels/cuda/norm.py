@@ -14,8 +14,9 @@ values of the dispatchers in kernels/norm.py (statistics and partial sums float6
 Statistics are two-level reductions (see the header of norm.cu): a group (row or channel) of
 `total` elements is split into B blocks of `chunk` elements so that there are about WAVE
 blocks in all; B > 1 adds a small merge kernel. Batch norm with runs of I < CHAN_COLS_MAX_I
-elements (BatchNorm1d: I == 1) reduces per column (c, i) over row groups instead, coalesced. CuPy arrays run on the GPU, NumPy arrays under
-the CPU emulator (the tests). No launch function synchronizes with the host.
+elements (BatchNorm1d: I == 1) reduces per column (c, i) over row groups instead, coalesced.
+CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No launch function
+synchronizes with the host.
 """
 import functools
 
