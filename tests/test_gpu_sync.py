@@ -184,3 +184,19 @@ def test_cross_entropy_out_of_range_target_gives_nan_on_cuda():
     every = mc.functional.cross_entropy(mc.tensor(logits, device="cuda"),
                                         mc.tensor(np.full(4, -100), device="cuda"))
     assert np.isnan(every.item())                          # all rows ignored: 0/0, as PyTorch
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_mix_on_device_matches_cpu_without_sync(name):
+    from minicnn.data import transforms as T  # noqa: PLC0415
+    fn = getattr(T, name)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 4, 6)
+    xc, yac, ybc, lc = fn(mc.tensor(x), mc.tensor(y), generator=5)
+    xg, yag, ybg, lg = fn(mc.tensor(x, device="cuda"), mc.tensor(y, device="cuda"), generator=5)
+    assert xg.device == "cuda" and ybg.device == "cuda" and lg == lc
+    np.testing.assert_allclose(xg.cpu().numpy(), xc.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(ybg.cpu().numpy(), ybc.numpy())
+    xd, yd = mc.tensor(x, device="cuda"), mc.tensor(y, device="cuda")
+    _assert_async(lambda: fn(xd, yd, generator=5), name)

@@ -623,6 +623,13 @@ def _unwrap(x):
     return (x.data, True) if isinstance(x, Tensor) else (numpy.asarray(x), False)
 
 
+def _index_like(perm, a):
+    """The host permutation as an index for `a` (moved to the GPU for a CuPy batch: the mix
+    then runs on the device, with the same draws as on the CPU)."""
+    from ..backend import get_array_module  # noqa: PLC0415
+    return get_array_module(a).asarray(perm)
+
+
 def mixup(x, y, alpha=1.0, generator=None):
     """mixup (Zhang et al., 2018): x' = lam*x + (1-lam)*x[perm], lam ~ Beta(alpha, alpha).
 
@@ -632,7 +639,7 @@ def mixup(x, y, alpha=1.0, generator=None):
     xa, was_tensor = _unwrap(x)
     ya, _ = _unwrap(y)
     lam = float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
-    perm = rng.permutation(len(xa))
+    perm = _index_like(rng.permutation(len(xa)), xa)
     out = (lam * xa + (1 - lam) * xa[perm]).astype(xa.dtype, copy=False)
     yb = ya[perm]
     if was_tensor:
@@ -648,7 +655,7 @@ def cutmix(x, y, alpha=1.0, generator=None):
     ya, _ = _unwrap(y)
     n, _, h, w = xa.shape
     lam = float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
-    perm = rng.permutation(n)
+    perm = _index_like(rng.permutation(n), xa)
     cut = math.sqrt(1.0 - lam)
     ch, cw = int(h * cut), int(w * cut)
     cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))

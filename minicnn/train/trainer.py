@@ -176,10 +176,8 @@ class Trainer:
     def _mixed(self, x, y):
         from ..data import transforms as T  # noqa: PLC0415
         fn = T.mixup if self.mix == "mixup" else T.cutmix
-        xa = Tensor(backend.to_numpy(x.data))
-        ya = Tensor(backend.to_numpy(y.data))
-        xm, ya, yb, lam = fn(xa, ya, alpha=self.mix_alpha)
-        return _to(xm, self.device), _to(ya, self.device), _to(yb, self.device), lam
+        # on x's device (the draws are made on the host): no transfer, no sync on the GPU
+        return fn(x, _to(y, x.device), alpha=self.mix_alpha)
 
     def train_step(self, x, y):
         """One optimizer step; returns (loss value, outputs). The step is skipped when the loss
