@@ -189,11 +189,17 @@ def _run_cases(args, argv, threads, pinning, import_errors, cases):
           f"{ceilings['copy_gbps']:.1f} GB/s", flush=True)
 
     results_cases = []
-    for c in cases:
-        print(f"  {c.key} ...", end="", flush=True)
-        r = harness.run_case(c, ctx, timer, settings, ceilings)
-        results_cases.append(r)
-        print(f" {r['status']}", flush=True)
+    interrupted = None
+    try:
+        for c in cases:
+            print(f"  {c.key} ...", end="", flush=True)
+            r = harness.run_case(c, ctx, timer, settings, ceilings)
+            results_cases.append(r)
+            print(f" {r['status']}", flush=True)
+    except KeyboardInterrupt:   # e.g. a time limit (SIGINT): keep and write what was measured
+        interrupted = [c.key for c in cases[len(results_cases):]]
+        print(f"\ninterrupted: {len(results_cases)} case(s) done, not run: "
+              f"{', '.join(interrupted)}", flush=True)
 
     results = {
         "schema": 1,
@@ -211,6 +217,7 @@ def _run_cases(args, argv, threads, pinning, import_errors, cases):
                                            "after": harness.load_average()}},
         "ceilings": ceilings,
         "import_errors": import_errors,
+        "interrupted_before": interrupted,
         "cases": results_cases,
         "summary": harness.summarize(results_cases),
     }
@@ -221,7 +228,7 @@ def _run_cases(args, argv, threads, pinning, import_errors, cases):
         paths = report.write_all(results, args.out, stem, plots=not args.no_plots)
         print("\nwrote " + ", ".join(paths))
     bad = results["summary"]["status_counts"]
-    return 1 if bad["WRONG"] or bad["ERROR"] else 0
+    return 1 if bad["WRONG"] or bad["ERROR"] or interrupted else 0
 
 
 if __name__ == "__main__":

@@ -227,3 +227,18 @@ def test_minicnn_bench_subcommand(capsys):
     from minicnn.__main__ import main
     assert main(["bench", "--list"]) == 0
     assert "overhead/mul_add_10" in capsys.readouterr().out
+
+
+def test_interrupted_run_still_writes_the_finished_cases(tmp_path):
+    # a time limit sends SIGINT (KeyboardInterrupt): the cases measured so far are written
+    @case(FAMILY, "interrupts", tags=("cpu",))
+    def interrupts(ctx):
+        raise KeyboardInterrupt
+    try:
+        rc, res, _, _ = _run(tmp_path, "overhead", f"{FAMILY}/interrupts",
+                             extra=["--no-plots"])
+    finally:
+        registry.unregister(FAMILY, "interrupts")
+    assert rc == 1
+    assert [c["key"] for c in res["cases"]] == ["overhead/mul_add_10"]
+    assert res["interrupted_before"] == [f"{FAMILY}/interrupts"]
