@@ -178,18 +178,22 @@ def split(request, monkeypatch):
     if request.param == "split":
         monkeypatch.setattr(grouped, "WG_MIN_CHUNK", 16)
         monkeypatch.setattr(grouped, "WG_TARGET_BLOCKS", 1 << 20)
+        monkeypatch.setattr(grouped, "WG_MIN_BAND", 1)
     return request.param
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_grad_weight(device, dtype, case, split):
+def test_grad_weight(device, dtype, case, split, algo):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, _, _, gy, OH, OW = _prep(case, dtype, seed=11)
     P_ = N * OH * OW
-    if split == "split":
+    if split == "split" and algo == "plain":
         assert grouped._wg_split(P_, K * (C // G))[0] == -(-P_ // 16)   # > 1 but for P <= 16
+    if split == "split" and algo == "band":
+        plan = grouped._wg_band_plan(N, K * (C // G), OH, OW, KH, KW, *S, *D, 8)
+        assert plan["RB"] == 1 and (plan["S"] > 1 or N * OH == 1 or P_ <= 16)
     want = ref_grad_weight(x.astype(np.float64), gy.astype(np.float64), G, KH, KW, S, P, D)
     got = grouped.grouped_grad_weight(dev(x, device), dev(gy, device), G, KH, KW, *S, *P, *D)
     _close(got, want, dtype, P_)
@@ -203,7 +207,7 @@ def test_grad_weight(device, dtype, case, split):
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
-def test_grad_weight_noncontiguous_partial_gy(device, monkeypatch):
+def test_grad_weight_noncontiguous_partial_gy(device, monkeypatch, algo):
     """Non-contiguous x and gy; gy covering fewer rows than fit (output_padding's adjoint)."""
     monkeypatch.setattr(grouped, "WG_MIN_CHUNK", 8)
     case = CASES[4]
@@ -241,14 +245,27 @@ def test_band_plan():
 @pytest.mark.parametrize("case", [(12, 2, 5, 5, 2, 2, 3, 3, (1, 1), (1, 1), (1, 1)),
                                   (9, 2, 4, 19, 4, 2, 3, 3, (1, 2), (1, 1), (1, 1))],
                          ids=["L25", "L40"])
-def test_grad_weight_position_carries(device, case):
+def test_grad_weight_position_carries(device, case, monkeypatch):
     """Blocks of 256 threads stepping over more positions than one plane (N*OH*OW > 256 with
     OH*OW < 256): the (n, oh, ow) counters advance with carries."""
+    monkeypatch.setattr(grouped, "USE_BAND", False)
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, _, _, gy, OH, OW = _prep(case, np.float64, seed=23)
     assert grouped._wg_split(N * OH * OW, K * (C // G)) == (1, N * OH * OW, 256)
     got = grouped.grouped_grad_weight(dev(x, device), dev(gy, device), G, KH, KW, *S, *P, *D)
     _close(got, ref_grad_weight(x, gy, G, KH, KW, S, P, D), np.float64, N * OH * OW)
+
+
+def test_wg_band_plan():
+    # the depthwise suite size: whole 28x28 images, 4 per block, 8 slices per channel
+    plan = grouped._wg_band_plan(32, 256, 28, 28, 3, 3, 1, 1, 1, 1, 4)
+    assert (plan["RB"], plan["S"], plan["ips"], plan["TX"], plan["threads"]) == (28, 8, 4, 32,
+                                                                                   256)
+    # one image: bands of rows to spread the work
+    plan = grouped._wg_band_plan(1, 32, 112, 112, 3, 3, 1, 1, 1, 1, 4)
+    assert plan["RB"] < 112 and plan["S"] > 1 and plan["threads"] % 32 == 0
+    # too wide for 48 KiB even one row high: the plain kernel
+    assert grouped._wg_band_plan(1, 2, 4, 20000, 3, 3, 1, 1, 1, 1, 8) is None
 
 
 def test_wg_split_shapes():

@@ -12,10 +12,11 @@
 //                a gather, each thread owns one gx element, no atomics
 //   grad weight  gw[k,cg,kh,kw] = sum_{n,oh,ow} gy[n,k,oh,ow] * x[n, g*Cg+cg, ih, iw]
 //                one block per ((k, cg), slice s of the N*OH*OW positions) computes partial sums
-//                of up to WG_TAPS taps at once in registers (one gy load feeds all of them);
-//                a warp-shuffle + shared-memory reduction gives the block's partial; a second
-//                tiny kernel sums the S slices in a fixed order (deterministic, no atomics).
-//                With S == 1 the first kernel writes gw directly.
+//                of up to WG_TAPS taps at once in registers (one gy load feeds all of them),
+//                the input rows of its positions staged in shared memory (band kernel) or read
+//                through L1 (fallback); a warp-shuffle + shared-memory reduction gives the
+//                block's partial; a second tiny kernel sums the S slices in a fixed order
+//                (deterministic, no atomics). With S == 1 the first kernel writes gw directly.
 //
 // Launch shapes (kernels/cuda/grouped.py):
 // - forward, and grad input of stride-1 convs (the forward of gy with the weight rotated and the
@@ -27,7 +28,8 @@
 //   consecutive ow (or iw), so every x / gy / y access of a warp is coalesced (stride SW), and
 //   the weight taps are the same for the whole warp (a broadcast from L1); input reuse across
 //   the taps of neighbouring outputs is left to L1 (__ldg);
-// - grad weight: grid (K*Cg, S), blocks of up to 256 threads, S chosen for about 2048 blocks.
+// - grad weight: grid (K*Cg, S), blocks of up to 256 threads, S chosen for about 2048 blocks;
+//   grouped_weight_band_bwd_kernel where the band fits in 48 KiB, else grouped_weight_bwd_kernel.
 //
 // Expected bound (fp32, 3x3 stride 1, depthwise): forward reads x and writes y once from DRAM
 // (8 B per output; the 9 taps hit L1), 18 flops per output = 2.25 flop/B: memory-bound at the
@@ -247,6 +249,80 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
             n += sn;
             if (ow >= OW) { ow -= OW; ++oh; }
             if (oh >= OH) { oh -= OH; ++n; }
+        }
+#pragma unroll
+        for (int j = 0; j < WG_TAPS; ++j) {
+            const T v = warp_sum(acc[j]);
+            if (lane == 0) red[j][warp] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x < WG_TAPS && t0 + static_cast<int>(threadIdx.x) < taps) {
+            T v = T(0);
+            for (int q = 0; q < warps; ++q) v += red[threadIdx.x][q];
+            part[(kc * S + s) * taps + t0 + threadIdx.x] = v;
+        }
+        __syncthreads();   // red is reused by the next pass
+    }
+}
+
+// The same partial sums with the input staged in shared memory: block (kc, s) walks the items
+// [s * ips, min(N * nb, (s + 1) * ips)), item = (n, band of RB output rows; nb bands per image),
+// staging for each the zero-padded input rows of channel c that the band reads (HB rows, WB
+// columns, `pitch` apart) with coalesced loads; then thread (tx, ty) takes the positions
+// (oh0 + ty + i*NTY, tx + j*TX), reads gy once (coalesced) and adds g * xs[...] to WG_TAPS
+// register accumulators, one shared-memory read + FMA per tap, no bounds checks (the padding is
+// in the tile).
+template <typename T>
+__global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                               T* __restrict__ part, int N, int C, int H, int W,
+                                               int K, int Cg, int Kg, int KH, int KW, int SH,
+                                               int SW, int PH, int PW, int DH, int DW, int OH,
+                                               int OW, int RB, int HB, int WB, int pitch, int TX,
+                                               int ips) {
+    DYNAMIC_SHARED(T, xs);
+    __shared__ T red[WG_TAPS][32];
+    const int kc = blockIdx.x, s = blockIdx.y, S = gridDim.y;
+    const int k = kc / Cg, cg = kc - k * Cg;
+    const int c = (k / Kg) * Cg + cg;
+    const int taps = KH * KW, nb = (OH + RB - 1) / RB;
+    const int it0 = s * ips, it1 = min(N * nb, it0 + ips);
+    const int tx = threadIdx.x % TX, ty = threadIdx.x / TX, NTY = blockDim.x / TX;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int t0 = 0; t0 < taps; t0 += WG_TAPS) {
+        int toff[WG_TAPS];
+        T acc[WG_TAPS];
+#pragma unroll
+        for (int j = 0; j < WG_TAPS; ++j) {
+            const int tap = min(t0 + j, taps - 1);  // taps past the end: computed, not stored
+            toff[j] = (tap / KW) * DH * pitch + (tap % KW) * DW;
+            acc[j] = T(0);
+        }
+        for (int it = it0; it < it1; ++it) {
+            const int n = it / nb, oh0 = (it - n * nb) * RB, rows = min(RB, OH - oh0);
+            const int ih0 = oh0 * SH - PH;
+            const T* xc = x + (n * C + c) * H * W;
+            __syncthreads();                 // the previous item's reads of xs are done
+            for (int q = ty; q < HB; q += NTY) {
+                const int ih = ih0 + q;
+                const bool row_ok = static_cast<unsigned>(ih) < static_cast<unsigned>(H);
+                for (int cc = tx; cc < WB; cc += TX) {
+                    const int iw = cc - PW;
+                    xs[q * pitch + cc] = row_ok && static_cast<unsigned>(iw) <
+                                                       static_cast<unsigned>(W)
+                                             ? __ldg(xc + ih * W + iw) : T(0);
+                }
+            }
+            __syncthreads();
+            for (int r = ty; r < rows; r += NTY) {
+                const T* gr = gy + ((n * K + k) * OH + oh0 + r) * OW;
+                const T* xr = xs + r * SH * pitch;
+                for (int ow = tx; ow < OW; ow += TX) {
+                    const T g = __ldg(gr + ow);
+                    const T* xp = xr + ow * SW;
+#pragma unroll
+                    for (int j = 0; j < WG_TAPS; ++j) acc[j] += g * xp[toff[j]];
+                }
+            }
         }
 #pragma unroll
         for (int j = 0; j < WG_TAPS; ++j) {

@@ -24,6 +24,7 @@ BLOCK = 256
 MAX_BLOCKS = 132 * 32           # grid-stride loops: a few waves of an H100's 132 SMs
 WG_TARGET_BLOCKS = 2048         # weight grad: about this many (pair, slice) blocks
 WG_MIN_CHUNK = 1024             # ... but at least this many positions per slice
+WG_MIN_BAND = 256               # ... and bands of at least this many positions (or whole images)
 USE_BAND = True                 # the shared-memory band kernel where it fits (tests turn it off)
 BAND_RX = 4                     # outputs per thread along ow (BAND_RX in grouped.cu)
 BAND_KB = 8                     # output channels per band block (the input band is reused KB x)
@@ -192,6 +193,44 @@ def _wg_split(P, pairs):
     return S, chunk, block
 
 
+@functools.lru_cache(maxsize=1024)
+def _wg_band_plan_cached(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, target, min_chunk,
+                         min_band):
+    TX = min(32, _pow2ceil(OW))
+    nty_max = BLOCK // TX
+    s_want = -(-target // pairs)
+    RB = OH
+    if N < s_want:     # too few images to give every SM work: bands of rows too
+        RB = max(min(OH, -(-min_band // OW)), -(-OH // -(-s_want // N)))
+    WB = (OW - 1) * SW + (KW - 1) * DW + 1
+    pitch = _pitch(WB, TX, SH, SW)
+
+    def smem(rb):
+        HB = (rb - 1) * SH + (KH - 1) * DH + 1
+        return HB * pitch * itemsize, HB
+
+    while RB > 1 and smem(RB)[0] > BAND_SMEM:
+        RB = -(-RB // 2)
+    nbytes, HB = smem(RB)
+    if nbytes > BAND_SMEM:
+        return None
+    items = N * -(-OH // RB)
+    S = max(1, min(s_want, items, -(-N * OH * OW // min_chunk)))
+    ips = -(-items // S)
+    S = -(-items // ips)
+    NTY = min(nty_max, -(-RB // max(1, 32 // TX)) * max(1, 32 // TX))
+    return dict(RB=RB, HB=HB, WB=WB, pitch=pitch, TX=TX, threads=TX * NTY, S=S, ips=ips,
+                smem=nbytes)
+
+
+def _wg_band_plan(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
+    """Launch parameters of grouped_weight_band_bwd_kernel, or None (plain kernel)."""
+    if not USE_BAND:
+        return None
+    return _wg_band_plan_cached(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize,
+                                WG_TARGET_BLOCKS, WG_MIN_CHUNK, WG_MIN_BAND)
+
+
 def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     op = "grouped_grad_weight"
     _check(op, x, gy, G, ("input", "grad_output"))
@@ -210,12 +249,22 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     if P == 0:
         return xp.zeros(shape, x.dtype)
     x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
-    S, chunk, block = _wg_split(P, pairs)
+    plan = _wg_band_plan(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, x.dtype.itemsize)
+    S = plan["S"] if plan is not None else _wg_split(P, pairs)[0]
     gw = module.empty(xp, shape, x.dtype)
     part = gw if S == 1 else module.empty(xp, (pairs, S, taps), x.dtype)
-    module.kernel(FAMILY, "grouped_weight_bwd_kernel", x.dtype)(
-        (pairs, S), block,
-        (x, gy, part, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, P, chunk))
+    if plan is not None:
+        module.kernel(FAMILY, "grouped_weight_band_bwd_kernel", x.dtype)(
+            (pairs, S), plan["threads"],
+            (x, gy, part, N, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW,
+             plan["RB"], plan["HB"], plan["WB"], plan["pitch"], plan["TX"], plan["ips"]),
+            shared_mem=plan["smem"])
+    else:
+        S, chunk, block = _wg_split(P, pairs)
+        module.kernel(FAMILY, "grouped_weight_bwd_kernel", x.dtype)(
+            (pairs, S), block,
+            (x, gy, part, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, P,
+             chunk))
     if S > 1:
         n = pairs * taps
         module.kernel(FAMILY, "grouped_weight_reduce_bwd_kernel", x.dtype)(
