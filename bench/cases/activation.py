@@ -79,3 +79,32 @@ def dropout(ctx):
 
     return _act_case(ctx, lambda t: F.dropout(t, 0.5),
                      lambda t: ctx.torch.nn.functional.dropout(t, 0.5), check=check)
+
+
+@case("activation", "bias_relu", tags=("cpu", "gpu"),
+      description="F.bias_act(x, b, 'relu') (one fused kernel each way on the GPU) vs torch "
+                  "relu(x + b[None, :, None, None])")
+def bias_relu(ctx):
+    import minicnn.functional as F  # noqa: PLC0415
+    shape = _shape(ctx)
+    a = ctx.array(shape, low=-4.0, high=4.0)
+    bias = ctx.array((shape[1],), low=-1.0, high=1.0)
+    gy = ctx.randn(shape)
+    x, xt = ctx.mc(a, requires_grad=True), ctx.th(a, requires_grad=True)
+    b, bt = ctx.mc(bias, requires_grad=True), ctx.th(bias, requires_grad=True)
+    gm, gt = ctx.mc(gy), ctx.th(gy)
+    th_fn = lambda: ctx.torch.relu(xt + bt.view(1, -1, 1, 1))  # noqa: E731
+
+    def mc_fwd_bwd():
+        F.bias_act(x, b, "relu").backward(gm)
+        return ctx.mc_grads(x, b)
+
+    def th_fwd_bwd():
+        th_fn().backward(gt)
+        return ctx.th_grads(xt, bt)
+
+    # fwd reads x, writes y; bwd reads x and gy, writes gx (bias traffic is negligible)
+    return Workload(mc_fwd=lambda: F.bias_act(x, b, "relu"), torch_fwd=th_fn,
+                    mc_fwd_bwd=mc_fwd_bwd, torch_fwd_bwd=th_fwd_bwd,
+                    bytes=2 * a.nbytes, bytes_fwd_bwd=5 * a.nbytes, atol=1e-4, rtol=1e-4,
+                    extra={"shape": "x".join(map(str, shape))})
