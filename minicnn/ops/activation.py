@@ -445,6 +445,7 @@ def log_softmax(x, dim=None, dtype=None):
     _float_check(x, "log_softmax")
     return LogSoftmax(_softmax_axis(x, dim, "log_softmax"))(x)
 
+
 # --- fused bias + activation ------------------------------------------------------------------
 
 BIAS_ACTIVATIONS = ("identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "silu",
