@@ -31,15 +31,21 @@ def _data(rng, shape, dtype, shift):
     return (rng.standard_normal(shape) * 1.5 + shift).astype(dtype)
 
 
-@pytest.fixture(params=[False, True], ids=["onepass", "split"])
+@pytest.fixture(params=["onepass", "split", "chunky"])
 def split(request, monkeypatch):
     """split: every reduction of more than 64 elements runs over several blocks (B > 1), the
-    layer-norm column kernel over several row groups, the element loops over a 2-block grid."""
-    if request.param:
-        monkeypatch.setattr(C, "MIN_CHUNK", 64)
+    layer-norm column kernel over several row groups, the element loops over a 2-block grid,
+    row-norm applies of chunks of 16 or more by the chunk kernel. chunky: chunks of 300 and
+    blocks of 32 threads, so each thread of the reduction, chunk and column kernels loops over
+    several unrolled trips."""
+    if request.param != "onepass":
+        monkeypatch.setattr(C, "MIN_CHUNK", 64 if request.param == "split" else 300)
         monkeypatch.setattr(C, "COL_MIN_ROWS", 4)
         monkeypatch.setattr(C, "APPLY_BLOCKS", 2)   # element loops wrap around the grid
         monkeypatch.setattr(C, "CHAN_COL_MIN_ROWS", 4)
+        monkeypatch.setattr(C, "APPLY_CHUNK_MIN", 16)  # row-norm apply by chunks
+    if request.param == "chunky":
+        monkeypatch.setattr(C, "BLOCK", 32)
     return request.param
 
 

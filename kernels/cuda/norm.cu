@@ -15,17 +15,23 @@
 // The backward sums (sum gy*w, sum gy*w*(x - mean), float64) use the same split
 // (norm_bwd_sums_kernel, norm_sums_final_kernel). No atomics; blocks never share an output.
 //
-// Apply kernels are flat grid-stride loops over the elements (consecutive threads, consecutive
-// addresses); the row/channel of element e comes from 32-bit divisions by a magic multiplier
-// (udiv: q = (umulhi(e, m) + e) >> s, precomputed on the host) so the loop stays memory-bound.
+// Apply: rows of 1024 or more elements reuse the statistics' grid (row_norm_chunk_kernel):
+// block (q, b) applies its own chunk, walking it from the end, the part the reduction read last
+// and most likely still in L2; row values are loaded once per block. Other applies are flat
+// grid-stride loops over the elements (consecutive threads, consecutive addresses, UNROLL
+// independent loads per thread); the row/channel of element e comes from 32-bit divisions by
+// a magic multiplier (udiv: q = (umulhi(e, m) + e) >> s, precomputed on the host).
 // Arithmetic per element is float64 (H100: FP64 at half the FP32 rate, conversions 16/clk/SM:
 // below the memory bound), so x - mean is exact for float32 inputs whatever the mean.
 // The layer-norm backward with a per-element affine (I == 1) runs one thread per column (g, s)
 // that walks the rows: it writes gx and sums gw, gb over its rows in registers (no atomics, no
-// (N, S) temporary).
+// (N, S) temporary). Batch norm with short runs (BatchNorm1d) reduces per column likewise.
+// The running statistics are updated in place by one small kernel.
 //
-// Expected bound (float32): stats read 4 B/elt; forward apply 4 + 4 B/elt (x again, usually
-// from L2); backward sums 8 B/elt, backward apply 8 + 4 B/elt. Launch shapes: 256 threads.
+// Expected bound (float32, bytes per element): statistics 4; forward apply 4 + 4 (x again,
+// partly from L2); batch-norm backward sums 8, apply 8 + 4; layer-norm backward 8 (row sums)
+// + 8 + 4 (columns). So forward ~12 B/elt against the algorithmic 8, forward+backward ~32
+// against 20 when x does not fit in L2. Launch shapes: 256 threads (fewer for short groups).
 
 #include "common.cuh"
 
@@ -561,5 +567,61 @@ extern "C" __global__ void chan_cols_sums_final_kernel(const double* __restrict_
     if (threadIdx.x == 0) {
         out_a[c] = a;
         out_c[c] = s;
+    }
+}
+
+// Row norms, apply by chunks: the grid of the statistics kernel (block (q, b) of a Q * B grid
+// covers elements [b * chunk, min(M, (b + 1) * chunk)) of row q), each thread walking its
+// chunk from the end -- the part of the chunk that the statistics (or backward sums) pass read
+// last, still in L2 when x is larger than L2. Row values (mean, rstd, row sums) once per block.
+// Forward: y = (x - mean) * rstd * w + b; backward (bwd != 0, ra/rc the row sums, gy given):
+// gx = rstd * (gy*w - ra/M - xhat * rstd * rc/M).
+template <typename T>
+__global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                      const double* __restrict__ mean,
+                                      const double* __restrict__ rstd,
+                                      const double* __restrict__ ra,
+                                      const double* __restrict__ rc, const T* __restrict__ w,
+                                      const T* __restrict__ b, int has_w, int has_b, int bwd,
+                                      double invM, int M, int B, int chunk, unsigned int mI,
+                                      int sI, int S, int G, T* __restrict__ out) {
+    const int q = blockIdx.x / B, bb = blockIdx.x - q * B;
+    const int start = bb * chunk, end = min(M, start + chunk);
+    const long long base = static_cast<long long>(q) * M;
+    const T* xq = x + base;
+    const T* gq = gy + (bwd ? base : 0);
+    T* oq = out + base;
+    const T* wq = w + (has_w ? (q % G) * S : 0);
+    const T* bq = b + (has_b ? (q % G) * S : 0);
+    const double mu = mean[q], rs = rstd[q];
+    const double a1 = bwd ? ra[q] * invM : 0.0, c1 = bwd ? rs * rc[q] * invM : 0.0;
+    const int nt = blockDim.x;
+    for (int t = end - 1 - static_cast<int>(threadIdx.x); t >= start; t -= UNROLL * nt) {
+        T xv[UNROLL], gv[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int p = t - u * nt;
+            xv[u] = p >= start ? xq[p] : T(0);
+            gv[u] = bwd && p >= start ? gq[p] : T(0);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int p = t - u * nt;
+            if (p >= start) {
+                const int k = (has_w || has_b) ? udiv(p, mI, sI) : 0;
+                const double xhat = (static_cast<double>(xv[u]) - mu) * rs;
+                double v;
+                if (bwd) {
+                    double g = static_cast<double>(gv[u]);
+                    if (has_w) g *= static_cast<double>(wq[k]);
+                    v = rs * (g - a1 - xhat * c1);
+                } else {
+                    v = xhat;
+                    if (has_w) v *= static_cast<double>(wq[k]);
+                    if (has_b) v += static_cast<double>(bq[k]);
+                }
+                oq[p] = static_cast<T>(v);
+            }
+        }
     }
 }

@@ -32,6 +32,7 @@ MIN_CHUNK = 2048        # at least this many elements per block of a split reduc
 APPLY_BLOCKS = 132 * 16  # grid of the grid-stride element loops
 COL_BLOCKS = 132 * 4    # the column kernel splits rows into groups below this many blocks
 COL_MIN_ROWS = 16       # ... of at least this many rows each
+APPLY_CHUNK_MIN = 1024  # row-norm apply by the statistics' chunks when they are this long
 CHAN_COLS_MAX_I = 16    # batch norm with runs shorter than this: one thread per column (c, i)
 CHAN_COL_MIN_ROWS = 64  # ... over row groups of at least this many rows
 F64 = numpy.float64
@@ -133,9 +134,15 @@ def row_norm_fwd(x4, w2, b2, eps):
     b, has_b = _like(xp, b2, x.dtype, (G, S), "row_norm", "bias")
     mean, rstd = _stats(xp, x, R, M, M, 0, M, eps, 0)
     y = module.empty(xp, x.shape, x.dtype)
-    _k("row_norm_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
-        x, mean, rstd, w, b, has_w, has_b, x.size, M, *magic(M), I, *magic(I), S, G,
-        *magic(G), y))
+    B, chunk = _split(R, M)
+    if chunk >= APPLY_CHUNK_MIN:  # the statistics' grid, each chunk walked from its end
+        _k("row_norm_chunk_kernel", x.dtype)(R * B, _threads(chunk), (
+            x, x, mean, rstd, mean, mean, w, b, has_w, has_b, 0, 0.0, M, B, chunk, *magic(I),
+            S, G, y))
+    else:
+        _k("row_norm_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+            x, mean, rstd, w, b, has_w, has_b, x.size, M, *magic(M), I, *magic(I), S, G,
+            *magic(G), y))
     return y, mean.reshape(N, G), rstd.reshape(N, G)
 
 
@@ -178,9 +185,15 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     gw = module.empty(xp, (N, G, S), F64)
     _k("norm_seg_rows_kernel", x.dtype)(min(-(-R // BLOCK), APPLY_BLOCKS), BLOCK, (
         a, c, rstd, w, has_w, S, G, R, ra, rc, gw))
-    _k("row_norm_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
-        gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, x.size, M, *magic(M), I, *magic(I), S, G,
-        *magic(G), gx))
+    B, chunk = _split(R, M)
+    if chunk >= APPLY_CHUNK_MIN:
+        _k("row_norm_chunk_kernel", x.dtype)(R * B, _threads(chunk), (
+            x, gy, mean, rstd, ra, rc, w, w, has_w, 0, 1, 1.0 / M, M, B, chunk, *magic(I), S, G,
+            gx))
+    else:
+        _k("row_norm_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+            gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, x.size, M, *magic(M), I, *magic(I),
+            S, G, *magic(G), gx))
     return gx_out, gw, a.reshape(N, G, S)
 
 
