@@ -60,7 +60,10 @@ def as_tensor(x, like=None):
             dtype = dt if dt.kind == "f" else numpy.dtype("float32")
         else:
             raise TypeError(f"complex scalars are not supported: {x!r}")
-        return Tensor._wrap(xp.asarray(x, dtype=dtype))
+        if xp is numpy:
+            return Tensor._wrap(xp.asarray(x, dtype=dtype))
+        # CuPy: a fill kernel, not a host-to-device copy through a pinned staging buffer
+        return Tensor._wrap(xp.full((), x, dtype=dtype))
     from ..creation import tensor  # noqa: PLC0415
     if like is not None:
         return tensor(x, device=like.device)
