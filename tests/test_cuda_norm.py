@@ -67,13 +67,14 @@ ROW_SHAPES = [
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", ROW_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_row_norm(device, dtype, shape, split):
+@pytest.mark.parametrize("affine", [(True, True), (False, False), (False, True)],
+                         ids=["affine", "plain", "bias"])
+def test_row_norm(device, dtype, shape, split, affine):
     rng = np.random.default_rng(sum(shape) + len(shape))
     N, G, S, I = shape  # noqa: E741
     shift = 1000.0 if sum(shape) % 2 else -3.0
     x = _data(rng, shape, dtype, shift)
     gy = _data(rng, shape, dtype, 0.5)
-    affine = [(True, True), (False, False), (False, True)][sum(shape) % 3]
     w = _data(rng, (G, S), dtype, 1.0) if affine[0] else None
     b = _data(rng, (G, S), dtype, 0.0) if affine[1] else None
     d = lambda a: None if a is None else dev(a, device)  # noqa: E731
