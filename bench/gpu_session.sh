@@ -21,6 +21,14 @@
 #            train-curves.png
 # Every call also writes env.txt (GPU, driver, versions, git commit).
 #
+# With this workplace's device tool, one phase group per call (each under its 600 s limit):
+#   run(command="bash bench/gpu_session.sh tests", timeout_s=600)
+#   run(command="bash bench/gpu_session.sh bench", timeout_s=600)
+#   run(command="bash bench/gpu_session.sh tf32 train", timeout_s=600)
+# If `bench` runs out of time, split it: BENCH_ARGS="--only conv model" bash ... bench, then
+# BENCH_ARGS="--only norm activation pool loss optim overhead softmax higher_order" bash ... bench
+# (an interrupted bench run still writes the cases it finished).
+#
 # Results land in $OUT (the device tool brings back at most 8 files, 2 folders deep; this script
 # writes flat files only and warns past 8). Copy the bench JSON/MD into bench/results/ and commit
 # them. Knobs (environment): PYTHON (python3), BUDGET_S (570: the whole call, phases share it),
