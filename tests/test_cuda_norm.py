@@ -5,6 +5,8 @@ MIN_CHUNK, data with a mean far from zero (1000 + randn), float32 and float64, n
 inputs, with and without the affine."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minicnn.kernels import norm as K
 from minicnn.kernels.cuda import norm as C
@@ -301,3 +303,42 @@ def test_running_update(device, dtype):
                                **tol)
     with pytest.raises(ValueError, match="running_update"):
         C.running_update(rm, dev(rv0[:5], device), dev(mean, device), dev(var, device), 0.1)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@settings(max_examples=15, deadline=None)
+@given(N=st.integers(1, 6), G=st.integers(1, 3), S=st.integers(1, 9), I=st.integers(1, 40),
+       chunk=st.sampled_from([32, 64, 100, 2048]), block=st.sampled_from([32, 64, 256]),
+       affine=st.booleans(), f32=st.booleans(), seed=st.integers(0, 2**16))
+def test_random_shapes(device, N, G, S, I, chunk, block, affine, f32, seed):  # noqa: E741
+    """Random sizes and launch configurations: row norms forward/backward and batch norm stats."""
+    dtype = np.float32 if f32 else np.float64
+    rng = np.random.default_rng(seed)
+    shape = (N, G, S, I)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "MIN_CHUNK", chunk)
+        mp.setattr(C, "BLOCK", block)
+        mp.setattr(C, "APPLY_CHUNK_MIN", chunk)
+        mp.setattr(C, "COL_MIN_ROWS", 2)
+        mp.setattr(C, "CHAN_COL_MIN_ROWS", 2)
+        x, gy = _data(rng, shape, dtype, 100.0), _data(rng, shape, dtype, 0.0)
+        w = _data(rng, (G, S), dtype, 1.0) if affine else None
+        b = _data(rng, (G, S), dtype, 0.0) if affine else None
+        d = lambda a: None if a is None else dev(a, device)  # noqa: E731
+        y, mean, rstd = C.row_norm_fwd(d(x), d(w), d(b), EPS)
+        ry, rmean, rrstd = R.row_norm_fwd(x, w, b, EPS)
+        _close(y, ry, dtype, 100.0)
+        gx, gw, gb = C.row_norm_bwd(d(gy), d(x), mean, rstd, d(w))
+        rgx, rgw, rgb = R.row_norm_bwd(gy, x, rmean, rrstd, w)
+        _close(gx, rgx, dtype, 100.0)
+        np.testing.assert_allclose(host(gw).sum(0), rgw.sum(0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(host(gb).sum(0), rgb.sum(0), rtol=1e-9, atol=1e-9)
+        x3 = x.reshape(N, G * S, I)
+        m3, v3 = C.chan_stats(d(x3))
+        rm3, rv3 = R.chan_stats(x3)
+        np.testing.assert_allclose(host(m3), rm3, rtol=1e-14)
+        np.testing.assert_allclose(host(v3), rv3, rtol=1e-9, atol=1e-12)
+        s1, s2 = C.chan_bwd_sums(d(gy.reshape(x3.shape)), d(x3), d(rm3))
+        r1, r2 = R.chan_bwd_sums(gy.reshape(x3.shape), x3, rm3)
+        np.testing.assert_allclose(host(s1), r1, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(host(s2), r2, rtol=1e-9, atol=1e-9)
