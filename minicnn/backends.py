@@ -86,12 +86,17 @@ def _tf32_state():
     cupy = backend._cupy
     if cupy is None or not backend.is_cuda_available():
         return None
-    from cupy import _core  # noqa: PLC0415
-    from cupy._core import _routines_linalg as linalg  # noqa: PLC0415
-    cublas = _cublas_module(cupy)
-    handle = cupy.cuda.device.get_cublas_handle()
-    return {"compute_type": linalg.compute_type_to_str(_core.get_compute_type(numpy.float32)),
-            "math_mode": int(cublas.getMathMode(handle))}
+    out = {"allow_tf32": _state["allow_tf32"]}
+    try:
+        from cupy import _core  # noqa: PLC0415
+        from cupy._core import _routines_linalg as linalg  # noqa: PLC0415
+        out["compute_type"] = linalg.compute_type_to_str(_core.get_compute_type(numpy.float32))
+        cublas = _cublas_module(cupy)
+        handle = cupy.cuda.device.get_cublas_handle()
+        out["math_mode"] = int(cublas.getMathMode(handle))   # 0 default, 3 TF32 tensor op
+    except Exception as exc:  # noqa: BLE001 -- a report, never a failure
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
 
 
 class _BackendsModule(types.ModuleType):

@@ -94,8 +94,11 @@ def test_sync_sets_compute_type_and_math_mode(monkeypatch, restore_tf32):
     assert fake.compute_type == {np.dtype(np.float32): 1} and fake.math_mode == {}
     mc.backends.allow_tf32 = True
     assert fake.compute_type[np.dtype(np.float32)] == 7 and fake.math_mode == {1234: 3}
+    monkeypatch.setattr(backend, "_cuda_checked", True)
+    assert backends._tf32_state() == {"allow_tf32": True, "compute_type": "7", "math_mode": 3}
     mc.backends.allow_tf32 = False
     assert fake.compute_type[np.dtype(np.float32)] == 1 and fake.math_mode == {1234: 0}
+    assert backends._tf32_state()["math_mode"] == 0
 
 
 @pytest.mark.skipif(CUDA, reason="replaces the real CuPy; the cuda test covers a real GPU")
