@@ -63,8 +63,9 @@ def _sync_cupy():
     from cupy import _core  # noqa: PLC0415
     from cupy._core import _routines_linalg as linalg  # noqa: PLC0415
     if _applied.get("compute_type") is not on:
-        _core.set_compute_type(numpy.float32,
-                               linalg.COMPUTE_TYPE_TF32 if on else linalg.COMPUTE_TYPE_DEFAULT)
+        _core.set_compute_type(numpy.float32,  # (values of CuPy's cpdef enum, as fallbacks)
+                               getattr(linalg, "COMPUTE_TYPE_TF32", 7) if on
+                               else getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1))
         _applied["compute_type"] = on
     tf32_handles = _applied.setdefault("tf32_handles", set())
     if on:
