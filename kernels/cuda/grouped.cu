@@ -271,10 +271,13 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
 // columns, `pitch` apart) with coalesced loads; then thread (tx, ty) takes the positions
 // (oh0 + ty + i*NTY, tx + j*TX), reads gy once (coalesced) and adds g * xs[...] to WG_TAPS
 // register accumulators, one shared-memory read + FMA per tap, no bounds checks (the padding is
-// in the tile).
+// in the tile). With S > 1 the last block of each pair also does the final sum (no second
+// launch); `counters` (K*Cg zeros) is left all zeros again.
 template <typename T>
 __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                                               T* __restrict__ part, int N, int C, int H, int W,
+                                               T* __restrict__ part, T* __restrict__ gw,
+                                               unsigned int* __restrict__ counters, int N,
+                                               int C, int H, int W,
                                                int K, int Cg, int Kg, int KH, int KW, int SH,
                                                int SW, int PH, int PW, int DH, int DW, int OH,
                                                int OW, int RB, int HB, int WB, int pitch, int TX,
@@ -336,6 +339,24 @@ __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T*
             part[(kc * S + s) * taps + t0 + threadIdx.x] = v;
         }
         __syncthreads();   // red is reused by the next pass
+    }
+    if (S > 1) {
+        // The last of the S blocks of pair kc (counted with an atomic) sums the S partials in
+        // slice order (deterministic) and resets its counter to 0 for the next launch.
+        __shared__ bool last;
+        __threadfence();   // this block's partials are visible device-wide before the count
+        __syncthreads();
+        if (threadIdx.x == 0) last = atomicAdd(counters + kc, 1u) == static_cast<unsigned>(S - 1);
+        __syncthreads();
+        if (last) {
+            for (int t = threadIdx.x; t < taps; t += blockDim.x) {
+                const volatile T* p = part + kc * S * taps + t;   // not through L1
+                T v = T(0);
+                for (int q = 0; q < S; ++q) v += p[q * taps];
+                gw[kc * taps + t] = v;
+            }
+            if (threadIdx.x == 0) counters[kc] = 0u;
+        }
     }
 }
 

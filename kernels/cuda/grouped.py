@@ -184,6 +184,20 @@ def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
     return gx
 
 
+_counters = {}
+
+
+def _counter_buffer(xp, like, n):
+    """A uint32 array of >= n zeros, one per device, for the weight-grad band kernel: the last
+    block of each (k, cg) pair resets its counter, so the buffer is all zeros again after each
+    launch (launches on one stream run in order)."""
+    key = (xp.__name__, getattr(getattr(like, "device", None), "id", None))
+    buf = _counters.get(key)
+    if buf is None or buf.size < n:
+        buf = _counters[key] = xp.zeros(max(n, 4096), xp.uint32)
+    return buf
+
+
 def _wg_split(P, pairs):
     """(S, chunk, block): S slices of `chunk` positions each for every (k, cg) pair."""
     S = max(1, min(-(-WG_TARGET_BLOCKS // pairs), -(-P // WG_MIN_CHUNK)))
@@ -256,9 +270,11 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     if plan is not None:
         module.kernel(FAMILY, "grouped_weight_band_bwd_kernel", x.dtype)(
             (pairs, S), plan["threads"],
-            (x, gy, part, N, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW,
-             plan["RB"], plan["HB"], plan["WB"], plan["pitch"], plan["TX"], plan["ips"]),
+            (x, gy, part, gw, _counter_buffer(xp, x, pairs), N, C, H, W, K, Cg, K // G, KH, KW,
+             SH, SW, PH, PW, DH, DW, OH, OW, plan["RB"], plan["HB"], plan["WB"], plan["pitch"],
+             plan["TX"], plan["ips"]),
             shared_mem=plan["smem"])
+        return gw           # with S > 1 the kernel's last block per pair did the final sum
     else:
         S, chunk, block = _wg_split(P, pairs)
         module.kernel(FAMILY, "grouped_weight_bwd_kernel", x.dtype)(
