@@ -200,3 +200,20 @@ def test_mix_on_device_matches_cpu_without_sync(name):
     np.testing.assert_array_equal(ybg.cpu().numpy(), ybc.numpy())
     xd, yd = mc.tensor(x, device="cuda"), mc.tensor(y, device="cuda")
     _assert_async(lambda: fn(xd, yd, generator=5), name)
+
+
+def test_binary_cross_entropy_on_cuda_without_sync():
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.05, 0.95, (5, 3)).astype(np.float32)
+    y = rng.integers(0, 2, (5, 3)).astype(np.float32)
+    cpu = mc.functional.binary_cross_entropy(mc.tensor(p), mc.tensor(y))
+    pg, yg = mc.tensor(p, device="cuda"), mc.tensor(y, device="cuda")
+    gpu = mc.functional.binary_cross_entropy(pg, yg)
+    np.testing.assert_allclose(gpu.item(), cpu.item(), rtol=1e-5)
+    _assert_async(lambda: mc.functional.binary_cross_entropy(pg, yg), "binary_cross_entropy")
+    bad = p.copy()
+    bad[0, 0] = 1.5                                       # CPU: ValueError; GPU: NaN
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        mc.functional.binary_cross_entropy(mc.tensor(bad), mc.tensor(y))
+    out = mc.functional.binary_cross_entropy(mc.tensor(bad, device="cuda"), yg)
+    assert np.isnan(out.item())
