@@ -24,6 +24,7 @@ CASES = [
     (2, 8, 4, 6, 8, 2, 3, 3, (3, 2), (2, 2), (1, 2)),      # Cg=4, Kg=4, pad > reach
     (1, 2, 5, 6, 20, 2, 3, 3, (1, 1), (2, 1), (1, 1)),     # depthwise M=10 (two channel chunks)
     (1, 2, 2, 1030, 2, 2, 1, 3, (1, 1), (0, 1), (1, 1)),   # a row wider than one band chunk
+    (1, 3, 11, 10, 3, 3, 3, 3, (2, 2), (2, 3), (3, 3)),    # dilation > stride > 1
 ]
 IDS = [f"C{c[1]}K{c[4]}G{c[5]}k{c[6]}x{c[7]}s{c[8][0]}{c[8][1]}" for c in CASES]
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}

@@ -172,6 +172,9 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
                                          T* __restrict__ gx, int C, int H, int W, int K,
                                          int Cg, int Kg, int KH, int KW, int SH, int SW, int PH,
                                          int PW, int DH, int DW, int OH, int OW, int total) {
+    // th = ih + PH - kh*DH is kept as (oh, rem) with th = oh*SH + rem, 0 <= rem < SH, and
+    // stepped by -DH = -(dqh*SH + drh) per kh: no integer division per tap (same along w).
+    const int dqh = DH / SH, drh = DH - dqh * SH, dqw = DW / SW, drw = DW - dqw * SW;
     GRID_LOOP(i, total) {
         const int iw = i % W;
         int t = i / W;
@@ -182,22 +185,30 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
         const int taps = KH * KW, wstride = Cg * taps;   // w step from k to k + 1
         const T* gyn = gy + (n * K + g * Kg) * OH * OW;
         const T* wc = w + (g * Kg * Cg + cg) * taps;
+        const int oh0 = (ih + PH) / SH, rh0 = ih + PH - oh0 * SH;
+        const int ow0 = (iw + PW) / SW, rw0 = iw + PW - ow0 * SW;
         T acc = T(0);
+        int oh = oh0, rh = rh0;
         for (int kh = 0; kh < KH; ++kh) {
-            const int th = ih + PH - kh * DH;
-            if (th < 0) break;                 // th only decreases with kh
-            const int oh = SH == 1 ? th : th / SH;
-            if (oh * SH != th || oh >= OH) continue;
-            for (int kw = 0; kw < KW; ++kw) {
-                const int tw = iw + PW - kw * DW;
-                if (tw < 0) break;
-                const int ow = SW == 1 ? tw : tw / SW;
-                if (ow * SW != tw || ow >= OW) continue;
-                const T* gp = gyn + oh * OW + ow;
-                const T* wp = wc + kh * KW + kw;
-                for (int j = 0; j < Kg; ++j)
-                    acc += __ldg(wp + j * wstride) * __ldg(gp + j * OH * OW);
+            if (oh < 0) break;                 // th < 0 from here on: th only decreases
+            if (rh == 0 && oh < OH) {
+                int ow = ow0, rw = rw0;
+                for (int kw = 0; kw < KW; ++kw) {
+                    if (ow < 0) break;
+                    if (rw == 0 && ow < OW) {
+                        const T* gp = gyn + oh * OW + ow;
+                        const T* wp = wc + kh * KW + kw;
+                        for (int j = 0; j < Kg; ++j)
+                            acc += __ldg(wp + j * wstride) * __ldg(gp + j * OH * OW);
+                    }
+                    ow -= dqw;
+                    rw -= drw;
+                    if (rw < 0) { rw += SW; --ow; }
+                }
             }
+            oh -= dqh;
+            rh -= drh;
+            if (rh < 0) { rh += SH; --oh; }
         }
         gx[i] = acc;
     }
