@@ -218,6 +218,7 @@ def test_split_sizes():
         B, chunk = C._split(Q, total)
         assert 1 <= B and (B - 1) * chunk < total <= B * chunk
     assert C._split(8, 200704)[0] * 8 >= 500   # long rows: many blocks per row
+    assert C._split(8, 200704)[1] % C.CHUNK_ALIGN == 0
 
 
 @pytest.mark.parametrize("device", [d for d in KERNEL_DEVICES if d.id == "cuda"])

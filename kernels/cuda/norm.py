@@ -29,6 +29,7 @@ from . import module
 BLOCK = 256
 WAVE = 132 * 8          # blocks of 256 threads that fill an H100 (132 SMs) once
 MIN_CHUNK = 2048        # at least this many elements per block of a split reduction
+CHUNK_ALIGN = 128       # long chunks start on 128-element boundaries (512 B for float32)
 APPLY_BLOCKS = 132 * 16  # grid of the grid-stride element loops
 COL_BLOCKS = 132 * 4    # the column kernel splits rows into groups below this many blocks
 COL_MIN_ROWS = 16       # ... of at least this many rows each
@@ -59,9 +60,12 @@ def magic(d):
 
 
 def _split(Q, total):
-    """(B, chunk): blocks per group and elements per block."""
+    """(B, chunk): blocks per group and elements per block (long chunks a multiple of
+    CHUNK_ALIGN elements, so the blocks of a row start on cache-line boundaries)."""
     B = max(1, min(-(-total // MIN_CHUNK), -(-WAVE // Q)))
     chunk = -(-total // B)
+    if B > 1 and chunk >= 4 * CHUNK_ALIGN:
+        chunk = -(-chunk // CHUNK_ALIGN) * CHUNK_ALIGN
     return -(-total // chunk), chunk
 
 
