@@ -32,7 +32,8 @@
 # Results land in $OUT (the device tool brings back at most 8 files, 2 folders deep; this script
 # writes flat files only and warns past 8). Copy the bench JSON/MD into bench/results/ and commit
 # them. Knobs (environment): PYTHON (python3), BUDGET_S (570: the whole call, phases share it),
-# PYTEST_WORKERS (8; 0 = no xdist), MAXFAIL (25), TEST_TIMEOUT (300 s per test),
+# PYTEST_WORKERS (8; 0 = no xdist), MAXFAIL (25), TEST_TIMEOUT (300 s per test), PYTEST_PATHS
+# (tests), PYTEST_ARGS (extra pytest arguments),
 # TRAIN_EPOCHS (10), TRAIN_ARGS (extra `minicnn train` arguments), BENCH_ARGS (extra bench args),
 # SKIP_INSTALL (set: no pip install, for a dry run of the script on a machine without a GPU).
 set -uo pipefail
@@ -107,9 +108,10 @@ phase_tests() {
     fi
     local tmo=()
     "$PY" -c "import pytest_timeout" 2>/dev/null && tmo=(--timeout "${TEST_TIMEOUT:-300}")
-    run $(( $(left) - 90 )) tests.log "$PY" -m pytest -q -m cuda tests "${xdist[@]}" "${tmo[@]}" \
-        --maxfail "${MAXFAIL:-25}" -rfE --tb=short -p no:cacheprovider \
-        --junitxml "$OUT/tests-junit.xml"
+    # PYTEST_PATHS (default: tests) and PYTEST_ARGS (e.g. "-k 'not op_table'") narrow a re-run
+    run $(( $(left) - 30 )) tests.log "$PY" -m pytest -q -m cuda ${PYTEST_PATHS:-tests} \
+        "${xdist[@]}" "${tmo[@]}" --maxfail "${MAXFAIL:-25}" -rfE --tb=short \
+        -p no:cacheprovider --junitxml "$OUT/tests-junit.xml" ${PYTEST_ARGS:-}
     # CI runs the nvcc compile checks; here they cost ~1-2 minutes, so only on request
     if [[ -n ${NVCC_CHECK:-} ]]; then
         run $(( $(left) - 10 )) tests.log "$PY" -m pytest -q tests/test_cuda_sources.py \
