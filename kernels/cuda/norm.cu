@@ -136,7 +136,7 @@ __global__ void norm_stats_kernel(const T* __restrict__ x, int irun, int rstride
                                   double* __restrict__ out) {
     __shared__ double sh[96];
     const int q = blockIdx.x / B, b = blockIdx.x - q * B;
-    const int start = b * chunk, end = min(total, start + chunk);
+    const int start = b * chunk, end = start + min(chunk, total - start);
     const T* xq = x + static_cast<long long>(q) * qstride;
     const double K = static_cast<double>(xq[0]);
     double s = 0.0, s2 = 0.0;
@@ -208,7 +208,7 @@ __global__ void norm_bwd_sums_kernel(const T* __restrict__ gy, const T* __restri
                                      double* __restrict__ out_c) {
     __shared__ double sh[32];
     const int q = blockIdx.x / B, b = blockIdx.x - q * B;
-    const int start = b * chunk, end = min(total, start + chunk);
+    const int start = b * chunk, end = start + min(chunk, total - start);
     const long long base = static_cast<long long>(q) * qstride;
     const T* xq = x + base;
     const T* gq = gy + base;
@@ -586,7 +586,7 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
                                       double invM, int M, int B, int chunk, unsigned int mI,
                                       int sI, int S, int G, T* __restrict__ out) {
     const int q = blockIdx.x / B, bb = blockIdx.x - q * B;
-    const int start = bb * chunk, end = min(M, start + chunk);
+    const int start = bb * chunk, end = start + min(chunk, M - start);
     const long long base = static_cast<long long>(q) * M;
     const T* xq = x + base;
     const T* gq = gy + (bwd ? base : 0);
