@@ -108,10 +108,13 @@ phase_tests() {
     fi
     local tmo=()
     "$PY" -c "import pytest_timeout" 2>/dev/null && tmo=(--timeout "${TEST_TIMEOUT:-300}")
-    # PYTEST_PATHS (default: tests) and PYTEST_ARGS (e.g. "-k 'not op_table'") narrow a re-run
+    # PYTEST_PATHS (default: tests) and PYTEST_ARGS (e.g. "-k 'not op_table'", shell-quoted)
+    # narrow a re-run
+    local extra=()
+    [[ -n ${PYTEST_ARGS:-} ]] && eval "extra=(${PYTEST_ARGS})"
     run $(( $(left) - 30 )) tests.log "$PY" -m pytest -q -m cuda ${PYTEST_PATHS:-tests} \
         "${xdist[@]}" "${tmo[@]}" --maxfail "${MAXFAIL:-25}" -rfE --tb=short \
-        -p no:cacheprovider --junitxml "$OUT/tests-junit.xml" ${PYTEST_ARGS:-}
+        -p no:cacheprovider --junitxml "$OUT/tests-junit.xml" "${extra[@]}"
     # CI runs the nvcc compile checks; here they cost ~1-2 minutes, so only on request
     if [[ -n ${NVCC_CHECK:-} ]]; then
         run $(( $(left) - 10 )) tests.log "$PY" -m pytest -q tests/test_cuda_sources.py \
