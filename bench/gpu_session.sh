@@ -149,10 +149,10 @@ phase_step() {
 phase_train() {
     local run_dir=/tmp/gpu_session_train
     rm -rf "$run_dir"
-    # --quiet: no progress bar in the log (the per-epoch history is in history.csv)
-    run $(( $(left) - 15 )) train.log "$PY" -m minicnn train --model resnet18_cifar \
-        --dataset shapes --device cuda --epochs "${TRAIN_EPOCHS:-10}" --out "$run_dir" \
-        --quiet ${TRAIN_ARGS:-}
+    # TQDM_DISABLE: no progress-bar redraws in the log, the per-epoch lines stay
+    TQDM_DISABLE=1 run $(( $(left) - 15 )) train.log "$PY" -m minicnn train \
+        --model resnet18_cifar --dataset shapes --device cuda --epochs "${TRAIN_EPOCHS:-10}" \
+        --out "$run_dir" ${TRAIN_ARGS:-}
     local f
     for f in summary.json history.csv curves.png; do
         [[ -f $run_dir/$f ]] && cp "$run_dir/$f" "$OUT/train-$f"
