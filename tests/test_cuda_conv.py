@@ -137,12 +137,13 @@ def _tol(dtype, ckk):
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_m", [None, 32, 64])
 @pytest.mark.parametrize("case", IG_CASES)
-def test_implicit_gemm_matches_reference(device, dtype, case):
+def test_implicit_gemm_matches_reference(device, dtype, block_m, case):
     x, w, b, ref, hp, G = _ig_case(case, dtype)
     OH, OW = ref.shape[2:]
     y = CC.implicit_gemm_conv2d(noncontiguous(x, device), dev(w, device), *hp, OH, OW, G,
-                                None if b is None else dev(b, device))
+                                None if b is None else dev(b, device), block_m=block_m)
     y = host(y)
     assert y.dtype == dtype and y.shape == ref.shape
     np.testing.assert_allclose(y, ref, **_tol(dtype, w[0].size))
@@ -150,14 +151,16 @@ def test_implicit_gemm_matches_reference(device, dtype, case):
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @settings(max_examples=12, deadline=None)
-@given(g=geometry(), K=st.integers(1, 70), G=st.sampled_from([1, 2, 3]))
-def test_implicit_gemm_random_geometry(device, g, K, G):
+@given(g=geometry(), K=st.integers(1, 70), G=st.sampled_from([1, 2, 3]),
+       block_m=st.sampled_from([None, 32, 64]))
+def test_implicit_gemm_random_geometry(device, g, K, G, block_m):
     C, K = g["C"] * G, K * G
     rng = np.random.default_rng(g["seed"])
     x = rng.standard_normal((g["N"], C, g["H"], g["W"])).astype(g["dtype"])
     w = rng.standard_normal((K, g["C"], g["KH"], g["KW"])).astype(g["dtype"])
     hp = _args(g, *HYPER[2:])
-    y = host(CC.implicit_gemm_conv2d(dev(x, device), dev(w, device), *hp, g["OH"], g["OW"], G))
+    y = host(CC.implicit_gemm_conv2d(dev(x, device), dev(w, device), *hp, g["OH"], g["OW"], G,
+                                     block_m=block_m))
     ref = RC.conv2d(x.astype(np.float64), w.astype(np.float64), *hp, G)
     np.testing.assert_allclose(y, ref, **_tol(g["dtype"], w[0].size))
 
@@ -181,6 +184,8 @@ def test_implicit_gemm_bad_input(device):
     with pytest.raises(TypeError, match=r"implicit_gemm_conv2d: input \(float32\), weight "
                                         r"\(float64\)"):
         CC.implicit_gemm_conv2d(x, dev(np.ones((6, 2, 3, 3)), device), 1, 1, 0, 0, 1, 1, 3, 3, 2)
+    with pytest.raises(ValueError, match="block_m must be 32 or 64, got 16"):
+        CC.implicit_gemm_conv2d(x, w, 1, 1, 0, 0, 1, 1, 3, 3, 2, block_m=16)
     with pytest.raises(ValueError, match=r"expected bias of size \(6,\)"):
         CC.implicit_gemm_conv2d(x, w, 1, 1, 0, 0, 1, 1, 3, 3, 2,
                                 dev(np.ones(5, np.float32), device))
@@ -228,7 +233,7 @@ def test_cpu_records_its_algorithm():
     assert set(KC.last_algorithm.values()) == {"gemm_1x1"}
 
 
-# --- the conv ops on the GPU path ------------------------------------------------------------------
+# --- the conv ops on the GPU path --------------------------------------------------------
 
 OPS_CASES = [  # x shape, w shape, stride, padding, dilation, groups, bias
     ((2, 3, 7, 6), (5, 3, 3, 3), 1, 1, 1, 1, True),

@@ -25,15 +25,17 @@
 //   Block tile: 64 output channels (M) x 128 output positions (N), k-step 8 (BK); 128 threads,
 //   each an 8x8 register micro-tile (rows 4*ty + {0..3} and 32 + 4*ty + {0..3}, columns
 //   4*tx + {0..3} and 64 + 4*tx + {0..3}: four 16-byte shared loads per k feed 64 FFMAs, and
-//   a warp's loads are broadcasts or 256 consecutive bytes, so no bank conflicts). Shared tiles
+//   a warp's loads are broadcasts or 256 consecutive bytes, so no bank conflicts). The _m32
+//   kernel is the same with 32 output channels (4x8 micro-tiles) for groups of <= 32 output
+//   channels (grouped convs, narrow layers), which a 64-row tile would half waste. Shared tiles
 //   double-buffered with the next k-tile prefetched into registers while the current one is
 //   multiplied, one __syncthreads per k-tile. The B loader gives each thread one column
 //   (its (nb, oh, ow) decoded once) and walks (c, kh, kw) incrementally; consecutive threads
 //   read consecutive ow (coalesced for stride 1). The bias is fused into the store, and y is
-//   written straight in NCHW. Grid: (ceil(N*OH*OW / 128), ceil(Kg / 64), G). Compute bound
+//   written straight in NCHW. Grid: (ceil(N*OH*OW / 128), ceil(Kg / BM), G). Compute bound
 //   for large Kg and CKK (64 FFMA per 4 vector shared loads per thread per k). nvcc -Xptxas -v
 //   for sm_90: fp32 127 registers (3-4 blocks of 4 warps per SM), fp64 238, no spills; 12 KiB
-//   (fp32) / 24 KiB (fp64) of static shared memory per block.
+//   (fp32) / 24 KiB (fp64) of static shared memory per block; _m32: fp32 80, fp64 156.
 // All indices are 32-bit ints: the launch layer refuses tensors of 2**31 elements or more.
 #include "common.cuh"
 
@@ -105,7 +107,6 @@ __global__ void col2im_fwd_kernel(const T* __restrict__ col, T* __restrict__ img
     }
 }
 
-#define IG_BM 64
 #define IG_BN 128
 #define IG_BK 8
 #define IG_THREADS 128
@@ -115,27 +116,31 @@ template <typename T>
 struct alignas(16) Quad {
     T v[4];
 };
-// The micro-tile's i-th row (of 8) and j-th column (of 8) within the block tile.
-__device__ __forceinline__ int row_of(int ty, int i) { return (i < 4 ? 0 : 32 - 4) + 4 * ty + i; }
-__device__ __forceinline__ int col_of(int tx, int j) { return (j < 4 ? 0 : 64 - 4) + 4 * tx + j; }
 
-template <typename T>
-__global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
+// One block tile of BM (64 or 32) output channels x IG_BN output positions; each thread an
+// (BM / 8) x 8 micro-tile: rows 4*ty + 32*h + {0..3} (h < BM / 32), columns 4*tx + 64*h +
+// {0..3} (h < 2).
+template <typename T, int BM>
+__device__ __forceinline__ void implicit_gemm_tile(
         const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
         T* __restrict__ y, int N, int C, int H, int W, int K, int KH, int KW, int SH, int SW,
         int PH, int PW, int DH, int DW, int OH, int OW, int G, int has_bias) {
+    constexpr int MQ = BM / 32;                      // quads of rows per thread
+    constexpr int MI = 4 * MQ;                       // rows per thread
+    constexpr int NA = BM * IG_BK / IG_THREADS;      // weight elements loaded per thread
+    constexpr int KSTEP = IG_THREADS / BM;
     // Shared tiles as arrays of 16-byte-aligned quads (element m of a row is [m / 4].v[m % 4]).
-    __shared__ Quad<T> As[2][IG_BK][IG_BM / 4];
+    __shared__ Quad<T> As[2][IG_BK][BM / 4];
     __shared__ Quad<T> Bs[2][IG_BK][IG_BN / 4];
     const int t = threadIdx.x;
     const int g = blockIdx.z;
     const int Cg = C / G, Kg = K / G;
     const int KHW = KH * KW, CKK = Cg * KHW;
     const int L = OH * OW, NL = N * L, HW = H * W;
-    const int m0 = blockIdx.y * IG_BM, n0 = blockIdx.x * IG_BN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * IG_BN;
 
-    // A loader: row mA of the weight tile, k offsets kA, kA + 2, kA + 4, kA + 6.
-    const int mA = t % IG_BM, kA = t / IG_BM;
+    // A loader: row mA of the weight tile, k offsets kA + KSTEP * i (i < NA).
+    const int mA = t % BM, kA = t / BM;
     const bool row_ok = m0 + mA < Kg;
     const T* wrow = w + (g * Kg + (row_ok ? m0 + mA : 0)) * CKK;
     // B loader: column n0 + t of the virtual column matrix, all IG_BK rows of each k-tile.
@@ -153,11 +158,11 @@ __global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
     // The (c, kh, kw) of the next row this thread loads (rows are loaded in order).
     int rc = 0, rkh = 0, rkw = 0;
 
-    T ra[4], rb[IG_BK];
+    T ra[NA], rb[IG_BK];
     auto load = [&](int k0) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int k = k0 + kA + 2 * i;
+        for (int i = 0; i < NA; ++i) {
+            const int k = k0 + kA + KSTEP * i;
             ra[i] = (row_ok && k < CKK) ? wrow[k] : T(0);
         }
 #pragma unroll
@@ -179,15 +184,15 @@ __global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
     };
     auto store = [&](int buf) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) As[buf][kA + 2 * i][mA >> 2].v[mA & 3] = ra[i];
+        for (int i = 0; i < NA; ++i) As[buf][kA + KSTEP * i][mA >> 2].v[mA & 3] = ra[i];
 #pragma unroll
         for (int r = 0; r < IG_BK; ++r) Bs[buf][r][t >> 2].v[t & 3] = rb[r];
     };
 
     const int tx = t % 16, ty = t / 16;
-    T acc[8][8];
+    T acc[MI][8];
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
+    for (int i = 0; i < MI; ++i)
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[i][j] = T(0);
 
@@ -201,20 +206,22 @@ __global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
         if (more) load((kt + 1) * IG_BK);
 #pragma unroll
         for (int kk = 0; kk < IG_BK; ++kk) {
-            // 4 vector loads (LDS.128) per 64 FMAs: rows 4*ty + {0..3} and 32 + 4*ty + {0..3},
-            // columns 4*tx + {0..3} and 64 + 4*tx + {0..3}
-            const Quad<T> a0 = As[cur][kk][ty], a1 = As[cur][kk][8 + ty];
-            const Quad<T> b0 = Bs[cur][kk][tx], b1 = Bs[cur][kk][16 + tx];
-            T a[8], bv[8];
+            // MQ + 2 vector loads (LDS.128) per 8 * MI FMAs
+            T a[MI], bv[8];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                a[i] = a0.v[i];
-                a[4 + i] = a1.v[i];
-                bv[i] = b0.v[i];
-                bv[4 + i] = b1.v[i];
+            for (int h = 0; h < MQ; ++h) {
+                const Quad<T> q = As[cur][kk][ty + 8 * h];
+#pragma unroll
+                for (int r = 0; r < 4; ++r) a[4 * h + r] = q.v[r];
             }
 #pragma unroll
-            for (int i = 0; i < 8; ++i)
+            for (int h = 0; h < 2; ++h) {
+                const Quad<T> q = Bs[cur][kk][tx + 16 * h];
+#pragma unroll
+                for (int r = 0; r < 4; ++r) bv[4 * h + r] = q.v[r];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
 #pragma unroll
                 for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * bv[j];
         }
@@ -225,13 +232,13 @@ __global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
     int off[8];
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-        const int n = n0 + col_of(tx, j);
+        const int n = n0 + 4 * tx + 64 * (j / 4) + j % 4;
         const int nb = n / L;
         off[j] = n < NL ? nb * K * L + (n - nb * L) : -1;
     }
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-        const int m = m0 + row_of(ty, i);
+    for (int i = 0; i < MI; ++i) {
+        const int m = m0 + 4 * ty + 32 * (i / 4) + i % 4;
         if (m < Kg) {
             const int k = g * Kg + m;
             const T bias = has_bias ? b[k] : T(0);
@@ -240,4 +247,27 @@ __global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
                 if (off[j] >= 0) y[off[j] + k * L] = acc[i][j] + bias;
         }
     }
+}
+
+// 64 output channels per block tile (8x8 micro-tiles); grid (ceil(N*OH*OW / 128),
+// ceil(Kg / 64), G).
+template <typename T>
+__global__ void __launch_bounds__(128) conv_implicit_gemm_fwd_kernel(
+        const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+        T* __restrict__ y, int N, int C, int H, int W, int K, int KH, int KW, int SH, int SW,
+        int PH, int PW, int DH, int DW, int OH, int OW, int G, int has_bias) {
+    implicit_gemm_tile<T, 64>(x, w, b, y, N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, OH,
+                              OW, G, has_bias);
+}
+
+// 32 output channels per block tile (4x8 micro-tiles), for groups of at most 32 output
+// channels, where the 64-row tile would compute at least half of its rows for nothing;
+// grid (ceil(N*OH*OW / 128), ceil(Kg / 32), G).
+template <typename T>
+__global__ void __launch_bounds__(128) conv_implicit_gemm_m32_fwd_kernel(
+        const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+        T* __restrict__ y, int N, int C, int H, int W, int K, int KH, int KW, int SH, int SW,
+        int PH, int PW, int DH, int DW, int OH, int OW, int G, int has_bias) {
+    implicit_gemm_tile<T, 32>(x, w, b, y, N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, OH,
+                              OW, G, has_bias);
 }

@@ -17,7 +17,9 @@ from . import module
 
 THREADS = 256
 MAX_BLOCKS = 132 * 8          # a few waves of an H100's 132 SMs for the grid-stride loops
-IG_BM, IG_BN, IG_THREADS = 64, 128, 128   # the implicit-GEMM tile (conv.cu IG_*)
+IG_BN, IG_THREADS = 128, 128   # the implicit-GEMM tile's positions and threads (conv.cu IG_*)
+# its output channels: 64, or 32 (the _m32 kernel) for groups of at most 32 output channels
+IG_KERNELS = {64: "conv_implicit_gemm_fwd_kernel", 32: "conv_implicit_gemm_m32_fwd_kernel"}
 
 
 def _blocks(n):
@@ -80,9 +82,10 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     return img
 
 
-def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None):
+def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None, block_m=None):
     """y = conv2d(x, w, stride, padding, dilation, groups) (+ b), computing only the outputs
-    (OH, OW) given (they may be fewer than the full output size), with no column buffer."""
+    (OH, OW) given (they may be fewer than the full output size), with no column buffer.
+    block_m: the tile's output channels, 64 or 32 (default: 32 when a group has at most 32)."""
     xp = get_array_module(x)
     op = "implicit_gemm_conv2d"
     if x.ndim != 4 or w.ndim != 4:
@@ -108,10 +111,13 @@ def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None)
     module.check_size(op, x.shape, w.shape, (N, K, OH, OW))
     y = module.empty(xp, (N, K, OH, OW), x.dtype)
     Kg, NL = K // G, N * OH * OW
+    BM = block_m or (32 if Kg <= 32 else 64)
+    if BM not in IG_KERNELS:
+        raise ValueError(f"{op}: block_m must be 32 or 64, got {block_m}")
     if y.size:
         bias = w if b is None else xp.ascontiguousarray(b)   # any array of T when there is none
-        grid = ((NL + IG_BN - 1) // IG_BN, (Kg + IG_BM - 1) // IG_BM, G)
-        module.kernel("conv", "conv_implicit_gemm_fwd_kernel", x.dtype)(
+        grid = ((NL + IG_BN - 1) // IG_BN, (Kg + BM - 1) // BM, G)
+        module.kernel("conv", IG_KERNELS[BM], x.dtype)(
             grid, IG_THREADS,
             (x, w, bias, y, N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, G,
              int(b is not None)))
