@@ -91,11 +91,14 @@ def _prep(case, dtype, seed=0, oh_cut=0, h_extra=0):
     return x, w, b, gy, OH, OW
 
 
-@pytest.fixture(params=["band", "plain"])
+@pytest.fixture(params=["band", "tiles", "plain"])
 def algo(request, monkeypatch):
-    """'band': the shared-memory band kernel (forward; grad input of stride-1 convs);
-    'plain': the one-thread-per-element kernels it falls back to."""
-    monkeypatch.setattr(grouped, "USE_BAND", request.param == "band")
+    """'band': the shared-memory band kernels (forward; grad input of stride-1 convs; grad
+    weight); 'tiles': the forward band kernel with only 1 KiB of shared memory, so that wide
+    rows are cut into column tiles; 'plain': the one-thread-per-element kernels."""
+    monkeypatch.setattr(grouped, "USE_BAND", request.param != "plain")
+    if request.param == "tiles":
+        monkeypatch.setattr(grouped, "BAND_SMEM", 1024)
     return request.param
 
 
@@ -228,20 +231,24 @@ def test_band_plan():
     plan = grouped._band_plan(32, 256, 1, 1, 28, 28, 3, 3, 1, 1, 1, 1, 4)
     assert (plan["TX"], plan["RB"], plan["HB"], plan["WB"], plan["KB"]) == (8, 28, 30, 30, 1)
     assert plan["pitch"] % 32 == 8 and plan["threads"] == 8 * 28
-    assert plan["grid"] == (32 * 256, 1)
+    assert plan["grid"] == (32 * 256, 1, 1) and plan["CB"] == 28
     # grouped g=32 (Cg = Kg = 4): four output channels per block share the staged input
     plan = grouped._band_plan(32, 32, 4, 4, 28, 28, 3, 3, 1, 1, 1, 1, 4)
-    assert plan["KB"] == 4 and plan["grid"] == (32 * 32, 2) and plan["smem"] <= 48 * 1024
+    assert plan["KB"] == 4 and plan["grid"] == (32 * 32, 2, 1) and plan["smem"] <= 48 * 1024
     assert plan["RB"] == 16 and plan["threads"] == 256      # two (kb, row) passes per thread
     # few planes: rows split into bands (here as many as there are rows)
     plan = grouped._band_plan(1, 4, 1, 1, 64, 64, 3, 3, 1, 1, 1, 1, 4)
-    assert plan["grid"] == (4, 64) and plan["RB"] == 1
+    assert plan["grid"] == (4, 64, 1) and plan["RB"] == 1
     # every block size a multiple of 32, at most 256
     for OW in (1, 2, 7, 14, 28, 56, 112, 1030):
         plan = grouped._band_plan(2, 3, 2, 2, 9, OW, 3, 3, 1, 1, 1, 1, 4)
         assert plan["threads"] % 32 == 0 and 32 <= plan["threads"] <= 256
-    # a band that cannot fit 48 KiB even one row high: the plain kernels run
-    assert grouped._band_plan(1, 2, 8, 8, 4, 5000, 3, 3, 1, 1, 1, 1, 8) is None
+    # a row too wide for 48 KiB: column tiles
+    plan = grouped._band_plan(1, 2, 8, 8, 4, 5000, 3, 3, 1, 1, 1, 1, 8)
+    assert plan["CB"] < 5000 and plan["grid"][2] == -(-5000 // plan["CB"])
+    assert plan["smem"] <= 48 * 1024 and plan["RB"] == 1
+    # a dilation so large that not even 4 columns of one row fit: the plain kernels
+    assert grouped._band_plan(1, 2, 8, 8, 4, 5, 3, 3, 1, 1, 1, 400, 8) is None
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)

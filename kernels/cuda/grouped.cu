@@ -22,8 +22,8 @@
 // - forward, and grad input of stride-1 convs (the forward of gy with the weight rotated and the
 //   group's channel roles swapped): grouped_band_fwd_kernel (below), one block per (n, group,
 //   chunk of up to 8 output channels, band of output rows) with the input band in shared memory;
-// - fallbacks, when the band does not fit in 48 KiB of shared memory (very wide images), and the
-//   grad input of strided convs (the gather): 1-D grid-stride loops over the output elements
+// - fallbacks, when even a band of one row and 4 columns does not fit in 48 KiB of shared
+//   memory (huge dilations), and the grad input of strided convs (the gather): 1-D grid-stride loops over the output elements
 //   (blocks of 256, at most 132*32 blocks), one thread per element: consecutive threads own
 //   consecutive ow (or iw), so every x / gy / y access of a warp is coalesced (stride SW), and
 //   the weight taps are the same for the whole warp (a broadcast from L1); input reuse across
@@ -79,8 +79,9 @@ __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict_
 }
 
 // The band kernel: the same forward, one block per (n, g, chunk of KB output channels, band of RB
-// output rows). The input rows the band reads (HB = (RB-1)*SH + (KH-1)*DH + 1 rows, full width
-// WB = (OW-1)*SW + (KW-1)*DW + 1 columns, zero outside the image: no bounds checks later) of the
+// output rows, tile of CB output columns: blockIdx.z; one tile = the full width unless that does
+// not fit). The input the band reads (HB = (RB-1)*SH + (KH-1)*DH + 1 rows,
+// WB = (CB-1)*SW + (KW-1)*DW + 1 columns, zero outside the image: no bounds checks later) of the
 // group's Cig channels, and the KB*Cig*KH*KW weights, are staged in shared memory with coalesced
 // loads (each input element leaves DRAM / L2 once per block, not KH*KW*KB times); rows of the
 // tile are `pitch` elements apart (chosen by the launcher against bank conflicts).
@@ -98,7 +99,7 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
                                         int has_bias, int flip, int Cin, int H, int W, int Cout,
                                         int G, int Cig, int Cog, int KH, int KW, int SH, int SW,
                                         int PH, int PW, int DH, int DW, int OH, int OW, int KB,
-                                        int RB, int HB, int WB, int pitch, int TX) {
+                                        int RB, int HB, int WB, int pitch, int TX, int CB) {
     DYNAMIC_SHARED(T, smem);
     const int taps = KH * KW;
     T* ws = smem;                       // KB * Cig * taps
@@ -110,6 +111,7 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
     const int g = bid % G, n = bid / G;
     const int co0 = kc * KB, kbn = min(KB, Cog - co0);
     const int oh0 = blockIdx.y * RB, rows = min(RB, OH - oh0);
+    const int ow0 = blockIdx.z * CB, cols = min(CB, OW - ow0);
     const int tx = threadIdx.x % TX, ty = threadIdx.x / TX, NTY = blockDim.x / TX;
 
     for (int e = threadIdx.x; e < kbn * Cig * taps; e += blockDim.x) {
@@ -119,7 +121,7 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
                      : __ldg(w + ((g * Cog + co) * Cig + ci) * taps + tap);
     }
     const T* xg = x + (n * Cin + g * Cig) * H * W;
-    const int ih0 = oh0 * SH - PH;
+    const int ih0 = oh0 * SH - PH, iw0 = ow0 * SW - PW;
     for (int q = ty; q < Cig * HB; q += NTY) {
         const int ci = q / HB, r = q - ci * HB;
         const int ih = ih0 + r;
@@ -127,7 +129,7 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
         const int rbase = (ci * H + ih) * W;
         T* sr = xs + q * pitch;
         for (int c = tx; c < WB; c += TX) {
-            const int iw = c - PW;
+            const int iw = iw0 + c;
             sr[c] = row_ok && static_cast<unsigned>(iw) < static_cast<unsigned>(W)
                         ? __ldg(xg + rbase + iw) : T(0);
         }
@@ -138,14 +140,14 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
         const int kb = q / rows, r = q - kb * rows;
         const int co = g * Cog + co0 + kb;
         const T* wk = ws + kb * Cig * taps;
-        T* yr = y + ((n * Cout + co) * OH + oh0 + r) * OW;
+        T* yr = y + ((n * Cout + co) * OH + oh0 + r) * OW + ow0;
         const T bias = has_bias ? __ldg(b + co) : T(0);
-        for (int c0 = tx; c0 < OW; c0 += TX * BAND_RX) {
+        for (int c0 = tx; c0 < cols; c0 += TX * BAND_RX) {
             int off[BAND_RX];
             T acc[BAND_RX];
 #pragma unroll
             for (int i = 0; i < BAND_RX; ++i) {
-                off[i] = min(c0 + i * TX, OW - 1) * SW;   // columns past OW: computed, not stored
+                off[i] = min(c0 + i * TX, cols - 1) * SW;   // past the tile: computed, not stored
                 acc[i] = bias;
             }
             for (int ci = 0; ci < Cig; ++ci) {
@@ -162,7 +164,7 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
             }
 #pragma unroll
             for (int i = 0; i < BAND_RX; ++i)
-                if (c0 + i * TX < OW) yr[c0 + i * TX] = acc[i];
+                if (c0 + i * TX < cols) yr[c0 + i * TX] = acc[i];
         }
     }
 }

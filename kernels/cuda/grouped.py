@@ -62,38 +62,48 @@ def _pitch(WB, TX, SH, SW):
 
 
 def _band_plan(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
-    """Launch parameters of grouped_band_fwd_kernel, or None where its shared memory would not
-    fit (then the one-thread-per-output kernels run)."""
+    """Launch parameters of grouped_band_fwd_kernel, or None where even a band of one row and
+    a few columns would not fit its shared memory (then the one-thread-per-output kernels)."""
     if not USE_BAND:
         return None
-    return _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize)
+    return _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize,
+                             BAND_SMEM)
 
 
 @functools.lru_cache(maxsize=1024)   # Python time per launch matters on the GPU (a few us)
-def _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
-    TX = min(BLOCK, _pow2ceil(-(-OW // BAND_RX)))
-    nty_max = BLOCK // TX
+def _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, smem_limit):
     KB = min(Cog, BAND_KB)
     nkc = -(-Cog // KB)
-    RB = min(OH, max(1, -(-2 * nty_max // KB)))      # about two (kb, row) passes per thread
     planes = N * G * nkc
-    if planes * -(-OH // RB) < BAND_MIN_BLOCKS:
-        RB = max(1, -(-OH // -(-BAND_MIN_BLOCKS // planes)))
-    WB = (OW - 1) * SW + (KW - 1) * DW + 1
-
-    def smem(rb):
-        HB = (rb - 1) * SH + (KH - 1) * DH + 1
+    CB = OW                      # columns per tile: the full width unless it does not fit
+    while True:
+        TX = min(BLOCK, _pow2ceil(-(-CB // BAND_RX)))
+        nty_max = BLOCK // TX
+        ctiles = -(-OW // CB)
+        RB = min(OH, max(1, -(-2 * nty_max // KB)))      # about two (kb, row) passes per thread
+        if planes * ctiles * -(-OH // RB) < BAND_MIN_BLOCKS:
+            RB = max(1, -(-OH // -(-BAND_MIN_BLOCKS // (planes * ctiles))))
+        WB = (CB - 1) * SW + (KW - 1) * DW + 1
         pitch = _pitch(WB, TX, SH, SW)
-        return (KB * Cig * KH * KW + Cig * HB * pitch) * itemsize, HB, pitch
 
-    while RB > 1 and smem(RB)[0] > BAND_SMEM:
-        RB = -(-RB // 2)
-    nbytes, HB, pitch = smem(RB)
-    if nbytes > BAND_SMEM:
+        def smem(rb):
+            HB = (rb - 1) * SH + (KH - 1) * DH + 1
+            return (KB * Cig * KH * KW + Cig * HB * pitch) * itemsize, HB
+
+        while RB > 1 and smem(RB)[0] > smem_limit:
+            RB = -(-RB // 2)
+        nbytes, HB = smem(RB)
+        if nbytes <= smem_limit:
+            break
+        if CB <= BAND_RX:
+            return None
+        CB = -(-CB // 2)
+    bands = -(-OH // RB)
+    if bands > 65535 or ctiles > 65535:
         return None
     NTY = min(nty_max, -(-KB * RB // max(1, 32 // TX)) * max(1, 32 // TX))
-    return dict(TX=TX, KB=KB, RB=RB, HB=HB, WB=WB, pitch=pitch, threads=TX * NTY,
-                grid=(planes, -(-OH // RB)), smem=nbytes)
+    return dict(TX=TX, KB=KB, RB=RB, HB=HB, WB=WB, CB=CB, pitch=pitch, threads=TX * NTY,
+                grid=(planes, bands, ctiles), smem=nbytes)
 
 
 def _band(x, w, b, y, flip, G, Cig, Cog, KH, KW, SH, SW, PH, PW, DH, DW, plan):
@@ -103,7 +113,7 @@ def _band(x, w, b, y, flip, G, Cig, Cog, KH, KW, SH, SW, PH, PW, DH, DW, plan):
         plan["grid"], plan["threads"],
         (x, w, w if b is None else b, y, int(b is not None), int(flip), Cin, H, W, Cout, G, Cig,
          Cog, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, plan["KB"], plan["RB"], plan["HB"],
-         plan["WB"], plan["pitch"], plan["TX"]),
+         plan["WB"], plan["pitch"], plan["TX"], plan["CB"]),
         shared_mem=plan["smem"])
 
 
@@ -209,7 +219,7 @@ def _wg_split(P, pairs):
 
 @functools.lru_cache(maxsize=1024)
 def _wg_band_plan_cached(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, target, min_chunk,
-                         min_band):
+                         min_band, smem_limit):
     TX = min(32, _pow2ceil(OW))
     nty_max = BLOCK // TX
     s_want = -(-target // pairs)
@@ -223,10 +233,10 @@ def _wg_band_plan_cached(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, tar
         HB = (rb - 1) * SH + (KH - 1) * DH + 1
         return HB * pitch * itemsize, HB
 
-    while RB > 1 and smem(RB)[0] > BAND_SMEM:
+    while RB > 1 and smem(RB)[0] > smem_limit:
         RB = -(-RB // 2)
     nbytes, HB = smem(RB)
-    if nbytes > BAND_SMEM:
+    if nbytes > smem_limit:
         return None
     items = N * -(-OH // RB)
     S = max(1, min(s_want, items, -(-N * OH * OW // min_chunk)))
@@ -242,7 +252,7 @@ def _wg_band_plan(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
     if not USE_BAND:
         return None
     return _wg_band_plan_cached(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize,
-                                WG_TARGET_BLOCKS, WG_MIN_CHUNK, WG_MIN_BAND)
+                                WG_TARGET_BLOCKS, WG_MIN_CHUNK, WG_MIN_BAND, BAND_SMEM)
 
 
 def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
