@@ -266,6 +266,16 @@ def get_algorithm():
     return _forced
 
 
+def algorithm_from_env(environ=None):
+    """set_algorithm($MINICNN_CONV_ALGORITHM) when it is set (read once at import), so a whole
+    benchmark run can be forced: MINICNN_CONV_ALGORITHM=implicit_gemm python -m bench ..."""
+    import os  # noqa: PLC0415
+    name = (os.environ if environ is None else environ).get("MINICNN_CONV_ALGORITHM") or None
+    if name is not None:
+        set_algorithm(name)
+    return name
+
+
 def choose_algorithm(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                      groups=1, itemsize=4, pass_="forward", out_hw=None):
     """The GPU algorithm for a general (not depthwise / direct grouped) conv2d of an input
@@ -360,3 +370,6 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     gw = numpy.einsum("ngcijhw,ngkhw->gkcij", cols.reshape(N, G, C // G, KH, KW, OH, OW),
                       gy.reshape(N, G, K // G, OH, OW))
     return numpy.ascontiguousarray(gw.reshape(K, C // G, KH, KW))
+
+
+algorithm_from_env()

@@ -222,6 +222,14 @@ def test_choose_algorithm_rule_and_override():
         KC.set_algorithm("winograd")
 
 
+def test_algorithm_from_environment():
+    assert KC.algorithm_from_env({}) is None and KC.get_algorithm() is None
+    assert KC.algorithm_from_env({"MINICNN_CONV_ALGORITHM": "implicit_gemm"}) == "implicit_gemm"
+    assert KC.get_algorithm() == "implicit_gemm"
+    with pytest.raises(ValueError, match="unknown algorithm 'fft'"):
+        KC.algorithm_from_env({"MINICNN_CONV_ALGORITHM": "fft"})
+
+
 def test_cpu_records_its_algorithm():
     x = mc.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)), requires_grad=True)
     w = mc.tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
