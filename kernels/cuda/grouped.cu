@@ -15,26 +15,31 @@
 //                of up to WG_TAPS taps at once in registers (one gy load feeds all of them),
 //                the input rows of its positions staged in shared memory (band kernel) or read
 //                through L1 (fallback); a warp-shuffle + shared-memory reduction gives the
-//                block's partial; a second tiny kernel sums the S slices in a fixed order
-//                (deterministic, no atomics). With S == 1 the first kernel writes gw directly.
+//                block's partial; the S partials of a pair are summed in slice order
+//                (deterministic) by the pair's last block (band kernel: atomic counter) or by a
+//                second tiny kernel (fallback). With S == 1 the block writes gw directly.
 //
 // Launch shapes (kernels/cuda/grouped.py):
 // - forward, and grad input of stride-1 convs (the forward of gy with the weight rotated and the
-//   group's channel roles swapped): grouped_band_fwd_kernel (below), one block per (n, group,
-//   chunk of up to 8 output channels, band of output rows) with the input band in shared memory;
-// - fallbacks, when even a band of one row and 4 columns does not fit in 48 KiB of shared
-//   memory (huge dilations), and the grad input of strided convs (the gather): 1-D grid-stride loops over the output elements
-//   (blocks of 256, at most 132*32 blocks), one thread per element: consecutive threads own
-//   consecutive ow (or iw), so every x / gy / y access of a warp is coalesced (stride SW), and
-//   the weight taps are the same for the whole warp (a broadcast from L1); input reuse across
-//   the taps of neighbouring outputs is left to L1 (__ldg);
+//   group's channel roles swapped): grouped_band_fwd_kernel, one block per (n, group, chunk of
+//   up to 8 output channels, band of output rows, tile of columns) with its input in shared
+//   memory (<= 48 KiB);
+// - fallbacks, when not even a band of one row and 4 columns fits in 48 KiB (huge dilations),
+//   and the grad input of strided convs (the gather): 1-D grid-stride loops over the output
+//   elements (blocks of 256, at most 132*32 blocks), one thread per element: consecutive
+//   threads own consecutive ow (or iw), so every x / gy / y access of a warp is coalesced
+//   (stride SW), and the weight taps are the same for the whole warp (a broadcast from L1);
+//   input reuse across the taps of neighbouring outputs is left to L1 (__ldg);
 // - grad weight: grid (K*Cg, S), blocks of up to 256 threads, S chosen for about 2048 blocks;
-//   grouped_weight_band_bwd_kernel where the band fits in 48 KiB, else grouped_weight_bwd_kernel.
+//   grouped_weight_band_bwd_kernel where a band fits in 48 KiB, else grouped_weight_bwd_kernel
+//   + grouped_weight_reduce_bwd_kernel.
 //
-// Expected bound (fp32, 3x3 stride 1, depthwise): forward reads x and writes y once from DRAM
-// (8 B per output; the 9 taps hit L1), 18 flops per output = 2.25 flop/B: memory-bound at the
-// 3 TB/s of an H100 (about 6.7 TFLOP/s at best). Grad input the same (gy read, gx written).
-// Grad weight reads x and gy once per (k, cg) pair in the group (Kg reads of x come from L2).
+// Expected bound (fp32, 3x3 stride 1, depthwise): every pass moves each of its tensors through
+// DRAM once (forward: x read, y written, 8 B per output; the 9 taps of an input element come
+// from shared memory), 18 flops per output = 2.25 flop/B: memory-bound at the 3 TB/s of an H100
+// (about 6.7 TFLOP/s at best; band halos add (HB - RB) / RB re-reads, from L2). Grad input the
+// same (gy read, gx written); grad weight reads x and gy (8 B per position) and, grouped, x is
+// read by the Kg pairs of its group and gy by the Cg pairs of its channel (L2 hits).
 // Index arithmetic is 32-bit: the launch layer refuses tensors of 2**31 elements or more.
 #include "common.cuh"
 
