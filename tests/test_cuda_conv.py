@@ -20,6 +20,7 @@ HYPER = ("KH", "KW", "SH", "SW", "PH", "PW", "DH", "DW")
 
 @pytest.fixture(autouse=True)
 def _rule_back():
+    KC.set_algorithm(None)      # also if $MINICNN_CONV_ALGORITHM forced one at import
     yield
     KC.set_algorithm(None)
 
