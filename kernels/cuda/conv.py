@@ -4,7 +4,8 @@ Same signatures as the dispatchers in kernels/conv.py:
 
     im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False) -> col (C, KH, KW, N, OH, OW)
     col2im(col, H, W, SH, SW, PH, PW, DH, DW)                         -> img (N, C, H, W)
-    implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None) -> y (N, K, OH, OW)
+    implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None, block_m=None)
+                                                                      -> y (N, K, OH, OW) (+ b)
 
 `workspace=` is accepted and ignored: CuPy's memory pool already makes a fresh column buffer as
 cheap as a reused one (no page faults, unlike NumPy's), and a buffer that outlives the call is
