@@ -30,6 +30,7 @@ BAND_RX = 4                     # outputs per thread along ow (BAND_RX in groupe
 BAND_KB = 8                     # output channels per band block (the input band is reused KB x)
 BAND_SMEM = 48 * 1024           # dynamic shared memory without an opt-in
 BAND_MIN_BLOCKS = 264           # split rows into more bands below this many blocks (2 per SM)
+WG_STATIC_SMEM = 4096           # the weight-grad kernel's static shared memory (<= 9*32*8 + 1)
 
 
 def _grid(n):
@@ -252,7 +253,8 @@ def _wg_band_plan(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
     if not USE_BAND:
         return None
     return _wg_band_plan_cached(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize,
-                                WG_TARGET_BLOCKS, WG_MIN_CHUNK, WG_MIN_BAND, BAND_SMEM)
+                                WG_TARGET_BLOCKS, WG_MIN_CHUNK, WG_MIN_BAND,
+                                BAND_SMEM - WG_STATIC_SMEM)
 
 
 def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
