@@ -35,7 +35,8 @@ def _data(rng, shape, dtype, shift):
 
 @pytest.fixture(params=["onepass", "split", "chunky"])
 def split(request, monkeypatch):
-    """split: every reduction of more than 64 elements runs over several blocks (B > 1), the
+    """onepass: rows (all short here) go to the fused one-block-per-row kernels.
+    split: every reduction of more than 64 elements runs over several blocks (B > 1), the
     layer-norm column kernel over several row groups, the element loops over a 2-block grid,
     row-norm applies of chunks of 16 or more by the chunk kernel. chunky: chunks of 300 and
     blocks of 32 threads, so each thread of the reduction, chunk and column kernels loops over
@@ -46,6 +47,7 @@ def split(request, monkeypatch):
         monkeypatch.setattr(C, "APPLY_BLOCKS", 2)   # element loops wrap around the grid
         monkeypatch.setattr(C, "CHAN_COL_MIN_ROWS", 4)
         monkeypatch.setattr(C, "APPLY_CHUNK_MIN", 16)  # row-norm apply by chunks
+        monkeypatch.setattr(C, "FUSED_MAX", 0)  # onepass: the fused short-row kernels
     if request.param == "chunky":
         monkeypatch.setattr(C, "BLOCK", 32)
     return request.param
@@ -219,6 +221,9 @@ def test_split_sizes():
         assert 1 <= B and (B - 1) * chunk < total <= B * chunk
     assert C._split(8, 200704)[0] * 8 >= 500   # long rows: many blocks per row
     assert C._split(8, 200704)[1] % C.CHUNK_ALIGN == 0
+    for M in (1, 31, 33, 700, 8192):
+        assert C._fused_threads(M) % 32 == 0 and C._fused_threads(M) * C.FUSED_V >= M
+    assert C._fused(8192, 3136) and not C._fused(8, 200704) and not C._fused(8, 8193)
 
 
 @pytest.mark.parametrize("device", [d for d in KERNEL_DEVICES if d.id == "cuda"])
@@ -310,8 +315,10 @@ def test_running_update(device, dtype):
 @settings(max_examples=15, deadline=None)
 @given(N=st.integers(1, 6), G=st.integers(1, 3), S=st.integers(1, 9), I=st.integers(1, 40),
        chunk=st.sampled_from([32, 64, 100, 2048]), block=st.sampled_from([32, 64, 256]),
-       affine=st.booleans(), f32=st.booleans(), seed=st.integers(0, 2**16))
-def test_random_shapes(device, N, G, S, I, chunk, block, affine, f32, seed):  # noqa: E741
+       fused=st.sampled_from([0, 8192]), affine=st.booleans(), f32=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_random_shapes(device, N, G, S, I, chunk, block, fused, affine, f32,  # noqa: E741
+                       seed):
     """Random sizes and launch configurations: row norms forward/backward and batch norm stats."""
     dtype = np.float32 if f32 else np.float64
     rng = np.random.default_rng(seed)
@@ -322,6 +329,7 @@ def test_random_shapes(device, N, G, S, I, chunk, block, affine, f32, seed):  # 
         mp.setattr(C, "APPLY_CHUNK_MIN", chunk)
         mp.setattr(C, "COL_MIN_ROWS", 2)
         mp.setattr(C, "CHAN_COL_MIN_ROWS", 2)
+        mp.setattr(C, "FUSED_MAX", fused)
         x, gy = _data(rng, shape, dtype, 100.0), _data(rng, shape, dtype, 0.0)
         w = _data(rng, (G, S), dtype, 1.0) if affine else None
         b = _data(rng, (G, S), dtype, 0.0) if affine else None

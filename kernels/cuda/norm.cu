@@ -4,7 +4,12 @@
 // r = n*G + g over its M = S*I contiguous elements, affine w[g*S + s]; batch norm x3 (N, C, I),
 // statistics per channel c over its N runs of I elements (run stride C*I).
 //
-// Statistics (norm_stats_kernel): a two-level reduction. A "group" (a row, or a channel) is
+// Short rows (M <= 8192, enough rows to fill the GPU: instance norm, layer norm over a few
+// thousand features, group norm of small images): row_norm_fused_fwd_kernel keeps the row in
+// registers, one block per row: x read once, y written once (8 B/elt for float32); its backward
+// (row_norm_fused_bwd_kernel, one affine value per row) reads gy and x once (12 B/elt).
+//
+// Statistics of longer rows and of channels (norm_stats_kernel): a two-level reduction. A "group" (a row, or a channel) is
 // split into B chunks, one block each (grid Q*B, B chosen by the launch layer so that there are
 // a few waves of blocks even when there are few, long groups, e.g. layer norm over (C, H, W)).
 // Each thread sums d = x - K and d^2 in float64, K = the group's first element (a shift that
@@ -622,6 +627,105 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
                 }
                 oq[p] = static_cast<T>(v);
             }
+        }
+    }
+}
+
+// Row norms with short rows (M <= FUSED_V * 1024): one block per row keeps the row in
+// registers (FUSED_V values per thread, element p = threadIdx.x + k * blockDim.x), so x is read
+// once: exact two-pass statistics from the registers (sum, then sum of squared deviations, in
+// float64), then the affine. Grid R, blockDim.x >= M / FUSED_V.
+#define FUSED_V 8
+
+template <typename T>
+__global__ void row_norm_fused_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                          const T* __restrict__ b, int has_w, int has_b, int M,
+                                          unsigned int mI, int sI, int S, int G, double eps,
+                                          T* __restrict__ y, double* __restrict__ mean,
+                                          double* __restrict__ rstd) {
+    __shared__ double sh[32];
+    const int q = blockIdx.x, nt = blockDim.x;
+    const long long base = static_cast<long long>(q) * M;
+    T xv[FUSED_V];
+    double s = 0.0;
+#pragma unroll
+    for (int k = 0; k < FUSED_V; ++k) {
+        const int p = static_cast<int>(threadIdx.x) + k * nt;
+        xv[k] = p < M ? x[base + p] : T(0);
+        s += static_cast<double>(xv[k]);
+    }
+    const double mu = block_sum(s, sh) / M;
+    double s2 = 0.0;
+#pragma unroll
+    for (int k = 0; k < FUSED_V; ++k) {
+        const int p = static_cast<int>(threadIdx.x) + k * nt;
+        const double d = static_cast<double>(xv[k]) - mu;
+        s2 += p < M ? d * d : 0.0;
+    }
+    const double rs = 1.0 / sqrt(block_sum(s2, sh) / M + eps);
+    if (threadIdx.x == 0) {
+        mean[q] = mu;
+        rstd[q] = rs;
+    }
+    const T* wq = w + (has_w ? (q % G) * S : 0);
+    const T* bq = b + (has_b ? (q % G) * S : 0);
+#pragma unroll
+    for (int k = 0; k < FUSED_V; ++k) {
+        const int p = static_cast<int>(threadIdx.x) + k * nt;
+        if (p < M) {
+            double v = (static_cast<double>(xv[k]) - mu) * rs;
+            if (has_w || has_b) {
+                const int kk = udiv(p, mI, sI);
+                if (has_w) v *= static_cast<double>(wq[kk]);
+                if (has_b) v += static_cast<double>(bq[kk]);
+            }
+            y[base + p] = static_cast<T>(v);
+        }
+    }
+}
+
+// Backward of the above for rows with one affine value each (S == 1: instance norm, layer norm
+// without affine): gy and x read once, gx written once; gw[q] = rstd * sum gy*(x - mean),
+// gb[q] = sum gy (the per-(n, g) partials the caller sums over n).
+template <typename T>
+__global__ void row_norm_fused_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                          const double* __restrict__ mean,
+                                          const double* __restrict__ rstd,
+                                          const T* __restrict__ w, int has_w, int M, int G,
+                                          T* __restrict__ gx, double* __restrict__ gw,
+                                          double* __restrict__ gb) {
+    __shared__ double sh[32];
+    const int q = blockIdx.x, nt = blockDim.x;
+    const long long base = static_cast<long long>(q) * M;
+    const double mu = mean[q], rs = rstd[q];
+    T xv[FUSED_V], gv[FUSED_V];
+    double a = 0.0, c = 0.0;
+#pragma unroll
+    for (int k = 0; k < FUSED_V; ++k) {
+        const int p = static_cast<int>(threadIdx.x) + k * nt;
+        xv[k] = p < M ? x[base + p] : T(0);
+        gv[k] = p < M ? gy[base + p] : T(0);
+    }
+#pragma unroll
+    for (int k = 0; k < FUSED_V; ++k) {
+        const double g = static_cast<double>(gv[k]);
+        a += g;
+        c += g * (static_cast<double>(xv[k]) - mu);  // g == 0 past the row's end
+    }
+    a = block_sum(a, sh);
+    c = block_sum(c, sh);
+    const double wv = has_w ? static_cast<double>(w[q % G]) : 1.0;
+    const double a1 = wv * a / M, c1 = rs * (wv * c) / M;
+    if (threadIdx.x == 0) {
+        gw[q] = rs * c;
+        gb[q] = a;
+    }
+#pragma unroll
+    for (int k = 0; k < FUSED_V; ++k) {
+        const int p = static_cast<int>(threadIdx.x) + k * nt;
+        if (p < M) {
+            const double xhat = (static_cast<double>(xv[k]) - mu) * rs;
+            gx[base + p] = static_cast<T>(rs * (static_cast<double>(gv[k]) * wv - a1 - xhat * c1));
         }
     }
 }

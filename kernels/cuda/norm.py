@@ -33,6 +33,9 @@ CHUNK_ALIGN = 128       # long chunks start on 128-element boundaries (512 B for
 APPLY_BLOCKS = 132 * 16  # grid of the grid-stride element loops
 COL_BLOCKS = 132 * 4    # the column kernel splits rows into groups below this many blocks
 COL_MIN_ROWS = 16       # ... of at least this many rows each
+FUSED_V = 8             # row elements per thread of the fused short-row kernels (norm.cu)
+FUSED_MAX = FUSED_V * 1024  # rows up to this long: one block per row, x read once
+FUSED_MIN_ROWS = 132    # ... when there are enough rows to fill the GPU (or rows are short)
 APPLY_CHUNK_MIN = 1024  # row-norm apply by the statistics' chunks when they are this long
 CHAN_COLS_MAX_I = 16    # batch norm with runs shorter than this: one thread per column (c, i)
 CHAN_COL_MIN_ROWS = 64  # ... over row groups of at least this many rows
@@ -127,6 +130,15 @@ def _sums(xp, gy, x, mean, w, has_w, G, msdiv, Q, total, irun, rstride, qstride)
 
 # --- row norms (layer / instance / group) ------------------------------------------------------
 
+def _fused(R, M):
+    """Whether rows of M elements go to the one-block-per-row kernels (x read once)."""
+    return M <= FUSED_MAX and (R >= FUSED_MIN_ROWS or _split(R, M)[0] == 1)
+
+
+def _fused_threads(M):
+    return int(min(1024, max(32, -(-M // (FUSED_V * 32)) * 32)))
+
+
 def row_norm_fwd(x4, w2, b2, eps):
     xp, x = _input("row_norm", x4, 4)
     N, G, S, I = x.shape  # noqa: E741
@@ -136,8 +148,13 @@ def row_norm_fwd(x4, w2, b2, eps):
         return ref.row_norm_fwd(x, w2, b2, eps)
     w, has_w = _like(xp, w2, x.dtype, (G, S), "row_norm", "weight")
     b, has_b = _like(xp, b2, x.dtype, (G, S), "row_norm", "bias")
-    mean, rstd = _stats(xp, x, R, M, M, 0, M, eps, 0)
     y = module.empty(xp, x.shape, x.dtype)
+    if _fused(R, M):
+        mean, rstd = module.empty(xp, (R,), F64), module.empty(xp, (R,), F64)
+        _k("row_norm_fused_fwd_kernel", x.dtype)(R, _fused_threads(M), (
+            x, w, b, has_w, has_b, M, *magic(I), S, G, float(eps), y, mean, rstd))
+        return y, mean.reshape(N, G), rstd.reshape(N, G)
+    mean, rstd = _stats(xp, x, R, M, M, 0, M, eps, 0)
     B, chunk = _split(R, M)
     if chunk >= APPLY_CHUNK_MIN:  # the statistics' grid, each chunk walked from its end
         _k("row_norm_chunk_kernel", x.dtype)(R * B, _threads(chunk), (
@@ -182,6 +199,11 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
         gw, gb = module.empty(xp, (P, G, S), F64), module.empty(xp, (P, G, S), F64)
         _k("row_norm_bwd_cols_kernel", x.dtype)(P * ncb, nt, (
             gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, N, G, S, ncb, rpg, gx, gw, gb))
+        return gx_out, gw, gb
+    if S == 1 and _fused(R, M):  # instance norm, layer norm without affine: one pass
+        gw, gb = module.empty(xp, (N, G, 1), F64), module.empty(xp, (N, G, 1), F64)
+        _k("row_norm_fused_bwd_kernel", x.dtype)(R, _fused_threads(M), (
+            gy, x, mean, rstd, w, has_w, M, G, gx, gw, gb))
         return gx_out, gw, gb
     # I > 1: sums over each (n, g, s) run of I elements, then per row, then gx
     a, c = _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, S, R * S, I, I, 0, I)
