@@ -2,6 +2,8 @@
 references built from kernels/reference/conv.py, on the CPU emulator ("emu") and on a GPU."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minicnn as mc
 import minicnn.functional as F
@@ -396,3 +398,48 @@ def test_conv_op_through_the_kernels_emulated(monkeypatch):
                                    rtol=1e-12, atol=1e-12)
     assert set(calls) == {"grouped_conv2d", "grouped_grad_input", "grouped_grad_weight",
                           "depthwise_conv2d", "depthwise_grad_input", "depthwise_grad_weight"}
+
+
+# --- random shapes -----------------------------------------------------------------------------
+
+@st.composite
+def _conv_cases(draw):
+    G = draw(st.integers(1, 4))
+    Cg = draw(st.sampled_from([1, 1, 2, 3, 4]))
+    Kg = draw(st.integers(1, 3))
+    dims = []
+    for _ in range(2):
+        k, s, d = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        p = draw(st.integers(0, 3))
+        lo = max(1, d * (k - 1) + 1 - 2 * p)
+        size = draw(st.integers(lo, lo + 6))
+        dims.append((size, k, s, p, d))
+    (H, KH, SH, PH, DH), (W, KW, SW, PW, DW) = dims
+    N = draw(st.integers(1, 3))
+    return (N, G * Cg, H, W, G * Kg, G, KH, KW, (SH, SW), (PH, PW), (DH, DW))
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@settings(max_examples=25, deadline=None)
+@given(case=_conv_cases(), band=st.booleans(), f32=st.booleans(), bias=st.booleans())
+def test_random_shapes_all_passes(device, case, band, f32, bias):
+    """Forward, grad input and grad weight on random groups / kernels / strides / paddings /
+    dilations (sizes from the smallest valid one), both kernel families."""
+    N, C, H, W, K, G, KH, KW, S, P, D = case
+    dtype = np.float32 if f32 else np.float64
+    old = grouped.USE_BAND
+    grouped.USE_BAND = band
+    try:
+        x, w, b, gy, OH, OW = _prep(case, dtype, seed=N * 7 + H)
+        x64, w64, gy64 = (a.astype(np.float64) for a in (x, w, gy))
+        bb = b if bias else None
+        y = grouped.grouped_conv2d(dev(x, device), dev(w, device), G, *S, *P, *D, OH, OW,
+                                   None if bb is None else dev(bb, device))
+        _close(y, ref_fwd(x64, w64, G, S, P, D, OH, OW, None if bb is None else bb + 0.0),
+               dtype, (C // G) * KH * KW)
+        gx = grouped.grouped_grad_input(dev(gy, device), dev(w, device), G, C, H, W, *S, *P, *D)
+        _close(gx, ref_grad_input(gy64, w64, G, C, H, W, S, P, D), dtype, (K // G) * KH * KW)
+        gw = grouped.grouped_grad_weight(dev(x, device), dev(gy, device), G, KH, KW, *S, *P, *D)
+        _close(gw, ref_grad_weight(x64, gy64, G, KH, KW, S, P, D), dtype, N * OH * OW)
+    finally:
+        grouped.USE_BAND = old
