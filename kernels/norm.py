@@ -42,10 +42,15 @@ def _affine_arrays(w2, b2, shape):
     return w, b
 
 
+def _cuda():
+    from .cuda import norm  # noqa: PLC0415 -- lazy: only with CUDA arrays
+    return norm
+
+
 def row_norm_fwd(x4, w2, b2, eps):
     """x4 (N, G, S, I) -> y4, mean (N, G), rstd (N, G)."""
     if not _is_cpu(x4):
-        return ref.row_norm_fwd(x4, w2, b2, eps)
+        return _cuda().row_norm_fwd(x4, w2, b2, eps)
     from .cpu import norm as cpu  # noqa: PLC0415
     N, G, S, I = x4.shape  # noqa: E741
     x4 = _c(x4)
@@ -78,8 +83,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     out_shape: the shape gx is allocated with (an owned array, not a reshaped view, so autograd
     need not copy it for a leaf's .grad); x4's shape by default."""
     if not _is_cpu(x4):
-        gx, gw, gb = ref.row_norm_bwd(gy4, x4, mean, rstd, w2)
-        return (gx if out_shape is None else gx.reshape(out_shape)), gw, gb
+        return _cuda().row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape)
     from .cpu import norm as cpu  # noqa: PLC0415
     N, G, S, I = x4.shape  # noqa: E741
     x4, gy4 = _c(x4), _c(gy4.astype(x4.dtype, copy=False))
@@ -108,7 +112,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
 def chan_stats(x3):
     """x3 (N, C, I) -> mean (C,), biased var (C,)."""
     if not _is_cpu(x3):
-        return ref.chan_stats(x3)
+        return _cuda().chan_stats(x3)
     from .cpu import norm as cpu  # noqa: PLC0415
     C = x3.shape[1]
     mean, var = np.empty(C), np.empty(C)
@@ -118,7 +122,7 @@ def chan_stats(x3):
 
 def chan_affine(x3, scale, shift):
     if not _is_cpu(x3):
-        return ref.chan_affine(x3, scale, shift)
+        return _cuda().chan_affine(x3, scale, shift)
     from .cpu import norm as cpu  # noqa: PLC0415
     x3 = _c(x3)
     y = np.empty_like(x3)
@@ -129,7 +133,7 @@ def chan_affine(x3, scale, shift):
 
 def chan_bwd_sums(gy3, x3, mean):
     if not _is_cpu(x3):
-        return ref.chan_bwd_sums(gy3, x3, mean)
+        return _cuda().chan_bwd_sums(gy3, x3, mean)
     from .cpu import norm as cpu  # noqa: PLC0415
     C = x3.shape[1]
     s1, s2 = np.empty(C), np.empty(C)
@@ -139,7 +143,7 @@ def chan_bwd_sums(gy3, x3, mean):
 
 def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
     if not _is_cpu(x3):
-        return ref.chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu)
+        return _cuda().chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu)
     from .cpu import norm as cpu  # noqa: PLC0415
     x3 = _c(x3)
     gx = np.empty_like(x3)
