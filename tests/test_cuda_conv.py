@@ -244,17 +244,18 @@ def test_cpu_records_its_algorithm():
 
 # --- the conv ops on the GPU path --------------------------------------------------------
 
+CG = KC.GROUPED_MAX_CG + 1   # more channels per group than the direct grouped kernels take
 OPS_CASES = [  # x shape, w shape, stride, padding, dilation, groups, bias
     ((2, 3, 7, 6), (5, 3, 3, 3), 1, 1, 1, 1, True),
-    ((2, 4, 9, 8), (6, 2, 3, 2), (2, 1), (1, 0), (1, 2), 2, True),
+    ((2, 2 * CG, 7, 6), (6, CG, 3, 2), (2, 1), (1, 0), (1, 2), 2, True),
     ((3, 6, 5, 5), (4, 6, 1, 1), 1, 0, 1, 1, False),
     ((2, 4, 7, 7), (6, 4, 1, 1), 2, 0, 1, 1, True),
 ]
 
 
 def _on(device, a):
-    t = mc.tensor(a, requires_grad=True)
-    return t.to("cuda") if device == "cuda" else t
+    """A leaf tensor on the device ("emu": the CPU, with kernels.conv.emulate_cuda set)."""
+    return mc.tensor(a, device="cuda" if device == "cuda" else None, requires_grad=True)
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
