@@ -27,6 +27,7 @@ CASES = [
     (1, 2, 5, 6, 20, 2, 3, 3, (1, 1), (2, 1), (1, 1)),     # depthwise M=10 (two channel chunks)
     (1, 2, 2, 1030, 2, 2, 1, 3, (1, 1), (0, 1), (1, 1)),   # a row wider than one band chunk
     (1, 3, 11, 10, 3, 3, 3, 3, (2, 2), (2, 3), (3, 3)),    # dilation > stride > 1
+    (1, 2, 9, 10, 2, 2, 7, 7, (1, 1), (3, 3), (1, 1)),     # ConvNeXt-style 7x7 depthwise
 ]
 IDS = [f"C{c[1]}K{c[4]}G{c[5]}k{c[6]}x{c[7]}s{c[8][0]}{c[8][1]}" for c in CASES]
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -409,7 +410,8 @@ def _conv_cases(draw):
     Kg = draw(st.integers(1, 3))
     dims = []
     for _ in range(2):
-        k, s, d = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        k = draw(st.sampled_from([1, 2, 3, 3, 4, 5, 7]))
+        s, d = draw(st.integers(1, 3)), draw(st.sampled_from([1, 1, 2, 3]))
         p = draw(st.integers(0, 3))
         lo = max(1, d * (k - 1) + 1 - 2 * p)
         size = draw(st.integers(lo, lo + 6))

@@ -98,6 +98,59 @@ __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict_
 // w[g*Cig + ci, co, :, :] rotated by 180 degrees.
 #define BAND_RX 4
 
+// The band kernel's compute: thread (tx, ty) takes the (kb, row) pairs q = ty + j*NTY and the
+// columns c0 + i*TX (i < BAND_RX) of the tile; yb points at (n, first channel of the chunk,
+// oh0, ow0). KWC > 0: KW == KWC and DW == 1 known at compile time, so the kw loop unrolls and
+// its shared-memory reads take immediate offsets (one read + one FMA per output and tap).
+template <typename T, int KWC>
+__device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __restrict__ b,
+                                          T* __restrict__ yb, int has_bias, int co_first,
+                                          int kbn, int rows, int cols, int Cig, int HB, int KH,
+                                          int KW_, int SH, int SW, int DH, int DW_, int OH,
+                                          int OW, int pitch, int TX, int tx, int ty, int NTY) {
+    const int KW = KWC ? KWC : KW_, DW = KWC ? 1 : DW_;
+    const int taps = KH * KW;
+    for (int q = ty; q < kbn * rows; q += NTY) {
+        const int kb = q / rows, r = q - kb * rows;
+        const T* wk = ws + kb * Cig * taps;
+        T* yr = yb + (kb * OH + r) * OW;
+        const T bias = has_bias ? __ldg(b + co_first + kb) : T(0);
+        for (int c0 = tx; c0 < cols; c0 += TX * BAND_RX) {
+            int off[BAND_RX];
+            T acc[BAND_RX];
+#pragma unroll
+            for (int i = 0; i < BAND_RX; ++i) {
+                off[i] = min(c0 + i * TX, cols - 1) * SW;   // past the tile: computed, not stored
+                acc[i] = bias;
+            }
+            for (int ci = 0; ci < Cig; ++ci) {
+                for (int kh = 0; kh < KH; ++kh) {
+                    const T* xr = xs + (ci * HB + r * SH + kh * DH) * pitch;
+                    const T* wr = wk + (ci * KH + kh) * KW;
+                    if (KWC > 0) {
+#pragma unroll
+                        for (int kw = 0; kw < KWC; ++kw) {
+                            const T wv = wr[kw];
+#pragma unroll
+                            for (int i = 0; i < BAND_RX; ++i) acc[i] += wv * xr[off[i] + kw];
+                        }
+                    } else {
+                        for (int kw = 0; kw < KW; ++kw) {
+                            const T wv = wr[kw];
+                            const T* xp = xr + kw * DW;
+#pragma unroll
+                            for (int i = 0; i < BAND_RX; ++i) acc[i] += wv * xp[off[i]];
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < BAND_RX; ++i)
+                if (c0 + i * TX < cols) yr[c0 + i * TX] = acc[i];
+        }
+    }
+}
+
 template <typename T>
 __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                         const T* __restrict__ b, T* __restrict__ y,
@@ -141,37 +194,20 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
     }
     __syncthreads();
 
-    for (int q = ty; q < kbn * rows; q += NTY) {
-        const int kb = q / rows, r = q - kb * rows;
-        const int co = g * Cog + co0 + kb;
-        const T* wk = ws + kb * Cig * taps;
-        T* yr = y + ((n * Cout + co) * OH + oh0 + r) * OW + ow0;
-        const T bias = has_bias ? __ldg(b + co) : T(0);
-        for (int c0 = tx; c0 < cols; c0 += TX * BAND_RX) {
-            int off[BAND_RX];
-            T acc[BAND_RX];
-#pragma unroll
-            for (int i = 0; i < BAND_RX; ++i) {
-                off[i] = min(c0 + i * TX, cols - 1) * SW;   // past the tile: computed, not stored
-                acc[i] = bias;
-            }
-            for (int ci = 0; ci < Cig; ++ci) {
-                for (int kh = 0; kh < KH; ++kh) {
-                    const T* xr = xs + (ci * HB + r * SH + kh * DH) * pitch;
-                    const T* wr = wk + (ci * KH + kh) * KW;
-                    for (int kw = 0; kw < KW; ++kw) {
-                        const T wv = wr[kw];
-                        const T* xp = xr + kw * DW;
-#pragma unroll
-                        for (int i = 0; i < BAND_RX; ++i) acc[i] += wv * xp[off[i]];
-                    }
-                }
-            }
-#pragma unroll
-            for (int i = 0; i < BAND_RX; ++i)
-                if (c0 + i * TX < cols) yr[c0 + i * TX] = acc[i];
-        }
-    }
+    // the compute loop, with the kw loop unrolled for the common 3/5/7-wide undilated kernels
+    T* yb = y + (n * Cout + g * Cog + co0) * OH * OW + oh0 * OW + ow0;
+    if (KW == 3 && DW == 1)
+        band_rows<T, 3>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
+                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
+    else if (KW == 5 && DW == 1)
+        band_rows<T, 5>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
+                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
+    else if (KW == 7 && DW == 1)
+        band_rows<T, 7>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
+                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
+    else
+        band_rows<T, 0>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
+                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
 }
 
 template <typename T>
