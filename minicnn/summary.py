@@ -37,6 +37,8 @@ def summary(model, input_shape, batch_size=2, dtype=None, device=None, line_leng
     was_training = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
+        if device is None:       # the model's own device (a CUDA model gets CUDA inputs)
+            device = next((p.device for p in model.parameters()), "cpu")
         inputs = [creation.zeros((batch_size,) + tuple(s), dtype=dtype, device=device)
                   for s in shapes]
         with no_grad():

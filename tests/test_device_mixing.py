@@ -25,3 +25,10 @@ def test_two_devices_is_a_clear_error():
         g + c
     with pytest.raises(RuntimeError, match="same device.*cpu and cuda"):
         c * g
+
+
+def test_summary_of_a_cuda_model_uses_cuda_inputs():
+    model = mc.nn.Sequential(mc.nn.Conv2d(3, 4, 3), mc.nn.Flatten(), mc.nn.Linear(4 * 4 * 4, 2))
+    model.to("cuda")
+    text = mc.summary(model, (3, 6, 6), print_fn=None)
+    assert "Total params" in text
