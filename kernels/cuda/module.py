@@ -27,6 +27,7 @@ from . import emulator, source
 NVRTC_OPTIONS = ("-std=c++17",)
 POISON = False
 INT_MAX = 2**31 - 1
+DEFAULT_SHARED = 48 * 1024  # dynamic shared memory a launch gets without an opt-in
 
 _modules = {}
 _decls = {}
@@ -65,6 +66,7 @@ class Kernel:
         self.family, self.decl, self.T = family, decl, T
         self.name = decl.expression(T)
         self._fn = None
+        self._shared_opt_in = 0
 
     def __repr__(self):
         return f"<CUDA kernel {self.family}.cu:{self.name}>"
@@ -76,6 +78,10 @@ class Kernel:
         if on_gpu and all(on_gpu):
             if self._fn is None:
                 self._fn = _cupy_module(self.family).get_function(self.name)
+            if shared_mem > DEFAULT_SHARED and shared_mem > self._shared_opt_in:
+                # more than 48 KiB of dynamic shared memory needs the kernel's opt-in
+                self._fn.max_dynamic_shared_size_bytes = shared_mem
+                self._shared_opt_in = shared_mem
             self._fn(grid, block, tuple(args), shared_mem=shared_mem)
         elif not any(on_gpu):
             emulator.launch(_path(self.family), self.decl, self.T, grid, block, args,
