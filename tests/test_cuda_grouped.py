@@ -28,6 +28,7 @@ CASES = [
     (1, 2, 2, 1030, 2, 2, 1, 3, (1, 1), (0, 1), (1, 1)),   # a row wider than one band chunk
     (1, 3, 11, 10, 3, 3, 3, 3, (2, 2), (2, 3), (3, 3)),    # dilation > stride > 1
     (1, 2, 9, 10, 2, 2, 7, 7, (1, 1), (3, 3), (1, 1)),     # ConvNeXt-style 7x7 depthwise
+    (1, 10, 20, 19, 5, 5, 3, 3, (1, 1), (1, 1), (1, 1)),   # 'pack': 3 of 5 groups per block
 ]
 IDS = [f"C{c[1]}K{c[4]}G{c[5]}k{c[6]}x{c[7]}s{c[8][0]}{c[8][1]}" for c in CASES]
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
@@ -94,14 +95,18 @@ def _prep(case, dtype, seed=0, oh_cut=0, h_extra=0):
     return x, w, b, gy, OH, OW
 
 
-@pytest.fixture(params=["band", "tiles", "plain"])
+@pytest.fixture(params=["band", "pack", "tiles", "plain"])
 def algo(request, monkeypatch):
     """'band': the shared-memory band kernels (forward; grad input of stride-1 convs; grad
-    weight); 'tiles': the forward band kernel with only 1 KiB of shared memory, so that wide
-    rows are cut into column tiles; 'plain': the one-thread-per-element kernels."""
+    weight) as planned for these small sizes (many row bands to reach 264 blocks); 'pack': no
+    block-count target, so whole planes of several groups per block; 'tiles': the forward band
+    kernel with only 1 KiB of shared memory, so that wide rows are cut into column tiles;
+    'plain': the one-thread-per-element kernels."""
     monkeypatch.setattr(grouped, "USE_BAND", request.param != "plain")
     if request.param == "tiles":
         monkeypatch.setattr(grouped, "BAND_SMEM", 1024)
+    if request.param == "pack":
+        monkeypatch.setattr(grouped, "BAND_MIN_BLOCKS", 1)
     return request.param
 
 
@@ -113,6 +118,8 @@ def algo(request, monkeypatch):
 def test_forward(device, dtype, case, algo):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, w, b, _, OH, OW = _prep(case, dtype)
+    if case == CASES[-1] and algo == "pack":     # the last block has fewer groups
+        assert grouped._band_plan(N, G, C // G, K // G, OH, OW, KH, KW, *S, *D, 8)["GB"] == 3
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
     terms = (C // G) * KH * KW
     for bias in (None, b):
@@ -233,12 +240,16 @@ def test_band_plan():
     # outputs along ow, 28 thread-rows (224 threads), conflict-free pitch (8 mod 32)
     plan = grouped._band_plan(32, 256, 1, 1, 28, 28, 3, 3, 1, 1, 1, 1, 4)
     assert (plan["TX"], plan["RB"], plan["HB"], plan["WB"], plan["KB"]) == (8, 28, 30, 30, 1)
-    assert plan["pitch"] % 32 == 8 and plan["threads"] == 8 * 28
-    assert plan["grid"] == (32 * 256, 1, 1) and plan["CB"] == 28
+    assert plan["pitch"] % 32 == 8 and plan["threads"] == 256 and plan["GB"] == 2
+    assert plan["grid"] == (32 * 128, 1, 1) and plan["CB"] == 28
+    # 7x7 planes (MobileNet's last depthwise layers): 36 channels per block, 256 threads
+    plan = grouped._band_plan(32, 960, 1, 1, 7, 7, 3, 3, 1, 1, 1, 1, 4)
+    assert (plan["GB"], plan["TX"], plan["threads"]) == (36, 2, 256)
+    assert plan["grid"] == (32 * 27, 1, 1)
     # grouped g=32 (Cg = Kg = 4): four output channels per block share the staged input
     plan = grouped._band_plan(32, 32, 4, 4, 28, 28, 3, 3, 1, 1, 1, 1, 4)
     assert plan["KB"] == 4 and plan["grid"] == (32 * 32, 2, 1) and plan["smem"] <= 48 * 1024
-    assert plan["RB"] == 16 and plan["threads"] == 256      # two (kb, row) passes per thread
+    assert plan["RB"] == 16 and plan["threads"] == 256 and plan["GB"] == 1
     # few planes: rows split into bands (here as many as there are rows)
     plan = grouped._band_plan(1, 4, 1, 1, 64, 64, 3, 3, 1, 1, 1, 1, 4)
     assert plan["grid"] == (4, 64, 1) and plan["RB"] == 1

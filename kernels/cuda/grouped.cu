@@ -98,14 +98,16 @@ __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict_
 // w[g*Cig + ci, co, :, :] rotated by 180 degrees.
 #define BAND_RX 4
 
-// The band kernel's compute: thread (tx, ty) takes the (kb, row) pairs q = ty + j*NTY and the
-// columns c0 + i*TX (i < BAND_RX) of the tile; yb points at (n, first channel of the chunk,
-// oh0, ow0). KWC > 0: KW == KWC and DW == 1 known at compile time, so the kw loop unrolls and
+// The band kernel's compute: thread (tx, ty) takes the (output channel kk, row) pairs
+// q = ty + j*NTY and the columns c0 + i*TX (i < BAND_RX) of the tile; yb points at (n, first
+// output channel of the block, oh0, ow0); output channel kk reads the staged input channels of
+// its group, kk / kpg (kpg output channels per group in the block). KWC > 0: KW == KWC and DW == 1 known at compile time, so the kw loop unrolls and
 // its shared-memory reads take immediate offsets (one read + one FMA per output and tap).
 template <typename T, int KWC>
 __device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __restrict__ b,
                                           T* __restrict__ yb, int has_bias, int co_first,
-                                          int kbn, int rows, int cols, int Cig, int HB, int KH,
+                                          int kbn, int kpg, int rows, int cols, int Cig, int HB,
+                                          int KH,
                                           int KW_, int SH, int SW, int DH, int DW_, int OH,
                                           int OW, int pitch, int TX, int tx, int ty, int NTY) {
     const int KW = KWC ? KWC : KW_, DW = KWC ? 1 : DW_;
@@ -113,6 +115,7 @@ __device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __r
     for (int q = ty; q < kbn * rows; q += NTY) {
         const int kb = q / rows, r = q - kb * rows;
         const T* wk = ws + kb * Cig * taps;
+        const T* xg = xs + (kb / kpg) * Cig * HB * pitch;
         T* yr = yb + (kb * OH + r) * OW;
         const T bias = has_bias ? __ldg(b + co_first + kb) : T(0);
         for (int c0 = tx; c0 < cols; c0 += TX * BAND_RX) {
@@ -125,7 +128,7 @@ __device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __r
             }
             for (int ci = 0; ci < Cig; ++ci) {
                 for (int kh = 0; kh < KH; ++kh) {
-                    const T* xr = xs + (ci * HB + r * SH + kh * DH) * pitch;
+                    const T* xr = xg + (ci * HB + r * SH + kh * DH) * pitch;
                     const T* wr = wk + (ci * KH + kh) * KW;
                     if (KWC > 0) {
 #pragma unroll
@@ -157,30 +160,34 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
                                         int has_bias, int flip, int Cin, int H, int W, int Cout,
                                         int G, int Cig, int Cog, int KH, int KW, int SH, int SW,
                                         int PH, int PW, int DH, int DW, int OH, int OW, int KB,
-                                        int RB, int HB, int WB, int pitch, int TX, int CB) {
+                                        int RB, int HB, int WB, int pitch, int TX, int CB,
+                                        int GB) {
+    // GB > 1 (small planes, all Cog output channels of a group in the block: KB == Cog): GB
+    // consecutive groups per block, whose input and output channels are consecutive too.
     DYNAMIC_SHARED(T, smem);
     const int taps = KH * KW;
-    T* ws = smem;                       // KB * Cig * taps
-    T* xs = smem + KB * Cig * taps;     // Cig * HB * pitch
-    const int nkc = (Cog + KB - 1) / KB;
+    T* ws = smem;                            // GB * KB * Cig * taps
+    T* xs = smem + GB * KB * Cig * taps;     // GB * Cig * HB * pitch
+    const int nkc = (Cog + KB - 1) / KB, ngc = (G + GB - 1) / GB;
     int bid = blockIdx.x;
     const int kc = bid % nkc;
     bid /= nkc;
-    const int g = bid % G, n = bid / G;
-    const int co0 = kc * KB, kbn = min(KB, Cog - co0);
+    const int g0 = (bid % ngc) * GB, n = bid / ngc, gbn = min(GB, G - g0);
+    const int co0 = kc * KB, kbn = min(KB, Cog - co0), nout = gbn * kbn;
     const int oh0 = blockIdx.y * RB, rows = min(RB, OH - oh0);
     const int ow0 = blockIdx.z * CB, cols = min(CB, OW - ow0);
     const int tx = threadIdx.x % TX, ty = threadIdx.x / TX, NTY = blockDim.x / TX;
 
-    for (int e = threadIdx.x; e < kbn * Cig * taps; e += blockDim.x) {
+    for (int e = threadIdx.x; e < nout * Cig * taps; e += blockDim.x) {
         const int tap = e % taps, q = e / taps;
-        const int ci = q % Cig, co = co0 + q / Cig;
+        const int ci = q % Cig, kk = q / Cig, gb = kk / kbn;
+        const int g = g0 + gb, co = co0 + kk - gb * kbn;
         ws[e] = flip ? __ldg(w + ((g * Cig + ci) * Cog + co) * taps + (taps - 1 - tap))
                      : __ldg(w + ((g * Cog + co) * Cig + ci) * taps + tap);
     }
-    const T* xg = x + (n * Cin + g * Cig) * H * W;
+    const T* xg = x + (n * Cin + g0 * Cig) * H * W;
     const int ih0 = oh0 * SH - PH, iw0 = ow0 * SW - PW;
-    for (int q = ty; q < Cig * HB; q += NTY) {
+    for (int q = ty; q < gbn * Cig * HB; q += NTY) {
         const int ci = q / HB, r = q - ci * HB;
         const int ih = ih0 + r;
         const bool row_ok = static_cast<unsigned>(ih) < static_cast<unsigned>(H);
@@ -195,19 +202,20 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
     __syncthreads();
 
     // the compute loop, with the kw loop unrolled for the common 3/5/7-wide undilated kernels
-    T* yb = y + (n * Cout + g * Cog + co0) * OH * OW + oh0 * OW + ow0;
+    const int cf = g0 * Cog + co0;          // output channel cf + kk, kk < nout
+    T* yb = y + (n * Cout + cf) * OH * OW + oh0 * OW + ow0;
     if (KW == 3 && DW == 1)
-        band_rows<T, 3>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
-                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
+        band_rows<T, 3>(xs, ws, b, yb, has_bias, cf, nout, kbn, rows, cols, Cig, HB, KH, KW,
+                        SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
     else if (KW == 5 && DW == 1)
-        band_rows<T, 5>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
-                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
+        band_rows<T, 5>(xs, ws, b, yb, has_bias, cf, nout, kbn, rows, cols, Cig, HB, KH, KW,
+                        SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
     else if (KW == 7 && DW == 1)
-        band_rows<T, 7>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
-                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
+        band_rows<T, 7>(xs, ws, b, yb, has_bias, cf, nout, kbn, rows, cols, Cig, HB, KH, KW,
+                        SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
     else
-        band_rows<T, 0>(xs, ws, b, yb, has_bias, g * Cog + co0, kbn, rows, cols, Cig, HB, KH,
-                        KW, SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
+        band_rows<T, 0>(xs, ws, b, yb, has_bias, cf, nout, kbn, rows, cols, Cig, HB, KH, KW,
+                        SH, SW, DH, DW, OH, OW, pitch, TX, tx, ty, NTY);
 }
 
 template <typename T>

@@ -29,7 +29,7 @@ USE_BAND = True                 # the shared-memory band kernel where it fits (t
 BAND_RX = 4                     # outputs per thread along ow (BAND_RX in grouped.cu)
 BAND_KB = 8                     # output channels per band block (the input band is reused KB x)
 BAND_SMEM = 48 * 1024           # dynamic shared memory without an opt-in
-BAND_MIN_BLOCKS = 264           # split rows into more bands below this many blocks (2 per SM)
+BAND_MIN_BLOCKS = 264           # fewer groups per block / more row bands below this many blocks
 WG_STATIC_SMEM = 4096           # the weight-grad kernel's static shared memory (<= 9*32*8 + 1)
 
 
@@ -68,42 +68,52 @@ def _band_plan(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize):
     if not USE_BAND:
         return None
     return _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize,
-                             BAND_SMEM)
+                             BAND_SMEM, BAND_MIN_BLOCKS)
 
 
 @functools.lru_cache(maxsize=1024)   # Python time per launch matters on the GPU (a few us)
-def _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, smem_limit):
+def _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, smem_limit,
+                      min_blocks):
     KB = min(Cog, BAND_KB)
     nkc = -(-Cog // KB)
-    planes = N * G * nkc
+    taps = KH * KW
     CB = OW                      # columns per tile: the full width unless it does not fit
     while True:
         TX = min(BLOCK, _pow2ceil(-(-CB // BAND_RX)))
         nty_max = BLOCK // TX
         ctiles = -(-OW // CB)
         RB = min(OH, max(1, -(-2 * nty_max // KB)))      # about two (kb, row) passes per thread
-        if planes * ctiles * -(-OH // RB) < BAND_MIN_BLOCKS:
-            RB = max(1, -(-OH // -(-BAND_MIN_BLOCKS // (planes * ctiles))))
+        GB = 1
+        if nkc == 1 and RB == OH:   # small planes: several groups per block fill the threads
+            GB = max(1, min(G, 2 * nty_max // (KB * RB)))
+            while GB > 1 and N * -(-G // GB) * ctiles < min_blocks:
+                GB = -(-GB // 2)
+        planes = N * -(-G // GB) * nkc
+        if GB == 1 and planes * ctiles * -(-OH // RB) < min_blocks:
+            RB = max(1, -(-OH // -(-min_blocks // (planes * ctiles))))
         WB = (CB - 1) * SW + (KW - 1) * DW + 1
         pitch = _pitch(WB, TX, SH, SW)
 
-        def smem(rb):
+        def smem(gb, rb):
             HB = (rb - 1) * SH + (KH - 1) * DH + 1
-            return (KB * Cig * KH * KW + Cig * HB * pitch) * itemsize, HB
+            return gb * (KB * Cig * taps + Cig * HB * pitch) * itemsize, HB
 
-        while RB > 1 and smem(RB)[0] > smem_limit:
+        while GB > 1 and smem(GB, RB)[0] > smem_limit:
+            GB = -(-GB // 2)
+        while RB > 1 and smem(GB, RB)[0] > smem_limit:
             RB = -(-RB // 2)
-        nbytes, HB = smem(RB)
+        nbytes, HB = smem(GB, RB)
         if nbytes <= smem_limit:
             break
         if CB <= BAND_RX:
             return None
         CB = -(-CB // 2)
+    planes = N * -(-G // GB) * nkc
     bands = -(-OH // RB)
     if bands > 65535 or ctiles > 65535:
         return None
-    NTY = min(nty_max, -(-KB * RB // max(1, 32 // TX)) * max(1, 32 // TX))
-    return dict(TX=TX, KB=KB, RB=RB, HB=HB, WB=WB, CB=CB, pitch=pitch, threads=TX * NTY,
+    NTY = min(nty_max, -(-GB * KB * RB // max(1, 32 // TX)) * max(1, 32 // TX))
+    return dict(TX=TX, KB=KB, GB=GB, RB=RB, HB=HB, WB=WB, CB=CB, pitch=pitch, threads=TX * NTY,
                 grid=(planes, bands, ctiles), smem=nbytes)
 
 
@@ -114,7 +124,7 @@ def _band(x, w, b, y, flip, G, Cig, Cog, KH, KW, SH, SW, PH, PW, DH, DW, plan):
         plan["grid"], plan["threads"],
         (x, w, w if b is None else b, y, int(b is not None), int(flip), Cin, H, W, Cout, G, Cig,
          Cog, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, plan["KB"], plan["RB"], plan["HB"],
-         plan["WB"], plan["pitch"], plan["TX"], plan["CB"]),
+         plan["WB"], plan["pitch"], plan["TX"], plan["CB"], plan["GB"]),
         shared_mem=plan["smem"])
 
 
