@@ -21,9 +21,9 @@
 //
 // Launch shapes (kernels/cuda/grouped.py):
 // - forward, and grad input of stride-1 convs (the forward of gy with the weight rotated and the
-//   group's channel roles swapped): grouped_band_fwd_kernel, one block per (n, group, chunk of
-//   up to 8 output channels, band of output rows, tile of columns) with its input in shared
-//   memory (<= 48 KiB);
+//   group's channel roles swapped): grouped_band_fwd_kernel, one block per (n, group -- or GB
+//   consecutive groups for small planes --, chunk of up to 8 output channels, band of output
+//   rows, tile of columns) with its input in shared memory (<= 48 KiB);
 // - fallbacks, when not even a band of one row and 4 columns fits in 48 KiB (huge dilations),
 //   and the grad input of strided convs (the gather): 1-D grid-stride loops over the output
 //   elements (blocks of 256, at most 132*32 blocks), one thread per element: consecutive
