@@ -12,9 +12,9 @@ from minicnn.kernels.cuda import grouped
 from minicnn.kernels.reference import conv as ref
 from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
 
-# (N, C, H, W, K, G, KH, KW, stride, padding, dilation): depthwise with multipliers 1..3,
-# Cg in {1, 2, 3, 4}, kernels 1x1 to 5x5 (25 taps: three weight-grad passes), strides,
-# paddings, dilations, odd sizes, a plane of several blocks.
+# (N, C, H, W, K, G, KH, KW, stride, padding, dilation): depthwise with multipliers 1..10,
+# Cg in {1, 2, 3, 4}, kernels 1x1 to 7x7 (25 and 49 taps: several weight-grad passes),
+# strides, paddings, dilations, odd sizes, planes of several blocks, a 1030-wide row.
 CASES = [
     (2, 3, 7, 5, 3, 3, 3, 3, (1, 1), (1, 1), (1, 1)),      # depthwise 3x3
     (2, 3, 9, 8, 6, 3, 3, 2, (2, 1), (1, 2), (1, 2)),      # depthwise M=2, stride, dilation
