@@ -67,52 +67,78 @@ class Kernel:
         self.name = decl.expression(T)
         self._fn = None
         self._shared_opt_in = 0
+        # per parameter, once: (name, pointer?, writes?, dtype, scalar cast)
+        self._spec = tuple((p.name, p.pointer, not p.const, p.dtype(T), p.dtype(T).type)
+                           for p in decl.params)
 
     def __repr__(self):
         return f"<CUDA kernel {self.family}.cu:{self.name}>"
 
     def __call__(self, grid, block, args, shared_mem=0):
         grid, block = _dims(grid, "grid", self.name), _dims(block, "block", self.name)
-        args = self._check(args)
-        on_gpu = [is_cuda_array(a) for p, a in zip(self.decl.params, args) if p.pointer]
-        if on_gpu and all(on_gpu):
+        args, arrays, on_gpu = self._check(args)
+        if on_gpu == len(arrays) and arrays:
             if self._fn is None:
                 self._fn = _cupy_module(self.family).get_function(self.name)
             if shared_mem > DEFAULT_SHARED and shared_mem > self._shared_opt_in:
                 # more than 48 KiB of dynamic shared memory needs the kernel's opt-in
                 self._fn.max_dynamic_shared_size_bytes = shared_mem
                 self._shared_opt_in = shared_mem
-            self._fn(grid, block, tuple(args), shared_mem=shared_mem)
-        elif not any(on_gpu):
+            self._fn(grid, block, args, shared_mem=shared_mem)
+        elif on_gpu == 0:
             emulator.launch(_path(self.family), self.decl, self.T, grid, block, args,
                             shared_mem)
-            _check_guards(self.name, [a for p, a in zip(self.decl.params, args) if p.pointer])
+            _check_guards(self.name, arrays)
         else:
             raise TypeError(f"kernel {self.name}: arrays on different devices (CuPy and NumPy)")
 
     def _check(self, args):
-        params = self.decl.params
-        if len(args) != len(params):
-            raise TypeError(f"kernel {self.name} takes {len(params)} arguments "
-                            f"({', '.join(p.name for p in params)}), got {len(args)}")
-        out = []
-        for p, a in zip(params, args):
-            want = p.dtype(self.T)
-            if p.pointer:
-                if not hasattr(a, "dtype") or not hasattr(a, "flags"):
-                    raise TypeError(f"kernel {self.name}: {p.name} must be an array, "
-                                    f"got {type(a).__name__}")
-                if a.dtype != want:
-                    raise TypeError(f"kernel {self.name}: {p.name} must be {want}, got {a.dtype}")
-                if not a.flags.c_contiguous:
-                    raise ValueError(f"kernel {self.name}: {p.name} {a.shape} is not "
-                                     f"C-contiguous")
-                if not p.const and not getattr(a.flags, "writeable", True):   # CuPy: no flag
-                    raise ValueError(f"kernel {self.name}: {p.name} is read-only")
-                out.append(a)
-            else:
-                out.append(want.type(a))
-        return out
+        """(args cast to the declared types, the array arguments, how many are CuPy arrays)."""
+        spec = self._spec
+        if len(args) != len(spec):
+            raise TypeError(f"kernel {self.name} takes {len(spec)} arguments "
+                            f"({', '.join(s[0] for s in spec)}), got {len(args)}")
+        out, arrays, on_gpu = [], [], 0
+        for (name, pointer, writes, want, cast), a in zip(spec, args):
+            if not pointer:
+                out.append(_scalar(cast, a))
+                continue
+            dtype = getattr(a, "dtype", None)
+            if dtype is None or not hasattr(a, "flags"):
+                raise TypeError(f"kernel {self.name}: {name} must be an array, "
+                                f"got {type(a).__name__}")
+            if dtype != want:
+                raise TypeError(f"kernel {self.name}: {name} must be {want}, got {dtype}")
+            flags = a.flags
+            if not flags.c_contiguous:
+                raise ValueError(f"kernel {self.name}: {name} {a.shape} is not C-contiguous")
+            if writes and not getattr(flags, "writeable", True):   # CuPy has no such flag
+                raise ValueError(f"kernel {self.name}: {name} is read-only")
+            on_gpu += is_cuda_array(a)
+            arrays.append(a)
+            out.append(a)
+        return tuple(out), arrays, on_gpu
+
+
+_SCALAR_CACHE = {}
+_SCALAR_CACHE_SIZE = 4096  # per C type; shapes and strides repeat from launch to launch
+
+
+def _scalar(cast, value):
+    """`cast(value)` (a NumPy scalar of the parameter's C type), memoised: building one costs
+    about 0.5 us, and a conv launch passes some 25 of them."""
+    cache = _SCALAR_CACHE.get(cast)
+    if cache is None:
+        cache = _SCALAR_CACHE[cast] = {}
+    try:
+        v = cache.get(value)
+    except TypeError:  # unhashable (a 0-d array): no memo
+        return cast(value)
+    if v is None:
+        v = cast(value)
+        if len(cache) < _SCALAR_CACHE_SIZE:
+            cache[value] = v
+    return v
 
 
 def _dims(d, what, name):
