@@ -13,6 +13,15 @@
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n);                 \
          i += blockDim.x * gridDim.x)
 
+// n / d for 0 <= n < 2**31 and a runtime divisor 1 <= d < 2**31, without the ~20-instruction
+// integer division: (n * mul) >> shift, one 32x32->64-bit multiply and a shift, with
+// shift = 31 + ceil(log2 d) and mul = ceil(2**shift / d) < 2**32 from the launch layer
+// (kernels/cuda/launch.py `fastdiv`, which proves it exact; Granlund & Montgomery, PLDI'94).
+__device__ __forceinline__ int fastdiv(int n, unsigned int mul, unsigned int shift) {
+    return static_cast<int>((static_cast<unsigned long long>(static_cast<unsigned int>(n)) * mul)
+                            >> shift);
+}
+
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -17,7 +17,7 @@
 //   oh*SH - PH + kh*DH == h and ow*SW - PW + kw*DW == w. Coalesced writes of img; reads of col
 //   are strided by SW along w. ~4 B written + KH*KW/(SH*SW) * 4 B read per image element.
 // Launch shape of both: blocks of 256 threads, min(ceil(n / 256), 132 * 8) blocks. The index
-//   decompositions use multiply-shift division by precomputed magic numbers (fdiv below).
+//   decompositions use multiply-shift division by precomputed magic numbers (common.cuh fastdiv).
 //
 // conv_implicit_gemm_fwd_kernel: per group g, Y_g (Kg, N*OH*OW) = W_g (Kg, CKK) @ B_g (CKK,
 //   N*OH*OW) where B_g is the virtual column matrix, B_g[k, n] with k = (c, kh, kw) and
@@ -39,16 +39,6 @@
 // All indices are 32-bit ints: the launch layer refuses tensors of 2**31 elements or more.
 #include "common.cuh"
 
-// Division by a runtime divisor d >= 1 without the ~20-instruction integer division: for
-// 0 <= n < 2**31, n / d == (n * mul) >> shift with shift = 31 + ceil(log2 d) and
-// mul = ceil(2**shift / d) < 2**32 (Granlund & Montgomery; CUTLASS's FastDivmod). The launch
-// layer computes (mul, shift) (kernels/cuda/conv.py `fastdiv`). One 32x32->64 multiply and a
-// shift, which keeps the index math of these memory-bound gathers off the critical path.
-__device__ __forceinline__ int fdiv(int n, unsigned int mul, unsigned int shift) {
-    return static_cast<int>((static_cast<unsigned long long>(static_cast<unsigned int>(n)) * mul)
-                            >> shift);
-}
-
 template <typename T>
 __global__ void im2col_fwd_kernel(const T* __restrict__ x, T* __restrict__ col, int N, int C,
                                   int H, int W, int KH, int KW, int SH, int SW, int PH, int PW,
@@ -59,11 +49,11 @@ __global__ void im2col_fwd_kernel(const T* __restrict__ x, T* __restrict__ col, 
                                   unsigned int sKH) {
     GRID_LOOP(i, total) {
         int t = i, q;
-        q = fdiv(t, mOW, sOW); const int ow = t - q * OW; t = q;
-        q = fdiv(t, mOH, sOH); const int oh = t - q * OH; t = q;
-        q = fdiv(t, mN, sN);   const int n = t - q * N;   t = q;
-        q = fdiv(t, mKW, sKW); const int kw = t - q * KW; t = q;
-        const int c = fdiv(t, mKH, sKH);
+        q = fastdiv(t, mOW, sOW); const int ow = t - q * OW; t = q;
+        q = fastdiv(t, mOH, sOH); const int oh = t - q * OH; t = q;
+        q = fastdiv(t, mN, sN);   const int n = t - q * N;   t = q;
+        q = fastdiv(t, mKW, sKW); const int kw = t - q * KW; t = q;
+        const int c = fastdiv(t, mKH, sKH);
         const int kh = t - c * KH;
         const int ih = oh * SH - PH + kh * DH;
         const int iw = ow * SW - PW + kw * DW;
@@ -84,21 +74,21 @@ __global__ void col2im_fwd_kernel(const T* __restrict__ col, T* __restrict__ img
     const int L = OH * OW;
     GRID_LOOP(i, total) {
         int t = i, q;
-        q = fdiv(t, mW, sW); const int w = t - q * W; t = q;
-        q = fdiv(t, mH, sH); const int h = t - q * H; t = q;
-        const int n = fdiv(t, mC, sC);
+        q = fastdiv(t, mW, sW); const int w = t - q * W; t = q;
+        q = fastdiv(t, mH, sH); const int h = t - q * H; t = q;
+        const int n = fastdiv(t, mC, sC);
         const int c = t - n * C;
         T s = T(0);
         for (int kh = 0; kh < KH; ++kh) {
             const int hp = h + PH - kh * DH;  // = oh * SH
             if (hp < 0) break;                // decreasing in kh
-            const int oh = fdiv(hp, mSH, sSH);
+            const int oh = fastdiv(hp, mSH, sSH);
             if (oh * SH != hp || oh >= OH) continue;
             const T* crow = col + ((c * KH + kh) * KW * N + n) * L + oh * OW;
             for (int kw = 0; kw < KW; ++kw) {
                 const int wp = w + PW - kw * DW;
                 if (wp < 0) break;
-                const int ow = fdiv(wp, mSW, sSW);
+                const int ow = fastdiv(wp, mSW, sSW);
                 if (ow * SW != wp || ow >= OW) continue;
                 s += crow[kw * N * L + ow];
             }

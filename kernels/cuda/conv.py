@@ -15,6 +15,7 @@ No launch function synchronizes with the host.
 from minicnn.backend import get_array_module
 
 from . import module
+from .launch import fastdivs
 
 THREADS = 256
 MAX_BLOCKS = 132 * 8          # a few waves of an H100's 132 SMs for the grid-stride loops
@@ -25,19 +26,6 @@ IG_KERNELS = {64: "conv_implicit_gemm_fwd_kernel", 32: "conv_implicit_gemm_m32_f
 
 def _blocks(n):
     return max(1, min((n + THREADS - 1) // THREADS, MAX_BLOCKS))
-
-
-def fastdiv(d):
-    """(mul, shift) with n // d == (n * mul) >> shift for 0 <= n < 2**31 (conv.cu's fdiv)."""
-    d = int(d)
-    if d < 1:
-        raise ValueError(f"fastdiv: divisor must be positive, got {d}")
-    shift = 31 + (d - 1).bit_length()
-    return -(-(1 << shift) // d), shift
-
-
-def _fd(*divisors):
-    return tuple(v for d in divisors for v in fastdiv(d))
 
 
 def _float(op, a):
@@ -60,7 +48,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
         module.kernel("conv", "im2col_fwd_kernel", x.dtype)(
             _blocks(total), THREADS,
             (x, col, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total)
-            + _fd(OW, OH, N, KW, KH))
+            + fastdivs(OW, OH, N, KW, KH))
     return col
 
 
@@ -79,7 +67,7 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
         module.kernel("conv", "col2im_fwd_kernel", col.dtype)(
             _blocks(total), THREADS,
             (col, img, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total)
-            + _fd(W, H, C, SH, SW))
+            + fastdivs(W, H, C, SH, SW))
     return img
 
 

@@ -25,7 +25,7 @@
 // and most likely still in L2; row values are loaded once per block. Other applies are flat
 // grid-stride loops over the elements (consecutive threads, consecutive addresses, UNROLL
 // independent loads per thread); the row/channel of element e comes from 32-bit divisions by
-// a magic multiplier (udiv: q = (umulhi(e, m) + e) >> s, precomputed on the host).
+// a magic multiplier (common.cuh fastdiv: q = (e * m) >> s, precomputed on the host).
 // Arithmetic per element is float64 (H100: FP64 at half the FP32 rate, conversions 16/clk/SM:
 // below the memory bound), so x - mean is exact for float32 inputs whatever the mean.
 // The layer-norm backward with a per-element affine (I == 1) runs one thread per column (g, s)
@@ -95,12 +95,6 @@ __device__ __forceinline__ Wf block_welford(Wf v, double* sh) {
     }
     __syncthreads();
     return t;
-}
-
-// q = n / d for 0 <= n < 2^31, with (m, s) from the launch layer's magic(d).
-__device__ __forceinline__ int udiv(int n, unsigned int m, int s) {
-    const unsigned int u = static_cast<unsigned int>(n);
-    return static_cast<int>((__umulhi(u, m) + u) >> s);
 }
 
 __device__ __forceinline__ void write_stats(Wf v, double eps, int mode, double* mean, double* out,
@@ -281,9 +275,9 @@ template <typename T>
 __global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __restrict__ mean,
                                       const double* __restrict__ rstd, const T* __restrict__ w,
                                       const T* __restrict__ b, int has_w, int has_b, int total,
-                                      int M, unsigned int mM, int sM, int I, unsigned int mI,
-                                      int sI, int S, int G, unsigned int mG, int sG,
-                                      T* __restrict__ y) {
+                                      int M, unsigned int mM, unsigned int sM, int I,
+                                      unsigned int mI, unsigned int sI, int S, int G,
+                                      unsigned int mG, unsigned int sG, T* __restrict__ y) {
     UNROLLED_LOOP(base, total) {
         T xv[UNROLL];
 #pragma unroll
@@ -296,11 +290,11 @@ __global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __r
             const long long el = total - 1 - (base + u * blockDim.x);
             if (el >= 0) {
                 const int e = static_cast<int>(el);
-                const int r = udiv(e, mM, sM);
+                const int r = fastdiv(e, mM, sM);
                 double v = (static_cast<double>(xv[u]) - mean[r]) * rstd[r];
                 if (has_w || has_b) {
-                    const int s = udiv(e - r * M, mI, sI);
-                    const int k = (r - udiv(r, mG, sG) * G) * S + s;
+                    const int s = fastdiv(e - r * M, mI, sI);
+                    const int k = (r - fastdiv(r, mG, sG) * G) * S + s;
                     if (has_w) v *= static_cast<double>(w[k]);
                     if (has_b) v += static_cast<double>(b[k]);
                 }
@@ -319,8 +313,9 @@ __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __r
                                           const double* __restrict__ ra,
                                           const double* __restrict__ rc, const T* __restrict__ w,
                                           int has_w, double invM, int total, int M,
-                                          unsigned int mM, int sM, int I, unsigned int mI, int sI,
-                                          int S, int G, unsigned int mG, int sG,
+                                          unsigned int mM, unsigned int sM, int I,
+                                          unsigned int mI, unsigned int sI, int S, int G,
+                                          unsigned int mG, unsigned int sG,
                                           T* __restrict__ gx) {
     UNROLLED_LOOP(base, total) {
         T gv[UNROLL], xv[UNROLL];
@@ -335,11 +330,11 @@ __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __r
             const long long el = total - 1 - (base + u * blockDim.x);
             if (el >= 0) {
                 const int e = static_cast<int>(el);
-                const int r = udiv(e, mM, sM);
+                const int r = fastdiv(e, mM, sM);
                 double g = static_cast<double>(gv[u]);
                 if (has_w) {
-                    const int s = udiv(e - r * M, mI, sI);
-                    g *= static_cast<double>(w[(r - udiv(r, mG, sG) * G) * S + s]);
+                    const int s = fastdiv(e - r * M, mI, sI);
+                    g *= static_cast<double>(w[(r - fastdiv(r, mG, sG) * G) * S + s]);
                 }
                 const double rs = rstd[r];
                 const double xhat = (static_cast<double>(xv[u]) - mean[r]) * rs;
@@ -413,7 +408,8 @@ __global__ void norm_seg_rows_kernel(const double* __restrict__ a, const double*
 template <typename T>
 __global__ void chan_affine_kernel(const T* __restrict__ x, const double* __restrict__ scale,
                                    const double* __restrict__ shift, int total, unsigned int mI,
-                                   int sI, int C, unsigned int mC, int sC, T* __restrict__ y) {
+                                   unsigned int sI, int C, unsigned int mC, unsigned int sC,
+                                   T* __restrict__ y) {
     UNROLLED_LOOP(base, total) {
         T xv[UNROLL];
 #pragma unroll
@@ -426,8 +422,8 @@ __global__ void chan_affine_kernel(const T* __restrict__ x, const double* __rest
             const long long el = base + u * blockDim.x;
             if (el < total) {
                 const int e = static_cast<int>(el);
-                const int q = udiv(e, mI, sI);
-                const int c = q - udiv(q, mC, sC) * C;
+                const int q = fastdiv(e, mI, sI);
+                const int c = q - fastdiv(q, mC, sC) * C;
                 y[e] = static_cast<T>(static_cast<double>(xv[u]) * scale[c] + shift[c]);
             }
         }
@@ -441,8 +437,8 @@ __global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restr
                                       const double* __restrict__ rstd, const T* __restrict__ w,
                                       int has_w, const double* __restrict__ sa,
                                       const double* __restrict__ sc, double invM, int total,
-                                      unsigned int mI, int sI, int C, unsigned int mC, int sC,
-                                      T* __restrict__ gx) {
+                                      unsigned int mI, unsigned int sI, int C, unsigned int mC,
+                                      unsigned int sC, T* __restrict__ gx) {
     UNROLLED_LOOP(base, total) {
         T gv[UNROLL], xv[UNROLL];
 #pragma unroll
@@ -456,8 +452,8 @@ __global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restr
             const long long el = base + u * blockDim.x;
             if (el < total) {
                 const int e = static_cast<int>(el);
-                const int q = udiv(e, mI, sI);
-                const int c = q - udiv(q, mC, sC) * C;
+                const int q = fastdiv(e, mI, sI);
+                const int c = q - fastdiv(q, mC, sC) * C;
                 const double rs = rstd[c];
                 const double k = has_w ? static_cast<double>(w[c]) * rs : rs;
                 const double xmu = static_cast<double>(xv[u]) - mean[c];
@@ -589,7 +585,7 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
                                       const double* __restrict__ rc, const T* __restrict__ w,
                                       const T* __restrict__ b, int has_w, int has_b, int bwd,
                                       double invM, int M, int B, int chunk, unsigned int mI,
-                                      int sI, int S, int G, T* __restrict__ out) {
+                                      unsigned int sI, int S, int G, T* __restrict__ out) {
     const int q = blockIdx.x / B, bb = blockIdx.x - q * B;
     const int start = bb * chunk, end = start + min(chunk, M - start);
     const long long base = static_cast<long long>(q) * M;
@@ -613,7 +609,7 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
         for (int u = 0; u < UNROLL; ++u) {
             const int p = t - u * nt;
             if (p >= start) {
-                const int k = (has_w || has_b) ? udiv(p, mI, sI) : 0;
+                const int k = (has_w || has_b) ? fastdiv(p, mI, sI) : 0;
                 const double xhat = (static_cast<double>(xv[u]) - mu) * rs;
                 double v;
                 if (bwd) {
@@ -640,7 +636,8 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
 template <typename T>
 __global__ void __launch_bounds__(1024) row_norm_fused_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                           const T* __restrict__ b, int has_w, int has_b, int M,
-                                          unsigned int mI, int sI, int S, int G, double eps,
+                                          unsigned int mI, unsigned int sI, int S, int G,
+                                          double eps,
                                           T* __restrict__ y, double* __restrict__ mean,
                                           double* __restrict__ rstd) {
     __shared__ double sh[32];
@@ -675,7 +672,7 @@ __global__ void __launch_bounds__(1024) row_norm_fused_fwd_kernel(const T* __res
         if (p < M) {
             double v = (static_cast<double>(xv[k]) - mu) * rs;
             if (has_w || has_b) {
-                const int kk = udiv(p, mI, sI);
+                const int kk = fastdiv(p, mI, sI);
                 if (has_w) v *= static_cast<double>(wq[kk]);
                 if (has_b) v += static_cast<double>(bq[kk]);
             }

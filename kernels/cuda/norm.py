@@ -18,13 +18,12 @@ elements (BatchNorm1d: I == 1) reduces per column (c, i) over row groups instead
 CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No launch function
 synchronizes with the host.
 """
-import functools
-
 import numpy
 
 from minicnn.backend import get_array_module
 
 from . import module
+from .launch import fastdiv
 
 BLOCK = 256
 WAVE = 132 * 8          # blocks of 256 threads that fill an H100 (132 SMs) once
@@ -48,18 +47,6 @@ def _k(name, dtype=None):
 
 def _threads(n):
     return int(min(BLOCK, max(32, -(-n // 32) * 32)))
-
-
-@functools.lru_cache(maxsize=256)
-def magic(d):
-    """(m, s) with n // d == (umulhi(n, m) + n) >> s for 0 <= n < 2**31 (1 <= d < 2**31)."""
-    d = int(d)
-    s = 0
-    while (1 << s) < d:
-        s += 1
-    m = ((1 << 32) * ((1 << s) - d)) // d + 1
-    assert m < (1 << 32)
-    return m, s
 
 
 def _split(Q, total):
@@ -152,18 +139,18 @@ def row_norm_fwd(x4, w2, b2, eps):
     if _fused(R, M):
         mean, rstd = module.empty(xp, (R,), F64), module.empty(xp, (R,), F64)
         _k("row_norm_fused_fwd_kernel", x.dtype)(R, _fused_threads(M), (
-            x, w, b, has_w, has_b, M, *magic(I), S, G, float(eps), y, mean, rstd))
+            x, w, b, has_w, has_b, M, *fastdiv(I), S, G, float(eps), y, mean, rstd))
         return y, mean.reshape(N, G), rstd.reshape(N, G)
     mean, rstd = _stats(xp, x, R, M, M, 0, M, eps, 0)
     B, chunk = _split(R, M)
     if chunk >= APPLY_CHUNK_MIN:  # the statistics' grid, each chunk walked from its end
         _k("row_norm_chunk_kernel", x.dtype)(R * B, _threads(chunk), (
-            x, x, mean, rstd, mean, mean, w, b, has_w, has_b, 0, 0.0, M, B, chunk, *magic(I),
+            x, x, mean, rstd, mean, mean, w, b, has_w, has_b, 0, 0.0, M, B, chunk, *fastdiv(I),
             S, G, y))
     else:
         _k("row_norm_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
-            x, mean, rstd, w, b, has_w, has_b, x.size, M, *magic(M), I, *magic(I), S, G,
-            *magic(G), y))
+            x, mean, rstd, w, b, has_w, has_b, x.size, M, *fastdiv(M), I, *fastdiv(I), S, G,
+            *fastdiv(G), y))
     return y, mean.reshape(N, G), rstd.reshape(N, G)
 
 
@@ -214,12 +201,12 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     B, chunk = _split(R, M)
     if chunk >= APPLY_CHUNK_MIN:
         _k("row_norm_chunk_kernel", x.dtype)(R * B, _threads(chunk), (
-            x, gy, mean, rstd, ra, rc, w, w, has_w, 0, 1, 1.0 / M, M, B, chunk, *magic(I), S, G,
+            x, gy, mean, rstd, ra, rc, w, w, has_w, 0, 1, 1.0 / M, M, B, chunk, *fastdiv(I), S, G,
             gx))
     else:
         _k("row_norm_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
-            gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, x.size, M, *magic(M), I, *magic(I),
-            S, G, *magic(G), gx))
+            gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, x.size, M, *fastdiv(M), I, *fastdiv(I),
+            S, G, *fastdiv(G), gx))
     return gx_out, gw, a.reshape(N, G, S)
 
 
@@ -263,7 +250,7 @@ def chan_affine(x3, scale, shift):
     y = module.empty(xp, x.shape, x.dtype)
     if x.size:
         _k("chan_affine_kernel", x.dtype)(_grid(x.size), BLOCK, (
-            x, scale, shift, x.size, *magic(I), C, *magic(C), y))
+            x, scale, shift, x.size, *fastdiv(I), C, *fastdiv(C), y))
     return y
 
 
@@ -300,7 +287,7 @@ def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
     if x.size:
         _k("chan_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
             gy, x, args[0], args[1], wv, has_w, args[2], args[3], 1.0 / (N * I), x.size,
-            *magic(I), C, *magic(C), gx))
+            *fastdiv(I), C, *fastdiv(C), gx))
     return gx
 
 

@@ -1,0 +1,91 @@
+"""Host-side helpers shared by the launch layers (kernels/cuda/<family>.py):
+
+    fastdiv(d)                  -> (mul, shift) for common.cuh's fastdiv(n, mul, shift) == n / d
+    sm_count(like=None)         -> the SMs of the GPU holding `like` (132, an H100's, otherwise)
+    blocks(n, threads, waves)   -> the grid of a grid-stride loop over n work items
+    float_input(op, x, ndim)    -> (xp, x contiguous) after checking x is float32/float64
+
+Nothing here synchronizes with the host: the SM count is a device attribute (a driver query,
+cached per device), never a read of device memory.
+"""
+import functools
+
+import numpy
+
+from minicnn.backend import get_array_module, is_cuda_array
+
+from . import module
+
+H100_SMS = 132      # the SM count assumed for NumPy arrays (the emulator) or when it is unknown
+
+_sms = {}
+
+
+@functools.lru_cache(maxsize=1024)   # Python time per launch matters on the GPU (a few us)
+def fastdiv(d):
+    """(mul, shift) with n // d == (n * mul) >> shift for every 0 <= n < 2**31 (1 <= d < 2**31);
+    common.cuh's fastdiv computes it with one 32x32->64-bit multiply and a shift.
+
+    shift = 31 + l with l = ceil(log2 d), mul = ceil(2**shift / d) (Granlund & Montgomery,
+    PLDI'94, with N = 31 bits). Exact: write mul * d = 2**shift + e with 0 <= e < d; then
+    n * mul / 2**shift = n / d + n * e / (d * 2**shift), whose error term is below
+    2**31 * d / (d * 2**(31 + l)) = 2**-l <= 1 / d. With n = q * d + r (0 <= r <= d - 1),
+    q <= n / d + error < q + (d - 1) / d + 1 / d = q + 1, so the floor is q. Fits 32 bits:
+    d = 1 gives mul = 2**31; for l >= 1, d >= 2**(l - 1) + 1, so 2**shift / d <=
+    2**32 / (1 + 2**(1 - l)) <= 2**32 - 2, and mul <= 2**32 - 1.
+    """
+    d = int(d)
+    if not 1 <= d < 2**31:
+        raise ValueError(f"fastdiv: divisor must be in [1, 2**31), got {d}")
+    shift = 31 + (d - 1).bit_length()
+    return -(-(1 << shift) // d), shift
+
+
+def fastdivs(*divisors):
+    """fastdiv of each divisor, flattened: (mul0, shift0, mul1, shift1, ...)."""
+    return tuple(v for d in divisors for v in fastdiv(d))
+
+
+def sm_count(like=None):
+    """The number of SMs of the GPU that holds `like` (a CuPy array), cached per device;
+    H100_SMS for NumPy arrays (the emulator), None, or a device that does not say."""
+    if like is None or not is_cuda_array(like):
+        return H100_SMS
+    device = like.device
+    n = _sms.get(device.id)
+    if n is None:
+        try:
+            n = int(device.attributes["MultiProcessorCount"])
+        except Exception:  # noqa: BLE001 -- a CuPy without attributes: assume an H100
+            n = H100_SMS
+        _sms[device.id] = n
+    return n
+
+
+def blocks(n, threads=256, waves=8, like=None, cap=None):
+    """Blocks of `threads` for a grid-stride loop over n work items: one item per thread, at
+    most `waves` blocks per SM of like's GPU (or at most `cap` when given: the tests' small
+    grids), at least 1."""
+    if cap is None:
+        cap = waves * sm_count(like)
+    return max(1, min(-(-int(n) // threads), int(cap)))
+
+
+_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+def is_float(a):
+    """Whether a's dtype is one the template kernels are instantiated for."""
+    return numpy.dtype(a.dtype) in _FLOATS
+
+
+def float_input(op, x, ndim=None):
+    """(xp, x as a C-contiguous array) after checking x: `ndim` dimensions (when given), float32
+    or float64, small enough for 32-bit indices."""
+    xp = get_array_module(x)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{op}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
+    if not is_float(x):
+        raise TypeError(f"{op}: expected float32 or float64, got {x.dtype}")
+    module.check_size(op, x.shape)
+    return xp, xp.ascontiguousarray(x)
