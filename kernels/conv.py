@@ -17,7 +17,7 @@ import threading
 
 import numpy
 
-from minicnn.backend import is_cuda_array
+from minicnn.backend import uses_cuda_kernels
 
 from .reference import conv as _ref
 
@@ -77,7 +77,7 @@ def release_workspace():
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
-    if use_cuda(x):
+    if uses_cuda_kernels(x):
         return _cuda_conv().im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     x = _c(x)
     N, C = x.shape[:2]
@@ -88,7 +88,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
 
 
 def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
-    if use_cuda(col):
+    if uses_cuda_kernels(col):
         return _cuda_conv().col2im(col, H, W, SH, SW, PH, PW, DH, DW)
     col = _c(col)
     C, N = col.shape[0], col.shape[3]
@@ -113,7 +113,7 @@ def _cuda_grouped():
 
 def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     """b: an optional (K,) bias, added here (fused into the 3x3 stride-1 kernel)."""
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda_grouped().depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
@@ -129,7 +129,7 @@ def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
 
 
 def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
-    if is_cuda_array(gy):
+    if uses_cuda_kernels(gy):
         return _cuda_grouped().depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
     gy, w = _c(gy), _c(w)
     gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
@@ -147,7 +147,7 @@ def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
 
 
 def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda_grouped().depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], 1, KH, KW), x.dtype)
@@ -173,7 +173,7 @@ def grouped3x3_ok(x_shape, w_shape, G, SH, SW, PH, PW, DH, DW):
 
 
 def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW, b=None):
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda_grouped().grouped_conv2d(x, w, G, 1, 1, PH, PW, DH, DW, OH, OW, b)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
@@ -185,7 +185,7 @@ def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW, b=None):
 def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
     """The adjoint as a forward on gy: per group the weight transposed (Kg <-> Cg) and flipped,
     padding D*(3-1) - P. gy must have the full output size of (H, W)."""
-    if is_cuda_array(gy):
+    if uses_cuda_kernels(gy):
         return _cuda_grouped().grouped_grad_input(gy, w, G, C, H, W, 1, 1, PH, PW, DH, DW)
     if gy.shape[2:] != (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW):
         raise ValueError(f"grouped3x3_grad_input: gy {gy.shape} is not the full output of "
@@ -202,7 +202,7 @@ def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
 
 
 def grouped3x3_grad_weight(x, gy, G, Cg, PH, PW, DH, DW):
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda_grouped().grouped_grad_weight(x, gy, G, 3, 3, 1, 1, PH, PW, DH, DW)
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], Cg, 3, 3), x.dtype)
@@ -234,19 +234,10 @@ IMPLICIT_GEMM_MAX_KG = 32
 IMPLICIT_GEMM_MIN_COL_BYTES = 512 << 20
 last_algorithm = {}
 _forced = None
-# Tests only: route NumPy arrays through the CUDA launch functions (run by the CPU emulator),
-# so the GPU path of the conv ops can be checked on a machine without a GPU.
-emulate_cuda = False
-
 
 def _cuda_conv():
     from .cuda import conv  # noqa: PLC0415 -- CuPy / the emulator load on first use
     return conv
-
-
-def use_cuda(a):
-    """Whether `a` takes the CUDA kernels: a CuPy array (or any array when emulating)."""
-    return emulate_cuda or is_cuda_array(a)
 
 
 def set_algorithm(name):
@@ -310,7 +301,7 @@ def select_algorithm(pass_, path, a, x_shape, w_shape, SH, SW, PH, PW, DH, DW, G
     ('gemm_1x1' for pointwise, 'im2col_gemm' otherwise); on the GPU `choose_algorithm` picks."""
     if path not in ("pointwise", "im2col"):
         algo = path
-    elif not use_cuda(a):
+    elif not uses_cuda_kernels(a):
         algo = "gemm_1x1" if path == "pointwise" else "im2col_gemm"
     else:
         algo = choose_algorithm(x_shape, w_shape, (SH, SW), (PH, PW), (DH, DW), G,
@@ -322,7 +313,7 @@ def select_algorithm(pass_, path, a, x_shape, w_shape, SH, SW, PH, PW, DH, DW, G
 def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None):
     """conv2d (+ b) with no column buffer: the CUDA implicit-GEMM kernel (the reference on the
     CPU, where no op selects it)."""
-    if use_cuda(x):
+    if uses_cuda_kernels(x):
         return _cuda_conv().implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups,
                                                  b)
     y = _ref.conv2d(x, w, SH, SW, PH, PW, DH, DW, groups)[:, :, :OH, :OW]
@@ -342,7 +333,7 @@ def grouped_direct_ok(w_shape, G):
 
 def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     """y (N, K, OH, OW) of a grouped conv (+ an optional (K,) bias, fused on the GPU)."""
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda_grouped().grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b)
     y = _ref.conv2d(x, w, SH, SW, PH, PW, DH, DW, G)[:, :, :OH, :OW]
     return numpy.ascontiguousarray(y if b is None else y + b.reshape(1, -1, 1, 1))
@@ -350,7 +341,7 @@ def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
 
 def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
     """gx (N, C, H, W) = conv^T(gy, w), for any (H, W) whose output covers gy."""
-    if is_cuda_array(gy):
+    if uses_cuda_kernels(gy):
         return _cuda_grouped().grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW)
     N, K, OH, OW = gy.shape
     _, Cg, KH, KW = w.shape
@@ -362,7 +353,7 @@ def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
 
 def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     """gw (K, C/G, KH, KW) = sum over the batch and output positions of gy * shifted x."""
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda_grouped().grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)
     N, C = x.shape[:2]
     _, K, OH, OW = gy.shape

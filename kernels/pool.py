@@ -11,7 +11,7 @@
 """
 import numpy
 
-from minicnn.backend import is_cuda_array
+from minicnn.backend import uses_cuda_kernels
 
 from .conv import run
 from .reference import pool as _ref
@@ -33,7 +33,7 @@ def _c(a):
 
 
 def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda().max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     x = _c(x)
     y = numpy.empty(x.shape[:2] + (OH, OW), x.dtype)
@@ -46,7 +46,7 @@ def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
 
 
 def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda().avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)
     x = _c(x)
     y = numpy.empty(x.shape[:2] + (OH, OW), x.dtype)
@@ -55,7 +55,7 @@ def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
 
 
 def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
-    if is_cuda_array(gy):
+    if uses_cuda_kernels(gy):
         return _cuda().avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv)
     gy = _c(gy)
     gx = numpy.empty(gy.shape[:2] + (H, W), gy.dtype)
@@ -64,7 +64,7 @@ def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
 
 
 def plane_scatter(g, idx, H, W):
-    if is_cuda_array(g):
+    if uses_cuda_kernels(g):
         return _cuda().plane_scatter(g, idx, H, W)
     g = _c(g)
     out = numpy.empty(g.shape[:2] + (H, W), g.dtype)
@@ -75,19 +75,19 @@ def plane_scatter(g, idx, H, W):
 def max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW):
     """Max-pool gradient: plane_scatter(gy, idx, H, W), which the GPU computes as a gather
     over the windows covering each input (deterministic, no atomics)."""
-    if is_cuda_array(gy):
+    if uses_cuda_kernels(gy):
         return _cuda().max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
     return plane_scatter(gy, idx, H, W)
 
 
 def plane_gather(x, idx):
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda().plane_gather(x, idx)
     return _ref.plane_gather(x, idx)
 
 
 def adaptive_max_pool2d_fwd(x, OH, OW):
-    if is_cuda_array(x):
+    if uses_cuda_kernels(x):
         return _cuda().adaptive_max_pool2d_fwd(x, OH, OW)
     x = _c(x)
     N, C, H, W = x.shape

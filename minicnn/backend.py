@@ -4,6 +4,8 @@ CuPy is imported lazily, the first time a CUDA array is asked for, so minicnn in
 machines without CuPy or without a GPU. Ops never import numpy/cupy for array work: they ask
 `get_array_module(*arrays)` for `xp` (the pattern of Chainer and DeZero).
 """
+import contextlib
+
 import numpy
 
 _cupy = None          # the cupy module once a CUDA tensor has been made
@@ -51,6 +53,29 @@ def get_array_module(*arrays):
 
 def is_cuda_array(a):
     return _cupy is not None and isinstance(a, _cupy.ndarray)
+
+
+_emulating = False  # see emulate_cuda()
+
+
+def uses_cuda_kernels(a):
+    """Whether the array `a` takes the CUDA kernels at a kernel dispatch: a CuPy array, or any
+    array inside `emulate_cuda()`."""
+    return _emulating or is_cuda_array(a)
+
+
+@contextlib.contextmanager
+def emulate_cuda():
+    """Inside this block every kernel dispatch takes its CUDA branch, also for NumPy arrays: the
+    CUDA kernels then run under the CPU emulator (kernels/cuda/emulator.py). This is how the tests
+    check the GPU path of the ops -- dispatch, launch shapes, kernels -- on machines without a GPU.
+    Not thread-safe; for tests only."""
+    global _emulating
+    prev, _emulating = _emulating, True
+    try:
+        yield
+    finally:
+        _emulating = prev
 
 
 def device_of(a):

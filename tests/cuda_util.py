@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import minicnn as mc
+from minicnn import backend
 from minicnn.kernels.cuda import emulator, module
 
 KERNEL_DEVICES = [
@@ -20,6 +21,21 @@ KERNEL_DEVICES = [
         pytest.mark.cuda,
         pytest.mark.skipif(not mc.cuda.is_available(), reason="CUDA is not available")]),
 ]
+
+
+def emulate(monkeypatch):
+    """Until the test ends, every kernel dispatch takes its CUDA branch, NumPy arrays too (their
+    kernels then run under the CPU emulator): `minicnn.backend.emulate_cuda()` for a test.
+    Returns the list of the CUDA kernels launched from then on (by name)."""
+    monkeypatch.setattr(backend, "_emulating", True)
+    launched = []
+    call = module.Kernel.__call__
+
+    def spy(self, *args, **kwargs):
+        launched.append(self.name)
+        return call(self, *args, **kwargs)
+    monkeypatch.setattr(module.Kernel, "__call__", spy)
+    return launched
 
 
 def dev(a, device):

@@ -11,7 +11,7 @@ import minicnn.functional as F
 from minicnn.kernels import conv as KC
 from minicnn.kernels.cuda import conv as CC
 from minicnn.kernels.reference import conv as RC
-from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 from tests.test_kernels_conv import geometry
 
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -258,7 +258,7 @@ def test_conv_ops_gpu_path(device, algo, case, monkeypatch):
     gy = rng.standard_normal(yc.shape)
     yc.backward(mc.tensor(gy))
     if device == "emu":
-        monkeypatch.setattr(KC, "emulate_cuda", True)
+        emulate(monkeypatch)
     KC.set_algorithm(algo)
     xg, wg = _on(device, x), _on(device, w)
     bg = None if b is None else _on(device, b)
@@ -311,7 +311,7 @@ def test_conv_transpose_double_backward_gpu_path(device, monkeypatch):
 
     want = run(lambda a: mc.tensor(a, requires_grad=True))
     if device == "emu":
-        monkeypatch.setattr(KC, "emulate_cuda", True)
+        emulate(monkeypatch)
     KC.set_algorithm("implicit_gemm")
     got = run(lambda a: _on(device, a))
     assert KC.last_algorithm["forward"] == "implicit_gemm"

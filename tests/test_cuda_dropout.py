@@ -13,8 +13,7 @@ import minicnn.functional as F
 from minicnn.kernels.cuda import elementwise as E
 from minicnn.kernels.cuda import module
 from minicnn.kernels.reference import philox as P
-from minicnn.ops import dropout as D
-from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 SELFTEST = Path(__file__).parent / "cuda_src" / "emu_selftest.cu"
 
@@ -143,7 +142,7 @@ def gpu_dropout(monkeypatch):
     """Tensors on `device`; under the emulator the dropout ops take their CUDA branch."""
     def make(device, a, grad=True):
         if device == "emu":
-            monkeypatch.setattr(D, "is_cuda_array", lambda _: True)
+            emulate(monkeypatch)
         return mc.Tensor(dev(a, device), requires_grad=grad)
     return make
 

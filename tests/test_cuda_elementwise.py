@@ -10,8 +10,7 @@ import minicnn as mc
 import minicnn.functional as F
 from minicnn.kernels.cuda import elementwise as E
 from minicnn.kernels.reference import norm as R
-from minicnn.ops import activation as A
-from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-13)}   # rtol, atol
 ACTS = list(E.ACTS)
@@ -250,7 +249,7 @@ def gpu_path(monkeypatch):
     """Under the emulator, make BiasAct take its CUDA branch with NumPy arrays."""
     def use(device):
         if device == "emu":
-            monkeypatch.setattr(A, "_on_gpu", lambda a: True)
+            emulate(monkeypatch)
     return use
 
 
@@ -298,7 +297,6 @@ def test_activation_ops_dispatch_to_kernels(device, name, kw, monkeypatch):
     """F.relu/gelu/silu/sigmoid with the dispatchers of kernels/norm.py sending arrays to the
     kernels (under the emulator: NumPy arrays treated as device arrays): values, gradients and
     second derivatives against the CPU path."""
-    from minicnn.kernels import norm as K  # noqa: PLC0415
     x = data((3, 5, 7), np.float64, 21, -3.0, 3.0)
     x[np.abs(x) < 0.05] = 0.3
     fn = lambda t: getattr(F, name)(t, **kw)  # noqa: E731
@@ -311,7 +309,7 @@ def test_activation_ops_dispatch_to_kernels(device, name, kw, monkeypatch):
     for f in ("act_fwd", "act_bwd"):
         monkeypatch.setattr(E, f, lambda *a, _f=getattr(E, f), **k: calls.append(1) or _f(*a, **k))
     if device == "emu":
-        monkeypatch.setattr(K, "_is_cpu", lambda *a: False)
+        emulate(monkeypatch)
     for dtype in (np.float64, np.float32):
         xt = mc.Tensor(dev(x.astype(dtype), device), requires_grad=True)
         y = fn(xt)

@@ -112,3 +112,14 @@ def test_launch_checks_arguments():
         k("block_sum_kernel")((1,), (32,), (x, x, 2**40))
     with pytest.raises(TypeError, match="no instance"):
         k("axpy_kernel", np.int32)
+
+
+def test_emulate_cuda_switch():
+    from minicnn import backend
+    x = np.ones(3)
+    assert not backend.uses_cuda_kernels(x)
+    with pytest.raises(KeyError):
+        with backend.emulate_cuda():
+            assert backend.uses_cuda_kernels(x)
+            raise KeyError  # the switch is restored on the way out of an error
+    assert not backend.uses_cuda_kernels(x)

@@ -10,7 +10,7 @@ import minicnn.functional as F
 from minicnn import kernels
 from minicnn.kernels.cuda import grouped
 from minicnn.kernels.reference import conv as ref
-from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 # (N, C, H, W, K, G, KH, KW, stride, padding, dilation): depthwise with multipliers 1..10,
 # Cg in {1, 2, 3, 4}, kernels 1x1 to 7x7 (25 and 49 taps: several weight-grad passes),
@@ -370,7 +370,7 @@ def test_ops_rule_routes_small_groups_on_the_gpu(monkeypatch):
     a = np.zeros(1)
     assert ops_conv._path(p, 32, (64, 4, 5, 5), a) == "im2col"
     assert ops_conv._path(p, 32, (64, 4, 1, 1), a) != "grouped_direct"
-    monkeypatch.setattr(ops_conv, "is_cuda_array", lambda _: True)
+    emulate(monkeypatch)
     assert ops_conv._path(p, 32, (64, 4, 5, 5), a) == "grouped_direct"
     assert ops_conv._path(p, 32, (64, 4, 1, 1), a) == "grouped_direct"
     assert ops_conv._path(p, 8 * 9, (64, 9, 3, 3), a) != "grouped_direct"     # Cg = 9 > 8
@@ -386,16 +386,13 @@ def test_conv_op_through_the_kernels_emulated(monkeypatch):
     from minicnn.kernels.cuda import emulator  # noqa: PLC0415
     if not emulator.available():
         pytest.skip("no C++ compiler for the CUDA emulator")
-    from minicnn.ops import conv as ops_conv  # noqa: PLC0415
-    from minicnn.kernels import conv as kconv  # noqa: PLC0415
     calls = []
     for name in ("grouped_conv2d", "grouped_grad_input", "grouped_grad_weight",
                  "depthwise_conv2d", "depthwise_grad_input", "depthwise_grad_weight"):
         fn = getattr(grouped, name)
         monkeypatch.setattr(grouped, name,
                             lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k))
-    monkeypatch.setattr(ops_conv, "is_cuda_array", lambda _: True)
-    monkeypatch.setattr(kconv, "is_cuda_array", lambda _: True)
+    emulate(monkeypatch)
     for case in (CASES[3], CASES[1]):      # grouped Cg=2, depthwise M=2
         N, C, H, W, K, G, KH, KW, S, P, D = case
         x0, w0, b0, gy, OH, OW = _prep(case, np.float64, seed=19)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from minicnn.kernels import norm as K
 from minicnn.kernels.cuda import norm as C
 from minicnn.kernels.reference import norm as R
-from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 DTYPES = [np.float64, np.float32]
 EPS = 1e-5
@@ -244,7 +244,6 @@ def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
         pytest.skip("no C++ compiler for the CUDA emulator")
     import minicnn as mc
     import minicnn.functional as F
-    from minicnn.ops import norm as ops_norm
 
     rng = np.random.default_rng(11)
     x0 = rng.standard_normal((3, 4, 5, 3)) + 50.0
@@ -272,14 +271,12 @@ def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
         return [y.data, rm.data, rv.data] + [g.data for g in grads]
 
     want = run()
-    monkeypatch.setattr(K, "_is_cpu", lambda *arrays: False)
-    monkeypatch.setattr(ops_norm, "is_cuda_array", lambda a: True)  # the running-stat kernel
-    calls, ups = [], []
-    launch, update = C._k, C.running_update
-    monkeypatch.setattr(C, "_k", lambda *a: calls.append(a[0]) or launch(*a))
+    launched = emulate(monkeypatch)
+    ups = []
+    update = C.running_update
     monkeypatch.setattr(C, "running_update", lambda *a: ups.append(1) or update(*a))
     got = run()
-    assert calls, "the CUDA launch functions did not run"
+    assert launched, "the CUDA kernels did not run"
     assert bool(ups) == (norm in ("batch", "instance"))
     assert len(got) == len(want)
     for g, r in zip(got, want):

@@ -16,7 +16,7 @@ from minicnn import nn, optim
 from minicnn.kernels import optim as K
 from minicnn.kernels.cuda import optim as C
 from minicnn.kernels.reference import optim as R
-from tests.cuda_util import KERNEL_DEVICES, dev, host
+from cuda_util import KERNEL_DEVICES, dev, host, emulate
 
 DTYPES = [np.float32, np.float64]
 SIZES = [1, 7, 1001]
@@ -265,8 +265,7 @@ def test_optimizers_through_the_cuda_path(case, dtype, device, monkeypatch):
     if device == "emu":  # NumPy buffers routed to the CUDA launch layer, grads gathered
         from minicnn.optim import optimizer
         monkeypatch.setattr(optimizer, "_READ_GRADS_IN_PLACE", False)
-        monkeypatch.setattr(K, "_use_numba", lambda *arrays: False)
-        monkeypatch.setattr(K, "_on_gpu", lambda p: True)
+        emulate(monkeypatch)
         monkeypatch.setattr(K, "_ref", None)  # the reference must not run
         got = _train(name, kw, dtype, "cpu")
     else:

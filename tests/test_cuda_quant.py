@@ -3,7 +3,6 @@ references (kernels/reference/quant.py) exactly: on the emulator here, on the GP
 one. GEMM sizes that are not multiples of the 64 x 64 tiles or of the 64-byte k-step, K not a
 multiple of 4, misaligned rows (the byte-packing path), every zero point; quantization ties
 (round half to even) and clipping at both ends; every im2col option."""
-import types
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 from minicnn import kernels
 from minicnn.kernels.cuda import quant as C
 from minicnn.kernels.reference import quant as R
-from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
 
 def _int8(rng, shape, lo=-128):
@@ -141,10 +140,8 @@ def test_im2col_int8_noncontiguous_and_too_large(device):
 def test_dispatchers_send_device_arrays_to_the_kernels(device, monkeypatch):
     """kernels.quantize_per_tensor & co. with CuPy arrays run these kernels (on the emulator:
     NumPy arrays, with the dispatchers' array-module check made to answer 'not NumPy')."""
-    from minicnn.kernels import quant as dispatch
     if device == "emu":
-        not_numpy = types.SimpleNamespace(**vars(np))
-        monkeypatch.setattr(dispatch, "get_array_module", lambda *arrays: not_numpy)
+        emulate(monkeypatch)
     calls = []
     for fn in ("quantize_per_tensor", "quantize_per_channel", "dequantize", "qgemm_nt",
                "im2col_int8"):

@@ -17,7 +17,7 @@ from minicnn.kernels import norm as KN
 from minicnn.kernels import softmax as KS
 from minicnn.kernels.cuda import softmax as S
 from minicnn.kernels.reference import norm as R
-from tests.cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
 
 FLOATS = [np.float32, np.float64]
 

@@ -8,10 +8,9 @@ differentiable Tensor ops (from the saved output where that is cheaper: sigmoid,
 import math
 
 from ..autograd import Function, is_grad_enabled
-from ..backend import get_array_module, is_cuda_array
+from ..backend import get_array_module, uses_cuda_kernels
 from ..kernels import norm as K
 from ..kernels import softmax as KS
-from ..kernels.reference import norm as R
 from ..tensor import Tensor
 from .arith import where
 from .elementwise import abs as _abs
@@ -285,7 +284,7 @@ class Softmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        if is_cuda_array(x):  # CUDA kernel (kernels/cuda/softmax.cu)
+        if uses_cuda_kernels(x):  # CUDA kernel (kernels/cuda/softmax.cu)
             self.y = KS.softmax_fwd(x, self.axis)
             return self.y
         xp = get_array_module(x)
@@ -295,7 +294,7 @@ class Softmax(Function):
         return e
 
     def backward(self, gy):
-        if not is_grad_enabled() and is_cuda_array(self.y):  # fused CUDA kernel
+        if not is_grad_enabled() and uses_cuda_kernels(self.y):  # fused CUDA kernel
             return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis))
         y = self.retained_output(self.y)
         gyy = gy * y
@@ -307,7 +306,7 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        if is_cuda_array(x):  # CUDA kernel (kernels/cuda/softmax.cu)
+        if uses_cuda_kernels(x):  # CUDA kernel (kernels/cuda/softmax.cu)
             self.y = KS.softmax_fwd(x, self.axis, log=True)
             return self.y
         xp = get_array_module(x)
@@ -317,7 +316,7 @@ class LogSoftmax(Function):
         return z
 
     def backward(self, gy):
-        if not is_grad_enabled() and is_cuda_array(self.y):  # fused CUDA kernel
+        if not is_grad_enabled() and uses_cuda_kernels(self.y):  # fused CUDA kernel
             return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis, log=True))
         y = self.retained_output(self.y)
         return gy - _exp(y) * _sum(gy, self.axis, True)
@@ -523,7 +522,7 @@ def _ew():
 
 
 def _on_gpu(a):
-    return get_array_module(a).__name__ != "numpy"
+    return uses_cuda_kernels(a)
 
 
 class BiasAct(Function):
