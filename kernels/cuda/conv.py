@@ -15,29 +15,20 @@ No launch function synchronizes with the host.
 from minicnn.backend import get_array_module
 
 from . import module
-from .launch import fastdivs
+from .launch import blocks, check_float, fastdivs
 
 THREADS = 256
-MAX_BLOCKS = 132 * 8          # a few waves of an H100's 132 SMs for the grid-stride loops
+WAVES = 8                      # grid-stride loops: at most this many blocks per SM
 IG_BN, IG_THREADS = 128, 128   # the implicit-GEMM tile's positions and threads (conv.cu IG_*)
 # its output channels: 64, or 32 (the _m32 kernel) for groups of at most 32 output channels
 IG_KERNELS = {64: "conv_implicit_gemm_fwd_kernel", 32: "conv_implicit_gemm_m32_fwd_kernel"}
-
-
-def _blocks(n):
-    return max(1, min((n + THREADS - 1) // THREADS, MAX_BLOCKS))
-
-
-def _float(op, a):
-    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
-        raise TypeError(f"{op}: expected float32 or float64, got {a.dtype}")
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
     xp = get_array_module(x)
     if x.ndim != 4:
         raise ValueError(f"im2col: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
-    _float("im2col", x)
+    check_float("im2col", x)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
     shape = (C, KH, KW, N, OH, OW)
@@ -46,7 +37,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
     total = col.size
     if total:
         module.kernel("conv", "im2col_fwd_kernel", x.dtype)(
-            _blocks(total), THREADS,
+            blocks(total, THREADS, WAVES, like=x), THREADS,
             (x, col, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total)
             + fastdivs(OW, OH, N, KW, KH))
     return col
@@ -57,7 +48,7 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     if col.ndim != 6:
         raise ValueError(f"col2im: expected a 6-D column buffer (C, KH, KW, N, OH, OW), got "
                          f"shape {tuple(col.shape)}")
-    _float("col2im", col)
+    check_float("col2im", col)
     col = xp.ascontiguousarray(col)
     C, KH, KW, N, OH, OW = col.shape
     module.check_size("col2im", col.shape, (N, C, H, W))
@@ -65,7 +56,7 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     total = img.size
     if total:
         module.kernel("conv", "col2im_fwd_kernel", col.dtype)(
-            _blocks(total), THREADS,
+            blocks(total, THREADS, WAVES, like=col), THREADS,
             (col, img, N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, total)
             + fastdivs(W, H, C, SH, SW))
     return img
@@ -80,7 +71,7 @@ def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None,
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input and weight, got input "
                          f"{tuple(x.shape)} and weight {tuple(w.shape)}")
-    _float(op, x)
+    check_float(op, x)
     if w.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
         raise TypeError(f"{op}: input ({x.dtype}), weight ({w.dtype})"
                         + ("" if b is None else f" and bias ({b.dtype})")

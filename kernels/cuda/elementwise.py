@@ -15,11 +15,12 @@ Every function takes CuPy arrays (the GPU) or NumPy arrays (the CPU emulator, fo
 """
 from minicnn.backend import get_array_module
 
-from . import module
+from . import launch, module
 
 FAMILY = "elementwise"
 BLOCK = 256
-MAX_BLOCKS = 132 * 16   # a few waves over the H100's 132 SMs; the loops are grid-stride
+WAVES = 16              # the loops are grid-stride: at most this many blocks per SM in all
+MAX_BLOCKS = None       # a fixed cap on the blocks instead (the tests' small grids)
 MAX_GRID_Y = 65535
 
 ACTS = {"identity": 0, "relu": 1, "leaky_relu": 2, "gelu": 3, "gelu_tanh": 4, "sigmoid": 5,
@@ -30,14 +31,12 @@ def _k(name, dtype):
     return module.kernel(FAMILY, name, dtype)
 
 
-def _blocks(units):
-    return max(1, min((units + BLOCK - 1) // BLOCK, MAX_BLOCKS))
+def _max_blocks(like):
+    return MAX_BLOCKS or WAVES * launch.sm_count(like)
 
 
-def _float(op, *arrays):
-    for a in arrays:
-        if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
-            raise TypeError(f"{op}: expected float32 or float64 arrays, got {a.dtype}")
+def _blocks(units, like):
+    return launch.blocks(units, BLOCK, like=like, cap=_max_blocks(like))
 
 
 def _act_code(op, act):
@@ -53,7 +52,7 @@ def act_fwd(x, act, slope=0.0):
     """y = act(x) for an activation name of ACTS."""
     code = _act_code("act_fwd", act)
     xp = get_array_module(x)
-    _float(act, x)
+    launch.check_float(act, x)
     shape = x.shape  # ascontiguousarray makes 0-d arrays 1-d
     x = xp.ascontiguousarray(x)
     module.check_size(act, shape)
@@ -61,7 +60,7 @@ def act_fwd(x, act, slope=0.0):
     n = x.size
     if n:
         units = (n + 16 // x.itemsize - 1) // (16 // x.itemsize)
-        _k("act_fwd_kernel", x.dtype)((_blocks(units),), (BLOCK,), (x, y, n, code, slope))
+        _k("act_fwd_kernel", x.dtype)((_blocks(units, x),), (BLOCK,), (x, y, n, code, slope))
     return y
 
 
@@ -69,7 +68,7 @@ def act_bwd(x, gy, act, slope=0.0):
     """gx = gy * act'(x) (relu: x may be the forward's output y)."""
     code = _act_code("act_bwd", act)
     xp = get_array_module(x)
-    _float(act, x)
+    launch.check_float(act, x)
     if tuple(gy.shape) != tuple(x.shape):
         raise ValueError(f"{act} backward: grad shape {tuple(gy.shape)} does not match the "
                          f"input shape {tuple(x.shape)}")
@@ -81,7 +80,7 @@ def act_bwd(x, gy, act, slope=0.0):
     n = x.size
     if n:
         units = (n + 16 // x.itemsize - 1) // (16 // x.itemsize)
-        _k("act_bwd_kernel", x.dtype)((_blocks(units),), (BLOCK,), (x, gy, gx, n, code, slope))
+        _k("act_bwd_kernel", x.dtype)((_blocks(units, x),), (BLOCK,), (x, gy, gx, n, code, slope))
     return gx
 
 
@@ -143,14 +142,15 @@ def _rows_block(L):
     return bx, BLOCK // bx
 
 
-def _rows_grid(R, L, bx, by):
-    gx = max(1, min((L + bx - 1) // bx, MAX_BLOCKS))
-    gy = max(1, min((R + by - 1) // by, max(1, MAX_BLOCKS // gx), MAX_GRID_Y))
+def _rows_grid(R, L, bx, by, like):
+    cap = _max_blocks(like)
+    gx = max(1, min((L + bx - 1) // bx, cap))
+    gy = max(1, min((R + by - 1) // by, max(1, cap // gx), MAX_GRID_Y))
     return gx, gy
 
 
 def _bias_checks(op, x, b, dim):
-    _float(op, x, b)
+    launch.check_float(op, x, b)
     if x.dtype != b.dtype:
         raise TypeError(f"{op}: bias dtype {b.dtype} differs from the input's {x.dtype}")
     if not 0 <= dim < x.ndim:
@@ -176,7 +176,7 @@ def bias_act_fwd(x, b, act="relu", dim=1, slope=0.0):
     V = 16 // x.itemsize  # the kernel moves 16-byte packs when L % V == 0 (and aligned)
     cols = L // V if L % V == 0 else L
     bx, by = _rows_block(cols)
-    _k("bias_act_fwd_kernel", x.dtype)(_rows_grid(R, cols, bx, by), (bx, by),
+    _k("bias_act_fwd_kernel", x.dtype)(_rows_grid(R, cols, bx, by, x), (bx, by),
                                        (x, b, y, R, L, C, col, code, slope))
     return y
 
@@ -199,16 +199,16 @@ def bias_act_bwd(x, b, gy, act="relu", dim=1, slope=0.0):
     N, C, I = _nci(x.shape, dim)  # noqa: E741
     if x.size == 0:
         return gx, xp.zeros(C, x.dtype)
+    cap = _max_blocks(x)
     if I == 1:  # (N, C): threads over channels, rows over chunks
-        gcx = min((C + 31) // 32, MAX_BLOCKS)
-        chunks = max(1, min((N + NC_ROWS - 1) // NC_ROWS, max(1, MAX_BLOCKS // gcx),
-                            MAX_GRID_Y))
+        gcx = min((C + 31) // 32, cap)
+        chunks = max(1, min((N + NC_ROWS - 1) // NC_ROWS, max(1, cap // gcx), MAX_GRID_Y))
         part = module.empty(xp, (chunks, C), xp.float64)
         _k("bias_act_bwd_nc_kernel", x.dtype)((gcx, chunks), (32, NC_ROWS),
                                               (x, b, gy, gx, part, N, C, code, slope))
     else:       # (N, C, I): a block per (channel, chunk of the N*I elements)
         gcx = min(C, 1 << 30)
-        chunks = max(1, min((N * I + BLOCK - 1) // BLOCK, max(1, MAX_BLOCKS // C), MAX_GRID_Y))
+        chunks = max(1, min((N * I + BLOCK - 1) // BLOCK, max(1, cap // C), MAX_GRID_Y))
         part = module.empty(xp, (chunks, C), xp.float64)
         _k("bias_act_bwd_kernel", x.dtype)((gcx, chunks), (BLOCK,),
                                            (x, b, gy, gx, part, N, C, I, code, slope))
@@ -228,7 +228,7 @@ def dropout(x, seed, offset, p, ka, kb=0.0, da=0.0, db=0.0, rows=None):
     x.reshape(rows, -1) (feature dropout) when `rows` is given. seed, offset: Python ints
     (the Philox key and the counter's high words); the same pair gives the same mask."""
     xp = get_array_module(x)
-    _float("dropout", x)
+    launch.check_float("dropout", x)
     if not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"dropout: dropout probability has to be between 0 and 1, but got {p}")
     shape = x.shape
@@ -243,7 +243,7 @@ def dropout(x, seed, offset, p, ka, kb=0.0, da=0.0, db=0.0, rows=None):
     consts = (float(p), ka, kb, da, db)
     if rows is None:
         groups = (n + 3) // 4
-        _k("dropout_kernel", x.dtype)((_blocks(groups),), (BLOCK,),
+        _k("dropout_kernel", x.dtype)((_blocks(groups, x),), (BLOCK,),
                                       (x, y, n, s0, s1, o0, o1, *consts))
         return y
     R = int(rows)
@@ -251,6 +251,6 @@ def dropout(x, seed, offset, p, ka, kb=0.0, da=0.0, db=0.0, rows=None):
         raise ValueError(f"dropout: {n} elements do not split into {R} rows")
     L = n // R
     bx, by = _rows_block(L)
-    _k("feature_dropout_kernel", x.dtype)(_rows_grid(R, L, bx, by), (bx, by),
+    _k("feature_dropout_kernel", x.dtype)(_rows_grid(R, L, bx, by, x), (bx, by),
                                           (x, y, R, L, s0, s1, o0, o1, *consts))
     return y

@@ -18,10 +18,11 @@ import functools
 from minicnn.backend import get_array_module
 
 from . import module
+from .launch import blocks, is_float
 
 FAMILY = "grouped"
 BLOCK = 256
-MAX_BLOCKS = 132 * 32           # grid-stride loops: a few waves of an H100's 132 SMs
+WAVES = 32                      # grid-stride loops: at most this many blocks per SM
 WG_TARGET_BLOCKS = 2048         # weight grad: about this many (pair, slice) blocks
 WG_MIN_CHUNK = 1024             # ... but at least this many positions per slice
 WG_MIN_BAND = 256               # ... and bands of at least this many positions (or whole images)
@@ -31,10 +32,6 @@ BAND_KB = 8                     # output channels per band block (the input band
 BAND_SMEM = 48 * 1024           # dynamic shared memory without an opt-in
 BAND_MIN_BLOCKS = 264           # fewer groups per block / more row bands below this many blocks
 WG_STATIC_SMEM = 4096           # the weight-grad kernel's static shared memory (<= 9*32*8 + 1)
-
-
-def _grid(n):
-    return max(1, min(-(-n // BLOCK), MAX_BLOCKS))
 
 
 def _pow2ceil(v):
@@ -134,7 +131,7 @@ def _check(op, x, w, G, names=("input", "weight")):
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D {a} and a 4-D {b}, got {a} "
                          f"{tuple(x.shape)} and {b} {tuple(w.shape)}")
-    if x.dtype != w.dtype or x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
+    if x.dtype != w.dtype or not is_float(x):
         raise TypeError(f"{op}: {a} ({x.dtype}) and {b} ({w.dtype}) must both be "
                         f"float32 or both float64")
     k = w.shape[1] if b == "grad_output" else w.shape[0]
@@ -169,7 +166,7 @@ def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     if b is None:
         b = w                                           # an unread stand-in
     module.kernel(FAMILY, "grouped_fwd_kernel", x.dtype)(
-        _grid(y.size), BLOCK,
+        blocks(y.size, BLOCK, WAVES, like=x), BLOCK,
         (x, w, b, y, int(has_bias), C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW,
          OH, OW, y.size))
     return y
@@ -200,7 +197,7 @@ def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
                   (KW - 1) * DW - PW, DH, DW, plan)
             return gx
     module.kernel(FAMILY, "grouped_input_bwd_kernel", gy.dtype)(
-        _grid(gx.size), BLOCK,
+        blocks(gx.size, BLOCK, WAVES, like=gy), BLOCK,
         (gy, w, gx, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, gx.size))
     return gx
 
@@ -306,7 +303,7 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     if S > 1:
         n = pairs * taps
         module.kernel(FAMILY, "grouped_weight_reduce_bwd_kernel", x.dtype)(
-            _grid(n), BLOCK, (part, gw, S, taps, n))
+            blocks(n, BLOCK, WAVES, like=x), BLOCK, (part, gw, S, taps, n))
     return gw
 
 

@@ -3,7 +3,9 @@
     fastdiv(d)                  -> (mul, shift) for common.cuh's fastdiv(n, mul, shift) == n / d
     sm_count(like=None)         -> the SMs of the GPU holding `like` (132, an H100's, otherwise)
     blocks(n, threads, waves)   -> the grid of a grid-stride loop over n work items
+    is_float(a), check_float(op, *arrays)     -> float32/float64 (the template kernels' types)
     float_input(op, x, ndim)    -> (xp, x contiguous) after checking x is float32/float64
+    data_ptr(a)                 -> the address of a's first element (CuPy or NumPy)
 
 Nothing here synchronizes with the host: the SM count is a device attribute (a driver query,
 cached per device), never a read of device memory.
@@ -79,13 +81,24 @@ def is_float(a):
     return numpy.dtype(a.dtype) in _FLOATS
 
 
+def check_float(op, *arrays):
+    """TypeError naming `op` unless every array is float32 or float64."""
+    for a in arrays:
+        if not is_float(a):
+            raise TypeError(f"{op}: expected float32 or float64, got {a.dtype}")
+
+
 def float_input(op, x, ndim=None):
     """(xp, x as a C-contiguous array) after checking x: `ndim` dimensions (when given), float32
     or float64, small enough for 32-bit indices."""
     xp = get_array_module(x)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{op}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
-    if not is_float(x):
-        raise TypeError(f"{op}: expected float32 or float64, got {x.dtype}")
+    check_float(op, x)
     module.check_size(op, x.shape)
     return xp, xp.ascontiguousarray(x)
+
+
+def data_ptr(a):
+    """The address of a's first element (CuPy or NumPy), for alignment decisions."""
+    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data

@@ -23,18 +23,19 @@ import numpy
 from minicnn.backend import get_array_module
 
 from . import module
-from .launch import fastdiv
+from .launch import H100_SMS, blocks, fastdiv, float_input, is_float
 
 BLOCK = 256
-WAVE = 132 * 8          # blocks of 256 threads that fill an H100 (132 SMs) once
+WAVE = H100_SMS * 8     # blocks of 256 threads that fill an H100 once
 MIN_CHUNK = 2048        # at least this many elements per block of a split reduction
 CHUNK_ALIGN = 128       # long chunks start on 128-element boundaries (512 B for float32)
-APPLY_BLOCKS = 132 * 16  # grid of the grid-stride element loops
-COL_BLOCKS = 132 * 4    # the column kernel splits rows into groups below this many blocks
+APPLY_WAVES = 16        # grid of the grid-stride element loops: blocks per SM
+APPLY_BLOCKS = None     # ... or a fixed number of blocks (the tests' small grids)
+COL_BLOCKS = H100_SMS * 4  # the column kernel splits rows into groups below this many blocks
 COL_MIN_ROWS = 16       # ... of at least this many rows each
 FUSED_V = 8             # row elements per thread of the fused short-row kernels (norm.cu)
 FUSED_MAX = FUSED_V * 1024  # rows up to this long: one block per row, x read once
-FUSED_MIN_ROWS = 132    # ... when there are enough rows to fill the GPU (or rows are short)
+FUSED_MIN_ROWS = H100_SMS  # ... when there are enough rows to fill the GPU (or rows are short)
 APPLY_CHUNK_MIN = 1024  # row-norm apply by the statistics' chunks when they are this long
 CHAN_COLS_MAX_I = 16    # batch norm with runs shorter than this: one thread per column (c, i)
 CHAN_COL_MIN_ROWS = 64  # ... over row groups of at least this many rows
@@ -59,16 +60,6 @@ def _split(Q, total):
     return -(-total // chunk), chunk
 
 
-def _input(op, x, ndim):
-    xp = get_array_module(x)
-    if x.ndim != ndim:
-        raise ValueError(f"{op}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
-    if numpy.dtype(x.dtype) not in (numpy.float32, numpy.float64):
-        raise TypeError(f"{op}: the CUDA kernels take float32 or float64, got {x.dtype}")
-    module.check_size(op, x.shape)
-    return xp, xp.ascontiguousarray(x)
-
-
 def _like(xp, a, dtype, shape, op, name):
     """a as a contiguous array of dtype (None: a 1-element placeholder the kernel never reads)."""
     if a is None:
@@ -87,8 +78,9 @@ def _f64(xp, a, n, op, name):
 UNROLL = 4  # elements per thread and trip of the element loops (norm.cu)
 
 
-def _grid(total):
-    return min(-(-total // (BLOCK * UNROLL)), APPLY_BLOCKS)
+def _grid(n, like, per_thread=UNROLL):
+    """Blocks of BLOCK threads for a grid-stride loop over n elements, per_thread a trip."""
+    return blocks(n, BLOCK * per_thread, APPLY_WAVES, like, APPLY_BLOCKS)
 
 
 def _stats(xp, x, Q, total, irun, rstride, qstride, eps, mode):
@@ -127,7 +119,7 @@ def _fused_threads(M):
 
 
 def row_norm_fwd(x4, w2, b2, eps):
-    xp, x = _input("row_norm", x4, 4)
+    xp, x = float_input("row_norm", x4, 4)
     N, G, S, I = x.shape  # noqa: E741
     M, R = S * I, N * G
     if x.size == 0:
@@ -148,14 +140,14 @@ def row_norm_fwd(x4, w2, b2, eps):
             x, x, mean, rstd, mean, mean, w, b, has_w, has_b, 0, 0.0, M, B, chunk, *fastdiv(I),
             S, G, y))
     else:
-        _k("row_norm_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+        _k("row_norm_apply_kernel", x.dtype)(_grid(x.size, x), BLOCK, (
             x, mean, rstd, w, b, has_w, has_b, x.size, M, *fastdiv(M), I, *fastdiv(I), S, G,
             *fastdiv(G), y))
     return y, mean.reshape(N, G), rstd.reshape(N, G)
 
 
 def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
-    xp, x = _input("row_norm_bwd", x4, 4)
+    xp, x = float_input("row_norm_bwd", x4, 4)
     if tuple(gy4.shape) != tuple(x.shape):
         raise ValueError(f"row_norm_bwd: grad of shape {tuple(gy4.shape)} does not match input "
                          f"of shape {tuple(x.shape)}")
@@ -196,7 +188,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     a, c = _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, S, R * S, I, I, 0, I)
     ra, rc = module.empty(xp, (R,), F64), module.empty(xp, (R,), F64)
     gw = module.empty(xp, (N, G, S), F64)
-    _k("norm_seg_rows_kernel", x.dtype)(min(-(-R // BLOCK), APPLY_BLOCKS), BLOCK, (
+    _k("norm_seg_rows_kernel", x.dtype)(_grid(R, x, 1), BLOCK, (
         a, c, rstd, w, has_w, S, G, R, ra, rc, gw))
     B, chunk = _split(R, M)
     if chunk >= APPLY_CHUNK_MIN:
@@ -204,7 +196,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
             x, gy, mean, rstd, ra, rc, w, w, has_w, 0, 1, 1.0 / M, M, B, chunk, *fastdiv(I), S, G,
             gx))
     else:
-        _k("row_norm_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+        _k("row_norm_bwd_apply_kernel", x.dtype)(_grid(x.size, x), BLOCK, (
             gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, x.size, M, *fastdiv(M), I, *fastdiv(I),
             S, G, *fastdiv(G), gx))
     return gx_out, gw, a.reshape(N, G, S)
@@ -213,7 +205,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
 # --- channel norm (batch) ----------------------------------------------------------------------
 
 def _chan_input(op, x3):
-    xp, x = _input(op, x3, 3)
+    xp, x = float_input(op, x3, 3)
     N, C, I = x.shape  # noqa: E741
     return xp, x, N, C, I
 
@@ -249,7 +241,7 @@ def chan_affine(x3, scale, shift):
     shift = _f64(xp, shift, C, "chan_affine", "shift")
     y = module.empty(xp, x.shape, x.dtype)
     if x.size:
-        _k("chan_affine_kernel", x.dtype)(_grid(x.size), BLOCK, (
+        _k("chan_affine_kernel", x.dtype)(_grid(x.size, x), BLOCK, (
             x, scale, shift, x.size, *fastdiv(I), C, *fastdiv(C), y))
     return y
 
@@ -285,7 +277,7 @@ def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
     wv, has_w = _like(xp, w, x.dtype, (C,), "chan_bwd_apply", "weight")
     gx = module.empty(xp, x.shape, x.dtype)
     if x.size:
-        _k("chan_bwd_apply_kernel", x.dtype)(_grid(x.size), BLOCK, (
+        _k("chan_bwd_apply_kernel", x.dtype)(_grid(x.size, x), BLOCK, (
             gy, x, args[0], args[1], wv, has_w, args[2], args[3], 1.0 / (N * I), x.size,
             *fastdiv(I), C, *fastdiv(C), gx))
     return gx
@@ -303,10 +295,10 @@ def running_update(rm, rv, mean, var, momentum, var_scale=1.0):
         raise ValueError(f"running_update: running_mean {tuple(rm.shape)} {rm.dtype} and "
                          f"running_var {tuple(rv.shape)} {rv.dtype} must be contiguous, of one "
                          f"dtype and size")
-    if numpy.dtype(rm.dtype) not in (numpy.float32, numpy.float64):
+    if not is_float(rm):
         raise TypeError(f"running_update: float32 or float64 buffers, got {rm.dtype}")
     mean = _f64(xp, mean, C, "running_update", "mean")
     var = _f64(xp, var, C, "running_update", "var")
     if C:
-        _k("running_update_kernel", rm.dtype)(min(-(-C // BLOCK), APPLY_BLOCKS), BLOCK, (
+        _k("running_update_kernel", rm.dtype)(_grid(C, rm, 1), BLOCK, (
             rm.reshape(-1), rv.reshape(-1), mean, var, float(momentum), float(var_scale), C))

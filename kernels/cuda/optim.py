@@ -12,49 +12,34 @@ Vector loads: when every array starts at the same address modulo 16 bytes (alway
 of the optimizer's flat buffers, whose offsets agree), the kernel moves 16 bytes per load after a
 scalar head; otherwise it runs element by element (nvec = 0).
 """
-import numpy
+from minicnn.backend import get_array_module, is_cuda_array
 
-from minicnn.backend import get_array_module
-
-from . import module
+from . import launch, module
 
 BLOCK = 256
 WAVES = 8          # blocks per SM in the grid (a grid-stride loop covers the rest)
 EMU_BLOCKS = 2     # under the emulator: a small grid, so the grid-stride loops are exercised
 
-_sm_count = None
 
-
-def _max_blocks(xp):
-    global _sm_count
-    if xp is numpy:
-        return EMU_BLOCKS
-    if _sm_count is None:
-        try:
-            _sm_count = int(xp.cuda.Device().attributes["MultiProcessorCount"])
-        except Exception:  # noqa: BLE001 -- a CuPy without attributes: assume an H100
-            _sm_count = 132
-    return WAVES * _sm_count
-
-
-def _ptr(a):
-    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
+def blocks(n, like):
+    """The grid of a grid-stride loop over n items: WAVES blocks per SM of like's GPU, or
+    EMU_BLOCKS under the emulator (NumPy arrays)."""
+    return launch.blocks(n, BLOCK, WAVES, like, cap=None if is_cuda_array(like) else EMU_BLOCKS)
 
 
 def _plan(n, itemsize, arrays):
     """(head, nvec): the scalar head and the number of 16-byte vectors after it."""
     width = 16 // itemsize
-    mis = {_ptr(a) % 16 for a in arrays}
+    mis = {launch.data_ptr(a) % 16 for a in arrays}
     if len(mis) != 1 or next(iter(mis)) % itemsize:
         return n, 0
     head = min(n, ((16 - next(iter(mis))) % 16) // itemsize)
     return head, (n - head) // width
 
 
-def _grid(xp, n, head, nvec, itemsize):
+def _grid(p, n, nvec, itemsize):
     scalar = n - nvec * (16 // itemsize)
-    work = max(nvec, scalar, 1)
-    return min((work + BLOCK - 1) // BLOCK, _max_blocks(xp))
+    return blocks(max(nvec, scalar, 1), p)
 
 
 def _check_buffer(op, name, a, p):
@@ -72,7 +57,7 @@ def _prepare(op, p, g, states):
     [state or an empty placeholder])."""
     if p.ndim != 1:
         raise ValueError(f"{op}: the parameters must be a 1-D buffer, got shape {list(p.shape)}")
-    if p.dtype not in (numpy.float32, numpy.float64):
+    if not launch.is_float(p):
         raise TypeError(f"{op}: parameters of dtype {p.dtype}; expected float32 or float64")
     if not p.flags.c_contiguous:
         raise ValueError(f"{op}: the parameter buffer must be C-contiguous (updated in place)")
@@ -94,22 +79,21 @@ def _prepare(op, p, g, states):
     return xp, g, out
 
 
-def _launch(xp, name, p, g, states, used, scalars):
+def _launch(name, p, g, states, used, scalars):
     """One launch of `name` over p, g and the states (`used`: those the kernel touches)."""
     n = p.shape[0]
     if n == 0:
         return
     head, nvec = _plan(n, p.itemsize, [p, g] + [s for s, u in zip(states, used) if u])
-    blocks = _grid(xp, n, head, nvec, p.itemsize)
     module.kernel("optim", name, p.dtype)(
-        (blocks,), (BLOCK,), (p, g, *states, n, head, nvec, *scalars))
+        (_grid(p, n, nvec, p.itemsize),), (BLOCK,), (p, g, *states, n, head, nvec, *scalars))
 
 
 def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     xp, g, (b,) = _prepare("sgd_step", p, g, [("momentum_buffer", buf)])
     if momentum != 0 and buf is None:
         raise ValueError("sgd_step: momentum needs a momentum buffer")
-    _launch(xp, "sgd_kernel", p, g, [b], [momentum != 0],
+    _launch("sgd_kernel", p, g, [b], [momentum != 0],
             (lr, momentum, 1 - dampening, weight_decay, bool(nesterov), bool(maximize),
              bool(first)))
 
@@ -121,7 +105,7 @@ def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, 
     if m is None or v is None or (amsgrad and vmax is None):
         raise ValueError("adam_step: missing state buffer (exp_avg, exp_avg_sq, and "
                          "max_exp_avg_sq with amsgrad)")
-    _launch(xp, "adam_kernel", p, g, states, [True, True, bool(amsgrad)],
+    _launch("adam_kernel", p, g, states, [True, True, bool(amsgrad)],
             (1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
              bool(decoupled), bool(amsgrad), bool(maximize), step_size, bc2_sqrt))
 
@@ -133,7 +117,7 @@ def rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, ce
     if sq is None or (centered and gavg is None) or (momentum > 0 and buf is None):
         raise ValueError("rmsprop_step: missing state buffer (square_avg, grad_avg when "
                          "centered, momentum_buffer with momentum)")
-    _launch(xp, "rmsprop_kernel", p, g, states, [True, bool(centered), momentum > 0],
+    _launch("rmsprop_kernel", p, g, states, [True, bool(centered), momentum > 0],
             (lr, alpha, 1 - alpha, eps, weight_decay, momentum, bool(centered), bool(maximize)))
 
 
@@ -141,7 +125,7 @@ def adagrad_step(p, g, acc, clr, eps, weight_decay, maximize):
     xp, g, states = _prepare("adagrad_step", p, g, [("sum", acc)])
     if acc is None:
         raise ValueError("adagrad_step: missing state buffer (sum)")
-    _launch(xp, "adagrad_kernel", p, g, states, [True], (clr, eps, weight_decay, bool(maximize)))
+    _launch("adagrad_kernel", p, g, states, [True], (clr, eps, weight_decay, bool(maximize)))
 
 
 def adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
@@ -149,7 +133,7 @@ def adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
                              [("square_avg", sq), ("acc_delta", acc_delta)])
     if sq is None or acc_delta is None:
         raise ValueError("adadelta_step: missing state buffer (square_avg, acc_delta)")
-    _launch(xp, "adadelta_kernel", p, g, states, [True, True],
+    _launch("adadelta_kernel", p, g, states, [True, True],
             (lr, rho, 1 - rho, eps, weight_decay, bool(maximize)))
 
 
@@ -157,7 +141,7 @@ def adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
     xp, g, states = _prepare("adamax_step", p, g, [("exp_avg", m), ("exp_inf", u)])
     if m is None or u is None:
         raise ValueError("adamax_step: missing state buffer (exp_avg, exp_inf)")
-    _launch(xp, "adamax_kernel", p, g, states, [True, True],
+    _launch("adamax_kernel", p, g, states, [True, True],
             (beta1, 1 - beta1, beta2, eps, weight_decay, bool(maximize), clr))
 
 
@@ -166,6 +150,6 @@ def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maxim
     xp, g, states = _prepare("nadam_step", p, g, [("exp_avg", m), ("exp_avg_sq", v)])
     if m is None or v is None:
         raise ValueError("nadam_step: missing state buffer (exp_avg, exp_avg_sq)")
-    _launch(xp, "nadam_kernel", p, g, states, [True, True],
+    _launch("nadam_kernel", p, g, states, [True, True],
             (1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
              bool(decoupled), bool(maximize), bc2, c_grad, c_avg))

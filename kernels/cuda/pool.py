@@ -20,9 +20,10 @@ import numpy
 from minicnn.backend import get_array_module, is_cuda_array
 
 from . import module
+from .launch import blocks, check_float, float_input
 
 BLOCK = 256
-MAX_BLOCKS = 132 * 8   # a few waves of 256-thread blocks on an H100's 132 SMs
+WAVES = 8              # grid-stride loops: at most this many blocks per SM
 
 
 def _k(name, dtype):
@@ -32,18 +33,11 @@ def _k(name, dtype):
 def _launch(name, dtype, n, args):
     if n == 0:
         return
-    grid = min((n + BLOCK - 1) // BLOCK, MAX_BLOCKS)
-    _k(name, dtype)(grid, BLOCK, (*args,))
+    _k(name, dtype)(blocks(n, BLOCK, WAVES, like=args[0]), BLOCK, (*args,))
 
 
-def _input(op, x, ndim=4):
-    xp = get_array_module(x)
-    if x.ndim != ndim:
-        raise ValueError(f"{op}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
-    if numpy.dtype(x.dtype) not in (numpy.float32, numpy.float64):
-        raise TypeError(f"{op}: the CUDA kernels take float32 or float64, got {x.dtype}")
-    module.check_size(op, x.shape)
-    return xp, xp.ascontiguousarray(x)
+def _input(op, x):
+    return float_input(op, x, 4)
 
 
 _INV_CACHE = OrderedDict()
@@ -120,8 +114,7 @@ def _plane_idx(op, a, idx):
     if a.ndim < 2 or tuple(idx.shape[:2]) != tuple(a.shape[:2]):
         raise ValueError(f"{op}: indices {tuple(idx.shape)} do not match the (N, C) planes of "
                          f"{tuple(a.shape)}")
-    if numpy.dtype(a.dtype) not in (numpy.float32, numpy.float64):
-        raise TypeError(f"{op}: the CUDA kernels take float32 or float64, got {a.dtype}")
+    check_float(op, a)
     module.check_size(op, a.shape, idx.shape)
     return xp, xp.ascontiguousarray(idx, dtype=numpy.int64)
 

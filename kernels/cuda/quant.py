@@ -9,24 +9,17 @@ import numpy
 from minicnn.backend import get_array_module
 
 from . import module
-from .optim import _max_blocks
+from .launch import data_ptr, is_float
+from .optim import blocks
 
 BLOCK = 256
 QG_BM = QG_BN = 64
 GRID_Y_MAX = 65535
 
 
-def _blocks(xp, n):
-    return max(1, min((n + BLOCK - 1) // BLOCK, _max_blocks(xp)))
-
-
-def _ptr(a):
-    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
-
-
 def _float_input(xp, x):
     """x as a contiguous float32 or float64 array (the kernels' element types)."""
-    if x.dtype in (numpy.float32, numpy.float64):
+    if is_float(x):
         return xp.ascontiguousarray(x)
     return xp.ascontiguousarray(x, dtype=xp.float32)
 
@@ -40,7 +33,7 @@ def quantize_per_tensor(x, scale, zero_point=0, qmin=-128, qmax=127):
     n = x.size
     if n:
         module.kernel("quant", "quantize_per_tensor_kernel", x.dtype)(
-            (_blocks(xp, n),), (BLOCK,), (x, out, n, scale, zero_point, qmin, qmax))
+            (blocks(n, x),), (BLOCK,), (x, out, n, scale, zero_point, qmin, qmax))
     return out
 
 
@@ -78,7 +71,7 @@ def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127)
     n = x.size
     if n:
         module.kernel("quant", "quantize_per_channel_kernel", x.dtype)(
-            (_blocks(xp, n),), (BLOCK,), (x, scale, zp, out, n, C, Q, qmin, qmax))
+            (blocks(n, x),), (BLOCK,), (x, scale, zp, out, n, C, Q, qmin, qmax))
     return out
 
 
@@ -100,11 +93,11 @@ def dequantize(q, scale, zero_point=0, axis=None):
         return out
     if axis is None:
         module.kernel("quant", "dequantize_kernel")(
-            (_blocks(xp, n),), (BLOCK,), (q, out, n, scale, zero_point))
+            (blocks(n, q),), (BLOCK,), (q, out, n, scale, zero_point))
     else:
         scale, zp, C, Q = _channel_params(xp, "dequantize", q.shape, axis, scale, zero_point)
         module.kernel("quant", "dequantize_per_channel_kernel")(
-            (_blocks(xp, n),), (BLOCK,), (q, scale, zp, out, n, C, Q))
+            (blocks(n, q),), (BLOCK,), (q, scale, zp, out, n, C, Q))
     return out
 
 
@@ -128,10 +121,10 @@ def qgemm_nt(a, b, a_zp=0):
     if a_zp != 0:
         bzp = module.empty(xp, (N,), numpy.int32)
         module.kernel("quant", "qgemm_bsum_kernel")(
-            (_blocks(xp, 32 * N),), (BLOCK,), (b, bzp, N, K, a_zp))
+            (blocks(32 * N, b),), (BLOCK,), (b, bzp, N, K, a_zp))
     else:
         bzp = xp.empty(0, xp.int32)
-    words = K % 4 == 0 and _ptr(a) % 4 == 0 and _ptr(b) % 4 == 0
+    words = K % 4 == 0 and data_ptr(a) % 4 == 0 and data_ptr(b) % 4 == 0
     grid = ((M + QG_BM - 1) // QG_BM, (N + QG_BN - 1) // QG_BN)
     module.kernel("quant", "qgemm_nt_kernel")(
         grid, (BLOCK,), (a, b, bzp, out, M, N, K, words, a_zp != 0))
@@ -154,6 +147,6 @@ def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
     total = shape[0] * shape[1]
     if total:
         module.kernel("quant", "im2col_int8_kernel")(
-            (_blocks(xp, total),), (BLOCK,),
+            (blocks(total, x),), (BLOCK,),
             (x, out, total, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, pad_value))
     return out, OH, OW

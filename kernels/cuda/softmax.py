@@ -19,10 +19,10 @@ import numpy
 from minicnn.backend import get_array_module
 
 from . import module
+from .launch import is_float
 
 ROWS_BLOCK = 256          # threads per block when a row takes at most one warp
 WARP_ROW_MAX = 2048       # rows up to this long take one warp; longer ones a whole block
-_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 
 def _k(name, dtype):
@@ -87,7 +87,7 @@ def _ref_softmax():
 def softmax_fwd(x, axis, log=False):
     op = "log_softmax" if log else "softmax"
     axis = _axis(op, x, axis)
-    if numpy.dtype(x.dtype) not in _FLOATS:
+    if not is_float(x):
         return _ref_softmax().ref_softmax_fwd(x, axis, log)
     xp = get_array_module(x)
     shape = tuple(x.shape)
@@ -114,7 +114,7 @@ def softmax_bwd(y, gy, axis, log=False):
     if tuple(gy.shape) != tuple(y.shape):
         raise ValueError(f"{op}: grad of shape {tuple(gy.shape)} does not match the output's "
                          f"{tuple(y.shape)}")
-    if numpy.dtype(y.dtype) not in _FLOATS:
+    if not is_float(y):
         return _ref_softmax().ref_softmax_bwd(y, gy, axis, log)
     xp = get_array_module(y, gy)
     shape = tuple(y.shape)
@@ -162,7 +162,7 @@ def _ce_inputs(op, x, t, w):
 
 
 def ce_fwd(x, t, w, ignore_index, smooth):
-    if numpy.dtype(x.dtype) not in _FLOATS or x.ndim != 2 or x.shape[1] == 0:
+    if not is_float(x) or x.ndim != 2 or x.shape[1] == 0:
         from ..reference import norm as ref  # noqa: PLC0415
         return ref.ce_fwd(x, t, w, ignore_index, smooth)
     xp, x, t, wd, wsum, M, C = _ce_inputs("cross_entropy", x, t, w)
@@ -177,7 +177,7 @@ def ce_fwd(x, t, w, ignore_index, smooth):
 
 
 def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
-    if numpy.dtype(x.dtype) not in _FLOATS or x.ndim != 2 or x.shape[1] == 0:
+    if not is_float(x) or x.ndim != 2 or x.shape[1] == 0:
         from ..reference import norm as ref  # noqa: PLC0415
         return ref.ce_bwd(x, t, w, ignore_index, smooth, lse, g)
     xp, x, t, wd, wsum, M, C = _ce_inputs("cross_entropy backward", x, t, w)
