@@ -97,3 +97,11 @@ def test_float_input(device):
         launch.float_input("op", x, 3)
     with pytest.raises(TypeError, match="op: expected float32 or float64, got int32"):
         launch.float_input("op", dev(np.zeros(3, np.int32), device))
+
+
+def test_check_float_and_data_ptr():
+    launch.check_float("op", np.zeros(2, np.float32), np.zeros(2))
+    with pytest.raises(TypeError, match="op: expected float32 or float64, got float16"):
+        launch.check_float("op", np.zeros(2), np.zeros(2, np.float16))
+    a = np.zeros(8)
+    assert launch.data_ptr(a[3:]) - launch.data_ptr(a) == 24
