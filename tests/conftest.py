@@ -21,12 +21,33 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 CUDA = mc.cuda.is_available()
 
+
+def _emulator_available():
+    from minicnn.kernels.cuda import emulator  # noqa: PLC0415
+    return emulator.available()
+
+
 # The same tests run on every device; cuda is reported as skipped (not absent) without a GPU.
+# "emu" runs a test on CPU tensors with every kernel dispatch taking its CUDA branch, the CUDA
+# kernels running under the CPU emulator (backend.emulate_cuda): the GPU path of the ops, checked
+# on machines without a GPU.
+EMULATOR = _emulator_available()
 DEVICES = [
     pytest.param("cpu", id="cpu"),
+    pytest.param("cpu", id="emu", marks=[
+        pytest.mark.emu, pytest.mark.skipif(not EMULATOR, reason="no C++ compiler")]),
     pytest.param("cuda", id="cuda", marks=[
         pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason="CUDA is not available")]),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _emulated_cuda(request):
+    if request.node.get_closest_marker("emu") is None:
+        yield
+        return
+    with mc.backend.emulate_cuda():
+        yield
 
 
 @pytest.fixture(params=DEVICES)
