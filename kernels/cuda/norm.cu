@@ -42,11 +42,30 @@
 
 #define UNROLL 4  // elements per thread and loop trip: independent loads in flight
 
-// for (e = each element of this thread) in groups of UNROLL: e = base + u * blockDim.x.
-#define UNROLLED_LOOP(base, total)                                                        \
-    for (long long base = static_cast<long long>(blockIdx.x) * blockDim.x * UNROLL +      \
-                          threadIdx.x;                                                    \
-         base < (total); base += static_cast<long long>(gridDim.x) * blockDim.x * UNROLL)
+// The element loops of the applies: a grid-stride loop in groups of UNROLL elements per thread
+// (e = base + u * blockDim.x, consecutive threads on consecutive elements); each group loads
+// a[e] (and b[e] when TWO) for all UNROLL elements first -- independent loads in flight --
+// then calls f(e, a[e], b[e]) for each. REV numbers the elements from the end (total - 1 - e).
+template <bool REV, bool TWO, typename T, typename F>
+__device__ __forceinline__ void apply_elements(int total, const T* __restrict__ a,
+                                               const T* __restrict__ b, F f) {
+    for (long long base = static_cast<long long>(blockIdx.x) * blockDim.x * UNROLL + threadIdx.x;
+         base < total; base += static_cast<long long>(gridDim.x) * blockDim.x * UNROLL) {
+        T av[UNROLL], bv[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long i = base + u * blockDim.x;
+            const long long e = REV ? total - 1 - i : i;
+            av[u] = i < total ? a[e] : T(0);
+            bv[u] = TWO && i < total ? b[e] : T(0);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const long long i = base + u * blockDim.x;
+            if (i < total) f(static_cast<int>(REV ? total - 1 - i : i), av[u], bv[u]);
+        }
+    }
+}
 
 struct Wf {
     double n, m, M2;
@@ -278,30 +297,17 @@ __global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __r
                                       int M, unsigned int mM, unsigned int sM, int I,
                                       unsigned int mI, unsigned int sI, int S, int G,
                                       unsigned int mG, unsigned int sG, T* __restrict__ y) {
-    UNROLLED_LOOP(base, total) {
-        T xv[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long e = total - 1 - (base + u * blockDim.x);  // reversed
-            xv[u] = e >= 0 ? x[e] : T(0);
+    apply_elements<true, false>(total, x, x, [&](int e, T xe, T) {
+        const int r = fastdiv(e, mM, sM);
+        double v = (static_cast<double>(xe) - mean[r]) * rstd[r];
+        if (has_w || has_b) {
+            const int s = fastdiv(e - r * M, mI, sI);
+            const int k = (r - fastdiv(r, mG, sG) * G) * S + s;
+            if (has_w) v *= static_cast<double>(w[k]);
+            if (has_b) v += static_cast<double>(b[k]);
         }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long el = total - 1 - (base + u * blockDim.x);
-            if (el >= 0) {
-                const int e = static_cast<int>(el);
-                const int r = fastdiv(e, mM, sM);
-                double v = (static_cast<double>(xv[u]) - mean[r]) * rstd[r];
-                if (has_w || has_b) {
-                    const int s = fastdiv(e - r * M, mI, sI);
-                    const int k = (r - fastdiv(r, mG, sG) * G) * S + s;
-                    if (has_w) v *= static_cast<double>(w[k]);
-                    if (has_b) v += static_cast<double>(b[k]);
-                }
-                y[e] = static_cast<T>(v);
-            }
-        }
-    }
+        y[e] = static_cast<T>(v);
+    });
 }
 
 // Row norms, backward apply with the row sums a[r] = sum gy*w, c[r] = sum gy*w*(x - mean):
@@ -317,31 +323,17 @@ __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __r
                                           unsigned int mI, unsigned int sI, int S, int G,
                                           unsigned int mG, unsigned int sG,
                                           T* __restrict__ gx) {
-    UNROLLED_LOOP(base, total) {
-        T gv[UNROLL], xv[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long e = total - 1 - (base + u * blockDim.x);  // reversed
-            gv[u] = e >= 0 ? gy[e] : T(0);
-            xv[u] = e >= 0 ? x[e] : T(0);
+    apply_elements<true, true>(total, gy, x, [&](int e, T ge, T xe) {
+        const int r = fastdiv(e, mM, sM);
+        double g = static_cast<double>(ge);
+        if (has_w) {
+            const int s = fastdiv(e - r * M, mI, sI);
+            g *= static_cast<double>(w[(r - fastdiv(r, mG, sG) * G) * S + s]);
         }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long el = total - 1 - (base + u * blockDim.x);
-            if (el >= 0) {
-                const int e = static_cast<int>(el);
-                const int r = fastdiv(e, mM, sM);
-                double g = static_cast<double>(gv[u]);
-                if (has_w) {
-                    const int s = fastdiv(e - r * M, mI, sI);
-                    g *= static_cast<double>(w[(r - fastdiv(r, mG, sG) * G) * S + s]);
-                }
-                const double rs = rstd[r];
-                const double xhat = (static_cast<double>(xv[u]) - mean[r]) * rs;
-                gx[e] = static_cast<T>(rs * (g - ra[r] * invM - xhat * (rs * rc[r] * invM)));
-            }
-        }
-    }
+        const double rs = rstd[r];
+        const double xhat = (static_cast<double>(xe) - mean[r]) * rs;
+        gx[e] = static_cast<T>(rs * (g - ra[r] * invM - xhat * (rs * rc[r] * invM)));
+    });
 }
 
 // Row norms with I == 1 (layer norm with a per-element affine, group norm of (N, C)): one
@@ -410,24 +402,11 @@ __global__ void chan_affine_kernel(const T* __restrict__ x, const double* __rest
                                    const double* __restrict__ shift, int total, unsigned int mI,
                                    unsigned int sI, int C, unsigned int mC, unsigned int sC,
                                    T* __restrict__ y) {
-    UNROLLED_LOOP(base, total) {
-        T xv[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long e = base + u * blockDim.x;
-            xv[u] = e < total ? x[e] : T(0);
-        }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long el = base + u * blockDim.x;
-            if (el < total) {
-                const int e = static_cast<int>(el);
-                const int q = fastdiv(e, mI, sI);
-                const int c = q - fastdiv(q, mC, sC) * C;
-                y[e] = static_cast<T>(static_cast<double>(xv[u]) * scale[c] + shift[c]);
-            }
-        }
-    }
+    apply_elements<false, false>(total, x, x, [&](int e, T xe, T) {
+        const int q = fastdiv(e, mI, sI);
+        const int c = q - fastdiv(q, mC, sC) * C;
+        y[e] = static_cast<T>(static_cast<double>(xe) * scale[c] + shift[c]);
+    });
 }
 
 // Batch norm, backward apply: gx = w*rstd * (gy - a/M - (x - mean) * rstd^2 * cc/M).
@@ -439,29 +418,15 @@ __global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restr
                                       const double* __restrict__ sc, double invM, int total,
                                       unsigned int mI, unsigned int sI, int C, unsigned int mC,
                                       unsigned int sC, T* __restrict__ gx) {
-    UNROLLED_LOOP(base, total) {
-        T gv[UNROLL], xv[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long e = base + u * blockDim.x;
-            gv[u] = e < total ? gy[e] : T(0);
-            xv[u] = e < total ? x[e] : T(0);
-        }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            const long long el = base + u * blockDim.x;
-            if (el < total) {
-                const int e = static_cast<int>(el);
-                const int q = fastdiv(e, mI, sI);
-                const int c = q - fastdiv(q, mC, sC) * C;
-                const double rs = rstd[c];
-                const double k = has_w ? static_cast<double>(w[c]) * rs : rs;
-                const double xmu = static_cast<double>(xv[u]) - mean[c];
-                gx[e] = static_cast<T>(k * (static_cast<double>(gv[u]) - sa[c] * invM -
-                                            xmu * (rs * rs * sc[c] * invM)));
-            }
-        }
-    }
+    apply_elements<false, true>(total, gy, x, [&](int e, T ge, T xe) {
+        const int q = fastdiv(e, mI, sI);
+        const int c = q - fastdiv(q, mC, sC) * C;
+        const double rs = rstd[c];
+        const double k = has_w ? static_cast<double>(w[c]) * rs : rs;
+        const double xmu = static_cast<double>(xe) - mean[c];
+        gx[e] = static_cast<T>(k * (static_cast<double>(ge) - sa[c] * invM -
+                                    xmu * (rs * rs * sc[c] * invM)));
+    });
 }
 
 // Running statistics, in place (one launch instead of a chain of small array ops):
