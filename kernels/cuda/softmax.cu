@@ -102,6 +102,13 @@ __device__ __forceinline__ void block_merge(T& m, A& s, T* sm, A* ss) {
     __syncthreads();
 }
 
+// Merge (m, s) over a row's group: its lanes of one warp, or the whole block (group > 32).
+template <typename T, typename A>
+__device__ __forceinline__ void group_merge(T& m, A& s, int group, T* sm, A* ss) {
+    if (group > 32) block_merge(m, s, sm, ss);
+    else warp_merge(m, s, group);
+}
+
 // The (m, s) state of one row, merged over its group (see the header).
 template <typename T, typename A>
 __device__ __forceinline__ void row_state(const T* __restrict__ xr, int n, int k, int group,
@@ -109,8 +116,60 @@ __device__ __forceinline__ void row_state(const T* __restrict__ xr, int n, int k
     m = neg_inf<T>();
     s = A(0);
     for (int i = k; i < n; i += group) ms_push(m, s, xr[i]);
-    if (group > 32) block_merge(m, s, sm, ss);
-    else warp_merge(m, s, group);
+    group_merge(m, s, group, sm, ss);
+}
+
+// Sum over a row's group (see row_state); every thread of the group gets it.
+template <typename A>
+__device__ __forceinline__ A row_sum(A v, int group, A* scratch) {
+    return group > 32 ? block_sum(v, scratch) : group_sum(v, group);
+}
+
+// The row of a rows-kernel thread and its lane k in the row's group; n = L elements from
+// `base`, or n = 0 past the last row (those threads still reach every barrier and shuffle).
+struct RowSlice {
+    int row, k, n;
+    bool valid;
+    long long base;
+};
+
+__device__ __forceinline__ RowSlice row_slice(int M, int L, int group) {
+    RowSlice r;
+    r.row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
+    r.k = threadIdx.x & (group - 1);
+    r.valid = r.row < M;
+    r.n = r.valid ? L : 0;
+    r.base = r.valid ? static_cast<long long>(r.row) * L : 0;
+    return r;
+}
+
+// The column j of a cols-kernel thread: n = L elements `inner` apart from `base` (n = 0 past
+// the end, as for the rows).
+struct ColSlice {
+    int n;
+    long long base;
+};
+
+__device__ __forceinline__ ColSlice col_slice(int outer, int L, int inner) {
+    const int tiles = (inner + blockDim.x - 1) / blockDim.x;
+    const int o = blockIdx.x / tiles;
+    const int j = (blockIdx.x - o * tiles) * blockDim.x + threadIdx.x;
+    const bool valid = o < outer && j < inner;
+    return ColSlice{valid ? L : 0, valid ? static_cast<long long>(o) * L * inner + j : 0};
+}
+
+// A tree over threadIdx.y (blockDim.y a power of two) of per-thread states kept in shared
+// memory at slot threadIdx.y * blockDim.x + threadIdx.x: at each level the lower half calls
+// fold(me, other), which merges slot `other` into the thread's state and stores it at `me`.
+// Afterwards slot threadIdx.x holds the column's total. Starts and ends with a barrier.
+template <typename F>
+__device__ __forceinline__ void tree_over_y(F fold) {
+    const int me = threadIdx.y * blockDim.x + threadIdx.x;
+    __syncthreads();
+    for (int h = blockDim.y >> 1; h > 0; h >>= 1) {
+        if (static_cast<int>(threadIdx.y) < h) fold(me, me + h * blockDim.x);
+        __syncthreads();
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -120,13 +179,10 @@ __global__ void softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__
                                         int group, int log_mode) {
     __shared__ T red_m[32];
     __shared__ T red_s[32];
-    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
-    const int k = threadIdx.x & (group - 1);
-    const bool valid = row < M;
-    const int n = valid ? L : 0;
-    const long long base = valid ? static_cast<long long>(row) * L : 0;
-    const T* xr = x + base;
-    T* yr = y + base;
+    const RowSlice r = row_slice(M, L, group);
+    const int k = r.k, n = r.n;
+    const T* xr = x + r.base;
+    T* yr = y + r.base;
     T m, s;
     row_state(xr, n, k, group, m, s, red_m, red_s);
     if (log_mode) {
@@ -143,31 +199,22 @@ __global__ void softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__
                                         int L, int inner, int log_mode) {
     DYNAMIC_SHARED(T, red);
     const int bx = blockDim.x, by = blockDim.y;
-    const int tiles = (inner + bx - 1) / bx;
-    const int o = blockIdx.x / tiles;
-    const int j = (blockIdx.x - o * tiles) * bx + threadIdx.x;
-    const bool valid = o < outer && j < inner;
-    const int n = valid ? L : 0;
-    const long long base = valid ? static_cast<long long>(o) * L * inner + j : 0;
-    const T* xc = x + base;
-    T* yc = y + base;
+    const ColSlice c = col_slice(outer, L, inner);
+    const int n = c.n;
+    const T* xc = x + c.base;
+    T* yc = y + c.base;
     T m = neg_inf<T>(), s = T(0);
     for (int i = threadIdx.y; i < n; i += by) ms_push(m, s, xc[static_cast<long long>(i) * inner]);
     if (by > 1) {
         T* rm = red;
         T* rs = red + bx * by;
-        const int me = threadIdx.y * bx + threadIdx.x;
-        rm[me] = m;
-        rs[me] = s;
-        __syncthreads();
-        for (int h = by >> 1; h > 0; h >>= 1) {
-            if (static_cast<int>(threadIdx.y) < h) {
-                ms_merge(m, s, rm[me + h * bx], rs[me + h * bx]);
-                rm[me] = m;
-                rs[me] = s;
-            }
-            __syncthreads();
-        }
+        rm[threadIdx.y * bx + threadIdx.x] = m;
+        rs[threadIdx.y * bx + threadIdx.x] = s;
+        tree_over_y([&](int me, int other) {
+            ms_merge(m, s, rm[other], rs[other]);
+            rm[me] = m;
+            rs[me] = s;
+        });
         m = rm[threadIdx.x];
         s = rs[threadIdx.x];
     }
@@ -191,21 +238,18 @@ __global__ void softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __rest
                                         T* __restrict__ gx, int M, int L, int group,
                                         int log_mode) {
     __shared__ T scratch[32];
-    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
-    const int k = threadIdx.x & (group - 1);
-    const bool valid = row < M;
-    const int n = valid ? L : 0;
-    const long long base = valid ? static_cast<long long>(row) * L : 0;
-    const T* yr = y + base;
-    const T* gr = gy + base;
-    T* gxr = gx + base;
+    const RowSlice r = row_slice(M, L, group);
+    const int k = r.k, n = r.n;
+    const T* yr = y + r.base;
+    const T* gr = gy + r.base;
+    T* gxr = gx + r.base;
     T acc = T(0);
     if (log_mode) {
         for (int i = k; i < n; i += group) acc += gr[i];
     } else {
         for (int i = k; i < n; i += group) acc += gr[i] * yr[i];
     }
-    acc = group > 32 ? block_sum(acc, scratch) : group_sum(acc, group);
+    acc = row_sum(acc, group, scratch);
     if (log_mode) {
         for (int i = k; i < n; i += group) gxr[i] = gr[i] - sm_exp(yr[i]) * acc;
     } else {
@@ -223,31 +267,22 @@ __global__ void softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __rest
                                         int log_mode) {
     DYNAMIC_SHARED(T, red);
     const int bx = blockDim.x, by = blockDim.y;
-    const int tiles = (inner + bx - 1) / bx;
-    const int o = blockIdx.x / tiles;
-    const int j = (blockIdx.x - o * tiles) * bx + threadIdx.x;
-    const bool valid = o < outer && j < inner;
-    const int n = valid ? L : 0;
-    const long long base = valid ? static_cast<long long>(o) * L * inner + j : 0;
-    const T* yc = y + base;
-    const T* gc = gy + base;
-    T* gxc = gx + base;
+    const ColSlice c = col_slice(outer, L, inner);
+    const int n = c.n;
+    const T* yc = y + c.base;
+    const T* gc = gy + c.base;
+    T* gxc = gx + c.base;
     T acc = T(0);
     for (int i = threadIdx.y; i < n; i += by) {
         const long long e = static_cast<long long>(i) * inner;
         acc += log_mode ? gc[e] : gc[e] * yc[e];
     }
     if (by > 1) {
-        const int me = threadIdx.y * bx + threadIdx.x;
-        red[me] = acc;
-        __syncthreads();
-        for (int h = by >> 1; h > 0; h >>= 1) {
-            if (static_cast<int>(threadIdx.y) < h) {
-                acc += red[me + h * bx];
-                red[me] = acc;
-            }
-            __syncthreads();
-        }
+        red[threadIdx.y * bx + threadIdx.x] = acc;
+        tree_over_y([&](int me, int other) {
+            acc += red[other];
+            red[me] = acc;
+        });
         acc = red[threadIdx.x];
     }
     for (int i = threadIdx.y; i < n; i += by) {
@@ -267,11 +302,9 @@ __global__ void ce_fwd_kernel(const T* __restrict__ x, const long long* __restri
                               long long ignore_index, double smooth, int has_w, int group) {
     __shared__ T red_m[32];
     __shared__ double red_s[32];
-    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
-    const int k = threadIdx.x & (group - 1);
-    const bool valid = row < M;
-    const int n = valid ? C : 0;
-    const T* xr = x + (valid ? static_cast<long long>(row) * C : 0);
+    const RowSlice r = row_slice(M, C, group);
+    const int row = r.row, k = r.k, n = r.n;
+    const T* xr = x + r.base;
     // one pass over the row: the online (m, s) and, with smoothing, wx = sum_c w_c x_c
     T m = neg_inf<T>();
     double s = 0.0, wx = 0.0;
@@ -281,10 +314,9 @@ __global__ void ce_fwd_kernel(const T* __restrict__ x, const long long* __restri
         ms_push(m, s, v);
         if (smoothed) wx += (has_w ? w[i] : 1.0) * static_cast<double>(v);
     }
-    if (group > 32) block_merge(m, s, red_m, red_s);
-    else warp_merge(m, s, group);
-    if (smoothed) wx = group > 32 ? block_sum(wx, red_s) : group_sum(wx, group);
-    if (valid && k == 0) {
+    group_merge(m, s, group, red_m, red_s);
+    if (smoothed) wx = row_sum(wx, group, red_s);
+    if (r.valid && k == 0) {
         const double l = static_cast<double>(m) + log(s);
         const long long tr = t[row];
         double out = 0.0;
@@ -309,12 +341,11 @@ __global__ void ce_bwd_kernel(const T* __restrict__ x, const long long* __restri
                               const double* __restrict__ lse, const double* __restrict__ g,
                               T* __restrict__ gx, int M, int C, long long ignore_index,
                               double smooth, int has_w, int group) {
-    const int row = blockIdx.x * (blockDim.x / group) + threadIdx.x / group;
-    const int k = threadIdx.x & (group - 1);
-    if (row >= M) return;  // no barriers nor shuffles below
-    const long long base = static_cast<long long>(row) * C;
-    const T* xr = x + base;
-    T* gr = gx + base;
+    const RowSlice r = row_slice(M, C, group);
+    if (!r.valid) return;  // no barriers nor shuffles below
+    const int row = r.row, k = r.k;
+    const T* xr = x + r.base;
+    T* gr = gx + r.base;
     const long long tr = t[row];
     if (tr == ignore_index) {
         for (int i = k; i < C; i += group) gr[i] = T(0);
