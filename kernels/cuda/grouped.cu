@@ -265,6 +265,27 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
     }
 }
 
+// The weight-grad kernels' end of a pass: sums each of the WG_TAPS accumulators over the block
+// (warp shuffles, then across the warps through `red`) and writes those of taps t0.. < taps
+// to out[t0 + j]. Every thread calls it; it ends with a barrier, so `red` may be reused.
+template <typename T>
+__device__ __forceinline__ void store_tap_sums(const T (&acc)[WG_TAPS], T (*red)[32], int t0,
+                                               int taps, T* __restrict__ out) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+#pragma unroll
+    for (int j = 0; j < WG_TAPS; ++j) {
+        const T v = warp_sum(acc[j]);
+        if (lane == 0) red[j][warp] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < WG_TAPS && t0 + static_cast<int>(threadIdx.x) < taps) {
+        T v = T(0);
+        for (int q = 0; q < warps; ++q) v += red[threadIdx.x][q];
+        out[t0 + threadIdx.x] = v;
+    }
+    __syncthreads();
+}
+
 // part[(kc * S + s) * taps + tap], kc = k * Cg + cg: the sum over positions
 // [s * chunk, min(P, (s + 1) * chunk)) of the N*OH*OW output positions (P of them).
 template <typename T>
@@ -279,7 +300,6 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
     const int c = (k / Kg) * Cg + cg;
     const int taps = KH * KW, L = OH * OW;
     const int p0 = s * chunk, p1 = min(P, p0 + chunk);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (int t0 = 0; t0 < taps; t0 += WG_TAPS) {
         int dh[WG_TAPS], dw[WG_TAPS];
         T acc[WG_TAPS];
@@ -312,18 +332,7 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
             if (ow >= OW) { ow -= OW; ++oh; }
             if (oh >= OH) { oh -= OH; ++n; }
         }
-#pragma unroll
-        for (int j = 0; j < WG_TAPS; ++j) {
-            const T v = warp_sum(acc[j]);
-            if (lane == 0) red[j][warp] = v;
-        }
-        __syncthreads();
-        if (threadIdx.x < WG_TAPS && t0 + static_cast<int>(threadIdx.x) < taps) {
-            T v = T(0);
-            for (int q = 0; q < warps; ++q) v += red[threadIdx.x][q];
-            part[(kc * S + s) * taps + t0 + threadIdx.x] = v;
-        }
-        __syncthreads();   // red is reused by the next pass
+        store_tap_sums(acc, red, t0, taps, part + (kc * S + s) * taps);
     }
 }
 
@@ -352,7 +361,6 @@ __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T*
     const int taps = KH * KW, nb = (OH + RB - 1) / RB;
     const int it0 = s * ips, it1 = min(N * nb, it0 + ips);
     const int tx = threadIdx.x % TX, ty = threadIdx.x / TX, NTY = blockDim.x / TX;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (int t0 = 0; t0 < taps; t0 += WG_TAPS) {
         int toff[WG_TAPS];
         T acc[WG_TAPS];
@@ -389,18 +397,7 @@ __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T*
                 }
             }
         }
-#pragma unroll
-        for (int j = 0; j < WG_TAPS; ++j) {
-            const T v = warp_sum(acc[j]);
-            if (lane == 0) red[j][warp] = v;
-        }
-        __syncthreads();
-        if (threadIdx.x < WG_TAPS && t0 + static_cast<int>(threadIdx.x) < taps) {
-            T v = T(0);
-            for (int q = 0; q < warps; ++q) v += red[threadIdx.x][q];
-            part[(kc * S + s) * taps + t0 + threadIdx.x] = v;
-        }
-        __syncthreads();   // red is reused by the next pass
+        store_tap_sums(acc, red, t0, taps, part + (kc * S + s) * taps);
     }
     if (S > 1) {
         // The last of the S blocks of pair kc (counted with an atomic) sums the S partials in
