@@ -38,6 +38,20 @@ __device__ __forceinline__ double neg_inf(double) {
     return __longlong_as_double(static_cast<long long>(0xfff0000000000000ull));
 }
 
+// i = (p * A + a) * B + b -> (p, a, b): the plane and position of a flat (planes, A, B) index.
+__device__ __forceinline__ void unravel(int i, int A, int B, int& p, int& a, int& b) {
+    b = i % B;
+    a = (i / B) % A;
+    p = i / (B * A);
+}
+
+// [lo, hi) of the undilated windows o < O (span [o * S, o * S + K) of the padded axis) that
+// cover padded position t = h + P: o in [ceil((t - K + 1) / S), t / S] within [0, O).
+__device__ __forceinline__ void cover_range(int t, int K, int S, int O, int& lo, int& hi) {
+    lo = t >= K ? (t - K) / S + 1 : 0;
+    hi = min(t / S + 1, O);
+}
+
 // [lo, hi) of taps k (k < K) with 0 <= start + k * D < size.
 __device__ __forceinline__ void tap_range(int start, int D, int K, int size, int& lo, int& hi) {
     lo = start < 0 ? (-start + D - 1) / D : 0;
@@ -52,9 +66,8 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
                                     int OW, int KH, int KW, int SH, int SW, int PH, int PW,
                                     int DH, int DW) {
     GRID_LOOP(i, n) {
-        const int ow = i % OW;
-        const int oh = (i / OW) % OH;
-        const int p = i / (OW * OH);
+        int p, oh, ow;
+        unravel(i, OH, OW, p, oh, ow);
         const int h0 = oh * SH - PH, w0 = ow * SW - PW;
         int khlo, khhi, kwlo, kwhi;
         tap_range(h0, DH, KH, H, khlo, khhi);
@@ -92,18 +105,15 @@ __global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const long long* _
                                     int KH, int KW, int SH, int SW, int PH, int PW, int DH,
                                     int DW) {
     GRID_LOOP(i, n) {
-        const int w = i % W;
-        const int h = (i / W) % H;
-        const int p = i / (W * H);
+        int p, h, w;
+        unravel(i, H, W, p, h, w);
         const long long me = static_cast<long long>(h) * W + w;
         const long long base = static_cast<long long>(p) * OH * OW;
         T s = T(0);
         if (DH == 1 && DW == 1) {  // (uniform branch) the covering windows are a range, no %
-            const int th = h + PH, tw = w + PW;
-            const int oh0 = th >= KH ? (th - KH) / SH + 1 : 0;
-            const int oh1 = min(th / SH + 1, OH);
-            const int ow0 = tw >= KW ? (tw - KW) / SW + 1 : 0;
-            const int ow1 = min(tw / SW + 1, OW);
+            int oh0, oh1, ow0, ow1;
+            cover_range(h + PH, KH, SH, OH, oh0, oh1);
+            cover_range(w + PW, KW, SW, OW, ow0, ow1);
             for (int oh = oh0; oh < oh1; ++oh)
                 for (int ow = ow0; ow < ow1; ++ow) {
                     const long long o = base + oh * OW + ow;
@@ -134,9 +144,8 @@ __global__ void avg_pool_fwd_kernel(const T* __restrict__ x, const T* __restrict
                                     T* __restrict__ y, int n, int H, int W, int OH, int OW,
                                     int KH, int KW, int SH, int SW, int PH, int PW) {
     GRID_LOOP(i, n) {
-        const int ow = i % OW;
-        const int oh = (i / OW) % OH;
-        const int p = i / (OW * OH);
+        int p, oh, ow;
+        unravel(i, OH, OW, p, oh, ow);
         const int hs = oh * SH - PH, ws = ow * SW - PW;
         const int h0 = max(hs, 0), h1 = min(hs + KH, H);
         const int w0 = max(ws, 0), w1 = min(ws + KW, W);
@@ -148,21 +157,17 @@ __global__ void avg_pool_fwd_kernel(const T* __restrict__ x, const T* __restrict
     }
 }
 
-// gx[h, w] = sum of gy[oh, ow] * inv[oh, ow] over the windows covering (h, w):
-// oh in [ceil((h + PH - KH + 1) / SH), (h + PH) / SH] within [0, OH), ow likewise.
+// gx[h, w] = sum of gy[oh, ow] * inv[oh, ow] over the windows covering (h, w) (cover_range).
 template <typename T>
 __global__ void avg_pool_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ inv,
                                     T* __restrict__ gx, int n, int H, int W, int OH, int OW,
                                     int KH, int KW, int SH, int SW, int PH, int PW) {
     GRID_LOOP(i, n) {
-        const int w = i % W;
-        const int h = (i / W) % H;
-        const int p = i / (W * H);
-        const int th = h + PH, tw = w + PW;
-        const int oh0 = th >= KH ? (th - KH) / SH + 1 : 0;
-        const int oh1 = min(th / SH + 1, OH);
-        const int ow0 = tw >= KW ? (tw - KW) / SW + 1 : 0;
-        const int ow1 = min(tw / SW + 1, OW);
+        int p, h, w;
+        unravel(i, H, W, p, h, w);
+        int oh0, oh1, ow0, ow1;
+        cover_range(h + PH, KH, SH, OH, oh0, oh1);
+        cover_range(w + PW, KW, SW, OW, ow0, ow1);
         const T* g = gy + static_cast<long long>(p) * OH * OW;
         T s = T(0);
         for (int oh = oh0; oh < oh1; ++oh)
@@ -199,9 +204,8 @@ __global__ void adaptive_max_fwd_kernel(const T* __restrict__ x, T* __restrict__
                                         long long* __restrict__ idx, int n, int H, int W, int OH,
                                         int OW) {
     GRID_LOOP(i, n) {
-        const int ow = i % OW;
-        const int oh = (i / OW) % OH;
-        const int p = i / (OW * OH);
+        int p, oh, ow;
+        unravel(i, OH, OW, p, oh, ow);
         const int h0 = oh * H / OH, h1 = ((oh + 1) * H + OH - 1) / OH;
         const int w0 = ow * W / OW, w1 = ((ow + 1) * W + OW - 1) / OW;
         const T* plane = x + static_cast<long long>(p) * H * W;
