@@ -84,6 +84,21 @@ def _ref_softmax():
     return K
 
 
+def _launch(kind, inputs, out, shape, axis, log, states):
+    """softmax_{rows,cols}_<kind>_kernel over `shape` seen as (outer, L, inner): the rows kernel
+    when inner == 1, else the cols kernel with `states` shared values per thread."""
+    outer, L, inner = _split(shape or (1,), axis)
+    if inner == 1:
+        grid, block, group = _rows_launch(outer, L)
+        _k(f"softmax_rows_{kind}_kernel", out.dtype)(
+            grid, block, (*inputs, out, outer, L, group, int(log)))
+    else:
+        bx, by = cols_block(L, inner)
+        _k(f"softmax_cols_{kind}_kernel", out.dtype)(
+            outer * ((inner + bx - 1) // bx), (bx, by), (*inputs, out, outer, L, inner, int(log)),
+            shared_mem=states * bx * by * out.dtype.itemsize)
+
+
 def softmax_fwd(x, axis, log=False):
     op = "log_softmax" if log else "softmax"
     axis = _axis(op, x, axis)
@@ -96,15 +111,7 @@ def softmax_fwd(x, axis, log=False):
     y = module.empty(xp, shape, x.dtype)
     if x.size == 0:
         return y
-    outer, L, inner = _split(shape or (1,), axis)
-    if inner == 1:
-        grid, block, group = _rows_launch(outer, L)
-        _k("softmax_rows_fwd_kernel", x.dtype)(grid, block, (x, y, outer, L, group, int(log)))
-    else:
-        bx, by = cols_block(L, inner)
-        grid = outer * ((inner + bx - 1) // bx)
-        _k("softmax_cols_fwd_kernel", x.dtype)(grid, (bx, by), (x, y, outer, L, inner, int(log)),
-                                               shared_mem=2 * bx * by * x.dtype.itemsize)
+    _launch("fwd", (x,), y, shape, axis, log, 2)
     return y
 
 
@@ -124,17 +131,7 @@ def softmax_bwd(y, gy, axis, log=False):
     gx = module.empty(xp, shape, y.dtype)
     if y.size == 0:
         return gx
-    outer, L, inner = _split(shape or (1,), axis)
-    if inner == 1:
-        grid, block, group = _rows_launch(outer, L)
-        _k("softmax_rows_bwd_kernel", y.dtype)(grid, block,
-                                               (y, gy, gx, outer, L, group, int(log)))
-    else:
-        bx, by = cols_block(L, inner)
-        grid = outer * ((inner + bx - 1) // bx)
-        _k("softmax_cols_bwd_kernel", y.dtype)(grid, (bx, by),
-                                               (y, gy, gx, outer, L, inner, int(log)),
-                                               shared_mem=bx * by * y.dtype.itemsize)
+    _launch("bwd", (y, gy), gx, shape, axis, log, 1)
     return gx
 
 
