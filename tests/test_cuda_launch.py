@@ -93,6 +93,7 @@ def test_float_input(device):
     xp, c = launch.float_input("op", x, 2)
     assert c.flags.c_contiguous and np.array_equal(host(c), host(x))
     assert launch.float_input("op", x)[1].shape == (3, 2)
+    assert launch.float_input("op", dev(np.array(2.5), device))[1].shape == ()   # 0-d stays 0-d
     with pytest.raises(ValueError, match="op: expected a 3-D array, got shape"):
         launch.float_input("op", x, 3)
     with pytest.raises(TypeError, match="op: expected float32 or float64, got int32"):

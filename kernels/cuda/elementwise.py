@@ -39,6 +39,11 @@ def _blocks(units, like):
     return launch.blocks(units, BLOCK, like=like, cap=_max_blocks(like))
 
 
+def _pack_blocks(x):
+    """Blocks for one thread per 16-byte pack of x (the activation kernels' vector loads)."""
+    return _blocks(-(-x.size // (16 // x.itemsize)), x)
+
+
 def _act_code(op, act):
     code = ACTS.get(act)
     if code is None:
@@ -51,36 +56,25 @@ def _act_code(op, act):
 def act_fwd(x, act, slope=0.0):
     """y = act(x) for an activation name of ACTS."""
     code = _act_code("act_fwd", act)
-    xp = get_array_module(x)
-    launch.check_float(act, x)
-    shape = x.shape  # ascontiguousarray makes 0-d arrays 1-d
-    x = xp.ascontiguousarray(x)
-    module.check_size(act, shape)
-    y = module.empty(xp, shape, x.dtype)
-    n = x.size
-    if n:
-        units = (n + 16 // x.itemsize - 1) // (16 // x.itemsize)
-        _k("act_fwd_kernel", x.dtype)((_blocks(units, x),), (BLOCK,), (x, y, n, code, slope))
+    xp, x = launch.float_input(act, x)
+    y = module.empty(xp, x.shape, x.dtype)
+    if x.size:
+        _k("act_fwd_kernel", x.dtype)((_pack_blocks(x),), (BLOCK,), (x, y, x.size, code, slope))
     return y
 
 
 def act_bwd(x, gy, act, slope=0.0):
     """gx = gy * act'(x) (relu: x may be the forward's output y)."""
     code = _act_code("act_bwd", act)
-    xp = get_array_module(x)
-    launch.check_float(act, x)
+    xp, x = launch.float_input(act, x)
     if tuple(gy.shape) != tuple(x.shape):
         raise ValueError(f"{act} backward: grad shape {tuple(gy.shape)} does not match the "
                          f"input shape {tuple(x.shape)}")
-    shape = x.shape
-    x = xp.ascontiguousarray(x)
-    gy = xp.ascontiguousarray(gy.astype(x.dtype, copy=False))
-    module.check_size(act, shape)
-    gx = module.empty(xp, shape, x.dtype)
-    n = x.size
-    if n:
-        units = (n + 16 // x.itemsize - 1) // (16 // x.itemsize)
-        _k("act_bwd_kernel", x.dtype)((_blocks(units, x),), (BLOCK,), (x, gy, gx, n, code, slope))
+    gy = xp.ascontiguousarray(gy.astype(x.dtype, copy=False)).reshape(x.shape)
+    gx = module.empty(xp, x.shape, x.dtype)
+    if x.size:
+        _k("act_bwd_kernel", x.dtype)((_pack_blocks(x),), (BLOCK,),
+                                      (x, gy, gx, x.size, code, slope))
     return gx
 
 
@@ -227,14 +221,10 @@ def dropout(x, seed, offset, p, ka, kb=0.0, da=0.0, db=0.0, rows=None):
     """y = keep ? x * ka + kb : x * da + db; keep drawn per element, or per row of
     x.reshape(rows, -1) (feature dropout) when `rows` is given. seed, offset: Python ints
     (the Philox key and the counter's high words); the same pair gives the same mask."""
-    xp = get_array_module(x)
-    launch.check_float("dropout", x)
+    xp, x = launch.float_input("dropout", x)
     if not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"dropout: dropout probability has to be between 0 and 1, but got {p}")
-    shape = x.shape
-    x = xp.ascontiguousarray(x)
-    module.check_size("dropout", shape)
-    y = module.empty(xp, shape, x.dtype)
+    y = module.empty(xp, x.shape, x.dtype)
     n = x.size
     if n == 0:
         return y

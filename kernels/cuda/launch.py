@@ -89,14 +89,14 @@ def check_float(op, *arrays):
 
 
 def float_input(op, x, ndim=None):
-    """(xp, x as a C-contiguous array) after checking x: `ndim` dimensions (when given), float32
-    or float64, small enough for 32-bit indices."""
+    """(xp, x as a C-contiguous array of the same shape, 0-d included) after checking x: `ndim`
+    dimensions (when given), float32 or float64, small enough for 32-bit indices."""
     xp = get_array_module(x)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{op}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
     check_float(op, x)
     module.check_size(op, x.shape)
-    return xp, xp.ascontiguousarray(x)
+    return xp, xp.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray makes 0-d 1-d
 
 
 def data_ptr(a):
