@@ -106,3 +106,12 @@ def test_check_float_and_data_ptr():
         launch.check_float("op", np.zeros(2), np.zeros(2, np.float16))
     a = np.zeros(8)
     assert launch.data_ptr(a[3:]) - launch.data_ptr(a) == 24
+
+
+def test_pow2ceil_and_split_axis():
+    assert [launch.pow2ceil(n) for n in (0, 1, 2, 3, 4, 5, 1000, 1024, 1025)] == \
+        [1, 1, 2, 4, 4, 8, 1024, 1024, 2048]
+    assert launch.split_axis((2, 3, 4, 5), 1) == (2, 3, 20)
+    assert launch.split_axis((2, 3, 4, 5), 0) == (1, 2, 60)
+    assert launch.split_axis((2, 3, 4, 5), 3) == (24, 5, 1)
+    assert launch.split_axis((7,), 0) == (1, 7, 1)

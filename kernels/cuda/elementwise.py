@@ -118,16 +118,6 @@ def tanh_fwd(x):
 
 # --- fused bias + activation -------------------------------------------------------------------
 
-def _nci(shape, dim):
-    """(N, C, I): the sizes before, along and after `dim`."""
-    N = I = 1  # noqa: E741
-    for s in shape[:dim]:
-        N *= int(s)
-    for s in shape[dim + 1:]:
-        I *= int(s)  # noqa: E741
-    return N, int(shape[dim]), I
-
-
 def _rows_block(L):
     """Block (bx, 256 // bx) for a kernel whose threads x walk rows of length L."""
     bx = 32
@@ -165,7 +155,7 @@ def bias_act_fwd(x, b, act="relu", dim=1, slope=0.0):
     y = module.empty(xp, x.shape, x.dtype)
     if x.size == 0:
         return y
-    N, C, I = _nci(x.shape, dim)  # noqa: E741
+    N, C, I = launch.split_axis(x.shape, dim)  # noqa: E741
     R, L, col = (N, C, 1) if I == 1 else (N * C, I, 0)
     V = 16 // x.itemsize  # the kernel moves 16-byte packs when L % V == 0 (and aligned)
     cols = L // V if L % V == 0 else L
@@ -190,7 +180,7 @@ def bias_act_bwd(x, b, gy, act="relu", dim=1, slope=0.0):
     gy = xp.ascontiguousarray(gy.astype(x.dtype, copy=False))
     module.check_size("bias_act", x.shape)
     gx = module.empty(xp, x.shape, x.dtype)
-    N, C, I = _nci(x.shape, dim)  # noqa: E741
+    N, C, I = launch.split_axis(x.shape, dim)  # noqa: E741
     if x.size == 0:
         return gx, xp.zeros(C, x.dtype)
     cap = _max_blocks(x)

@@ -18,7 +18,7 @@ import functools
 from minicnn.backend import get_array_module
 
 from . import module
-from .launch import blocks, is_float
+from .launch import blocks, is_float, pow2ceil
 
 FAMILY = "grouped"
 BLOCK = 256
@@ -32,13 +32,6 @@ BAND_KB = 8                     # output channels per band block (the input band
 BAND_SMEM = 48 * 1024           # dynamic shared memory without an opt-in
 BAND_MIN_BLOCKS = 264           # fewer groups per block / more row bands below this many blocks
 WG_STATIC_SMEM = 4096           # the weight-grad kernel's static shared memory (<= 9*32*8 + 1)
-
-
-def _pow2ceil(v):
-    p = 1
-    while p < v:
-        p *= 2
-    return p
 
 
 @functools.lru_cache(maxsize=1024)
@@ -76,7 +69,7 @@ def _band_plan_cached(N, G, Cig, Cog, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, 
     taps = KH * KW
     CB = OW                      # columns per tile: the full width unless it does not fit
     while True:
-        TX = min(BLOCK, _pow2ceil(-(-CB // BAND_RX)))
+        TX = min(BLOCK, pow2ceil(-(-CB // BAND_RX)))
         nty_max = BLOCK // TX
         ctiles = -(-OW // CB)
         RB = min(OH, max(1, -(-2 * nty_max // KB)))      # about two (kb, row) passes per thread
@@ -228,7 +221,7 @@ def _wg_split(P, pairs):
 @functools.lru_cache(maxsize=1024)
 def _wg_band_plan_cached(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, itemsize, target, min_chunk,
                          min_band, smem_limit):
-    TX = min(32, _pow2ceil(OW))
+    TX = min(32, pow2ceil(OW))
     nty_max = BLOCK // TX
     s_want = -(-target // pairs)
     RB = OH

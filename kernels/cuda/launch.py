@@ -6,6 +6,7 @@
     is_float(a), check_float(op, *arrays)     -> float32/float64 (the template kernels' types)
     float_input(op, x, ndim)    -> (xp, x contiguous) after checking x is float32/float64
     data_ptr(a)                 -> the address of a's first element (CuPy or NumPy)
+    pow2ceil(n), split_axis(shape, axis) -> small shape arithmetic of the launch plans
 
 Nothing here synchronizes with the host: the SM count is a device attribute (a driver query,
 cached per device), never a read of device memory.
@@ -102,3 +103,18 @@ def float_input(op, x, ndim=None):
 def data_ptr(a):
     """The address of a's first element (CuPy or NumPy), for alignment decisions."""
     return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
+
+
+def pow2ceil(n):
+    """The least power of two >= n (1 for n <= 1)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def split_axis(shape, axis):
+    """(outer, L, inner): the sizes before, along and after `axis` of `shape`."""
+    outer = inner = 1
+    for v in shape[:axis]:
+        outer *= int(v)
+    for v in shape[axis + 1:]:
+        inner *= int(v)
+    return outer, int(shape[axis]), inner

@@ -107,6 +107,17 @@ def _sums(xp, gy, x, mean, w, has_w, G, msdiv, Q, total, irun, rstride, qstride)
     return a, c
 
 
+def _cols_grid(N, cols, min_rows, target_blocks):
+    """(threads, column blocks, row groups P, rows per group) of the kernels with one thread per
+    column of an (N, cols) view: the N rows split into P groups of at least min_rows rows (but
+    one) until there are about target_blocks blocks."""
+    nt = _threads(cols)
+    ncb = -(-cols // nt)
+    P = max(1, min(-(-N // min_rows), -(-target_blocks // ncb)))
+    rpg = -(-N // P)
+    return nt, ncb, -(-N // rpg), rpg
+
+
 # --- row norms (layer / instance / group) ------------------------------------------------------
 
 def _fused(R, M):
@@ -169,12 +180,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     if I == 1:
         # rows of S elements, affine per element: row sums, then one thread per column (g, s)
         ra, rc = _sums(xp, gy, x, mean, w, has_w, G, 1, R, S, S, 0, S)
-        GS = G * S
-        nt = _threads(GS)
-        ncb = -(-GS // nt)
-        P = max(1, min(-(-N // COL_MIN_ROWS), -(-COL_BLOCKS // ncb)))
-        rpg = -(-N // P)
-        P = -(-N // rpg)
+        nt, ncb, P, rpg = _cols_grid(N, G * S, COL_MIN_ROWS, COL_BLOCKS)
         gw, gb = module.empty(xp, (P, G, S), F64), module.empty(xp, (P, G, S), F64)
         _k("row_norm_bwd_cols_kernel", x.dtype)(P * ncb, nt, (
             gy, x, mean, rstd, ra, rc, w, has_w, 1.0 / M, N, G, S, ncb, rpg, gx, gw, gb))
@@ -210,22 +216,13 @@ def _chan_input(op, x3):
     return xp, x, N, C, I
 
 
-def _cols_grid(N, CI):
-    """(threads, column blocks, row groups P, rows per group) of the chan_cols kernels."""
-    nt = _threads(CI)
-    ncb = -(-CI // nt)
-    P = max(1, min(-(-N // CHAN_COL_MIN_ROWS), -(-WAVE // ncb)))
-    rpg = -(-N // P)
-    return nt, ncb, -(-N // rpg), rpg
-
-
 def chan_stats(x3):
     xp, x, N, C, I = _chan_input("chan_stats", x3)  # noqa: E741
     if N * I == 0 or C == 0:
         from ..reference import norm as ref  # noqa: PLC0415
         return ref.chan_stats(x)
     if I < CHAN_COLS_MAX_I:
-        nt, ncb, P, rpg = _cols_grid(N, C * I)
+        nt, ncb, P, rpg = _cols_grid(N, C * I, CHAN_COL_MIN_ROWS, WAVE)
         part = module.empty(xp, (P * C * I * 3,), F64)
         _k("chan_cols_stats_kernel", x.dtype)(P * ncb, nt, (x, N, C * I, ncb, rpg, part))
         mean, var = module.empty(xp, (C,), F64), module.empty(xp, (C,), F64)
@@ -256,7 +253,7 @@ def chan_bwd_sums(gy3, x3, mean):
     if N * I == 0 or C == 0:
         return xp.zeros(C), xp.zeros(C)
     if I < CHAN_COLS_MAX_I:
-        nt, ncb, P, rpg = _cols_grid(N, C * I)
+        nt, ncb, P, rpg = _cols_grid(N, C * I, CHAN_COL_MIN_ROWS, WAVE)
         part = module.empty(xp, (P * C * I * 2,), F64)
         _k("chan_cols_sums_kernel", x.dtype)(P * ncb, nt, (gy, x, mean, N, C * I, I, ncb, rpg,
                                                              part))

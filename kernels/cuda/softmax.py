@@ -19,7 +19,7 @@ import numpy
 from minicnn.backend import get_array_module
 
 from . import module
-from .launch import is_float
+from .launch import is_float, pow2ceil, split_axis
 
 ROWS_BLOCK = 256          # threads per block when a row takes at most one warp
 WARP_ROW_MAX = 2048       # rows up to this long take one warp; longer ones a whole block
@@ -29,19 +29,14 @@ def _k(name, dtype):
     return module.kernel("softmax", name, dtype)
 
 
-def _p2(n):
-    """The least power of two >= n (n >= 1)."""
-    return 1 << (int(n) - 1).bit_length()
-
-
 def row_group(L):
     """Threads per row for the rows kernels: a power of two; <= 32 (lanes of one warp, merged by
     shuffles) for rows up to WARP_ROW_MAX, else a whole block of about 16 elements a thread."""
     if L <= 32:
-        return _p2(max(L, 1))
+        return pow2ceil(max(L, 1))
     if L <= WARP_ROW_MAX:
         return 32
-    return min(1024, _p2((L + 15) // 16))
+    return min(1024, pow2ceil((L + 15) // 16))
 
 
 def _rows_launch(M, L):
@@ -55,20 +50,11 @@ def cols_block(L, inner):
     """(bx, by) of the cols kernels: up to 256 consecutive columns across x; the axis split over
     y into slices of >= ~8 elements (1024 threads in all for very long axes); bx * by a power of
     two >= 32."""
-    bx = min(256, _p2(inner))
+    bx = min(256, pow2ceil(inner))
     tmax = 1024 if L >= 8192 else 256
-    by = min(tmax // bx, _p2(max(1, (L + 7) // 8)))
+    by = min(tmax // bx, pow2ceil(max(1, (L + 7) // 8)))
     by = max(by, 32 // bx, 1)
     return bx, by
-
-
-def _split(shape, axis):
-    outer = inner = 1
-    for v in shape[:axis]:
-        outer *= int(v)
-    for v in shape[axis + 1:]:
-        inner *= int(v)
-    return outer, int(shape[axis]), inner
 
 
 def _axis(op, x, axis):
@@ -87,7 +73,7 @@ def _ref_softmax():
 def _launch(kind, inputs, out, shape, axis, log, states):
     """softmax_{rows,cols}_<kind>_kernel over `shape` seen as (outer, L, inner): the rows kernel
     when inner == 1, else the cols kernel with `states` shared values per thread."""
-    outer, L, inner = _split(shape or (1,), axis)
+    outer, L, inner = split_axis(shape or (1,), axis)
     if inner == 1:
         grid, block, group = _rows_launch(outer, L)
         _k(f"softmax_rows_{kind}_kernel", out.dtype)(
