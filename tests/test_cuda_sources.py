@@ -1,5 +1,6 @@
-"""Every CUDA kernel file compiles: with nvcc for sm_90 and sm_80 when nvcc is on the machine (CI
-has it; no GPU is needed), and always through the CPU emulator's C++ build."""
+"""Every CUDA kernel file compiles, without a GPU: with NVRTC exactly as CuPy will compile it on
+the GPU machine (the `nvidia-cuda-nvrtc` wheel of the test extra), with nvcc for sm_90 and sm_80
+when nvcc is on the machine, and always through the CPU emulator's C++ build."""
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,25 @@ def test_nvcc_compiles(path):
         pytest.skip("nvcc is not installed")
     ok, out = check.check(path)
     assert ok, out
+
+
+@pytest.mark.parametrize("arch", check.ARCHS)
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_nvrtc_compiles(path, arch):
+    if check.nvrtc_library() is None:
+        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc)")
+    ok, log = check.nvrtc_check(path, arch)
+    assert ok, log
+
+
+def test_nvrtc_refuses_what_only_host_headers_define(tmp_path):
+    """nvcc compiles host headers into every file; NVRTC, which CuPy uses, has none."""
+    if check.nvrtc_library() is None:
+        pytest.skip("NVRTC is not installed")
+    bad = tmp_path / "bad.cu"
+    bad.write_text('extern "C" __global__ void k_kernel(float* y) { y[0] = INFINITY; }\n')
+    ok, log = check.nvrtc_check(bad)
+    assert not ok and "INFINITY" in log
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
