@@ -22,6 +22,48 @@ __device__ __forceinline__ int fastdiv(int n, unsigned int mul, unsigned int shi
                             >> shift);
 }
 
+// -inf of T (NVRTC has no <limits>).
+template <typename T>
+__device__ __forceinline__ T neg_inf();
+template <>
+__device__ __forceinline__ float neg_inf<float>() { return __int_as_float(-8388608); }  // 0xff800000
+template <>
+__device__ __forceinline__ double neg_inf<double>() {
+    return __longlong_as_double(static_cast<long long>(0xfff0000000000000ull));
+}
+
+// The accurate exp of T's own precision (expf for float), for template kernels.
+__device__ __forceinline__ float exp_t(float v) { return expf(v); }
+__device__ __forceinline__ double exp_t(double v) { return exp(v); }
+
+// IEEE round-to-nearest arithmetic that nvcc never contracts into an FMA, where results must be
+// bit-exact with the NumPy references (optim.cu, quant.cu). The CPU emulator uses the plain
+// operators (g++ does not contract them without FMA hardware). One overload per type, as on
+// the GPU, so calls resolve the same way under both.
+#ifdef __CUDACC__
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
+__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
+__device__ __forceinline__ float sqrt_rn(float a) { return __fsqrt_rn(a); }
+__device__ __forceinline__ double sqrt_rn(double a) { return __dsqrt_rn(a); }
+#else
+inline float add_rn(float a, float b) { return a + b; }
+inline double add_rn(double a, double b) { return a + b; }
+inline float sub_rn(float a, float b) { return a - b; }
+inline double sub_rn(double a, double b) { return a - b; }
+inline float mul_rn(float a, float b) { return a * b; }
+inline double mul_rn(double a, double b) { return a * b; }
+inline float div_rn(float a, float b) { return a / b; }
+inline double div_rn(double a, double b) { return a / b; }
+inline float sqrt_rn(float a) { return sqrtf(a); }
+inline double sqrt_rn(double a) { return sqrt(a); }
+#endif
+
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

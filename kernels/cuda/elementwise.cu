@@ -50,8 +50,6 @@
 #define ACT_TANH 7
 
 // --- math in T's own precision -------------------------------------------------------------
-__device__ __forceinline__ float ew_exp(float v) { return expf(v); }
-__device__ __forceinline__ double ew_exp(double v) { return exp(v); }
 __device__ __forceinline__ float ew_erfc(float v) { return erfcf(v); }
 __device__ __forceinline__ double ew_erfc(double v) { return erfc(v); }
 __device__ __forceinline__ float ew_tanh(float v) { return tanhf(v); }
@@ -61,7 +59,7 @@ __device__ __forceinline__ double ew_abs(double v) { return fabs(v); }
 
 template <typename T>
 __device__ __forceinline__ T ew_sigmoid(T z) {
-    const T e = ew_exp(-ew_abs(z));  // in (0, 1]: no overflow
+    const T e = exp_t(-ew_abs(z));  // in (0, 1]: no overflow
     const T r = T(1) / (T(1) + e);
     return z >= T(0) ? r : e * r;
 }
@@ -97,7 +95,7 @@ __device__ __forceinline__ T act_d(T z, T slope) {
         return z > T(0) ? T(1) : slope;
     } else if constexpr (ACT == ACT_GELU) {
         return T(0.5) * ew_erfc(z * T(-0.70710678118654752440)) +
-               z * T(0.39894228040143267794) * ew_exp(T(-0.5) * z * z);
+               z * T(0.39894228040143267794) * exp_t(T(-0.5) * z * z);
     } else if constexpr (ACT == ACT_GELU_TANH) {
         // s = sigmoid(2u) = (1 + t) / 2, 1 - t^2 = 4 s (1 - s)
         const T u = T(0.79788456080286535588) * (z + T(0.044715) * z * z * z);

@@ -22,25 +22,6 @@
 // Absent state buffers (no momentum, no amsgrad) are passed as empty arrays and never touched.
 #include "common.cuh"
 
-#ifdef __CUDACC__
-__device__ __forceinline__ float mul_(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float add_(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ float sub_(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub_(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ float div_(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_(double a, double b) { return __ddiv_rn(a, b); }
-__device__ __forceinline__ float sqrt_(float a) { return __fsqrt_rn(a); }
-__device__ __forceinline__ double sqrt_(double a) { return __dsqrt_rn(a); }
-#else  // the CPU emulator: plain IEEE arithmetic (g++ does not contract without FMA hardware)
-template <typename T> inline T mul_(T a, T b) { return a * b; }
-template <typename T> inline T add_(T a, T b) { return a + b; }
-template <typename T> inline T sub_(T a, T b) { return a - b; }
-template <typename T> inline T div_(T a, T b) { return a / b; }
-template <typename T> inline T sqrt_(T a) { return sqrt(a); }
-#endif
-
 // np.maximum: a NaN in either argument propagates
 template <typename T>
 __device__ __forceinline__ T max_(T a, T b) { return (a != a || a > b) ? a : b; }
@@ -51,15 +32,15 @@ __device__ __forceinline__ T abs_(T a) { return a < T(0) ? -a : a; }
 // PyTorch's lerp a + w (b - a), exact at both ends (1 - w is passed in).
 template <typename T>
 __device__ __forceinline__ T lerp_(T a, T b, T w, T one_minus_w) {
-    if (w < T(0.5)) return add_(a, mul_(w, sub_(b, a)));
-    return sub_(b, mul_(sub_(b, a), one_minus_w));
+    if (w < T(0.5)) return add_rn(a, mul_rn(w, sub_rn(b, a)));
+    return sub_rn(b, mul_rn(sub_rn(b, a), one_minus_w));
 }
 
 // The gradient with maximize and L2 weight decay applied (PyTorch's order).
 template <typename T>
 __device__ __forceinline__ T grad_(T g, T p, bool maximize, T weight_decay) {
     T gi = maximize ? -g : g;
-    if (weight_decay != T(0)) gi = add_(gi, mul_(weight_decay, p));
+    if (weight_decay != T(0)) gi = add_rn(gi, mul_rn(weight_decay, p));
     return gi;
 }
 
@@ -68,7 +49,7 @@ template <typename T>
 __device__ __forceinline__ T grad_param_(T g, T& p, bool maximize, T weight_decay,
                                          bool decoupled, T decay) {
     if (weight_decay != T(0) && decoupled) {
-        p = mul_(p, decay);
+        p = mul_rn(p, decay);
         return maximize ? -g : g;
     }
     return grad_(g, p, maximize, weight_decay);
@@ -132,11 +113,11 @@ struct SgdOp {
     __device__ __forceinline__ void operator()(T& p, T g, T& buf, T&, T&) const {
         T gi = grad_(g, p, maximize, weight_decay);
         if (momentum != T(0)) {
-            const T b = first ? gi : add_(mul_(buf, momentum), mul_(one_minus_dampening, gi));
+            const T b = first ? gi : add_rn(mul_rn(buf, momentum), mul_rn(one_minus_dampening, gi));
             buf = b;
-            gi = nesterov ? add_(gi, mul_(momentum, b)) : b;
+            gi = nesterov ? add_rn(gi, mul_rn(momentum, b)) : b;
         }
-        p = sub_(p, mul_(lr, gi));
+        p = sub_rn(p, mul_rn(lr, gi));
     }
 };
 
@@ -158,14 +139,14 @@ struct AdamOp {
     __device__ __forceinline__ void operator()(T& p, T g, T& m, T& v, T& vmax) const {
         const T gi = grad_param_(g, p, maximize, weight_decay, decoupled, decay);
         m = lerp_(m, gi, one_minus_beta1, beta1);
-        v = add_(mul_(v, beta2), mul_(mul_(one_minus_beta2, gi), gi));
+        v = add_rn(mul_rn(v, beta2), mul_rn(mul_rn(one_minus_beta2, gi), gi));
         T vi = v;
         if (amsgrad) {
             vi = max_(vmax, vi);
             vmax = vi;
         }
-        const T denom = add_(div_(sqrt_(vi), bc2_sqrt), eps);
-        p = add_(p, div_(mul_(-step_size, m), denom));
+        const T denom = add_rn(div_rn(sqrt_rn(vi), bc2_sqrt), eps);
+        p = add_rn(p, div_rn(mul_rn(-step_size, m), denom));
     }
 };
 
@@ -187,23 +168,23 @@ struct RmspropOp {
     bool centered, maximize;
     __device__ __forceinline__ void operator()(T& p, T g, T& sq, T& gavg, T& buf) const {
         const T gi = grad_(g, p, maximize, weight_decay);
-        const T s = add_(mul_(sq, alpha), mul_(mul_(one_minus_alpha, gi), gi));
+        const T s = add_rn(mul_rn(sq, alpha), mul_rn(mul_rn(one_minus_alpha, gi), gi));
         sq = s;
         T avg;
         if (centered) {
             const T ga = lerp_(gavg, gi, one_minus_alpha, alpha);
             gavg = ga;
-            avg = sqrt_(sub_(s, mul_(ga, ga)));
+            avg = sqrt_rn(sub_rn(s, mul_rn(ga, ga)));
         } else {
-            avg = sqrt_(s);
+            avg = sqrt_rn(s);
         }
-        avg = add_(avg, eps);
+        avg = add_rn(avg, eps);
         if (momentum > T(0)) {
-            const T b = add_(mul_(buf, momentum), div_(gi, avg));
+            const T b = add_rn(mul_rn(buf, momentum), div_rn(gi, avg));
             buf = b;
-            p = sub_(p, mul_(lr, b));
+            p = sub_rn(p, mul_rn(lr, b));
         } else {
-            p = add_(p, div_(mul_(-lr, gi), avg));
+            p = add_rn(p, div_rn(mul_rn(-lr, gi), avg));
         }
     }
 };
@@ -225,9 +206,9 @@ struct AdagradOp {
     bool maximize;
     __device__ __forceinline__ void operator()(T& p, T g, T& acc, T&, T&) const {
         const T gi = grad_(g, p, maximize, weight_decay);
-        const T a = add_(acc, mul_(gi, gi));
+        const T a = add_rn(acc, mul_rn(gi, gi));
         acc = a;
-        p = add_(p, div_(mul_(-clr, gi), add_(sqrt_(a), eps)));
+        p = add_rn(p, div_rn(mul_rn(-clr, gi), add_rn(sqrt_rn(a), eps)));
     }
 };
 
@@ -246,12 +227,12 @@ struct AdadeltaOp {
     bool maximize;
     __device__ __forceinline__ void operator()(T& p, T g, T& sq, T& acc_delta, T&) const {
         const T gi = grad_(g, p, maximize, weight_decay);
-        const T s = add_(mul_(sq, rho), mul_(mul_(one_minus_rho, gi), gi));
+        const T s = add_rn(mul_rn(sq, rho), mul_rn(mul_rn(one_minus_rho, gi), gi));
         sq = s;
-        const T std_ = sqrt_(add_(s, eps));
-        const T delta = mul_(div_(sqrt_(add_(acc_delta, eps)), std_), gi);
-        acc_delta = add_(mul_(acc_delta, rho), mul_(mul_(one_minus_rho, delta), delta));
-        p = sub_(p, mul_(lr, delta));
+        const T std_ = sqrt_rn(add_rn(s, eps));
+        const T delta = mul_rn(div_rn(sqrt_rn(add_rn(acc_delta, eps)), std_), gi);
+        acc_delta = add_rn(mul_rn(acc_delta, rho), mul_rn(mul_rn(one_minus_rho, delta), delta));
+        p = sub_rn(p, mul_rn(lr, delta));
     }
 };
 
@@ -274,9 +255,9 @@ struct AdamaxOp {
         const T gi = grad_(g, p, maximize, weight_decay);
         const T mi = lerp_(m, gi, one_minus_beta1, beta1);
         m = mi;
-        const T ui = max_(mul_(u, beta2), add_(abs_(gi), eps));
+        const T ui = max_(mul_rn(u, beta2), add_rn(abs_(gi), eps));
         u = ui;
-        p = add_(p, div_(mul_(-clr, mi), ui));
+        p = add_rn(p, div_rn(mul_rn(-clr, mi), ui));
     }
 };
 
@@ -298,10 +279,10 @@ struct NadamOp {
     __device__ __forceinline__ void operator()(T& p, T g, T& m, T& v, T&) const {
         const T gi = grad_param_(g, p, maximize, weight_decay, decoupled, decay);
         m = lerp_(m, gi, one_minus_beta1, beta1);
-        v = add_(mul_(v, beta2), mul_(mul_(one_minus_beta2, gi), gi));
-        const T denom = add_(sqrt_(div_(v, bc2)), eps);
-        const T pi = add_(p, div_(mul_(c_grad, gi), denom));
-        p = add_(pi, div_(mul_(c_avg, m), denom));
+        v = add_rn(mul_rn(v, beta2), mul_rn(mul_rn(one_minus_beta2, gi), gi));
+        const T denom = add_rn(sqrt_rn(div_rn(v, bc2)), eps);
+        const T pi = add_rn(p, div_rn(mul_rn(c_grad, gi), denom));
+        p = add_rn(pi, div_rn(mul_rn(c_avg, m), denom));
     }
 };
 

@@ -33,11 +33,6 @@
 // Adaptive max keeps the first maximum and the FIRST NaN (its CPU kernel's and reference's rule).
 #include "common.cuh"
 
-__device__ __forceinline__ float neg_inf(float) { return __uint_as_float(0xff800000u); }
-__device__ __forceinline__ double neg_inf(double) {
-    return __longlong_as_double(static_cast<long long>(0xfff0000000000000ull));
-}
-
 // i = (p * A + a) * B + b -> (p, a, b): the plane and position of a flat (planes, A, B) index.
 __device__ __forceinline__ void unravel(int i, int A, int B, int& p, int& a, int& b) {
     b = i % B;
@@ -73,7 +68,7 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
         tap_range(h0, DH, KH, H, khlo, khhi);
         tap_range(w0, DW, KW, W, kwlo, kwhi);
         const T* plane = x + static_cast<long long>(p) * H * W;
-        T best = neg_inf(T(0));
+        T best = neg_inf<T>();
         int arg = -1;
         if (khlo < khhi && kwlo < kwhi) {
             arg = (h0 + khlo * DH) * W + w0 + kwlo * DW;

@@ -28,21 +28,9 @@
 // Types: int8 is written `signed char` and int32 `int` (NVRTC has no <stdint.h>).
 #include "common.cuh"
 
-#ifdef __CUDACC__
-__device__ __forceinline__ float div_rn_(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ float add_rn_(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ float sub_rn_(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ float mul_rn_(float a, float b) { return __fmul_rn(a, b); }
-#else
-inline float div_rn_(float a, float b) { return a / b; }
-inline float add_rn_(float a, float b) { return a + b; }
-inline float sub_rn_(float a, float b) { return a - b; }
-inline float mul_rn_(float a, float b) { return a * b; }
-#endif
-
 __device__ __forceinline__ signed char quantize_(float x, float scale, float zp, float qmin,
                                             float qmax) {
-    float q = add_rn_(rintf(div_rn_(x, scale)), zp);
+    float q = add_rn(rintf(div_rn(x, scale)), zp);
     if (q < qmin) q = qmin;
     else if (q > qmax) q = qmax;
     return static_cast<signed char>(static_cast<int>(q));
@@ -68,7 +56,7 @@ __global__ void __launch_bounds__(256) quantize_per_channel_kernel(
 
 extern "C" __global__ void __launch_bounds__(256) dequantize_kernel(
     const signed char* __restrict__ q, float* __restrict__ out, int n, float scale, float zp) {
-    GRID_LOOP(i, n) { out[i] = mul_rn_(sub_rn_(static_cast<float>(q[i]), zp), scale); }
+    GRID_LOOP(i, n) { out[i] = mul_rn(sub_rn(static_cast<float>(q[i]), zp), scale); }
 }
 
 extern "C" __global__ void __launch_bounds__(256) dequantize_per_channel_kernel(
@@ -76,7 +64,7 @@ extern "C" __global__ void __launch_bounds__(256) dequantize_per_channel_kernel(
     const float* __restrict__ zp, float* __restrict__ out, int n, int C, int Q) {
     GRID_LOOP(i, n) {
         const int c = (i / Q) % C;
-        out[i] = mul_rn_(sub_rn_(static_cast<float>(q[i]), zp[c]), scale[c]);
+        out[i] = mul_rn(sub_rn(static_cast<float>(q[i]), zp[c]), scale[c]);
     }
 }
 

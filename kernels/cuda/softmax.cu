@@ -33,17 +33,6 @@
 // are float64 as in the CPU contract); exp/log are the accurate expf/logf, not __expf.
 #include "common.cuh"
 
-template <typename T>
-__device__ __forceinline__ T neg_inf();
-template <>
-__device__ __forceinline__ float neg_inf<float>() { return __int_as_float(-8388608); }  // 0xff800000
-template <>
-__device__ __forceinline__ double neg_inf<double>() {
-    return __longlong_as_double(-4503599627370496LL);  // 0xfff0000000000000
-}
-
-__device__ __forceinline__ float sm_exp(float v) { return expf(v); }
-__device__ __forceinline__ double sm_exp(double v) { return exp(v); }
 __device__ __forceinline__ float sm_log(float v) { return logf(v); }
 __device__ __forceinline__ double sm_log(double v) { return log(v); }
 
@@ -51,10 +40,10 @@ __device__ __forceinline__ double sm_log(double v) { return log(v); }
 template <typename T, typename A>
 __device__ __forceinline__ void ms_push(T& m, A& s, T v) {
     if (v > m) {
-        s = s * A(sm_exp(T(m - v))) + A(1);
+        s = s * A(exp_t(T(m - v))) + A(1);
         m = v;
     } else if (v != neg_inf<T>()) {
-        s += A(sm_exp(T(v - m)));
+        s += A(exp_t(T(v - m)));
     }
 }
 
@@ -62,10 +51,10 @@ __device__ __forceinline__ void ms_push(T& m, A& s, T v) {
 template <typename T, typename A>
 __device__ __forceinline__ void ms_merge(T& m, A& s, T m2, A s2) {
     if (m2 > m) {
-        s = s * A(sm_exp(T(m - m2))) + s2;
+        s = s * A(exp_t(T(m - m2))) + s2;
         m = m2;
     } else if (s2 != A(0)) {
-        s = s + s2 * A(sm_exp(T(m2 - m)));
+        s = s + s2 * A(exp_t(T(m2 - m)));
     }
 }
 
@@ -189,7 +178,7 @@ __global__ void softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__
         const T ls = sm_log(s);
         for (int i = k; i < n; i += group) yr[i] = (xr[i] - m) - ls;
     } else {
-        for (int i = k; i < n; i += group) yr[i] = sm_exp(xr[i] - m) / s;
+        for (int i = k; i < n; i += group) yr[i] = exp_t(xr[i] - m) / s;
     }
 }
 
@@ -227,7 +216,7 @@ __global__ void softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__
     } else {
         for (int i = threadIdx.y; i < n; i += by) {
             const long long e = static_cast<long long>(i) * inner;
-            yc[e] = sm_exp(xc[e] - m) / s;
+            yc[e] = exp_t(xc[e] - m) / s;
         }
     }
 }
@@ -251,7 +240,7 @@ __global__ void softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __rest
     }
     acc = row_sum(acc, group, scratch);
     if (log_mode) {
-        for (int i = k; i < n; i += group) gxr[i] = gr[i] - sm_exp(yr[i]) * acc;
+        for (int i = k; i < n; i += group) gxr[i] = gr[i] - exp_t(yr[i]) * acc;
     } else {
         for (int i = k; i < n; i += group) {
             const T yi = yr[i];
@@ -288,7 +277,7 @@ __global__ void softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __rest
     for (int i = threadIdx.y; i < n; i += by) {
         const long long e = static_cast<long long>(i) * inner;
         const T yi = yc[e];
-        gxc[e] = log_mode ? gc[e] - sm_exp(yi) * acc : gc[e] * yi - yi * acc;
+        gxc[e] = log_mode ? gc[e] - exp_t(yi) * acc : gc[e] * yi - yi * acc;
     }
 }
 
@@ -356,7 +345,7 @@ __global__ void ce_bwd_kernel(const T* __restrict__ x, const long long* __restri
     const double scale = gv * (wt + e * (has_w ? wsum[0] : static_cast<double>(C)));
     const double ge = gv * e;
     for (int i = k; i < C; i += group) {
-        const T p = sm_exp(static_cast<T>(static_cast<double>(xr[i]) - l));
+        const T p = exp_t(static_cast<T>(static_cast<double>(xr[i]) - l));
         double v = static_cast<double>(p) * scale - ge * (has_w ? w[i] : 1.0);
         if (i == tr) v -= gv * wt;
         gr[i] = static_cast<T>(v);
