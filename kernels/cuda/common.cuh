@@ -22,6 +22,14 @@ __device__ __forceinline__ int fastdiv(int n, unsigned int mul, unsigned int shi
                             >> shift);
 }
 
+// [lo, hi): the taps t < KT of a window whose tap t reads position base + t*D, with
+// 0 <= base + t*D < n (lo == hi when there are none). D == 1 skips the divisions.
+__device__ __forceinline__ void tap_range(int base, int n, int D, int KT, int& lo, int& hi) {
+    lo = base >= 0 ? 0 : (D == 1 ? -base : (-base + D - 1) / D);
+    hi = base >= n ? 0 : min(KT, D == 1 ? n - base : (n - base + D - 1) / D);
+    if (lo > hi) lo = hi;
+}
+
 // -inf of T (NVRTC has no <limits>).
 template <typename T>
 __device__ __forceinline__ T neg_inf();

@@ -45,12 +45,6 @@
 
 #define WG_TAPS 9   // taps of the weight-grad kernel accumulated per pass (a 3x3 in one pass)
 
-// [lo, hi): the taps t < KT with 0 <= base + t*D < n.
-__device__ __forceinline__ void tap_range(int base, int n, int D, int KT, int& lo, int& hi) {
-    lo = base >= 0 ? 0 : (D == 1 ? -base : (-base + D - 1) / D);
-    hi = base >= n ? 0 : min(KT, D == 1 ? n - base : (n - base + D - 1) / D);
-}
-
 template <typename T>
 __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                    const T* __restrict__ b, T* __restrict__ y, int has_bias,

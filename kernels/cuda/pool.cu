@@ -47,14 +47,6 @@ __device__ __forceinline__ void cover_range(int t, int K, int S, int O, int& lo,
     hi = min(t / S + 1, O);
 }
 
-// [lo, hi) of taps k (k < K) with 0 <= start + k * D < size.
-__device__ __forceinline__ void tap_range(int start, int D, int K, int size, int& lo, int& hi) {
-    lo = start < 0 ? (-start + D - 1) / D : 0;
-    const int last = size - 1 - start;  // the largest offset k * D inside
-    hi = last < 0 ? 0 : min(K, last / D + 1);
-    if (lo > hi) lo = hi;
-}
-
 template <typename T>
 __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
                                     long long* __restrict__ idx, int n, int H, int W, int OH,
@@ -65,8 +57,8 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
         unravel(i, OH, OW, p, oh, ow);
         const int h0 = oh * SH - PH, w0 = ow * SW - PW;
         int khlo, khhi, kwlo, kwhi;
-        tap_range(h0, DH, KH, H, khlo, khhi);
-        tap_range(w0, DW, KW, W, kwlo, kwhi);
+        tap_range(h0, H, DH, KH, khlo, khhi);
+        tap_range(w0, W, DW, KW, kwlo, kwhi);
         const T* plane = x + static_cast<long long>(p) * H * W;
         T best = neg_inf<T>();
         int arg = -1;
