@@ -115,3 +115,9 @@ def test_pow2ceil_and_split_axis():
     assert launch.split_axis((2, 3, 4, 5), 0) == (1, 2, 60)
     assert launch.split_axis((2, 3, 4, 5), 3) == (24, 5, 1)
     assert launch.split_axis((7,), 0) == (1, 7, 1)
+
+
+def test_warp_threads():
+    assert [launch.warp_threads(n) for n in (0, 1, 32, 33, 255, 256, 10**6)] == \
+        [32, 32, 32, 64, 256, 256, 256]
+    assert launch.warp_threads(1000, cap=1024) == 1024 and launch.warp_threads(70, 1024) == 96

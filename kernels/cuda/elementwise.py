@@ -120,9 +120,7 @@ def tanh_fwd(x):
 
 def _rows_block(L):
     """Block (bx, 256 // bx) for a kernel whose threads x walk rows of length L."""
-    bx = 32
-    while bx < L and bx < BLOCK:
-        bx *= 2
+    bx = min(BLOCK, max(32, launch.pow2ceil(L)))
     return bx, BLOCK // bx
 
 

@@ -18,7 +18,7 @@ import functools
 from minicnn.backend import get_array_module
 
 from . import module
-from .launch import blocks, is_float, pow2ceil
+from .launch import blocks, is_float, pow2ceil, warp_threads
 
 FAMILY = "grouped"
 BLOCK = 256
@@ -214,7 +214,7 @@ def _wg_split(P, pairs):
     S = max(1, min(-(-WG_TARGET_BLOCKS // pairs), -(-P // WG_MIN_CHUNK)))
     chunk = -(-P // S)
     S = -(-P // chunk)
-    block = min(BLOCK, 32 * -(-chunk // 32))
+    block = warp_threads(chunk, BLOCK)
     return S, chunk, block
 
 

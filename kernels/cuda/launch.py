@@ -6,7 +6,7 @@
     is_float(a), check_float(op, *arrays)     -> float32/float64 (the template kernels' types)
     float_input(op, x, ndim)    -> (xp, x contiguous) after checking x is float32/float64
     data_ptr(a)                 -> the address of a's first element (CuPy or NumPy)
-    pow2ceil(n), split_axis(shape, axis) -> small shape arithmetic of the launch plans
+    warp_threads(n, cap), pow2ceil(n), split_axis(shape, axis) -> launch-plan arithmetic
 
 Nothing here synchronizes with the host: the SM count is a device attribute (a driver query,
 cached per device), never a read of device memory.
@@ -103,6 +103,12 @@ def float_input(op, x, ndim=None):
 def data_ptr(a):
     """The address of a's first element (CuPy or NumPy), for alignment decisions."""
     return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
+
+
+def warp_threads(n, cap=256):
+    """Threads of a block for n work items, one each: a whole number of warps, from one warp
+    up to `cap`."""
+    return int(min(cap, max(32, -(-int(n) // 32) * 32)))
 
 
 def pow2ceil(n):

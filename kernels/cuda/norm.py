@@ -23,7 +23,7 @@ import numpy
 from minicnn.backend import get_array_module
 
 from . import module
-from .launch import H100_SMS, blocks, fastdiv, float_input, is_float
+from .launch import H100_SMS, blocks, fastdiv, float_input, is_float, warp_threads
 
 BLOCK = 256
 WAVE = H100_SMS * 8     # blocks of 256 threads that fill an H100 once
@@ -47,7 +47,7 @@ def _k(name, dtype=None):
 
 
 def _threads(n):
-    return int(min(BLOCK, max(32, -(-n // 32) * 32)))
+    return warp_threads(n, BLOCK)
 
 
 def _split(Q, total):
@@ -126,7 +126,7 @@ def _fused(R, M):
 
 
 def _fused_threads(M):
-    return int(min(1024, max(32, -(-M // (FUSED_V * 32)) * 32)))
+    return warp_threads(-(-M // FUSED_V), 1024)
 
 
 def row_norm_fwd(x4, w2, b2, eps):
