@@ -22,6 +22,13 @@ __device__ __forceinline__ int fastdiv(int n, unsigned int mul, unsigned int shi
                             >> shift);
 }
 
+// i = (p * A + a) * B + b -> (p, a, b): the plane and position of a flat (planes, A, B) index.
+__device__ __forceinline__ void unravel(int i, int A, int B, int& p, int& a, int& b) {
+    b = i % B;
+    a = (i / B) % A;
+    p = i / (B * A);
+}
+
 // [lo, hi): the taps t < KT of a window whose tap t reads position base + t*D, with
 // 0 <= base + t*D < n (lo == hi when there are none). D == 1 skips the divisions.
 __device__ __forceinline__ void tap_range(int base, int n, int D, int KT, int& lo, int& hi) {

@@ -52,11 +52,9 @@ __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict_
                                    int SH, int SW, int PH, int PW, int DH, int DW, int OH,
                                    int OW, int total) {
     GRID_LOOP(i, total) {
-        const int ow = i % OW;
-        int t = i / OW;
-        const int oh = t % OH;
-        t /= OH;
-        const int k = t % K, n = t / K;
+        int p, oh, ow;
+        unravel(i, OH, OW, p, oh, ow);
+        const int k = p % K, n = p / K;
         const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
         int kh0, kh1, kw0, kw1;
         tap_range(ih0, H, DH, KH, kh0, kh1);
@@ -221,11 +219,9 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
     // stepped by -DH = -(dqh*SH + drh) per kh: no integer division per tap (same along w).
     const int dqh = DH / SH, drh = DH - dqh * SH, dqw = DW / SW, drw = DW - dqw * SW;
     GRID_LOOP(i, total) {
-        const int iw = i % W;
-        int t = i / W;
-        const int ih = t % H;
-        t /= H;
-        const int c = t % C, n = t / C;
+        int p, ih, iw;
+        unravel(i, H, W, p, ih, iw);
+        const int c = p % C, n = p / C;
         const int g = c / Cg, cg = c - g * Cg;
         const int taps = KH * KW, wstride = Cg * taps;   // w step from k to k + 1
         const T* gyn = gy + (n * K + g * Kg) * OH * OW;

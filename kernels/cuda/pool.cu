@@ -33,13 +33,6 @@
 // Adaptive max keeps the first maximum and the FIRST NaN (its CPU kernel's and reference's rule).
 #include "common.cuh"
 
-// i = (p * A + a) * B + b -> (p, a, b): the plane and position of a flat (planes, A, B) index.
-__device__ __forceinline__ void unravel(int i, int A, int B, int& p, int& a, int& b) {
-    b = i % B;
-    a = (i / B) % A;
-    p = i / (B * A);
-}
-
 // [lo, hi) of the undilated windows o < O (span [o * S, o * S + K) of the padded axis) that
 // cover padded position t = h + P: o in [ceil((t - K + 1) / S), t / S] within [0, O).
 __device__ __forceinline__ void cover_range(int t, int K, int S, int O, int& lo, int& hi) {
