@@ -16,7 +16,7 @@
 //   (n, c, h, w) sums the at most KH*KW column entries (c, kh, kw, n, oh, ow) with
 //   oh*SH - PH + kh*DH == h and ow*SW - PW + kw*DW == w. Coalesced writes of img; reads of col
 //   are strided by SW along w. ~4 B written + KH*KW/(SH*SW) * 4 B read per image element.
-// Launch shape of both: blocks of 256 threads, min(ceil(n / 256), 132 * 8) blocks. The index
+// Launch shape of both: blocks of 256 threads, min(ceil(n / 256), 8 * #SMs) blocks. The index
 //   decompositions use multiply-shift division by precomputed magic numbers (common.cuh fastdiv).
 //
 // conv_implicit_gemm_fwd_kernel: per group g, Y_g (Kg, N*OH*OW) = W_g (Kg, CKK) @ B_g (CKK,

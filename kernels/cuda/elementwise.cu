@@ -16,7 +16,7 @@
 // Index mapping and launch shapes:
 //  * act_fwd/act_bwd: flat, grid-stride; when every pointer is 16-byte aligned a thread moves
 //    one 16-byte pack (4 floats / 2 doubles) per step, the tail element by element.
-//    Block 256, grid min(ceil(packs / 256), 132 * 16).
+//    Block 256, grid min(ceil(packs / 256), 16 * #SMs).
 //  * bias_act_fwd: x seen as rows of length L; channel c = r % C for the (N*C, I) view of an
 //    (N, C, I) input (I > 1), c = column for the (N, C) view (I == 1). 2-D grid-stride: threads
 //    x over columns (coalesced), y over rows; block (bx, 256 / bx), bx the power of two >= the

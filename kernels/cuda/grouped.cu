@@ -26,7 +26,7 @@
 //   rows, tile of columns) with its input in shared memory (<= 48 KiB);
 // - fallbacks, when not even a band of one row and 4 columns fits in 48 KiB (huge dilations),
 //   and the grad input of strided convs (the gather): 1-D grid-stride loops over the output
-//   elements (blocks of 256, at most 132*32 blocks), one thread per element: consecutive
+//   elements (blocks of 256, at most 32 * #SMs blocks), one thread per element: consecutive
 //   threads own consecutive ow (or iw), so every x / gy / y access of a warp is coalesced
 //   (stride SW), and the weight taps are the same for the whole warp (a broadcast from L1);
 //   input reuse across the taps of neighbouring outputs is left to L1 (__ldg);

@@ -19,7 +19,7 @@
 // with no geometry) adds g into a zeroed plane with atomicAdd: results are exact when no two
 // outputs share an index (non-overlapping windows), otherwise the float sum order (2-4 terms)
 // depends on the schedule. 1-D grids of 256-thread blocks, grid-stride loops, a grid of at most
-// 132 * 8 blocks (a few waves on an H100).
+// 8 * #SMs blocks (launch.blocks; a few waves).
 //
 // Expected bound: memory. Forward max: reads each input ~ (KH/SH)(KW/SW) times from cache, one
 // read from DRAM, writes sizeof(T) + 8 bytes per output (value and int64 index). Backward max:
