@@ -100,6 +100,14 @@ def test_philox_known_answers():
         assert tuple(int(v) for v in out) == want
 
 
+def test_blocks_run_in_no_fixed_order():
+    """A GPU promises no block order; the emulator shuffles it, so code relying on one fails."""
+    order = module.empty(np, (16,), np.int32)
+    counter = np.zeros(1, np.int32)
+    k("block_order_kernel")((16,), (32,), (order, counter))
+    assert sorted(order) == list(range(16)) and list(order) != list(range(16))
+
+
 def test_launch_checks_arguments():
     x = np.zeros(8, np.float32)
     with pytest.raises(TypeError, match="takes 3 arguments"):

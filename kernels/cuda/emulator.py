@@ -5,8 +5,9 @@ A kernel file is compiled by g++ together with emu/cuda_emu.h (CUDA's built-ins)
 kernel generated from its signature, into a shared library cached under
 $MINICNN_CACHE_DIR (default ~/.cache/minicnn) by the hash of everything that went into it.
 `launch(...)` takes NumPy arrays where the GPU takes device arrays. It checks the kernel's logic
--- indexing, barriers, warp shuffles, shared memory, reductions -- not its speed, and not what
-differs on the GPU: floating-point contraction, memory ordering between blocks.
+-- indexing, barriers, warp shuffles, shared memory, reductions, no reliance on block order
+(blocks run one at a time, shuffled) -- not its speed, and not what differs on the GPU:
+floating-point contraction, races and memory ordering between blocks running at once.
 """
 import ctypes
 import hashlib

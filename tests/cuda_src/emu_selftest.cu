@@ -56,3 +56,8 @@ extern "C" __global__ void philox_kernel(unsigned int* __restrict__ out,
     const Philox4 r = philox4x32_10(Philox4{ctr[0], ctr[1], ctr[2], ctr[3]}, k0, k1);
     out[0] = r.x; out[1] = r.y; out[2] = r.z; out[3] = r.w;
 }
+
+// Records the order the blocks ran in: order[k] = the k-th block to reach the counter.
+extern "C" __global__ void block_order_kernel(int* __restrict__ order, int* __restrict__ counter) {
+    if (threadIdx.x == 0) order[atomicAdd(counter, 1)] = blockIdx.x;
+}

@@ -38,6 +38,7 @@ void (*body)(void*) = nullptr;
 void* body_arg = nullptr;
 bool failed = false;
 std::string message;
+unsigned long long shuffle_state = 0x9E3779B97F4A7C15ull;  // the same sequence in every process
 
 void yield(State s) {
     fibers[current].state = s;
@@ -179,12 +180,26 @@ int launch(const unsigned* grid, const unsigned* block, size_t shared_bytes, voi
     dynamic_shared = shared_buf.data();
     body = fn;
     body_arg = arg;
-    for (unsigned z = 0; z < grid[2]; ++z)
-        for (unsigned y = 0; y < grid[1]; ++y)
-            for (unsigned x = 0; x < grid[0]; ++x) {
-                block_idx = dim3(x, y, z);
-                if (!run_block(static_cast<int>(T))) return -1;
-            }
+    // Blocks run one at a time in a shuffled order: a GPU promises no order, so a kernel that
+    // relies on one (block 0 first, the last block last) fails here too.
+    const unsigned long long blocks = 1ull * grid[0] * grid[1] * grid[2];
+    std::vector<unsigned long long> order(blocks);
+    for (unsigned long long b = 0; b < blocks; ++b) order[b] = b;
+    for (unsigned long long b = blocks; b > 1; --b) {  // Fisher-Yates with xorshift64
+        shuffle_state ^= shuffle_state << 13;
+        shuffle_state ^= shuffle_state >> 7;
+        shuffle_state ^= shuffle_state << 17;
+        const unsigned long long j = shuffle_state % b;
+        const unsigned long long t = order[b - 1];
+        order[b - 1] = order[j];
+        order[j] = t;
+    }
+    for (unsigned long long b : order) {
+        block_idx = dim3(static_cast<unsigned>(b % grid[0]),
+                         static_cast<unsigned>((b / grid[0]) % grid[1]),
+                         static_cast<unsigned>(b / (1ull * grid[0] * grid[1])));
+        if (!run_block(static_cast<int>(T))) return -1;
+    }
     return 0;
 }
 }  // namespace emu
