@@ -108,6 +108,16 @@ def test_blocks_run_in_no_fixed_order():
     assert sorted(order) == list(range(16)) and list(order) != list(range(16))
 
 
+def test_a_missing_barrier_shows():
+    """Threads run in a random order between barriers, so reading another thread's write of the
+    same phase gives stale values for some threads (here: without the barrier that
+    test_dynamic_shared_and_barrier has)."""
+    x = np.arange(1, 65, dtype=np.int32) * 7
+    y = module.empty(np, (64,), np.int32)
+    k("missing_barrier_kernel")((1,), (64,), (x, y))
+    assert (y != np.roll(x, -1)).any()
+
+
 def test_launch_checks_arguments():
     x = np.zeros(8, np.float32)
     with pytest.raises(TypeError, match="takes 3 arguments"):

@@ -6,7 +6,9 @@ kernel generated from its signature, into a shared library cached under
 $MINICNN_CACHE_DIR (default ~/.cache/minicnn) by the hash of everything that went into it.
 `launch(...)` takes NumPy arrays where the GPU takes device arrays. It checks the kernel's logic
 -- indexing, barriers, warp shuffles, shared memory, reductions, no reliance on block order
-(blocks run one at a time, shuffled) -- not its speed, and not what differs on the GPU:
+(blocks run one at a time, shuffled), missing barriers (between two barriers the threads run in
+a fresh random order, so a read of another thread's write of the same phase sees stale data for
+some of them) -- not its speed, and not what differs on the GPU:
 floating-point contraction, races and memory ordering between blocks running at once.
 """
 import ctypes

@@ -61,3 +61,11 @@ extern "C" __global__ void philox_kernel(unsigned int* __restrict__ out,
 extern "C" __global__ void block_order_kernel(int* __restrict__ order, int* __restrict__ counter) {
     if (threadIdx.x == 0) order[atomicAdd(counter, 1)] = blockIdx.x;
 }
+
+// A race: thread t reads what thread t+1 writes in the same phase (no __syncthreads between).
+extern "C" __global__ void missing_barrier_kernel(const int* __restrict__ x, int* __restrict__ y) {
+    __shared__ int s[64];
+    const int t = threadIdx.x;
+    s[t] = x[t];
+    y[t] = s[(t + 1) % 64];
+}

@@ -3,7 +3,7 @@
 // A kernel file (kernels/cuda/*.cu) is compiled by g++ with this header forced in front of it.
 // The runtime (runtime.cpp) runs one block at a time; each CUDA thread of the block is a fiber
 // (ucontext) on the one OS thread, switched cooperatively at __syncthreads() and at warp
-// primitives. So threadIdx/blockIdx can be plain globals, __shared__ can be `static` (one block
+// primitives, in a random order each time (blocks too), so races of a missing barrier show. So threadIdx/blockIdx can be plain globals, __shared__ can be `static` (one block
 // lives at a time), and atomics are plain read-modify-writes. A barrier that not every live
 // thread of the block (or of the warp) reaches is reported as an error, as it is undefined on
 // the GPU. Only full-warp masks (0xffffffff) are supported.

@@ -40,6 +40,20 @@ bool failed = false;
 std::string message;
 unsigned long long shuffle_state = 0x9E3779B97F4A7C15ull;  // the same sequence in every process
 
+// Fisher-Yates with xorshift64: the same sequence in every process, so failures reproduce.
+template <typename I>
+void shuffle(I* a, size_t n) {
+    for (size_t k = n; k > 1; --k) {
+        shuffle_state ^= shuffle_state << 13;
+        shuffle_state ^= shuffle_state >> 7;
+        shuffle_state ^= shuffle_state << 17;
+        const size_t j = static_cast<size_t>(shuffle_state % k);
+        const I t = a[k - 1];
+        a[k - 1] = a[j];
+        a[j] = t;
+    }
+}
+
 void yield(State s) {
     fibers[current].state = s;
     if (_setjmp(fibers[current].jb) == 0) _longjmp(scheduler_jb, 1);
@@ -76,8 +90,14 @@ bool run_block(int T) {
                      i / (block_dim.x * block_dim.y));
     }
     const int warps = (T + 31) / 32;
+    std::vector<int> order(static_cast<size_t>(T));
+    for (int i = 0; i < T; ++i) order[i] = i;
     for (;;) {
-        for (int i = 0; i < T; ++i) {
+        // Between two barriers the threads run one after another in a fresh random order, so a
+        // missing __syncthreads/__syncwarp (a thread reading what another writes in the same
+        // phase) shows whichever of the two runs first on the GPU.
+        shuffle(order.data(), order.size());
+        for (int i : order) {
             if (fibers[i].state != READY) continue;
             current = i;
             thread_idx = fibers[i].tid;
@@ -185,15 +205,7 @@ int launch(const unsigned* grid, const unsigned* block, size_t shared_bytes, voi
     const unsigned long long blocks = 1ull * grid[0] * grid[1] * grid[2];
     std::vector<unsigned long long> order(blocks);
     for (unsigned long long b = 0; b < blocks; ++b) order[b] = b;
-    for (unsigned long long b = blocks; b > 1; --b) {  // Fisher-Yates with xorshift64
-        shuffle_state ^= shuffle_state << 13;
-        shuffle_state ^= shuffle_state >> 7;
-        shuffle_state ^= shuffle_state << 17;
-        const unsigned long long j = shuffle_state % b;
-        const unsigned long long t = order[b - 1];
-        order[b - 1] = order[j];
-        order[j] = t;
-    }
+    shuffle(order.data(), order.size());
     for (unsigned long long b : order) {
         block_idx = dim3(static_cast<unsigned>(b % grid[0]),
                          static_cast<unsigned>((b / grid[0]) % grid[1]),
