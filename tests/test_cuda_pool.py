@@ -287,6 +287,17 @@ def test_adaptive_max_pool_matches_reference(device, dtype, H, W, OH, OW):
     np.testing.assert_array_equal(host(idx), ridx)
 
 
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+def test_adaptive_max_pool_tall_plane_no_int32_overflow(device):
+    # window bounds (oh + 1) * H / OH: the product passes 2**31 for the last ~60 rows here
+    H, OH = 46400, 46341
+    x = np.random.default_rng(7).standard_normal((1, 1, H, 1)).astype(np.float32)
+    y, idx = G.adaptive_max_pool2d_fwd(dev(x, device), OH, 1)
+    cy, cidx = P.adaptive_max_pool2d_fwd(x, OH, 1)
+    np.testing.assert_array_equal(host(idx), cidx)
+    np.testing.assert_array_equal(host(y), cy)
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)

@@ -186,8 +186,11 @@ __global__ void adaptive_max_fwd_kernel(const T* __restrict__ x, T* __restrict__
     GRID_LOOP(i, n) {
         int p, oh, ow;
         unravel(i, OH, OW, p, oh, ow);
-        const int h0 = oh * H / OH, h1 = ((oh + 1) * H + OH - 1) / OH;
-        const int w0 = ow * W / OW, w1 = ((ow + 1) * W + OW - 1) / OW;
+        // 64-bit products: (oh + 1) * H passes 2**31 for sides of ~46341 (the result fits 32)
+        const int h0 = static_cast<int>(static_cast<long long>(oh) * H / OH);
+        const int h1 = static_cast<int>((static_cast<long long>(oh + 1) * H + OH - 1) / OH);
+        const int w0 = static_cast<int>(static_cast<long long>(ow) * W / OW);
+        const int w1 = static_cast<int>((static_cast<long long>(ow + 1) * W + OW - 1) / OW);
         const T* plane = x + static_cast<long long>(p) * H * W;
         int arg = h0 * W + w0;
         T best = plane[arg];
