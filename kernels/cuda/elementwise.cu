@@ -158,8 +158,10 @@ __device__ __forceinline__ void act_fwd_loop(const T* __restrict__ x, T* __restr
         }
         done = packs * V;
     }
-    for (int i = done + blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        y[i] = act_f<ACT>(x[i], slope);
+    // the tail after the packs (all of it when unaligned), in 64 bits: done + tid, or i + stride
+    // near n, could pass INT_MAX
+    for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n - done; i += stride)
+        y[done + i] = act_f<ACT>(x[done + i], slope);
 }
 
 template <int ACT, typename T>
@@ -182,8 +184,8 @@ __device__ __forceinline__ void act_bwd_loop(const T* __restrict__ x, const T* _
         }
         done = packs * V;
     }
-    for (int i = done + blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        gx[i] = gy[i] * act_d<ACT>(x[i], slope);
+    for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n - done; i += stride)
+        gx[done + i] = gy[done + i] * act_d<ACT>(x[done + i], slope);
 }
 
 // y = act(x), n elements.
@@ -366,7 +368,7 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int n
                                        offset_lo, offset_hi);
         const unsigned int bits[4] = {r.x, r.y, r.z, r.w};
         const int i0 = g * 4;
-        if (vec && i0 + 4 <= n) {
+        if (vec && i0 <= n - 4) {  // not i0 + 4 <= n: that overflows for n > INT_MAX - 4
             Quad<T> a = reinterpret_cast<const Quad<T>*>(x)[g];
 #pragma unroll
             for (int k = 0; k < 4; ++k) {

@@ -29,6 +29,8 @@
 // Expected bound: memory. Forward reads x twice (the second read of a row mostly from L1/L2)
 // and writes y: 8-12 bytes per float element; backward reads y and gy twice, writes gx;
 // cross-entropy forward reads x once (+ w from cache), backward reads x, writes gx.
+// Blocks have up to 1024 threads (long rows, long axes): every kernel is __launch_bounds__(1024),
+// so ptxas keeps it within 64 registers a thread (a 1024-thread block fits an SM's 64 K).
 // Float rows keep (m, s) in float (softmax) or s in double (cross-entropy, whose lse and loss
 // are float64 as in the CPU contract); exp/log are the accurate expf/logf, not __expf.
 #include "common.cuh"
@@ -164,7 +166,7 @@ __device__ __forceinline__ void tree_over_y(F fold) {
 // ----------------------------------------------------------------------------------------------
 // softmax / log-softmax over the last axis: x, y (M, L).
 template <typename T>
-__global__ void softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int M, int L,
+__global__ void __launch_bounds__(1024, 1) softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int M, int L,
                                         int group, int log_mode) {
     __shared__ T red_m[32];
     __shared__ T red_s[32];
@@ -184,7 +186,7 @@ __global__ void softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__
 
 // softmax / log-softmax over a middle axis: x, y (outer, L, inner), inner > 1.
 template <typename T>
-__global__ void softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int outer,
+__global__ void __launch_bounds__(1024, 1) softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int outer,
                                         int L, int inner, int log_mode) {
     DYNAMIC_SHARED(T, red);
     const int bx = blockDim.x, by = blockDim.y;
@@ -223,7 +225,7 @@ __global__ void softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__
 
 // Backward over the last axis: y (the forward's output), gy, gx (M, L).
 template <typename T>
-__global__ void softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
+__global__ void __launch_bounds__(1024, 1) softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
                                         T* __restrict__ gx, int M, int L, int group,
                                         int log_mode) {
     __shared__ T scratch[32];
@@ -251,7 +253,7 @@ __global__ void softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __rest
 
 // Backward over a middle axis: (outer, L, inner), inner > 1.
 template <typename T>
-__global__ void softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
+__global__ void __launch_bounds__(1024, 1) softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
                                         T* __restrict__ gx, int outer, int L, int inner,
                                         int log_mode) {
     DYNAMIC_SHARED(T, red);
@@ -285,7 +287,7 @@ __global__ void softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __rest
 // Fused cross-entropy forward: x (M, C), t (M,), w (C,) float64 (read only when has_w), wsum (1,)
 // = sum_c w_c (read only when has_w) -> loss (M,), lse (M,) float64. Rows mapping as above.
 template <typename T>
-__global__ void ce_fwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
+__global__ void __launch_bounds__(1024, 1) ce_fwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
                               const double* __restrict__ w, const double* __restrict__ wsum,
                               double* __restrict__ loss, double* __restrict__ lse, int M, int C,
                               long long ignore_index, double smooth, int has_w, int group) {
@@ -325,7 +327,7 @@ __global__ void ce_fwd_kernel(const T* __restrict__ x, const long long* __restri
 // Fused cross-entropy backward: gx (M, C) from x, t, w, wsum (as in ce_fwd_kernel), the
 // forward's lse (M,) and the row grads g (M,), both float64. Element-wise (no reduction).
 template <typename T>
-__global__ void ce_bwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
+__global__ void __launch_bounds__(1024, 1) ce_bwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
                               const double* __restrict__ w, const double* __restrict__ wsum,
                               const double* __restrict__ lse, const double* __restrict__ g,
                               T* __restrict__ gx, int M, int C, long long ignore_index,
