@@ -171,6 +171,10 @@ def test_implicit_gemm_bad_input(device):
         CC.implicit_gemm_conv2d(x, dev(np.ones((6, 2, 3, 3)), device), 1, 1, 0, 0, 1, 1, 3, 3, 2)
     with pytest.raises(ValueError, match="block_m must be 32 or 64, got 16"):
         CC.implicit_gemm_conv2d(x, w, 1, 1, 0, 0, 1, 1, 3, 3, 2, block_m=16)
+    with pytest.raises(ValueError, match="exceed the grid's y dimension"):   # 65536 y-blocks
+        CC.implicit_gemm_conv2d(dev(np.ones((1, 1, 1, 1), np.float32), device),
+                                dev(np.ones((32 * 65536, 1, 1, 1), np.float32), device),
+                                1, 1, 0, 0, 1, 1, 1, 1, block_m=32)
     with pytest.raises(ValueError, match=r"expected bias of size \(6,\)"):
         CC.implicit_gemm_conv2d(x, w, 1, 1, 0, 0, 1, 1, 3, 3, 2,
                                 dev(np.ones(5, np.float32), device))

@@ -94,6 +94,9 @@ def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None,
     BM = block_m or (32 if Kg <= 32 else 64)
     if BM not in IG_KERNELS:
         raise ValueError(f"{op}: block_m must be 32 or 64, got {block_m}")
+    if (Kg + BM - 1) // BM > 65535:
+        raise ValueError(f"{op}: {Kg} output channels per group exceed the grid's y dimension "
+                         f"(at most {65535 * BM} with block_m={BM})")
     if y.size:
         bias = w if b is None else xp.ascontiguousarray(b)   # any array of T when there is none
         grid = ((NL + IG_BN - 1) // IG_BN, (Kg + BM - 1) // BM, G)
