@@ -199,10 +199,13 @@ _counters = {}
 
 
 def _counter_buffer(xp, like, n):
-    """A uint32 array of >= n zeros, one per device, for the weight-grad band kernel: the last
-    block of each (k, cg) pair resets its counter, so the buffer is all zeros again after each
-    launch (launches on one stream run in order)."""
-    key = (xp.__name__, getattr(getattr(like, "device", None), "id", None))
+    """A uint32 array of >= n zeros, one per (device, stream), for the weight-grad band kernel:
+    the last block of each (k, cg) pair resets its counter, so the buffer is all zeros again
+    after each launch. Launches on one stream run in order; launches on two streams may run
+    at the same time, so each stream has its own buffer (a shared one would mix their counts:
+    no block or two blocks of a pair would see themselves last)."""
+    stream = None if xp.__name__ == "numpy" else xp.cuda.get_current_stream().ptr
+    key = (xp.__name__, getattr(getattr(like, "device", None), "id", None), stream)
     buf = _counters.get(key)
     if buf is None or buf.size < n:
         buf = _counters[key] = xp.zeros(max(n, 4096), xp.uint32)
