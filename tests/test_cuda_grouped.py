@@ -336,6 +336,9 @@ def test_bad_input_errors():
         grouped.grouped_grad_weight(x, _rand((2, 4, 3, 3), 3), 2, 3, 3, 1, 1, 0, 0, 1, 1)
     with pytest.raises(ValueError, match="32-bit"):
         grouped.grouped_conv2d(x, w, 2, 1, 1, 0, 0, 1, 1, 2 ** 16, 2 ** 14)
+    with pytest.raises(ValueError, match=r"grouped_grad_weight: \(4, 2, 65536, 65536\).*32-bit"):
+        grouped.grouped_grad_weight(x, _rand((1, 4, 3, 3), 3), 2, 2 ** 16, 2 ** 16, 1, 1, 0, 0,
+                                    1, 1)
 
 
 # --- the dispatchers and the ops rule ---------------------------------------------------------

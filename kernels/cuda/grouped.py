@@ -270,8 +270,8 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
                          f"not match (groups={G})")
     Cg = C // G
     xp = get_array_module(x)
-    module.check_size(op, x.shape, gy.shape)
     shape = (K, Cg, KH, KW)
+    module.check_size(op, x.shape, gy.shape, shape)
     P, pairs, taps = N * OH * OW, K * Cg, KH * KW
     if pairs * taps == 0:
         return module.empty(xp, shape, x.dtype)
@@ -281,6 +281,8 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     plan = _wg_band_plan(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, x.dtype.itemsize)
     S = plan["S"] if plan is not None else _wg_split(P, pairs)[0]
     gw = module.empty(xp, shape, x.dtype)
+    if S > 1:
+        module.check_size(op, (pairs, S, taps))   # the partial sums, indexed in 32 bits too
     part = gw if S == 1 else module.empty(xp, (pairs, S, taps), x.dtype)
     if plan is not None:
         module.kernel(FAMILY, "grouped_weight_band_bwd_kernel", x.dtype)(
