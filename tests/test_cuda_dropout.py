@@ -119,6 +119,19 @@ def test_dropout_kernel_grid_stride(device, monkeypatch):
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_kernel_alignments(device, dtype):
+    """x and y at every element offset from a 64-byte boundary: the 4-element vector path needs
+    4 * sizeof(T) bytes (32 for float64: 16-byte aligned is not enough), the mask never changes."""
+    from test_cuda_elementwise import at_offset  # noqa: PLC0415
+    x = np.random.default_rng(9).standard_normal(41).astype(dtype)
+    want = P.dropout_apply(x, 5, 6, 0.3, 2.0)
+    for off in range(5):
+        np.testing.assert_array_equal(host(E.dropout(at_offset(x, off, device), 5, 6, 0.3, 2.0)),
+                                      want)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
 def test_alpha_constants(device):
     x = np.random.default_rng(5).standard_normal(301)
     args = (11, 2, 0.3, 1.7, 0.2, 0.0, -1.1)
