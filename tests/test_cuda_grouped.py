@@ -292,6 +292,23 @@ def test_wg_band_plan():
     assert grouped._wg_band_plan(1, 2, 4, 20000, 3, 3, 1, 1, 1, 1, 8) is None
 
 
+def test_counter_buffer_per_stream(monkeypatch):
+    """The weight-grad band kernel's counters: one zeroed buffer per (device, stream), reused
+    on the same stream; two streams may run launches at once, so they never share one."""
+    from types import SimpleNamespace  # noqa: PLC0415
+    stream = SimpleNamespace(ptr=0)
+    fake = SimpleNamespace(__name__="cupy", uint32=np.uint32, zeros=np.zeros,
+                           cuda=SimpleNamespace(get_current_stream=lambda: stream))
+    monkeypatch.setattr(grouped, "_counters", {})
+    a = grouped._counter_buffer(fake, None, 10)
+    assert grouped._counter_buffer(fake, None, 10) is a and a.size >= 10 and not a.any()
+    stream.ptr = 1234
+    b = grouped._counter_buffer(fake, None, 10)
+    assert b is not a and grouped._counter_buffer(fake, None, 5000) is not b   # grows
+    stream.ptr = 0
+    assert grouped._counter_buffer(fake, None, 10) is a
+
+
 def test_wg_split_shapes():
     for P, pairs in [(1, 1), (25088, 256), (25088, 512), (10 ** 6, 3), (999, 4096)]:
         S, chunk, block = grouped._wg_split(P, pairs)
