@@ -118,6 +118,18 @@ def test_a_missing_barrier_shows():
     assert (y != np.roll(x, -1)).any()
 
 
+def test_scalar_casts_keep_the_sign_of_zero():
+    out = [module._scalar(np.float32, v) for v in (0.0, -0.0, 0.0, -0.0)]
+    assert [np.signbit(v) for v in out] == [False, True, False, True]
+    assert module._scalar(np.int32, 7) is module._scalar(np.int32, 7)  # ints are memoised
+
+
+def test_size_limit_leaves_room_for_a_grid_stride():
+    module.check_size("op", (module.MAX_ELEMENTS,))
+    with pytest.raises(ValueError, match="op: .* 32-bit integers"):
+        module.check_size("op", (2, module.MAX_ELEMENTS // 2 + 1))
+
+
 def test_launch_checks_arguments():
     x = np.zeros(8, np.float32)
     with pytest.raises(TypeError, match="takes 3 arguments"):

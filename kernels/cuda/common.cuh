@@ -9,9 +9,11 @@
 #endif
 
 // A grid-stride loop over [0, n).
-#define GRID_LOOP(i, n)                                                           \
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n);                 \
-         i += blockDim.x * gridDim.x)
+// n <= INT_MAX; the step never overflows: within one stride of the end it jumps to n (a plain
+// `i += stride` wraps negative for n near 2**31 and writes out of bounds).
+#define GRID_LOOP(i, n)                                                                  \
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x, i##_stride_ = blockDim.x * gridDim.x; \
+         i < (n); i = (n) - i > i##_stride_ ? i + i##_stride_ : (n))
 
 // n / d for 0 <= n < 2**31 and a runtime divisor 1 <= d < 2**31, without the ~20-instruction
 // integer division: (n * mul) >> shift, one 32x32->64-bit multiply and a shift, with

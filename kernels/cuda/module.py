@@ -26,8 +26,8 @@ from . import emulator, source
 
 NVRTC_OPTIONS = ("-std=c++17",)
 POISON = False
-INT_MAX = 2**31 - 1
-DEFAULT_SHARED = 48 * 1024  # dynamic shared memory a launch gets without an opt-in
+MAX_ELEMENTS = 2**31 - 2**25  # per array: i + a grid stride (<= 2**25 threads) stays below 2**31
+DEFAULT_SHARED = 48 * 1024  # static + dynamic shared memory a launch gets without an opt-in
 
 _modules = {}
 _decls = {}
@@ -67,6 +67,7 @@ class Kernel:
         self.name = decl.expression(T)
         self._fn = None
         self._shared_opt_in = 0
+        self._static_shared = 0
         # per parameter, once: (name, pointer?, writes?, dtype, scalar cast)
         self._spec = tuple((p.name, p.pointer, not p.const, p.dtype(T), p.dtype(T).type)
                            for p in decl.params)
@@ -80,8 +81,10 @@ class Kernel:
         if on_gpu == len(arrays) and arrays:
             if self._fn is None:
                 self._fn = _cupy_module(self.family).get_function(self.name)
-            if shared_mem > DEFAULT_SHARED and shared_mem > self._shared_opt_in:
-                # more than 48 KiB of dynamic shared memory needs the kernel's opt-in
+                self._static_shared = int(self._fn.shared_size_bytes)
+            if shared_mem > self._shared_opt_in and \
+                    shared_mem + self._static_shared > DEFAULT_SHARED:
+                # static + dynamic shared memory over 48 KiB needs the kernel's opt-in
                 self._fn.max_dynamic_shared_size_bytes = shared_mem
                 self._shared_opt_in = shared_mem
             self._fn(grid, block, args, shared_mem=shared_mem)
@@ -125,15 +128,14 @@ _SCALAR_CACHE_SIZE = 4096  # per C type; shapes and strides repeat from launch t
 
 
 def _scalar(cast, value):
-    """`cast(value)` (a NumPy scalar of the parameter's C type), memoised: building one costs
-    about 0.5 us, and a conv launch passes some 25 of them."""
+    """`cast(value)` (a NumPy scalar of the parameter's C type), memoised for Python ints:
+    building one costs about 0.5 us, and a conv launch passes some 25 shapes and strides."""
+    if type(value) is not int:  # floats: -0.0 == 0.0 would share an entry; NaN never hits
+        return cast(value)
     cache = _SCALAR_CACHE.get(cast)
     if cache is None:
         cache = _SCALAR_CACHE[cast] = {}
-    try:
-        v = cache.get(value)
-    except TypeError:  # unhashable (a 0-d array): no memo
-        return cast(value)
+    v = cache.get(value)
     if v is None:
         v = cast(value)
         if len(cache) < _SCALAR_CACHE_SIZE:
@@ -169,14 +171,15 @@ _kernels = {}
 
 
 def check_size(op, *shapes):
-    """Kernels index with 32-bit ints: refuse arrays of 2**31 elements or more."""
+    """Kernels index with 32-bit ints: refuse arrays of MAX_ELEMENTS or more, which leaves a
+    margin below 2**31 for index arithmetic a grid stride past the end."""
     for s in shapes:
         n = 1
         for v in s:
             n *= int(v)
-        if n > INT_MAX:
+        if n > MAX_ELEMENTS:
             raise ValueError(f"{op}: {tuple(s)} has {n} elements; the CUDA kernels index with "
-                             f"32-bit integers (at most {INT_MAX})")
+                             f"32-bit integers (at most {MAX_ELEMENTS})")
 
 
 # --- outputs: poisoned, and guarded under the emulator --------------------------------------
