@@ -9,7 +9,9 @@ $MINICNN_CACHE_DIR (default ~/.cache/minicnn) by the hash of everything that wen
 (blocks run one at a time, shuffled), missing barriers (between two barriers the threads run in
 a fresh random order, so a read of another thread's write of the same phase sees stale data for
 some of them) -- not its speed, and not what differs on the GPU:
-floating-point contraction, races and memory ordering between blocks running at once.
+floating-point contraction, races and memory ordering between blocks running at once. Built
+with UBSan's alignment and bounds checks, a misaligned vector access or an index past a
+fixed-size (e.g. __shared__) array aborts with the file and line.
 """
 import ctypes
 import hashlib
@@ -25,10 +27,13 @@ import numpy
 from . import source
 
 EMU_DIR = source.CUDA_DIR / "emu"
-# -fsanitize=alignment: a misaligned vector load faults on a GPU, so it aborts here too (with
-# UBSan's message naming the file and line) instead of silently working on a CPU.
+# UBSan, aborting with a message that names the .cu file and line: alignment (a misaligned vector
+# load faults on a GPU, so it must not silently work here) and bounds (an index past the end of a
+# fixed-size array: the __shared__ tiles and register arrays, whose overruns the output guards
+# cannot see).
 CXX_FLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-fno-strict-aliasing", "-w",
-             "-U_FORTIFY_SOURCE", "-fsanitize=alignment", "-fno-sanitize-recover=alignment"]
+             "-U_FORTIFY_SOURCE", "-fsanitize=alignment,bounds",
+             "-fno-sanitize-recover=alignment,bounds"]
 
 _libs = {}
 _lock = threading.Lock()
