@@ -130,6 +130,21 @@ def test_size_limit_leaves_room_for_a_grid_stride():
         module.check_size("op", (2, module.MAX_ELEMENTS // 2 + 1))
 
 
+def test_index_past_a_shared_tile_aborts():
+    """UBSan's bounds check (when the compiler has it) stops the process with the .cu line."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    if emulator.SANITIZE[0] not in emulator._flags("g++"):
+        pytest.skip("the compiler has no UBSan runtime")
+    code = (f"import numpy as np; from pathlib import Path; from minicnn.kernels.cuda import module;"
+            f"x = np.ones(32, np.float32); y = module.empty(np, (1,), np.float32);"
+            f"module.kernel(Path({str(SRC)!r}), 'shared_overrun_kernel')((1,), (32,), (x, y, 40))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert "emu_selftest.cu" in proc.stderr and "out of bounds" in proc.stderr
+
+
 def test_launch_checks_arguments():
     x = np.zeros(8, np.float32)
     with pytest.raises(TypeError, match="takes 3 arguments"):

@@ -32,8 +32,22 @@ EMU_DIR = source.CUDA_DIR / "emu"
 # fixed-size array: the __shared__ tiles and register arrays, whose overruns the output guards
 # cannot see).
 CXX_FLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-fno-strict-aliasing", "-w",
-             "-U_FORTIFY_SOURCE", "-fsanitize=alignment,bounds",
-             "-fno-sanitize-recover=alignment,bounds"]
+             "-U_FORTIFY_SOURCE"]
+SANITIZE = ["-fsanitize=alignment,bounds", "-fno-sanitize-recover=alignment,bounds"]
+_sanitize_ok = None
+
+
+def _flags(cxx):
+    """CXX_FLAGS, with SANITIZE where the compiler has UBSan's runtime (probed once)."""
+    global _sanitize_ok
+    if _sanitize_ok is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "probe.cpp"
+            src.write_text("int probe(int* a, int i) { return a[i]; }\n")
+            proc = subprocess.run([cxx, *CXX_FLAGS, *SANITIZE, "-o", str(Path(tmp) / "p.so"),
+                                   str(src)], capture_output=True)
+            _sanitize_ok = proc.returncode == 0
+    return CXX_FLAGS + (SANITIZE if _sanitize_ok else [])
 
 _libs = {}
 _lock = threading.Lock()
@@ -81,23 +95,24 @@ def library(path):
             return _libs[path]
         tu, decls = _translation_unit(path)
         cxx = os.environ.get("CXX", "g++")
-        key = hashlib.sha1((tu + " ".join([cxx] + CXX_FLAGS)).encode()).hexdigest()[:16]
+        flags = _flags(cxx)
+        key = hashlib.sha1((tu + " ".join([cxx] + flags)).encode()).hexdigest()[:16]
         so = cache_dir() / f"{path.stem}-{key}.so"
         if not so.exists():
-            _compile(cxx, tu, so, path.name)
+            _compile(cxx, flags, tu, so, path.name)
         lib = ctypes.CDLL(str(so))
         lib.emu_error.restype = ctypes.c_char_p
         _libs[path] = (lib, decls)
         return _libs[path]
 
 
-def _compile(cxx, tu, so, name):
+def _compile(cxx, flags, tu, so, name):
     so.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / (Path(name).stem + "_emu.cpp")
         src.write_text(tu)
         out = Path(tmp) / so.name
-        proc = subprocess.run([cxx, *CXX_FLAGS, "-o", str(out), str(src)],
+        proc = subprocess.run([cxx, *flags, "-o", str(out), str(src)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"emulator build of {name} failed:\n{proc.stderr[-4000:]}")

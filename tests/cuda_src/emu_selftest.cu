@@ -69,3 +69,12 @@ extern "C" __global__ void missing_barrier_kernel(const int* __restrict__ x, int
     s[t] = x[t];
     y[t] = s[(t + 1) % 64];
 }
+
+// Reads s[k] of a 32-element __shared__ tile (k = 40 in the test: past its end).
+extern "C" __global__ void shared_overrun_kernel(const float* __restrict__ x, float* __restrict__ y,
+                                                 int k) {
+    __shared__ float s[32];
+    s[threadIdx.x] = x[threadIdx.x];
+    __syncthreads();
+    if (threadIdx.x == 0) y[0] = s[k];
+}
