@@ -1,5 +1,5 @@
-"""Dispatchers of the convolution kernels: Numba on NumPy arrays, the xp-generic reference on
-CuPy arrays (correct; dedicated CUDA kernels are another issue).
+"""Dispatchers of the convolution kernels: Numba on NumPy arrays, the CUDA kernels of
+kernels/cuda/conv.cu and grouped.cu on CuPy arrays (and inside backend.emulate_cuda()).
 
     im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> col (C, KH, KW, N, OH, OW)
     col2im(col, H, W, SH, SW, PH, PW, DH, DW)         -> img (N, C, H, W), overlaps accumulated
@@ -19,7 +19,6 @@ import numpy
 
 from minicnn.backend import uses_cuda_kernels
 
-from .reference import conv as _ref
 
 
 def _cpu():
@@ -173,8 +172,6 @@ def grouped3x3_ok(x_shape, w_shape, G, SH, SW, PH, PW, DH, DW):
 
 
 def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW, b=None):
-    if uses_cuda_kernels(x):
-        return _cuda_grouped().grouped_conv2d(x, w, G, 1, 1, PH, PW, DH, DW, OH, OW, b)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     run(_cpu().grouped3x3s1_fwd, y.size * 9 * w.shape[1], x, w, _bias(b, w.shape[0], x.dtype),
@@ -185,8 +182,6 @@ def grouped3x3_conv2d(x, w, G, PH, PW, DH, DW, OH, OW, b=None):
 def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
     """The adjoint as a forward on gy: per group the weight transposed (Kg <-> Cg) and flipped,
     padding D*(3-1) - P. gy must have the full output size of (H, W)."""
-    if uses_cuda_kernels(gy):
-        return _cuda_grouped().grouped_grad_input(gy, w, G, C, H, W, 1, 1, PH, PW, DH, DW)
     if gy.shape[2:] != (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW):
         raise ValueError(f"grouped3x3_grad_input: gy {gy.shape} is not the full output of "
                          f"({H}, {W})")
@@ -202,8 +197,6 @@ def grouped3x3_grad_input(gy, w, G, C, H, W, PH, PW, DH, DW):
 
 
 def grouped3x3_grad_weight(x, gy, G, Cg, PH, PW, DH, DW):
-    if uses_cuda_kernels(x):
-        return _cuda_grouped().grouped_grad_weight(x, gy, G, 3, 3, 1, 1, PH, PW, DH, DW)
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], Cg, 3, 3), x.dtype)
     run(_cpu().grouped3x3s1_grad_weight, gy.size * 9 * Cg, x, gy, G, PH, PW, DH, DW, gw)
@@ -234,6 +227,7 @@ IMPLICIT_GEMM_MAX_KG = 32
 IMPLICIT_GEMM_MIN_COL_BYTES = 512 << 20
 last_algorithm = {}
 _forced = None
+
 
 def _cuda_conv():
     from .cuda import conv  # noqa: PLC0415 -- CuPy / the emulator load on first use
@@ -310,57 +304,34 @@ def select_algorithm(pass_, path, a, x_shape, w_shape, SH, SW, PH, PW, DH, DW, G
     return algo
 
 
+# --- paths the conv ops choose only for arrays on the CUDA kernels ------------------------------
+# The implicit GEMM (the rule above) and the direct grouped kernels of kernels/cuda/grouped.cu
+# (`grouped_direct_ok`: few channels per group, where cuBLAS would get GEMMs with an inner
+# dimension of only Cg*KH*KW; any kernel / stride / padding / dilation). The CPU ops keep their
+# own paths, so these have no NumPy version.
+
 def implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None):
-    """conv2d (+ b) with no column buffer: the CUDA implicit-GEMM kernel (the reference on the
-    CPU, where no op selects it)."""
-    if uses_cuda_kernels(x):
-        return _cuda_conv().implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups,
-                                                 b)
-    y = _ref.conv2d(x, w, SH, SW, PH, PW, DH, DW, groups)[:, :, :OH, :OW]
-    y = numpy.ascontiguousarray(y)
-    return y if b is None else y + b.reshape(1, -1, 1, 1)
+    """conv2d (+ b) with no column buffer."""
+    return _cuda_conv().implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups, b)
 
-
-# --- direct grouped convolution, any kernel / stride / padding / dilation (the CUDA path) ------
-# On CuPy arrays the ops layer sends grouped convs with few channels per group here
-# (`grouped_direct_ok`): the direct kernels of kernels/cuda/grouped.cu, where cuBLAS would get
-# GEMMs with an inner dimension of only Cg*KH*KW. On NumPy arrays these run the xp-generic
-# reference formulation (the CPU ops keep their own paths and do not call them).
 
 def grouped_direct_ok(w_shape, G):
     return G > 1 and w_shape[1] <= GROUPED_MAX_CG
 
 
 def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
-    """y (N, K, OH, OW) of a grouped conv (+ an optional (K,) bias, fused on the GPU)."""
-    if uses_cuda_kernels(x):
-        return _cuda_grouped().grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b)
-    y = _ref.conv2d(x, w, SH, SW, PH, PW, DH, DW, G)[:, :, :OH, :OW]
-    return numpy.ascontiguousarray(y if b is None else y + b.reshape(1, -1, 1, 1))
+    """y (N, K, OH, OW) of a grouped conv (+ an optional (K,) bias, fused)."""
+    return _cuda_grouped().grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b)
 
 
 def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
     """gx (N, C, H, W) = conv^T(gy, w), for any (H, W) whose output covers gy."""
-    if uses_cuda_kernels(gy):
-        return _cuda_grouped().grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW)
-    N, K, OH, OW = gy.shape
-    _, Cg, KH, KW = w.shape
-    col = numpy.einsum("gkcij,ngkhw->gcijnhw", w.reshape(G, K // G, Cg, KH, KW),
-                       gy.reshape(N, G, K // G, OH, OW))
-    return numpy.ascontiguousarray(
-        _ref.col2im(col.reshape(C, KH, KW, N, OH, OW), H, W, SH, SW, PH, PW, DH, DW))
+    return _cuda_grouped().grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW)
 
 
 def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     """gw (K, C/G, KH, KW) = sum over the batch and output positions of gy * shifted x."""
-    if uses_cuda_kernels(x):
-        return _cuda_grouped().grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)
-    N, C = x.shape[:2]
-    _, K, OH, OW = gy.shape
-    cols = _ref._windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)   # (N, C, KH, KW, OH, OW)
-    gw = numpy.einsum("ngcijhw,ngkhw->gkcij", cols.reshape(N, G, C // G, KH, KW, OH, OW),
-                      gy.reshape(N, G, K // G, OH, OW))
-    return numpy.ascontiguousarray(gw.reshape(K, C // G, KH, KW))
+    return _cuda_grouped().grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)
 
 
 algorithm_from_env()

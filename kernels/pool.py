@@ -1,4 +1,4 @@
-"""Dispatchers of the pooling kernels: Numba on NumPy arrays, the xp-generic reference on CuPy.
+"""Dispatchers of the pooling kernels: Numba on NumPy arrays, kernels/cuda/pool.cu on CuPy arrays.
 
     max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW) -> y, idx (int64, flat h*W+w)
     avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)   -> y
