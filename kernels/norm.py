@@ -246,6 +246,69 @@ def silu_bwd(x, gy, s=None):
     return _flat_kernel("silu_bwd_s", x, s, gy.astype(x.dtype, copy=False))
 
 
+# --- fused bias + activation (F.bias_act): one CUDA kernel each way on the GPU -----------------
+
+def bias_shape(ndim, dim, C):
+    """The shape that broadcasts a (C,) bias along axis `dim` of an ndim-D array."""
+    return (1,) * dim + (C,) + (1,) * (ndim - dim - 1)
+
+
+def _act_array(z, act, slope):
+    """act(z) on NumPy arrays (the CPU kernels above where there is one)."""
+    xp = np
+    if act == "relu":
+        return relu_fwd(z)
+    if act == "leaky_relu":
+        return xp.where(z > 0, z, z * slope).astype(z.dtype, copy=False)
+    if act in ("gelu", "gelu_tanh"):
+        return gelu_fwd(z, act == "gelu_tanh")
+    if act == "sigmoid":
+        return sigmoid(z)
+    if act == "silu":
+        return silu_fwd(z)
+    if act == "tanh":
+        return xp.tanh(z)
+    return z
+
+
+def _act_grad_array(z, gy, act, slope):
+    """gy * act'(z) on NumPy arrays."""
+    xp = np
+    gy = gy.astype(z.dtype, copy=False)
+    if act == "relu":
+        return relu_bwd(z, gy)
+    if act == "leaky_relu":
+        return (gy * xp.where(z > 0, 1.0, slope)).astype(z.dtype, copy=False)
+    if act in ("gelu", "gelu_tanh"):
+        return gelu_bwd(z, gy, act == "gelu_tanh")
+    if act == "sigmoid":
+        s = sigmoid(z)
+        return gy * s * (1 - s)
+    if act == "silu":
+        return silu_bwd(z, gy)
+    if act == "tanh":
+        t = xp.tanh(z)
+        return gy * (1 - t * t)
+    return gy.copy()
+
+
+def bias_act_fwd(x, b, act, dim, slope):
+    """y = act(x + b[c]), c the index along `dim`."""
+    if not _is_cpu(x):
+        return _cuda_ew().bias_act_fwd(x, b, act, dim, slope)
+    return _act_array(x + b.reshape(bias_shape(x.ndim, dim, b.shape[0])), act, slope)
+
+
+def bias_act_bwd(x, b, gy, act, dim, slope):
+    """(gx, gb) = (gy * act'(z), the sum of that over every axis but `dim`), z = x + b[c]."""
+    if not _is_cpu(x):
+        return _cuda_ew().bias_act_bwd(x, b, gy, act, dim, slope)
+    z = x + b.reshape(bias_shape(x.ndim, dim, b.shape[0]))
+    gz = _act_grad_array(z, gy, act, slope)
+    axes = tuple(i for i in range(x.ndim) if i != dim)
+    return gz, gz.sum(axis=axes, dtype=np.float64).astype(x.dtype)
+
+
 _CE_BLOCK = 1 << 16  # elements per block of rows: the block's temporaries stay in L2
 
 

@@ -439,49 +439,6 @@ BIAS_ACTIVATIONS = ("identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigm
                     "tanh")
 
 
-def _bias_shape(ndim, dim, C):
-    return (1,) * dim + (C,) + (1,) * (ndim - dim - 1)
-
-
-def _act_array(z, act, slope):
-    """act(z) on NumPy arrays (the CPU kernels of kernels.norm where there is one)."""
-    xp = get_array_module(z)
-    if act == "relu":
-        return K.relu_fwd(z)
-    if act == "leaky_relu":
-        return xp.where(z > 0, z, z * slope).astype(z.dtype, copy=False)
-    if act in ("gelu", "gelu_tanh"):
-        return K.gelu_fwd(z, act == "gelu_tanh")
-    if act == "sigmoid":
-        return K.sigmoid(z)
-    if act == "silu":
-        return K.silu_fwd(z)
-    if act == "tanh":
-        return xp.tanh(z)
-    return z
-
-
-def _act_grad_array(z, gy, act, slope):
-    """gy * act'(z) on NumPy arrays."""
-    xp = get_array_module(z)
-    gy = gy.astype(z.dtype, copy=False)
-    if act == "relu":
-        return K.relu_bwd(z, gy)
-    if act == "leaky_relu":
-        return (gy * xp.where(z > 0, 1.0, slope)).astype(z.dtype, copy=False)
-    if act in ("gelu", "gelu_tanh"):
-        return K.gelu_bwd(z, gy, act == "gelu_tanh")
-    if act == "sigmoid":
-        s = K.sigmoid(z)
-        return gy * s * (1 - s)
-    if act == "silu":
-        return K.silu_bwd(z, gy)
-    if act == "tanh":
-        t = xp.tanh(z)
-        return gy * (1 - t * t)
-    return gy.copy()
-
-
 def _act_d2(z, act):
     """act''(z) as a Tensor expression (None where it is 0: the piecewise-linear ones)."""
     if act == "sigmoid":
@@ -504,15 +461,6 @@ def _act_d2(z, act):
     return None
 
 
-def _ew():
-    from ..kernels.cuda import elementwise  # noqa: PLC0415 -- lazy: only with CUDA arrays
-    return elementwise
-
-
-def _on_gpu(a):
-    return uses_cuda_kernels(a)
-
-
 class BiasAct(Function):
     """y = act(x + b[c]), c the index along `dim`: one fused CUDA kernel on the GPU; on the CPU
     the add, then the activation's kernel. Nothing is saved beyond the inputs."""
@@ -521,10 +469,7 @@ class BiasAct(Function):
         self.act, self.dim, self.slope = act, dim, slope
 
     def forward(self, x, b):
-        if _on_gpu(x):
-            return _ew().bias_act_fwd(x, b, self.act, self.dim, self.slope)
-        z = x + b.reshape(_bias_shape(x.ndim, self.dim, b.shape[0]))
-        return _act_array(z, self.act, self.slope)
+        return K.bias_act_fwd(x, b, self.act, self.dim, self.slope)
 
     def backward(self, gy):
         x, b = self.inputs
@@ -542,16 +487,11 @@ class BiasActGrad(Function):
         self.act, self.dim, self.slope = act, dim, slope
 
     def forward(self, x, b, gy):
-        if _on_gpu(x):
-            return _ew().bias_act_bwd(x, b, gy, self.act, self.dim, self.slope)
-        z = x + b.reshape(_bias_shape(x.ndim, self.dim, b.shape[0]))
-        gz = _act_grad_array(z, gy, self.act, self.slope)
-        axes = tuple(i for i in range(x.ndim) if i != self.dim)
-        return gz, gz.sum(axis=axes, dtype=get_array_module(x).float64).astype(x.dtype)
+        return K.bias_act_bwd(x, b, gy, self.act, self.dim, self.slope)
 
     def backward(self, ggx, ggb):
         x, b, gy = self.inputs
-        bshape = _bias_shape(x.ndim, self.dim, b.shape[0])
+        bshape = K.bias_shape(x.ndim, self.dim, b.shape[0])
         if ggb is not None:
             gb_full = broadcast_to(reshape(ggb, bshape), x.shape)
             ggx = gb_full if ggx is None else ggx + gb_full
