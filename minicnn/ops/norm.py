@@ -13,7 +13,7 @@ The eval-mode path (running statistics) is BatchNormEval, an affine map with con
 import math
 
 from ..autograd import Function, is_grad_enabled
-from ..backend import get_array_module, uses_cuda_kernels
+from ..backend import get_array_module
 from ..kernels import norm as K
 from ..tensor import Tensor
 from .reduce import mean as _mean
@@ -170,16 +170,8 @@ def _check_channels_input(x, op, min_dims, **vectors):
 def _update_running(running_mean, running_var, mean, var, momentum, var_scale=None):
     """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place; on the GPU
     one fused kernel (no chain of small array ops)."""
-    m = float(momentum)
-    rm, rv = running_mean.data, running_var.data
-    if uses_cuda_kernels(rm) and rm.dtype == rv.dtype and rm.flags.c_contiguous \
-            and rv.flags.c_contiguous:
-        from ..kernels.cuda import norm as cuda_norm  # noqa: PLC0415 -- only with CUDA arrays
-        cuda_norm.running_update(rm, rv, mean, var, m, 1.0 if var_scale is None else var_scale)
-        return
-    var_unbiased = var if var_scale is None else var * var_scale
-    rm[...] = (1.0 - m) * rm + m * mean
-    rv[...] = (1.0 - m) * rv + m * var_unbiased
+    K.running_update(running_mean.data, running_var.data, mean, var, float(momentum),
+                     var_scale)
 
 
 # --- functional API ---------------------------------------------------------------------------
