@@ -20,29 +20,28 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, col):
     cf = col.reshape(-1)    # (C, KH, KW, N, OH, OW) -> flat
     L = OH * OW
     for p in prange(N * C):
-        n = p // C
-        c = p % C
-        xbase = p * H * W
+        c = p // N      # channel-major order: consecutive iterations fill consecutive blocks of
+        n = p % N       # the column buffer (image-major order scattered its 64-byte blocks at 4x4)
+        xbase = (n * C + c) * H * W
         for kh in range(KH):
             hoff = kh * DH - PH
             for kw in range(KW):
                 woff = kw * DW - PW
                 lo, hi = valid_range(woff, SW, W, OW)
                 cbase = (((c * KH + kh) * KW + kw) * N + n) * L
+                if lo > 0 or hi < OW or hoff < 0 or (OH - 1) * SH + hoff >= H:
+                    cf[cbase:cbase + L] = 0     # padding: zero the block once, not per row
                 for oh in range(OH):
                     h = oh * SH + hoff
-                    o = cbase + oh * OW
                     if h < 0 or h >= H:
-                        cf[o:o + OW] = 0
                         continue
-                    cf[o:o + lo] = 0
+                    o = cbase + oh * OW
                     src = xbase + h * W + woff
                     if SW == 1:
                         cf[o + lo:o + hi] = xf[src + lo:src + hi]
                     else:
                         for ow in range(lo, hi):
                             cf[o + ow] = xf[src + ow * SW]
-                    cf[o + hi:o + OW] = 0
 
 
 @njit(parallel=True, cache=True)
@@ -54,9 +53,9 @@ def col2im(col, SH, SW, PH, PW, DH, DW, img):
     xf = img.reshape(-1)
     L = OH * OW
     for p in prange(N * C):
-        n = p // C
-        c = p % C
-        xbase = p * H * W
+        c = p // N      # channel-major order, as in im2col: the column blocks are read in order
+        n = p % N
+        xbase = (n * C + c) * H * W
         xf[xbase:xbase + H * W] = 0
         for kh in range(KH):
             hoff = kh * DH - PH
