@@ -182,6 +182,13 @@ def test_errors():
         mc.nn.InstanceNorm2d(4)(mc.randn(2, 3, 5, 5))
     with pytest.raises(TypeError, match="batch_norm: expected a floating point input"):
         F.batch_norm(mc.tensor(np.ones((2, 3), np.int64)), None, None, training=True)
+    # momentum=None is the layers' cumulative average; the functional forms need the factor
+    rm, rv = mc.zeros(3), mc.ones(3)
+    with pytest.raises(TypeError, match="batch_norm: momentum must be a float, got NoneType"):
+        F.batch_norm(mc.randn(4, 3), rm, rv, training=True, momentum=None)
+    with pytest.raises(TypeError, match="instance_norm: momentum must be a float, got str"):
+        F.instance_norm(mc.randn(2, 3, 4), rm, rv, momentum="0.1")
+    assert (rm.numpy() == 0).all() and (rv.numpy() == 1).all()   # nothing was updated
 
 
 def test_float32_stays_float32_and_large_offsets_are_accurate():

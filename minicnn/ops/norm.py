@@ -11,6 +11,7 @@ Tensor ops (the same formula), so gradients of gradients work.
 The eval-mode path (running statistics) is BatchNormEval, an affine map with constant statistics.
 """
 import math
+import numbers
 
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
@@ -176,6 +177,14 @@ def _update_running(running_mean, running_var, mean, var, momentum, var_scale=No
 
 # --- functional API ---------------------------------------------------------------------------
 
+def _check_momentum(op, momentum):
+    """The functional forms take a number (as PyTorch's): None, the layers' cumulative-average
+    setting, would otherwise silently leave the running statistics unchanged."""
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"{op}: momentum must be a float, got {type(momentum).__name__} "
+                        f"(the layers' momentum=None cumulative average is BatchNorm's)")
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
                training=False, momentum=0.1, eps=1e-5):
     """F.batch_norm: statistics over every dim but 1; running stats updated in place when
@@ -183,6 +192,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     x = input
     _check_channels_input(x, "batch_norm", 2, running_mean=running_mean,
                           running_var=running_var, weight=weight, bias=bias)
+    _check_momentum("batch_norm", momentum)
     C = x.shape[1]
     if training:
         count = x.data.size // max(C, 1)
@@ -192,8 +202,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         fn = BatchNormTrain(eps)
         y = fn(x, weight, bias)
         if running_mean is not None and running_var is not None:
-            _update_running(running_mean, running_var, fn.mean, fn.var,
-                            0.0 if momentum is None else momentum, count / (count - 1))
+            _update_running(running_mean, running_var, fn.mean, fn.var, momentum,
+                            count / (count - 1))
         return y
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var must be given when "
@@ -207,6 +217,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     x = input
     _check_channels_input(x, "instance_norm", 3, running_mean=running_mean,
                           running_var=running_var, weight=weight, bias=bias)
+    _check_momentum("instance_norm", momentum)
     N, C = x.shape[:2]
     I = x.data.size // max(N * C, 1)  # noqa: E741
     if not use_input_stats:
