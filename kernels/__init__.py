@@ -17,7 +17,7 @@ from .conv import (col2im, depthwise_conv2d, depthwise_grad_input,  # noqa: E402
                    depthwise_grad_weight, im2col)
 from .conv import workspace as conv_workspace  # noqa: E402,F401
 from .pool import (adaptive_max_pool2d_fwd, avg_pool2d_bwd, avg_pool2d_fwd,  # noqa: E402,F401
-                   max_pool2d_fwd, plane_gather, plane_scatter)
+                   max_pool2d_fwd, plane_assign, plane_gather, plane_scatter)
 from .norm import (ce_bwd, ce_fwd, chan_affine, chan_bwd_apply, chan_bwd_sums,  # noqa: E402,F401
                    chan_stats, gelu_aux, gelu_bwd, gelu_fwd, relu_bwd, relu_fwd, row_norm_bwd,
                    row_norm_fwd, sigmoid, silu_bwd, silu_fwd)

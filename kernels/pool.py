@@ -6,6 +6,7 @@
     max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW) -> gx (plane_scatter of gy by
                                                                idx; a gather on the GPU)
     plane_scatter(g, idx, H, W)                              -> out, out.flat[idx] += g per plane
+    plane_assign(x, idx, H, W)                               -> out, out.flat[idx] = x per plane
     plane_gather(x, idx)                                     -> x.flat[idx] per plane
     adaptive_max_pool2d_fwd(x, OH, OW)                       -> y, idx
 """
@@ -78,6 +79,12 @@ def max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW):
     if uses_cuda_kernels(gy):
         return _cuda().max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
     return plane_scatter(gy, idx, H, W)
+
+
+def plane_assign(x, idx, H, W):
+    """max_unpool2d's forward, on every device the reference's one scatter-assignment (NumPy or
+    CuPy fancy indexing): not a hot loop."""
+    return _ref.plane_assign(x, idx, H, W)
 
 
 def plane_gather(x, idx):

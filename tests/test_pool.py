@@ -66,6 +66,30 @@ def test_max_pool_indices_and_unpool_round_trip():
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy())
 
 
+@pytest.mark.parametrize("layers", [
+    lambda nn: (nn.MaxPool2d(3, 2, return_indices=True), nn.MaxUnpool2d(3, 2)),
+    lambda nn: (nn.MaxPool2d(3, 1, 1, return_indices=True), nn.MaxUnpool2d(3, 1, 1)),
+], ids=["3x3s2", "3x3s1p1"])
+def test_unpool_after_overlapping_windows_matches_torch(device, layers):
+    # an input that wins several windows comes back once with its value (PyTorch assigns);
+    # a scatter-add gave 4x the value here
+    a = np.random.default_rng(3).uniform(-1, 1, (2, 3, 9, 8))
+    a[:, :, 4, 4] = 5.0
+    xt = torch.tensor(a, requires_grad=True)
+    x = mc.tensor(a, device=device, requires_grad=True)
+    pool, unpool = layers(mc.nn)
+    tpool, tunpool = layers(torch.nn)
+    y, idx = pool(x)
+    yt, idxt = tpool(xt)
+    assert (np.bincount(idxt[0, 0].flatten().numpy()) > 1).any()   # indices do repeat
+    up, upt = unpool(y, idx, output_size=(9, 8)), tunpool(yt, idxt, output_size=(9, 8))
+    np.testing.assert_allclose(up.cpu().numpy(), upt.detach().numpy(), rtol=1e-12, atol=0)
+    g = np.random.default_rng(4).standard_normal(up.shape)
+    up.backward(mc.tensor(g, device=device))
+    upt.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("fn", [
     lambda F, x: F.max_pool2d(x, 3, 2, 1),
     lambda F, x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),

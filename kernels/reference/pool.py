@@ -78,6 +78,17 @@ def plane_scatter(g, idx, H, W):
     return out.reshape(N, C, H, W)
 
 
+def plane_assign(x, idx, H, W):
+    """out[n, c].flat[idx[n, c, o]] = x[n, c, o], zeros elsewhere. A repeated index is written,
+    not summed (max_unpool2d after overlapping max-pool windows repeats the index of one input
+    with its one value); with different values NumPy keeps the last, CuPy any one."""
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    out = xp.zeros((N * C, H * W), x.dtype)
+    out[xp.arange(N * C)[:, None], idx.reshape(N * C, -1)] = x.reshape(N * C, -1)
+    return out.reshape(N, C, H, W)
+
+
 def plane_gather(x, idx):
     """x[n, c].flat[idx[n, c, o]]."""
     xp = get_array_module(x)

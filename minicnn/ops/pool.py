@@ -5,10 +5,13 @@ Functions and their gradients (every backward is again a Function, so create_gra
     MaxPool2d(x) -> (y, idx)       backward: PlaneScatter(idx)(gy)
     PlaneScatter(idx)(g)           out.flat[idx] += g per (n, c) plane; backward PlaneGather
     PlaneGather(idx)(x)            x.flat[idx] per plane; backward PlaneScatter
+    PlaneAssign(idx)(x)            out.flat[idx] = x per plane (max_unpool2d); backward PlaneGather
     AvgPool2d(x)                   backward: AvgPool2dGrad(gy); AvgPool2dGrad's backward AvgPool2d
 
 Max pool keeps the argmax (flat h * W + w in the plane, PyTorch's return_indices convention),
-so its gradient is a gather/scatter by index, and max_unpool2d is the same PlaneScatter.
+so its gradient is a gather/scatter by index. max_unpool2d writes each value at its index
+(PlaneAssign) as PyTorch does: after overlapping windows (3x3 stride 2) one input's index comes
+back several times with its one value, which a scatter-add would multiply.
 """
 import numbers
 
@@ -77,6 +80,20 @@ class PlaneGather(Function):
 
     def backward(self, g):
         return PlaneScatter(self.idx, self.hw)(g)
+
+
+class PlaneAssign(Function):
+    """out[n, c].flat[idx[n, c, ...]] = x[n, c, ...] into (H, W) planes. Backward as PyTorch's
+    max_unpool2d: every input gathers the gradient at its index (also where indices repeat)."""
+
+    def __init__(self, idx, hw):
+        self.idx, self.hw = idx, tuple(hw)
+
+    def forward(self, x):
+        return kernels.plane_assign(x, self.idx, *self.hw)
+
+    def backward(self, gy):
+        return PlaneGather(self.idx)(gy)
 
 
 class AvgPool2d(Function):
@@ -256,5 +273,5 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= out[0] * out[1]):
         raise ValueError(f"{op}: found an invalid max index {int(idx.max())} (output volumes "
                          f"are of size {out[0]}x{out[1]})")
-    return PlaneScatter(idx.astype(xp.int64, copy=False), out)(input)
+    return PlaneAssign(idx.astype(xp.int64, copy=False), out)(input)
 

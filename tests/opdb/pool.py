@@ -77,7 +77,8 @@ def unpool_sample(draw):
     import torch  # noqa: PLC0415 -- only to make valid indices
     N, C = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     k = draw(st.integers(1, 3))
-    s = k   # non-overlapping windows: unique indices (PyTorch assigns, minicnn accumulates)
+    s = k   # non-overlapping windows: unique indices (where an index repeats, the gradient
+            # of the assignment is not PyTorch's gather; tests/test_pool.py covers that)
     H, W = k + draw(st.integers(0, 4)), k + draw(st.integers(0, 4))
     src = _distinct(draw, (N, C, H, W))
     _, idx = torch.nn.functional.max_pool2d(torch.from_numpy(np.ascontiguousarray(src)), k, s,
