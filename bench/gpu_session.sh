@@ -34,7 +34,7 @@
 # them. Knobs (environment): PYTHON (python3), BUDGET_S (570: the whole call, phases share it),
 # PYTEST_WORKERS (8; 0 = no xdist), MAXFAIL (25), TEST_TIMEOUT (300 s per test), PYTEST_PATHS
 # (tests), PYTEST_ARGS (extra pytest arguments),
-# TRAIN_EPOCHS (10), TRAIN_ARGS (extra `minicnn train` arguments), BENCH_ARGS (extra bench args),
+# TRAIN_EPOCHS (8: the CPU run's recipe, README), TRAIN_ARGS (extra `minicnn train` arguments), BENCH_ARGS (extra bench args),
 # SKIP_INSTALL (set: no pip install, for a dry run of the script on a machine without a GPU).
 set -uo pipefail
 
@@ -151,7 +151,8 @@ phase_train() {
     rm -rf "$run_dir"
     # TQDM_DISABLE: no progress-bar redraws in the log, the per-epoch lines stay
     TQDM_DISABLE=1 run $(( $(left) - 15 )) train.log "$PY" -m minicnn train \
-        --model resnet18_cifar --dataset shapes --device cuda --epochs "${TRAIN_EPOCHS:-10}" \
+        --model resnet18_cifar --dataset shapes --device cuda --epochs "${TRAIN_EPOCHS:-8}" \
+        --batch-size 64 --optimizer adam --lr 1e-3 \
         --out "$run_dir" ${TRAIN_ARGS:-}
     local f
     for f in summary.json history.csv curves.png; do
