@@ -208,7 +208,7 @@ def _run_cases(args, argv, threads, pinning, import_errors, cases):
         "versions": harness.versions(),
         "git": harness.git_info(),
         "settings": {"device": args.device, "threads": threads, "thread_pinning": pinning,
-                     "tf32": args.tf32, "tf32_cupy": mc.backends._tf32_state(),
+                     "tf32": args.tf32, "tf32_cupy": mc.devices.tf32_state(),
                      "quick": args.quick, "only": args.only,
                      "timer": "CUDA events (cupy / torch)" if args.device == "cuda"
                      else "time.perf_counter", "timing": settings.as_dict(),

@@ -17,7 +17,7 @@ import threading
 
 import numpy
 
-from minicnn.backend import uses_cuda_kernels
+from minicnn.devices import on_cuda_kernels
 
 
 
@@ -76,7 +76,7 @@ def release_workspace():
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda_conv().im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     x = _c(x)
     N, C = x.shape[:2]
@@ -87,7 +87,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
 
 
 def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
-    if uses_cuda_kernels(col):
+    if on_cuda_kernels(col):
         return _cuda_conv().col2im(col, H, W, SH, SW, PH, PW, DH, DW)
     col = _c(col)
     C, N = col.shape[0], col.shape[3]
@@ -112,7 +112,7 @@ def _cuda_grouped():
 
 def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     """b: an optional (K,) bias, added here (fused into the 3x3 stride-1 kernel)."""
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda_grouped().depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b)
     x, w = _c(x), _c(w)
     y = numpy.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
@@ -128,7 +128,7 @@ def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
 
 
 def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
-    if uses_cuda_kernels(gy):
+    if on_cuda_kernels(gy):
         return _cuda_grouped().depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
     gy, w = _c(gy), _c(w)
     gx = numpy.empty((gy.shape[0], C, H, W), gy.dtype)
@@ -146,7 +146,7 @@ def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
 
 
 def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda_grouped().depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
     x, gy = _c(x), _c(gy)
     gw = numpy.empty((gy.shape[1], 1, KH, KW), x.dtype)
@@ -295,7 +295,7 @@ def select_algorithm(pass_, path, a, x_shape, w_shape, SH, SW, PH, PW, DH, DW, G
     ('gemm_1x1' for pointwise, 'im2col_gemm' otherwise); on the GPU `choose_algorithm` picks."""
     if path not in ("pointwise", "im2col"):
         algo = path
-    elif not uses_cuda_kernels(a):
+    elif not on_cuda_kernels(a):
         algo = "gemm_1x1" if path == "pointwise" else "im2col_gemm"
     else:
         algo = choose_algorithm(x_shape, w_shape, (SH, SW), (PH, PW), (DH, DW), G,

@@ -5,12 +5,12 @@ Every function takes and returns arrays; statistics and partial sums are float64
 """
 import numpy as np
 
-from minicnn.backend import uses_cuda_kernels
+from minicnn.devices import on_cuda_kernels
 
 
 def _is_cpu(*arrays):
     """The arrays take the Numba kernels (not the CUDA ones: CuPy arrays, or emulate_cuda())."""
-    return not any(uses_cuda_kernels(a) for a in arrays)
+    return not any(on_cuda_kernels(a) for a in arrays)
 
 
 def _c(a):

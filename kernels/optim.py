@@ -10,7 +10,7 @@ Numba kernels read in place (no gather copy) and the reference and the CUDA path
 """
 import numpy as np
 
-from minicnn.backend import get_array_module, uses_cuda_kernels
+from minicnn.devices import get_array_module, on_cuda_kernels
 
 from .reference import optim as _ref
 
@@ -49,12 +49,12 @@ def _cuda():
 
 
 def _on_gpu(p):
-    return uses_cuda_kernels(p)
+    return on_cuda_kernels(p)
 
 
 def _use_numba(*arrays):
     return all(type(a) is np.ndarray and a.flags.c_contiguous and a.ndim == 1
-               and not uses_cuda_kernels(a) for a in arrays)
+               and not on_cuda_kernels(a) for a in arrays)
 
 
 def _grads_on_cpu(g):

@@ -12,7 +12,7 @@
 """
 import numpy
 
-from minicnn.backend import uses_cuda_kernels
+from minicnn.devices import on_cuda_kernels
 
 from .conv import run
 from .reference import pool as _ref
@@ -34,7 +34,7 @@ def _c(a):
 
 
 def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     x = _c(x)
     y = numpy.empty(x.shape[:2] + (OH, OW), x.dtype)
@@ -47,7 +47,7 @@ def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
 
 
 def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)
     x = _c(x)
     y = numpy.empty(x.shape[:2] + (OH, OW), x.dtype)
@@ -56,7 +56,7 @@ def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
 
 
 def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
-    if uses_cuda_kernels(gy):
+    if on_cuda_kernels(gy):
         return _cuda().avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv)
     gy = _c(gy)
     gx = numpy.empty(gy.shape[:2] + (H, W), gy.dtype)
@@ -65,7 +65,7 @@ def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
 
 
 def plane_scatter(g, idx, H, W):
-    if uses_cuda_kernels(g):
+    if on_cuda_kernels(g):
         return _cuda().plane_scatter(g, idx, H, W)
     g = _c(g)
     out = numpy.empty(g.shape[:2] + (H, W), g.dtype)
@@ -76,7 +76,7 @@ def plane_scatter(g, idx, H, W):
 def max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW):
     """Max-pool gradient: plane_scatter(gy, idx, H, W), which the GPU computes as a gather
     over the windows covering each input (deterministic, no atomics)."""
-    if uses_cuda_kernels(gy):
+    if on_cuda_kernels(gy):
         return _cuda().max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
     return plane_scatter(gy, idx, H, W)
 
@@ -88,13 +88,13 @@ def plane_assign(x, idx, H, W):
 
 
 def plane_gather(x, idx):
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().plane_gather(x, idx)
     return _ref.plane_gather(x, idx)
 
 
 def adaptive_max_pool2d_fwd(x, OH, OW):
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().adaptive_max_pool2d_fwd(x, OH, OW)
     x = _c(x)
     N, C, H, W = x.shape

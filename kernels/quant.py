@@ -5,7 +5,7 @@ The NumPy references live in kernels/reference/quant.py; all three agree bit for
 """
 import numpy as np
 
-from minicnn.backend import get_array_module, uses_cuda_kernels
+from minicnn.devices import get_array_module, on_cuda_kernels
 
 _INT8_MIN, _INT8_MAX = -128, 127
 
@@ -23,7 +23,7 @@ def _conv_out(H, W, KH, KW, SH, SW, PH, PW, DH, DW):
 
 def quantize_per_tensor(x, scale, zero_point=0, qmin=_INT8_MIN, qmax=_INT8_MAX):
     """float -> int8: clip(rint(x / scale) + zero_point, qmin, qmax)."""
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().quantize_per_tensor(x, scale, zero_point, qmin, qmax)
     from .cpu.quant import quantize_per_tensor_kernel  # noqa: PLC0415
     xc = np.ascontiguousarray(x, dtype=np.float32)
@@ -44,7 +44,7 @@ def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127)
     if scale.shape[0] != C or zp.shape[0] != C:
         raise ValueError(f"quantize_per_channel: expected {C} scales/zero points for axis {axis} "
                          f"of shape {list(x.shape)}, got {scale.shape[0]} and {zp.shape[0]}")
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().quantize_per_channel(x, scale, zp, axis, qmin, qmax)
     from .cpu.quant import quantize_per_channel_kernel  # noqa: PLC0415
     xc = np.ascontiguousarray(x, dtype=np.float32)
@@ -59,7 +59,7 @@ def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127)
 def dequantize(q, scale, zero_point=0, axis=None):
     """int8 -> float32: (q - zero_point) * scale; per channel along `axis` when given."""
     xp = get_array_module(q)
-    if uses_cuda_kernels(q):
+    if on_cuda_kernels(q):
         return _cuda().dequantize(q, scale, zero_point, axis)
     if axis is not None:
         shape = [1] * q.ndim
@@ -83,7 +83,7 @@ def qgemm_nt(a, b, a_zp=0):
                          f"{'x'.join(map(str, b.shape[::-1]))})")
     if a.dtype != np.int8 or b.dtype != np.int8:
         raise TypeError(f"qgemm_nt: expected int8 inputs, got {a.dtype} and {b.dtype}")
-    if uses_cuda_kernels(a):
+    if on_cuda_kernels(a):
         return _cuda().qgemm_nt(a, b, a_zp)
     from .cpu.quant import qgemm_nt_kernel  # noqa: PLC0415
     out = np.empty((a.shape[0], b.shape[0]), np.int32)
@@ -98,7 +98,7 @@ def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
     if OH <= 0 or OW <= 0:
         raise ValueError(f"im2col_int8: kernel ({KH}x{KW}) with dilation ({DH}, {DW}) is larger "
                          f"than the padded input of size {list(x.shape)}")
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().im2col_int8(x, KH, KW, SH, SW, PH, PW, DH, DW, pad_value)
     from .cpu.quant import im2col_int8_kernel  # noqa: PLC0415
     out = np.empty((N * OH * OW, C * KH * KW), np.int8)

@@ -5,7 +5,7 @@ Softmax/LogSoftmax ops have always run on the CPU).
     softmax_fwd(x, axis, log=False) -> y           (log=True: log-softmax)
     softmax_bwd(y, gy, axis, log=False) -> gx      (y: the forward's output)
 """
-from minicnn.backend import get_array_module, uses_cuda_kernels
+from minicnn.devices import get_array_module, on_cuda_kernels
 
 
 def _cuda():
@@ -33,12 +33,12 @@ def ref_softmax_bwd(y, gy, axis, log=False):
 
 
 def softmax_fwd(x, axis, log=False):
-    if uses_cuda_kernels(x):
+    if on_cuda_kernels(x):
         return _cuda().softmax_fwd(x, axis, log)
     return ref_softmax_fwd(x, axis, log)
 
 
 def softmax_bwd(y, gy, axis, log=False):
-    if uses_cuda_kernels(y):
+    if on_cuda_kernels(y):
         return _cuda().softmax_bwd(y, gy, axis, log)
     return ref_softmax_bwd(y, gy, axis, log)

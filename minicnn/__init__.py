@@ -11,8 +11,8 @@ import os as _os
 # cores). Must be set before the OpenMP runtime starts; a user's own setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import autograd, backend, cuda, dtypes  # noqa: E402
-from . import backends  # noqa: E402 -- mc.backends.allow_tf32 (imports no CuPy)
+from . import autograd, devices, dtypes  # noqa: E402
+from .devices import backends, cuda  # noqa: E402 -- mc.backends.allow_tf32, mc.cuda.is_available()
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, full_like,
                        linspace, ones, ones_like, rand, rand_like, randint, randn, randn_like,

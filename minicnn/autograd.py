@@ -15,7 +15,7 @@ stays flat over many steps.
 """
 import functools
 
-from .backend import get_array_module
+from .devices import get_array_module
 
 # Set by tensor.py once the Tensor class exists (tensor.py imports this module first).
 Tensor = None
@@ -152,7 +152,7 @@ class Function:
 
 
 def _raise_mixed_devices(fn, inputs):
-    from .backend import device_of  # noqa: PLC0415
+    from .devices import device_of  # noqa: PLC0415
     desc = ", ".join(f"{device_of(t.data)} {tuple(t.data.shape)}" for t in inputs if t is not None)
     raise RuntimeError(
         f"{type(fn).__name__}: expected all tensors to be on the same device, but found "

@@ -22,7 +22,7 @@ backward passes that are differentiable w.r.t. their output gradient -- which ev
 backward is, by the op contract.
 """
 from . import autograd
-from .backend import get_array_module
+from .devices import get_array_module
 
 
 def _tensor_cls():

@@ -297,7 +297,7 @@ def cmd_train(args):
     from .train.metrics import confusion_matrix, precision_recall_f1  # noqa: PLC0415
 
     args.threads = _set_threads(args.threads)
-    device = mc.backend.normalize_device(args.device)
+    device = mc.devices.normalize_device(args.device)
     if args.epochs < 1 or args.batch_size < 1:
         raise CLIError("--epochs and --batch-size must be positive")
     if not 0 <= args.val_fraction < 1:
@@ -474,7 +474,7 @@ def _load_run(path, device):
                        f"({', '.join(missing)}); was it written by `minicnn train`?")
     model = build_model(meta["model"], meta["model_kwargs"])
     model.load_state_dict(ck["model"])
-    model.to(mc.backend.normalize_device(device)).eval()
+    model.to(mc.devices.normalize_device(device)).eval()
     return model, meta
 
 

@@ -3,7 +3,7 @@ import numbers
 
 import numpy
 
-from . import backend, dtypes
+from . import devices, dtypes
 from .random import rng
 from .tensor import Tensor
 
@@ -32,13 +32,13 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         data = data.data
     elif isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
         data = [d.data if isinstance(d, Tensor) else d for d in data]
-        data = backend.get_array_module(*data).stack([backend.get_array_module(d).asarray(d)
+        data = devices.get_array_module(*data).stack([devices.get_array_module(d).asarray(d)
                                                       for d in data])
     if dtype is None:
         dtype = _infer_dtype(data)
-    target = backend.normalize_device(device) if device is not None else backend.device_of(data)
-    xp = backend.xp_for(target)
-    if target == "cpu" and backend.is_cuda_array(data):
+    target = devices.normalize_device(device) if device is not None else devices.device_of(data)
+    xp = devices.xp_for(target)
+    if target == "cpu" and devices.is_cuda_array(data):
         data = data.get()
     array = xp.array(data, dtype=dtype, copy=True)
     if array.dtype == numpy.float64 and dtype is None and not hasattr(data, "dtype"):
@@ -51,7 +51,7 @@ def as_tensor(data, dtype=None, device=None):
     if isinstance(data, Tensor) and dtype is None and device is None:
         return data
     if hasattr(data, "dtype") and (dtype is None or numpy.dtype(dtype) == data.dtype) and \
-            (device is None or backend.normalize_device(device) == backend.device_of(data)):
+            (device is None or devices.normalize_device(device) == devices.device_of(data)):
         return Tensor(data)
     return tensor(data, dtype=dtype, device=device)
 
@@ -79,7 +79,7 @@ def _float_dtype(dtype):
 
 def _new(xp_factory, size, dtype, device, requires_grad):
     """zeros / ones / empty: xp.<xp_factory>(size) in dtype (default float) on the device."""
-    xp = backend.xp_for(device)
+    xp = devices.xp_for(device)
     return _make(getattr(xp, xp_factory)(_size(size), _float_dtype(dtype)), requires_grad)
 
 
@@ -96,14 +96,14 @@ def empty(*size, dtype=None, device=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
-    xp = backend.xp_for(device)
+    xp = devices.xp_for(device)
     if dtype is None:
         dtype = _infer_dtype(fill_value)
     return _make(xp.full(_size((size,)), fill_value, dtypes.resolve(dtype)), requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
-    xp = backend.xp_for(device)
+    xp = devices.xp_for(device)
     return _make(xp.eye(n, m, dtype=_float_dtype(dtype)), requires_grad)
 
 
@@ -115,12 +115,12 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if dtype is None:
         ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
         dtype = numpy.dtype("int64") if ints else dtypes.get_default_dtype()
-    xp = backend.xp_for(device)
+    xp = devices.xp_for(device)
     return _make(xp.arange(start, end, step, dtype=dtypes.resolve(dtype)), requires_grad)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
-    xp = backend.xp_for(device)
+    xp = devices.xp_for(device)
     return _make(xp.linspace(start, end, steps, dtype=_float_dtype(dtype)), requires_grad)
 
 
@@ -197,5 +197,5 @@ def from_dlpack(obj):
     if device_type == _DLPACK_CPU:
         return Tensor(numpy.from_dlpack(obj))
     if device_type == _DLPACK_CUDA:
-        return Tensor(backend._import_cupy().from_dlpack(obj))
+        return Tensor(devices.cupy().from_dlpack(obj))
     raise ValueError(f"from_dlpack: unsupported DLPack device type {device_type}")

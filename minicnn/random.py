@@ -5,7 +5,7 @@ one call to `mc.manual_seed(s)` makes a run repeatable.
 """
 import numpy
 
-from . import backend
+from . import devices
 
 
 class Generator:
@@ -32,10 +32,10 @@ class Generator:
         return self.seed, offset
 
     def for_device(self, device):
-        if backend.normalize_device(device) == "cpu":
+        if devices.normalize_device(device) == "cpu":
             return self.cpu
         if self._cuda is None:
-            cupy = backend._import_cupy()
+            cupy = devices.cupy()
             self._cuda = cupy.random.Generator(cupy.random.XORWOW(self.seed))
         return self._cuda
 

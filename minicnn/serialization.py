@@ -34,7 +34,7 @@ import zipfile
 
 import numpy
 
-from . import backend
+from . import devices
 from .tensor import Tensor
 
 __all__ = ["save", "load", "CheckpointError"]
@@ -52,7 +52,7 @@ class _Encoder:
 
     def _add(self, array):
         name = f"a{len(self.arrays)}"
-        a = backend.to_numpy(array)  # (ascontiguousarray would turn 0-d into 1-d)
+        a = devices.to_numpy(array)  # (ascontiguousarray would turn 0-d into 1-d)
         self.arrays[name] = a if a.flags.c_contiguous else numpy.array(a, order="C")
         return name
 
@@ -70,7 +70,7 @@ class _Encoder:
         if isinstance(obj, Tensor):
             return {"__tensor__": self._add(obj.data), "device": obj.device,
                     "requires_grad": bool(obj.requires_grad)}
-        if isinstance(obj, numpy.ndarray) or backend.is_cuda_array(obj):
+        if isinstance(obj, numpy.ndarray) or devices.is_cuda_array(obj):
             if obj.dtype == object:
                 raise TypeError(f"mc.save: {where} is an object array, which cannot be saved "
                                 "without pickle")
@@ -178,8 +178,8 @@ class _Decoder:
 
     def _device(self, saved):
         if self.map_location is not None:
-            return backend.normalize_device(self.map_location)
-        if saved == "cuda" and backend.is_cuda_available():
+            return devices.normalize_device(self.map_location)
+        if saved == "cuda" and devices.is_cuda_available():
             return "cuda"
         return "cpu"
 
@@ -195,13 +195,13 @@ class _Decoder:
                 return tuple(self.decode(v) for v in node["__tuple__"])
             if "__tensor__" in node:
                 a = self._array(node["__tensor__"])
-                t = Tensor(backend.to_device(a, self._device(node.get("device", "cpu"))))
+                t = Tensor(devices.to_device(a, self._device(node.get("device", "cpu"))))
                 if node.get("requires_grad") and a.dtype.kind in "fc":
                     t.requires_grad_(True)
                 return t
             if "__ndarray__" in node:
                 a = self._array(node["__ndarray__"])
-                return backend.to_device(a, self.map_location) if self.map_location else a
+                return devices.to_device(a, self.map_location) if self.map_location else a
             if "__scalar__" in node:
                 return self._array(node["__scalar__"])[()]
             if "__float__" in node:

@@ -5,7 +5,7 @@ Operators and methods call the differentiable ops in minicnn.ops.
 """
 import numpy
 
-from . import backend
+from . import devices
 from .autograd import _GradMode
 
 
@@ -27,7 +27,7 @@ class Tensor:
     def __init__(self, data, requires_grad=False):
         if isinstance(data, Tensor):
             data = data.data
-        if type(data) is not numpy.ndarray and not backend.is_cuda_array(data):
+        if type(data) is not numpy.ndarray and not devices.is_cuda_array(data):
             data = numpy.asarray(data)
         self.data = data
         self.grad = None
@@ -44,7 +44,7 @@ class Tensor:
     def _wrap(array):
         """A constant Tensor around an op's output (no graph, no checks beyond array type)."""
         t = Tensor.__new__(Tensor)
-        if type(array) is not numpy.ndarray and not backend.is_cuda_array(array):
+        if type(array) is not numpy.ndarray and not devices.is_cuda_array(array):
             array = numpy.asarray(array)
         t.data = array
         t.grad = t.creator = t._hooks = None
@@ -87,11 +87,11 @@ class Tensor:
 
     @property
     def device(self):
-        return backend.device_of(self.data)
+        return devices.device_of(self.data)
 
     @property
     def is_cuda(self):
-        return backend.is_cuda_array(self.data)
+        return devices.is_cuda_array(self.data)
 
     @property
     def shape(self):
@@ -144,7 +144,7 @@ class Tensor:
         return (self[i] for i in range(self.data.shape[0]))
 
     def __repr__(self):
-        body = numpy.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(",
+        body = numpy.array2string(devices.to_numpy(self.data), separator=", ", prefix="tensor(",
                                   precision=4)
         extras = []
         if self.device != "cpu":
@@ -166,7 +166,7 @@ class Tensor:
         return self.data
 
     def __array__(self, dtype=None, copy=None):
-        a = backend.to_numpy(self.data)
+        a = devices.to_numpy(self.data)
         return a if dtype is None else a.astype(dtype)
 
     def item(self):
@@ -176,7 +176,7 @@ class Tensor:
         return self.data.reshape(()).item()
 
     def tolist(self):
-        return backend.to_numpy(self.data).tolist()
+        return devices.to_numpy(self.data).tolist()
 
     def __bool__(self):
         return bool(self.item())
@@ -210,8 +210,8 @@ class Tensor:
         out = self
         if dtype is not None:
             out = ops.cast(out, dtype)
-        if device is not None and backend.normalize_device(device) != out.device:
-            out = ops.ToDevice(backend.normalize_device(device))(out)
+        if device is not None and devices.normalize_device(device) != out.device:
+            out = ops.ToDevice(devices.normalize_device(device))(out)
         return out
 
     def cpu(self):
@@ -326,8 +326,8 @@ class Tensor:
     def copy_(self, src):
         self._check_inplace("copy_")
         src = src.data if isinstance(src, Tensor) else src
-        self.data[...] = backend.to_device(src, self.device) if self.is_cuda else \
-            backend.to_numpy(src)
+        self.data[...] = devices.to_device(src, self.device) if self.is_cuda else \
+            devices.to_numpy(src)
         return self
 
     def _inplace(self, op, other, fn):
@@ -339,28 +339,28 @@ class Tensor:
     def add_(self, other, alpha=1):
         if alpha != 1:
             other = (other.data if isinstance(other, Tensor) else other) * alpha
-        return self._inplace("add_", other, backend.get_array_module(self.data).add)
+        return self._inplace("add_", other, devices.get_array_module(self.data).add)
 
     def sub_(self, other, alpha=1):
         if alpha != 1:
             other = (other.data if isinstance(other, Tensor) else other) * alpha
-        return self._inplace("sub_", other, backend.get_array_module(self.data).subtract)
+        return self._inplace("sub_", other, devices.get_array_module(self.data).subtract)
 
     def mul_(self, other):
-        return self._inplace("mul_", other, backend.get_array_module(self.data).multiply)
+        return self._inplace("mul_", other, devices.get_array_module(self.data).multiply)
 
     def div_(self, other):
-        return self._inplace("div_", other, backend.get_array_module(self.data).divide)
+        return self._inplace("div_", other, devices.get_array_module(self.data).divide)
 
     def clamp_(self, min=None, max=None):  # noqa: A002
         self._check_inplace("clamp_")
-        backend.get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        devices.get_array_module(self.data).clip(self.data, min, max, out=self.data)
         return self
 
     def __setitem__(self, key, value):
         self._check_inplace("setitem")
         from .ops.shape import _key_to_arrays  # noqa: PLC0415
-        xp = backend.get_array_module(self.data)
+        xp = devices.get_array_module(self.data)
         value = value.data if isinstance(value, Tensor) else value
         if xp is not numpy and isinstance(value, numpy.ndarray):
             value = xp.asarray(value)            # CuPy does not take NumPy arrays here

@@ -46,7 +46,7 @@ def _emulated_cuda(request):
     if request.node.get_closest_marker("emu") is None:
         yield
         return
-    with mc.backend.emulate_cuda():
+    with mc.devices.emulate_cuda():
         yield
 
 

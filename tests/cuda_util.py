@@ -7,11 +7,13 @@ emulator, kernels/cuda/emulator.py, so they are tested on every machine with a C
 CuPy outputs made by module.empty are filled with NaN in every test (conftest.py), emulated
 ones always are.
 """
+import contextvars
+
 import numpy as np
 import pytest
 
 import minicnn as mc
-from minicnn import backend
+from minicnn import devices
 from minicnn.kernels.cuda import emulator, module
 
 KERNEL_DEVICES = [
@@ -25,9 +27,9 @@ KERNEL_DEVICES = [
 
 def emulate(monkeypatch):
     """Until the test ends, every kernel dispatch takes its CUDA branch, NumPy arrays too (their
-    kernels then run under the CPU emulator): `minicnn.backend.emulate_cuda()` for a test.
+    kernels then run under the CPU emulator): `minicnn.devices.emulate_cuda()` for a test.
     Returns the list of the CUDA kernels launched from then on (by name)."""
-    monkeypatch.setattr(backend, "_emulating", True)
+    monkeypatch.setattr(devices, "_emulating", contextvars.ContextVar("emulating", default=True))
     launched = []
     call = module.Kernel.__call__
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 import minicnn as mc
-from minicnn.backend import to_device, to_numpy
+from minicnn.devices import to_device, to_numpy
 
 
 def _convert(obj, fn):

@@ -21,7 +21,7 @@ def test_diamond_graph_accumulates(device):
     z = y * y + y  # y used twice
     z.sum().backward()
     expected = 2.0 * (2 * 2.0 * x.data + 1.0)
-    np.testing.assert_allclose(mc.backend.to_numpy(x.grad.data), mc.backend.to_numpy(expected))
+    np.testing.assert_allclose(mc.devices.to_numpy(x.grad.data), mc.devices.to_numpy(expected))
 
 
 def test_leaf_gradients_accumulate_across_backward_calls():

@@ -160,11 +160,11 @@ def test_launch_checks_arguments():
 
 
 def test_emulate_cuda_switch():
-    from minicnn import backend
+    from minicnn import devices
     x = np.ones(3)
-    assert not backend.uses_cuda_kernels(x)
+    assert not devices.on_cuda_kernels(x)
     with pytest.raises(KeyError):
-        with backend.emulate_cuda():
-            assert backend.uses_cuda_kernels(x)
+        with devices.emulate_cuda():
+            assert devices.on_cuda_kernels(x)
             raise KeyError  # the switch is restored on the way out of an error
-    assert not backend.uses_cuda_kernels(x)
+    assert not devices.on_cuda_kernels(x)

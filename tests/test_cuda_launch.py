@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from cuda_util import KERNEL_DEVICES, dev, host
 
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 from minicnn.kernels.cuda import launch, module
 
 SRC = Path(__file__).parent / "cuda_src" / "fastdiv.cu"

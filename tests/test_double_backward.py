@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import minicnn as mc
 from conftest import DEVICES
 from minicnn.autograd import Function
-from minicnn.backend import to_device
+from minicnn.devices import to_device
 from minicnn.testing import GradcheckError, gradcheck, gradgradcheck
 from minicnn.testing import strategies as mst
 from opdb import ALL_OPS

@@ -5,7 +5,7 @@ import pytest
 import minicnn as mc
 import minicnn.functional as F
 from conftest import DEVICES
-from minicnn.backend import to_device, to_numpy
+from minicnn.devices import to_device, to_numpy
 
 
 def _ones(shape, device, dtype=np.float32):

@@ -8,7 +8,7 @@ import pytest
 import minicnn as mc
 import minicnn.functional as F
 from conftest import DEVICES
-from minicnn.backend import to_device, to_numpy
+from minicnn.devices import to_device, to_numpy
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional

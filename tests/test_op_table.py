@@ -49,7 +49,7 @@ def test_torch_parity(info, device, dtype, data):
     rng = np.random.default_rng(0)
     gys = [rng.standard_normal(o.shape).astype(dtype) for o, _ in live]
     grads = mc.autograd.grad([o for o, _ in live], [a for a, _ in wrt],
-                             [mc.Tensor(mc.backend.to_device(g, device)) for g in gys],
+                             [mc.Tensor(mc.devices.to_device(g, device)) for g in gys],
                              allow_unused=True)
     tgrads = torch.autograd.grad([t for _, t in live], [ta for _, ta in wrt],
                                  [torch.from_numpy(g) for g in gys], allow_unused=True)

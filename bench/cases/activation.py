@@ -57,7 +57,7 @@ def silu(ctx):
 def dropout(ctx):
     import numpy as np  # noqa: PLC0415
     import minicnn.functional as F  # noqa: PLC0415
-    from minicnn.backend import to_numpy  # noqa: PLC0415
+    from minicnn.devices import to_numpy  # noqa: PLC0415
     shape = _shape(ctx)
     a = ctx.array(shape, low=0.5, high=1.5)
     gy = ctx.array(shape, low=0.5, high=1.5)

@@ -170,7 +170,7 @@ def resnet18_cifar_step(ctx):
         names = ["logits"] + [n for n, _ in tmodel.named_parameters()]
         for i, name in enumerate(names):
             r = sides["ref"][i].detach().cpu().numpy()
-            a = mc.backend.to_numpy(sides["mc"][i]).astype(np.float64)
+            a = mc.devices.to_numpy(sides["mc"][i]).astype(np.float64)
             b = sides["torch"][i].detach().cpu().double().numpy()
             norm = float(np.linalg.norm(r)) + 1e-30
             e_mc = float(np.linalg.norm(a - r)) / norm

@@ -12,7 +12,7 @@ cheap as a reused one (no page faults, unlike NumPy's), and a buffer that outliv
 safer. CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests).
 No launch function synchronizes with the host.
 """
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 from . import module
 from .launch import blocks, check_float, fastdivs

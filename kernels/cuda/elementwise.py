@@ -13,7 +13,7 @@ offset, so no mask is ever stored (kernels/reference/philox.py is its NumPy twin
 
 Every function takes CuPy arrays (the GPU) or NumPy arrays (the CPU emulator, for the tests).
 """
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 from . import launch, module
 

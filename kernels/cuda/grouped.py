@@ -15,7 +15,7 @@ grad-input gather handles any (H, W). No host synchronization anywhere.
 """
 import functools
 
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 from . import module
 from .launch import blocks, is_float, pow2ceil, warp_threads

@@ -15,7 +15,7 @@ import functools
 
 import numpy
 
-from minicnn.backend import get_array_module, is_cuda_array
+from minicnn.devices import get_array_module, is_cuda_array
 
 from . import module
 

@@ -20,7 +20,8 @@ import weakref
 
 import numpy
 
-from minicnn.backend import is_cuda_array
+from minicnn import devices
+from minicnn.devices import is_cuda_array
 
 from . import emulator, source
 
@@ -49,12 +50,11 @@ def declarations(family):
 def _cupy_module(family):
     with _lock:
         if family not in _modules:
-            import cupy  # noqa: PLC0415 -- only with CUDA arrays
             text = source.read(_path(family))
             # template instances need name expressions; extern "C" names are found as they are
             names = [d.expression(T) for d in source.kernels(text).values() if d.template
                      for T in ("float", "double")]
-            _modules[family] = cupy.RawModule(code=text, options=NVRTC_OPTIONS,
+            _modules[family] = devices.cupy().RawModule(code=text, options=NVRTC_OPTIONS,
                                               name_expressions=names or None)
         return _modules[family]
 

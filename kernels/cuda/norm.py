@@ -20,7 +20,7 @@ synchronizes with the host.
 """
 import numpy
 
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 from . import module
 from .launch import H100_SMS, blocks, fastdiv, float_input, is_float, warp_threads

@@ -12,7 +12,7 @@ Vector loads: when every array starts at the same address modulo 16 bytes (alway
 of the optimizer's flat buffers, whose offsets agree), the kernel moves 16 bytes per load after a
 scalar head; otherwise it runs element by element (nvec = 0).
 """
-from minicnn.backend import get_array_module, is_cuda_array
+from minicnn.devices import get_array_module, is_cuda_array
 
 from . import launch, module
 

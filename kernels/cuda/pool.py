@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy
 
-from minicnn.backend import get_array_module, is_cuda_array
+from minicnn.devices import get_array_module, is_cuda_array
 
 from . import module
 from .launch import blocks, check_float, float_input

@@ -6,7 +6,7 @@ per-channel ones are arrays (on the device). Nothing here reads a device value.
 """
 import numpy
 
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 from . import module
 from .launch import data_ptr, is_float

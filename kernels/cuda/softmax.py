@@ -16,7 +16,7 @@ synchronizes with the host. Element types other than float32/float64 use the xp 
 """
 import numpy
 
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 from . import module
 from .launch import is_float, pow2ceil, split_axis

@@ -10,7 +10,7 @@ Layouts (the same for every implementation):
 im2col/col2im copy one strided slice per kernel tap (KH*KW array operations), as Chainer's CPU
 path does; col2im accumulates, so overlapping windows add up.
 """
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):

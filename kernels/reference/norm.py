@@ -11,7 +11,7 @@ Layouts:
 """
 import math
 
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 # --- row norms (layer / instance / group) -----------------------------------------------------
 

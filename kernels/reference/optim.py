@@ -5,7 +5,7 @@ and the optimizer's state buffers, following PyTorch's single-tensor formulas op
 operation (torch/optim/<name>.py, `_single_tensor_*`). Scalars that depend on the step count
 (bias corrections, step sizes) are computed by the caller and passed in.
 """
-from minicnn.backend import get_array_module as _xp
+from minicnn.devices import get_array_module as _xp
 
 
 def _lerp(xp, a, b, w):

@@ -5,7 +5,7 @@ x (N, C, H, W); outputs (N, C, OH, OW); max-pool indices are flat h * W + w in t
 """
 import numpy
 
-from minicnn.backend import get_array_module, scatter_add
+from minicnn.devices import get_array_module, scatter_add
 
 
 def _padded(x, PH, PW, KH, KW, SH, SW, DH, DW, OH, OW, value):

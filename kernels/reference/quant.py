@@ -14,7 +14,7 @@ Conventions (shared with kernels/cpu/quant.py and the dispatchers in kernels/qua
 """
 import numpy as np
 
-from minicnn.backend import get_array_module
+from minicnn.devices import get_array_module
 
 
 def quantize_per_tensor(x, scale, zero_point, qmin=-128, qmax=127):

@@ -6,7 +6,7 @@
 The folded model gives the eval-mode outputs of the original (up to float rounding) with one
 layer less per pair; the BatchNorm2d is replaced by Identity.
 """
-from ..backend import get_array_module
+from ..devices import get_array_module
 from ..nn.parameter import Parameter
 from ._util import (consumers, copy_model, get_module, is_bn2d, is_conv2d, set_module,
                     set_param, sole_consumer, trace)

@@ -22,7 +22,7 @@ pruning).
 """
 import numpy as np
 
-from ..backend import get_array_module, to_numpy
+from ..devices import get_array_module, to_numpy
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
 from ._util import (copy_model, get_module, is_bn2d, is_conv2d, is_flatten, is_linear,

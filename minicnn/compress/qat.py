@@ -14,7 +14,7 @@ which computes the same quantized values with the int8 kernels.
     qmodel = mc.compress.convert_qat(qat)
 """
 from ..autograd import Function
-from ..backend import get_array_module, to_numpy
+from ..devices import get_array_module, to_numpy
 from ..kernels.reference.quant import symmetric_weight_scales
 from ..nn.module import Module
 from ..tensor import Tensor

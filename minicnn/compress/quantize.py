@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import no_grad
-from ..backend import get_array_module, to_numpy
+from ..devices import get_array_module, to_numpy
 from ..kernels.reference.quant import symmetric_weight_scales
 from ..nn.module import Module
 from ..tensor import Tensor

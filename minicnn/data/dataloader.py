@@ -20,7 +20,7 @@ import threading
 
 import numpy
 
-from .. import backend
+from .. import devices
 from ..tensor import Tensor
 from . import _random
 
@@ -29,7 +29,7 @@ def default_convert(data):
     """Arrays and numbers to Tensors, recursing into tuples, lists and dicts (no stacking)."""
     if isinstance(data, Tensor):
         return data
-    if isinstance(data, numpy.ndarray) or backend.is_cuda_array(data):
+    if isinstance(data, numpy.ndarray) or devices.is_cuda_array(data):
         if data.dtype.kind in "iu" and data.dtype != numpy.int64:
             data = data.astype(numpy.int64)
         return Tensor(data)
@@ -55,14 +55,14 @@ def default_collate(batch):
         raise ValueError("default_collate: empty batch")
     first = batch[0]
     if isinstance(first, Tensor):
-        xp = backend.get_array_module(first.data)
+        xp = devices.get_array_module(first.data)
         return Tensor(xp.stack([b.data for b in batch]))
-    if isinstance(first, numpy.ndarray) or backend.is_cuda_array(first):
+    if isinstance(first, numpy.ndarray) or devices.is_cuda_array(first):
         shapes = {tuple(b.shape) for b in batch}
         if len(shapes) > 1:
             raise RuntimeError(f"default_collate: samples have different shapes {sorted(shapes)}; "
                                "pass a collate_fn that pads or groups them")
-        return default_convert(backend.get_array_module(first).stack(batch))
+        return default_convert(devices.get_array_module(first).stack(batch))
     if isinstance(first, (numbers.Number, numpy.generic)):
         return default_convert(numpy.asarray(batch))
     if isinstance(first, dict):
@@ -80,7 +80,7 @@ def default_collate(batch):
 
 def _to_device(data, device):
     if isinstance(data, Tensor):
-        return data if data.device == device else Tensor(backend.to_device(data.data, device))
+        return data if data.device == device else Tensor(devices.to_device(data.data, device))
     if isinstance(data, tuple):
         return tuple(_to_device(d, device) for d in data)
     if isinstance(data, list):
@@ -105,7 +105,7 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.generator = generator
         self.prefetch = int(prefetch)        # False/0: no thread; True/1: one batch ahead; n
-        self.device = None if device is None else backend.normalize_device(device)
+        self.device = None if device is None else devices.normalize_device(device)
         self.sampler = sampler
 
     def __len__(self):

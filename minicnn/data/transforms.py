@@ -626,7 +626,7 @@ def _unwrap(x):
 def _index_like(perm, a):
     """The host permutation as an index for `a` (moved to the GPU for a CuPy batch: the mix
     then runs on the device, with the same draws as on the CPU)."""
-    from ..backend import get_array_module  # noqa: PLC0415
+    from ..devices import get_array_module  # noqa: PLC0415
     return get_array_module(a).asarray(perm)
 
 

@@ -4,7 +4,7 @@ families)."""
 import math
 
 from .. import dtypes
-from ..backend import xp_for
+from ..devices import xp_for
 from . import init
 from .parameter import Parameter
 

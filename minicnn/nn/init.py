@@ -10,7 +10,7 @@ import numbers
 
 import numpy
 
-from .. import backend
+from .. import devices
 from ..random import rng
 from ..tensor import Tensor
 
@@ -74,7 +74,7 @@ def _write(tensor, values):
     """Copy values (float64 samples) into the tensor's array in place."""
     data = tensor.data
     if not getattr(data.flags, "writeable", True):  # read-only NumPy buffer (CuPy: no flag)
-        tensor.data = backend.get_array_module(data).array(values, dtype=data.dtype)
+        tensor.data = devices.get_array_module(data).array(values, dtype=data.dtype)
     else:
         data[...] = values
     return tensor
@@ -105,7 +105,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     if not a < b:
         raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
     g = _gen(tensor, generator)
-    xp = backend.get_array_module(tensor.data)
+    xp = devices.get_array_module(tensor.data)
     n = tensor.numel()
     out = xp.empty(n, dtype=numpy.float64)
     todo = xp.arange(n)
@@ -140,7 +140,7 @@ def eye_(tensor):
     if tensor.ndim != 2:
         raise ValueError(f"eye_: only tensors with 2 dimensions are supported, got shape "
                          f"{list(tensor.shape)}")
-    xp = backend.get_array_module(tensor.data)
+    xp = devices.get_array_module(tensor.data)
     return _write(tensor, xp.eye(*tensor.shape))
 
 
@@ -158,7 +158,7 @@ def dirac_(tensor, groups=1):
     for g in range(groups):
         for d in range(min_dim):
             values[(g * out_per_group + d, d) + centre] = 1
-    return _write(tensor, backend.to_device(values, tensor.device))
+    return _write(tensor, devices.to_device(values, tensor.device))
 
 
 def xavier_uniform_(tensor, gain=1.0, generator=None):
@@ -208,7 +208,7 @@ def orthogonal_(tensor, gain=1.0, generator=None):
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    xp = backend.get_array_module(tensor.data)
+    xp = devices.get_array_module(tensor.data)
     flat = _gen(tensor, generator).standard_normal((rows, cols), dtype=numpy.float64)
     if rows < cols:
         flat = flat.T

@@ -2,7 +2,7 @@
 import math
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..devices import get_array_module
 from ..ops import matmul, reshape, sum as _sum, transpose
 from ..ops.util import as_tensor
 from ._affine import add_weight_and_bias, reset_weight_and_bias

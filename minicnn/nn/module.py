@@ -1,7 +1,7 @@
 """nn.Module: parameters, buffers and submodules registered by attribute, PyTorch-style."""
 import collections
 
-from .. import backend
+from .. import devices
 from ..tensor import Tensor
 from .parameter import Parameter, zero_grads
 
@@ -227,8 +227,8 @@ class Module:
             else:
                 dtype = a
         if device is not None:
-            device = backend.normalize_device(device)
-            self._map_tensors(lambda a: backend.to_device(a, device))
+            device = devices.normalize_device(device)
+            self._map_tensors(lambda a: devices.to_device(a, device))
         if dtype is not None:
             dtype = numpy.dtype(dtype)
             if dtype.kind != "f":
@@ -290,8 +290,8 @@ class Module:
                 continue
             value = state_dict[k]
             array = value.data if isinstance(value, Tensor) else value
-            array = backend.to_numpy(array) if not hasattr(array, "shape") or \
-                backend.is_cuda_array(array) and not target.is_cuda else array
+            array = devices.to_numpy(array) if not hasattr(array, "shape") or \
+                devices.is_cuda_array(array) and not target.is_cuda else array
             shape = tuple(getattr(array, "shape", ()))
             if shape != tuple(target.shape):
                 errors.append(f"size mismatch for {k}: copying a param with shape {list(shape)} "
@@ -306,12 +306,12 @@ class Module:
             # Copy in place (as PyTorch's param.copy_), so views of the arrays (an optimizer's
             # flat buffers) stay valid; a read-only array is replaced instead.
             target = own[k]
-            array = backend.to_device(array, target.device)
+            array = devices.to_device(array, target.device)
             # (CuPy arrays have no writeable flag: they are always writable)
             if getattr(getattr(target.data, "flags", None), "writeable", True):
                 target.data[...] = array
             else:
-                xp = backend.get_array_module(target.data)
+                xp = devices.get_array_module(target.data)
                 target.data = xp.array(array, dtype=target.data.dtype, copy=True)
         return collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")(
             missing, unexpected)

@@ -10,7 +10,7 @@ differentiable terms to add to a loss:
 """
 import math
 
-from .. import backend, ops
+from .. import devices, ops
 from ..autograd import no_grad
 from ..tensor import Tensor
 
@@ -46,8 +46,8 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False):
     arrays = [a for a in arrays if a is not None]
     norm_type = float(norm_type)
     if not arrays:
-        return Tensor(backend.xp_for("cpu").zeros((), "float32"))
-    xp = backend.get_array_module(*arrays)
+        return Tensor(devices.xp_for("cpu").zeros((), "float32"))
+    xp = devices.get_array_module(*arrays)
     norms = xp.stack([_norm_of(xp, a, norm_type) for a in arrays]).astype(arrays[0].dtype)
     total = _norm_of(xp, norms, norm_type)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
@@ -64,7 +64,7 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm):
     if not params:
         return
     total = total_norm.data if isinstance(total_norm, Tensor) else total_norm
-    xp = backend.get_array_module(params[0].grad.data)
+    xp = devices.get_array_module(params[0].grad.data)
     coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)
     for p in params:
         g = p.grad.data
@@ -87,7 +87,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     for p in _as_list(parameters):
         if p.grad is not None:
             g = p.grad.data
-            backend.get_array_module(g).clip(g, -clip_value, clip_value, out=g)
+            devices.get_array_module(g).clip(g, -clip_value, clip_value, out=g)
 
 
 def parameters_to_vector(parameters):

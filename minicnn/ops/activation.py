@@ -8,7 +8,7 @@ differentiable Tensor ops (from the saved output where that is cheaper: sigmoid,
 import math
 
 from ..autograd import Function, is_grad_enabled
-from ..backend import get_array_module, uses_cuda_kernels
+from ..devices import get_array_module, on_cuda_kernels
 from ..kernels import norm as K
 from ..kernels import softmax as KS
 from ..tensor import Tensor
@@ -99,7 +99,7 @@ class GELUGrad(Function):
 class SiLU(Function):
     def forward(self, x):
         # float32 CPU (fused kernels with a vectorised exp) and CUDA: recomputing s is cheaper
-        if x.dtype == "float32" or uses_cuda_kernels(x):
+        if x.dtype == "float32" or on_cuda_kernels(x):
             self.s = None
             return K.silu_fwd(x)
         self.s = K.sigmoid(x)  # saved: the backward then needs no exp
@@ -288,7 +288,7 @@ class Softmax(Function):
         return self.y
 
     def backward(self, gy):
-        if not is_grad_enabled() and uses_cuda_kernels(self.y):  # fused CUDA kernel
+        if not is_grad_enabled() and on_cuda_kernels(self.y):  # fused CUDA kernel
             return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis))
         y = self.retained_output(self.y)
         gyy = gy * y
@@ -304,7 +304,7 @@ class LogSoftmax(Function):
         return self.y
 
     def backward(self, gy):
-        if not is_grad_enabled() and uses_cuda_kernels(self.y):  # fused CUDA kernel
+        if not is_grad_enabled() and on_cuda_kernels(self.y):  # fused CUDA kernel
             return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis, log=True))
         y = self.retained_output(self.y)
         return gy - _exp(y) * _sum(gy, self.axis, True)

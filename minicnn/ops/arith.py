@@ -4,7 +4,7 @@ Gradients of broadcast inputs are summed back to each input's shape (and cast ba
 when type promotion widened the result).
 """
 from ..autograd import Function
-from ..backend import get_array_module, is_cuda_array, to_device
+from ..devices import get_array_module, is_cuda_array, to_device
 from ..tensor import Tensor
 from .shape import sum_to
 from .util import as_tensor, broadcast_shapes, shape_str

@@ -25,7 +25,7 @@ import numbers
 
 from .. import kernels
 from ..autograd import Function
-from ..backend import get_array_module, is_cuda_array, uses_cuda_kernels
+from ..devices import get_array_module, is_cuda_array, on_cuda_kernels
 from .shape import pad as _pad
 from .util import shape_str
 
@@ -47,11 +47,11 @@ def _path(p, C, w_shape, a=None):
     K, Cg, KH, KW = w_shape
     if p.G == C and p.G > 1 and Cg == 1:
         return "depthwise"
-    if a is not None and uses_cuda_kernels(a) and kernels.conv.grouped_direct_ok(w_shape, p.G):
+    if a is not None and on_cuda_kernels(a) and kernels.conv.grouped_direct_ok(w_shape, p.G):
         return "grouped_direct"   # GPU, G > 1 with few channels per group: direct CUDA kernels
     if KH == 1 and KW == 1 and p.PH == 0 and p.PW == 0:
         return "pointwise"
-    if a is not None and not uses_cuda_kernels(a) and kernels.conv.grouped3x3_ok(
+    if a is not None and not on_cuda_kernels(a) and kernels.conv.grouped3x3_ok(
             None, w_shape, p.G, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW):
         return "grouped3x3"   # few channels per group, 3x3 stride 1: a direct Numba kernel
     return "im2col"

@@ -11,7 +11,7 @@ backward draws the same decisions again.
 """
 from .. import random as _random
 from ..autograd import Function
-from ..backend import device_of, uses_cuda_kernels
+from ..devices import device_of, on_cuda_kernels
 from ..random import rng
 from ..tensor import Tensor
 
@@ -75,7 +75,7 @@ def _dropout(x, p, training, shape, op):
         return x
     if p == 1.0:
         return x * 0.0
-    if uses_cuda_kernels(x.data):
+    if on_cuda_kernels(x.data):
         seed, offset = _random.philox()
         return PhiloxMask(seed, offset, p, _philox_rows(x, shape), 1.0 / (1.0 - p))(x)
     keep = _keep_mask(x, shape, p)
@@ -120,7 +120,7 @@ def _alpha_dropout(x, p, training, shape, op):
     if p == 1.0:
         return x * 0.0
     a = 1.0 / ((_ALPHA * _ALPHA * p + 1.0) * (1.0 - p)) ** 0.5
-    if uses_cuda_kernels(x.data):
+    if on_cuda_kernels(x.data):
         seed, offset = _random.philox()
         return PhiloxMask(seed, offset, p, _philox_rows(x, shape), a, _ALPHA * a * p, 0.0,
                           _ALPHA * a * (p - 1.0))(x)

@@ -1,6 +1,6 @@
 """Element-wise unary ops: neg, exp, log, sqrt, abs, clamp, sign; and comparisons (no grad)."""
 from ..autograd import Function
-from ..backend import get_array_module
+from ..devices import get_array_module
 from ..tensor import Tensor
 
 

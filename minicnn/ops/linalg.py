@@ -1,6 +1,6 @@
 """Matrix product: batched, broadcasting, with NumPy's 1-D rules."""
 from ..autograd import Function
-from ..backend import get_array_module
+from ..devices import get_array_module
 from .arith import grad_to
 from .shape import reshape, transpose
 

@@ -8,7 +8,7 @@ gradients of gradients work as well.
 import warnings
 
 from ..autograd import Function, is_grad_enabled
-from ..backend import get_array_module, is_cuda_array
+from ..devices import get_array_module, is_cuda_array
 from ..kernels import norm as K
 from ..tensor import Tensor
 from .activation import LogSoftmax, Softmax, Softplus

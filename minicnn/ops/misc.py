@@ -1,6 +1,6 @@
 """Identity-like ops: clone (a differentiable copy) and device transfer."""
 from ..autograd import Function
-from ..backend import get_array_module, to_device
+from ..devices import get_array_module, to_device
 from ..tensor import Tensor
 
 

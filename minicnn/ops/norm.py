@@ -14,7 +14,7 @@ import math
 import numbers
 
 from ..autograd import Function, is_grad_enabled
-from ..backend import get_array_module
+from ..devices import get_array_module
 from ..kernels import norm as K
 from ..tensor import Tensor
 from .reduce import mean as _mean

@@ -17,7 +17,7 @@ import numbers
 
 from .. import kernels
 from ..autograd import Function
-from ..backend import get_array_module
+from ..devices import get_array_module
 from .linalg import matmul
 from .util import shape_str
 

@@ -6,7 +6,7 @@ import collections
 import math
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..devices import get_array_module
 from ..tensor import Tensor
 from .shape import broadcast_to, reshape
 from .util import normalize_axes, normalize_axis, shape_str

@@ -5,7 +5,7 @@ Each backward is itself made of these differentiable ops, so gradients of gradie
 import math
 
 from ..autograd import Function
-from ..backend import get_array_module, scatter_add
+from ..devices import get_array_module, scatter_add
 from ..tensor import Tensor
 from .util import as_tensor, broadcast_shapes, normalize_axis, shape_str
 

@@ -71,5 +71,5 @@ def as_tensor(x, like=None):
 
 
 def _xp(a):
-    from ..backend import get_array_module  # noqa: PLC0415
+    from ..devices import get_array_module  # noqa: PLC0415
     return get_array_module(a)

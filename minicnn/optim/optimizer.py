@@ -36,7 +36,7 @@ import numpy
 
 from minicnn.kernels import optim as K
 
-from .. import backend
+from .. import devices
 from ..autograd import enable_grad, no_grad
 from ..nn.parameter import zero_grads
 from ..tensor import Tensor
@@ -201,12 +201,12 @@ class Optimizer:
                         carry[p] = b.param_state(i)
         buckets = {}
         for p in group["params"]:
-            key = (backend.device_of(p.data), p.data.dtype.str)
+            key = (devices.device_of(p.data), p.data.dtype.str)
             buckets.setdefault(key, []).append(p)
         new = []
         spec = self._state_spec(group)
         for (device, dtype), params in buckets.items():
-            xp = backend.get_array_module(params[0].data)
+            xp = devices.get_array_module(params[0].data)
             b = _Bucket(params, xp, numpy.dtype(dtype))
             for name, fill in spec:
                 b.state[name] = xp.full(b.offsets[-1], fill, dtype=b.flat.dtype)
@@ -216,7 +216,7 @@ class Optimizer:
                         b.state[name] = xp.full(b.offsets[-1], dict(spec).get(name, 0),
                                                 dtype=b.flat.dtype)
                     b.state[name][b.offsets[i]:b.offsets[i + 1]] = \
-                        backend.to_device(arr, device).reshape(-1)
+                        devices.to_device(arr, device).reshape(-1)
             new.append(b)
         layout = _Layout(sig, new)
         self._layouts[index] = layout
@@ -475,11 +475,11 @@ def _array(value):
         return value.data
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
         return value.detach().cpu().numpy()
-    if backend.is_cuda_array(value):
+    if devices.is_cuda_array(value):
         return value
     return numpy.asarray(value)
 
 
 def _scalar(value):
     a = _array(value)
-    return backend.to_numpy(a).reshape(()).item() if hasattr(a, "reshape") else a
+    return devices.to_numpy(a).reshape(()).item() if hasattr(a, "reshape") else a

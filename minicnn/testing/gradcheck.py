@@ -9,7 +9,7 @@ u (<dL/dx, u> against (L(x + eps u) - L(x - eps u)) / 2 eps), as Chainer's check
 import numpy
 
 from .. import autograd
-from ..backend import get_array_module, to_numpy
+from ..devices import get_array_module, to_numpy
 from ..tensor import Tensor
 
 

@@ -16,7 +16,7 @@ import re
 import numpy
 
 from .. import autograd
-from ..backend import get_array_module
+from ..devices import get_array_module
 from ..tensor import Tensor
 from .gradcheck import GradcheckError, _outputs, gradcheck, noncontiguous
 

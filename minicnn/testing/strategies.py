@@ -7,7 +7,7 @@ import numpy
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ..backend import to_device
+from ..devices import to_device
 from ..tensor import Tensor
 from .gradcheck import noncontiguous
 

@@ -14,7 +14,7 @@ import time
 
 import numpy
 
-from .. import backend
+from .. import devices
 
 
 class Callback:
@@ -115,7 +115,7 @@ class _Monitor(Callback):
 
 
 def _snapshot(model):
-    return {k: backend.get_array_module(v.data).array(v.data, copy=True)
+    return {k: devices.get_array_module(v.data).array(v.data, copy=True)
             for k, v in model.state_dict().items()}
 
 

@@ -10,14 +10,14 @@ import re
 
 import numpy
 
-from .. import backend
+from .. import devices
 from ..tensor import Tensor
 
 
 def _np(a):
     if isinstance(a, Tensor):
         a = a.data
-    return backend.to_numpy(a)
+    return devices.to_numpy(a)
 
 
 def _labels(targets):
@@ -32,7 +32,7 @@ def _device_pair(outputs, targets):
     GPU: no transfer or synchronization until result() is read."""
     out = outputs.data if isinstance(outputs, Tensor) else outputs
     t = targets.data if isinstance(targets, Tensor) else targets
-    if not (backend.is_cuda_array(out) and backend.is_cuda_array(t)):
+    if not (devices.is_cuda_array(out) and devices.is_cuda_array(t)):
         return None
     labels = t.argmax(-1) if t.ndim == 2 and t.dtype.kind == "f" else t.astype(numpy.int64)
     return out, labels
@@ -42,8 +42,8 @@ def _cat(arrays):
     """Concatenate 1-D label arrays into one NumPy array (one transfer when all are on the GPU)."""
     if not arrays:
         return numpy.zeros(0, numpy.int64)
-    if all(backend.is_cuda_array(a) for a in arrays):
-        return backend.to_numpy(backend.get_array_module(arrays[0]).concatenate(arrays))
+    if all(devices.is_cuda_array(a) for a in arrays):
+        return devices.to_numpy(devices.get_array_module(arrays[0]).concatenate(arrays))
     return numpy.concatenate([_np(a) for a in arrays])
 
 
@@ -106,7 +106,7 @@ class TopKAccuracy(Metric):
             # a row's label is in its top k iff fewer than k scores beat the label's score
             # (argpartition-free; ties count for the label, as argpartition may pick either)
             k = min(self.k, out.shape[-1])
-            score = out[backend.get_array_module(out).arange(out.shape[0]), y]
+            score = out[devices.get_array_module(out).arange(out.shape[0]), y]
             beaten_by = (out > score[:, None]).sum(-1)
             self.correct = (beaten_by < k).sum() + self.correct
             self.count += int(y.size)

@@ -9,7 +9,7 @@ import sys
 
 import numpy
 
-from .. import backend
+from .. import devices
 from ..tensor import Tensor
 
 _MISSING_NOTE = ("note: matplotlib is not installed, so no plot was written "
@@ -124,7 +124,7 @@ def plot_confusion_matrix(cm, path, classes=None, normalize=False, title="confus
 
 def _as_images(images):
     a = images.data if isinstance(images, Tensor) else images
-    a = backend.to_numpy(a).astype(numpy.float32)
+    a = devices.to_numpy(a).astype(numpy.float32)
     if a.ndim != 4:
         raise ValueError(f"expected images (N, C, H, W), got shape {list(a.shape)}")
     a = a.transpose(0, 2, 3, 1)                                  # (N, C, H, W) -> (N, H, W, C)
@@ -177,6 +177,6 @@ def plot_augmentations(images, transform, path, n_versions=6, title="augmentatio
         batch = numpy.repeat(img[None], n_versions, axis=0)
         out = transform(batch)
         out = out.data if isinstance(out, Tensor) else out
-        rows.append(numpy.concatenate([img[None], backend.to_numpy(out)], axis=0))
+        rows.append(numpy.concatenate([img[None], devices.to_numpy(out)], axis=0))
     grid = numpy.concatenate(rows, axis=0)
     return plot_image_grid(grid, path, ncols=n_versions + 1, title=title)

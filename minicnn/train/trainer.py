@@ -25,7 +25,7 @@ import time
 
 import numpy
 
-from .. import backend
+from .. import devices
 from ..autograd import no_grad
 from ..data import DataLoader, Dataset, TensorDataset
 from ..tensor import Tensor
@@ -64,19 +64,19 @@ def _read_scalars(arrays):
     """Python floats of 0-d/1-element arrays: one transfer for CuPy arrays (one sync)."""
     if not arrays:
         return []
-    xp = backend.get_array_module(*arrays)
+    xp = devices.get_array_module(*arrays)
     if xp is numpy:
         return [float(numpy.asarray(a).reshape(()).item()) for a in arrays]
-    return backend.to_numpy(xp.stack([a.reshape(()) for a in arrays])).tolist()
+    return devices.to_numpy(xp.stack([a.reshape(()) for a in arrays])).tolist()
 
 
 def _to(t, device):
     if isinstance(t, Tensor):
-        return t if t.device == device else Tensor(backend.to_device(t.data, device))
+        return t if t.device == device else Tensor(devices.to_device(t.data, device))
     if isinstance(t, (tuple, list)):
         return type(t)(_to(v, device) for v in t)
     if isinstance(t, numpy.ndarray):
-        return Tensor(backend.to_device(t, device))
+        return Tensor(devices.to_device(t, device))
     return t
 
 
@@ -102,7 +102,7 @@ class Trainer:
         self.metric_specs = list(metrics or ())
         for spec in self.metric_specs:
             get_metric(spec)                               # fail early on an unknown name
-        self.device = backend.normalize_device(device) if device is not None else \
+        self.device = devices.normalize_device(device) if device is not None else \
             _model_device(model)
         if device is not None:
             model.to(self.device)
@@ -405,7 +405,7 @@ class Trainer:
         if isinstance(data, Tensor):
             data = data.data
         if hasattr(data, "shape") and hasattr(data, "dtype"):
-            data = (backend.to_numpy(data),)
+            data = (devices.to_numpy(data),)
         loader = self._loader(data, batch_size, False)
         self.model.eval()
         outs = []
@@ -415,7 +415,7 @@ class Trainer:
                 outs.append(self.model(_to(x, self.device)).data)   # stays on the device
         if not outs:
             return numpy.zeros((0,), numpy.float32)
-        return backend.to_numpy(backend.get_array_module(*outs).concatenate(outs))
+        return devices.to_numpy(devices.get_array_module(*outs).concatenate(outs))
 
 
 class _EpochLine(ProgressBar):

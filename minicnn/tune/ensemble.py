@@ -8,7 +8,7 @@ and accuracy metrics work on an ensemble as on any model.
 import numpy as np
 
 from ..autograd import no_grad
-from ..backend import get_array_module
+from ..devices import get_array_module
 from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..tensor import Tensor

@@ -1,4 +1,4 @@
-"""mc.backends.allow_tf32: the default, setting it, no CuPy import, and its effect on cuBLAS."""
+"""minicnn.devices: mc.backends.allow_tf32: the default, setting it, no CuPy import, and its effect on cuBLAS."""
 import subprocess
 import sys
 import types
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn as mc
-from minicnn import backend, backends
+from minicnn import devices
 
 CUDA = mc.cuda.is_available()
 
@@ -53,7 +53,7 @@ def test_cpu_results_do_not_change(restore_tf32):
 
 
 class _FakeCupy:
-    """Just enough of CuPy's layout for backends._sync_cupy: records what it is asked to set."""
+    """Just enough of CuPy's layout for devices._sync_tf32: records what it is asked to set."""
 
     def __init__(self, monkeypatch, gpu=True):
         self.compute_type = {}   # dtype -> compute type
@@ -83,22 +83,22 @@ class _FakeCupy:
                           ("cupy_backends.cuda.libs.cublas", cublas)]:
             monkeypatch.setitem(sys.modules, name, mod)
         sys.modules["cupy_backends.cuda.libs"].cublas = cublas
-        monkeypatch.setattr(backend, "_cupy", cupy)
-        monkeypatch.setattr(backends, "_applied", {})
+        monkeypatch.setattr(devices, "_cupy", cupy)
+        monkeypatch.setattr(devices, "_tf32_applied", {})
 
 
 @pytest.mark.skipif(CUDA, reason="replaces the real CuPy; the cuda test covers a real GPU")
 def test_sync_sets_compute_type_and_math_mode(monkeypatch, restore_tf32):
     fake = _FakeCupy(monkeypatch)
-    backends._sync_cupy()                       # what loading CuPy does: strict fp32, no handle
+    devices._sync_tf32()                       # what loading CuPy does: strict fp32, no handle
     assert fake.compute_type == {np.dtype(np.float32): 1} and fake.math_mode == {}
     mc.backends.allow_tf32 = True
     assert fake.compute_type[np.dtype(np.float32)] == 7 and fake.math_mode == {1234: 3}
-    monkeypatch.setattr(backend, "_cuda_checked", True)
-    assert backends._tf32_state() == {"allow_tf32": True, "compute_type": "7", "math_mode": 3}
+    monkeypatch.setattr(devices, "_cuda_checked", True)
+    assert devices.tf32_state() == {"allow_tf32": True, "compute_type": "7", "math_mode": 3}
     mc.backends.allow_tf32 = False
     assert fake.compute_type[np.dtype(np.float32)] == 1 and fake.math_mode == {1234: 0}
-    assert backends._tf32_state()["math_mode"] == 0
+    assert devices.tf32_state()["math_mode"] == 0
 
 
 @pytest.mark.skipif(CUDA, reason="replaces the real CuPy; the cuda test covers a real GPU")
@@ -134,7 +134,7 @@ def test_tf32_changes_cuda_matmul(batched, restore_tf32):
     mc.backends.allow_tf32 = False
     again = _rel_err(cupy.asnumpy(cupy.matmul(ga, gb)), ref)
 
-    state = backends._tf32_state()
+    state = devices.tf32_state()
     msg = f"rel. errors: fp32 {strict:.2e}, minicnn {strict_mc:.2e}, tf32 {tf32:.2e}, {state}"
     assert strict < 1e-5 and strict_mc < 1e-5, msg      # fp32: ~1e-7
     assert again < 1e-5, msg                            # switching back restores fp32
