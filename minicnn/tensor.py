@@ -6,7 +6,9 @@ Operators and methods call the differentiable ops in minicnn.ops.
 import numpy
 
 from . import devices
-from .autograd import _GradMode
+from .autograd import engine
+from .autograd.function import Variable
+from .autograd.mode import _GradMode
 
 
 class _HookHandle:
@@ -18,9 +20,8 @@ class _HookHandle:
             self.hooks.remove(self.hook)
 
 
-class Tensor:
-    __slots__ = ("data", "grad", "_requires_grad", "creator", "output_index", "_hooks",
-                 "__weakref__")
+class Tensor(Variable):
+    __slots__ = ("__weakref__",)
     __array_ufunc__ = None  # numpy_array * tensor defers to Tensor.__rmul__
     __hash__ = object.__hash__  # __eq__ is element-wise, identity stays the hash
 
@@ -268,12 +269,11 @@ class Tensor:
         return ops.Clone()(self)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from . import autograd  # noqa: PLC0415
         if inputs is None:
-            autograd.backward(self, gradient, retain_graph, create_graph)
+            engine.backward(self, gradient, retain_graph, create_graph)
             return
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        grads = autograd.grad(self, inputs, gradient, retain_graph, create_graph,
+        grads = engine.grad(self, inputs, gradient, retain_graph, create_graph,
                               allow_unused=True)
         for t, g in zip(inputs, grads):
             if g is not None:
@@ -595,7 +595,4 @@ class Tensor:
         return ops.index_select(self, dim, index)
 
 
-from . import autograd as _autograd  # noqa: E402
 from . import ops  # noqa: E402 -- the ops import Tensor, so they load after the class exists
-
-_autograd.Tensor = Tensor

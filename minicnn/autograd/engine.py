@@ -1,162 +1,13 @@
-"""Reverse-mode automatic differentiation: Function, the recorded graph, backward() and grad().
+"""The backward pass: backward() and grad() over the graph that Functions recorded.
 
-A Function is one op. Its `forward` works on raw arrays (NumPy or CuPy) and may stash what the
-backward pass needs on `self`; its `backward` receives the output gradients as Tensors and returns
-one gradient per input (None where there is none), written with differentiable Tensor operations.
-Under `create_graph=False` the backward runs with recording off, so each of those operations is
-a thin wrapper around an array call; with `create_graph=True` the backward is itself recorded,
-which is what gives gradients of gradients.
-
-The graph is define-by-run: calling a Function on inputs that require grad (while grad mode is
-on) stores the inputs on the Function and makes the Function the `creator` of its outputs.
 Backward walks the graph in an iterative topological order (no recursion, so chains of any length
 work) and, unless `retain_graph=True`, drops every Function's saved state as it goes so memory
-stays flat over many steps.
+stays flat over many steps. Leaves' gradients are accumulated into `.grad` (backward) or returned
+(grad, which leaves `.grad` alone).
 """
-import functools
-
-from .devices import get_array_module
-
-# Set by tensor.py once the Tensor class exists (tensor.py imports this module first).
-Tensor = None
-
-
-class _GradMode:
-    enabled = True
-
-
-def is_grad_enabled():
-    return _GradMode.enabled
-
-
-def _with_grad_mode(func, mode):
-    """func wrapped so that it always runs with grad mode `mode`."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        prev = _GradMode.enabled
-        _GradMode.enabled = mode
-        try:
-            return func(*args, **kwargs)
-        finally:
-            _GradMode.enabled = prev
-    return wrapper
-
-
-class set_grad_enabled:
-    """Turn graph recording on or off; usable as a call, a context manager or a decorator."""
-
-    def __init__(self, mode):
-        self.prev = _GradMode.enabled
-        self.mode = bool(mode)
-        _GradMode.enabled = self.mode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
-        return False
-
-    def __call__(self, func):
-        _GradMode.enabled = self.prev  # decorating must not change the mode now
-        return _with_grad_mode(func, self.mode)
-
-
-class _ModeContext:
-    mode = None
-
-    def __enter__(self):
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
-        return False
-
-    def __call__(self, func):
-        return _with_grad_mode(func, self.mode)
-
-
-class no_grad(_ModeContext):
-    """`with mc.no_grad():` or `@mc.no_grad()`: nothing inside is recorded."""
-    mode = False
-
-
-class enable_grad(_ModeContext):
-    mode = True
-
-
-class Function:
-    """Base class of every differentiable op (see the module docstring for the contract).
-
-    Attributes a subclass may rely on inside `backward`:
-      self.inputs   the input Tensors (None entries for absent optional inputs)
-    Outputs of integer or bool dtype (argmax indices, masks) never require grad.
-    """
-
-    inputs = None
-    released = False
-    out_meta = None  # (shape, dtype) per output, kept for multi-output ops to zero-fill grads
-    out_hooks = None  # {output index: [hook, ...]} from Tensor.register_hook on non-leaf outputs
-
-    def forward(self, *arrays):
-        raise NotImplementedError
-
-    def backward(self, *grad_outputs):
-        raise NotImplementedError
-
-    def __call__(self, *inputs):
-        arrays = []
-        record = False
-        first_type = None
-        for t in inputs:
-            if t is None:
-                arrays.append(None)
-                continue
-            a = t.data
-            if first_type is None:
-                first_type = type(a)
-            elif type(a) is not first_type:
-                _raise_mixed_devices(self, inputs)
-            arrays.append(a)
-            if t._requires_grad:
-                record = True
-        outputs = self.forward(*arrays)
-        record = record and _GradMode.enabled
-        if record:
-            self.inputs = inputs
-        if type(outputs) is not tuple:
-            return Tensor._from_op(outputs, self, 0) if record else Tensor._wrap(outputs)
-        if record:
-            self.out_meta = [(y.shape, y.dtype) for y in outputs]
-            return tuple(Tensor._from_op(y, self, i) for i, y in enumerate(outputs))
-        return tuple(Tensor._wrap(y) for y in outputs)
-
-    def retained_output(self, array, index=0):
-        """This op's own output as a graph node, for backward formulas written in terms of y
-        (exp, sqrt, sigmoid...). With create_graph it links back to this op, so second
-        derivatives flow through it; otherwise it is a plain constant."""
-        if _GradMode.enabled and self.inputs is not None:
-            return Tensor._from_op(array, self, index)
-        return Tensor._wrap(array)
-
-    def release(self):
-        """Drop saved inputs and arrays; a later backward through this op raises."""
-        self.__dict__.clear()
-        self.released = True
-
-    @property
-    def name(self):
-        return type(self).__name__
-
-
-def _raise_mixed_devices(fn, inputs):
-    from .devices import device_of  # noqa: PLC0415
-    desc = ", ".join(f"{device_of(t.data)} {tuple(t.data.shape)}" for t in inputs if t is not None)
-    raise RuntimeError(
-        f"{type(fn).__name__}: expected all tensors to be on the same device, but found "
-        f"tensors on different devices: {desc}")
+from ..devices import get_array_module
+from .function import Variable
+from .mode import _GradMode
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,8 +137,9 @@ def _zero_fill(fn, gys):
     """Multi-output ops get zeros for outputs no gradient reached."""
     if all(g is not None for g in gys):
         return gys
-    xp = get_array_module(*[g.data for g in gys if g is not None])
-    return [g if g is not None else Tensor(xp.zeros(shape, dtype))
+    some = next(g for g in gys if g is not None)
+    xp = get_array_module(some.data)
+    return [g if g is not None else some._wrap(xp.zeros(shape, dtype))
             for g, (shape, dtype) in zip(gys, fn.out_meta)]
 
 
@@ -298,7 +150,7 @@ def _owned_detached(g, owned):
     if a.base is not None or id(a) in owned:
         a = a.copy()
     owned.add(id(a))
-    return Tensor(a)
+    return g._wrap(a)
 
 
 def _root_grads(tensors, grad_tensors, what):
@@ -313,10 +165,10 @@ def _root_grads(tensors, grad_tensors, what):
                     f"{what}: grad can be implicitly created only for scalar outputs, but the "
                     f"output has shape {tuple(t.shape)}; pass a gradient of that shape")
             xp = get_array_module(t.data)
-            g = Tensor(xp.ones(t.shape, t.dtype))
+            g = t._wrap(xp.ones(t.shape, t.dtype))
         else:
-            if not isinstance(g, Tensor):
-                g = Tensor(g)
+            if not isinstance(g, Variable):
+                g = t._wrap(g)
             if tuple(g.shape) != tuple(t.shape):
                 raise ValueError(
                     f"{what}: gradient of shape {tuple(g.shape)} does not match the output of "
@@ -327,10 +179,10 @@ def _root_grads(tensors, grad_tensors, what):
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     """Accumulate d(tensors)/d(leaf) into every leaf's .grad (torch.autograd.backward)."""
-    if isinstance(tensors, Tensor):
+    if isinstance(tensors, Variable):
         tensors = [tensors]
     tensors = list(tensors)
-    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+    if grad_tensors is None or isinstance(grad_tensors, Variable):
         grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None else [grad_tensors]
     grad_tensors = list(grad_tensors)
     if len(grad_tensors) != len(tensors):
@@ -349,16 +201,16 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     Leaves' .grad are not touched. An input the outputs do not depend on gets None when
     allow_unused=True, and raises otherwise.
     """
-    single = isinstance(outputs, Tensor)
+    single = isinstance(outputs, Variable)
     outputs = [outputs] if single else list(outputs)
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+    inputs = [inputs] if isinstance(inputs, Variable) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Variable):
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
     grad_outputs = list(grad_outputs)
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"grad: got {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
     for i, t in enumerate(inputs):
-        if not isinstance(t, Tensor) or not t.requires_grad:
+        if not isinstance(t, Variable) or not t.requires_grad:
             raise RuntimeError(f"grad: input {i} does not require grad")
     if retain_graph is None:
         retain_graph = create_graph
@@ -372,8 +224,3 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is not None and not create_graph and g.requires_grad:
             result[i] = g.detach()
     return tuple(result)
-
-
-# Higher-level derivatives (torch.autograd.functional's vjp, jvp, hvp, ...), built on grad().
-from . import autograd_tools as functional  # noqa: E402
-from .autograd_tools import hessian, hvp, jacobian, jvp, vhp, vjp  # noqa: E402,F401

@@ -21,16 +21,13 @@ u along v is (J^T)^T v = J v. So forward-mode products need no forward-mode mach
 backward passes that are differentiable w.r.t. their output gradient -- which every op's
 backward is, by the op contract.
 """
-from . import autograd
-from .devices import get_array_module
-
-
-def _tensor_cls():
-    return autograd.Tensor
-
+from ..devices import get_array_module
+from ..ops.shape import Reshape, reshape, stack
+from ..tensor import Tensor
+from .engine import grad as _autograd_grad
+from .mode import enable_grad, set_grad_enabled
 
 def _as_tuple(x, arg_name, fn_name):
-    Tensor = _tensor_cls()
     if isinstance(x, Tensor):
         return False, (x,)
     if not isinstance(x, (tuple, list)):
@@ -51,15 +48,13 @@ def _prepare_inputs(inputs, create_graph, fn_name):
     """New graph roots for the inputs: leaves holding their values, or, with create_graph and an
     input that requires grad, an identity view of it so the results stay differentiable w.r.t.
     the original input."""
-    from .ops.shape import Reshape  # noqa: PLC0415
-    Tensor = _tensor_cls()
     out = []
     for i, x in enumerate(inputs):
         if x.data.dtype.kind != "f":
             raise TypeError(f"{fn_name}: input {i} has dtype {x.data.dtype}; derivatives need "
                             "floating point inputs")
         if create_graph and x.requires_grad:
-            with autograd.enable_grad():
+            with enable_grad():
                 out.append(Reshape(tuple(x.shape))(x))
         else:
             out.append(Tensor(x.data, requires_grad=True))
@@ -67,7 +62,6 @@ def _prepare_inputs(inputs, create_graph, fn_name):
 
 
 def _check_v(v, refs, fn_name, what):
-    Tensor = _tensor_cls()
     if len(v) != len(refs):
         raise ValueError(f"{fn_name}: v has {len(v)} Tensors but the {what} has {len(refs)}")
     for i, (a, r) in enumerate(zip(v, refs)):
@@ -79,7 +73,6 @@ def _check_v(v, refs, fn_name, what):
 
 
 def _default_v(refs, fn_name, what):
-    Tensor = _tensor_cls()
     if len(refs) != 1 or refs[0].data.size != 1:
         raise RuntimeError(f"{fn_name}: v can be omitted only when the {what} is a single "
                            "Tensor with one element")
@@ -88,8 +81,7 @@ def _default_v(refs, fn_name, what):
 
 
 def _call(func, inputs, fn_name):
-    Tensor = _tensor_cls()
-    with autograd.enable_grad():
+    with enable_grad():
         result = func(*inputs)
     if isinstance(result, (tuple, list)):
         is_tuple, outs = _as_tuple(result, "outputs of the user function", fn_name)
@@ -102,7 +94,6 @@ def _call(func, inputs, fn_name):
 
 
 def _zeros_like(t):
-    Tensor = _tensor_cls()
     return Tensor(get_array_module(t.data).zeros(t.shape, t.data.dtype))
 
 
@@ -113,7 +104,7 @@ def _grad(outputs, inputs, grad_outputs, create_graph, retain_graph=None):
              if o is not None and o.requires_grad]
     if not pairs:
         return [None] * len(inputs)
-    return list(autograd.grad([o for o, _ in pairs], list(inputs), [g for _, g in pairs],
+    return list(_autograd_grad([o for o, _ in pairs], list(inputs), [g for _, g in pairs],
                               retain_graph=retain_graph, create_graph=create_graph,
                               allow_unused=True))
 
@@ -156,7 +147,6 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), J v): the Jacobian-vector product by the double-vjp trick (two backward
     passes; see the module docstring)."""
-    Tensor = _tensor_cls()
     in_tuple, inputs = _as_tuple(inputs, "inputs", "jvp")
     xs = _prepare_inputs(inputs, create_graph, "jvp")
     if v is None:
@@ -168,11 +158,11 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
     # u: dummy output gradients; J^T u is linear in u and recorded, so d<J^T u, v>/du = J v.
     us = [Tensor(get_array_module(o.data).zeros(o.shape, o.data.dtype), requires_grad=True)
           for o in outs]
-    with autograd.enable_grad():
+    with enable_grad():
         first = _grad(outs, xs, us, create_graph=True)
     pairs = [(g, vi) for g, vi in zip(first, v) if g is not None and g.requires_grad]
     if pairs:
-        grads = list(autograd.grad([g for g, _ in pairs], us, [vi for _, vi in pairs],
+        grads = list(_autograd_grad([g for g, _ in pairs], us, [vi for _, vi in pairs],
                                    create_graph=create_graph, allow_unused=True))
     else:
         grads = [None] * len(us)
@@ -205,7 +195,7 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
 
 def _grad_with_graph(out, xs, strict, fn_name):
     """d out / d xs with their graph, for a second derivative; strict: no x may be unused."""
-    with autograd.enable_grad():
+    with enable_grad():
         jac = _grad([out], xs, [None], create_graph=True)
     if strict and any(g is None for g in jac):
         i = next(i for i, g in enumerate(jac) if g is None)
@@ -230,7 +220,6 @@ def _hessian_product(func, inputs, v, create_graph, strict, fn_name):
 
 
 def _ones_at(t, k):
-    Tensor = _tensor_cls()
     xp = get_array_module(t.data)
     e = xp.zeros(t.data.size, t.data.dtype)
     e[k] = 1
@@ -239,8 +228,7 @@ def _ones_at(t, k):
 
 def _stack_rows(rows, out_shape, in_shape, create_graph):
     """rows[k] (shape in_shape) for each element k of the output -> out_shape + in_shape."""
-    from .ops.shape import reshape, stack  # noqa: PLC0415
-    with autograd.set_grad_enabled(create_graph):
+    with set_grad_enabled(create_graph):
         return reshape(stack(rows, 0), tuple(out_shape) + tuple(in_shape))
 
 
@@ -264,7 +252,6 @@ def _jacobian_rows(outs, xs, create_graph, strict, fn_name, what):
 
 
 def _zeros_like_shape(o, x):
-    Tensor = _tensor_cls()
     xp = get_array_module(x.data)
     return Tensor(xp.zeros(tuple(o.shape) + tuple(x.shape), x.data.dtype))
 

@@ -1,0 +1,72 @@
+"""Grad mode: whether calling a Function records it in the graph.
+
+`no_grad()`, `enable_grad()` and `set_grad_enabled(mode)` work as context managers and as
+decorators, as PyTorch's do; `is_grad_enabled()` reads the mode.
+"""
+import functools
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled():
+    return _GradMode.enabled
+
+
+def _with_grad_mode(func, mode):
+    """func wrapped so that it always runs with grad mode `mode`."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        prev = _GradMode.enabled
+        _GradMode.enabled = mode
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _GradMode.enabled = prev
+    return wrapper
+
+
+class set_grad_enabled:
+    """Turn graph recording on or off; usable as a call, a context manager or a decorator."""
+
+    def __init__(self, mode):
+        self.prev = _GradMode.enabled
+        self.mode = bool(mode)
+        _GradMode.enabled = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+    def __call__(self, func):
+        _GradMode.enabled = self.prev  # decorating must not change the mode now
+        return _with_grad_mode(func, self.mode)
+
+
+class _ModeContext:
+    mode = None
+
+    def __enter__(self):
+        self.prev = _GradMode.enabled
+        _GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+    def __call__(self, func):
+        return _with_grad_mode(func, self.mode)
+
+
+class no_grad(_ModeContext):
+    """`with mc.no_grad():` or `@mc.no_grad()`: nothing inside is recorded."""
+    mode = False
+
+
+class enable_grad(_ModeContext):
+    mode = True
