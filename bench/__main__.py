@@ -1,8 +1,11 @@
-"""python -m bench: minicnn against PyTorch, case by case (see bench/README.md).
+"""minicnn against PyTorch, case by case (see bench/README.md).
 
-    python -m bench [--device cpu|cuda] [--only FAMILY_OR_NAME ...] [--quick] [--threads N]
-                    [--out DIR] [--tf32] [--repeats R] [--no-plots] [--list]
-    python -m bench compare A.json B.json [--threshold 0.05]
+    minicnn bench [--device cpu|cuda] [--only FAMILY_OR_NAME ...] [--quick] [--threads N]
+                  [--out DIR] [--tf32] [--repeats R] [--no-plots] [--list]
+    minicnn bench compare A.json B.json [--threshold 0.05]
+
+The same as `python -m minicnn.bench ...`, or `python -m bench ...` from the repository root
+(bench/ installs as minicnn.bench; its imports are relative so that both names work).
 
 Threads: both sides are pinned to the same count N (default: the cores this process may use).
 Before NumPy is imported this module sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS
@@ -16,7 +19,13 @@ import os
 import sys
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+PROG = f"python -m {__package__}"     # bench, or minicnn.bench when installed
+
+
+def _default_results_dir():
+    """bench/results in a checkout; ./bench-results when installed (not into site-packages)."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    return here if os.path.isdir(here) else "bench-results"
 
 
 def _usable_cores():
@@ -77,7 +86,7 @@ def pin_threads(n):
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m bench",
+    p = argparse.ArgumentParser(prog=PROG,
                                 description="benchmark minicnn against PyTorch (bench/README.md)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--only", nargs="+", metavar="FAMILY_OR_NAME", default=None,
@@ -85,7 +94,9 @@ def _parse(argv):
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both sides (default: the usable cores)")
-    p.add_argument("--out", default=RESULTS_DIR, help="results folder (default bench/results)")
+    p.add_argument("--out", default=_default_results_dir(),
+                   help="results folder (default: bench/results in a checkout, ./bench-results "
+                        "when installed)")
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 on both sides (default: strict fp32 on both)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side and phase")
@@ -96,7 +107,7 @@ def _parse(argv):
 
 
 def _compare_main(argv):
-    p = argparse.ArgumentParser(prog="python -m bench compare",
+    p = argparse.ArgumentParser(prog=f"{PROG} compare",
                                 description="which cases got faster or slower from A to B")
     p.add_argument("a")
     p.add_argument("b")
@@ -106,7 +117,7 @@ def _compare_main(argv):
     args = p.parse_args(argv)
     import json  # noqa: PLC0415
 
-    from bench import report  # noqa: PLC0415
+    from . import report  # noqa: PLC0415
     with open(args.a) as f:
         a = json.load(f)
     with open(args.b) as f:
@@ -123,7 +134,7 @@ def main(argv=None):
     _early_env(argv)
     args = _parse(argv)
 
-    from bench import registry  # noqa: PLC0415
+    from . import registry  # noqa: PLC0415
     import_errors = registry.discover()
     if args.list:
         for c in registry.CASES.values():
@@ -134,7 +145,7 @@ def main(argv=None):
     cases = registry.select(args.only, args.device)
     if args.only and not cases:
         print(f"no case matches --only {' '.join(args.only)} on {args.device} "
-              f"(see python -m bench --list)", file=sys.stderr)
+              f"(see {PROG} --list)", file=sys.stderr)
         return 2
 
     threads = args.threads or _usable_cores()
@@ -146,14 +157,8 @@ def main(argv=None):
 
 
 def _run(args, argv, threads, pinning, import_errors, cases):
-    import datetime  # noqa: PLC0415
-
-    from bench import registry  # noqa: PLC0415
-
     import minicnn as mc  # noqa: PLC0415
     import torch  # noqa: PLC0415
-
-    from bench import harness, report  # noqa: PLC0415
     if args.device == "cuda":
         if not mc.cuda.is_available() or not torch.cuda.is_available():
             print("--device cuda: CUDA is not available to both minicnn (CuPy) and torch",
@@ -175,7 +180,7 @@ def _run_cases(args, argv, threads, pinning, import_errors, cases):
 
     import minicnn as mc  # noqa: PLC0415
 
-    from bench import harness, registry, report  # noqa: PLC0415
+    from . import harness, registry, report  # noqa: PLC0415
     settings = harness.Settings(quick=args.quick, repeats=args.repeats, device=args.device)
     timer = harness.make_timer(args.device)
     ctx = registry.Context(device=args.device, quick=args.quick, tf32=args.tf32)

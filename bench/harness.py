@@ -16,7 +16,7 @@ import tracemalloc
 
 import numpy as np
 
-from bench.registry import Context, Workload
+from .registry import Context, Workload
 
 PHASES = (("fwd", "mc_fwd", "torch_fwd", "flops", "bytes"),
           ("fwd_bwd", "mc_fwd_bwd", "torch_fwd_bwd", "flops_fwd_bwd", "bytes_fwd_bwd"))

@@ -5,7 +5,7 @@ A case is a function of a `Context` that builds inputs and returns a `Workload`:
 tolerances of the correctness gate. The harness (bench/__main__.py) checks minicnn against PyTorch
 on the first call, then times both sides alternately. See bench/README.md.
 
-    from bench.registry import case, Workload
+    from ..registry import case, Workload          # in bench/cases/<family>.py
 
     @case("activation", "relu", tags=("cpu", "gpu"))
     def relu(ctx):
@@ -17,7 +17,8 @@ on the first call, then times both sides alternately. See bench/README.md.
 
 Cases live in bench/cases/<family>.py; `discover()` imports every module there. This module does
 not import numpy, torch or minicnn at import time, so `python -m bench --threads N` can still set
-the thread environment variables before NumPy loads.
+the thread environment variables before NumPy loads. Imports between bench modules are relative:
+the package is `minicnn.bench` when installed and `bench` when run from the repository root.
 """
 import dataclasses
 import importlib
@@ -106,11 +107,12 @@ def unregister(family, name):
     CASES.pop(f"{family}/{name}", None)
 
 
-def discover(package="bench.cases"):
-    """Import every module of bench/cases/ so that their @case decorators run.
+def discover(package=None):
+    """Import every module of bench/cases/ (or of `package`) so that their @case decorators run.
 
     Returns {module_name: error_string} for modules that failed to import (the harness reports
     them instead of dying: a family whose op is not written yet must not stop the others)."""
+    package = package or f"{__package__}.cases"
     errors = {}
     pkg = importlib.import_module(package)
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):

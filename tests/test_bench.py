@@ -2,22 +2,20 @@
 import copy
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
-# bench/ is not installed with the package: make it importable however pytest was started
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from bench import registry  # noqa: E402
-from bench.__main__ import main as bench_main  # noqa: E402
-from bench.registry import Workload, case  # noqa: E402
 
 import minicnn as mc  # noqa: E402
+from minicnn.bench import registry  # noqa: E402
+from minicnn.bench.__main__ import main as bench_main  # noqa: E402
+from minicnn.bench.registry import Workload, case  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FAMILY = "zz_benchtest"
 CALLS = {}
@@ -199,7 +197,7 @@ def test_compare_mode(tmp_path, capsys):
 
 
 def test_compare_gate_unit():
-    from bench.harness import compare
+    from minicnn.bench.harness import compare
     a = np.ones((3, 4), np.float32)
     assert compare([mc.tensor(a)], [a.copy()], 1e-6, 1e-6)[0] is None
     msg, _ = compare([a + 1e-2], [a], 1e-4, 1e-4)
@@ -214,7 +212,7 @@ def test_compare_gate_unit():
 
 def test_compare_tf32_scale_tolerance():
     # TF32 runs: an error that is small against the tensor's largest value passes, a big one not
-    from bench.harness import TF32_SCALE_TOL, compare
+    from minicnn.bench.harness import TF32_SCALE_TOL, compare
     ref = np.array([100.0, 0.01, -50.0], np.float32)
     close = ref + np.array([0.0, 0.2, 0.0], np.float32)      # 0.2 = 2e-3 of max|ref|
     assert compare(close, ref, 1e-3, 1e-3)[0] is not None
@@ -227,6 +225,17 @@ def test_minicnn_bench_subcommand(capsys):
     from minicnn.__main__ import main
     assert main(["bench", "--list"]) == 0
     assert "overhead/mul_add_10" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("package", ["minicnn.bench", "bench"])
+def test_list_with_python_m(package):
+    # installed as minicnn.bench; `python -m bench` from the repository root still works (relative
+    # imports), and every case module imports under either name
+    proc = subprocess.run([sys.executable, "-m", package, "--list"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "overhead/mul_add_10" in proc.stdout and "conv/" in proc.stdout
+    assert "failed to import" not in proc.stdout
 
 
 def test_interrupted_run_still_writes_the_finished_cases(tmp_path):

@@ -3,7 +3,7 @@
 Bytes: forward reads x and writes y (2 x size); forward+backward adds reading x (or y) and gy
 and writing gx (5 x size).
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 def _shape(ctx):

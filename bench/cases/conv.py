@@ -5,7 +5,7 @@ FLOPs: forward 2 * N * K * OH * OW * (C / groups) * KH * KW (multiply-adds of th
 forward+backward three times that (input- and weight-gradient GEMMs). column_buffer_MB is the
 im2col buffer one call uses (0 for the 1x1 and depthwise paths, which need none).
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 # name: (GPU N, CPU N, C, H, K, k, s, p, d, g)
 SUITE = {

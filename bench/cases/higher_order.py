@@ -5,7 +5,7 @@ Both sides do the same work: the input gradient recorded (create_graph=True), th
 pass through it. FLOPs are left out (the double-backward graphs of the two frameworks differ in
 shape); the figures of interest are the times and the ratio to PyTorch.
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 def _critic_pair(ctx, width):

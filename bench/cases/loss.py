@@ -1,7 +1,7 @@
 """Cross-entropy on 4096 x 1000 logits (class indices, mean reduction): one fused log-sum-exp
 Function in minicnn. Bytes: forward reads the logits (4 B x 4096 x 1000; the targets are
 negligible); forward+backward also reads them again and writes the gradient."""
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 @case("loss", "cross_entropy_4096x1000", tags=("cpu", "gpu"))

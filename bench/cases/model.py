@@ -26,7 +26,7 @@ FLOOR is 1e-2 (a few flips); minicnn's forward rounding flips a little more ofte
 Sizes: batch 128 on the GPU (the design's reference: PyTorch 16.8 ms fp32 on an H100); batch 8
 on the CPU; a smoke run (--quick) uses batch 2 and a quarter of the width.
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 GATE = 4.0     # per tensor: minicnn's relative L2 error from float64 <= 4x PyTorch float32's
 FLOOR = 1e-2   # ... plus this: each ReLU flipped by rounding moves conv1's gradient ~3e-3 (above)

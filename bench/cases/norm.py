@@ -6,7 +6,7 @@ updated), layer norm over (C, H, W) with an elementwise affine of that shape, in
 Bytes are the algorithmic minimum: forward reads x and writes y (2 x size); forward+backward
 adds reading x and gy and writing gx (5 x size in all).
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 def _shape(ctx):

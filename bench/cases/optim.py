@@ -10,7 +10,7 @@ taken from the same weights with the same gradients. Bytes are the algorithmic m
 step (each of p, g and the state read once, p and the state written once), which is also what
 minicnn's kernel moves.
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 def resnet18_shapes(num_classes=1000):

@@ -4,7 +4,7 @@ Forward records two ops (mul, add); forward+backward adds `.sum().backward()`, s
 forward ops and their three backward nodes. The interesting figure is microseconds per call and
 the ratio to PyTorch (aim: within 2x); FLOPs and bytes are left out on purpose (meaningless here).
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 @case("overhead", "mul_add_10", tags=("cpu", "gpu"),

@@ -4,7 +4,7 @@ GPU. max_pool2d 3x3 stride 2 padding 1 (ResNet's stem pool) and avg_pool2d 2x2.
 Bytes are the algorithmic minimum: forward reads x and writes y; forward+backward adds reading
 gy and writing gx (max pool: and the indices, 8 bytes per output).
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 def _shape(ctx):

@@ -11,7 +11,7 @@ of minicnn.kernels.quant is untested).
 """
 import numpy as np
 
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 def _gemm_case(ctx, M, K, N):

@@ -4,7 +4,7 @@ an NCHW map (segmentation-like: the axis in the middle, no transpose in minicnn'
 Bytes (the minimum traffic): forward reads x and writes y (2 x size); forward+backward adds
 reading y and gy and writing gx (5 x size).
 """
-from bench.registry import Workload, case
+from ..registry import Workload, case
 
 
 def _softmax_case(ctx, shape, dim, log):
