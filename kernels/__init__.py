@@ -1,23 +1,54 @@
 """Hand-written kernels (installed as minicnn.kernels): Numba on the CPU, CUDA C on the GPU.
 
-Ops call `minicnn.kernels.<name>(...)`; each name dispatches on the array type to the Numba
-kernel (kernels/cpu/) or the CUDA kernel (kernels/cuda/, loaded with cupy.RawModule), and has a
-plain NumPy reference in kernels/reference/ that the tests compare against. One module per
-kernel family: kernels/<family>.py holds the dispatchers of that family.
+One package per kernel family, named by what it computes, each with the same five names:
+
+    <family>/__init__.py   the family's API, which ops call: the only place that asks
+                           minicnn.devices where the arrays live (`kernel_target`), and where the
+                           family's algorithm choice lives
+    <family>/cpu.py        the Numba kernels (and the NumPy code of the CPU path)
+    <family>/cuda.py       the CUDA launch layer of <family>/<family>.cu
+    <family>/reference.py  plain NumPy, obviously right: the tests' oracle, never run by minicnn
+
+Families: conv (im2col / col2im / GEMM / implicit GEMM), grouped (depthwise and grouped direct
+convolutions), pool, norm, activation, softmax (with cross-entropy), dropout, optim, quant.
+cuda/ is the CUDA runtime (module cache, launch checks, NVRTC/nvcc checks, the CPU emulator);
+_numba.py holds what every CPU family shares. docs/ARCHITECTURE.md walks through a call.
 """
+import importlib
 
 if __name__ != "minicnn.kernels":
     # Imported as a top-level `kernels` (a script run from the repo root), the Numba cache would
     # record that module name and later break `minicnn.kernels` in every other process.
     raise ImportError("kernels/ is installed as minicnn.kernels; import it under that name")
 
+
+class lazy:
+    """A submodule imported on its first use: `_cpu = lazy(__name__ + ".cpu")` in a family's
+    __init__, so importing Numba (cpu.py) or the CUDA runtime (cuda.py) costs nothing until a
+    kernel of that kind runs. (Bound to a private name, so `from <family> import cpu` still
+    imports the real module.)"""
+
+    def __init__(self, name):
+        self._name = name
+        self._module = None
+
+    def __getattr__(self, attr):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+def conv_out_size(size, kernel, stride=1, padding=0, dilation=1):
+    """Output length of a sliding window along one dimension (convolution and pooling)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# TRANSITION: re-exports of the families not yet moved into packages
 from .quant import (dequantize, im2col_int8, qgemm_nt, quantize_per_channel,  # noqa: E402,F401
                     quantize_per_tensor)
 from .conv import (col2im, depthwise_conv2d, depthwise_grad_input,  # noqa: E402,F401
                    depthwise_grad_weight, im2col)
 from .conv import workspace as conv_workspace  # noqa: E402,F401
-from .pool import (adaptive_max_pool2d_fwd, avg_pool2d_bwd, avg_pool2d_fwd,  # noqa: E402,F401
-                   max_pool2d_fwd, plane_assign, plane_gather, plane_scatter)
 from .norm import (ce_bwd, ce_fwd, chan_affine, chan_bwd_apply, chan_bwd_sums,  # noqa: E402,F401
                    chan_stats, gelu_aux, gelu_bwd, gelu_fwd, relu_bwd, relu_fwd, row_norm_bwd,
                    row_norm_fwd, sigmoid, silu_bwd, silu_fwd)

@@ -14,8 +14,8 @@ import pytest
 import minicnn as mc
 from minicnn import nn, optim
 from minicnn.kernels import optim as K
-from minicnn.kernels.cuda import optim as C
-from minicnn.kernels.reference import optim as R
+from minicnn.kernels.optim import cuda as C
+from minicnn.kernels.optim import reference as R
 from cuda_util import KERNEL_DEVICES, dev, host, emulate
 
 DTYPES = [np.float32, np.float64]
@@ -201,30 +201,32 @@ def test_gradient_pieces_and_other_dtypes(device):
     _assert_same([None if a is None else host(a) for a in got], want, "pieces")
 
 
-@pytest.mark.parametrize("device", KERNEL_DEVICES)
-def test_bad_input(device):
+@pytest.mark.parametrize("device", [pytest.param("cpu", id="cpu")] + KERNEL_DEVICES)
+def test_bad_input(device, monkeypatch):
+    if device == "emu":
+        emulate(monkeypatch)
     p = dev(np.ones(8, np.float32), device)
     g = dev(np.ones(8, np.float32), device)
     with pytest.raises(ValueError, match="sgd_step: the gradient has 7 elements"):
-        C.sgd_step(p, g[:7], None, 0.1, 0, 0, 0, False, False, True)
+        K.sgd_step(p, g[:7], None, 0.1, 0, 0, 0, False, False, True)
     with pytest.raises(ValueError, match="adam_step: exp_avg_sq has shape"):
-        C.adam_step(p, g, dev(np.zeros(8, np.float32), device),
+        K.adam_step(p, g, dev(np.zeros(8, np.float32), device),
                     dev(np.zeros(9, np.float32), device), None, 0.1, 0.9, 0.99, 1e-8, 0, False,
                     False, False, 0.1, 0.1)
     with pytest.raises(TypeError, match="rmsprop_step: square_avg is float64"):
-        C.rmsprop_step(p, g, dev(np.zeros(8), device), None, None, 0.1, 0.9, 1e-8, 0, 0, False,
+        K.rmsprop_step(p, g, dev(np.zeros(8), device), None, None, 0.1, 0.9, 1e-8, 0, 0, False,
                        False)
     with pytest.raises(ValueError, match="must be C-contiguous"):
-        C.adagrad_step(dev(np.ones(16, np.float32), device)[::2], g,
+        K.adagrad_step(dev(np.ones(16, np.float32), device)[::2], g,
                        dev(np.zeros(8, np.float32), device), 0.1, 1e-10, 0, False)
     with pytest.raises(ValueError, match="1-D"):
-        C.sgd_step(p.reshape(2, 4), g, None, 0.1, 0, 0, 0, False, False, True)
+        K.sgd_step(p.reshape(2, 4), g, None, 0.1, 0, 0, 0, False, False, True)
     with pytest.raises(TypeError, match="float32 or float64"):
-        C.sgd_step(dev(np.ones(8, np.float16), device), g, None, 0.1, 0, 0, 0, False, False,
+        K.sgd_step(dev(np.ones(8, np.float16), device), g, None, 0.1, 0, 0, 0, False, False,
                    True)
-    with pytest.raises(ValueError, match="momentum needs a momentum buffer"):
-        C.sgd_step(p, g, None, 0.1, 0.9, 0, 0, False, False, True)
-    C.sgd_step(p[:0], g[:0], None, 0.1, 0, 0, 0, False, False, True)  # empty: no launch
+    with pytest.raises(ValueError, match="missing state buffer momentum_buffer"):
+        K.sgd_step(p, g, None, 0.1, 0.9, 0, 0, False, False, True)
+    K.sgd_step(p[:0], g[:0], None, 0.1, 0, 0, 0, False, False, True)  # empty: no launch
 
 
 OPTIMIZERS = [
@@ -263,10 +265,7 @@ def test_optimizers_through_the_cuda_path(case, dtype, device, monkeypatch):
     want = _train(name, kw, dtype, "cpu")
     calls = []
     if device == "emu":  # NumPy buffers routed to the CUDA launch layer, grads gathered
-        from minicnn.optim import optimizer
-        monkeypatch.setattr(optimizer, "_READ_GRADS_IN_PLACE", False)
         emulate(monkeypatch)
-        monkeypatch.setattr(K, "_ref", None)  # the reference must not run
         got = _train(name, kw, dtype, "cpu")
     else:
         real = C.__dict__

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn.kernels import pool as P
-from minicnn.kernels.cuda import pool as G
-from minicnn.kernels.reference import pool as R
+from minicnn.kernels.pool import cuda as G
+from minicnn.kernels.pool import reference as R
 from minicnn.ops.pool import _out_size
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
@@ -185,7 +185,7 @@ def test_avg_pool_fwd_bwd_match_reference(device, dtype, count_include_pad, divi
     geo = _geometry(H, W, K, S, Pd, (1, 1), ceil)
     OH, OW = geo[-2:]
     hw = (*K, *S, *Pd)
-    inv = R.avg_pool_inv(H, W, *hw, OH, OW, count_include_pad, divisor, dtype)
+    inv = P.avg_pool_inv(H, W, *hw, OH, OW, count_include_pad, divisor, dtype)
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape).astype(dtype)
     want = R.avg_pool_fwd(x, *hw, OH, OW, inv)
@@ -213,7 +213,7 @@ def test_avg_pool_random_geometry(device, case, dtype, cip, divisor, seed):
     H, W = shape[2:]
     OH, OW = _geometry(H, W, K, S, Pd, (1, 1), ceil)[-2:]
     hw = (*K, *S, *Pd)
-    inv = R.avg_pool_inv(H, W, *hw, OH, OW, cip, divisor, dtype)
+    inv = P.avg_pool_inv(H, W, *hw, OH, OW, cip, divisor, dtype)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(dtype)
     np.testing.assert_allclose(host(G.avg_pool2d_fwd(dev(x, device), *hw, OH, OW, inv)),
@@ -366,7 +366,7 @@ def test_inv_is_copied_to_the_device_once(device):
     if device != "cuda":
         pytest.skip("the cache holds device copies of host arrays")
     import cupy  # noqa: PLC0415
-    inv = R.avg_pool_inv(7, 9, 3, 3, 2, 2, 1, 1, 4, 5, False, None, np.float32)
+    inv = P.avg_pool_inv(7, 9, 3, 3, 2, 2, 1, 1, 4, 5, False, None, np.float32)
     a = G._inv(cupy, inv, np.float32, 4, 5, "t")
     assert G._inv(cupy, inv.copy(), np.float32, 4, 5, "t") is a     # same content: same copy
     np.testing.assert_array_equal(host(a), inv)

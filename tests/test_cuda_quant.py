@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minicnn import kernels
-from minicnn.kernels.cuda import quant as C
-from minicnn.kernels.reference import quant as R
+from minicnn.kernels import quant as kernels
+from minicnn.kernels.quant import cuda as C
+from minicnn.kernels.quant import reference as R
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
 
@@ -133,7 +133,7 @@ def test_im2col_int8_noncontiguous_and_too_large(device):
     got, _, _ = C.im2col_int8(noncontiguous(x, device), 3, 3, 1, 2, 1, 1, 1, 1, pad_value=-7)
     np.testing.assert_array_equal(host(got), R.im2col_int8(x, 3, 3, 1, 2, 1, 1, 1, 1, -7)[0])
     with pytest.raises(ValueError, match="im2col_int8"):
-        C.im2col_int8(dev(np.zeros((1, 1, 2, 2), np.int8), device), 3, 3)
+        kernels.im2col_int8(dev(np.zeros((1, 1, 2, 2), np.int8), device), 3, 3)
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)

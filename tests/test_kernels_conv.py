@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from minicnn.kernels import conv as K
 from minicnn.kernels import pool as P
 from minicnn.kernels.reference import conv as RC
-from minicnn.kernels.reference import pool as RP
+from minicnn.kernels.pool import reference as RP
 
 
 @st.composite
@@ -241,7 +241,7 @@ def test_separable_max_pool_3x3_ties_nan_inf(N, C, H, W, S, PD, D, dtype, seed):
     # the separable 3x3 kernel equals the generic kernel (PyTorch's scan: the first maximum, the
     # last NaN, a window of -inf gives its first element) on inputs full of ties, NaN and -inf;
     # without NaN also the reference
-    from minicnn.kernels.cpu import pool as CP
+    from minicnn.kernels.pool import cpu as CP
     H, W = H + max(0, 2 * D - 2 * PD), W + max(0, 2 * D - 2 * PD)
     OH, OW = (H + 2 * PD - 2 * D - 1) // S + 1, (W + 2 * PD - 2 * D - 1) // S + 1
     rng = np.random.default_rng(seed)

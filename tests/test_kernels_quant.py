@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn import kernels
-from minicnn.kernels.reference import quant as ref
+from minicnn.kernels import quant as kernels
+from minicnn.kernels.quant import reference as ref
 
 
 def _int8(rng, shape, lo=-128):
@@ -73,7 +73,7 @@ def test_quantize_per_tensor_equals_reference(shape):
 @pytest.mark.parametrize("shape,axis", [((5, 3, 3, 3), 0), ((4, 7), 1), ((3, 5, 2), 1)])
 def test_quantize_per_channel_equals_reference(shape, axis):
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    s = ref.symmetric_weight_scales(x, axis)
+    s = kernels.symmetric_weight_scales(x, axis)
     got = kernels.quantize_per_channel(x, s, axis=axis)
     np.testing.assert_array_equal(got, ref.quantize_per_channel(x, s, axis=axis))
     assert np.abs(got.astype(int)).max() == 127  # the largest |w| of some channel maps to 127
@@ -99,7 +99,7 @@ def test_round_trip_within_half_a_step(scale, zp):
 def test_per_channel_round_trip_within_half_a_step():
     w = np.random.default_rng(3).standard_normal((6, 4, 3, 3)).astype(np.float32)
     w[2] *= 100
-    s = ref.symmetric_weight_scales(w, 0)
+    s = kernels.symmetric_weight_scales(w, 0)
     q = kernels.quantize_per_channel(w, s, axis=0)
     err = np.abs(kernels.dequantize(q, s, 0, axis=0).astype(np.float64) - w)
     assert (err <= 0.5 * s[:, None, None, None] + 2 * np.spacing(np.abs(w))).all()

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 import minicnn as mc
-from conftest import DEVICES, torch_or_skip
+from conftest import DEVICES, EMULATOR, torch_or_skip
+from cuda_util import emulate
 from minicnn import nn, optim
 from minicnn.kernels import optim as K
-from minicnn.kernels.reference import optim as R
+from minicnn.kernels.optim import cpu as CPU
+from minicnn.kernels.optim import reference as R
 
 SHAPES = [(3, 4), (4,), (2, 3, 2), (), (5,)]
 
@@ -116,12 +118,11 @@ def test_parity_float32(case):
         np.testing.assert_allclose(m.data, t.detach().numpy(), rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.skipif(not EMULATOR, reason="no C++ compiler for the CUDA emulator")
 @pytest.mark.parametrize("case", CASES[::2], ids=_ids)
 def test_parity_on_the_gpu_code_path(torch64, case, monkeypatch):
-    # the GPU path (gather into a flat gradient buffer, xp-generic reference kernels), run on NumPy
-    from minicnn.optim import optimizer
-    monkeypatch.setattr(optimizer, "_READ_GRADS_IN_PLACE", False)
-    monkeypatch.setattr(K, "_use_numba", lambda *arrays: False)
+    # the GPU path (gradients gathered into a flat buffer, the CUDA kernels under the emulator)
+    emulate(monkeypatch)
     tp, mp, _, mopt = _drive(torch64, *case, skip=lambda k, i: (k + i) % 4 == 0)
     _assert_close(tp, mp)
     assert mopt._layouts[0].buckets[0].gbuf is not None
@@ -498,7 +499,7 @@ def test_numba_kernels_match_reference(name, n, dtype):
 
 def test_chunk_table_covers_every_element_once():
     offsets = [0, 5, 5, 40, 41, 100]
-    cp, cs, ce = K.chunk_table(offsets, chunk=16)
+    cp, cs, ce = CPU.chunk_table(offsets, chunk=16)
     covered = np.zeros(100, int)
     for k, a, b in zip(cp, cs, ce):
         assert offsets[k] <= a < b <= offsets[k + 1] and b - a <= 16
@@ -513,7 +514,7 @@ def test_chunk_table_covers_every_element_once():
 def test_numba_kernels_read_gradient_pieces_in_place(name, dtype):
     # pieces of odd sizes, crossing chunk boundaries, one empty, one non-contiguous, one of
     # another dtype: the kernel reading them in place equals the reference on the concatenation
-    sizes = [3, K.CHUNK + 7, 0, 1, 2 * K.CHUNK - 1]
+    sizes = [3, CPU.CHUNK + 7, 0, 1, 2 * CPU.CHUNK - 1]
     n = sum(sizes)
     rng = np.random.default_rng(3)
     arrays, kw = _kernel_args(name, rng, n, dtype)

@@ -5,7 +5,8 @@ import pytest
 import minicnn as mc
 from minicnn import compress, nn
 from minicnn import functional as F
-from minicnn.kernels.reference import quant as ref
+from minicnn.kernels.quant import reference as ref
+from minicnn.kernels.quant import symmetric_weight_scales
 
 
 def _fake(x, s, zp, qmin=-128, qmax=127):
@@ -13,7 +14,7 @@ def _fake(x, s, zp, qmin=-128, qmax=127):
 
 
 def _deq_weight(w):
-    s = ref.symmetric_weight_scales(w, 0)
+    s = symmetric_weight_scales(w, 0)
     return ref.dequantize(ref.quantize_per_channel(w, s, axis=0), s, 0, axis=0)
 
 

@@ -43,7 +43,7 @@ def gemm_resnet(ctx):
 def qconv(ctx):
     import minicnn as mc
     from minicnn import compress, nn
-    from minicnn.kernels.reference import quant as ref
+    from minicnn.kernels.quant import reference as ref
     n = ctx.by_device(cpu=16, quick=2)
     C = K = 64
     a = ctx.randn((n, C, 32, 32))

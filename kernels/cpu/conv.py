@@ -9,7 +9,7 @@ Kernels write into a caller-allocated `out` so the dispatcher controls allocatio
 import numpy as np
 from numba import njit, prange
 
-from .ranges import valid_range
+from .._numba import valid_range
 
 
 @njit(parallel=True, cache=True)

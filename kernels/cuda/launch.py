@@ -74,6 +74,15 @@ def blocks(n, threads=256, waves=8, like=None, cap=None):
     return max(1, min(-(-int(n) // threads), int(cap)))
 
 
+EMULATOR_BLOCKS = 2  # grids under the emulator: small, so the grid-stride loops are exercised
+
+
+def emulator_cap(like):
+    """The `cap` of `blocks` for a grid-stride launch: None on a GPU, EMULATOR_BLOCKS for the
+    emulator's NumPy arrays."""
+    return None if is_cuda_array(like) else EMULATOR_BLOCKS
+
+
 _FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 

@@ -36,8 +36,11 @@ _lock = threading.Lock()
 
 
 def _path(family):
-    """A family name (kernels/cuda/<family>.cu) or a path to a .cu file (the tests' own)."""
-    return family if hasattr(family, "suffix") else source.CUDA_DIR / f"{family}.cu"
+    """A family name (kernels/<family>/<family>.cu) or a path to a .cu file (the tests' own)."""
+    if hasattr(family, "suffix"):
+        return family
+    path = source.family_path(family)
+    return path if path.exists() else source.CUDA_DIR / f"{family}.cu"  # not moved yet
 
 
 def declarations(family):

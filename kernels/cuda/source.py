@@ -1,8 +1,9 @@
 """Reading the CUDA sources: include inlining and kernel signatures.
 
-Each kernel file `kernels/cuda/<family>.cu` may `#include "common.cuh"` (or another header of
-this folder); the text handed to the compiler has those includes inlined, so CuPy's cache key
-(the source text) changes whenever a header does. No system headers: NVRTC has none.
+Each kernel family's file `kernels/<family>/<family>.cu` may `#include "../cuda/common.cuh"`
+(a path relative to the including file); the text handed to the compiler has those includes
+inlined, so CuPy's cache key (the source text) changes whenever a header does. No system headers:
+NVRTC has none.
 
 A kernel is either `extern "C" __global__ void name(...)` or, for float and double alike,
 `template <typename T> __global__ void name(...)`. `kernels(text)` parses each one's parameters
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import numpy
 
-CUDA_DIR = Path(__file__).resolve().parent
+CUDA_DIR = Path(__file__).resolve().parent    # the runtime and its headers
+KERNELS_DIR = CUDA_DIR.parent                   # one folder per kernel family
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]\s*$', re.M)
 _PRAGMA_ONCE = re.compile(r"^\s*#\s*pragma\s+once\s*$", re.M)
@@ -121,6 +123,11 @@ def _strip_comments(text):
     return re.sub(r"//[^\n]*", "", text)
 
 
+def family_path(family):
+    """The .cu file of a kernel family: kernels/<family>/<family>.cu."""
+    return KERNELS_DIR / family / f"{family}.cu"
+
+
 def sources():
-    """The kernel files of this folder."""
-    return sorted(CUDA_DIR.glob("*.cu"))
+    """The kernel files of every family."""
+    return sorted(KERNELS_DIR.glob("*/*.cu"))

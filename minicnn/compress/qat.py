@@ -15,7 +15,7 @@ which computes the same quantized values with the int8 kernels.
 """
 from ..autograd import Function
 from ..devices import get_array_module, to_numpy
-from ..kernels.reference.quant import symmetric_weight_scales
+from ..kernels.quant import symmetric_weight_scales
 from ..nn.module import Module
 from ..tensor import Tensor
 from ._util import copy_model, is_conv2d, set_module

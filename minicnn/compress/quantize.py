@@ -6,7 +6,7 @@ Scheme (the common "weight per-channel symmetric, activation per-tensor affine" 
   activations  int8 in [-128, 127], one (scale, zero point) per layer input, from observers that
                watched a few calibration batches (min/max, or a percentile of the values)
   compute      y[m, k] = s_x * s_w[k] * sum_j (xq[m, j] - zp_x) * wq[k, j] + b[k]
-               the sum in int32 by the int8 GEMM kernel (minicnn.kernels.qgemm_nt); convolutions
+               the sum in int32 by the int8 GEMM kernel (minicnn.kquant.qgemm_nt); convolutions
                go through an int8 im2col whose padding holds zp_x (the code of 0.0).
 
 Each quantized layer takes and returns float32 Tensors (quantize on the way in, dequantize in
@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 
-from .. import kernels
+from ..kernels import quant as kquant
 from ..autograd import no_grad
 from ..devices import get_array_module, to_numpy
-from ..kernels.reference.quant import symmetric_weight_scales
+from ..kernels.quant import symmetric_weight_scales
 from ..nn.module import Module
 from ..tensor import Tensor
 from ._util import (copy_model, is_bn2d, is_conv2d, is_linear, iterate_inputs, model_size_bytes,
@@ -106,7 +106,7 @@ def quantize_weight(w, axis=0):
     xp = get_array_module(w)
     scale = symmetric_weight_scales(to_numpy(w), axis)
     scale = xp.asarray(scale)
-    return kernels.quantize_per_channel(w, scale, axis=axis), scale
+    return kquant.quantize_per_channel(w, scale, axis=axis), scale
 
 
 class _QuantizedBase(Module):
@@ -125,11 +125,11 @@ class _QuantizedBase(Module):
         return float(self.input_scale.item()), int(self.input_zero_point.item())
 
     def dequantized_weight(self):
-        return kernels.dequantize(self.weight_int8.data, self.weight_scale.data, 0, axis=0)
+        return kquant.dequantize(self.weight_int8.data, self.weight_scale.data, 0, axis=0)
 
     def _quantize_input(self, x):
         s, zp = self.qparams
-        return kernels.quantize_per_tensor(x, s, zp), s, zp
+        return kquant.quantize_per_tensor(x, s, zp), s, zp
 
     def _epilogue(self, acc, s):
         """int32 (M, K) -> float32 (M, K): acc * s_x * s_w[k] + b[k]."""
@@ -153,7 +153,7 @@ class QuantizedLinear(_QuantizedBase):
         x = x.data if isinstance(x, Tensor) else x
         lead = x.shape[:-1]
         xq, s, zp = self._quantize_input(x.reshape(-1, x.shape[-1]))    # (*, in) -> (M, in)
-        acc = kernels.qgemm_nt(xq, self.weight_int8.data, zp)          # (M, out) int32
+        acc = kquant.qgemm_nt(xq, self.weight_int8.data, zp)          # (M, out) int32
         return Tensor(self._epilogue(acc, s).reshape(*lead, self.out_features))
 
     def extra_repr(self):
@@ -202,9 +202,9 @@ class QuantizedConv2d(_QuantizedBase):
         accs = []
         for g in range(G):
             xg = xq if G == 1 else xq[:, g * Cg:(g + 1) * Cg]
-            cols, OH, OW = kernels.im2col_int8(xg, KH, KW, *self.stride, *self.padding,
+            cols, OH, OW = kquant.im2col_int8(xg, KH, KW, *self.stride, *self.padding,
                                                *self.dilation, pad_value=zp)
-            accs.append(kernels.qgemm_nt(cols, w[g * Kg:(g + 1) * Kg], zp))  # (N*OH*OW, Kg)
+            accs.append(kquant.qgemm_nt(cols, w[g * Kg:(g + 1) * Kg], zp))  # (N*OH*OW, Kg)
         acc = accs[0] if G == 1 else xp.concatenate(accs, axis=1)       # (N*OH*OW, K)
         y = self._epilogue(acc, s)
         y = y.reshape(N, OH, OW, K).transpose(0, 3, 1, 2)               # -> (N, K, OH, OW)

@@ -15,7 +15,7 @@ back several times with its one value, which a scatter-add would multiply.
 """
 import numbers
 
-from .. import kernels
+from ..kernels import pool as kpool
 from ..autograd import Function
 from ..devices import get_array_module
 from .linalg import matmul
@@ -30,7 +30,7 @@ class MaxPool2d(Function):
 
     def forward(self, x):
         self.in_hw = x.shape[2:]
-        y, idx = kernels.max_pool2d_fwd(x, *self.k, *self.s, *self.p, *self.d, *self.out)
+        y, idx = kpool.max_pool2d_fwd(x, *self.k, *self.s, *self.p, *self.d, *self.out)
         self.idx = idx
         return y, idx
 
@@ -44,7 +44,7 @@ class AdaptiveMaxPool2d(Function):
 
     def forward(self, x):
         self.in_hw = x.shape[2:]
-        y, idx = kernels.adaptive_max_pool2d_fwd(x, *self.out)
+        y, idx = kpool.adaptive_max_pool2d_fwd(x, *self.out)
         self.idx = idx
         return y, idx
 
@@ -61,8 +61,8 @@ class PlaneScatter(Function):
 
     def forward(self, g):
         if self.window is not None:
-            return kernels.pool.max_pool2d_bwd(g, self.idx, *self.hw, *self.window)
-        return kernels.plane_scatter(g, self.idx, *self.hw)
+            return kpool.max_pool2d_bwd(g, self.idx, *self.hw, *self.window)
+        return kpool.plane_scatter(g, self.idx, *self.hw)
 
     def backward(self, gg):
         return PlaneGather(self.idx)(gg)
@@ -76,7 +76,7 @@ class PlaneGather(Function):
 
     def forward(self, x):
         self.hw = x.shape[2:]
-        return kernels.plane_gather(x, self.idx)
+        return kpool.plane_gather(x, self.idx)
 
     def backward(self, g):
         return PlaneScatter(self.idx, self.hw)(g)
@@ -90,7 +90,7 @@ class PlaneAssign(Function):
         self.idx, self.hw = idx, tuple(hw)
 
     def forward(self, x):
-        return kernels.plane_assign(x, self.idx, *self.hw)
+        return kpool.plane_assign(x, self.idx, *self.hw)
 
     def backward(self, gy):
         return PlaneGather(self.idx)(gy)
@@ -102,7 +102,7 @@ class AvgPool2d(Function):
 
     def forward(self, x):
         self.in_hw = x.shape[2:]
-        return kernels.avg_pool2d_fwd(x, *self.k, *self.s, *self.p, *self.out, self.inv)
+        return kpool.avg_pool2d_fwd(x, *self.k, *self.s, *self.p, *self.out, self.inv)
 
     def backward(self, gy):
         return AvgPool2dGrad(self.k, self.s, self.p, self.in_hw, self.inv)(gy)
@@ -114,7 +114,7 @@ class AvgPool2dGrad(Function):
 
     def forward(self, gy):
         self.out = gy.shape[2:]
-        return kernels.avg_pool2d_bwd(gy, *self.in_hw, *self.k, *self.s, *self.p, self.inv)
+        return kpool.avg_pool2d_bwd(gy, *self.in_hw, *self.k, *self.s, *self.p, self.inv)
 
     def backward(self, ggx):
         return AvgPool2d(self.k, self.s, self.p, self.out, self.inv)(ggx)
@@ -197,7 +197,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                                          or divisor_override <= 0):
         raise ValueError(f"{op}: divisor must be a positive int, got {divisor_override!r}")
     H, W = input.shape[2:]
-    inv = kernels.pool.avg_pool_inv(H, W, *k, *s, *p, *out, count_include_pad, divisor_override,
+    inv = kpool.avg_pool_inv(H, W, *k, *s, *p, *out, count_include_pad, divisor_override,
                                     input.data.dtype)
     return AvgPool2d(k, s, p, out, inv)(input)
 
@@ -218,7 +218,7 @@ def _adaptive_out(op, x, output_size):
 def _adaptive_matrix(I, O, xp, dtype):
     """(O, I) averaging matrix: row o averages PyTorch's adaptive window o."""
     import numpy  # noqa: PLC0415 -- a small host-side constant
-    start, end = kernels.pool.adaptive_bounds(I, O)
+    start, end = kpool.adaptive_bounds(I, O)
     m = numpy.zeros((O, I), dtype)
     for o in range(O):
         m[o, start[o]:end[o]] = 1.0 / (end[o] - start[o])

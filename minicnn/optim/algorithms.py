@@ -1,6 +1,6 @@
 """SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax and NAdam with PyTorch's signatures,
 defaults and update formulas (torch/optim/*.py, the single-tensor path); each step is one fused
-kernel per flat bucket (kernels/optim.py)."""
+kernel per flat bucket (kernels/optim/)."""
 from minicnn.kernels import optim as K
 
 from .optimizer import Optimizer

@@ -7,9 +7,9 @@ For every parameter group the optimizer keeps one *layout* per (device, dtype) b
 made a view into it, plus one flat buffer per state (exp_avg, momentum_buffer, ...). A step
 runs one fused kernel over the whole bucket: on the CPU a parallel Numba kernel that reads the
 per-parameter gradient arrays in place (a typed list and a chunk table, no gather copy) and
-updates the flat parameter and state buffers in one pass (kernels/optim.py); on the GPU the
-gradients are gathered into one flat buffer (a single `concatenate(..., out=)`) followed by a
-handful of whole-buffer CuPy operations. The Python work per step is a loop of identity checks
+updates the flat parameter and state buffers in one pass (kernels/optim/); on the GPU the
+gradients are gathered into one flat buffer (a single `concatenate(..., out=)`) and one fused
+CUDA kernel updates the bucket. The Python work per step is a loop of identity checks
 over the parameters (and building the list of gradient arrays), not array operations.
 
 Correctness when things change under the optimizer:
@@ -40,11 +40,6 @@ from .. import devices
 from ..autograd import enable_grad, no_grad
 from ..nn.parameter import zero_grads
 from ..tensor import Tensor
-
-
-# The CPU reads per-parameter gradients in place; tests switch this off (with the Numba kernels)
-# to run the GPU's code path (gather into a flat buffer + the xp-generic reference) on NumPy.
-_READ_GRADS_IN_PLACE = True
 
 
 class _RequiredParameter:
@@ -241,11 +236,11 @@ class Optimizer:
         return runs
 
     def _gather(self, bucket, i0, i1):
-        """The gradients of params[i0:i1] as one 1-D gradient: on the CPU the per-parameter
-        arrays themselves (kernels.optim.Pieces, read in place by the Numba kernel: no copy);
-        on the GPU one concatenate into a flat buffer."""
+        """The gradients of params[i0:i1] as one 1-D gradient: the per-parameter arrays
+        themselves (kernels.optim.Pieces) where the kernels read them in place (the CPU's: no
+        copy); otherwise one concatenate into a flat buffer."""
         params, offsets = bucket.params, bucket.offsets
-        if bucket.xp is numpy and _READ_GRADS_IN_PLACE:
+        if K.reads_pieces(bucket.flat):
             o0 = offsets[i0]
             return K.Pieces([params[i].grad.data for i in range(i0, i1)],
                             [o - o0 for o in offsets[i0:i1 + 1]])

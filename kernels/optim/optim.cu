@@ -20,7 +20,7 @@
 // amsgrad), RMSprop 16..24, Adagrad 20, Adadelta 28, Adamax 28, NAdam 28. Adam over 11.7 M
 // float32 parameters moves 328 MB: ~0.11 ms at 3 TB/s (plus the gradient gather).
 // Absent state buffers (no momentum, no amsgrad) are passed as empty arrays and never touched.
-#include "common.cuh"
+#include "../cuda/common.cuh"
 
 // np.maximum: a NaN in either argument propagates
 template <typename T>

@@ -1,4 +1,5 @@
-"""Numba int8 quantization kernels (CPU). Same conventions as kernels/reference/quant.py.
+"""The int8 family on the CPU: Numba kernels and the functions that call them (the signatures of
+kernels/quant/__init__.py, whose docstring gives the conventions).
 
   quantize_per_tensor_kernel   one prange iteration per element block: q = clip(rint(x/s) + zp)
   quantize_per_channel_kernel  x viewed as (P, C, Q): one prange iteration per (p, c) row
@@ -12,6 +13,60 @@
 """
 import numpy as np
 from numba import njit, prange
+
+from .. import conv_out_size
+from . import channel_params
+
+
+def quantize_per_tensor(x, scale, zero_point=0, qmin=-128, qmax=127):
+    xc = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(xc.shape, np.int8)
+    quantize_per_tensor_kernel(xc.reshape(-1), np.float32(scale), np.float32(zero_point),
+                               np.float32(qmin), np.float32(qmax), out.reshape(-1))
+    return out
+
+
+def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127):
+    scale, zp, C, Q = channel_params(np, "quantize_per_channel", x.shape, axis, scale,
+                                     zero_point)
+    xc = np.ascontiguousarray(x, dtype=np.float32)
+    P = xc.size // max(C * Q, 1)
+    out = np.empty(xc.shape, np.int8)
+    quantize_per_channel_kernel(xc.reshape(P, C, Q), scale, zp, np.float32(qmin),
+                                np.float32(qmax), out.reshape(P, C, Q))
+    return out
+
+
+def dequantize(q, scale, zero_point=0, axis=None):
+    if axis is not None or q.dtype != np.int8:  # per channel, or not int8: the plain formula
+        if axis is None:
+            return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+        scale, zp, C, _ = channel_params(np, "dequantize", q.shape, axis, scale, zero_point)
+        shape = [1] * q.ndim
+        shape[axis] = C
+        return (q.astype(np.float32) - zp.reshape(shape)) * scale.reshape(shape)
+    qc = np.ascontiguousarray(q)
+    out = np.empty(qc.shape, np.float32)
+    dequantize_kernel(qc.reshape(-1), np.float32(scale), np.float32(zero_point), out.reshape(-1))
+    return out
+
+
+def qgemm_nt(a, b, a_zp=0):
+    out = np.empty((a.shape[0], b.shape[0]), np.int32)
+    qgemm_nt_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), np.int32(a_zp), out)
+    return out
+
+
+def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
+    N, C, H, W = x.shape
+    OH, OW = conv_out_size(H, KH, SH, PH, DH), conv_out_size(W, KW, SW, PW, DW)
+    out = np.empty((N * OH * OW, C * KH * KW), np.int8)
+    im2col_int8_kernel(np.ascontiguousarray(x, dtype=np.int8), KH, KW, SH, SW, PH, PW, DH, DW,
+                       OH, OW, np.int8(pad_value), out)
+    return out, OH, OW
+
+
+# --- kernels ----------------------------------------------------------------------------------
 
 
 @njit(parallel=True, cache=True)

@@ -1,6 +1,7 @@
-"""Plain-NumPy references of the int8 quantization kernels (small and obviously right).
+"""Plain-NumPy references of the int8 quantization kernels (small and obviously right): the
+tests' oracle.
 
-Conventions (shared with kernels/cpu/quant.py and the dispatchers in kernels/quant.py):
+Conventions (those of the family's API, kernels/quant/__init__.py):
 
   quantize:    q = clip(round_half_even(x / scale) + zero_point, qmin, qmax)   -> int8
   dequantize:  x = (q - zero_point) * scale                                     -> float32
@@ -44,15 +45,6 @@ def dequantize(q, scale, zero_point=0, axis=None):
     return (q - zp) * s
 
 
-def symmetric_weight_scales(w, axis=0, qmax=127):
-    """Per-channel symmetric scales: max |w| over everything but `axis`, divided by qmax."""
-    w = np.asarray(w, np.float32)
-    red = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
-    amax = np.abs(w).max(axis=red) if red else np.abs(w)
-    scale = amax / np.float32(qmax)
-    return np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
-
-
 def qgemm_nt(a, b, a_zp=0):
     """(M, K) int8 x (N, K) int8 -> (M, N) int32, the activation's zero point subtracted."""
     a32 = a.astype(np.int64) - int(a_zp)
@@ -63,7 +55,7 @@ def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
     """xp-generic (the CuPy path of kernels/quant.py runs it as it is)."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1   # the output size, written out here
     OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
     xpad = xp.full((N, C, H + 2 * PH, W + 2 * PW), pad_value, dtype=xp.int8)
     xpad[:, :, PH:PH + H, PW:PW + W] = x

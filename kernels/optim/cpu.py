@@ -1,23 +1,117 @@
-"""Numba kernels of the optimizer updates: one fused parallel pass over flat 1-D buffers.
+"""The optimizer family on the CPU: Numba kernels, one fused parallel pass over flat 1-D buffers,
+and the step functions that call them (the signatures of kernels/optim/__init__.py).
 
 Each kernel reads p, g and the state buffers once and writes p and the state once per element
 (PyTorch's foreach path makes one pass per arithmetic op). The gradients are not copied into a
 flat buffer first: `grads` is a typed List of 1-D arrays, piece k holding the gradient of
 p[offs[k]:offs[k] + len(grads[k])]; the work is split into chunks, chunk c covering the flat
-indices [cs[c], ce[c]) of piece cp[c] (kernels/optim.py builds the table), and the chunks run in
+indices [cs[c], ce[c]) of piece cp[c] (`chunk_table`), and the chunks run in
 parallel. The per-element formulas follow
 PyTorch's `_single_tensor_*` functions in the same order of operations; scalars that depend on
 the step count are computed by the caller. Flags are bools. The float scalars come in the
-buffers' dtype (kernels/optim.py casts them, and passes 1 - x where the formula needs it), so
+buffers' dtype (`_scalars` casts them, and passes 1 - x where the formula needs it), so
 float32 buffers are updated in float32 arithmetic, as PyTorch does; a float64 scalar would
 promote every element to float64 and halve the speed.
 """
 import math
 
-from numba import njit, prange
+import numpy as np
+from numba import from_dtype, njit, prange, typed, types
 
 _OPTS = dict(parallel=True, cache=True, nogil=True, fastmath=False)
 
+
+CHUNK = 1 << 14  # elements per parallel work item
+
+_list_types = {}  # dtype -> the Numba type of the typed list's items (built once per dtype)
+
+
+def chunk_table(offsets, chunk=CHUNK):
+    """(cp, cs, ce): chunk c covers flat indices [cs[c], ce[c]) of piece cp[c]."""
+    offs = np.asarray(offsets, dtype=np.int64)
+    sizes = np.diff(offs)
+    nch = (sizes + chunk - 1) // chunk
+    cp = np.repeat(np.arange(sizes.size, dtype=np.int64), nch)
+    first = np.cumsum(nch) - nch
+    cs = offs[cp] + (np.arange(cp.size, dtype=np.int64) - first[cp]) * chunk
+    ce = np.minimum(cs + chunk, offs[cp + 1])
+    return cp, cs, ce
+
+
+def _typed_grads(p, g):
+    """The Numba arguments (grads, cp, cs, ce, offs) for gradient g (an array or Pieces) of
+    buffer p: a typed list of 1-D arrays (views where possible, no copy) and the chunk table."""
+    arrays, offsets = (g.arrays, g.offsets) if hasattr(g, "offsets") else ([g], [0, g.size])
+    item = _list_types.get(p.dtype)
+    if item is None:
+        item = _list_types[p.dtype] = types.Array(from_dtype(p.dtype), 1, "C")
+    lst = typed.List.empty_list(item)
+    for a in arrays:
+        a = np.asarray(a).reshape(-1)
+        if a.dtype != p.dtype or not a.flags.c_contiguous:  # usually a view: no copy
+            a = np.ascontiguousarray(a, dtype=p.dtype)
+        lst.append(a)
+    cp, cs, ce = chunk_table(offsets)
+    return lst, cp, cs, ce, np.asarray(offsets, dtype=np.int64)
+
+
+def _or_empty(a, like):
+    return a if a is not None else np.empty(0, like.dtype)
+
+
+def _scalars(p, *values):
+    """Float scalars in the buffer's dtype (float32 math for float32 buffers)."""
+    t = p.dtype.type
+    return [t(v) for v in values]
+
+
+def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    sgd_kernel(p, *_typed_grads(p, g), _or_empty(buf, p),
+               *_scalars(p, lr, momentum, 1 - dampening, weight_decay),
+               bool(nesterov), bool(maximize), bool(first))
+
+
+def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+              maximize, step_size, bc2_sqrt):
+    adam_kernel(p, *_typed_grads(p, g), m, v, _or_empty(vmax, p),
+                *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps,
+                          weight_decay),
+                bool(decoupled), bool(amsgrad), bool(maximize),
+                *_scalars(p, step_size, bc2_sqrt))
+
+
+def rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, centered,
+                 maximize):
+    rmsprop_kernel(p, *_typed_grads(p, g), sq, _or_empty(gavg, p), _or_empty(buf, p),
+                   *_scalars(p, lr, alpha, 1 - alpha, eps, weight_decay, momentum),
+                   bool(centered), bool(maximize))
+
+
+def adagrad_step(p, g, acc, clr, eps, weight_decay, maximize):
+    adagrad_kernel(p, *_typed_grads(p, g), acc, *_scalars(p, clr, eps, weight_decay),
+                   bool(maximize))
+
+
+def adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
+    adadelta_kernel(p, *_typed_grads(p, g), sq, acc_delta,
+                    *_scalars(p, lr, rho, 1 - rho, eps, weight_decay), bool(maximize))
+
+
+def adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
+    adamax_kernel(p, *_typed_grads(p, g), m, u,
+                  *_scalars(p, beta1, 1 - beta1, beta2, eps, weight_decay),
+                  bool(maximize), *_scalars(p, clr))
+
+
+def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc2, c_grad,
+               c_avg):
+    nadam_kernel(p, *_typed_grads(p, g), m, v,
+                 *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps,
+                           weight_decay),
+                 bool(decoupled), bool(maximize), *_scalars(p, bc2, c_grad, c_avg))
+
+
+# --- kernels ----------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
 def _lerp(a, b, w, one_minus_w):

@@ -31,7 +31,7 @@
 // keep the first maximum, and a NaN wins -- the last NaN of the window). A window with no valid
 // tap (possible only with dilation > padding) gives -inf and index -1, which the backward skips.
 // Adaptive max keeps the first maximum and the FIRST NaN (its CPU kernel's and reference's rule).
-#include "common.cuh"
+#include "../cuda/common.cuh"
 
 // [lo, hi) of the undilated windows o < O (span [o * S, o * S + K) of the padded axis) that
 // cover padded position t = h + P: o in [ceil((t - K + 1) / S), t / S] within [0, O).

@@ -26,7 +26,7 @@
 // zeros, which add nothing. Arithmetic per block and 64-byte k-step: 64*64*16 dp4a for 8 KiB
 // of shared loads.
 // Types: int8 is written `signed char` and int32 `int` (NVRTC has no <stdint.h>).
-#include "common.cuh"
+#include "../cuda/common.cuh"
 
 __device__ __forceinline__ signed char quantize_(float x, float scale, float zp, float qmin,
                                             float qmax) {

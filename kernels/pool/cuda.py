@@ -1,5 +1,5 @@
-"""Launch functions of the pooling kernels (kernels/cuda/pool.cu), with the signatures of the
-dispatchers in kernels/pool.py:
+"""The pooling family on the GPU: launch functions of pool.cu, with the signatures of the family's
+API (kernels/pool/__init__.py):
 
     max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)        -> y, idx (int64, h*W+w)
     max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW)     -> gx (a gather, no atomics)
@@ -19,8 +19,8 @@ import numpy
 
 from minicnn.devices import get_array_module, is_cuda_array
 
-from . import module
-from .launch import blocks, check_float, float_input
+from ..cuda import module
+from ..cuda.launch import blocks, check_float, float_input
 
 BLOCK = 256
 WAVES = 8              # grid-stride loops: at most this many blocks per SM

@@ -1,5 +1,5 @@
-"""Launch layer of the int8 kernels (kernels/cuda/quant.cu), with the signatures of the
-dispatchers in kernels/quant.py. Results are bit-exact with kernels/reference/quant.py.
+"""The int8 family on the GPU: the launch layer of quant.cu, with the signatures of the family's API
+(kernels/quant/__init__.py). Results are bit-exact with the CPU kernels and the reference.
 
 Scales and zero points of per-tensor quantization are Python numbers (the calibrated qparams);
 per-channel ones are arrays (on the device). Nothing here reads a device value.
@@ -8,13 +8,19 @@ import numpy
 
 from minicnn.devices import get_array_module
 
-from . import module
-from .launch import data_ptr, is_float
-from .optim import blocks
+from ..cuda import launch, module
+from ..cuda.launch import data_ptr, is_float
+from .. import conv_out_size
+from . import channel_params
 
 BLOCK = 256
 QG_BM = QG_BN = 64
 GRID_Y_MAX = 65535
+WAVES = 8
+
+
+def blocks(n, like):
+    return launch.blocks(n, BLOCK, WAVES, like, cap=launch.emulator_cap(like))
 
 
 def _float_input(xp, x):
@@ -37,34 +43,11 @@ def quantize_per_tensor(x, scale, zero_point=0, qmin=-128, qmax=127):
     return out
 
 
-def _channel_params(xp, what, x_shape, axis, scale, zero_point):
-    ndim = len(x_shape)
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{what}: axis {axis} is out of range for shape {list(x_shape)}")
-    axis %= ndim
-    C = int(x_shape[axis])
-    scale = xp.ascontiguousarray(xp.asarray(scale, dtype=xp.float32).reshape(-1))
-    if zero_point is None:
-        zp = xp.zeros(C, xp.float32)
-    else:
-        zp = xp.asarray(zero_point, dtype=xp.float32).reshape(-1)
-        if zp.shape[0] == 1 and C != 1:
-            zp = xp.broadcast_to(zp, (C,))
-        zp = xp.ascontiguousarray(zp)
-    if scale.shape[0] != C or zp.shape[0] != C:
-        raise ValueError(f"{what}: expected {C} scales/zero points for axis {axis} of shape "
-                         f"{list(x_shape)}, got {scale.shape[0]} and {zp.shape[0]}")
-    Q = 1
-    for s in x_shape[axis + 1:]:
-        Q *= int(s)
-    return scale, zp, C, Q
-
-
 def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127):
     """float -> int8 with one (scale, zero_point) per index of `axis`."""
     xp = get_array_module(x)
     x = _float_input(xp, x)
-    scale, zp, C, Q = _channel_params(xp, "quantize_per_channel", x.shape, axis, scale,
+    scale, zp, C, Q = channel_params(xp, "quantize_per_channel", x.shape, axis, scale,
                                       zero_point)
     module.check_size("quantize_per_channel", x.shape)
     out = module.empty(xp, x.shape, numpy.int8)
@@ -81,7 +64,7 @@ def dequantize(q, scale, zero_point=0, axis=None):
     if q.dtype != numpy.int8:  # not a kernel's input: the plain formula
         if axis is None:
             return (q.astype(xp.float32) - xp.float32(zero_point)) * xp.float32(scale)
-        scale, zp, C, Q = _channel_params(xp, "dequantize", q.shape, axis, scale, zero_point)
+        scale, zp, C, Q = channel_params(xp, "dequantize", q.shape, axis, scale, zero_point)
         shape = [1] * q.ndim
         shape[axis] = C
         return (q.astype(xp.float32) - zp.reshape(shape)) * scale.reshape(shape)
@@ -95,7 +78,7 @@ def dequantize(q, scale, zero_point=0, axis=None):
         module.kernel("quant", "dequantize_kernel")(
             (blocks(n, q),), (BLOCK,), (q, out, n, scale, zero_point))
     else:
-        scale, zp, C, Q = _channel_params(xp, "dequantize", q.shape, axis, scale, zero_point)
+        scale, zp, C, Q = channel_params(xp, "dequantize", q.shape, axis, scale, zero_point)
         module.kernel("quant", "dequantize_per_channel_kernel")(
             (blocks(n, q),), (BLOCK,), (q, scale, zp, out, n, C, Q))
     return out
@@ -135,11 +118,7 @@ def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
     """(N, C, H, W) int8 -> ((N*OH*OW, C*KH*KW) int8, OH, OW); padding reads pad_value."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    if OH <= 0 or OW <= 0:
-        raise ValueError(f"im2col_int8: kernel ({KH}x{KW}) with dilation ({DH}, {DW}) is larger "
-                         f"than the padded input of size {list(x.shape)}")
+    OH, OW = conv_out_size(H, KH, SH, PH, DH), conv_out_size(W, KW, SW, PW, DW)
     x = xp.ascontiguousarray(x, dtype=xp.int8)
     shape = (N * OH * OW, C * KH * KW)
     module.check_size("im2col_int8", x.shape, shape)

@@ -1,4 +1,5 @@
-"""Plain NumPy references of the pooling kernels (xp-generic: they also run on CuPy).
+"""Plain NumPy references of the pooling kernels: the tests' oracle (xp-generic, so the GPU tests
+use them on CuPy arrays too).
 
 x (N, C, H, W); outputs (N, C, OH, OW); max-pool indices are flat h * W + w in the (H, W) plane;
 `inv` (OH, OW) is 1 / divisor of each average-pool window (see `avg_pool_inv`).
@@ -32,22 +33,6 @@ def max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     h = xp.arange(OH)[:, None] * SH - PH + (k // KW) * DH
     w = xp.arange(OW)[None, :] * SW - PW + (k % KW) * DW
     return y, (h * W + w).astype(xp.int64)
-
-
-def avg_pool_inv(H, W, KH, KW, SH, SW, PH, PW, OH, OW, count_include_pad, divisor_override,
-                 dtype):
-    """1 / divisor per output (PyTorch's rule: windows clipped to the padded input when counting
-    padding, to the input otherwise; a divisor_override replaces both). NumPy array."""
-    if divisor_override:
-        return numpy.full((OH, OW), 1.0 / divisor_override, dtype)
-
-    def axis(I, K, S, P, O):
-        start = numpy.arange(O) * S - P
-        end = numpy.minimum(start + K, I + P)
-        if count_include_pad:
-            return end - start
-        return numpy.minimum(end, I) - numpy.maximum(start, 0)
-    return (1.0 / numpy.outer(axis(H, KH, SH, PH, OH), axis(W, KW, SW, PW, OW))).astype(dtype)
 
 
 def avg_pool_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):

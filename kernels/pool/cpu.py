@@ -1,5 +1,6 @@
-"""Numba kernels of the pooling family (CPU). One `prange` iteration per (n, c) plane; every
-write stays in that plane, so accumulation (overlapping windows) has no races.
+"""The pooling family on the CPU: Numba kernels and the functions that allocate their outputs
+and call them (the signatures of kernels/pool/__init__.py). One `prange` iteration per (n, c)
+plane; every write stays in that plane, so accumulation (overlapping windows) has no races.
 
 Indices are flat positions h * W + w inside the (H, W) plane, as PyTorch's max_pool2d returns.
 """
@@ -8,7 +9,64 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .ranges import valid_range
+from .._numba import run, valid_range
+
+
+def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape[:2] + (OH, OW), x.dtype)
+    idx = np.empty(x.shape[:2] + (OH, OW), np.int64)
+    if KH == 3 and KW == 3:  # separable, vectorised
+        run(max_pool3x3_fwd, y.size * 9, x, SH, SW, PH, PW, DH, DW, y, idx)
+    else:
+        run(max_pool_fwd, y.size * KH * KW, x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx)
+    return y, idx
+
+
+def max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW):  # noqa: ARG001 -- the API's
+    """Scatter-add of gy to the argmax of each window (per plane, race-free)."""
+    return plane_scatter(gy, idx, H, W)
+
+
+def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape[:2] + (OH, OW), x.dtype)
+    run(avg_pool_fwd, y.size * KH * KW, x, KH, KW, SH, SW, PH, PW, np.ascontiguousarray(inv), y)
+    return y
+
+
+def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
+    gy = np.ascontiguousarray(gy)
+    gx = np.empty(gy.shape[:2] + (H, W), gy.dtype)
+    run(avg_pool_bwd, gy.size * KH * KW, gy, KH, KW, SH, SW, PH, PW, np.ascontiguousarray(inv),
+        gx)
+    return gx
+
+
+def adaptive_max_pool2d_fwd(x, OH, OW):
+    x = np.ascontiguousarray(x)
+    N, C = x.shape[:2]
+    y = np.empty((N, C, OH, OW), x.dtype)
+    idx = np.empty((N, C, OH, OW), np.int64)
+    run(adaptive_max_fwd, x.size, x, y, idx)
+    return y, idx
+
+
+def plane_scatter(g, idx, H, W):
+    g = np.ascontiguousarray(g)
+    out = np.empty(g.shape[:2] + (H, W), g.dtype)
+    run(plane_scatter_kernel, out.size, g, np.ascontiguousarray(idx), out)
+    return out
+
+
+def plane_gather(x, idx):
+    """x[n, c].flat[idx[n, c, o]]: one fancy-indexing gather."""
+    N, C, H, W = x.shape
+    out = np.take_along_axis(x.reshape(N, C, H * W), idx.reshape(N, C, -1), axis=2)
+    return out.reshape(idx.shape)
+
+
+# --- kernels ----------------------------------------------------------------------------------
 
 
 @njit(inline="always")
@@ -81,7 +139,7 @@ def max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx):
 
 
 @njit(parallel=True, cache=True)
-def plane_scatter(g, idx, out):
+def plane_scatter_kernel(g, idx, out):
     """out[n, c].flat[idx[n, c, o]] += g[n, c, o] (max-pool backward, max_unpool2d)."""
     N, C, OH, OW = g.shape
     H, W = out.shape[2], out.shape[3]
@@ -141,19 +199,22 @@ def avg_pool_bwd(gy, KH, KW, SH, SW, PH, PW, inv, gx):
 
 
 @njit(parallel=True, cache=True)
-def adaptive_max_fwd(x, hs, he, ws, we, y, idx):
-    """Max over the window [hs[oh], he[oh]) x [ws[ow], we[ow]] of each output."""
+def adaptive_max_fwd(x, y, idx):
+    """Max over each output's window [oh H / OH, ceil((oh + 1) H / OH)) x (the same along W),
+    PyTorch's adaptive rule."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     for p in prange(N * C):
         n = p // C
         c = p % C
         for oh in range(OH):
+            h0, h1 = (oh * H) // OH, ((oh + 1) * H + OH - 1) // OH
             for ow in range(OW):
+                w0, w1 = (ow * W) // OW, ((ow + 1) * W + OW - 1) // OW
                 best = -math.inf
                 arg = -1
-                for h in range(hs[oh], he[oh]):
-                    for w in range(ws[ow], we[ow]):
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
                         v = x[n, c, h, w]
                         if v > best or arg < 0 or (math.isnan(v) and not math.isnan(best)):
                             best = v
