@@ -44,11 +44,6 @@ def conv_out_size(size, kernel, stride=1, padding=0, dilation=1):
 
 
 # TRANSITION: re-exports of the families not yet moved into packages
-from .quant import (dequantize, im2col_int8, qgemm_nt, quantize_per_channel,  # noqa: E402,F401
-                    quantize_per_tensor)
-from .conv import (col2im, depthwise_conv2d, depthwise_grad_input,  # noqa: E402,F401
-                   depthwise_grad_weight, im2col)
-from .conv import workspace as conv_workspace  # noqa: E402,F401
 from .norm import (ce_bwd, ce_fwd, chan_affine, chan_bwd_apply, chan_bwd_sums,  # noqa: E402,F401
                    chan_stats, gelu_aux, gelu_bwd, gelu_fwd, relu_bwd, relu_fwd, row_norm_bwd,
                    row_norm_fwd, sigmoid, silu_bwd, silu_fwd)

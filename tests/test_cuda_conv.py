@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 import minicnn as mc
 import minicnn.functional as F
 from minicnn.kernels import conv as KC
-from minicnn.kernels.cuda import conv as CC
-from minicnn.kernels.reference import conv as RC
+from minicnn.kernels.conv import cuda as CC
+from minicnn.kernels.conv import reference as RC
+from minicnn.kernels.grouped import MAX_CG
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 from tests.test_kernels_conv import geometry
 
@@ -224,15 +225,34 @@ def test_cpu_records_its_algorithm():
     w = mc.tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
     KC.set_algorithm("implicit_gemm")                  # the override is for the GPU only
     F.conv2d(x, w, padding=1).sum().backward()
-    assert KC.last_algorithm == {"forward": "im2col_gemm", "grad_input": "im2col_gemm",
+    assert KC.last_algorithm() == {"forward": "im2col_gemm", "grad_input": "im2col_gemm",
                                  "grad_weight": "im2col_gemm"}
     F.conv2d(x, w[:, :, :1, :1]).sum().backward()
-    assert set(KC.last_algorithm.values()) == {"gemm_1x1"}
+    assert set(KC.last_algorithm().values()) == {"gemm_1x1"}
+
+
+def test_last_algorithm_is_per_thread():
+    """Each thread sees the algorithms of its own last convolution."""
+    import threading  # noqa: PLC0415
+    x = mc.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)))
+    w = mc.tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)))
+    F.conv2d(x, w, padding=1)
+    seen = {}
+
+    def other():      # a fresh thread: nothing recorded until its own conv
+        seen["before"] = KC.last_algorithm()
+        F.conv2d(x, w[:, :, :1, :1])
+        seen.update(KC.last_algorithm())
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen["before"] == {} and seen["forward"] == "gemm_1x1"
+    assert KC.last_algorithm()["forward"] == "im2col_gemm"
 
 
 # --- the conv ops on the GPU path --------------------------------------------------------
 
-CG = KC.GROUPED_MAX_CG + 1   # more channels per group than the direct grouped kernels take
+CG = MAX_CG + 1   # more channels per group than the direct grouped kernels take
 OPS_CASES = [  # x shape, w shape, stride, padding, dilation, groups, bias
     ((2, 3, 7, 6), (5, 3, 3, 3), 1, 1, 1, 1, True),
     ((2, 2 * CG, 7, 6), (6, CG, 3, 2), (2, 1), (1, 0), (1, 2), 2, True),
@@ -269,7 +289,7 @@ def test_conv_ops_gpu_path(device, algo, case, monkeypatch):
     yg = F.conv2d(xg, wg, bg, **kw)
     pointwise = ws[2:] == (1, 1) and padding == 0
     expect = KC.choose_algorithm(xs, ws, _pair(stride), _pair(padding), _pair(dilation), G, 8)
-    assert KC.last_algorithm["forward"] == expect
+    assert KC.last_algorithm()["forward"] == expect
     if algo is not None and (algo != "gemm_1x1" or pointwise):
         assert expect == algo
     yg.backward(_on(device, gy).detach())
@@ -277,7 +297,7 @@ def test_conv_ops_gpu_path(device, algo, case, monkeypatch):
                                pass_="grad_input")
     assert back == (algo if algo == "im2col_gemm" or algo == "gemm_1x1" and pointwise else
                     "gemm_1x1" if pointwise else "im2col_gemm")
-    assert KC.last_algorithm["grad_input"] == KC.last_algorithm["grad_weight"] == back
+    assert KC.last_algorithm()["grad_input"] == KC.last_algorithm()["grad_weight"] == back
     for got, want in ((yg, yc), (xg.grad, xc.grad), (wg.grad, wc.grad)) + (
             ((bg.grad, bc.grad),) if b is not None else ()):
         np.testing.assert_allclose(host(got.data), want.data, rtol=1e-12, atol=1e-12)
@@ -318,7 +338,7 @@ def test_conv_transpose_double_backward_gpu_path(device, monkeypatch):
         emulate(monkeypatch)
     KC.set_algorithm("implicit_gemm")
     got = run(lambda a: _on(device, a))
-    assert KC.last_algorithm["forward"] == "implicit_gemm"
+    assert KC.last_algorithm()["forward"] == "implicit_gemm"
     assert (3, 4) in calls
     for g, r in zip(got, want):
         assert g.shape == r.shape

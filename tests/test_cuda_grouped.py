@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn import kernels
-from minicnn.kernels.cuda import grouped
-from minicnn.kernels.reference import conv as ref
+from minicnn.kernels.grouped import cuda as grouped
+from minicnn.kernels.conv import reference as ref
+from minicnn.kernels.grouped import reference as gref
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 # (N, C, H, W, K, G, KH, KW, stride, padding, dilation): depthwise with multipliers 1..10,
@@ -66,7 +66,7 @@ def ref_grad_weight(x, gy, G, KH, KW, S, P, D):
     N, C = x.shape[:2]
     _, K, OH, OW = gy.shape
     Cg, Kg = C // G, K // G
-    cols = ref._windows(x, KH, KW, *S, *P, *D, OH, OW)     # (N, C, KH, KW, OH, OW)
+    cols = ref.windows(x, KH, KW, *S, *P, *D, OH, OW)     # (N, C, KH, KW, OH, OW)
     gw = np.zeros((K, Cg, KH, KW))
     for g in range(G):
         gw[g * Kg:(g + 1) * Kg] = np.einsum("ncijhw,nkhw->kcij", cols[:, g * Cg:(g + 1) * Cg],
@@ -131,7 +131,7 @@ def test_forward(device, dtype, case, algo):
             got = grouped.depthwise_conv2d(dev(x, device), dev(w, device), *S, *P, *D, OH, OW,
                                            bd)
             _close(got, want, dtype, terms)
-            want_ref = ref.depthwise_conv2d(x64, w64, *S, *P, *D, OH, OW)
+            want_ref = gref.depthwise_conv2d(x64, w64, *S, *P, *D, OH, OW)
             np.testing.assert_allclose(want_ref + (0 if bias is None else
                                                    bias.reshape(1, -1, 1, 1)), want, atol=1e-12)
 
@@ -165,7 +165,7 @@ def test_grad_input(device, dtype, case, algo):
                                            *D)
         _close(got, want, dtype, terms)
         np.testing.assert_allclose(
-            ref.depthwise_grad_input(gy.astype(np.float64), w.astype(np.float64), C, H, W,
+            gref.depthwise_grad_input(gy.astype(np.float64), w.astype(np.float64), C, H, W,
                                      *S, *P, *D), want, atol=1e-12)
 
 
@@ -216,7 +216,7 @@ def test_grad_weight(device, dtype, case, split, algo):
                                             *D)
         _close(got, want, dtype, P_)
         np.testing.assert_allclose(
-            ref.depthwise_grad_weight(x.astype(np.float64), gy.astype(np.float64), KH, KW, *S,
+            gref.depthwise_grad_weight(x.astype(np.float64), gy.astype(np.float64), KH, KW, *S,
                                       *P, *D), want, atol=1e-12)
     for buf in grouped._counters.values():   # the band kernel's last blocks reset them
         assert int(host(buf).max()) == 0
@@ -361,18 +361,18 @@ def test_bad_input_errors():
 # --- the dispatchers and the ops rule ---------------------------------------------------------
 
 def test_numpy_dispatchers_match_torch():
-    """kernels.conv.grouped_* on NumPy arrays (the reference formulation) against PyTorch."""
+    """The grouped kernels (under the emulator) against PyTorch."""
     torch = pytest.importorskip("torch")
     N, C, H, W, K, G, KH, KW, S, P, D = CASES[4]
     x, w, b, gy, OH, OW = _prep(CASES[4], np.float64, seed=17)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     ty = torch.nn.functional.conv2d(tx, tw, tb, S, P, D, G)
     ty.backward(torch.tensor(gy))
-    y = kernels.conv.grouped_conv2d(x, w, G, *S, *P, *D, OH, OW, b)
+    y = grouped.grouped_conv2d(x, w, G, *S, *P, *D, OH, OW, b)
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
-    gx = kernels.conv.grouped_grad_input(gy, w, G, C, H, W, *S, *P, *D)
+    gx = grouped.grouped_grad_input(gy, w, G, C, H, W, *S, *P, *D)
     np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
-    gw = kernels.conv.grouped_grad_weight(x, gy, G, KH, KW, *S, *P, *D)
+    gw = grouped.grouped_grad_weight(x, gy, G, KH, KW, *S, *P, *D)
     np.testing.assert_allclose(gw, tw.grad.numpy(), rtol=1e-12, atol=1e-12)
     # and the test's own references agree with PyTorch too
     np.testing.assert_allclose(ref_grad_input(gy, w, G, C, H, W, S, P, D), tx.grad.numpy(),
@@ -381,23 +381,27 @@ def test_numpy_dispatchers_match_torch():
                                rtol=1e-12, atol=1e-12)
 
 
-def test_ops_rule_routes_small_groups_on_the_gpu(monkeypatch):
-    """The rule in minicnn.ops.conv._path: on CUDA arrays, G > 1 with at most GROUPED_MAX_CG
-    channels per group takes the direct kernels (any kernel size, stride, 1x1 too); depthwise
-    stays 'depthwise'; on NumPy arrays nothing changes."""
-    from minicnn.ops import conv as ops_conv  # noqa: PLC0415
-    p = ops_conv.ConvParams((2, 1), (1, 1), (1, 1), 8)
-    a = np.zeros(1)
-    assert ops_conv._path(p, 32, (64, 4, 5, 5), a) == "im2col"
-    assert ops_conv._path(p, 32, (64, 4, 1, 1), a) != "grouped_direct"
+def test_conv_rule_routes_small_groups_on_the_gpu(monkeypatch):
+    """The conv family's rule (kernels.conv._algorithm): on CUDA arrays, G > 1 with at most
+    MAX_CG channels per group takes the direct grouped kernels (any kernel size, stride, 1x1
+    too); depthwise stays 'depthwise'; on NumPy arrays only the 3x3 stride-1 case does."""
+    from minicnn.kernels import conv as KC  # noqa: PLC0415
+
+    def algo(p, C, w_shape):
+        x_shape = (2, C, 9, 9)
+        out = p.out_size(9, 9, *w_shape[2:])
+        return KC._algorithm("forward", p, np.zeros(1), x_shape, w_shape, out)
+    p = KC.ConvParams((2, 1), (1, 1), (1, 1), 8)
+    assert algo(p, 32, (64, 4, 5, 5)) == "im2col_gemm"
+    assert algo(p, 32, (64, 4, 1, 1)) != "grouped"
+    assert algo(KC.ConvParams((1, 1), (1, 1), (1, 1), 8), 32, (64, 4, 3, 3)) == "grouped"
     emulate(monkeypatch)
-    assert ops_conv._path(p, 32, (64, 4, 5, 5), a) == "grouped_direct"
-    assert ops_conv._path(p, 32, (64, 4, 1, 1), a) == "grouped_direct"
-    assert ops_conv._path(p, 8 * 9, (64, 9, 3, 3), a) != "grouped_direct"     # Cg = 9 > 8
-    assert ops_conv._path(ops_conv.ConvParams((1, 1), (0, 0), (1, 1), 1), 4, (8, 4, 3, 3),
-                          a) != "grouped_direct"                                # G = 1
-    p16 = ops_conv.ConvParams((1, 1), (1, 1), (1, 1), 16)
-    assert ops_conv._path(p16, 16, (32, 1, 3, 3), a) == "depthwise"
+    assert algo(p, 32, (64, 4, 5, 5)) == "grouped"
+    assert algo(p, 32, (64, 4, 1, 1)) == "grouped"
+    assert algo(p, 8 * 9, (64, 9, 3, 3)) != "grouped"                        # Cg = 9 > 8
+    assert algo(KC.ConvParams((1, 1), (0, 0), (1, 1), 1), 4, (8, 4, 3, 3)) != "grouped"  # G = 1
+    p16 = KC.ConvParams((1, 1), (1, 1), (1, 1), 16)
+    assert algo(p16, 16, (32, 1, 3, 3)) == "depthwise"
 
 
 def test_conv_op_through_the_kernels_emulated(monkeypatch):

@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 
 from minicnn.kernels import conv as K
 from minicnn.kernels import pool as P
-from minicnn.kernels.reference import conv as RC
+from minicnn.kernels import grouped as KG
+from minicnn.kernels.conv import reference as RC
+from minicnn.kernels.grouped import reference as RG
+from minicnn.kernels._numba import SMALL_WORK
 from minicnn.kernels.pool import reference as RP
 
 
@@ -97,7 +100,7 @@ def test_parallel_path_matches_reference():
     x = rng.standard_normal((3, 8, 25, 19)).astype(np.float32)
     args = (3, 3, 2, 1, 1, 2, 1, 2, 12, 15)
     col = K.im2col(x, *args)
-    assert col.size > K.SMALL_WORK
+    assert col.size > SMALL_WORK
     np.testing.assert_array_equal(col, RC.im2col(x, *args))
     np.testing.assert_allclose(K.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2),
                                RC.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2), rtol=1e-5, atol=1e-5)
@@ -112,17 +115,17 @@ def test_depthwise_kernels_match_reference(g, M):
     gy = rng.standard_normal((g["N"], C * M, g["OH"], g["OW"])).astype(g["dtype"])
     tol = 1e-4 if g["dtype"] == np.float32 else 1e-11
     hp = _hp(g)
-    np.testing.assert_allclose(K.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]),
-                               RC.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]), rtol=tol,
+    np.testing.assert_allclose(KG.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]),
+                               RG.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]), rtol=tol,
                                atol=tol)
-    np.testing.assert_allclose(K.depthwise_grad_input(gy, w, C, g["H"], g["W"], *hp),
-                               RC.depthwise_grad_input(gy, w, C, g["H"], g["W"], *hp), rtol=tol,
+    np.testing.assert_allclose(KG.depthwise_grad_input(gy, w, C, g["H"], g["W"], *hp),
+                               RG.depthwise_grad_input(gy, w, C, g["H"], g["W"], *hp), rtol=tol,
                                atol=tol)
-    np.testing.assert_allclose(K.depthwise_grad_weight(x, gy, g["KH"], g["KW"], *hp),
-                               RC.depthwise_grad_weight(x, gy, g["KH"], g["KW"], *hp), rtol=tol,
+    np.testing.assert_allclose(KG.depthwise_grad_weight(x, gy, g["KH"], g["KW"], *hp),
+                               RG.depthwise_grad_weight(x, gy, g["KH"], g["KW"], *hp), rtol=tol,
                                atol=tol)
     # and the depthwise reference is the grouped conv of the definition
-    np.testing.assert_allclose(RC.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]),
+    np.testing.assert_allclose(RG.depthwise_conv2d(x, w, *hp, g["OH"], g["OW"]),
                                RC.conv2d(x, w, *hp, C), rtol=tol, atol=tol)
 
 
@@ -142,12 +145,12 @@ def test_depthwise_3x3_stride1_fast_path_matches_reference(N, C, M, H, W, PH, PW
     gy = rng.standard_normal((N, C * M, OH, OW)).astype(dtype)
     tol = 1e-4 if dtype == np.float32 else 1e-11
     hp = (1, 1, PH, PW, DH, DW)
-    np.testing.assert_allclose(K.depthwise_conv2d(x, w, *hp, OH, OW),
-                               RC.depthwise_conv2d(x, w, *hp, OH, OW), rtol=tol, atol=tol)
-    np.testing.assert_allclose(K.depthwise_grad_input(gy, w, C, H, W, *hp),
-                               RC.depthwise_grad_input(gy, w, C, H, W, *hp), rtol=tol, atol=tol)
-    np.testing.assert_allclose(K.depthwise_grad_weight(x, gy, 3, 3, *hp),
-                               RC.depthwise_grad_weight(x, gy, 3, 3, *hp), rtol=tol, atol=tol)
+    np.testing.assert_allclose(KG.depthwise_conv2d(x, w, *hp, OH, OW),
+                               RG.depthwise_conv2d(x, w, *hp, OH, OW), rtol=tol, atol=tol)
+    np.testing.assert_allclose(KG.depthwise_grad_input(gy, w, C, H, W, *hp),
+                               RG.depthwise_grad_input(gy, w, C, H, W, *hp), rtol=tol, atol=tol)
+    np.testing.assert_allclose(KG.depthwise_grad_weight(x, gy, 3, 3, *hp),
+                               RG.depthwise_grad_weight(x, gy, 3, 3, *hp), rtol=tol, atol=tol)
 
 
 @given(N=st.integers(1, 2), G=st.integers(1, 3), Cg=st.integers(1, 4), Kg=st.integers(1, 3),
@@ -165,21 +168,21 @@ def test_grouped_3x3_stride1_kernels_match_reference(N, G, Cg, Kg, H, W, P, D, d
     w = rng.standard_normal((Kk, Cg, 3, 3)).astype(dtype)
     gy = rng.standard_normal((N, Kk, OH, OW)).astype(dtype)
     tol = 1e-4 if dtype == np.float32 else 1e-11
-    np.testing.assert_allclose(K.grouped3x3_conv2d(x, w, G, P, P, D, D, OH, OW),
+    np.testing.assert_allclose(KG.grouped_conv2d(x, w, G, 1, 1, P, P, D, D, OH, OW),
                                RC.conv2d(x, w, 1, 1, P, P, D, D, G), rtol=tol, atol=tol)
     b = rng.standard_normal(Kk).astype(dtype)
-    np.testing.assert_allclose(K.grouped3x3_conv2d(x, w, G, P, P, D, D, OH, OW, b),
+    np.testing.assert_allclose(KG.grouped_conv2d(x, w, G, 1, 1, P, P, D, D, OH, OW, b),
                                RC.conv2d(x, w, 1, 1, P, P, D, D, G) + b[:, None, None],
                                rtol=tol, atol=tol)
     col_gy = gy.reshape(N, G, Kg, OH * OW)
     wr = w.reshape(G, Kg, Cg * 9)
     gcol = np.einsum("gkq,ngkl->gqnl", wr, col_gy).reshape(C, 3, 3, N, OH, OW)
-    np.testing.assert_allclose(K.grouped3x3_grad_input(gy, w, G, C, H, W, P, P, D, D),
+    np.testing.assert_allclose(KG.grouped_grad_input(gy, w, G, C, H, W, 1, 1, P, P, D, D),
                                RC.col2im(gcol, H, W, 1, 1, P, P, D, D), rtol=tol, atol=tol)
     col = RC.im2col(x, 3, 3, 1, 1, P, P, D, D, OH, OW).reshape(G, Cg * 9, N * OH * OW)
     gyt = gy.reshape(N, G, Kg, OH * OW).transpose(1, 2, 0, 3).reshape(G, Kg, N * OH * OW)
     gw = np.einsum("gkl,gql->gkq", gyt, col).reshape(Kk, Cg, 3, 3)
-    np.testing.assert_allclose(K.grouped3x3_grad_weight(x, gy, G, Cg, P, P, D, D), gw,
+    np.testing.assert_allclose(KG.grouped_grad_weight(x, gy, G, 3, 3, 1, 1, P, P, D, D), gw,
                                rtol=tol, atol=tol * 10)
 
 
@@ -190,16 +193,16 @@ def test_depthwise_3x3_fast_path_large_and_nonfinite():
     w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
     x[0, 1, 5, 7], x[1, 2, 0, 0] = np.nan, np.inf
     hp = (1, 1, 1, 1, 1, 1)
-    y = K.depthwise_conv2d(x, w, *hp, 29, 31)
-    assert y.size * 9 > K.SMALL_WORK
-    np.testing.assert_allclose(y, RC.depthwise_conv2d(x, w, *hp, 29, 31), rtol=1e-4, atol=1e-4)
+    y = KG.depthwise_conv2d(x, w, *hp, 29, 31)
+    assert y.size * 9 > SMALL_WORK
+    np.testing.assert_allclose(y, RG.depthwise_conv2d(x, w, *hp, 29, 31), rtol=1e-4, atol=1e-4)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gy[1, 3, 4, 4] = np.nan
-    np.testing.assert_allclose(K.depthwise_grad_input(gy, w, 16, 29, 31, *hp),
-                               RC.depthwise_grad_input(gy, w, 16, 29, 31, *hp), rtol=1e-4,
+    np.testing.assert_allclose(KG.depthwise_grad_input(gy, w, 16, 29, 31, *hp),
+                               RG.depthwise_grad_input(gy, w, 16, 29, 31, *hp), rtol=1e-4,
                                atol=1e-4)
-    np.testing.assert_allclose(K.depthwise_grad_weight(x, gy, 3, 3, *hp),
-                               RC.depthwise_grad_weight(x, gy, 3, 3, *hp), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(KG.depthwise_grad_weight(x, gy, 3, 3, *hp),
+                               RG.depthwise_grad_weight(x, gy, 3, 3, *hp), rtol=1e-4, atol=1e-3)
 
 
 @st.composite

@@ -9,193 +9,17 @@ Convolution2DGradW / Deconvolution2D):
     Conv2dGradWeight(x, gy)      gw = corr(x, gy)
 
 All three are bilinear: <conv(x, w), gy> = <x, GradInput(w, gy)> = <w, GradWeight(x, gy)>, which
-gives each one's backward in terms of the other two.
-
-Each picks one of four paths (`_path`): depthwise (groups == C, one input channel per group)
-runs direct Numba kernels; on the CPU, grouped 3x3 stride-1 convs with at most
-kernels.conv.GROUPED_MAX_CG channels per group run direct Numba kernels too (im2col + tiny
-per-group GEMMs were 2x slower than PyTorch there); 1x1 without padding is a GEMM on the
-(strided) input with no im2col; everything else is im2col + one batched GEMM over
-(N, groups) + col2im. On the GPU the general case is chosen per shape among those GEMMs and an
-implicit-GEMM forward kernel (kernels.conv.choose_algorithm / set_algorithm), and the algorithm
-of each pass is recorded in kernels.conv.last_algorithm. Arrays layout:
-x (N, C, H, W), w (K, C/G, KH, KW), col (N, C, KH, KW, OH, OW) = (N, G, Cg*KH*KW, OH*OW).
+gives each one's backward in terms of the other two. How each pass is computed (direct grouped
+kernels, a GEMM on the input, im2col + GEMM, an implicit GEMM on the GPU) is the conv kernel
+family's choice (minicnn.kernels.conv); this module holds the graph and the argument checks.
 """
 import numbers
 
-from .. import kernels
 from ..autograd import Function
-from ..devices import get_array_module, is_cuda_array, on_cuda_kernels
+from ..kernels import conv as kconv
+from ..kernels.conv import ConvParams
 from .shape import pad as _pad
 from .util import shape_str
-
-
-class ConvParams:
-    __slots__ = ("SH", "SW", "PH", "PW", "DH", "DW", "G")
-
-    def __init__(self, stride, padding, dilation, groups):
-        (self.SH, self.SW), (self.PH, self.PW), (self.DH, self.DW) = stride, padding, dilation
-        self.G = groups
-
-    def out_size(self, H, W, KH, KW):
-        OH = (H + 2 * self.PH - self.DH * (KH - 1) - 1) // self.SH + 1
-        OW = (W + 2 * self.PW - self.DW * (KW - 1) - 1) // self.SW + 1
-        return OH, OW
-
-
-def _path(p, C, w_shape, a=None):
-    K, Cg, KH, KW = w_shape
-    if p.G == C and p.G > 1 and Cg == 1:
-        return "depthwise"
-    if a is not None and on_cuda_kernels(a) and kernels.conv.grouped_direct_ok(w_shape, p.G):
-        return "grouped_direct"   # GPU, G > 1 with few channels per group: direct CUDA kernels
-    if KH == 1 and KW == 1 and p.PH == 0 and p.PW == 0:
-        return "pointwise"
-    if a is not None and not on_cuda_kernels(a) and kernels.conv.grouped3x3_ok(
-            None, w_shape, p.G, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW):
-        return "grouped3x3"   # few channels per group, 3x3 stride 1: a direct Numba kernel
-    return "im2col"
-
-
-def _algorithm(pass_, p, a, x_shape, w_shape, out_hw=None):
-    """`_path` with the general case resolved to an algorithm: 'gemm_1x1' (pointwise),
-    'im2col_gemm', or on the GPU possibly 'implicit_gemm' (forward only), by
-    kernels.conv.choose_algorithm's rule or kernels.conv.set_algorithm's override; recorded in
-    kernels.conv.last_algorithm[pass_]. Direct kernels' paths come back unchanged."""
-    return kernels.conv.select_algorithm(pass_, _path(p, x_shape[1], w_shape, a), a, x_shape,
-                                         w_shape, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, p.G,
-                                         out_hw)
-
-
-# --- array-level implementations ---------------------------------------------------------------
-# Each conv is ONE GEMM per group over all N * OH * OW positions (batched over groups in a single
-# matmul call): the column buffer is channel-major (C, KH, KW, N, OH, OW) and activations are
-# moved to (C, N * L) order and back with one copy of x / y / gy (no copy at all when N == 1).
-
-def _to_cn(a, G):
-    """(N, C, L) -> (G, C/G, N*L), batch folded into the GEMM's columns."""
-    xp = get_array_module(a)
-    N, C, L = a.shape
-    if N > 1:
-        a = a.transpose(1, 0, 2)                          # (N, C, L) -> (C, N, L)
-    return xp.ascontiguousarray(a).reshape(G, C // G, N * L)
-
-
-def _from_cn(a, N, OH, OW):
-    """(G, K/G, N*L) -> (N, K, OH, OW), C-contiguous."""
-    xp = get_array_module(a)
-    K = a.shape[0] * a.shape[1]
-    a = a.reshape(K, N, OH, OW)
-    if N > 1:
-        a = xp.ascontiguousarray(a.transpose(1, 0, 2, 3))  # (K, N, OH, OW) -> (N, K, OH, OW)
-    return a.reshape(N, K, OH, OW)
-
-
-def _mm(a, b, out=None):
-    """Batched (G, m, k) @ (G, k, n). NumPy's stacked matmul calls BLAS only for C-contiguous
-    operands (a transposed view took 10x longer here), while its 2-D matmul passes transposes to
-    BLAS as flags: so G == 1 goes through 2-D matmul, and G > 1 gets contiguous operands."""
-    xp = get_array_module(a)
-    if a.shape[0] == 1:
-        return xp.matmul(a[0], b[0], out=None if out is None else out[0])[None]
-    return xp.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b), out=out)
-
-
-def _conv_fwd(x, w, p, out_hw=None, b=None):
-    """out_hw: compute only the first (OH, OW) outputs (the adjoint of a transposed conv whose
-    output_padding added rows that no output reads). b: optional bias, added (fused into the
-    direct depthwise / grouped kernels)."""
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    K, Cg, KH, KW = w.shape
-    G, Kg = p.G, K // p.G
-    OH, OW = out_hw or p.out_size(H, W, KH, KW)
-    path = _algorithm("forward", p, x, x.shape, w.shape, (OH, OW))
-    if path == "depthwise":
-        return kernels.depthwise_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
-    if path == "grouped_direct":
-        return kernels.conv.grouped_conv2d(x, w, G, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
-    if path == "grouped3x3":
-        return kernels.conv.grouped3x3_conv2d(x, w, G, p.PH, p.PW, p.DH, p.DW, OH, OW, b)
-    if path == "implicit_gemm":   # GPU: no column buffer, bias fused
-        return kernels.conv.implicit_gemm_conv2d(x, w, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH,
-                                                 OW, G, b)
-    wr = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW)
-    if path == "gemm_1x1":
-        xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
-        cols = _to_cn(xs.reshape(N, C, OH * OW), G)                     # (G, Cg, N*L)
-    else:
-        col = kernels.im2col(x, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW,
-                             workspace=True)
-        cols = col.reshape(G, Cg * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> (G, CKK, NL)
-    y = _from_cn(_mm(wr, cols), N, OH, OW)                             # (G, Kg, NL) -> NCHW
-    if b is not None:
-        y += b.reshape(1, -1, 1, 1)
-    return y
-
-
-def _conv_grad_input(w, gy, x_shape, p):
-    xp = get_array_module(gy)
-    N, C, H, W = x_shape
-    K, Cg, KH, KW = w.shape
-    G, Kg = p.G, K // p.G
-    _, _, OH, OW = gy.shape
-    path = _algorithm("grad_input", p, gy, x_shape, w.shape)
-    if path == "depthwise":
-        return kernels.depthwise_grad_input(gy, w, C, H, W, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
-    if path == "grouped_direct":
-        return kernels.conv.grouped_grad_input(gy, w, G, C, H, W, p.SH, p.SW, p.PH, p.PW, p.DH,
-                                               p.DW)
-    if path == "grouped3x3" and (OH, OW) == (H + 2 * p.PH - 2 * p.DH, W + 2 * p.PW - 2 * p.DW):
-        return kernels.conv.grouped3x3_grad_input(gy, w, G, C, H, W, p.PH, p.PW, p.DH, p.DW)
-    if path == "grouped3x3":
-        path = "im2col"
-    gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
-    wt = xp.ascontiguousarray(w).reshape(G, Kg, Cg * KH * KW).transpose(0, 2, 1)  # (G, CKK, Kg)
-    if path == "gemm_1x1":
-        gxs = _from_cn(_mm(wt, gyt), N, OH, OW)                         # (N, C, OH, OW)
-        if (OH, OW) == (H, W):
-            return gxs
-        gx = xp.zeros(x_shape, gy.dtype)
-        gx[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW] = gxs
-        return gx
-    shape = (G, Cg * KH * KW, N * OH * OW)
-    if is_cuda_array(gy):
-        gcol = _mm(wt, gyt)
-    else:
-        gcol = _mm(wt, gyt, out=kernels.conv_workspace(shape, gy.dtype))
-    gcol = gcol.reshape(C, KH, KW, N, OH, OW)            # (G, CKK, NL) -> (C, KH, KW, N, OH, OW)
-    return kernels.col2im(gcol, H, W, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
-
-
-def _conv_grad_weight(x, gy, w_shape, p):
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    K, Cg, KH, KW = w_shape
-    G = p.G
-    _, _, OH, OW = gy.shape
-    path = _algorithm("grad_weight", p, x, x.shape, w_shape)
-    if path == "depthwise":
-        return kernels.depthwise_grad_weight(x, gy, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW)
-    if path == "grouped_direct":
-        return kernels.conv.grouped_grad_weight(x, gy, G, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH,
-                                                p.DW)
-    if path == "grouped3x3" and (OH, OW) == (H + 2 * p.PH - 2 * p.DH, W + 2 * p.PW - 2 * p.DW):
-        return kernels.conv.grouped3x3_grad_weight(x, gy, G, Cg, p.PH, p.PW, p.DH, p.DW)
-    if path == "grouped3x3":
-        path = "im2col"
-    gyt = _to_cn(gy.reshape(N, K, OH * OW), G)                          # (G, Kg, N*L)
-    if path == "gemm_1x1":
-        xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
-        cols = _to_cn(xs.reshape(N, C, OH * OW), G)                     # (G, Cg, N*L)
-    else:
-        col = kernels.im2col(x, KH, KW, p.SH, p.SW, p.PH, p.PW, p.DH, p.DW, OH, OW,
-                             workspace=True)
-        cols = col.reshape(G, Cg * KH * KW, N * OH * OW)                # (G, CKK, N*L)
-    # gw^T = cols @ gy^T: (G, CKK, NL) @ (G, NL, Kg), the big operand contiguous and in the
-    # GEMM's M position (measured faster here than gy @ cols^T for most suite shapes)
-    gw = _mm(cols, gyt.transpose(0, 2, 1)).transpose(0, 2, 1)           # (G, Kg, CKK)
-    return xp.ascontiguousarray(gw).reshape(w_shape)
 
 
 # --- Functions -----------------------------------------------------------------------------------
@@ -205,7 +29,7 @@ class Conv2d(Function):
         self.p, self.out_hw = params, out_hw
 
     def forward(self, x, w, b=None):
-        return _conv_fwd(x, w, self.p, self.out_hw, b)
+        return kconv.conv2d(x, w, self.p, b, self.out_hw)
 
     def backward(self, gy):
         x, w, b = self.inputs
@@ -222,7 +46,7 @@ class Conv2dGradInput(Function):
         self.p, self.x_shape = params, tuple(x_shape)
 
     def forward(self, w, gy):
-        return _conv_grad_input(w, gy, self.x_shape, self.p)
+        return kconv.conv2d_grad_input(w, gy, self.x_shape, self.p)
 
     def backward(self, ggx):
         w, gy = self.inputs
@@ -238,7 +62,7 @@ class Conv2dGradWeight(Function):
         self.p, self.w_shape = params, tuple(w_shape)
 
     def forward(self, x, gy):
-        return _conv_grad_weight(x, gy, self.w_shape, self.p)
+        return kconv.conv2d_grad_weight(x, gy, self.w_shape, self.p)
 
     def backward(self, ggw):
         x, gy = self.inputs

@@ -1,6 +1,5 @@
-"""Launch functions of the direct grouped / depthwise convolution kernels (grouped.cu).
-
-Same signatures as the dispatchers in kernels/conv.py:
+"""The depthwise / grouped family on the GPU: launch functions of grouped.cu, with the signatures
+of the family's API (kernels/grouped/__init__.py):
 
     depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None)      -> y  (N, K, OH, OW)
     depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)         -> gx (N, C, H, W)
@@ -17,8 +16,8 @@ import functools
 
 from minicnn.devices import get_array_module
 
-from . import module
-from .launch import blocks, is_float, pow2ceil, warp_threads
+from ..cuda import module
+from ..cuda.launch import blocks, is_float, pow2ceil, warp_threads
 
 FAMILY = "grouped"
 BLOCK = 256

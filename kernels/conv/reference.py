@@ -1,4 +1,5 @@
-"""Plain NumPy references of the convolution kernels (xp-generic: they also run on CuPy).
+"""Plain NumPy references of the convolution kernels: the tests' oracle (xp-generic, so the GPU
+tests use them on CuPy arrays too).
 
 Layouts (the same for every implementation):
   x    (N, C, H, W)                 input image
@@ -6,7 +7,7 @@ Layouts (the same for every implementation):
                                                                   ow*SW - PW + kw*DW] (0 outside)
        channel-major with the batch inside, so that a conv is ONE GEMM per group over all
        N * OH * OW positions: (K, C*KH*KW) @ (C*KH*KW, N*OH*OW).
-  w    (K, C // groups, KH, KW)     depthwise: (C * M, 1, KH, KW), output channel k reads c = k // M
+  w    (K, C // groups, KH, KW)
 im2col/col2im copy one strided slice per kernel tap (KH*KW array operations), as Chainer's CPU
 path does; col2im accumulates, so overlapping windows add up.
 """
@@ -15,11 +16,11 @@ from minicnn.devices import get_array_module
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     xp = get_array_module(x)
-    cols = _windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)     # (N, C, KH, KW, OH, OW)
+    cols = windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)     # (N, C, KH, KW, OH, OW)
     return xp.ascontiguousarray(cols.transpose(1, 2, 3, 0, 4, 5))  # -> (C, KH, KW, N, OH, OW)
 
 
-def _windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
+def windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     """(N, C, KH, KW, OH, OW): every kernel tap's strided view of the padded image."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
@@ -57,7 +58,7 @@ def conv2d(x, w, SH, SW, PH, PW, DH, DW, groups):
     K, Cg, KH, KW = w.shape
     OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
     OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    col = _windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)     # (N, C, KH, KW, OH, OW)
+    col = windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)     # (N, C, KH, KW, OH, OW)
     Kg = K // groups
     y = xp.zeros((N, K, OH, OW), x.dtype)
     for g in range(groups):
@@ -65,30 +66,3 @@ def conv2d(x, w, SH, SW, PH, PW, DH, DW, groups):
         wg = w[g * Kg:(g + 1) * Kg]
         y[:, g * Kg:(g + 1) * Kg] = xp.einsum("nchwij,kchw->nkij", cg, wg)
     return y
-
-
-def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW):
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    K, _, KH, KW = w.shape
-    M = K // C
-    col = _windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)    # (N, C, KH, KW, OH, OW)
-    col = xp.repeat(col, M, axis=1)                               # (N, K, KH, KW, OH, OW)
-    return xp.einsum("nkhwij,khw->nkij", col, w[:, 0])
-
-
-def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
-    N, K, OH, OW = gy.shape
-    col = gy[:, :, None, None] * w[None, :, 0, :, :, None, None]  # (N, K, KH, KW, OH, OW)
-    col = col.transpose(1, 2, 3, 0, 4, 5)                         # -> (K, KH, KW, N, OH, OW)
-    gx = col2im(col, H, W, SH, SW, PH, PW, DH, DW)                # (N, K, H, W)
-    return gx.reshape(N, C, K // C, H, W).sum(axis=2)             # sum the M multipliers of c
-
-
-def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    _, K, OH, OW = gy.shape
-    M = K // C
-    col = xp.repeat(_windows(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW), M, axis=1)
-    return xp.einsum("nkhwij,nkij->khw", col, gy)[:, None]

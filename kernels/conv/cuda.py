@@ -1,21 +1,17 @@
-"""Launch functions of the convolution kernels (kernels/cuda/conv.cu).
+"""The convolution family on the GPU: launch functions of conv.cu.
 
-Same signatures as the dispatchers in kernels/conv.py:
-
-    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False) -> col (C, KH, KW, N, OH, OW)
+    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)                 -> col (C, KH, KW, N, OH, OW)
     col2im(col, H, W, SH, SW, PH, PW, DH, DW)                         -> img (N, C, H, W)
     implicit_gemm_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, groups=1, b=None, block_m=None)
                                                                       -> y (N, K, OH, OW) (+ b)
 
-`workspace=` is accepted and ignored: CuPy's memory pool already makes a fresh column buffer as
-cheap as a reused one (no page faults, unlike NumPy's), and a buffer that outlives the call is
-safer. CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests).
+CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests).
 No launch function synchronizes with the host.
 """
 from minicnn.devices import get_array_module
 
-from . import module
-from .launch import blocks, check_float, fastdivs
+from ..cuda import module
+from ..cuda.launch import blocks, check_float, fastdivs
 
 THREADS = 256
 WAVES = 8                      # grid-stride loops: at most this many blocks per SM
@@ -24,7 +20,7 @@ IG_BN, IG_THREADS = 128, 128   # the implicit-GEMM tile's positions and threads 
 IG_KERNELS = {64: "conv_implicit_gemm_fwd_kernel", 32: "conv_implicit_gemm_m32_fwd_kernel"}
 
 
-def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
+def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     xp = get_array_module(x)
     if x.ndim != 4:
         raise ValueError(f"im2col: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")

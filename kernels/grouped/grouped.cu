@@ -41,7 +41,7 @@
 // same (gy read, gx written); grad weight reads x and gy (8 B per position) and, grouped, x is
 // read by the Kg pairs of its group and gy by the Cg pairs of its channel (L2 hits).
 // Index arithmetic is 32-bit: the launch layer refuses tensors of 2**31 elements or more.
-#include "common.cuh"
+#include "../cuda/common.cuh"
 
 #define WG_TAPS 9   // taps of the weight-grad kernel accumulated per pass (a 3x3 in one pass)
 

@@ -1,80 +1,101 @@
-"""Numba kernels of the convolution family (CPU). Layouts as in kernels/reference/conv.py.
+"""The depthwise / grouped family on the CPU: direct Numba kernels and the calls that allocate
+for them (the signatures of kernels/grouped/__init__.py; layouts in kernels/grouped/reference.py).
 
-Every kernel gathers: one `prange` iteration owns one output plane ((n, c) of the column buffer,
-of the image for col2im, (n, k) of a depthwise output, k of a depthwise weight gradient) and
-writes only there, so there are no races. Inner loops run over the valid output-column range of
-each kernel tap (computed once, no per-element bounds test) so they vectorise for stride 1.
-Kernels write into a caller-allocated `out` so the dispatcher controls allocation.
+Every kernel gathers: one `prange` iteration owns one output plane ((n, k) of an output, k of a
+depthwise weight gradient, (n, g) of a grouped 3x3 output) and writes only there, so there are no
+races. Inner loops run over the valid output-column range of each kernel tap, so they vectorise.
+
+Two kinds: the general depthwise kernels (any kernel size, stride, padding, dilation), and the
+3x3 stride-1 kernels (`grouped3x3s1_*`: depthwise or few channels per group, where im2col + tiny
+per-group GEMMs were 2x slower than PyTorch).
 """
 import numpy as np
 from numba import njit, prange
 
-from .._numba import valid_range
+from .._numba import FASTMATH, run, valid_range
+
+def fast3x3(KH, KW, SH, SW):
+    """A 3x3 stride-1 kernel: the register-blocked kernels apply."""
+    return KH == 3 and KW == 3 and SH == 1 and SW == 1
 
 
-@njit(parallel=True, cache=True)
-def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, col):
-    N, C, H, W = x.shape
-    OH, OW = col.shape[4], col.shape[5]
-    xf = x.reshape(-1)      # (N, C, H, W) -> flat; contiguous input required
-    cf = col.reshape(-1)    # (C, KH, KW, N, OH, OW) -> flat
-    L = OH * OW
-    for p in prange(N * C):
-        c = p // N      # channel-major order: consecutive iterations fill consecutive blocks of
-        n = p % N       # the column buffer (image-major order scattered its 64-byte blocks at 4x4)
-        xbase = (n * C + c) * H * W
-        for kh in range(KH):
-            hoff = kh * DH - PH
-            for kw in range(KW):
-                woff = kw * DW - PW
-                lo, hi = valid_range(woff, SW, W, OW)
-                cbase = (((c * KH + kh) * KW + kw) * N + n) * L
-                if lo > 0 or hi < OW or hoff < 0 or (OH - 1) * SH + hoff >= H:
-                    cf[cbase:cbase + L] = 0     # padding: zero the block once, not per row
-                for oh in range(OH):
-                    h = oh * SH + hoff
-                    if h < 0 or h >= H:
-                        continue
-                    o = cbase + oh * OW
-                    src = xbase + h * W + woff
-                    if SW == 1:
-                        cf[o + lo:o + hi] = xf[src + lo:src + hi]
-                    else:
-                        for ow in range(lo, hi):
-                            cf[o + ow] = xf[src + ow * SW]
+def _bias(b, K, dtype):
+    return np.zeros(K, dtype) if b is None else np.ascontiguousarray(b)
 
 
-@njit(parallel=True, cache=True)
-def col2im(col, SH, SW, PH, PW, DH, DW, img):
-    """img[n, c] = sum of the column entries that read each pixel (one plane per iteration)."""
-    C, KH, KW, N, OH, OW = col.shape
-    H, W = img.shape[2], img.shape[3]
-    cf = col.reshape(-1)
-    xf = img.reshape(-1)
-    L = OH * OW
-    for p in prange(N * C):
-        c = p // N      # channel-major order, as in im2col: the column blocks are read in order
-        n = p % N
-        xbase = (n * C + c) * H * W
-        xf[xbase:xbase + H * W] = 0
-        for kh in range(KH):
-            hoff = kh * DH - PH
-            for kw in range(KW):
-                woff = kw * DW - PW
-                lo, hi = valid_range(woff, SW, W, OW)
-                cbase = (((c * KH + kh) * KW + kw) * N + n) * L
-                for oh in range(OH):
-                    h = oh * SH + hoff
-                    if h < 0 or h >= H:
-                        continue
-                    o = cbase + oh * OW
-                    dst = xbase + h * W + woff
-                    if SW == 1:
-                        xf[dst + lo:dst + hi] += cf[o + lo:o + hi]
-                    else:
-                        for ow in range(lo, hi):
-                            xf[dst + ow * SW] += cf[o + ow]
+def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    if fast3x3(w.shape[2], w.shape[3], SH, SW):   # bias fused
+        run(grouped3x3s1_fwd, y.size * 9, x, w, _bias(b, w.shape[0], x.dtype), x.shape[1], PH,
+            PW, DH, DW, y)
+        return y
+    run(depthwise_fwd, y.size * w.shape[2] * w.shape[3], x, w, SH, SW, PH, PW, DH, DW, y)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
 
+
+def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
+    gy, w = np.ascontiguousarray(gy), np.ascontiguousarray(w)
+    gx = np.empty((gy.shape[0], C, H, W), gy.dtype)
+    if (fast3x3(w.shape[2], w.shape[3], SH, SW) and w.shape[0] == C and PH <= 2 * DH
+            and PW <= 2 * DW and gy.shape[2:] == (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW)):
+        # stride 1, one output channel per input channel: the adjoint is the forward on gy with
+        # the kernel flipped and padding D*(3-1) - P (covers every (h, w) exactly as col2im)
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+        run(grouped3x3s1_fwd, gx.size * 9, gy, wf, np.zeros(C, gy.dtype), C, 2 * DH - PH,
+            2 * DW - PW, DH, DW, gx)
+        return gx
+    run(depthwise_grad_input_kernel, gy.size * w.shape[2] * w.shape[3], gy, w, SH, SW, PH, PW,
+        DH, DW, gx)
+    return gx
+
+
+def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    gw = np.empty((gy.shape[1], 1, KH, KW), x.dtype)
+    if fast3x3(KH, KW, SH, SW):
+        run(grouped3x3s1_grad_weight, gy.size * 9, x, gy, x.shape[1], PH, PW, DH, DW, gw)
+        return gw
+    run(depthwise_grad_weight_kernel, gy.size * KH * KW, x, gy, SH, SW, PH, PW, DH, DW, gw)
+    return gw
+
+
+def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):  # noqa: ARG001 -- stride 1
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
+    run(grouped3x3s1_fwd, y.size * 9 * w.shape[1], x, w, _bias(b, w.shape[0], x.dtype), G, PH,
+        PW, DH, DW, y)
+    return y
+
+
+def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):  # noqa: ARG001 -- stride 1
+    """The adjoint as a forward on gy: per group the weight transposed (Kg <-> Cg) and flipped,
+    padding D*(3-1) - P. gy must have the full output size of (H, W)."""
+    if gy.shape[2:] != (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW):
+        raise ValueError(f"grouped_grad_input: gy {gy.shape} is not the full output of "
+                         f"({H}, {W})")
+    gy = np.ascontiguousarray(gy)
+    K, Cg = w.shape[0], w.shape[1]
+    Kg = K // G
+    wt = np.ascontiguousarray(
+        w.reshape(G, Kg, Cg, 3, 3).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(C, Kg, 3, 3)
+    gx = np.empty((gy.shape[0], C, H, W), gy.dtype)
+    run(grouped3x3s1_fwd, gx.size * 9 * Kg, gy, wt, np.zeros(C, gy.dtype), G, 2 * DH - PH,
+        2 * DW - PW, DH, DW, gx)
+    return gx
+
+
+def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):  # noqa: ARG001 -- 3x3 s1
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    Cg = x.shape[1] // G
+    gw = np.empty((gy.shape[1], Cg, 3, 3), x.dtype)
+    run(grouped3x3s1_grad_weight, gy.size * 9 * Cg, x, gy, G, PH, PW, DH, DW, gw)
+    return gw
+
+
+# --- kernels ----------------------------------------------------------------------------------
 
 # The depthwise kernels index row views with plain range variables: Numba adds a negative-index
 # wraparound test to an index like `ow * SW + off`, which stops LLVM from vectorising the loop
@@ -125,7 +146,7 @@ def depthwise_fwd(x, w, SH, SW, PH, PW, DH, DW, y):
 
 
 @njit(parallel=True, cache=True)
-def depthwise_grad_input(gy, w, SH, SW, PH, PW, DH, DW, gx):
+def depthwise_grad_input_kernel(gy, w, SH, SW, PH, PW, DH, DW, gx):
     """gx[n, c] = sum over the M channels k of c and the taps of w * gy; one (n, c) plane each."""
     N, K, OH, OW = gy.shape
     _, _, KH, KW = w.shape
@@ -170,7 +191,7 @@ def depthwise_grad_input(gy, w, SH, SW, PH, PW, DH, DW, gx):
 
 
 @njit(parallel=True, cache=True)
-def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
+def depthwise_grad_weight_kernel(x, gy, SH, SW, PH, PW, DH, DW, gw):
     """gw[k, 0, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * x[n, k // M, shifted]; one k each
     (accumulated in the input's precision per row, then in float64 across rows)."""
     N, C, H, W = x.shape
@@ -217,15 +238,12 @@ def depthwise_grad_weight(x, gy, SH, SW, PH, PW, DH, DW, gw):
 # of that buffer at fixed offsets and the output-column loop has no border logic: LLVM vectorises
 # it over output columns with the 9 products kept in registers (no store/reload of the output
 # row per tap, as the generic depthwise kernel above does). grad_input of a stride-1 conv is this
-# same forward on gy with the kernel flipped (and, per group, transposed); kernels/conv.py
+# same forward on gy with the kernel flipped (and, per group, transposed); the family's API
 # routes it here when gy has the full output size.
 # `reassoc`/`contract` let LLVM vectorise the grad-weight row sums and fuse multiply-adds; no
 # flag that assumes finite values is used, so NaN and inf propagate as in the reference.
 
-_FM = {"reassoc", "contract"}
-
-
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def grouped3x3s1_fwd(x, w, b, G, PH, PW, DH, DW, y):
     """y[n, k] = b[k] + sum_{ci < Cg, kh, kw < 3} w[k, ci, kh, kw] * xpad[n, g*Cg + ci,
     oh + kh*DH, ow + kw*DW] with g = k // Kg (depthwise: Cg == 1); b: (K,) (zeros: no bias).
@@ -267,7 +285,7 @@ def grouped3x3s1_fwd(x, w, b, G, PH, PW, DH, DW, y):
                                       + w20 * c0[i] + w21 * c1[i] + w22 * c2[i])
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def grouped3x3s1_grad_weight(x, gy, G, PH, PW, DH, DW, gw):
     """gw[k, ci, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * xpad[n, g*Cg + ci, oh + kh*DH,
     ow + kw*DW]; one (k, ci) each, row sums in the input's precision, then float64 across rows."""

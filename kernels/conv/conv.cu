@@ -37,7 +37,7 @@
 //   for sm_90: fp32 127 registers (3-4 blocks of 4 warps per SM), fp64 238, no spills; 12 KiB
 //   (fp32) / 24 KiB (fp64) of static shared memory per block; _m32: fp32 80, fp64 156.
 // All indices are 32-bit ints: the launch layer refuses tensors of 2**31 elements or more.
-#include "common.cuh"
+#include "../cuda/common.cuh"
 
 template <typename T>
 __global__ void im2col_fwd_kernel(const T* __restrict__ x, T* __restrict__ col, int N, int C,

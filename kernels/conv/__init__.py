@@ -1,0 +1,294 @@
+"""The convolution family: conv2d and its two gradients as GEMMs over column buffers, the
+im2col / col2im kernels, the GPU's implicit-GEMM forward, and the choice between them.
+
+    conv2d(x, w, p, b=None, out_hw=None)        -> y  (N, K, OH, OW) (+ b)
+    conv2d_grad_input(w, gy, x_shape, p)        -> gx (N, C, H, W)   (conv_transpose2d too)
+    conv2d_grad_weight(x, gy, w_shape, p)       -> gw (K, C/G, KH, KW)
+    im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False) -> col (C, KH, KW, N, OH, OW)
+    col2im(col, H, W, SH, SW, PH, PW, DH, DW)   -> img (N, C, H, W), overlaps accumulated
+
+`p` is a ConvParams (stride, padding, dilation, groups). x (N, C, H, W), w (K, C/G, KH, KW),
+col (C, KH, KW, N, OH, OW) = (G, Cg*KH*KW, N*OH*OW): channel-major with the batch inside, so each
+pass is ONE GEMM per group over all N * OH * OW positions (batched over groups in one matmul).
+
+Which algorithm computes a pass (`_algorithm`, reported per thread by `last_algorithm()`):
+  'depthwise', 'grouped'  the direct kernels of kernels/grouped (few channels per group);
+  'gemm_1x1'       1x1 kernels without padding: a GEMM on the (strided) input, no im2col;
+  'im2col_gemm'    im2col kernel + one GEMM batched over the groups (+ col2im backward);
+  'implicit_gemm'  GPU forward only: conv.cu's tiled kernel gathers the column matrix into
+                   shared memory on the fly, so no column buffer exists in device memory.
+On the GPU `choose_algorithm` picks between the last two by a PROVISIONAL RULE (written without
+a GPU to measure on; change the two constants after benchmarking with set_algorithm): the
+implicit GEMM when the GEMM would be memory-bound on its column operand (Kg <=
+IMPLICIT_GEMM_MAX_KG: 2*Kg flops per 8 bytes of column traffic) or the column buffer would be
+huge (>= IMPLICIT_GEMM_MIN_COL_BYTES, also a peak-memory saving); im2col + cuBLAS otherwise.
+`set_algorithm(name)` (or $MINICNN_CONV_ALGORITHM) forces one for benchmarks.
+
+Column buffers on the CPU: `im2col(..., workspace=True)` writes into a per-thread reusable buffer
+(`workspace(shape, dtype)`), as cuDNN's workspace: a fresh 50 MB buffer per call costs more in
+page faults than the copy itself (measured 24 ms vs 6 ms for (8, 64, 56, 56) 3x3). A pass uses
+at most one workspace array at a time. On the GPU CuPy's memory pool makes a fresh buffer as
+cheap as a reused one.
+"""
+import os
+import threading
+
+import numpy
+
+from minicnn.devices import get_array_module, on_cuda_kernels
+
+from .. import conv_out_size, grouped, lazy
+
+_cpu = lazy(__name__ + ".cpu")
+_cuda = lazy(__name__ + ".cuda")
+
+
+class ConvParams:
+    """The hyperparameters shared by a conv and its two gradients."""
+    __slots__ = ("SH", "SW", "PH", "PW", "DH", "DW", "G")
+
+    def __init__(self, stride, padding, dilation, groups):
+        (self.SH, self.SW), (self.PH, self.PW), (self.DH, self.DW) = stride, padding, dilation
+        self.G = groups
+
+    def out_size(self, H, W, KH, KW):
+        return (conv_out_size(H, KH, self.SH, self.PH, self.DH),
+                conv_out_size(W, KW, self.SW, self.PW, self.DW))
+
+    def geometry(self):
+        return self.SH, self.SW, self.PH, self.PW, self.DH, self.DW
+
+
+# --- im2col / col2im --------------------------------------------------------------------------
+
+def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
+    if on_cuda_kernels(x):
+        return _cuda.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
+    N, C = x.shape[:2]
+    out = _workspace((C, KH, KW, N, OH, OW), x.dtype) if workspace else None
+    return _cpu.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=out)
+
+
+def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
+    impl = _cuda if on_cuda_kernels(col) else _cpu
+    return impl.col2im(col, H, W, SH, SW, PH, PW, DH, DW)
+
+
+_local = threading.local()   # this thread's column workspace and last algorithms
+
+
+def _workspace(shape, dtype):
+    """A C-contiguous NumPy array of `shape` backed by this thread's reusable buffer."""
+    dtype = numpy.dtype(dtype)
+    nbytes = int(numpy.prod(shape)) * dtype.itemsize
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _local.buf = numpy.empty(max(nbytes, 1), numpy.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def workspace_bytes():
+    buf = getattr(_local, "buf", None)
+    return 0 if buf is None else int(buf.size)
+
+
+def release_workspace():
+    _local.buf = None
+
+
+# --- which algorithm --------------------------------------------------------------------------
+
+ALGORITHMS = ("im2col_gemm", "implicit_gemm", "gemm_1x1")
+IMPLICIT_GEMM_MAX_KG = 32
+IMPLICIT_GEMM_MIN_COL_BYTES = 512 << 20
+_forced = None   # a setting (set_algorithm), read on every GPU conv
+
+
+def set_algorithm(name):
+    """Force the general convolution's algorithm on the GPU ('im2col_gemm', 'implicit_gemm',
+    'gemm_1x1'), or go back to `choose_algorithm`'s rule with None. A forced algorithm that
+    cannot run a given conv or pass ('gemm_1x1' for a kernel larger than 1x1 or with padding,
+    'implicit_gemm' for the backward passes) falls back to the rule there."""
+    global _forced
+    if name is not None and name not in ALGORITHMS:
+        raise ValueError(f"set_algorithm: unknown algorithm {name!r}; expected one of "
+                         f"{', '.join(ALGORITHMS)} or None")
+    _forced = name
+
+
+def get_algorithm():
+    """The forced algorithm, or None when the rule chooses."""
+    return _forced
+
+
+def algorithm_from_env(environ=None):
+    """set_algorithm($MINICNN_CONV_ALGORITHM) when it is set (read once at import), so a whole
+    benchmark run can be forced: MINICNN_CONV_ALGORITHM=implicit_gemm python -m bench ..."""
+    name = (os.environ if environ is None else environ).get("MINICNN_CONV_ALGORITHM") or None
+    if name is not None:
+        set_algorithm(name)
+    return name
+
+
+def choose_algorithm(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                     groups=1, itemsize=4, pass_="forward", out_hw=None):
+    """The GPU algorithm for a general (not depthwise / grouped) conv2d of an input `x_shape`
+    (N, C, H, W) with a weight `w_shape` (K, C/groups, KH, KW); see the rule above.
+    `pass_`: 'forward', 'grad_input' or 'grad_weight'."""
+    N, C, H, W = x_shape
+    K, Cg, KH, KW = w_shape
+    (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
+    pointwise = KH == 1 and KW == 1 and PH == 0 and PW == 0
+    forced = _forced
+    if forced == "gemm_1x1" and not pointwise or forced == "implicit_gemm" and pass_ != "forward":
+        forced = None
+    if forced is not None:
+        return forced
+    if pointwise:
+        return "gemm_1x1"
+    if pass_ != "forward":
+        return "im2col_gemm"
+    OH, OW = out_hw or (conv_out_size(H, KH, SH, PH, DH), conv_out_size(W, KW, SW, PW, DW))
+    col_bytes = C * KH * KW * N * OH * OW * itemsize
+    if K // groups <= IMPLICIT_GEMM_MAX_KG or col_bytes >= IMPLICIT_GEMM_MIN_COL_BYTES:
+        return "implicit_gemm"
+    return "im2col_gemm"
+
+
+def last_algorithm():
+    """{'forward': ..., 'grad_input': ..., 'grad_weight': ...}: the algorithm of each pass of the
+    last convolution this thread ran."""
+    return dict(getattr(_local, "algorithms", {}))
+
+
+def _algorithm(pass_, p, a, x_shape, w_shape, out_hw):
+    """The algorithm of one pass for array `a`, recorded for this thread."""
+    C = x_shape[1]
+    if grouped.is_depthwise(C, w_shape, p.G):
+        algo = "depthwise"
+    elif grouped.grouped_ok(a, pass_, x_shape, w_shape, p.G, *p.geometry(), out_hw):
+        algo = "grouped"
+    elif on_cuda_kernels(a):
+        algo = choose_algorithm(x_shape, w_shape, (p.SH, p.SW), (p.PH, p.PW), (p.DH, p.DW),
+                                p.G, a.dtype.itemsize, pass_, out_hw)
+    elif w_shape[2] == 1 and w_shape[3] == 1 and p.PH == 0 and p.PW == 0:
+        algo = "gemm_1x1"
+    else:
+        algo = "im2col_gemm"
+    if not hasattr(_local, "algorithms"):
+        _local.algorithms = {}
+    _local.algorithms[pass_] = algo
+    return algo
+
+
+# --- the three passes as GEMMs ----------------------------------------------------------------
+# Activations move to (C, N * L) order and back with one copy of x / y / gy (none when N == 1).
+
+def _to_cn(a, G):
+    """(N, C, L) -> (G, C/G, N*L), batch folded into the GEMM's columns."""
+    xp = get_array_module(a)
+    N, C, L = a.shape
+    if N > 1:
+        a = a.transpose(1, 0, 2)                          # (N, C, L) -> (C, N, L)
+    return xp.ascontiguousarray(a).reshape(G, C // G, N * L)
+
+
+def _from_cn(a, N, OH, OW):
+    """(G, K/G, N*L) -> (N, K, OH, OW), C-contiguous."""
+    xp = get_array_module(a)
+    K = a.shape[0] * a.shape[1]
+    a = a.reshape(K, N, OH, OW)
+    if N > 1:
+        a = xp.ascontiguousarray(a.transpose(1, 0, 2, 3))  # (K, N, OH, OW) -> (N, K, OH, OW)
+    return a.reshape(N, K, OH, OW)
+
+
+def _mm(a, b, out=None):
+    """Batched (G, m, k) @ (G, k, n). NumPy's stacked matmul calls BLAS only for C-contiguous
+    operands (a transposed view took 10x longer here), while its 2-D matmul passes transposes to
+    BLAS as flags: so G == 1 goes through 2-D matmul, and G > 1 gets contiguous operands."""
+    xp = get_array_module(a)
+    if a.shape[0] == 1:
+        return xp.matmul(a[0], b[0], out=None if out is None else out[0])[None]
+    return xp.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b), out=out)
+
+
+def _columns(x, p, KH, KW, OH, OW, algo):
+    """The GEMM's column operand (G, Cg*KH*KW, N*OH*OW) of x: strided input for 1x1, im2col
+    (into the workspace on the CPU) otherwise."""
+    N, C = x.shape[:2]
+    if algo == "gemm_1x1":
+        xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
+        return _to_cn(xs.reshape(N, C, OH * OW), p.G)                  # (G, Cg, N*L)
+    col = im2col(x, KH, KW, *p.geometry(), OH, OW, workspace=True)
+    return col.reshape(p.G, C // p.G * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> GEMM
+
+
+def conv2d(x, w, p, b=None, out_hw=None):
+    """out_hw: compute only the first (OH, OW) outputs (the adjoint of a transposed conv whose
+    output_padding added rows that no output reads). b: an optional bias, added (fused into the
+    direct and implicit-GEMM kernels)."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    K, Cg, KH, KW = w.shape
+    OH, OW = out_hw or p.out_size(H, W, KH, KW)
+    algo = _algorithm("forward", p, x, x.shape, w.shape, (OH, OW))
+    if algo == "depthwise":
+        return grouped.depthwise_conv2d(x, w, *p.geometry(), OH, OW, b)
+    if algo == "grouped":
+        return grouped.grouped_conv2d(x, w, p.G, *p.geometry(), OH, OW, b)
+    if algo == "implicit_gemm":
+        return _cuda.implicit_gemm_conv2d(x, w, *p.geometry(), OH, OW, p.G, b)
+    wr = xp.ascontiguousarray(w).reshape(p.G, K // p.G, Cg * KH * KW)
+    y = _from_cn(_mm(wr, _columns(x, p, KH, KW, OH, OW, algo)), N, OH, OW)  # (G, Kg, NL) -> NCHW
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv2d_grad_input(w, gy, x_shape, p):
+    """gx = conv^T(gy, w) for an input of x_shape; gy may be smaller than the full output."""
+    xp = get_array_module(gy)
+    N, C, H, W = x_shape
+    K, Cg, KH, KW = w.shape
+    OH, OW = gy.shape[2:]
+    algo = _algorithm("grad_input", p, gy, x_shape, w.shape, (OH, OW))
+    if algo == "depthwise":
+        return grouped.depthwise_grad_input(gy, w, C, H, W, *p.geometry())
+    if algo == "grouped":
+        return grouped.grouped_grad_input(gy, w, p.G, C, H, W, *p.geometry())
+    gyt = _to_cn(gy.reshape(N, K, OH * OW), p.G)                        # (G, Kg, N*L)
+    wt = xp.ascontiguousarray(w).reshape(p.G, K // p.G, Cg * KH * KW).transpose(0, 2, 1)
+    if algo == "gemm_1x1":
+        gxs = _from_cn(_mm(wt, gyt), N, OH, OW)                         # (N, C, OH, OW)
+        if (OH, OW) == (H, W):
+            return gxs
+        gx = xp.zeros(x_shape, gy.dtype)
+        gx[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW] = gxs
+        return gx
+    shape = (p.G, Cg * KH * KW, N * OH * OW)
+    out = None if on_cuda_kernels(gy) else _workspace(shape, gy.dtype)
+    gcol = _mm(wt, gyt, out=out).reshape(C, KH, KW, N, OH, OW)  # (G, CKK, NL) -> col layout
+    return col2im(gcol, H, W, *p.geometry())
+
+
+def conv2d_grad_weight(x, gy, w_shape, p):
+    """gw = the sum over the batch and output positions of gy * shifted x."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    K, Cg, KH, KW = w_shape
+    OH, OW = gy.shape[2:]
+    algo = _algorithm("grad_weight", p, x, x.shape, w_shape, (OH, OW))
+    if algo == "depthwise":
+        return grouped.depthwise_grad_weight(x, gy, KH, KW, *p.geometry())
+    if algo == "grouped":
+        return grouped.grouped_grad_weight(x, gy, p.G, KH, KW, *p.geometry())
+    gyt = _to_cn(gy.reshape(N, K, OH * OW), p.G)                        # (G, Kg, N*L)
+    cols = _columns(x, p, KH, KW, OH, OW, algo)                         # (G, CKK, N*L)
+    # gw^T = cols @ gy^T: (G, CKK, NL) @ (G, NL, Kg), the big operand contiguous and in the
+    # GEMM's M position (measured faster here than gy @ cols^T for most suite shapes)
+    gw = _mm(cols, gyt.transpose(0, 2, 1)).transpose(0, 2, 1)           # (G, Kg, CKK)
+    return xp.ascontiguousarray(gw).reshape(w_shape)
+
+
+algorithm_from_env()
