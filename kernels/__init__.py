@@ -41,9 +41,3 @@ class lazy:
 def conv_out_size(size, kernel, stride=1, padding=0, dilation=1):
     """Output length of a sliding window along one dimension (convolution and pooling)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-# TRANSITION: re-exports of the families not yet moved into packages
-from .norm import (ce_bwd, ce_fwd, chan_affine, chan_bwd_apply, chan_bwd_sums,  # noqa: E402,F401
-                   chan_stats, gelu_aux, gelu_bwd, gelu_fwd, relu_bwd, relu_fwd, row_norm_bwd,
-                   row_norm_fwd, sigmoid, silu_bwd, silu_fwd)

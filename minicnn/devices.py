@@ -82,6 +82,13 @@ def device_of(a):
     return "cuda" if is_cuda_array(a) else "cpu"
 
 
+def syncs_on_read(a):
+    """Whether reading a value of `a` on the host waits for the device (a CuPy array). Ops ask
+    this, not where `a` lives, before a check that needs values (a target out of range): on the
+    GPU they defer such checks to NaN results rather than synchronise on every call."""
+    return is_cuda_array(a)
+
+
 def kernel_target(a):
     """'cuda' for a CuPy array; for a NumPy array 'emu' inside emulate_cuda(), else 'cpu'."""
     if is_cuda_array(a):

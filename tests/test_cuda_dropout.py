@@ -1,4 +1,4 @@
-"""Philox dropout on CUDA (kernels/cuda/elementwise.cu): the NumPy Philox4x32-10 reference against
+"""Philox dropout on CUDA (kernels/dropout/dropout.cu): the NumPy Philox4x32-10 reference against
 Random123's known answers and against the kernels bit for bit, the dropout kernels against their
 reference, and F.dropout / dropout2d / alpha_dropout on the GPU path (seeded by mc.manual_seed, the
 mask recomputed in backward, never stored). "emu" runs the kernels under the CPU emulator with the
@@ -10,9 +10,9 @@ import pytest
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn.kernels.cuda import elementwise as E
+from minicnn.kernels.dropout import cuda as E
 from minicnn.kernels.cuda import module
-from minicnn.kernels.reference import philox as P
+from minicnn.kernels.dropout import reference as P
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 SELFTEST = Path(__file__).parent / "cuda_src" / "emu_selftest.cu"

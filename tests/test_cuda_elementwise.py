@@ -1,4 +1,4 @@
-"""CUDA element-wise kernels (kernels/cuda/elementwise.cu): activations forward and backward, the
+"""CUDA activation kernels (kernels/activation/activation.cu): activations forward and backward, the
 fused bias + activation, against the NumPy references, under the CPU emulator ("emu") and on a GPU
 ("cuda"); and the F.bias_act op driven through the kernels."""
 import math
@@ -8,12 +8,12 @@ import pytest
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn.kernels.cuda import elementwise as E
-from minicnn.kernels.reference import norm as R
+from minicnn.kernels.activation import cuda as E
+from minicnn.kernels.activation import reference as R
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-13)}   # rtol, atol
-ACTS = list(E.ACTS)
+ACTS = list(E.codes())
 SLOPE = 0.07
 
 
@@ -22,37 +22,11 @@ def _rng(seed=0):
 
 
 def ref_fwd(z, act):
-    if act == "relu":
-        return R.relu_fwd(z)
-    if act == "leaky_relu":
-        return np.where(z > 0, z, z * z.dtype.type(SLOPE))
-    if act in ("gelu", "gelu_tanh"):
-        return R.gelu_fwd(z, act == "gelu_tanh")
-    if act == "sigmoid":
-        return R.sigmoid(z)
-    if act == "silu":
-        return R.silu_fwd(z)
-    if act == "tanh":
-        return np.tanh(z)
-    return z
+    return R.forward(z, act, SLOPE)
 
 
 def ref_grad(z, gy, act):
-    if act == "relu":
-        return R.relu_bwd(z, gy)
-    if act == "leaky_relu":
-        return gy * np.where(z > 0, 1, z.dtype.type(SLOPE)).astype(z.dtype)
-    if act in ("gelu", "gelu_tanh"):
-        return R.gelu_bwd(z, gy, act == "gelu_tanh")
-    if act == "sigmoid":
-        s = R.sigmoid(z)
-        return gy * s * (1 - s)
-    if act == "silu":
-        return R.silu_bwd(z, gy)
-    if act == "tanh":
-        t = np.tanh(z)
-        return gy * (1 - t * t)
-    return gy
+    return R.backward(z, gy, act, SLOPE)
 
 
 def close(got, want, dtype, scale=1.0):
@@ -92,19 +66,17 @@ def test_dispatcher_signatures(device, dtype):
     """The functions kernels/norm.py calls on CUDA arrays, with its signatures."""
     x, gy = data((3, 5, 7), dtype, 1), data((3, 5, 7), dtype, 2)
     xd, gd = dev(x, device), dev(gy, device)
-    y = R.relu_fwd(x)
-    close(E.relu_fwd(xd), y, dtype)
-    close(E.relu_bwd(dev(y, device), gd), R.relu_bwd(y, gy), dtype)
+    y = R.forward(x, "relu")
+    close(E.act_fwd(xd, "relu"), y, dtype)
+    close(E.act_bwd(dev(y, device), gd, "relu"), R.backward(y, gy, "relu"), dtype)
     for t in (False, True):
-        assert E.gelu_aux(xd, t) is None
-        close(E.gelu_fwd(xd, t, None), R.gelu_fwd(x, t), dtype)
-        close(E.gelu_bwd(xd, gd, t, None), R.gelu_bwd(x, gy, t), dtype)
-    close(E.sigmoid(xd), R.sigmoid(x), dtype)
-    close(E.silu_fwd(xd), R.silu_fwd(x), dtype)
-    close(E.silu_fwd(xd, E.sigmoid(xd)), R.silu_fwd(x), dtype)   # s accepted, not needed
-    close(E.silu_bwd(xd, gd), R.silu_bwd(x, gy), dtype)
-    close(E.silu_bwd(xd, gd, E.sigmoid(xd)), R.silu_bwd(x, gy), dtype)
-    assert E.relu_fwd(xd).shape == x.shape
+        act = "gelu_tanh" if t else "gelu"
+        close(E.act_fwd(xd, act), R.forward(x, act), dtype)
+        close(E.act_bwd(xd, gd, act), R.backward(x, gy, act), dtype)
+    for act in ("sigmoid", "silu", "mish"):
+        close(E.act_fwd(xd, act), R.forward(x, act), dtype)
+        close(E.act_bwd(xd, gd, act), R.backward(x, gy, act), dtype)
+    assert E.act_fwd(xd, "relu").shape == x.shape
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
@@ -121,10 +93,10 @@ def test_noncontiguous_unaligned_and_tiny(device, dtype):
     close(E.act_fwd(xu, "sigmoid"), ref_fwd(buf[1:], "sigmoid"), dtype)
     close(E.act_bwd(xu, gu, "tanh"), ref_grad(buf[1:], gbuf[1:], "tanh"), dtype)
     # 0-d and empty
-    z = E.silu_fwd(dev(np.array(0.7, dtype), device))
+    z = E.act_fwd(dev(np.array(0.7, dtype), device), "silu")
     assert z.shape == () and math.isclose(float(host(z)), 0.7 / (1 + math.exp(-0.7)),
                                           rel_tol=1e-6)
-    assert E.relu_fwd(dev(np.zeros((0, 3), dtype), device)).shape == (0, 3)
+    assert E.act_fwd(dev(np.zeros((0, 3), dtype), device), "relu").shape == (0, 3)
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
@@ -137,7 +109,7 @@ def test_extremes(device):
             fin = np.isfinite(want)
             np.testing.assert_allclose(got[fin], want[fin], rtol=1e-6, atol=1e-30)
             assert not np.isnan(got[fin]).any()
-        s = host(E.sigmoid(dev(x, device)))
+        s = host(E.act_fwd(dev(x, device), "sigmoid"))
         assert s[0] == 0.0 and s[-3] == 1.0 and s[-2] == 1.0
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn.kernels import norm as K
-from minicnn.kernels.cuda import norm as C
-from minicnn.kernels.reference import norm as R
+from minicnn.kernels.norm import cuda as C
+from minicnn.kernels.norm import reference as R
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
 
 DTYPES = [np.float64, np.float32]

@@ -1,5 +1,5 @@
-"""CUDA softmax, log-softmax and fused cross-entropy kernels (kernels/cuda/softmax.cu) against the
-float64 NumPy references (kernels/softmax.py, kernels/reference/norm.py) and the CPU dispatchers.
+"""CUDA softmax, log-softmax and fused cross-entropy kernels (kernels/softmax/softmax.cu) against
+the float64 NumPy references (kernels/softmax/reference.py) and the CPU path.
 
 "emu" runs the kernels under the CPU emulator (every machine with g++), "cuda" on a GPU.
 Reductions are compared with a tolerance that grows with the row length (sqrt(L) ulps of the
@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
-from minicnn.kernels import norm as KN
 from minicnn.kernels import softmax as KS
-from minicnn.kernels.cuda import softmax as S
-from minicnn.kernels.reference import norm as R
+from minicnn.kernels.softmax import cuda as S
+from minicnn.kernels.softmax import reference as R
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
 
 FLOATS = [np.float32, np.float64]
@@ -45,12 +44,12 @@ def _softmax_case(device, dtype, shape, axis, log, scale=3.0, seed=0, make=dev):
     x = (rng.standard_normal(shape) * scale).astype(dtype)
     gy = rng.standard_normal(shape).astype(dtype)
     L = shape[axis] if shape else 1
-    want = KS.ref_softmax_fwd(x.astype(np.float64), axis, log)
+    want = R.softmax_fwd(x.astype(np.float64), axis, log)
     y = S.softmax_fwd(make(x, device), axis, log)
     _close(y, want, dtype, L, "forward")
     # backward from the kernel's own y (as the op does); the reference from the same y
     yh = host(y)
-    gwant = KS.ref_softmax_bwd(yh.astype(np.float64), gy.astype(np.float64), axis, log)
+    gwant = R.softmax_bwd(yh.astype(np.float64), gy.astype(np.float64), axis, log)
     gx = S.softmax_bwd(make(yh, device), make(gy, device), axis, log)
     # the gradient is a difference of terms that can cancel (gy - sum and p * sum): the rounding
     # error scales with those terms, not with the (possibly tiny) result
@@ -93,7 +92,7 @@ def test_softmax_matches_reference(device, dtype, log, shape, axis):
 def test_softmax_large_logits_are_stable(device, dtype, log, shape, axis):
     rng = np.random.default_rng(1)
     x = rng.uniform(-1000, 1000, shape).astype(dtype)
-    want = KS.ref_softmax_fwd(x.astype(np.float64), axis, log)
+    want = R.softmax_fwd(x.astype(np.float64), axis, log)
     y = host(S.softmax_fwd(dev(x, device), axis, log))
     assert np.isfinite(y).all()
     _close(y, want, dtype, shape[axis], "forward")
@@ -113,7 +112,7 @@ def test_softmax_masked_rows(device, dtype, log):
     x[1, 0] = 5.0                       # a finite max after a -inf start
     x[3, :] = -np.inf
     with np.errstate(invalid="ignore"):
-        want = KS.ref_softmax_fwd(x.astype(np.float64), 1, log)
+        want = R.softmax_fwd(x.astype(np.float64), 1, log)
     for axis, xx, ww in ((1, x, want), (0, x.T.copy(), want.T)):
         y = host(S.softmax_fwd(dev(xx, device), axis, log))
         assert np.isnan(y).sum() == np.isnan(ww).sum() == 40
@@ -130,7 +129,7 @@ def test_softmax_noncontiguous_inputs(device, dtype, log):
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((7, 33)) * 2).astype(dtype)
     xt = dev(x, device).T                          # (33, 7), softmax over its axis 0
-    want = KS.ref_softmax_fwd(x.T.astype(np.float64), 0, log)
+    want = R.softmax_fwd(x.T.astype(np.float64), 0, log)
     _close(S.softmax_fwd(xt, 0, log), want, dtype, 33)
 
 
@@ -227,8 +226,8 @@ def test_cross_entropy_agrees_with_cpu_dispatcher(device, dtype):
     x, t, w, g = _ce_data(dtype, 9, 37, seed=5)
     for ww, smooth in ((None, 0.0), (w, 0.2)):
         loss, lse, gx = _ce_check(device, dtype, x, t, ww, -100, smooth, g)
-        lc, lsec = KN.ce_fwd(x, t, ww, -100, smooth)
-        gc = KN.ce_bwd(x, t, ww, -100, smooth, lsec, g)
+        lc, lsec = KS.ce_fwd(x, t, ww, -100, smooth)
+        gc = KS.ce_bwd(x, t, ww, -100, smooth, lsec, g)
         tol = 2e-6 if dtype == np.float32 else 1e-13
         np.testing.assert_allclose(loss, lc, rtol=tol, atol=tol)
         np.testing.assert_allclose(lse, lsec, rtol=tol, atol=tol)

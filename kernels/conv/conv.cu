@@ -1,7 +1,7 @@
 // conv.cu -- the general convolution on the GPU: im2col / col2im for cuBLAS GEMMs, and an
 // implicit-GEMM forward with no column buffer in device memory.
 //
-// Layouts (as kernels/reference/conv.py and kernels/cpu/conv.py):
+// Layouts (as kernels/conv/reference.py and kernels/conv/cpu.py):
 //   x   (N, C, H, W)                  image, C-contiguous
 //   col (C, KH, KW, N, OH, OW)        col[c, kh, kw, n, oh, ow] = x[n, c, oh*SH - PH + kh*DH,
 //                                                                  ow*SW - PW + kw*DW] (0 outside)

@@ -108,8 +108,13 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
     return t;
 }
 
+// Whether a pointer is aligned to `bytes` (a power of two): vector loads need it.
+__device__ __forceinline__ bool aligned_to(const void* p, unsigned long long bytes) {
+    return (reinterpret_cast<unsigned long long>(p) & (bytes - 1ull)) == 0ull;
+}
+
 // Philox4x32-10 (Salmon et al., SC'11): counter-based, so thread i draws its own numbers from
-// (seed, counter) with no state in memory. The NumPy reference is kernels/reference/philox.py.
+// (seed, counter) with no state in memory. The NumPy reference is kernels/dropout/reference.py.
 struct Philox4 {
     unsigned int x, y, z, w;
 };

@@ -6,7 +6,8 @@
     is_float(a), check_float(op, *arrays)     -> float32/float64 (the template kernels' types)
     float_input(op, x, ndim)    -> (xp, x contiguous) after checking x is float32/float64
     data_ptr(a)                 -> the address of a's first element (CuPy or NumPy)
-    warp_threads(n, cap), pow2ceil(n), split_axis(shape, axis) -> launch-plan arithmetic
+    warp_threads(n, cap), pow2ceil(n), split_axis(shape, axis), rows_block(L), rows_grid(...)
+                                -> launch-plan arithmetic
 
 Nothing here synchronizes with the host: the SM count is a device attribute (a driver query,
 cached per device), never a read of device memory.
@@ -133,3 +134,20 @@ def split_axis(shape, axis):
     for v in shape[axis + 1:]:
         inner *= int(v)
     return outer, int(shape[axis]), inner
+
+
+MAX_GRID_Y = 65535
+
+
+def rows_block(L, threads=256):
+    """Block (bx, threads // bx) for a kernel whose threads x walk rows of length L (bx a power
+    of two from 32 to `threads`) and whose threads y take rows."""
+    bx = min(threads, max(32, pow2ceil(L)))
+    return bx, threads // bx
+
+
+def rows_grid(R, L, bx, by, cap):
+    """The 2-D grid of a grid-stride kernel over R rows of length L, at most `cap` blocks."""
+    gx = max(1, min((L + bx - 1) // bx, cap))
+    gy = max(1, min((R + by - 1) // by, max(1, cap // gx), MAX_GRID_Y))
+    return gx, gy

@@ -1,6 +1,6 @@
 // grouped.cu -- direct grouped and depthwise convolution (few input channels per group).
 //
-// Layouts (as kernels/reference/conv.py): x (N, C, H, W), w (K, Cg, KH, KW), y (N, K, OH, OW);
+// Layouts (as kernels/conv/reference.py): x (N, C, H, W), w (K, Cg, KH, KW), y (N, K, OH, OW);
 // G groups, Cg = C / G input channels and Kg = K / G output channels per group. Output channel
 // k belongs to group g = k / Kg and reads input channels g*Cg .. g*Cg + Cg - 1. Depthwise with a
 // channel multiplier M is the case G = C, Cg = 1, Kg = M.
@@ -19,7 +19,7 @@
 //                (deterministic) by the pair's last block (band kernel: atomic counter) or by a
 //                second tiny kernel (fallback). With S == 1 the block writes gw directly.
 //
-// Launch shapes (kernels/cuda/grouped.py):
+// Launch shapes (kernels/grouped/cuda.py):
 // - forward, and grad input of stride-1 convs (the forward of gy with the weight rotated and the
 //   group's channel roles swapped): grouped_band_fwd_kernel, one block per (n, group -- or GB
 //   consecutive groups for small planes --, chunk of up to 8 output channels, band of output

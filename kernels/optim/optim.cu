@@ -1,9 +1,9 @@
 // optim.cu -- fused optimizer updates over flat 1-D buffers (one launch per bucket and step).
 //
-// Math: exactly the per-element formulas of the Numba kernels (kernels/cpu/optim.py), which
+// Math: exactly the per-element formulas of the Numba kernels (kernels/optim/cpu.py), which
 // follow PyTorch's `_single_tensor_*` functions operation by operation; scalars that change per
 // step (lr / bias corrections) are computed on the host and passed in the buffers' dtype T, as
-// kernels/optim.py does for Numba. Every multiply, add, divide and square root goes through the
+// cpu.py does for Numba. Every multiply, add, divide and square root goes through the
 // round-to-nearest intrinsics below (__fmul_rn, ...), which the compiler never contracts into an
 // FMA: the GPU then computes bit for bit what NumPy, Numba and the CPU emulator compute. The max
 // of AMSGrad and Adamax is NumPy's (np.maximum: a NaN propagates), as in the reference.

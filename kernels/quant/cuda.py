@@ -86,7 +86,7 @@ def dequantize(q, scale, zero_point=0, axis=None):
 
 def qgemm_nt(a, b, a_zp=0):
     """(M, K) int8 x (N, K) int8 -> (M, N) int32: out[m, n] = sum_k (a[m, k] - a_zp) * b[n, k].
-    The dispatcher (kernels/quant.py) checks the shapes and dtypes."""
+    The family's API checks the shapes and dtypes."""
     xp = get_array_module(a, b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or \
             a.dtype != numpy.int8 or b.dtype != numpy.int8:

@@ -1,6 +1,6 @@
 // quant.cu -- int8 inference kernels: quantize, dequantize, the int8 GEMM, int8 im2col.
 //
-// Conventions (kernels/reference/quant.py; results are bit-exact with it):
+// Conventions (kernels/quant/__init__.py; results are bit-exact with kernels/quant/reference.py):
 //   quantize:   q = clip(rint(float32(x) / scale) + zero_point, qmin, qmax) -> int8
 //               (rintf rounds half to even, like np.rint; IEEE division __fdiv_rn)
 //   dequantize: x = (float32(q) - zero_point) * scale -> float32

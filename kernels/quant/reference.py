@@ -52,7 +52,7 @@ def qgemm_nt(a, b, a_zp=0):
 
 
 def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
-    """xp-generic (the CuPy path of kernels/quant.py runs it as it is)."""
+    """xp-generic (the GPU tests run it on CuPy arrays)."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1   # the output size, written out here

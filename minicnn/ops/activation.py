@@ -1,15 +1,17 @@
 """Activation functions (PyTorch's definitions and gradients at the kinks).
 
-ReLU, GELU and SiLU run fused Numba kernels (minicnn.kernels.norm) forward and backward; their
-backward is itself a Function (ReLUGrad, GELUGrad, SiLUGrad) with its own backward, so second
-derivatives work. The others compute the forward with array code and write the backward with
+The kernel-backed ones (ReLU, GELU, SiLU, Mish; sigmoid's forward) run the activation kernel
+family by name, forward and backward (minicnn.kernels.activation); the backward is itself a
+Function, ActivationGrad, whose own backward uses the second derivative below, so derivatives of
+any order exist. The others compute the forward with array code and write the backward with
 differentiable Tensor ops (from the saved output where that is cheaper: sigmoid, tanh, ELU...).
+Softmax and log-softmax run the softmax family, with SoftmaxGrad as their backward.
 """
 import math
 
-from ..autograd import Function, is_grad_enabled
-from ..devices import get_array_module, on_cuda_kernels
-from ..kernels import norm as K
+from ..autograd import Function
+from ..devices import get_array_module
+from ..kernels import activation as K
 from ..kernels import softmax as KS
 from ..tensor import Tensor
 from .arith import where
@@ -30,101 +32,69 @@ def _float_check(x, op):
         raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.dtype}")
 
 
-# --- kernel-backed: ReLU, GELU, SiLU --------------------------------------------------------------
-
-class ReLU(Function):
-    def forward(self, x):
-        self.y = K.relu_fwd(x)
-        return self.y
-
-    def backward(self, gy):
-        return ReLUGrad(self.y)(gy)
-
-
-class ReLUGrad(Function):
-    """gx = gy where y > 0; linear in gy (its own backward is the same mask)."""
-
-    def __init__(self, y):
-        self.y = y
-
-    def forward(self, gy):
-        return K.relu_bwd(self.y, gy)
-
-    def backward(self, ggx):
-        return ReLUGrad(self.y)(ggx)
-
+# --- kernel-backed: the activation family, by name ------------------------------------------
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
 
-class GELU(Function):
-    def __init__(self, approximate="none"):
-        self.tanh = approximate == "tanh"
+def _second_derivative(z, act):
+    """act''(z) as a Tensor expression; None where it is 0 (the piecewise-linear ones)."""
+    if act == "sigmoid":
+        s = sigmoid(z)
+        return s * (1.0 - s) * (1.0 - 2.0 * s)
+    if act == "tanh":
+        t = tanh(z)
+        return (t * t - 1.0) * t * 2.0
+    if act == "silu":
+        s = sigmoid(z)
+        return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+    if act == "gelu":
+        return (2.0 - z * z) * _exp(z * z * -0.5) * _INV_SQRT_2PI
+    if act == "gelu_tanh":
+        t = tanh((z + _GELU_C * z * z * z) * _SQRT_2_OVER_PI)
+        du = (1.0 + 3.0 * _GELU_C * z * z) * _SQRT_2_OVER_PI
+        sech2 = 1.0 - t * t
+        return sech2 * du - z * t * sech2 * du * du + 0.5 * z * sech2 * (
+            z * (6.0 * _GELU_C * _SQRT_2_OVER_PI))
+    if act == "mish":   # f = z t, t = tanh(softplus z): f'' = (1 - t^2) s (2 + z (1 - s - 2 t s))
+        s = sigmoid(z)
+        t = tanh(Softplus()(z))
+        return (1.0 - t * t) * s * (2.0 + z * (1.0 - s - 2.0 * t * s))
+    return None
+
+
+class Activation(Function):
+    """y = act(x) by the activation kernels (act: a name the family knows, e.g. 'relu')."""
+
+    def __init__(self, act, slope=0.0):
+        self.act, self.slope = act, slope
 
     def forward(self, x):
-        self.aux = K.gelu_aux(x, self.tanh)  # exp(-x^2/2) on the CPU float32 path, reused
-        return K.gelu_fwd(x, self.tanh, self.aux)
+        return K.forward(x, self.act, self.slope)
 
     def backward(self, gy):
-        return GELUGrad(self.tanh, self.aux)(self.inputs[0], gy)
+        return ActivationGrad(self.act, self.slope)(self.inputs[0], gy)
 
 
-class GELUGrad(Function):
-    """gx = gy * GELU'(x); backward: (ggx * gy * GELU''(x), ggx * GELU'(x))."""
+class ActivationGrad(Function):
+    """gx = gy * act'(x); linear in gy, so its backward is (ggx * gy * act''(x), this op on
+    ggx)."""
 
-    def __init__(self, tanh, aux=None):
-        self.tanh, self.aux = tanh, aux
-
-    def forward(self, x, gy):
-        return K.gelu_bwd(x, gy, self.tanh, self.aux)
-
-    def backward(self, ggx):
-        x, gy = self.inputs
-        if self.tanh:
-            u = (x + _GELU_C * x * x * x) * _SQRT_2_OVER_PI
-            t = tanh(u)
-            du = (1.0 + 3.0 * _GELU_C * x * x) * _SQRT_2_OVER_PI
-            d2u = x * (6.0 * _GELU_C * _SQRT_2_OVER_PI)
-            sech2 = 1.0 - t * t
-            d2 = sech2 * du - x * t * sech2 * du * du + 0.5 * x * sech2 * d2u
-        else:
-            d2 = (2.0 - x * x) * _exp(x * x * -0.5) * _INV_SQRT_2PI
-        gx = ggx * gy * d2 if x.requires_grad else None
-        ggy = GELUGrad(self.tanh)(x, ggx) if gy.requires_grad else None
-        return gx, ggy
-
-
-class SiLU(Function):
-    def forward(self, x):
-        # float32 CPU (fused kernels with a vectorised exp) and CUDA: recomputing s is cheaper
-        if x.dtype == "float32" or on_cuda_kernels(x):
-            self.s = None
-            return K.silu_fwd(x)
-        self.s = K.sigmoid(x)  # saved: the backward then needs no exp
-        return K.silu_fwd(x, self.s)
-
-    def backward(self, gy):
-        return SiLUGrad(self.s)(self.inputs[0], gy)
-
-
-class SiLUGrad(Function):
-    """gx = gy * s (1 + x (1 - s)), s = sigmoid(x); SiLU'' = s (1 - s) (2 + x (1 - 2 s))."""
-
-    def __init__(self, s=None):
-        self.s = s
+    def __init__(self, act, slope=0.0):
+        self.act, self.slope = act, slope
 
     def forward(self, x, gy):
-        return K.silu_bwd(x, gy, self.s)
+        return K.backward(x, gy, self.act, self.slope)
 
     def backward(self, ggx):
         x, gy = self.inputs
         gx = None
         if x.requires_grad:
-            s = sigmoid(x)
-            gx = ggx * gy * (s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s)))
-        ggy = SiLUGrad()(x, ggx) if gy.requires_grad else None
+            d2 = _second_derivative(x, self.act)
+            gx = None if d2 is None else ggx * gy * d2
+        ggy = ActivationGrad(self.act, self.slope)(x, ggx) if gy.requires_grad else None
         return gx, ggy
 
 
@@ -132,7 +102,7 @@ class SiLUGrad(Function):
 
 class Sigmoid(Function):
     def forward(self, x):
-        self.y = K.sigmoid(x)  # float32 CPU: a Numba kernel with a vectorised exp
+        self.y = K.forward(x, "sigmoid")  # float32 CPU: a Numba kernel with a vectorised exp
         return self.y
 
     def backward(self, gy):
@@ -239,18 +209,6 @@ class Hardswish(Function):
 
 # --- composed backward ----------------------------------------------------------------------------
 
-class Mish(Function):
-    def forward(self, x):
-        xp = get_array_module(x)
-        sp = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
-        return (x * xp.tanh(sp)).astype(x.dtype, copy=False)
-
-    def backward(self, gy):
-        x = self.inputs[0]
-        t = tanh(Softplus()(x))
-        return gy * (t + x * (1.0 - t * t) * sigmoid(x))
-
-
 class Softsign(Function):
     def forward(self, x):
         return x / (1 + get_array_module(x).abs(x))
@@ -280,41 +238,55 @@ class PReLU(Function):
 
 
 class Softmax(Function):
-    def __init__(self, axis):
-        self.axis = axis
+    """softmax (log=False) or log-softmax (log=True) along `axis`; backward: SoftmaxGrad."""
+
+    def __init__(self, axis, log=False):
+        self.axis, self.log = axis, log
 
     def forward(self, x):
-        self.y = KS.softmax_fwd(x, self.axis)  # the CUDA kernel on the GPU
+        self.y = KS.softmax_fwd(x, self.axis, self.log)
         return self.y
 
     def backward(self, gy):
-        if not is_grad_enabled() and on_cuda_kernels(self.y):  # fused CUDA kernel
-            return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis))
-        y = self.retained_output(self.y)
-        gyy = gy * y
-        return gyy - y * _sum(gyy, self.axis, True)
+        return SoftmaxGrad(self.axis, self.log)(self.retained_output(self.y), gy)
 
 
-class LogSoftmax(Function):
+class SoftmaxGrad(Function):
+    """gx from the forward's output y: y (gy - S(gy y)) for softmax, gy - e^y S(gy) for
+    log-softmax, S the sum along the axis. Linear in gy; its backward, with ggx:
+    softmax     d/dgy = this op on ggx, d/dy = ggx (gy - S(gy y)) - gy S(ggx y)
+    log-softmax d/dgy = ggx - S(ggx e^y),   d/dy = -ggx e^y S(gy)."""
+
+    def __init__(self, axis, log):
+        self.axis, self.log = axis, log
+
+    def forward(self, y, gy):
+        return KS.softmax_bwd(y, gy, self.axis, self.log)
+
+    def backward(self, ggx):
+        y, gy = self.inputs
+        ax = self.axis
+        if self.log:
+            e = _exp(y)
+            gyy = -ggx * e * _sum(gy, ax, True) if y.requires_grad else None
+            ggy = ggx - _sum(ggx * e, ax, True) if gy.requires_grad else None
+            return gyy, ggy
+        gyy = ggx * (gy - _sum(gy * y, ax, True)) - gy * _sum(ggx * y, ax, True) \
+            if y.requires_grad else None
+        ggy = SoftmaxGrad(ax, False)(y, ggx) if gy.requires_grad else None
+        return gyy, ggy
+
+
+class LogSoftmax(Softmax):
     def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, x):
-        self.y = KS.softmax_fwd(x, self.axis, log=True)  # the CUDA kernel on the GPU
-        return self.y
-
-    def backward(self, gy):
-        if not is_grad_enabled() and on_cuda_kernels(self.y):  # fused CUDA kernel
-            return Tensor._wrap(KS.softmax_bwd(self.y, gy.data, self.axis, log=True))
-        y = self.retained_output(self.y)
-        return gy - _exp(y) * _sum(gy, self.axis, True)
+        super().__init__(axis, log=True)
 
 
 # --- functional forms -------------------------------------------------------------------------
 
 def relu(x):
     _float_check(x, "relu")
-    return ReLU()(x)
+    return Activation("relu")(x)
 
 
 def relu6(x):
@@ -361,7 +333,7 @@ def gelu(x, approximate="none"):
     _float_check(x, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return GELU(approximate)(x)
+    return Activation("gelu_tanh" if approximate == "tanh" else "gelu")(x)
 
 
 def sigmoid(x):
@@ -393,12 +365,12 @@ def hardswish(x):
 
 def silu(x):
     _float_check(x, "silu")
-    return SiLU()(x)
+    return Activation("silu")(x)
 
 
 def mish(x):
     _float_check(x, "mish")
-    return Mish()(x)
+    return Activation("mish")(x)
 
 
 def softplus(x, beta=1.0, threshold=20.0):
@@ -437,28 +409,6 @@ def log_softmax(x, dim=None, dtype=None):
 
 BIAS_ACTIVATIONS = ("identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "silu",
                     "tanh")
-
-
-def _act_d2(z, act):
-    """act''(z) as a Tensor expression (None where it is 0: the piecewise-linear ones)."""
-    if act == "sigmoid":
-        s = sigmoid(z)
-        return s * (1.0 - s) * (1.0 - 2.0 * s)
-    if act == "tanh":
-        t = tanh(z)
-        return (t * t - 1.0) * t * 2.0
-    if act == "silu":
-        s = sigmoid(z)
-        return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
-    if act == "gelu":
-        return (2.0 - z * z) * _exp(z * z * -0.5) * _INV_SQRT_2PI
-    if act == "gelu_tanh":
-        t = tanh((z + _GELU_C * z * z * z) * _SQRT_2_OVER_PI)
-        du = (1.0 + 3.0 * _GELU_C * z * z) * _SQRT_2_OVER_PI
-        sech2 = 1.0 - t * t
-        return sech2 * du - z * t * sech2 * du * du + 0.5 * z * sech2 * (
-            z * (6.0 * _GELU_C * _SQRT_2_OVER_PI))
-    return None
 
 
 class BiasAct(Function):
@@ -501,7 +451,7 @@ class BiasActGrad(Function):
                if gy.requires_grad else None)
         gx2 = gb2 = None
         if x.requires_grad or b.requires_grad:
-            d2 = _act_d2(x + reshape(b, bshape), self.act)
+            d2 = _second_derivative(x + reshape(b, bshape), self.act)
             if d2 is not None:
                 g2 = ggx * gy * d2
                 gx2 = g2 if x.requires_grad else None

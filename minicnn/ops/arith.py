@@ -4,7 +4,7 @@ Gradients of broadcast inputs are summed back to each input's shape (and cast ba
 when type promotion widened the result).
 """
 from ..autograd import Function
-from ..devices import get_array_module, is_cuda_array, to_device
+from ..devices import get_array_module, to_device
 from ..tensor import Tensor
 from .shape import sum_to
 from .util import as_tensor, broadcast_shapes, shape_str
@@ -124,10 +124,10 @@ class Where(Function):
 def _same_device(a, b):
     """A CPU 0-d tensor meets a CUDA tensor: it moves (as PyTorch allows); anything else on two
     devices is an error naming both (CuPy would refuse the NumPy operand less clearly)."""
-    if a.ndim == 0 and not is_cuda_array(a.data):
-        return Tensor._wrap(to_device(a.data, "cuda")), b
-    if b.ndim == 0 and not is_cuda_array(b.data):
-        return a, Tensor._wrap(to_device(b.data, "cuda"))
+    if a.ndim == 0 and a.device == "cpu":
+        return Tensor._wrap(to_device(a.data, b.device)), b
+    if b.ndim == 0 and b.device == "cpu":
+        return a, Tensor._wrap(to_device(b.data, a.device))
     raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
                        f"devices, {a.device} and {b.device} (shapes {shape_str(a.shape)} and "
                        f"{shape_str(b.shape)}); move one with .to(...)")
@@ -140,7 +140,7 @@ def binary_operands(a, b):
         a = as_tensor(a, like=b)
     elif not isinstance(b, Tensor):
         b = as_tensor(b, like=a)
-    if is_cuda_array(a.data) is not is_cuda_array(b.data):
+    if a.device != b.device:
         a, b = _same_device(a, b)
     da, db = a.data.dtype, b.data.dtype
     if da is not db and da != db:

@@ -1,69 +1,47 @@
 """Dropout: inverted dropout, channel (spatial) dropout and alpha dropout.
 
-Masks come from the framework's seeded generator (minicnn.random.rng(device)), so
-mc.manual_seed(s) makes them repeatable. In eval mode (training=False) each is the identity and
+Each is one Function, MaskedAffine: y = keep ? x * ka + kb : x * da + db with a random keep mask
+of the input's shape (or one per (n, c) channel), run by the dropout kernel family, which keeps
+the mask as it likes (an array on the CPU, drawn from minicnn.random's seeded generator; only a
+Philox seed and offset on the GPU, drawing the same decisions again in the backward). So
+mc.manual_seed(s) makes masks repeatable. In eval mode (training=False) each is the identity and
 returns its input unchanged.
-
-On CUDA no mask exists in memory: a Philox kernel (kernels/cuda/elementwise.cu) draws the keep
-decision of each element (or channel) from (seed, offset, index), with seed and offset from
-minicnn.random.philox() (seeded by mc.manual_seed; the offset advances once per call), and the
-backward draws the same decisions again.
 """
-from .. import random as _random
 from ..autograd import Function
-from ..devices import device_of, on_cuda_kernels
-from ..random import rng
-from ..tensor import Tensor
+from ..kernels import dropout as K
 
 
-class MaskedScale(Function):
-    """y = x * a + b with constant arrays a (broadcastable to x) and optional b."""
+class MaskedAffine(Function):
+    """y = keep ? x * ka + kb : x * da + db; backward: MaskedLinear with the same mask."""
 
-    def __init__(self, a, b=None):
-        self.a, self.b = a, b
-
-    def forward(self, x):
-        y = x * self.a
-        if self.b is not None:
-            y += self.b
-        return y
-
-    def backward(self, gy):
-        return gy * Tensor._wrap(self.a)
-
-
-class PhiloxMask(Function):
-    """y = keep ? x * ka + kb : x * da + db with keep drawn by the Philox dropout kernel from
-    (seed, offset, element index), or (row index) when `rows` is given (x.reshape(rows, -1));
-    the backward applies keep ? gy * ka : 0 with the same draws, so nothing is stored."""
-
-    def __init__(self, seed, offset, p, rows, ka, kb=0.0, da=0.0, db=0.0):
-        self.seed, self.offset, self.p, self.rows = seed, offset, p, rows
+    def __init__(self, p, mask_shape, ka, kb=0.0, da=0.0, db=0.0):
+        self.p, self.mask_shape = p, tuple(mask_shape)
         self.ka, self.kb, self.da, self.db = ka, kb, da, db
 
     def forward(self, x):
-        from ..kernels.cuda import elementwise  # noqa: PLC0415 -- CUDA (or its emulator) only
-        return elementwise.dropout(x, self.seed, self.offset, self.p, self.ka, self.kb, self.da,
-                                   self.db, rows=self.rows)
+        y, self.mask = K.forward(x, self.p, self.mask_shape, self.ka, self.kb, self.da, self.db)
+        return y
 
     def backward(self, gy):
-        return PhiloxMask(self.seed, self.offset, self.p, self.rows, self.ka)(gy)
+        return MaskedLinear(self.mask)(gy)
 
 
-def _philox_rows(x, shape):
-    """None for element-wise masks, else the number of mask rows (N * C) of a feature mask."""
-    return None if tuple(shape) == tuple(x.shape) else int(shape[0]) * int(shape[1])
+class MaskedLinear(Function):
+    """gx = gy * (keep ? ka : da): linear, so its backward is itself with the same mask."""
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    def forward(self, gy):
+        return K.backward(gy, self.mask)
+
+    def backward(self, ggx):
+        return MaskedLinear(self.mask)(ggx)
 
 
 def _check_p(p, op):
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
-
-
-def _keep_mask(x, shape, p):
-    """A bool array of `shape`, True with probability 1 - p."""
-    gen = rng(device_of(x.data))
-    return gen.random(shape, dtype="float64" if x.dtype.itemsize == 8 else "float32") >= p
 
 
 def _dropout(x, p, training, shape, op):
@@ -75,13 +53,7 @@ def _dropout(x, p, training, shape, op):
         return x
     if p == 1.0:
         return x * 0.0
-    if on_cuda_kernels(x.data):
-        seed, offset = _random.philox()
-        return PhiloxMask(seed, offset, p, _philox_rows(x, shape), 1.0 / (1.0 - p))(x)
-    keep = _keep_mask(x, shape, p)
-    a = keep.astype(x.dtype)
-    a *= 1.0 / (1.0 - p)
-    return MaskedScale(a)(x)
+    return MaskedAffine(p, shape, 1.0 / (1.0 - p))(x)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002, ARG001
@@ -120,13 +92,8 @@ def _alpha_dropout(x, p, training, shape, op):
     if p == 1.0:
         return x * 0.0
     a = 1.0 / ((_ALPHA * _ALPHA * p + 1.0) * (1.0 - p)) ** 0.5
-    if on_cuda_kernels(x.data):
-        seed, offset = _random.philox()
-        return PhiloxMask(seed, offset, p, _philox_rows(x, shape), a, _ALPHA * a * p, 0.0,
-                          _ALPHA * a * (p - 1.0))(x)
-    keep = _keep_mask(x, shape, p).astype(x.dtype)
-    b = (keep - 1.0) * (_ALPHA * a) + _ALPHA * a * p
-    return MaskedScale((keep * a).astype(x.dtype), b.astype(x.dtype))(x)
+    # kept: a x + alpha a p; dropped: alpha a (p - 1) (the affine keeps mean 0, variance 1)
+    return MaskedAffine(p, shape, a, _ALPHA * a * p, 0.0, _ALPHA * a * (p - 1.0))(x)
 
 
 def alpha_dropout(input, p=0.5, training=False, inplace=False):  # noqa: A002, ARG001

@@ -1,15 +1,16 @@
 """Loss functions with PyTorch's semantics (reductions, weights, ignore_index, smoothing).
 
-cross_entropy with class indices is one fused, stable log-sum-exp Function (CrossEntropy) with
-an analytic backward (Numba kernels on the CPU); nll_loss is one Function too. The element-wise
+cross_entropy with class indices is one fused, stable log-sum-exp Function (CrossEntropy) whose
+analytic backward is a Function too (CrossEntropyGrad; both run the softmax kernel family);
+nll_loss is one Function. The element-wise
 losses are written with differentiable ops over stable pieces (Softplus, LogSoftmax), so their
 gradients of gradients work as well.
 """
 import warnings
 
-from ..autograd import Function, is_grad_enabled
-from ..devices import get_array_module, is_cuda_array
-from ..kernels import norm as K
+from ..autograd import Function
+from ..devices import get_array_module, syncs_on_read
+from ..kernels import softmax as K
 from ..tensor import Tensor
 from .activation import LogSoftmax, Softmax, Softplus
 from .arith import maximum, where
@@ -68,18 +69,37 @@ class CrossEntropy(Function):
         return loss.astype(x.dtype)
 
     def backward(self, gl):
-        x = self.inputs[0]
-        if is_grad_enabled():  # differentiable form, for gradients of gradients
-            M, C = x.shape
-            xp = get_array_module(x.data)
-            q = Tensor._wrap(_dense_q(xp, self.t, self.w, self.ignore_index, self.smooth, M, C,
-                                      x.dtype))
-            qsum = _sum(q, 1, True)
-            p = Softmax(1)(x)
-            return reshape(gl, (M, 1)) * (p * qsum - q)
-        gx = K.ce_bwd(x.data, self.t, self.w, self.ignore_index, self.smooth, self.lse,
-                      gl.data.astype("float64"))
-        return Tensor._wrap(gx)
+        return CrossEntropyGrad(self.t, self.w, self.ignore_index, self.smooth, self.lse)(
+            self.inputs[0], gl)
+
+
+class CrossEntropyGrad(Function):
+    """gx = g_i (p_i * sum_c q_ic - q_i) for row gradients g (M,), p = softmax(x), q the per-row
+    target weights (dense: _dense_q). Backward, with ggx: d/dg = sum_c ggx (p qsum - q), and
+    d/dx = g qsum p (ggx - sum_c ggx p) (the softmax Jacobian)."""
+
+    def __init__(self, t, w, ignore_index, smooth, lse):
+        self.t, self.w, self.ignore_index, self.smooth, self.lse = t, w, ignore_index, smooth, lse
+
+    def forward(self, x, gl):
+        return K.ce_bwd(x, self.t, self.w, self.ignore_index, self.smooth, self.lse,
+                        gl.astype("float64"))
+
+    def backward(self, ggx):
+        x, gl = self.inputs
+        M, C = x.shape
+        xp = get_array_module(x.data)
+        q = Tensor._wrap(_dense_q(xp, self.t, self.w, self.ignore_index, self.smooth, M, C,
+                                  x.dtype))
+        qsum = _sum(q, 1, True)
+        p = Softmax(1)(x)
+        gx = ggl = None
+        if x.requires_grad:
+            pg = p * ggx
+            gx = reshape(gl, (M, 1)) * qsum * (pg - p * _sum(pg, 1, True))
+        if gl.requires_grad:
+            ggl = _sum(ggx * (p * qsum - q), 1)
+        return gx, ggl
 
 
 class NLL(Function):
@@ -137,7 +157,7 @@ def _class_rows(x, target, weight, ignore_index, op):
     xp = get_array_module(x.data)
     t = xp.asarray(t).reshape(-1).astype(xp.int64, copy=False)
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if is_cuda_array(t):
+    if syncs_on_read(t):
         t = xp.where(bad, ignore_index, t)
     else:
         if t.size and bool(bad.any()):
@@ -167,7 +187,7 @@ def _reduce_rows(loss, t, w, ignore_index, reduction, out_shape, bad=None):
         denom = keep.sum(dtype=xp.float64)
     else:
         denom = (w.astype(xp.float64)[xp.where(keep, t, 0)] * keep).sum()
-    if is_cuda_array(t):            # stays on the device: no synchronization for the divisor
+    if syncs_on_read(t):            # stays on the device: no synchronization for the divisor
         inv = xp.where(denom != 0, 1.0 / xp.where(denom != 0, denom, 1.0), xp.nan)
         return total * Tensor._wrap(inv.astype(total.dtype))
     denom = float(denom)
@@ -339,7 +359,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa:
     x, t = _pair(input, target, "binary_cross_entropy", strict=True)
     # the range check reads two values from the device: CPU only (on the GPU an input outside
     # [0, 1] gives NaN through the logs, which the Trainer reports; PyTorch device-asserts there)
-    if x.data.size and not is_cuda_array(x.data) and \
+    if x.data.size and not syncs_on_read(x.data) and \
             (float(x.data.min()) < 0 or float(x.data.max()) > 1):
         raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1")
     return _reduce(BCE()(x, t, weight), reduction)

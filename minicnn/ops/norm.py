@@ -1,44 +1,102 @@
 """Normalization ops: batch, layer, instance and group norm (PyTorch's semantics).
 
-Two fused Functions cover the four norms:
-  RowNorm      x viewed as (N, G, S, I), statistics per (n, g) over (S, I), affine per (g, s):
-               layer norm (G=1, S=prod(normalized_shape), I=1 or S=1, I=K without affine),
-               instance norm (G=C, S=1, I=H*W), group norm (G groups, S=C/G, I=H*W).
-  BatchNormTrain  x viewed as (N, C, I), statistics per channel over (N, I).
-Forward and backward run the Numba kernels of minicnn.kernels.norm (one reduction pass and one
-apply pass in backward). Under create_graph the backward is instead written with differentiable
-Tensor ops (the same formula), so gradients of gradients work.
-The eval-mode path (running statistics) is BatchNormEval, an affine map with constant statistics.
+Two fused Functions cover the four norms, each with its fused backward as a Function of its own:
+  RowNorm / RowNormGrad    x viewed as (N, G, S, I), statistics per (n, g) over (S, I), affine
+               per (g, s): layer norm (G=1, S=prod(normalized_shape), I=1 or S=1, I=K without
+               affine), instance norm (G=C, S=1, I=H*W), group norm (G groups, S=C/G, I=H*W).
+  BatchNormTrain / BatchNormGrad   x viewed as (N, C, I), statistics per channel over (N, I).
+Forward and backward run the norm kernel family (minicnn.kernels.norm: one reduction pass and
+one apply pass in backward). The two gradient Functions share their own backward
+(`_NormGrad.backward`): the second derivative written with differentiable Tensor ops, so
+derivatives of any order exist. The eval-mode path (running statistics) is BatchNormEval, an
+affine map with constant statistics.
 """
 import math
 import numbers
 
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..devices import get_array_module
 from ..kernels import norm as K
 from ..tensor import Tensor
 from .reduce import mean as _mean
 from .reduce import sum as _sum
-from .shape import reshape
+from .shape import broadcast_to, reshape
 from .util import shape_str
 
-# --- the shared analytic gradient, as differentiable Tensor ops ---------------------------------
+
+class _Layout:
+    """x seen as shape4, normalised over the axes `red`; the affine weight broadcast as wshape4
+    and its gradient summed over `waxes`."""
+    __slots__ = ("shape4", "red", "wshape4", "waxes")
+
+    def __init__(self, shape4, red, wshape4, waxes):
+        self.shape4, self.red, self.wshape4, self.waxes = shape4, red, wshape4, waxes
 
 
-def _composed_grads(x, w, b, gy, shape4, red, eps, wshape4, waxes):
-    """(gx, gw, gb) of y = xhat * w + b, xhat normalised over `red` of x viewed as shape4."""
-    x4 = reshape(x, shape4)
-    gy4 = reshape(gy, shape4)
-    mu = _mean(x4, red, True)
-    xc = x4 - mu
-    rstd = (_mean(xc * xc, red, True) + eps) ** -0.5
-    xhat = xc * rstd
-    gxh = gy4 * reshape(w, wshape4) if w is not None else gy4
-    gx = rstd * (gxh - _mean(gxh, red, True) - xhat * _mean(gxh * xhat, red, True))
-    gx = reshape(gx, x.shape)
-    gw = reshape(_sum(gy4 * xhat, waxes), w.shape) if w is not None and w.requires_grad else None
-    gb = reshape(_sum(gy4, waxes), b.shape) if b is not None and b.requires_grad else None
-    return gx if x.requires_grad else None, gw, gb
+class _NormGrad(Function):
+    """(gx, [gw], [gb]) of y = xhat * w + b, xhat = (x - mean) * r normalised over `red`; inputs
+    (x, w or None, gy). Outputs: gx, then gw if there is a weight, then gb if there is a bias.
+
+    Its backward, with P(v) = r (v - mean(v) - xhat mean(v xhat)) (the norm's own input
+    gradient, self-adjoint), g = gy * w, and the incoming (ggx, ggw, ggb):
+      d/dgy = w P(ggx) + ggw xhat + ggb
+      d/dw  = sum_waxes gy P(ggx)
+      d/dx  = r^2 ((3AB - C) xhat - B (ggx - mean(ggx)) - A (g - mean(g))) + P(gy ggw)
+    with A = mean(ggx xhat), B = mean(g xhat), C = mean(ggx g) - mean(ggx) mean(g), all means
+    over `red` (from differentiating gx = P(g) through r and xhat, and gw = sum gy xhat)."""
+
+    def __init__(self, layout, eps, has_w, b_shape):
+        self.layout, self.eps, self.has_w, self.b_shape = layout, float(eps), has_w, b_shape
+        self.has_b = b_shape is not None
+
+    def backward(self, ggx, *rest):
+        x, w, gy = self.inputs
+        rest = list(rest)
+        ggw = rest.pop(0) if self.has_w else None
+        ggb = rest.pop(0) if self.has_b else None
+        L = self.layout
+        red = L.red
+        x4, gy4 = reshape(x, L.shape4), reshape(gy, L.shape4)
+        w4 = reshape(w, L.wshape4) if w is not None else None
+        xc = x4 - _mean(x4, red, True)
+        r = (_mean(xc * xc, red, True) + self.eps) ** -0.5
+        xh = xc * r
+
+        def P(v):
+            return r * (v - _mean(v, red, True) - xh * _mean(v * xh, red, True))
+        gx = gw = ggy = None
+        ggx4 = reshape(ggx, L.shape4) if ggx is not None else None
+        ggw4 = reshape(ggw, L.wshape4) if ggw is not None else None
+        if ggx4 is not None:
+            pg = P(ggx4)
+            g = gy4 * w4 if w4 is not None else gy4
+            A, B = _mean(ggx4 * xh, red, True), _mean(g * xh, red, True)
+            C = _mean(ggx4 * g, red, True) - _mean(ggx4, red, True) * _mean(g, red, True)
+            gx = r * r * ((3.0 * A * B - C) * xh - B * (ggx4 - _mean(ggx4, red, True))
+                          - A * (g - _mean(g, red, True)))
+            ggy = pg * w4 if w4 is not None else pg
+            if w is not None and w.requires_grad:
+                gw = reshape(_sum(gy4 * pg, L.waxes), w.shape)
+        if ggw4 is not None:
+            px = P(gy4 * ggw4)
+            gx = px if gx is None else gx + px
+            t = ggw4 * xh
+            ggy = t if ggy is None else ggy + t
+        if ggb is not None:
+            t = broadcast_to(reshape(ggb, L.wshape4), L.shape4)
+            ggy = t if ggy is None else ggy + t
+        return (reshape(gx, x.shape) if gx is not None and x.requires_grad else None, gw,
+                reshape(ggy, gy.shape) if ggy is not None and gy.requires_grad else None)
+
+
+def _grads_out(x, w, b, outs):
+    """The (gx, gw, gb) of a norm's backward from its gradient Function's outputs."""
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    gx = outs.pop(0)
+    gw = outs.pop(0) if w is not None else None
+    gb = outs.pop(0) if b is not None else None
+    return (gx if x.requires_grad else None, gw if w is not None and w.requires_grad else None,
+            gb if b is not None and b.requires_grad else None)
 
 
 class RowNorm(Function):
@@ -54,19 +112,28 @@ class RowNorm(Function):
 
     def backward(self, gy):
         x, w, b = self.inputs
-        if is_grad_enabled():
-            return _composed_grads(x, w, b, gy, self.shape4, (2, 3), self.eps,
-                                   (1,) + self.shape4[1:3] + (1,), (0, 3))
-        N, G, S, _ = self.shape4
-        w2 = None if w is None else w.data.reshape(G, S)
-        gx, gw, gb = K.row_norm_bwd(gy.data.reshape(self.shape4), x.data.reshape(self.shape4),
-                                    self.mean, self.rstd, w2, out_shape=x.shape)
-        gx = Tensor._wrap(gx) if x.requires_grad else None  # owned, x's shape
-        gw = Tensor._wrap(_sum0(gw).reshape(w.shape).astype(w.dtype)) \
-            if w is not None and w.requires_grad else None
-        gb = Tensor._wrap(_sum0(gb).reshape(b.shape).astype(b.dtype)) \
-            if b is not None and b.requires_grad else None
-        return gx, gw, gb
+        grad = RowNormGrad(self.shape4, self.eps, self.mean, self.rstd, w is not None,
+                           None if b is None else b.shape)
+        return _grads_out(x, w, b, grad(x, w, gy))
+
+
+class RowNormGrad(_NormGrad):
+    def __init__(self, shape4, eps, mean, rstd, has_w, b_shape):
+        _, G, S, _ = shape4
+        super().__init__(_Layout(shape4, (2, 3), (1, G, S, 1), (0, 3)), eps, has_w, b_shape)
+        self.mean, self.rstd = mean, rstd
+
+    def forward(self, x, w, gy):
+        shape4 = self.layout.shape4
+        w2 = None if w is None else w.reshape(shape4[1:3])
+        gx, gw, gb = K.row_norm_bwd(gy.reshape(shape4), x.reshape(shape4), self.mean, self.rstd,
+                                    w2, out_shape=x.shape)
+        outs = [gx]                                  # owned, x's shape
+        if self.has_w:
+            outs.append(_sum0(gw).reshape(w.shape).astype(w.dtype))
+        if self.has_b:
+            outs.append(_sum0(gb).reshape(self.b_shape).astype(x.dtype))
+        return tuple(outs) if len(outs) > 1 else outs[0]
 
 
 def _sum0(a):
@@ -95,21 +162,27 @@ class BatchNormTrain(Function):
 
     def backward(self, gy):
         x, w, b = self.inputs
-        if is_grad_enabled():
-            N, C, I = self.shape3
-            return _composed_grads(x, w, b, gy, (N, C, I, 1), (0, 2, 3), self.eps, (1, C, 1, 1),
-                                   (0, 2, 3))
-        x3, gy3 = x.data.reshape(self.shape3), gy.data.reshape(self.shape3)
+        grad = BatchNormGrad(self.shape3, self.eps, self.mean, self.rstd, w is not None,
+                             None if b is None else b.shape)
+        return _grads_out(x, w, b, grad(x, w, gy))
+
+
+class BatchNormGrad(_NormGrad):
+    def __init__(self, shape3, eps, mean, rstd, has_w, b_shape):
+        N, C, I = shape3  # noqa: E741
+        super().__init__(_Layout((N, C, I, 1), (0, 2, 3), (1, C, 1, 1), (0, 2, 3)), eps, has_w,
+                         b_shape)
+        self.shape3, self.mean, self.rstd = shape3, mean, rstd
+
+    def forward(self, x, w, gy):
+        x3, gy3 = x.reshape(self.shape3), gy.reshape(self.shape3)
         s1, s2 = K.chan_bwd_sums(gy3, x3, self.mean)
-        gx = None
-        if x.requires_grad:
-            gx = Tensor._wrap(K.chan_bwd_apply(gy3, x3, self.mean, self.rstd,
-                                               None if w is None else w.data, s1, s2)
-                              .reshape(x.shape))
-        gw = Tensor._wrap((s2 * self.rstd).astype(w.dtype)) \
-            if w is not None and w.requires_grad else None
-        gb = Tensor._wrap(s1.astype(b.dtype)) if b is not None and b.requires_grad else None
-        return gx, gw, gb
+        outs = [K.chan_bwd_apply(gy3, x3, self.mean, self.rstd, w, s1, s2).reshape(x.shape)]
+        if self.has_w:
+            outs.append((s2 * self.rstd).astype(w.dtype))
+        if self.has_b:
+            outs.append(s1.astype(x.dtype))
+        return tuple(outs) if len(outs) > 1 else outs[0]
 
 
 class BatchNormEval(Function):
@@ -169,8 +242,7 @@ def _check_channels_input(x, op, min_dims, **vectors):
 
 
 def _update_running(running_mean, running_var, mean, var, momentum, var_scale=None):
-    """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place; on the GPU
-    one fused kernel (no chain of small array ops)."""
+    """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place."""
     K.running_update(running_mean.data, running_var.data, mean, var, float(momentum),
                      var_scale)
 

@@ -33,7 +33,7 @@
 // so ptxas keeps it within 64 registers a thread (a 1024-thread block fits an SM's 64 K).
 // Float rows keep (m, s) in float (softmax) or s in double (cross-entropy, whose lse and loss
 // are float64 as in the CPU contract); exp/log are the accurate expf/logf, not __expf.
-#include "common.cuh"
+#include "../cuda/common.cuh"
 
 __device__ __forceinline__ float sm_log(float v) { return logf(v); }
 __device__ __forceinline__ double sm_log(double v) { return log(v); }

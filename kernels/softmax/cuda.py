@@ -1,25 +1,26 @@
-"""Launch functions of the softmax family (kernels/cuda/softmax.cu):
+"""The softmax family on the GPU: launch functions of softmax.cu, with the signatures of the
+family's API (kernels/softmax/__init__.py, which also gives the cross-entropy formula):
 
     softmax_fwd(x, axis, log=False)                      -> softmax (log=True: log-softmax) of x
     softmax_bwd(y, gy, axis, log=False)                  -> gx from the forward's output y
     ce_fwd(x, t, w, ignore_index, smooth)                -> loss (M,), lse (M,) float64
     ce_bwd(x, t, w, ignore_index, smooth, lse, g)        -> gx (M, C)
 
-ce_fwd/ce_bwd have the signatures and results of the dispatchers in kernels/norm.py (formulas in
-kernels/reference/norm.py); softmax_fwd/softmax_bwd those of kernels/softmax.py. An input is seen
+An input is seen
 as (outer, L, inner) around the softmax axis, so any axis runs without a transpose: the *_rows_*
 kernels take inner == 1 (a group of lanes, or a block, per row), the *_cols_* kernels the rest
 (a 2-D block: consecutive columns across x, the axis split across y).
 
 CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No launch function
-synchronizes with the host. Element types other than float32/float64 use the xp reference.
+synchronizes with the host. The kernels are float32 and float64; cross-entropy computes other
+float types in float32.
 """
 import numpy
 
 from minicnn.devices import get_array_module
 
-from . import module
-from .launch import is_float, pow2ceil, split_axis
+from ..cuda import module
+from ..cuda.launch import is_float, pow2ceil, split_axis
 
 ROWS_BLOCK = 256          # threads per block when a row takes at most one warp
 WARP_ROW_MAX = 2048       # rows up to this long take one warp; longer ones a whole block
@@ -65,11 +66,6 @@ def _axis(op, x, axis):
     return axis % nd
 
 
-def _ref_softmax():
-    from .. import softmax as K  # noqa: PLC0415 -- the dispatcher holds the xp reference
-    return K
-
-
 def _launch(kind, inputs, out, shape, axis, log, states):
     """softmax_{rows,cols}_<kind>_kernel over `shape` seen as (outer, L, inner): the rows kernel
     when inner == 1, else the cols kernel with `states` shared values per thread."""
@@ -88,8 +84,6 @@ def _launch(kind, inputs, out, shape, axis, log, states):
 def softmax_fwd(x, axis, log=False):
     op = "log_softmax" if log else "softmax"
     axis = _axis(op, x, axis)
-    if not is_float(x):
-        return _ref_softmax().ref_softmax_fwd(x, axis, log)
     xp = get_array_module(x)
     shape = tuple(x.shape)
     module.check_size(op, shape)
@@ -107,8 +101,6 @@ def softmax_bwd(y, gy, axis, log=False):
     if tuple(gy.shape) != tuple(y.shape):
         raise ValueError(f"{op}: grad of shape {tuple(gy.shape)} does not match the output's "
                          f"{tuple(y.shape)}")
-    if not is_float(y):
-        return _ref_softmax().ref_softmax_bwd(y, gy, axis, log)
     xp = get_array_module(y, gy)
     shape = tuple(y.shape)
     module.check_size(op, shape)
@@ -134,7 +126,8 @@ def _ce_inputs(op, x, t, w):
     if w is not None and tuple(w.shape) != (C,):
         raise ValueError(f"{op}: expected a weight of shape ({C},), got {tuple(w.shape)}")
     module.check_size(op, x.shape)
-    x = xp.ascontiguousarray(x)
+    # the kernels' element types; other floats (float16) are computed in float32
+    x = xp.ascontiguousarray(x, dtype=None if is_float(x) else numpy.float32)
     t = xp.ascontiguousarray(t, dtype=numpy.int64)
     if w is None:
         wd = wsum = xp.zeros(1, numpy.float64)      # never read (has_w = 0)
@@ -145,9 +138,6 @@ def _ce_inputs(op, x, t, w):
 
 
 def ce_fwd(x, t, w, ignore_index, smooth):
-    if not is_float(x) or x.ndim != 2 or x.shape[1] == 0:
-        from ..reference import norm as ref  # noqa: PLC0415
-        return ref.ce_fwd(x, t, w, ignore_index, smooth)
     xp, x, t, wd, wsum, M, C = _ce_inputs("cross_entropy", x, t, w)
     loss = module.empty(xp, (M,), numpy.float64)
     lse = module.empty(xp, (M,), numpy.float64)
@@ -160,9 +150,7 @@ def ce_fwd(x, t, w, ignore_index, smooth):
 
 
 def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
-    if not is_float(x) or x.ndim != 2 or x.shape[1] == 0:
-        from ..reference import norm as ref  # noqa: PLC0415
-        return ref.ce_bwd(x, t, w, ignore_index, smooth, lse, g)
+    dtype = x.dtype
     xp, x, t, wd, wsum, M, C = _ce_inputs("cross_entropy backward", x, t, w)
     for name, a in (("lse", lse), ("grad", g)):
         if tuple(a.shape) != (M,):
@@ -176,4 +164,4 @@ def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
         _k("ce_bwd_kernel", x.dtype)(grid, block, (x, t, wd, wsum, lse, g, gx, M, C,
                                                    int(ignore_index), float(smooth),
                                                    int(w is not None), group))
-    return gx
+    return gx.astype(dtype, copy=False)

@@ -1,6 +1,6 @@
 // norm.cu -- batch, layer, instance and group norm (forward and backward) on the GPU.
 //
-// Layouts (as kernels/reference/norm.py): row norms x4 (N, G, S, I), statistics per row
+// Layouts (as kernels/norm/reference.py): row norms x4 (N, G, S, I), statistics per row
 // r = n*G + g over its M = S*I contiguous elements, affine w[g*S + s]; batch norm x3 (N, C, I),
 // statistics per channel c over its N runs of I elements (run stride C*I).
 //
@@ -38,7 +38,7 @@
 // + 8 + 4 (columns). So forward ~12 B/elt against the algorithmic 8, forward+backward ~32
 // against 20 when x does not fit in L2. Launch shapes: 256 threads (fewer for short groups).
 
-#include "common.cuh"
+#include "../cuda/common.cuh"
 
 #define UNROLL 4  // elements per thread and loop trip: independent loads in flight
 

@@ -1,5 +1,5 @@
-"""Launch functions of the norm kernels (kernels/cuda/norm.cu), with the signatures and return
-values of the dispatchers in kernels/norm.py (statistics and partial sums float64):
+"""The norm family on the GPU: launch functions of norm.cu, with the signatures and return values
+of the family's API (kernels/norm/__init__.py; statistics and partial sums float64):
 
     row_norm_fwd(x4, w2, b2, eps)                 -> y4, mean (N, G), rstd (N, G)
     row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None)
@@ -22,8 +22,8 @@ import numpy
 
 from minicnn.devices import get_array_module
 
-from . import module
-from .launch import H100_SMS, blocks, fastdiv, float_input, is_float, warp_threads
+from ..cuda import module
+from ..cuda.launch import H100_SMS, blocks, fastdiv, float_input, is_float, warp_threads
 
 BLOCK = 256
 WAVE = H100_SMS * 8     # blocks of 256 threads that fill an H100 once
@@ -133,9 +133,6 @@ def row_norm_fwd(x4, w2, b2, eps):
     xp, x = float_input("row_norm", x4, 4)
     N, G, S, I = x.shape  # noqa: E741
     M, R = S * I, N * G
-    if x.size == 0:
-        from ..reference import norm as ref  # noqa: PLC0415
-        return ref.row_norm_fwd(x, w2, b2, eps)
     w, has_w = _like(xp, w2, x.dtype, (G, S), "row_norm", "weight")
     b, has_b = _like(xp, b2, x.dtype, (G, S), "row_norm", "bias")
     y = module.empty(xp, x.shape, x.dtype)
@@ -164,10 +161,6 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
                          f"of shape {tuple(x.shape)}")
     N, G, S, I = x.shape  # noqa: E741
     M, R = S * I, N * G
-    if x.size == 0:
-        from ..reference import norm as ref  # noqa: PLC0415
-        gx, gw, gb = ref.row_norm_bwd(gy4, x, mean, rstd, w2)
-        return (gx if out_shape is None else gx.reshape(out_shape)), gw, gb
     gy = xp.ascontiguousarray(gy4, dtype=x.dtype)
     mean = _f64(xp, mean, R, "row_norm_bwd", "mean")
     rstd = _f64(xp, rstd, R, "row_norm_bwd", "rstd")
@@ -218,9 +211,6 @@ def _chan_input(op, x3):
 
 def chan_stats(x3):
     xp, x, N, C, I = _chan_input("chan_stats", x3)  # noqa: E741
-    if N * I == 0 or C == 0:
-        from ..reference import norm as ref  # noqa: PLC0415
-        return ref.chan_stats(x)
     if I < CHAN_COLS_MAX_I:
         nt, ncb, P, rpg = _cols_grid(N, C * I, CHAN_COL_MIN_ROWS, WAVE)
         part = module.empty(xp, (P * C * I * 3,), F64)

@@ -1,4 +1,4 @@
-"""NumPy Philox4x32-10 and the dropout keep-masks of kernels/cuda/elementwise.cu, bit for bit.
+"""NumPy Philox4x32-10 and the dropout keep-masks of dropout.cu, bit for bit: the tests' oracle.
 
 `philox4x32_10` and `uniform01` are the functions of kernels/cuda/common.cuh; `keep_mask` is the
 mask the dropout kernels compute: element i uses word i & 3 of the draw with counter

@@ -1,6 +1,7 @@
-// elementwise.cu -- activations, fused bias + activation, and Philox dropout (minicnn issue #8).
+// activation.cu -- activations and fused bias + activation (the activation kernel family).
 //
-// Activations (act codes shared with kernels/cuda/elementwise.py; z is x, or x + b[c]):
+// Activations (z is x, or x + b[c]); kernels/activation/cuda.py reads the codes from the
+// ACT_* defines below:
 //   0 identity  z                                        d = 1
 //   1 relu      max(z, 0)                                d = z > 0
 //   2 leaky     z > 0 ? z : s z                          d = z > 0 ? 1 : s
@@ -11,6 +12,7 @@
 //   5 sigmoid   1 / (1 + e^-z) (stable for every z)      d = s (1 - s)
 //   6 silu      z s                                      d = s (1 + z (1 - s))
 //   7 tanh      t                                        d = 1 - t^2
+//   8 mish      z tanh(sp), sp = softplus(z) (= z above 20) d = t + z s (1 - t^2), t = tanh(sp)
 // Each kernel switches on `act` once per thread and runs a loop specialised for it.
 //
 // Index mapping and launch shapes:
@@ -28,17 +30,9 @@
 //    caller sums the (chunks, C) partials. No atomics: deterministic.
 //  * bias_act_bwd_nc (I == 1, x (N, C)): block (32, 8): threadIdx.x -> channel (coalesced),
 //    threadIdx.y + chunk -> rows; the 8 row partials are summed in shared memory.
-//  * dropout: flat; thread step g draws Philox4x32-10(counter (g, 0, offset_lo, offset_hi),
-//    key (seed_lo, seed_hi)) once and uses its 4 words for elements 4g..4g+3 (u = 24 random
-//    bits / 2^24; keep iff u >= p). y = keep ? x * ka + kb : x * da + db, which covers inverted
-//    dropout (ka = 1/(1-p)), alpha dropout (affine both ways) and, with the same seed/offset
-//    and (a, 0, 0, 0), the backward: the mask is recomputed, never stored.
-//  * feature_dropout: rows of length L (one draw per row r, word r & 3 of group r >> 2, i.e.
-//    the draw element-wise dropout would make for index r); 2-D grid as bias_act_fwd.
 // Expected bound: memory. Bytes per element (float32): act fwd 8, act bwd 12, bias_act fwd 8,
-// bias_act bwd 16 (x, gy read, gx written; partials are C * chunks doubles), dropout 8. Philox
-// is 10 rounds of 2 mul.hi + xors per 4 elements (dropout) or per row and thread (feature).
-#include "common.cuh"
+// bias_act bwd 16 (x, gy read, gx written; partials are C * chunks doubles).
+#include "../cuda/common.cuh"
 
 #define ACT_IDENTITY 0
 #define ACT_RELU 1
@@ -48,6 +42,7 @@
 #define ACT_SIGMOID 5
 #define ACT_SILU 6
 #define ACT_TANH 7
+#define ACT_MISH 8
 
 // --- math in T's own precision -------------------------------------------------------------
 __device__ __forceinline__ float ew_erfc(float v) { return erfcf(v); }
@@ -56,12 +51,20 @@ __device__ __forceinline__ float ew_tanh(float v) { return tanhf(v); }
 __device__ __forceinline__ double ew_tanh(double v) { return tanh(v); }
 __device__ __forceinline__ float ew_abs(float v) { return fabsf(v); }
 __device__ __forceinline__ double ew_abs(double v) { return fabs(v); }
+__device__ __forceinline__ float ew_log1p(float v) { return log1pf(v); }
+__device__ __forceinline__ double ew_log1p(double v) { return log1p(v); }
 
 template <typename T>
 __device__ __forceinline__ T ew_sigmoid(T z) {
     const T e = exp_t(-ew_abs(z));  // in (0, 1]: no overflow
     const T r = T(1) / (T(1) + e);
     return z >= T(0) ? r : e * r;
+}
+
+// tanh(softplus(z)), softplus(z) = z above 20 as PyTorch's (log1p(e^z) is z there anyway)
+template <typename T>
+__device__ __forceinline__ T tanh_softplus(T z) {
+    return ew_tanh(z > T(20) ? z : ew_log1p(exp_t(z)));
 }
 
 template <int ACT, typename T>
@@ -81,6 +84,8 @@ __device__ __forceinline__ T act_f(T z, T slope) {
         return z * ew_sigmoid(z);
     } else if constexpr (ACT == ACT_TANH) {
         return ew_tanh(z);
+    } else if constexpr (ACT == ACT_MISH) {
+        return z * tanh_softplus(z);
     } else {
         return z;
     }
@@ -111,6 +116,9 @@ __device__ __forceinline__ T act_d(T z, T slope) {
     } else if constexpr (ACT == ACT_TANH) {
         const T t = ew_tanh(z);
         return T(1) - t * t;
+    } else if constexpr (ACT == ACT_MISH) {
+        const T t = tanh_softplus(z);
+        return t + z * ew_sigmoid(z) * (T(1) - t * t);
     } else {
         return T(1);
     }
@@ -126,6 +134,7 @@ __device__ __forceinline__ T act_d(T z, T slope) {
         case ACT_SIGMOID: CALL(ACT_SIGMOID); break;          \
         case ACT_SILU: CALL(ACT_SILU); break;                \
         case ACT_TANH: CALL(ACT_TANH); break;                 \
+        case ACT_MISH: CALL(ACT_MISH); break;                 \
         default: CALL(ACT_IDENTITY); break;                  \
     }
 
@@ -135,9 +144,6 @@ struct alignas(16) Pack {
     T v[16 / sizeof(T)];
 };
 
-__device__ __forceinline__ bool aligned_to(const void* p, unsigned long long bytes) {
-    return (reinterpret_cast<unsigned long long>(p) & (bytes - 1ull)) == 0ull;
-}
 
 // --- activation forward / backward (flat) ------------------------------------------------------
 template <int ACT, typename T>
@@ -341,70 +347,4 @@ __global__ void bias_act_bwd_nc_kernel(const T* __restrict__ x, const T* __restr
 #define CALL(A) bias_act_bwd_nc_loop<A, T>(x, b, gy, gx, part, N, C, slope, tile)
     DISPATCH_ACT(act, CALL)
 #undef CALL
-}
-
-// --- dropout (Philox: nothing stored between forward and backward) -----------------------------
-template <typename T>
-struct alignas(4 * sizeof(T)) Quad {
-    T v[4];
-};
-
-__device__ __forceinline__ Philox4 dropout_draw(unsigned int group, unsigned int seed_lo,
-                                                unsigned int seed_hi, unsigned int offset_lo,
-                                                unsigned int offset_hi) {
-    return philox4x32_10(Philox4{group, 0u, offset_lo, offset_hi}, seed_lo, seed_hi);
-}
-
-// y = keep ? x * ka + kb : x * da + db, keep[i] = uniform01(word i & 3 of draw i >> 2) >= p.
-template <typename T>
-__global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int n,
-                               unsigned int seed_lo, unsigned int seed_hi,
-                               unsigned int offset_lo, unsigned int offset_hi, float p, T ka,
-                               T kb, T da, T db) {
-    const int groups = (n >> 2) + ((n & 3) != 0);
-    const bool vec = aligned_to(x, 4 * sizeof(T)) && aligned_to(y, 4 * sizeof(T));
-    GRID_LOOP(g, groups) {
-        const Philox4 r = dropout_draw(static_cast<unsigned int>(g), seed_lo, seed_hi,
-                                       offset_lo, offset_hi);
-        const unsigned int bits[4] = {r.x, r.y, r.z, r.w};
-        const int i0 = g * 4;
-        if (vec && i0 <= n - 4) {  // not i0 + 4 <= n: that overflows for n > INT_MAX - 4
-            Quad<T> a = reinterpret_cast<const Quad<T>*>(x)[g];
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                const bool keep = uniform01(bits[k]) >= p;
-                a.v[k] = a.v[k] * (keep ? ka : da) + (keep ? kb : db);
-            }
-            reinterpret_cast<Quad<T>*>(y)[g] = a;
-        } else {
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                if (i0 + k < n) {
-                    const bool keep = uniform01(bits[k]) >= p;
-                    y[i0 + k] = x[i0 + k] * (keep ? ka : da) + (keep ? kb : db);
-                }
-            }
-        }
-    }
-}
-
-// Feature (channel) dropout: x (R, L), one keep draw per row r (the draw of index r above).
-template <typename T>
-__global__ void feature_dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int R, int L,
-                                       unsigned int seed_lo, unsigned int seed_hi,
-                                       unsigned int offset_lo, unsigned int offset_hi, float p,
-                                       T ka, T kb, T da, T db) {
-    const int c0 = blockIdx.x * blockDim.x + threadIdx.x, cs = blockDim.x * gridDim.x;
-    for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < R; r += blockDim.y * gridDim.y) {
-        if (c0 >= L) continue;  // no barrier in this kernel
-        const Philox4 q = dropout_draw(static_cast<unsigned int>(r) >> 2, seed_lo, seed_hi,
-                                       offset_lo, offset_hi);
-        const int w = r & 3;
-        const unsigned int bits = w == 0 ? q.x : (w == 1 ? q.y : (w == 2 ? q.z : q.w));
-        const bool keep = uniform01(bits) >= p;
-        const T a = keep ? ka : da, s = keep ? kb : db;
-        const T* xr = x + static_cast<long long>(r) * L;
-        T* yr = y + static_cast<long long>(r) * L;
-        for (int col = c0; col < L; col += cs) yr[col] = xr[col] * a + s;
-    }
 }
