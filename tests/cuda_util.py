@@ -1,9 +1,11 @@
-"""Running a CUDA kernel's launch function on both of its back ends, for the kernel tests.
+"""Running kernels on every device, for the kernel tests.
 
-`KERNEL_DEVICES` parametrizes a test over "emu" (NumPy arrays: the kernels run under the CPU
-emulator, kernels/cuda/emulator.py, so they are tested on every machine with a C++ compiler) and
-"cuda" (CuPy arrays on a GPU; skipped without one). `dev(a, device)` puts a NumPy array there,
-`host(a)` brings a result back. Import it as `from cuda_util import ...` (tests/ is on the path).
+`KERNEL_DEVICES` parametrizes a test of a CUDA launch layer over "emu" (NumPy arrays: the kernels
+run under the CPU emulator, kernels/cuda/emulator.py, so they are tested on every machine with a
+C++ compiler) and "cuda" (CuPy arrays on a GPU; skipped without one); `ALL_DEVICES` adds "cpu"
+(NumPy arrays: the Numba kernels), for tests of a family's API. The `kernel_device` fixture of
+tests/kernels/conftest.py turns emulation on for "emu". `dev(a, device)` puts a NumPy array
+there, `host(a)` brings a result back. Import it as `from cuda_util import ...` (tests/ is on the path).
 CuPy outputs made by module.empty are filled with NaN in every test (conftest.py), emulated
 ones always are.
 """
@@ -23,6 +25,8 @@ KERNEL_DEVICES = [
         pytest.mark.cuda,
         pytest.mark.skipif(not mc.cuda.is_available(), reason="CUDA is not available")]),
 ]
+
+ALL_DEVICES = [pytest.param("cpu", id="cpu")] + KERNEL_DEVICES
 
 
 def emulate(monkeypatch):
