@@ -1,49 +1,31 @@
 """Shared helpers of mc.compress: layer detection, module replacement, tracing, sizes."""
 import copy
 
+from .. import nn
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
 
-def _nn():
-    from .. import nn  # noqa: PLC0415
-    return nn
-
-
-def _cls(name):
-    return getattr(_nn(), name, None)
-
-
-def _is(m, name):
-    """isinstance(m, nn.<name>); False where minicnn.nn has no such class."""
-    c = _cls(name)
-    return c is not None and isinstance(m, c)
-
-
 def is_conv2d(m):
-    return _is(m, "Conv2d")
+    return isinstance(m, nn.Conv2d)
 
 
 def is_linear(m):
-    return _is(m, "Linear")
+    return isinstance(m, nn.Linear)
 
 
 def is_bn2d(m):
-    return _is(m, "BatchNorm2d")
+    return isinstance(m, nn.BatchNorm2d)
 
 
 def is_flatten(m):
-    return _is(m, "Flatten")
-
-
-# modules that map a zero channel to a zero channel and keep channels apart (f(0) = 0)
-_PASSTHROUGH = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Hardtanh",
-                "Mish", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
-                "Dropout", "Dropout2d", "Identity", "GlobalAvgPool2d")
+    return isinstance(m, nn.Flatten)
 
 
 def is_passthrough(m):
-    return any(_is(m, name) for name in _PASSTHROUGH)
+    """A layer that keeps channels apart and maps a zero channel to zero (Module's
+    `preserves_channels`), so channels pruned before it are pruned after it."""
+    return getattr(m, "preserves_channels", False)
 
 
 def pair(v):

@@ -13,45 +13,13 @@ which computes the same quantized values with the int8 kernels.
     ... train qat a few epochs (small learning rate) ...
     qmodel = mc.compress.convert_qat(qat)
 """
-from ..autograd import Function
 from ..devices import get_array_module, to_numpy
 from ..kernels.quant import symmetric_weight_scales
 from ..nn.module import Module
-from ..tensor import Tensor
+from ..ops.quant import FakeQuantizeOp, fake_quantize  # noqa: F401 -- re-exported
 from ._util import copy_model, is_conv2d, set_module
 from .quantize import (QMAX, QMIN, MinMaxObserver, QuantizedConv2d, QuantizedLinear,
                        quantizable_layers)
-
-
-class FakeQuantizeOp(Function):
-    """y = (clip(rint(x / s) + zp, qmin, qmax) - zp) * s; per tensor (scale a number) or per
-    channel along `axis` (scale, zero_point arrays). dy/dx = 1 where rint(x/s) + zp lies in
-    [qmin, qmax], else 0 (straight-through estimator)."""
-
-    def __init__(self, scale, zero_point=0, qmin=QMIN, qmax=QMAX, axis=None):
-        self.scale, self.zero_point, self.qmin, self.qmax, self.axis = \
-            scale, zero_point, qmin, qmax, axis
-
-    def forward(self, x):
-        xp = get_array_module(x)
-        s, zp = self.scale, self.zero_point
-        if self.axis is not None:
-            shape = [1] * x.ndim
-            shape[self.axis] = -1
-            s = xp.asarray(s, dtype=x.dtype).reshape(shape)
-            zp = xp.asarray(zp, dtype=x.dtype).reshape(shape)
-        else:
-            s, zp = x.dtype.type(s), x.dtype.type(zp)
-        q = xp.rint(x / s) + zp
-        self.mask = (q >= self.qmin) & (q <= self.qmax)
-        return ((xp.clip(q, self.qmin, self.qmax) - zp) * s).astype(x.dtype, copy=False)
-
-    def backward(self, gy):
-        return gy * Tensor(self.mask.astype(gy.data.dtype))
-
-
-def fake_quantize(x, scale, zero_point=0, qmin=QMIN, qmax=QMAX, axis=None):
-    return FakeQuantizeOp(scale, zero_point, qmin, qmax, axis)(x)
 
 
 class FakeQuantize(Module):
@@ -95,7 +63,7 @@ class QATLinear(Module):
         self.input_fq = FakeQuantize()
 
     def forward(self, x):
-        from ..functional import linear  # noqa: PLC0415
+        from ..nn.functional import linear  # noqa: PLC0415
         return linear(self.input_fq(x), fake_quantize_weight(self.weight), self.bias)
 
     def to_quantized(self):
@@ -113,7 +81,7 @@ class QATConv2d(Module):
         self.input_fq = FakeQuantize()
 
     def forward(self, x):
-        from ..functional import conv2d  # noqa: PLC0415
+        from ..nn.functional import conv2d  # noqa: PLC0415
         return conv2d(self.input_fq(x), fake_quantize_weight(self.weight), self.bias,
                       self.stride, self.padding, self.dilation, self.groups)
 

@@ -1,7 +1,7 @@
-"""mc.nn: Module, Parameter, layers, containers and init."""
+"""mc.nn: Module, Parameter, layers, containers, init, and the functional API (nn.functional)."""
 from .module import Module
 from .parameter import Parameter
-from . import init, utils  # noqa: E402
+from . import functional, init, utils  # noqa: E402
 from .containers import ModuleDict, ModuleList, Sequential
 from .linear import Identity, Linear
 from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm,  # noqa: E402

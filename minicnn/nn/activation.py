@@ -17,10 +17,12 @@ class _Simple(Module):
 
 
 class ReLU(_Simple):
+    preserves_channels = True
     fn = staticmethod(A.relu)
 
 
 class ReLU6(_Simple):
+    preserves_channels = True
     fn = staticmethod(A.relu6)
 
 
@@ -33,6 +35,7 @@ class Sigmoid(_Simple):
 
 
 class Tanh(_Simple):
+    preserves_channels = True
     fn = staticmethod(A.tanh)
 
 
@@ -45,6 +48,7 @@ class Hardswish(_Simple):
 
 
 class SiLU(_Simple):
+    preserves_channels = True
     fn = staticmethod(A.silu)
 
 
@@ -52,6 +56,7 @@ Swish = SiLU
 
 
 class Mish(_Simple):
+    preserves_channels = True
     fn = staticmethod(A.mish)
 
 
@@ -60,6 +65,8 @@ class Softsign(_Simple):
 
 
 class LeakyReLU(Module):
+    preserves_channels = True
+
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         self.negative_slope, self.inplace = negative_slope, inplace
@@ -72,6 +79,8 @@ class LeakyReLU(Module):
 
 
 class ELU(Module):
+    preserves_channels = True
+
     def __init__(self, alpha=1.0, inplace=False):
         super().__init__()
         self.alpha, self.inplace = alpha, inplace
@@ -89,6 +98,8 @@ class CELU(ELU):
 
 
 class GELU(Module):
+    preserves_channels = True
+
     def __init__(self, approximate="none"):
         super().__init__()
         self.approximate = approximate
@@ -101,6 +112,8 @@ class GELU(Module):
 
 
 class Hardtanh(Module):
+    preserves_channels = True
+
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
         super().__init__()
         if min_val > max_val:

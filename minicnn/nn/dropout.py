@@ -21,6 +21,7 @@ class _DropoutNd(Module):
 
 
 class Dropout(_DropoutNd):
+    preserves_channels = True
     fn = staticmethod(D.dropout)
 
 
@@ -30,6 +31,7 @@ class Dropout1d(_DropoutNd):
 
 class Dropout2d(_DropoutNd):
     """Zeroes whole channels of (N, C, H, W) inputs."""
+    preserves_channels = True
     fn = staticmethod(D.dropout2d)
 
 

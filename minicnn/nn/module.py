@@ -18,6 +18,9 @@ class Module:
     """Base class of layers and models. Subclasses define forward(); call the module itself."""
 
     training = True
+    # True for layers that map each channel to itself and a zero channel to zero (f(0) = 0,
+    # channels kept apart): pruning a channel before such a layer prunes it after (mc.compress)
+    preserves_channels = False
 
     def __init__(self):
         object.__setattr__(self, "_parameters", collections.OrderedDict())

@@ -5,6 +5,8 @@ from .module import Module
 
 
 class MaxPool2d(Module):
+    preserves_channels = True
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False):
         super().__init__()
@@ -22,6 +24,8 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
+    preserves_channels = True
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
         super().__init__()
@@ -38,6 +42,8 @@ class AvgPool2d(Module):
 
 
 class AdaptiveAvgPool2d(Module):
+    preserves_channels = True
+
     def __init__(self, output_size):
         super().__init__()
         self.output_size = output_size
@@ -50,6 +56,8 @@ class AdaptiveAvgPool2d(Module):
 
 
 class AdaptiveMaxPool2d(Module):
+    preserves_channels = True
+
     def __init__(self, output_size, return_indices=False):
         super().__init__()
         self.output_size, self.return_indices = output_size, return_indices
@@ -74,6 +82,7 @@ class MaxUnpool2d(Module):
 
 class GlobalAvgPool2d(Module):
     """Mean over H and W: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with keepdim=True."""
+    preserves_channels = True
 
     def __init__(self, keepdim=False):
         super().__init__()

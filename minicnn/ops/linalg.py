@@ -1,8 +1,13 @@
-"""Matrix product: batched, broadcasting, with NumPy's 1-D rules."""
+"""Matrix products: matmul (batched, broadcasting, with NumPy's 1-D rules) and linear (F.linear:
+one GEMM each way)."""
+import math
+
 from ..autograd import Function
 from ..devices import get_array_module
 from .arith import grad_to
+from .reduce import sum as _sum
 from .shape import reshape, transpose
+from .util import as_tensor
 
 
 class MatMul(Function):
@@ -23,7 +28,6 @@ def _dims(t):
 
 
 def matmul(a, b):
-    from .util import as_tensor  # noqa: PLC0415
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes "
@@ -50,3 +54,45 @@ def matmul(a, b):
             shape = shape[:-2] + shape[-1:] if not squeeze_b else shape[:-1]
         y = reshape(y, shape)
     return y
+
+
+class LinearOp(Function):
+    """y = x @ W^T + b over 2-D x (N, in), W (out, in), b (out,) or None; one GEMM each way."""
+
+    def forward(self, x, w, b=None):
+        xp = get_array_module(x, w)
+        y = xp.matmul(x, w.T)  # (N, in) @ (in, out) -> (N, out)
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy):
+        x, w, b = self.inputs
+        gx = matmul(gy, w) if x.requires_grad else None                 # (N, out) @ (out, in)
+        gw = matmul(transpose(gy, 0, 1), x) if w.requires_grad else None  # (out, N) @ (N, in)
+        gb = _sum(gy, 0) if b is not None and b.requires_grad else None
+        return gx, gw, gb
+
+
+def linear(input, weight, bias=None):  # noqa: A002 -- PyTorch's name
+    """F.linear: input (*, in_features) @ weight.T (in, out) + bias (out,) -> (*, out_features)."""
+    x, w = as_tensor(input), as_tensor(weight)
+    b = as_tensor(bias) if bias is not None else None
+    if w.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape "
+                         f"{list(w.shape)}")
+    if x.ndim == 0 or x.shape[-1] != w.shape[1]:
+        dims = "x".join(str(s) for s in (x.shape if x.ndim <= 2 else
+                                          (math.prod(x.shape[:-1]), x.shape[-1])))
+        raise ValueError(f"linear: mat1 and mat2 shapes cannot be multiplied ({dims} and "
+                         f"{w.shape[1]}x{w.shape[0]})")
+    if b is not None and tuple(b.shape) not in ((w.shape[0],), ()):
+        raise ValueError(f"linear: bias of shape {list(b.shape)} does not match "
+                         f"out_features={w.shape[0]}")
+    if x.dtype != w.dtype or (b is not None and b.dtype != w.dtype):
+        raise TypeError(f"linear: expected input, weight and bias to have the same dtype, got "
+                        f"{x.dtype}, {w.dtype}" + (f" and {b.dtype}" if b is not None else ""))
+    lead = tuple(x.shape[:-1])
+    x2 = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x  # (*, in) -> (N, in)
+    y = LinearOp()(x2, w, b)
+    return reshape(y, lead + (w.shape[0],)) if x.ndim != 2 else y  # (N, out) -> (*, out)

@@ -41,7 +41,7 @@ def _resolve_loss(loss):
     if callable(loss):
         return loss
     if isinstance(loss, str):
-        from .. import functional as F  # noqa: PLC0415
+        from ..nn import functional as F  # noqa: PLC0415
         name = {"ce": "cross_entropy", "crossentropy": "cross_entropy", "mse": "mse_loss",
                 "nll": "nll_loss", "l1": "l1_loss", "bce": "binary_cross_entropy_with_logits",
                 "smooth_l1": "smooth_l1_loss", "huber": "huber_loss"}.get(loss.lower(),
