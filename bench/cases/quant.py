@@ -1,7 +1,7 @@
 """int8 inference kernels against PyTorch's float32 on the same shapes (CPU only: the CuPy path
 of minicnn.kernels.quant is untested).
 
-- int8 GEMM (int8 x int8 -> int32, minicnn.kernels.qgemm_nt) vs torch.mm in float32 on the same
+- int8 GEMM (int8 x int8 -> int32, minicnn.kernels.quant.qgemm_nt) vs torch.mm in float32 on the same
   integer values: with K < 1032 every float32 partial sum is an exact integer, so both sides must
   agree exactly. The shapes are the im2col GEMMs of LeNet-5's second conv and of the ResNet
   layer-1 3x3 conv.
@@ -18,7 +18,7 @@ def _gemm_case(ctx, M, K, N):
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, (M, K)).astype(np.int8)
     b = rng.integers(-127, 128, (N, K)).astype(np.int8)
-    from minicnn import kernels
+    from minicnn.kernels import quant as kernels
     torch = ctx.torch
     at, bt = torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32))
     return Workload(mc_fwd=lambda: kernels.qgemm_nt(a, b).astype(np.float32),
