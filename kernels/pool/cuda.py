@@ -13,6 +13,7 @@ CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No 
 synchronizes with the host. `inv` (1 / divisor per average window) comes from the host as a
 small NumPy array; its device copy is cached by content, so a training loop copies it once.
 """
+import threading
 from collections import OrderedDict
 
 import numpy
@@ -40,8 +41,9 @@ def _input(op, x):
     return float_input(op, x, 4)
 
 
-_INV_CACHE = OrderedDict()
+_INV_CACHE = OrderedDict()   # a small LRU cache, shared by the threads (hence the lock)
 _INV_CACHE_SIZE = 64
+_INV_LOCK = threading.Lock()
 
 
 def _inv(xp, inv, dtype, OH, OW, op):
@@ -52,13 +54,14 @@ def _inv(xp, inv, dtype, OH, OW, op):
         return xp.ascontiguousarray(inv, dtype=dtype)
     host = numpy.ascontiguousarray(inv, dtype=dtype)
     key = (int(xp.cuda.runtime.getDevice()), host.dtype.str, host.shape, host.tobytes())
-    dev = _INV_CACHE.get(key)
-    if dev is None:
-        dev = _INV_CACHE[key] = xp.asarray(host)
-        if len(_INV_CACHE) > _INV_CACHE_SIZE:
-            _INV_CACHE.popitem(last=False)
-    else:
-        _INV_CACHE.move_to_end(key)
+    with _INV_LOCK:
+        dev = _INV_CACHE.get(key)
+        if dev is None:
+            dev = _INV_CACHE[key] = xp.asarray(host)
+            if len(_INV_CACHE) > _INV_CACHE_SIZE:
+                _INV_CACHE.popitem(last=False)
+        else:
+            _INV_CACHE.move_to_end(key)
     return dev
 
 
