@@ -8,7 +8,7 @@ import pytest
 
 from minicnn.kernels.cuda import check, emulator, source
 
-FILES = source.sources() + [Path(__file__).parent / "cuda_src" / "emu_selftest.cu"]
+FILES = source.sources() + [Path(__file__).parents[1] / "cuda_src" / "emu_selftest.cu"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

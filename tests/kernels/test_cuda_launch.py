@@ -8,7 +8,7 @@ from cuda_util import KERNEL_DEVICES, dev, host
 from minicnn.devices import get_array_module
 from minicnn.kernels.cuda import launch, module
 
-SRC = Path(__file__).parent / "cuda_src" / "fastdiv.cu"
+SRC = Path(__file__).parents[1] / "cuda_src" / "fastdiv.cu"
 N_MAX = 2**31 - 1
 
 

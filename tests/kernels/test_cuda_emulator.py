@@ -13,7 +13,7 @@ from minicnn.kernels.cuda import emulator, module
 
 pytestmark = pytest.mark.skipif(not emulator.available(), reason="no C++ compiler")
 
-SRC = Path(__file__).parent / "cuda_src" / "emu_selftest.cu"
+SRC = Path(__file__).parents[1] / "cuda_src" / "emu_selftest.cu"
 
 
 def k(name, dtype=None):
