@@ -13,6 +13,7 @@
 //   6 silu      z s                                      d = s (1 + z (1 - s))
 //   7 tanh      t                                        d = 1 - t^2
 //   8 mish      z tanh(sp), sp = softplus(z) (= z above 20) d = t + z s (1 - t^2), t = tanh(sp)
+//   9 hardswish z min(max(z + 3, 0), 6) / 6            d = 0 up to -3, z / 3 + 1/2 below 3, else 1
 // Each kernel switches on `act` once per thread and runs a loop specialised for it.
 //
 // Index mapping and launch shapes:
@@ -43,6 +44,7 @@
 #define ACT_SILU 6
 #define ACT_TANH 7
 #define ACT_MISH 8
+#define ACT_HARDSWISH 9
 
 // --- math in T's own precision -------------------------------------------------------------
 __device__ __forceinline__ float ew_erfc(float v) { return erfcf(v); }
@@ -86,6 +88,9 @@ __device__ __forceinline__ T act_f(T z, T slope) {
         return ew_tanh(z);
     } else if constexpr (ACT == ACT_MISH) {
         return z * tanh_softplus(z);
+    } else if constexpr (ACT == ACT_HARDSWISH) {
+        const T r = z + T(3);  // clamped to [0, 6]; NaN stays NaN (every comparison is false)
+        return z * (r < T(0) ? T(0) : (r > T(6) ? T(6) : r)) / T(6);
     } else {
         return z;
     }
@@ -119,6 +124,8 @@ __device__ __forceinline__ T act_d(T z, T slope) {
     } else if constexpr (ACT == ACT_MISH) {
         const T t = tanh_softplus(z);
         return t + z * ew_sigmoid(z) * (T(1) - t * t);
+    } else if constexpr (ACT == ACT_HARDSWISH) {  // PyTorch's pieces: (-inf, -3], (-3, 3), rest
+        return z <= T(-3) ? T(0) : (z < T(3) ? z / T(3) + T(0.5) : T(1));
     } else {
         return T(1);
     }
@@ -135,6 +142,7 @@ __device__ __forceinline__ T act_d(T z, T slope) {
         case ACT_SILU: CALL(ACT_SILU); break;                \
         case ACT_TANH: CALL(ACT_TANH); break;                 \
         case ACT_MISH: CALL(ACT_MISH); break;                 \
+        case ACT_HARDSWISH: CALL(ACT_HARDSWISH); break;       \
         default: CALL(ACT_IDENTITY); break;                  \
     }
 

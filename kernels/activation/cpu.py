@@ -118,6 +118,19 @@ def mish_backward(x, gy, slope):  # noqa: ARG001
     return _flat(mish_bwd_kernel, x, _as(gy, x))
 
 
+def _consts(x, *values):
+    """Constants in x's dtype, so a float32 kernel computes in float32 as PyTorch's does."""
+    return tuple(x.dtype.type(v) for v in values)
+
+
+def hardswish_forward(x, slope):  # noqa: ARG001
+    return _flat(hardswish_fwd_kernel, x, extra=_consts(x, 0, 3, 6))
+
+
+def hardswish_backward(x, gy, slope):  # noqa: ARG001
+    return _flat(hardswish_bwd_kernel, x, _as(gy, x), extra=_consts(x, 0, 0.5, 1, 3))
+
+
 # --- kernels ----------------------------------------------------------------------------------
 
 @njit(parallel=True, cache=True)
@@ -272,3 +285,21 @@ def mish_bwd_kernel(x, gy, gx):
         t = _tanh_softplus(v)
         s = 1.0 / (1.0 + math.exp(-v))
         gx[i] = gy[i] * (t + v * s * (1.0 - t * t))
+
+
+# Hardswish: x min(max(x + 3, 0), 6) / 6; its slope is 0 on (-inf, -3], x / 3 + 1/2 on (-3, 3),
+# 1 from 3 on (PyTorch's pieces, NaN included). NaN stays NaN in the forward.
+
+@njit(parallel=True, cache=True)
+def hardswish_fwd_kernel(x, zero, three, six, y):
+    for i in prange(x.size):
+        v = x[i]
+        r = v + three
+        y[i] = v * (zero if r < zero else (six if r > six else r)) / six
+
+
+@njit(parallel=True, cache=True)
+def hardswish_bwd_kernel(x, gy, zero, half, one, three, gx):
+    for i in prange(x.size):
+        v = x[i]
+        gx[i] = gy[i] * (zero if v <= -three else (v / three + half if v < three else one))

@@ -61,6 +61,9 @@ def _value_and_slope(x, act, slope):
     if act == "mish":
         t = xp.tanh(_softplus(x))
         return x * t, t + x * (1.0 - t * t) * sigmoid(x)
+    if act == "hardswish":
+        return x * xp.clip(x + 3.0, 0.0, 6.0) / 6.0, \
+            xp.where(x <= -3.0, 0.0, xp.where(x < 3.0, x / 3.0 + 0.5, 1.0))
     raise ValueError(f"no reference for activation {act!r}")
 
 

@@ -1,6 +1,6 @@
 """Activation functions (PyTorch's definitions and gradients at the kinks).
 
-The kernel-backed ones (ReLU, GELU, SiLU, Mish; sigmoid's forward) run the activation kernel
+The kernel-backed ones (ReLU, GELU, SiLU, Mish, Hardswish; sigmoid's forward) run the activation kernel
 family by name, forward and backward (minicnn.kernels.activation); the backward is itself a
 Function, ActivationGrad, whose own backward uses the second derivative below, so derivatives of
 any order exist. The others compute the forward with array code and write the backward with
@@ -58,6 +58,8 @@ def _second_derivative(z, act):
         sech2 = 1.0 - t * t
         return sech2 * du - z * t * sech2 * du * du + 0.5 * z * sech2 * (
             z * (6.0 * _GELU_C * _SQRT_2_OVER_PI))
+    if act == "hardswish":   # 1/3 on (-3, 3), 0 elsewhere: a constant of z
+        return _c(((z.data > -3) & (z.data < 3)) / 3.0, z.dtype)
     if act == "mish":   # f = z t, t = tanh(softplus z): f'' = (1 - t^2) s (2 + z (1 - s - 2 t s))
         s = sigmoid(z)
         t = tanh(Softplus()(z))
@@ -193,18 +195,6 @@ class Hardsigmoid(_Masked):
         xp = get_array_module(x)
         self.d = ((x > -3) & (x < 3)) / 6.0
         return xp.clip(x / 6.0 + 0.5, 0, 1).astype(x.dtype, copy=False)
-
-
-class Hardswish(Function):
-    def forward(self, x):
-        xp = get_array_module(x)
-        self.mid = (x >= -3) & (x <= 3)
-        self.hi = x > 3
-        return (x * xp.clip(x + 3, 0, 6) / 6.0).astype(x.dtype, copy=False)
-
-    def backward(self, gy):
-        x = self.inputs[0]
-        return gy * where(self.mid, x * (1.0 / 3.0) + 0.5, _c(self.hi, x.dtype))
 
 
 # --- composed backward ----------------------------------------------------------------------------
@@ -360,7 +350,7 @@ def hardsigmoid(x):
 
 def hardswish(x):
     _float_check(x, "hardswish")
-    return Hardswish()(x)
+    return Activation("hardswish")(x)
 
 
 def silu(x):
