@@ -106,3 +106,18 @@ def test_relu_gradient_is_zero_at_zero_like_torch():
     x = mc.tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
     F.relu(x).sum().backward()
     assert x.grad.numpy().tolist() == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hardswish_at_its_kinks_equals_torch(device, dtype):
+    """The pieces of Hardswish's gradient meet at -3 and 3, which the op table's random inputs
+    avoid: there PyTorch takes 0 and 1 (the array version once gave -0.5 and 1.5)."""
+    a = np.array([-4.0, -3.0, -2.999, 0.0, 2.999, 3.0, 4.0, -1e4, 1e4], dtype)
+    x = mc.Tensor(to_device(a, device), requires_grad=True)
+    F.hardswish(x).sum().backward()
+    tx = torch.tensor(a, requires_grad=True)
+    ty = torch.nn.functional.hardswish(tx)
+    ty.sum().backward()
+    np.testing.assert_array_equal(to_numpy(F.hardswish(x).data), ty.detach().numpy())
+    np.testing.assert_array_equal(to_numpy(x.grad.data), tx.grad.numpy())
