@@ -1,5 +1,5 @@
-"""Optimizers: PyTorch parity (20 steps, float64), flat-buffer bookkeeping, state dicts, errors,
-and the Numba update kernels against their NumPy reference."""
+"""Optimizers: PyTorch parity (20 steps, float64), flat-buffer bookkeeping, state dicts, errors.
+The update kernels are tested in tests/kernels/test_optim.py."""
 import numpy as np
 import pytest
 
@@ -7,9 +7,6 @@ import minicnn as mc
 from conftest import DEVICES, EMULATOR, torch_or_skip
 from cuda_util import emulate
 from minicnn import nn, optim
-from minicnn.kernels import optim as K
-from minicnn.kernels.optim import cpu as CPU
-from minicnn.kernels.optim import reference as R
 
 SHAPES = [(3, 4), (4,), (2, 3, 2), (), (5,)]
 
@@ -445,90 +442,3 @@ def test_add_param_group_then_step():
     np.testing.assert_allclose(p.data, 0.9, rtol=1e-6)
     np.testing.assert_allclose(q.data, 0.0, atol=1e-7)
 
-
-# --- kernels against the reference ----------------------------------------------------------
-
-def _kernel_args(name, rng, n, dtype):
-    def arr():
-        return rng.standard_normal(n).astype(dtype)
-
-    def pos():
-        return rng.random(n).astype(dtype) + 0.1
-    if name == "sgd_step":
-        return [arr(), arr(), arr()], dict(lr=0.1, momentum=0.9, dampening=0.1,
-                                           weight_decay=0.01, nesterov=False, maximize=True,
-                                           first=False)
-    if name == "adam_step":
-        return [arr(), arr(), arr(), pos(), pos()], dict(
-            lr=0.01, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, decoupled=True,
-            amsgrad=True, maximize=False, step_size=0.05, bc2_sqrt=0.3)
-    if name == "rmsprop_step":
-        # square_avg >= grad_avg^2 (centered): make sq large
-        return [arr(), arr(), pos() + 4, arr() * 0.1, arr()], dict(
-            lr=0.01, alpha=0.9, eps=1e-8, weight_decay=0.1, momentum=0.9, centered=True,
-            maximize=False)
-    if name == "adagrad_step":
-        return [arr(), arr(), pos()], dict(clr=0.1, eps=1e-10, weight_decay=0.1, maximize=False)
-    if name == "adadelta_step":
-        return [arr(), arr(), pos(), pos()], dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.1,
-                                                  maximize=True)
-    if name == "adamax_step":
-        return [arr(), arr(), arr(), pos()], dict(beta1=0.7, beta2=0.99, eps=1e-8,
-                                                  weight_decay=0.1, maximize=False, clr=0.02)
-    return [arr(), arr(), arr(), pos()], dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
-                                              weight_decay=0.1, decoupled=False, maximize=False,
-                                              bc2=0.2, c_grad=-0.01, c_avg=-0.02)
-
-
-@pytest.mark.parametrize("name", ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
-                                  "adadelta_step", "adamax_step", "nadam_step"])
-@pytest.mark.parametrize("n", [1, 7, 1001])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_numba_kernels_match_reference(name, n, dtype):
-    rng = np.random.default_rng(n)
-    arrays, kw = _kernel_args(name, rng, n, dtype)
-    ref = [a.copy() for a in arrays]
-    getattr(K, name)(*arrays, **kw)      # NumPy buffers: the Numba kernel
-    getattr(R, name)(*ref, **kw)         # the reference
-    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-6, atol=1e-6)
-    for i, (a, r) in enumerate(zip(arrays, ref)):
-        np.testing.assert_allclose(a, r, err_msg=f"{name} buffer {i}", **tol)
-    assert not np.array_equal(arrays[0], _kernel_args(name, np.random.default_rng(n), n,
-                                                      dtype)[0][0])  # p moved
-
-
-def test_chunk_table_covers_every_element_once():
-    offsets = [0, 5, 5, 40, 41, 100]
-    cp, cs, ce = CPU.chunk_table(offsets, chunk=16)
-    covered = np.zeros(100, int)
-    for k, a, b in zip(cp, cs, ce):
-        assert offsets[k] <= a < b <= offsets[k + 1] and b - a <= 16
-        covered[a:b] += 1
-    assert (covered == 1).all()
-    assert 1 not in cp  # the empty piece has no chunk
-
-
-@pytest.mark.parametrize("name", ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step",
-                                  "adadelta_step", "adamax_step", "nadam_step"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_numba_kernels_read_gradient_pieces_in_place(name, dtype):
-    # pieces of odd sizes, crossing chunk boundaries, one empty, one non-contiguous, one of
-    # another dtype: the kernel reading them in place equals the reference on the concatenation
-    sizes = [3, CPU.CHUNK + 7, 0, 1, 2 * CPU.CHUNK - 1]
-    n = sum(sizes)
-    rng = np.random.default_rng(3)
-    arrays, kw = _kernel_args(name, rng, n, dtype)
-    ref = [a.copy() for a in arrays]
-    flat_g = arrays[1]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    pieces = [flat_g[a:b].copy() for a, b in zip(offsets, offsets[1:])]
-    pieces[1] = np.stack([pieces[1], pieces[1]], 1)[:, 0]  # a strided view
-    assert not pieces[1].flags.c_contiguous
-    pieces[3] = pieces[3].astype(np.float32 if dtype == np.float64 else np.float64)
-    ref[1] = np.concatenate([p.astype(dtype) for p in pieces])
-    getattr(K, name)(arrays[0], K.Pieces(pieces, offsets), *arrays[2:], **kw)
-    getattr(R, name)(*ref, **kw)
-    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-6, atol=1e-6)
-    for i, (a, r) in enumerate(zip(arrays, ref)):
-        if i != 1:
-            np.testing.assert_allclose(a, r, err_msg=f"{name} buffer {i}", **tol)
