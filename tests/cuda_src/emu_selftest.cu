@@ -1,4 +1,5 @@
-// Kernels that exercise the CPU emulator itself (tests/test_cuda_emulator.py).
+// Kernels that exercise the CPU emulator itself (tests/kernels/test_cuda_emulator.py;
+// tests/test_cuda_dropout.py uses philox_kernel).
 #include "../../kernels/cuda/common.cuh"
 
 extern "C" __global__ void block_sum_kernel(const float* __restrict__ x, float* __restrict__ out,

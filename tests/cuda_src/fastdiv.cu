@@ -1,4 +1,4 @@
-// common.cuh's fastdiv on an array of numerators (tests/test_cuda_launch.py).
+// common.cuh's fastdiv on an array of numerators (tests/kernels/test_cuda_launch.py).
 #include "../../kernels/cuda/common.cuh"
 
 extern "C" __global__ void fastdiv_kernel(const int* __restrict__ n, int* __restrict__ q,
