@@ -175,7 +175,7 @@ def test_gradient_pieces(name, dtype, kernel_device):
     want = _arrays(name, kw, rng, offsets[-1], dtype)
     got = [None if a is None else a.copy() for a in want]
     assert K.reads_pieces(dev(want[0], kernel_device)) == (kernel_device == "cpu")
-    for t in (1, 2, 3):
+    for t in (1, 2):  # the first step, and one that reads the state it wrote
         host_pieces = [rng.standard_normal(s).astype(other if k == 3 else dtype)
                        for k, s in enumerate(sizes)]
         pieces = [dev(x, kernel_device) for x in host_pieces]
