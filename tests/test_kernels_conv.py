@@ -1,11 +1,10 @@
-"""Conv and pool kernels (Numba) against their plain NumPy references, on random inputs with odd
-sizes, strides, padding and dilation; and the references against the definition."""
+"""Depthwise / grouped and pool kernels (Numba) against their plain NumPy references, on random
+inputs with odd sizes, strides, padding and dilation (the conv family's tests are in
+tests/kernels/test_conv.py)."""
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minicnn.kernels import conv as K
 from minicnn.kernels import pool as P
 from minicnn.kernels import grouped as KG
 from minicnn.kernels.conv import reference as RC
@@ -30,80 +29,8 @@ def geometry(draw, max_side=7):
                 OH=OH, OW=OW, dtype=dtype, seed=draw(st.integers(0, 2 ** 32 - 1)))
 
 
-def _im2col_definition(x, g):
-    N, C, H, W = x.shape
-    col = np.zeros((C, g["KH"], g["KW"], N, g["OH"], g["OW"]), x.dtype)
-    for c in range(C):
-        for kh in range(g["KH"]):
-            for kw in range(g["KW"]):
-                for n in range(N):
-                    for oh in range(g["OH"]):
-                        for ow in range(g["OW"]):
-                            h = oh * g["SH"] - g["PH"] + kh * g["DH"]
-                            w = ow * g["SW"] - g["PW"] + kw * g["DW"]
-                            if 0 <= h < H and 0 <= w < W:
-                                col[c, kh, kw, n, oh, ow] = x[n, c, h, w]
-    return col
-
-
 def _hp(g):
     return (g["SH"], g["SW"], g["PH"], g["PW"], g["DH"], g["DW"])
-
-
-@given(g=geometry())
-def test_im2col_matches_reference_and_definition(g):
-    rng = np.random.default_rng(g["seed"])
-    x = rng.standard_normal((g["N"], g["C"], g["H"], g["W"])).astype(g["dtype"])
-    args = (g["KH"], g["KW"]) + _hp(g) + (g["OH"], g["OW"])
-    ref = RC.im2col(x, *args)
-    np.testing.assert_array_equal(ref, _im2col_definition(x, g))
-    np.testing.assert_array_equal(K.im2col(x, *args), ref)
-    np.testing.assert_array_equal(K.im2col(x, *args, workspace=True), ref)
-    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # non-contiguous
-    np.testing.assert_array_equal(K.im2col(xt, *args), ref)
-
-
-@given(g=geometry())
-def test_col2im_matches_reference_and_is_the_adjoint(g):
-    rng = np.random.default_rng(g["seed"])
-    col = rng.standard_normal((g["C"], g["KH"], g["KW"], g["N"], g["OH"], g["OW"]))
-    col = col.astype(g["dtype"])
-    img = K.col2im(col, g["H"], g["W"], *_hp(g))
-    tol = 1e-5 if g["dtype"] == np.float32 else 1e-12
-    np.testing.assert_allclose(img, RC.col2im(col, g["H"], g["W"], *_hp(g)), rtol=tol, atol=tol)
-    # <im2col(x), col> == <x, col2im(col)>
-    x = rng.standard_normal((g["N"], g["C"], g["H"], g["W"]))
-    args = (g["KH"], g["KW"]) + _hp(g) + (g["OH"], g["OW"])
-    lhs = float((RC.im2col(x, *args) * col.astype(np.float64)).sum())
-    rhs = float((x * K.col2im(col.astype(np.float64), g["H"], g["W"], *_hp(g))).sum())
-    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
-
-
-def test_col2im_accumulates_overlapping_windows():
-    # 3x3 windows, stride 1, padding 1 on 4x5: each pixel is read by (rows in range) x (cols)
-    x = np.ones((1, 1, 4, 5))
-    col = K.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, 4, 5)
-    counts = K.col2im(col, 4, 5, 1, 1, 1, 1, 1, 1)[0, 0]
-    rows = np.array([2, 3, 3, 2])[:, None]
-    cols = np.array([2, 3, 3, 3, 2])[None, :]
-    np.testing.assert_array_equal(counts, rows * cols)
-    # stride 2 with a 3-wide kernel: the shared column/row is read twice
-    col = K.im2col(np.ones((1, 1, 5, 5)), 3, 3, 2, 2, 0, 0, 1, 1, 2, 2)
-    counts = K.col2im(col, 5, 5, 2, 2, 0, 0, 1, 1)[0, 0]
-    line = np.array([1, 1, 2, 1, 1])
-    np.testing.assert_array_equal(counts, line[:, None] * line[None, :])
-
-
-def test_parallel_path_matches_reference():
-    """Big enough that the kernels run multi-threaded (above SMALL_WORK)."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 8, 25, 19)).astype(np.float32)
-    args = (3, 3, 2, 1, 1, 2, 1, 2, 12, 15)
-    col = K.im2col(x, *args)
-    assert col.size > SMALL_WORK
-    np.testing.assert_array_equal(col, RC.im2col(x, *args))
-    np.testing.assert_allclose(K.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2),
-                               RC.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2), rtol=1e-5, atol=1e-5)
 
 
 @given(g=geometry(), M=st.integers(1, 2))
@@ -300,12 +227,3 @@ def test_adaptive_max_kernel_matches_reference(H, W, OH, OW, seed):
     np.testing.assert_array_equal(idx, ridx)
 
 
-def test_workspace_is_reused():
-    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
-    K.release_workspace()
-    a = K.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, 9, 9, workspace=True)
-    size = K.workspace_bytes()
-    assert size == a.nbytes
-    b = K.im2col(x[:1], 3, 3, 1, 1, 1, 1, 1, 1, 9, 9, workspace=True)  # smaller: same buffer
-    assert K.workspace_bytes() == size
-    assert np.shares_memory(a, b)

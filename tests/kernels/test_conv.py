@@ -1,29 +1,59 @@
-"""CUDA convolution kernels (kernels/cuda/conv.cu) against the NumPy references: im2col, col2im,
-the implicit-GEMM forward; the GPU algorithm rule and its override; and the conv ops' GPU path
-end to end. "emu" runs the kernels under the CPU emulator, "cuda" on a GPU."""
+"""The conv family (minicnn.kernels.conv). im2col / col2im through the API against the NumPy
+references (kernels/conv/reference.py, im2col also against the definition) on cpu, emu and cuda;
+the CUDA launch layer (the implicit-GEMM forward, input checks) on emu and cuda; the CPU's
+threaded path and column workspace; the algorithm rule, its override and the per-thread record;
+the conv ops on the GPU path (emu, cuda) against the CPU path."""
+import threading
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minicnn as mc
 import minicnn.functional as F
-from minicnn.kernels import conv as KC
+from minicnn.kernels import conv as K
+from minicnn.kernels._numba import SMALL_WORK
 from minicnn.kernels.conv import cuda as CC
 from minicnn.kernels.conv import reference as RC
 from minicnn.kernels.grouped import MAX_CG
-from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, emulate
-from tests.test_kernels_conv import geometry
+from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 HYPER = ("KH", "KW", "SH", "SW", "PH", "PW", "DH", "DW")
 
 
+def examples(at_least=None):
+    """hypothesis settings for a test taking the `kernel_device` fixture (set once for all its
+    examples): the profile's example count, or `at_least` when the profile asks for fewer."""
+    more = {} if at_least is None else dict(
+        max_examples=max(at_least, settings.default.max_examples))
+    return settings(suppress_health_check=[*settings.default.suppress_health_check,
+                                           HealthCheck.function_scoped_fixture], **more)
+
+
 @pytest.fixture(autouse=True)
 def _rule_back():
-    KC.set_algorithm(None)      # also if $MINICNN_CONV_ALGORITHM forced one at import
+    K.set_algorithm(None)      # also if $MINICNN_CONV_ALGORITHM forced one at import
     yield
-    KC.set_algorithm(None)
+    K.set_algorithm(None)
+
+
+@st.composite
+def geometry(draw, max_side=7):
+    """A conv / pool window geometry with odd sizes: every (OH, OW) >= 1."""
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    KH, KW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    DH, DW = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    PH, PW = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = max(1, DH * (KH - 1) + 1 - 2 * PH) + draw(st.integers(0, max_side - 1))
+    W = max(1, DW * (KW - 1) + 1 - 2 * PW) + draw(st.integers(0, max_side - 1))
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return dict(N=N, C=C, H=H, W=W, KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW,
+                OH=OH, OW=OW, dtype=dtype, seed=draw(st.integers(0, 2 ** 32 - 1)))
 
 
 def _data(g):
@@ -35,20 +65,58 @@ def _args(g, *names):
     return [g[k] for k in names]
 
 
-# --- im2col / col2im ---------------------------------------------------------------------------
+def _transposed(a, device):
+    """The same values as `a` with its last two axes stored transposed (non-contiguous)."""
+    return dev(np.ascontiguousarray(np.swapaxes(a, -1, -2)), device).swapaxes(-1, -2)
 
-@pytest.mark.parametrize("device", KERNEL_DEVICES)
-@settings(max_examples=15, deadline=None)
+
+# --- im2col / col2im: the API on every device -------------------------------------------------
+
+def _im2col_definition(x, g):
+    N, C, H, W = x.shape
+    col = np.zeros((C, g["KH"], g["KW"], N, g["OH"], g["OW"]), x.dtype)
+    for c in range(C):
+        for kh in range(g["KH"]):
+            for kw in range(g["KW"]):
+                for n in range(N):
+                    for oh in range(g["OH"]):
+                        for ow in range(g["OW"]):
+                            h = oh * g["SH"] - g["PH"] + kh * g["DH"]
+                            w = ow * g["SW"] - g["PW"] + kw * g["DW"]
+                            if 0 <= h < H and 0 <= w < W:
+                                col[c, kh, kw, n, oh, ow] = x[n, c, h, w]
+    return col
+
+
 @given(g=geometry())
-def test_im2col_col2im_match_reference(device, g):
+def test_reference_im2col_is_the_definition(g):
+    x = _data(g)
+    np.testing.assert_array_equal(RC.im2col(x, *_args(g, *HYPER), g["OH"], g["OW"]),
+                                  _im2col_definition(x, g))
+
+
+@examples(at_least=15)
+@given(g=geometry())
+def test_im2col_col2im_match_reference(kernel_device, g):
     x = _data(g)
     hp = _args(g, *HYPER)
-    col = CC.im2col(dev(x, device), *hp, g["OH"], g["OW"])
-    np.testing.assert_array_equal(host(col), RC.im2col(x, *hp, g["OH"], g["OW"]))  # a copy
-    gcol = np.random.default_rng(g["seed"] + 1).standard_normal(col.shape).astype(g["dtype"])
-    img = host(CC.col2im(dev(gcol, device), g["H"], g["W"], *hp[2:]))
-    np.testing.assert_allclose(img, RC.col2im(gcol, g["H"], g["W"], *hp[2:]), **TOL[g["dtype"]])
+    ref = RC.im2col(x, *hp, g["OH"], g["OW"])
+    for xd, workspace in ((dev(x, kernel_device), False), (dev(x, kernel_device), True),
+                          (_transposed(x, kernel_device), False)):
+        col = host(K.im2col(xd, *hp, g["OH"], g["OW"], workspace=workspace))
+        assert col.dtype == g["dtype"]
+        np.testing.assert_array_equal(col, ref)                      # a copy: exact
+    rng = np.random.default_rng(g["seed"] + 1)
+    gcol = rng.standard_normal(ref.shape).astype(g["dtype"])
+    img = host(K.col2im(dev(gcol, kernel_device), g["H"], g["W"], *hp[2:]))
     assert img.dtype == g["dtype"] and img.shape == x.shape
+    np.testing.assert_allclose(img, RC.col2im(gcol, g["H"], g["W"], *hp[2:]), **TOL[g["dtype"]])
+    # the adjoint, in float64: <im2col(x), col> == <x, col2im(col)>
+    x64, gcol64 = rng.standard_normal(x.shape), gcol.astype(np.float64)
+    lhs = float((RC.im2col(x64, *hp, g["OH"], g["OW"]) * gcol64).sum())
+    rhs = float((x64 * host(K.col2im(dev(gcol64, kernel_device), g["H"], g["W"],
+                                     *hp[2:]))).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
 
 
 CASES = [  # N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW
@@ -61,25 +129,66 @@ CASES = [  # N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW
 ]
 
 
-@pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES)
-def test_im2col_col2im_cases_and_adjoint(device, dtype, case):
+def test_im2col_col2im_cases_and_adjoint(kernel_device, dtype, case):
     N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = case
     OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
     OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
     rng = np.random.default_rng(sum(case))
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     hp = (KH, KW, SH, SW, PH, PW, DH, DW)
-    col = host(CC.im2col(noncontiguous(x, device), *hp, OH, OW))    # non-contiguous input
+    col = host(K.im2col(noncontiguous(x, kernel_device), *hp, OH, OW))  # non-contiguous input
     np.testing.assert_array_equal(col, RC.im2col(x, *hp, OH, OW))
     c = rng.standard_normal(col.shape).astype(dtype)
-    img = host(CC.col2im(noncontiguous(c, device), H, W, *hp[2:]))
+    img = host(K.col2im(noncontiguous(c, kernel_device), H, W, *hp[2:]))
     np.testing.assert_allclose(img, RC.col2im(c, H, W, *hp[2:]), **TOL[dtype])
     # adjoint: <im2col(x), c> == <x, col2im(c)>
     lhs, rhs = np.vdot(col.astype(np.float64), c), np.vdot(x.astype(np.float64), img)
     assert abs(lhs - rhs) <= 1e-4 * (1 + abs(lhs))
 
+
+def test_col2im_accumulates_overlapping_windows(kernel_device):
+    # 3x3 windows, stride 1, padding 1 on 4x5: each pixel is read by (rows in range) x (cols)
+    x = dev(np.ones((1, 1, 4, 5)), kernel_device)
+    col = K.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, 4, 5)
+    counts = host(K.col2im(col, 4, 5, 1, 1, 1, 1, 1, 1))[0, 0]
+    rows = np.array([2, 3, 3, 2])[:, None]
+    cols = np.array([2, 3, 3, 3, 2])[None, :]
+    np.testing.assert_array_equal(counts, rows * cols)
+    # stride 2 with a 3-wide kernel: the shared column/row is read twice
+    col = K.im2col(dev(np.ones((1, 1, 5, 5)), kernel_device), 3, 3, 2, 2, 0, 0, 1, 1, 2, 2)
+    counts = host(K.col2im(col, 5, 5, 2, 2, 0, 0, 1, 1))[0, 0]
+    line = np.array([1, 1, 2, 1, 1])
+    np.testing.assert_array_equal(counts, line[:, None] * line[None, :])
+
+
+# --- the CPU layer: threads and the column workspace ------------------------------------------
+
+def test_cpu_parallel_path_matches_reference():
+    """Big enough that the Numba kernels run multi-threaded (above SMALL_WORK)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 8, 25, 19)).astype(np.float32)
+    args = (3, 3, 2, 1, 1, 2, 1, 2, 12, 15)
+    col = K.im2col(x, *args)
+    assert col.size > SMALL_WORK
+    np.testing.assert_array_equal(col, RC.im2col(x, *args))
+    np.testing.assert_allclose(K.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2),
+                               RC.col2im(col, 25, 19, 2, 1, 1, 2, 1, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_workspace_is_reused():
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    K.release_workspace()
+    a = K.im2col(x, 3, 3, 1, 1, 1, 1, 1, 1, 9, 9, workspace=True)
+    size = K.workspace_bytes()
+    assert size == a.nbytes
+    b = K.im2col(x[:1], 3, 3, 1, 1, 1, 1, 1, 1, 9, 9, workspace=True)  # smaller: same buffer
+    assert K.workspace_bytes() == size
+    assert np.shares_memory(a, b)
+
+
+# --- the CUDA launch layer: input checks, the implicit GEMM -----------------------------------
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 def test_im2col_col2im_bad_input(device):
@@ -90,8 +199,6 @@ def test_im2col_col2im_bad_input(device):
     with pytest.raises(TypeError, match="im2col: expected float32 or float64"):
         CC.im2col(dev(np.zeros((1, 1, 3, 3), np.int32), device), 1, 1, 1, 1, 0, 0, 1, 1, 3, 3)
 
-
-# --- implicit GEMM forward ---------------------------------------------------------------------
 
 IG_CASES = [  # N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, G, bias
     (1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, False),
@@ -104,11 +211,11 @@ IG_CASES = [  # N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, G, bias
 
 
 def _ig_case(case, dtype):
-    N, C, H, W, K, KH, KW, SH, SW, PH, PW, DH, DW, G, bias = case
+    N, C, H, W, Kk, KH, KW, SH, SW, PH, PW, DH, DW, G, bias = case
     rng = np.random.default_rng(sum(case[:-1]))
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((K, C // G, KH, KW)).astype(dtype)
-    b = rng.standard_normal(K).astype(dtype) if bias else None
+    w = rng.standard_normal((Kk, C // G, KH, KW)).astype(dtype)
+    b = rng.standard_normal(Kk).astype(dtype) if bias else None
     ref = RC.conv2d(x.astype(np.float64), w.astype(np.float64), SH, SW, PH, PW, DH, DW, G)
     if b is not None:
         ref = ref + b.reshape(1, -1, 1, 1)
@@ -137,13 +244,13 @@ def test_implicit_gemm_matches_reference(device, dtype, block_m, case):
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 @settings(max_examples=12, deadline=None)
-@given(g=geometry(), K=st.integers(1, 70), G=st.sampled_from([1, 2, 3]),
+@given(g=geometry(), Kk=st.integers(1, 70), G=st.sampled_from([1, 2, 3]),
        block_m=st.sampled_from([None, 32, 64]))
-def test_implicit_gemm_random_geometry(device, g, K, G, block_m):
-    C, K = g["C"] * G, K * G
+def test_implicit_gemm_random_geometry(device, g, Kk, G, block_m):
+    C, Kk = g["C"] * G, Kk * G
     rng = np.random.default_rng(g["seed"])
     x = rng.standard_normal((g["N"], C, g["H"], g["W"])).astype(g["dtype"])
-    w = rng.standard_normal((K, g["C"], g["KH"], g["KW"])).astype(g["dtype"])
+    w = rng.standard_normal((Kk, g["C"], g["KH"], g["KW"])).astype(g["dtype"])
     hp = _args(g, *HYPER[2:])
     y = host(CC.implicit_gemm_conv2d(dev(x, device), dev(w, device), *hp, g["OH"], g["OW"], G,
                                      block_m=block_m))
@@ -181,15 +288,15 @@ def test_implicit_gemm_bad_input(device):
                                 dev(np.ones(5, np.float32), device))
 
 
-# --- the algorithm rule and its override ---------------------------------------------------------
+# --- the algorithm rule, its override and the per-thread record -------------------------------
 
 def test_choose_algorithm_rule_and_override():
-    ch = KC.choose_algorithm
+    ch = K.choose_algorithm
     assert ch((8, 64, 56, 56), (64, 64, 1, 1)) == "gemm_1x1"
     assert ch((8, 64, 56, 56), (64, 64, 1, 1), stride=(2, 2)) == "gemm_1x1"
     assert ch((8, 64, 56, 56), (64, 64, 1, 1), padding=(1, 1)) != "gemm_1x1"
     # few output channels per group: the GEMM is bound by its column operand
-    assert ch((8, 3, 32, 32), (KC.IMPLICIT_GEMM_MAX_KG, 3, 3, 3), padding=(1, 1)) == \
+    assert ch((8, 3, 32, 32), (K.IMPLICIT_GEMM_MAX_KG, 3, 3, 3), padding=(1, 1)) == \
         "implicit_gemm"
     assert ch((8, 64, 28, 28), (128, 64, 3, 3), padding=(1, 1)) == "im2col_gemm"
     assert ch((8, 64, 28, 28), (128, 64, 3, 3), padding=(1, 1), groups=4) == "implicit_gemm"
@@ -198,59 +305,58 @@ def test_choose_algorithm_rule_and_override():
     # backward passes: no implicit kernel
     assert ch((8, 3, 32, 32), (16, 3, 3, 3), pass_="grad_input") == "im2col_gemm"
     assert ch((8, 3, 32, 32), (16, 3, 1, 1), pass_="grad_weight") == "gemm_1x1"
-    KC.set_algorithm("implicit_gemm")
-    assert KC.get_algorithm() == "implicit_gemm"
+    K.set_algorithm("implicit_gemm")
+    assert K.get_algorithm() == "implicit_gemm"
     assert ch((8, 64, 28, 28), (128, 64, 3, 3)) == "implicit_gemm"
     assert ch((8, 64, 28, 28), (128, 64, 1, 1)) == "implicit_gemm"
     assert ch((8, 64, 28, 28), (128, 64, 3, 3), pass_="grad_weight") == "im2col_gemm"
-    KC.set_algorithm("gemm_1x1")                       # only where it can run
+    K.set_algorithm("gemm_1x1")                       # only where it can run
     assert ch((8, 64, 28, 28), (128, 64, 3, 3)) == "im2col_gemm"
     assert ch((8, 64, 28, 28), (16, 64, 1, 1)) == "gemm_1x1"
-    KC.set_algorithm(None)
-    assert KC.get_algorithm() is None
+    K.set_algorithm(None)
+    assert K.get_algorithm() is None
     with pytest.raises(ValueError, match="set_algorithm: unknown algorithm 'winograd'"):
-        KC.set_algorithm("winograd")
+        K.set_algorithm("winograd")
 
 
 def test_algorithm_from_environment():
-    assert KC.algorithm_from_env({}) is None and KC.get_algorithm() is None
-    assert KC.algorithm_from_env({"MINICNN_CONV_ALGORITHM": "implicit_gemm"}) == "implicit_gemm"
-    assert KC.get_algorithm() == "implicit_gemm"
+    assert K.algorithm_from_env({}) is None and K.get_algorithm() is None
+    assert K.algorithm_from_env({"MINICNN_CONV_ALGORITHM": "implicit_gemm"}) == "implicit_gemm"
+    assert K.get_algorithm() == "implicit_gemm"
     with pytest.raises(ValueError, match="unknown algorithm 'fft'"):
-        KC.algorithm_from_env({"MINICNN_CONV_ALGORITHM": "fft"})
+        K.algorithm_from_env({"MINICNN_CONV_ALGORITHM": "fft"})
 
 
 def test_cpu_records_its_algorithm():
     x = mc.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)), requires_grad=True)
     w = mc.tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
-    KC.set_algorithm("implicit_gemm")                  # the override is for the GPU only
+    K.set_algorithm("implicit_gemm")                  # the override is for the GPU only
     F.conv2d(x, w, padding=1).sum().backward()
-    assert KC.last_algorithm() == {"forward": "im2col_gemm", "grad_input": "im2col_gemm",
-                                 "grad_weight": "im2col_gemm"}
+    assert K.last_algorithm() == {"forward": "im2col_gemm", "grad_input": "im2col_gemm",
+                                  "grad_weight": "im2col_gemm"}
     F.conv2d(x, w[:, :, :1, :1]).sum().backward()
-    assert set(KC.last_algorithm().values()) == {"gemm_1x1"}
+    assert set(K.last_algorithm().values()) == {"gemm_1x1"}
 
 
 def test_last_algorithm_is_per_thread():
     """Each thread sees the algorithms of its own last convolution."""
-    import threading  # noqa: PLC0415
     x = mc.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)))
     w = mc.tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)))
     F.conv2d(x, w, padding=1)
     seen = {}
 
     def other():      # a fresh thread: nothing recorded until its own conv
-        seen["before"] = KC.last_algorithm()
+        seen["before"] = K.last_algorithm()
         F.conv2d(x, w[:, :, :1, :1])
-        seen.update(KC.last_algorithm())
+        seen.update(K.last_algorithm())
     t = threading.Thread(target=other)
     t.start()
     t.join()
     assert seen["before"] == {} and seen["forward"] == "gemm_1x1"
-    assert KC.last_algorithm()["forward"] == "im2col_gemm"
+    assert K.last_algorithm()["forward"] == "im2col_gemm"
 
 
-# --- the conv ops on the GPU path --------------------------------------------------------
+# --- the conv ops on the GPU path (emu, cuda) against the CPU path ----------------------------
 
 CG = MAX_CG + 1   # more channels per group than the direct grouped kernels take
 OPS_CASES = [  # x shape, w shape, stride, padding, dilation, groups, bias
@@ -262,8 +368,12 @@ OPS_CASES = [  # x shape, w shape, stride, padding, dilation, groups, bias
 
 
 def _on(device, a):
-    """A leaf tensor on the device ("emu": the CPU, with kernels.conv.emulate_cuda set)."""
+    """A leaf tensor on the device ("emu": the CPU, with emulation on)."""
     return mc.tensor(a, device="cuda" if device == "cuda" else None, requires_grad=True)
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
@@ -283,28 +393,24 @@ def test_conv_ops_gpu_path(device, algo, case, monkeypatch):
     yc.backward(mc.tensor(gy))
     if device == "emu":
         emulate(monkeypatch)
-    KC.set_algorithm(algo)
+    K.set_algorithm(algo)
     xg, wg = _on(device, x), _on(device, w)
     bg = None if b is None else _on(device, b)
     yg = F.conv2d(xg, wg, bg, **kw)
     pointwise = ws[2:] == (1, 1) and padding == 0
-    expect = KC.choose_algorithm(xs, ws, _pair(stride), _pair(padding), _pair(dilation), G, 8)
-    assert KC.last_algorithm()["forward"] == expect
+    expect = K.choose_algorithm(xs, ws, _pair(stride), _pair(padding), _pair(dilation), G, 8)
+    assert K.last_algorithm()["forward"] == expect
     if algo is not None and (algo != "gemm_1x1" or pointwise):
         assert expect == algo
     yg.backward(_on(device, gy).detach())
-    back = KC.choose_algorithm(xs, ws, _pair(stride), _pair(padding), _pair(dilation), G, 8,
-                               pass_="grad_input")
+    back = K.choose_algorithm(xs, ws, _pair(stride), _pair(padding), _pair(dilation), G, 8,
+                              pass_="grad_input")
     assert back == (algo if algo == "im2col_gemm" or algo == "gemm_1x1" and pointwise else
                     "gemm_1x1" if pointwise else "im2col_gemm")
-    assert KC.last_algorithm()["grad_input"] == KC.last_algorithm()["grad_weight"] == back
+    assert K.last_algorithm()["grad_input"] == K.last_algorithm()["grad_weight"] == back
     for got, want in ((yg, yc), (xg.grad, xc.grad), (wg.grad, wc.grad)) + (
             ((bg.grad, bc.grad),) if b is not None else ()):
         np.testing.assert_allclose(host(got.data), want.data, rtol=1e-12, atol=1e-12)
-
-
-def _pair(v):
-    return v if isinstance(v, tuple) else (v, v)
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
@@ -336,9 +442,9 @@ def test_conv_transpose_double_backward_gpu_path(device, monkeypatch):
     want = run(lambda a: mc.tensor(a, requires_grad=True))
     if device == "emu":
         emulate(monkeypatch)
-    KC.set_algorithm("implicit_gemm")
+    K.set_algorithm("implicit_gemm")
     got = run(lambda a: _on(device, a))
-    assert KC.last_algorithm()["forward"] == "implicit_gemm"
+    assert K.last_algorithm()["forward"] == "implicit_gemm"
     assert (3, 4) in calls
     for g, r in zip(got, want):
         assert g.shape == r.shape
