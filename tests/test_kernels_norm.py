@@ -1,22 +1,16 @@
-"""The CPU kernels of the norm, activation and softmax families (through their APIs) against
-their NumPy references, on random data with odd sizes, float32 and float64, on both sides of the
-single-thread threshold."""
+"""The CPU kernels of the activation and softmax families (through their APIs) against their
+NumPy references, on random data with odd sizes, float32 and float64, on both sides of the
+single-thread threshold. (The norm family's: tests/kernels/test_norm.py.)"""
 import numpy as np
 import pytest
 
 from minicnn.kernels import activation as KA
-from minicnn.kernels import norm as K
 from minicnn.kernels import softmax as KS
 from minicnn.kernels.activation import reference as RA
-from minicnn.kernels.norm import reference as R
 from minicnn.kernels.softmax import reference as RS
 
 DTYPES = [np.float64, np.float32]
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-5)}
-
-ROW_SHAPES = [(1, 1, 1, 3), (3, 2, 5, 7), (2, 1, 13, 1), (5, 3, 1, 11), (2, 4, 3, 1500),
-              (3, 1, 1100, 1), (40, 1, 1001, 1)]  # the last two: layer-norm kernels
-CHAN_SHAPES = [(2, 1, 3), (3, 5, 7), (7, 3, 1), (4, 6, 1500)]
 
 
 def _rand(rng, shape, dtype, scale=1.0, shift=0.0):
@@ -25,63 +19,6 @@ def _rand(rng, shape, dtype, scale=1.0, shift=0.0):
 
 def _close(a, b, dtype):
     np.testing.assert_allclose(a, b, **TOL[dtype])
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", ROW_SHAPES)
-@pytest.mark.parametrize("affine", [True, False])
-def test_row_norm(shape, dtype, affine):
-    rng = np.random.default_rng(sum(shape))
-    N, G, S, I = shape  # noqa: E741
-    x = _rand(rng, shape, dtype, 3.0, 1.5)
-    w = _rand(rng, (G, S), dtype) if affine else None
-    b = _rand(rng, (G, S), dtype) if affine else None
-    y, mean, rstd = K.row_norm_fwd(x, w, b, 1e-5)
-    ry, rmean, rrstd = R.row_norm_fwd(x, w, b, 1e-5)
-    assert y.dtype == dtype
-    _close(y, ry, dtype)
-    _close(mean, rmean, np.float64)
-    np.testing.assert_allclose(rstd, rrstd, rtol=1e-9)
-    gy = _rand(rng, shape, dtype)
-    gx, gw, gb = K.row_norm_bwd(gy, x, mean, rstd, w)
-    rgx, rgw, rgb = R.row_norm_bwd(gy, x, rmean, rrstd, w)
-    _close(gx, rgx, dtype)
-    # partial sums over n (the layer-norm layout G = I = 1 returns them already summed)
-    _close(gw.sum(0), rgw.sum(0), dtype)
-    _close(gb.sum(0), rgb.sum(0), dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", CHAN_SHAPES)
-def test_channel_norm(shape, dtype):
-    rng = np.random.default_rng(sum(shape))
-    C = shape[1]
-    x = _rand(rng, shape, dtype, 2.0, -0.7)
-    mean, var = K.chan_stats(x)
-    rmean, rvar = R.chan_stats(x)
-    _close(mean, rmean, np.float64)
-    _close(var, rvar, np.float64)
-    scale, shift = rng.standard_normal(C), rng.standard_normal(C)
-    _close(K.chan_affine(x, scale, shift), R.chan_affine(x, scale, shift), dtype)
-    gy = _rand(rng, shape, dtype)
-    s1, s2 = K.chan_bwd_sums(gy, x, mean)
-    r1, r2 = R.chan_bwd_sums(gy, x, mean)
-    _close(s1, r1, np.float64)
-    _close(s2, r2, np.float64)
-    rstd = 1.0 / np.sqrt(var + 1e-5)
-    w = rng.standard_normal(C)
-    for ww in (w, None):
-        _close(K.chan_bwd_apply(gy, x, mean, rstd, ww, s1, s2),
-               R.chan_bwd_apply(gy, x, mean, rstd, ww, s1, s2), dtype)
-
-
-def test_noncontiguous_inputs():
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 4, 9))[:, ::2, 1::2]   # strided view (5, 2, 4)
-    _close(K.chan_stats(x)[1], R.chan_stats(x)[1], np.float64)
-    x4 = x.reshape(5, 2, 1, 4)
-    _close(K.row_norm_fwd(x4, None, None, 1e-5)[0], R.row_norm_fwd(x4, None, None, 1e-5)[0],
-           np.float64)
 
 
 ELEM_SHAPES = [(7,), (3, 5, 11), (40001,)]
