@@ -122,6 +122,13 @@ def _lerp(a, b, w, one_minus_w):
 
 
 @njit(cache=True, inline="always")
+def _max_nan(a, b):
+    """max(a, b) that propagates a NaN from either side, as torch.maximum (Python's max drops a
+    NaN in the second place)."""
+    return a if a > b or a != a else b
+
+
+@njit(cache=True, inline="always")
 def _chunk(grads, cp, cs, ce, offs, c):
     """Chunk c's flat range [c0, c1) and its slice of gradient piece cp[c]. The kernels slice p
     and the state to [c0, c1) too: unit-stride loops over distinct arrays, which LLVM
@@ -195,7 +202,7 @@ def adam_kernel(p, grads, cp, cs, ce, offs, m, v, vmax, decay, beta1, one_minus_
             gi, pi = _grad_and_param(g[j], p_[j], maximize, weight_decay, decoupled, decay)
             mi, vi = _adam_moments(m_, v_, j, gi, beta1, one_minus_beta1, beta2, one_minus_beta2)
             if amsgrad:
-                vi = max(vmax_[j], vi)
+                vi = _max_nan(vmax_[j], vi)
                 vmax_[j] = vi
             denom = math.sqrt(vi) / bc2_sqrt + eps
             p_[j] = pi + (-step_size) * mi / denom
@@ -272,7 +279,7 @@ def adamax_kernel(p, grads, cp, cs, ce, offs, m, u, beta1, one_minus_beta1, beta
             gi = _grad(g[j], p_[j], maximize, weight_decay)
             mi = _lerp(m_[j], gi, one_minus_beta1, beta1)
             m_[j] = mi
-            ui = max(u_[j] * beta2, abs(gi) + eps)
+            ui = _max_nan(u_[j] * beta2, abs(gi) + eps)
             u_[j] = ui
             p_[j] = p_[j] + (-clr) * mi / ui
 
