@@ -6,8 +6,8 @@
 # Phases (run in the order given; each call of the device tool has 10 minutes, so pick phases
 # that fit: the suggested calls are `tests`, `bench`, then `tf32 train`):
 #   tests    pytest, CUDA cases only: `-m cuda` over tests/ (every test parametrized on
-#            device="cuda", and the kernel tests of tests/test_cuda_*.py); with NVCC_CHECK=1
-#            also the nvcc compile checks of tests/test_cuda_sources.py  -> tests.log,
+#            device="cuda", and the kernel tests of tests/kernels/); with NVCC_CHECK=1
+#            also the nvcc compile checks of tests/kernels/test_cuda_sources.py -> tests.log,
 #            tests-junit.xml
 #   smoke    python -m bench --device cuda --quick (every case, tiny sizes)  -> smoke.log
 #   bench    python -m bench --device cuda, strict fp32 on both sides (TF32 off in minicnn,
@@ -117,7 +117,7 @@ phase_tests() {
         -p no:cacheprovider --junitxml "$OUT/tests-junit.xml" "${extra[@]}"
     # CI runs the nvcc compile checks; here they cost ~1-2 minutes, so only on request
     if [[ -n ${NVCC_CHECK:-} ]]; then
-        run $(( $(left) - 10 )) tests.log "$PY" -m pytest -q tests/test_cuda_sources.py \
+        run $(( $(left) - 10 )) tests.log "$PY" -m pytest -q tests/kernels/test_cuda_sources.py \
             -k nvcc -rfE --tb=short -p no:cacheprovider
     fi
 }
