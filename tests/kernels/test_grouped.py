@@ -123,6 +123,14 @@ def _skip_unless(takes, depthwise):
                     "run this case)")
 
 
+def _entries(device, takes, depthwise):
+    """(grouped, depthwise): which of the API's entry points to call for a case, skipping the
+    case where neither takes it. On emu and cuda depthwise_* is grouped_* with G = C, so for a
+    depthwise case one call covers both; on the CPU they are different kernels."""
+    _skip_unless(takes, depthwise)
+    return takes and not (depthwise and device != "cpu"), depthwise
+
+
 def _plans(*names):
     """(kernel_device, plan): the Numba kernels on cpu, each launch plan on emu and cuda."""
     return [pytest.param("cpu", "numba", id="cpu")] + [
@@ -183,7 +191,7 @@ def test_forward(kernel_device, plan, dtype, case):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, w, b, _, OH, OW = _prep(case, dtype)
     takes = _takes(kernel_device, "forward", case, (OH, OW), x)
-    _skip_unless(takes, G == C)
+    grouped, depthwise = _entries(kernel_device, takes, G == C)
     if case == CASES[-1] and plan[0] == "pack":     # the last block has fewer groups
         assert GC._band_plan(N, G, C // G, K // G, OH, OW, KH, KW, *S, *D, 8)["GB"] == 3
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
@@ -192,9 +200,9 @@ def test_forward(kernel_device, plan, dtype, case):
     for bias in (None, b):
         want = ref_fwd(x64, w64, G, S, P, D, OH, OW, None if bias is None else bias + 0.0)
         bd = None if bias is None else dev(bias, kernel_device)
-        if takes:
+        if grouped:
             _close(KG.grouped_conv2d(xd, wd, G, *S, *P, *D, OH, OW, bd), want, dtype, terms)
-        if G == C:
+        if depthwise:
             _close(KG.depthwise_conv2d(xd, wd, *S, *P, *D, OH, OW, bd), want, dtype, terms)
 
 
@@ -206,14 +214,14 @@ def test_forward_noncontiguous_and_partial_output(kernel_device, plan, case):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, w, b, _, OH, OW = _prep(case, np.float64, seed=5, oh_cut=1)
     takes = _takes(kernel_device, "forward", case, (OH, OW), x)
-    _skip_unless(takes, G == C)
+    grouped, depthwise = _entries(kernel_device, takes, G == C)
     want = ref_fwd(x, w, G, S, P, D, OH, OW, b)
     args = (noncontiguous(x, kernel_device), noncontiguous(w, kernel_device))
     bd = noncontiguous(b, kernel_device)
-    if takes:
+    if grouped:
         _close(KG.grouped_conv2d(*args, G, *S, *P, *D, OH, OW, bd), want, np.float64,
                (C // G) * KH * KW)
-    if G == C:
+    if depthwise:
         _close(KG.depthwise_conv2d(*args, *S, *P, *D, OH, OW, bd), want, np.float64,
                (C // G) * KH * KW)
 
@@ -227,13 +235,13 @@ def test_grad_input(kernel_device, plan, dtype, case):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     _, w, _, gy, OH, OW = _prep(case, dtype, seed=7)
     takes = _takes(kernel_device, "grad_input", case, (OH, OW), gy)
-    _skip_unless(takes, G == C)
+    grouped, depthwise = _entries(kernel_device, takes, G == C)
     want = ref_grad_input(gy.astype(np.float64), w.astype(np.float64), G, C, H, W, S, P, D)
     terms = (K // G) * KH * KW
     gyd, wd = dev(gy, kernel_device), dev(w, kernel_device)
-    if takes:
+    if grouped:
         _close(KG.grouped_grad_input(gyd, wd, G, C, H, W, *S, *P, *D), want, dtype, terms)
-    if G == C:
+    if depthwise:
         _close(KG.depthwise_grad_input(gyd, wd, C, H, W, *S, *P, *D), want, dtype, terms)
 
 
@@ -246,13 +254,13 @@ def test_grad_input_noncontiguous_and_larger_image(kernel_device, plan, case):
     _, w, _, gy, OH, OW = _prep(case, np.float64, seed=9)
     H2, W2 = H + 1, W + 1
     takes = _takes(kernel_device, "grad_input", (N, C, H2, W2, *case[4:]), (OH, OW), gy)
-    _skip_unless(takes, G == C)
+    grouped, depthwise = _entries(kernel_device, takes, G == C)
     want = ref_grad_input(gy, w, G, C, H2, W2, S, P, D)
     gyd, wd = noncontiguous(gy, kernel_device), noncontiguous(w, kernel_device)
-    if takes:
+    if grouped:
         _close(KG.grouped_grad_input(gyd, wd, G, C, H2, W2, *S, *P, *D), want, np.float64,
                (K // G) * KH * KW)
-    if G == C:
+    if depthwise:
         _close(KG.depthwise_grad_input(gyd, wd, C, H2, W2, *S, *P, *D), want, np.float64,
                (K // G) * KH * KW)
 
@@ -266,7 +274,7 @@ def test_grad_weight(kernel_device, plan, dtype, case):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, _, _, gy, OH, OW = _prep(case, dtype, seed=11)
     takes = _takes(kernel_device, "grad_weight", case, (OH, OW), x)
-    _skip_unless(takes, G == C)
+    grouped, depthwise = _entries(kernel_device, takes, G == C)
     P_ = N * OH * OW
     if plan == ("plain", "split"):
         assert GC._wg_split(P_, K * (C // G))[0] == -(-P_ // 16)   # > 1 but for P <= 16
@@ -275,9 +283,9 @@ def test_grad_weight(kernel_device, plan, dtype, case):
         assert band["RB"] == 1 and (band["S"] > 1 or N * OH == 1 or P_ <= 16)
     want = ref_grad_weight(x.astype(np.float64), gy.astype(np.float64), G, KH, KW, S, P, D)
     xd, gyd = dev(x, kernel_device), dev(gy, kernel_device)
-    if takes:
+    if grouped:
         _close(KG.grouped_grad_weight(xd, gyd, G, KH, KW, *S, *P, *D), want, dtype, P_)
-    if G == C:
+    if depthwise:
         _close(KG.depthwise_grad_weight(xd, gyd, KH, KW, *S, *P, *D), want, dtype, P_)
     if kernel_device != "cpu":
         for buf in GC._counters.values():   # the band kernel's last blocks reset them
@@ -292,13 +300,13 @@ def test_grad_weight_noncontiguous_partial_gy(kernel_device, plan, case, monkeyp
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, _, _, gy, OH, OW = _prep(case, np.float64, seed=13, oh_cut=1)
     takes = _takes(kernel_device, "grad_weight", case, (OH, OW), x)
-    _skip_unless(takes, G == C)
+    grouped, depthwise = _entries(kernel_device, takes, G == C)
     want = ref_grad_weight(x, gy, G, KH, KW, S, P, D)
     xd, gyd = noncontiguous(x, kernel_device), noncontiguous(gy, kernel_device)
-    if takes:
+    if grouped:
         _close(KG.grouped_grad_weight(xd, gyd, G, KH, KW, *S, *P, *D), want, np.float64,
                N * OH * OW)
-    if G == C:
+    if depthwise:
         _close(KG.depthwise_grad_weight(xd, gyd, KH, KW, *S, *P, *D), want, np.float64,
                N * OH * OW)
 
