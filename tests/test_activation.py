@@ -121,3 +121,24 @@ def test_hardswish_at_its_kinks_equals_torch(device, dtype):
     ty.sum().backward()
     np.testing.assert_array_equal(to_numpy(F.hardswish(x).data), ty.detach().numpy())
     np.testing.assert_array_equal(to_numpy(x.grad.data), tx.grad.numpy())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["relu", "bias_relu", "hardswish"])
+def test_nan_in_and_nan_gradient_as_torch(device, name):
+    """ReLU keeps a NaN input (a diverged network must not look healthy); its backward selects
+    0 where x <= 0 even for a NaN gradient, as PyTorch's threshold_backward does."""
+    a = np.array([[np.nan, -1.0, 0.0, 2.0], [np.nan, np.nan, -3.5, 4.0]])
+    g = np.array([[1.0, np.nan, 1.0, np.nan], [np.nan, 2.0, np.nan, 1.0]])
+    b = np.array([0.0, 0.0, 0.0, 0.0])
+    x = mc.Tensor(to_device(a, device), requires_grad=True)
+    tx = torch.tensor(a, requires_grad=True)
+    if name == "bias_relu":
+        y = F.bias_act(x, mc.Tensor(to_device(b, device)), "relu", dim=1)
+        ty = torch.relu(tx + torch.tensor(b))
+    else:
+        y, ty = getattr(F, name)(x), getattr(torch.nn.functional, name)(tx)
+    y.backward(mc.Tensor(to_device(g, device)))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_array_equal(to_numpy(y.data), ty.detach().numpy())
+    np.testing.assert_array_equal(to_numpy(x.grad.data), tx.grad.numpy())

@@ -8,37 +8,65 @@ backward, each named by a string.
                                                    over every axis but `dim`
     bias_shape(ndim, dim, C)                    -> the shape that broadcasts a (C,) bias along dim
 
-Activations: identity, relu, leaky_relu (`slope`), gelu, gelu_tanh, sigmoid, silu, tanh, mish.
-The CPU finds `<act>_forward` / `<act>_backward` in cpu.py by name; the GPU runs activation.cu,
-whose ACT_* codes cuda.py reads from the file. So adding an activation touches activation.cu,
+Activations (`names()`): identity, relu, leaky_relu (`slope`), gelu, gelu_tanh, sigmoid, silu,
+tanh, mish, hardswish.
+`codes()` reads the list from the ACT_* defines of activation.cu; the CPU finds `<act>_forward`
+/ `<act>_backward` in cpu.py by name. So adding an activation touches activation.cu,
 cpu.py and reference.py here, nothing else in the family. Nothing is saved between the passes
 but the input: recomputing sigmoid/erf costs less than reading a saved array.
 """
+import functools
+import re
+
 from minicnn.devices import on_cuda_kernels
 
 from .. import lazy
+from ..cuda import source
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
 
 
-def _cpu_impl(act, direction):
-    fn = getattr(_cpu, f"{act}_{direction}", None)
-    if fn is None:
-        raise ValueError(f"unknown activation {act!r}")
-    return fn
+@functools.lru_cache(maxsize=1)
+def codes():
+    """{activation name: code}: the `#define ACT_<NAME> <code>` lines of activation.cu, the one
+    list of the activations the family knows (each must have its `case` in DISPATCH_ACT, which
+    would otherwise run the identity)."""
+    text = source.family_path("activation").read_text()
+    found = {m.group(1).lower(): int(m.group(2))
+             for m in re.finditer(r"^#define ACT_(\w+) (\d+)$", text, re.M)}
+    for name in found:
+        if name != "identity" and f"case ACT_{name.upper()}:" not in text:
+            raise RuntimeError(f"activation.cu: ACT_{name.upper()} has no case in DISPATCH_ACT")
+    return found
+
+
+def names():
+    return sorted(codes())
+
+
+def _check(op, x, act, gy=None):
+    if act not in codes():
+        raise ValueError(f"{op}: unknown activation {act!r}; expected one of {names()}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating point array, got {x.dtype}")
+    if gy is not None and tuple(gy.shape) != tuple(x.shape):
+        raise ValueError(f"{op}: grad of shape {tuple(gy.shape)} does not match the input of "
+                         f"shape {tuple(x.shape)}")
 
 
 def forward(x, act, slope=0.0):
+    _check(f"{act} forward", x, act)
     if on_cuda_kernels(x):
         return _cuda.act_fwd(x, act, slope)
-    return _cpu_impl(act, "forward")(x, slope)
+    return getattr(_cpu, f"{act}_forward")(x, slope)
 
 
 def backward(x, gy, act, slope=0.0):
+    _check(f"{act} backward", x, act, gy)
     if on_cuda_kernels(x):
         return _cuda.act_bwd(x, gy, act, slope)
-    return _cpu_impl(act, "backward")(x, gy, slope)
+    return getattr(_cpu, f"{act}_backward")(x, gy, slope)
 
 
 def bias_shape(ndim, dim, C):

@@ -3,7 +3,7 @@
 // Activations (z is x, or x + b[c]); kernels/activation/cuda.py reads the codes from the
 // ACT_* defines below:
 //   0 identity  z                                        d = 1
-//   1 relu      max(z, 0)                                d = z > 0
+//   1 relu      max(z, 0), NaN kept                      d = z > 0 (a select in the backward)
 //   2 leaky     z > 0 ? z : s z                          d = z > 0 ? 1 : s
 //   3 gelu      z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2 d = Phi(z) + z phi(z)
 //   4 gelu_tanh z (1 + tanh u) / 2 = z sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3)
@@ -72,7 +72,7 @@ __device__ __forceinline__ T tanh_softplus(T z) {
 template <int ACT, typename T>
 __device__ __forceinline__ T act_f(T z, T slope) {
     if constexpr (ACT == ACT_RELU) {
-        return z > T(0) ? z : T(0);
+        return z <= T(0) ? T(0) : z;  // NaN stays NaN, as PyTorch's
     } else if constexpr (ACT == ACT_LEAKY_RELU) {
         return z > T(0) ? z : z * slope;
     } else if constexpr (ACT == ACT_GELU) {
@@ -100,7 +100,7 @@ __device__ __forceinline__ T act_f(T z, T slope) {
 template <int ACT, typename T>
 __device__ __forceinline__ T act_d(T z, T slope) {
     if constexpr (ACT == ACT_RELU) {
-        return z > T(0) ? T(1) : T(0);
+        return z <= T(0) ? T(0) : T(1);
     } else if constexpr (ACT == ACT_LEAKY_RELU) {
         return z > T(0) ? T(1) : slope;
     } else if constexpr (ACT == ACT_GELU) {
@@ -109,7 +109,8 @@ __device__ __forceinline__ T act_d(T z, T slope) {
     } else if constexpr (ACT == ACT_GELU_TANH) {
         // s = sigmoid(2u) = (1 + t) / 2, 1 - t^2 = 4 s (1 - s)
         const T u = T(0.79788456080286535588) * (z + T(0.044715) * z * z * z);
-        const T du = T(0.79788456080286535588) * (T(1) + T(3.0 * 0.044715) * z * z);
+        const T zc = ew_abs(z) < T(1e4) ? z : T(1e4);  // u' without overflow: s (1 - s) is 0
+        const T du = T(0.79788456080286535588) * (T(1) + T(3.0 * 0.044715) * zc * zc);
         const T s = ew_sigmoid(T(2) * u);
         return s + T(2) * z * s * (T(1) - s) * du;
     } else if constexpr (ACT == ACT_SIGMOID) {
@@ -128,6 +129,19 @@ __device__ __forceinline__ T act_d(T z, T slope) {
         return z <= T(-3) ? T(0) : (z < T(3) ? z / T(3) + T(0.5) : T(1));
     } else {
         return T(1);
+    }
+}
+
+// gy * act'(z); ReLU and Hardswish select instead (PyTorch's backward: 0 where the slope is 0,
+// even for a NaN gy).
+template <int ACT, typename T>
+__device__ __forceinline__ T act_grad(T z, T g, T slope) {
+    if constexpr (ACT == ACT_RELU) {
+        return z <= T(0) ? T(0) : g;
+    } else if constexpr (ACT == ACT_HARDSWISH) {
+        return z <= T(-3) ? T(0) : (z < T(3) ? g * (z / T(3) + T(0.5)) : g);
+    } else {
+        return g * act_d<ACT>(z, slope);
     }
 }
 
@@ -193,13 +207,13 @@ __device__ __forceinline__ void act_bwd_loop(const T* __restrict__ x, const T* _
             const Pack<T> a = xv[p];
             Pack<T> g = gv[p];
 #pragma unroll
-            for (int k = 0; k < V; ++k) g.v[k] *= act_d<ACT>(a.v[k], slope);
+            for (int k = 0; k < V; ++k) g.v[k] = act_grad<ACT>(a.v[k], g.v[k], slope);
             ov[p] = g;
         }
         done = packs * V;
     }
     for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n - done; i += stride)
-        gx[done + i] = gy[done + i] * act_d<ACT>(x[done + i], slope);
+        gx[done + i] = act_grad<ACT>(x[done + i], gy[done + i], slope);
 }
 
 // y = act(x), n elements.
@@ -284,7 +298,7 @@ __device__ __forceinline__ void bias_act_bwd_loop(const T* __restrict__ x,
         int n = j0 / I, i = j0 - (j0 / I) * I;
         for (int j = j0; j < M; j += stride) {
             const int idx = (n * C + c) * I + i;
-            const T g = gy[idx] * act_d<ACT>(x[idx] + bc, slope);
+            const T g = act_grad<ACT>(x[idx] + bc, gy[idx], slope);
             gx[idx] = g;
             acc += static_cast<double>(g);
             n += step_n;
@@ -328,7 +342,7 @@ __device__ __forceinline__ void bias_act_bwd_nc_loop(const T* __restrict__ x,
             const T bc = b[c];
             for (int n = blockIdx.y * NC_ROWS + threadIdx.y; n < N; n += gridDim.y * NC_ROWS) {
                 const int idx = n * C + c;
-                const T g = gy[idx] * act_d<ACT>(x[idx] + bc, slope);
+                const T g = act_grad<ACT>(x[idx] + bc, gy[idx], slope);
                 gx[idx] = g;
                 acc += static_cast<double>(g);
             }

@@ -135,15 +135,17 @@ def hardswish_backward(x, gy, slope):  # noqa: ARG001
 
 @njit(parallel=True, cache=True)
 def relu_fwd_kernel(x, y):
+    """max(x, 0) keeping NaN (PyTorch's relu: a diverged network must not look healthy)."""
     for i in prange(x.size):
         v = x[i]
-        y[i] = v if v > 0 else 0
+        y[i] = 0 if v <= 0 else v
 
 
 @njit(parallel=True, cache=True)
-def relu_bwd_kernel(y, gy, gx):
-    for i in prange(y.size):
-        gx[i] = gy[i] if y[i] > 0 else 0
+def relu_bwd_kernel(x, gy, gx):
+    """gy where x > 0 (or NaN), else 0 even for a NaN gy: PyTorch's threshold_backward."""
+    for i in prange(x.size):
+        gx[i] = 0 if x[i] <= 0 else gy[i]
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -170,7 +172,8 @@ def gelu_bwd_kernel(x, gy, tanh_approx, gx):
         for i in prange(x.size):
             v = x[i]
             t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))
-            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * v * v)
+            vc = v if abs(v) < 1e4 else 1e4   # u' without overflow: (1 - t^2) is 0 out there
+            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * vc * vc)
             gx[i] = gy[i] * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du)
     else:
         for i in prange(x.size):
@@ -228,7 +231,8 @@ def gelu_tanh_bwd_f32(x, gy, gx):
         v = x[i]
         u2 = F32(2.0 * _SQRT_2_OVER_PI) * (v + F32(_GELU_C) * v * v * v)
         s = F32(1.0) / (F32(1.0) + exp_f32(-u2))
-        du2 = F32(2.0 * _SQRT_2_OVER_PI) * (F32(1.0) + F32(3.0 * _GELU_C) * v * v)
+        vc = v if abs(v) < F32(1e4) else F32(1e4)   # u' without overflow: s (1 - s) is 0 there
+        du2 = F32(2.0 * _SQRT_2_OVER_PI) * (F32(1.0) + F32(3.0 * _GELU_C) * vc * vc)
         gx[i] = gy[i] * (s + v * s * (F32(1.0) - s) * du2)
 
 
@@ -288,7 +292,8 @@ def mish_bwd_kernel(x, gy, gx):
 
 
 # Hardswish: x min(max(x + 3, 0), 6) / 6; its slope is 0 on (-inf, -3], x / 3 + 1/2 on (-3, 3),
-# 1 from 3 on (PyTorch's pieces, NaN included). NaN stays NaN in the forward.
+# 1 from 3 on (PyTorch's pieces, NaN included), applied by selects as PyTorch's. NaN stays NaN in
+# the forward.
 
 @njit(parallel=True, cache=True)
 def hardswish_fwd_kernel(x, zero, three, six, y):
@@ -302,4 +307,5 @@ def hardswish_fwd_kernel(x, zero, three, six, y):
 def hardswish_bwd_kernel(x, gy, zero, half, one, three, gx):
     for i in prange(x.size):
         v = x[i]
-        gx[i] = gy[i] * (zero if v <= -three else (v / three + half if v < three else one))
+        g = gy[i]   # selects, as PyTorch's: 0 below -3 even for a NaN gy
+        gx[i] = zero if v <= -three else (g * (v / three + half) if v < three else g)

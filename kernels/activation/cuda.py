@@ -3,29 +3,19 @@
 `act_fwd` / `act_bwd` run one activation (by name) over a flat array, moving 16-byte packs where
 the pointers are aligned; `bias_act_fwd` / `bias_act_bwd` fuse y = act(x + b[c]) (c the index
 along `dim`) and its gradients (gx, and gb as a per-channel float64 reduction without atomics).
-The activation codes are the ACT_* defines of activation.cu, read from the file once. CuPy
+The activation codes are the ACT_* defines of activation.cu (the family's `codes()`). CuPy
 arrays run on the GPU, NumPy arrays under the CPU emulator (the tests).
 """
-import functools
-import re
-
 from minicnn.devices import get_array_module
 
-from ..cuda import launch, module, source
+from ..cuda import launch, module
+from . import codes
 
 FAMILY = "activation"
 BLOCK = 256
 WAVES = 16              # the loops are grid-stride: at most this many blocks per SM in all
 MAX_BLOCKS = None       # a fixed cap on the blocks instead (the tests' small grids)
 MAX_GRID_Y = launch.MAX_GRID_Y
-
-
-@functools.lru_cache(maxsize=1)
-def codes():
-    """{activation name: code} from the `#define ACT_<NAME> <code>` lines of activation.cu."""
-    text = source.family_path(FAMILY).read_text()
-    return {m.group(1).lower(): int(m.group(2))
-            for m in re.finditer(r"^#define ACT_(\w+) (\d+)$", text, re.M)}
 
 
 def _k(name, dtype):

@@ -38,8 +38,8 @@ def _value_and_slope(x, act, slope):
     x = x.astype(xp.float64)
     if act == "identity":
         return x, xp.ones_like(x)
-    if act == "relu":
-        return xp.where(x > 0, x, 0.0), (x > 0).astype(x.dtype)
+    if act == "relu":    # NaN kept, as PyTorch's
+        return xp.where(x <= 0, 0.0, x), xp.where(x <= 0, 0.0, 1.0)
     if act == "leaky_relu":
         return xp.where(x > 0, x, slope * x), xp.where(x > 0, 1.0, slope)
     if act == "gelu":
@@ -72,7 +72,14 @@ def forward(x, act, slope=0.0):
 
 
 def backward(x, gy, act, slope=0.0):
-    return (gy * _value_and_slope(x, act, slope)[1]).astype(x.dtype)
+    """gy * act'(x); where ReLU's or Hardswish's slope is 0 the result is 0 even for a NaN gy
+    (PyTorch's backward selects there)."""
+    xp = get_array_module(x)
+    g = gy * _value_and_slope(x, act, slope)[1]
+    flat = {"relu": 0.0, "hardswish": -3.0}   # where the slope is 0: x <= this
+    if act in flat:
+        g = xp.where(x <= flat[act], 0.0, g)
+    return g.astype(x.dtype)
 
 
 def bias_act_fwd(x, b, act, dim, slope=0.0):

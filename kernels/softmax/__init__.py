@@ -31,6 +31,8 @@ def softmax_fwd(x, axis, log=False):
     if _gpu(x):
         return _cuda.softmax_fwd(x, axis, log)
     xp = get_array_module(x)
+    if x.ndim == 0 or x.size == 0:   # one element (1, or 0 in log space), or nothing at all
+        return (xp.zeros_like if log else xp.ones_like)(x)
     z = x - x.max(axis=axis, keepdims=True)
     if log:
         z -= xp.log(xp.exp(z).sum(axis=axis, keepdims=True))

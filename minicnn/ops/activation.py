@@ -397,8 +397,6 @@ def log_softmax(x, dim=None, dtype=None):
 
 # --- fused bias + activation ------------------------------------------------------------------
 
-BIAS_ACTIVATIONS = ("identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "silu",
-                    "tanh")
 
 
 class BiasAct(Function):
@@ -451,12 +449,13 @@ class BiasActGrad(Function):
 
 def bias_act(x, bias, activation="relu", dim=1, negative_slope=0.01):
     """act(x + bias) with bias (x.shape[dim],) broadcast along `dim`, fused in one pass (one
-    CUDA kernel each way on the GPU). activation: 'identity', 'relu', 'leaky_relu'
-    (negative_slope), 'gelu', 'gelu_tanh', 'sigmoid', 'silu' or 'tanh'."""
+    CUDA kernel each way on the GPU). activation: any of the activation kernels' names
+    (minicnn.kernels.activation.names(): 'identity', 'relu', 'leaky_relu' with negative_slope,
+    'gelu', 'gelu_tanh', 'sigmoid', 'silu', 'tanh', 'mish', 'hardswish')."""
     _float_check(x, "bias_act")
-    if activation not in BIAS_ACTIVATIONS:
+    if activation not in K.names():
         raise ValueError(f"bias_act: unknown activation {activation!r}; expected one of "
-                         f"{', '.join(BIAS_ACTIVATIONS)}")
+                         f"{', '.join(K.names())}")
     if x.ndim == 0:
         raise ValueError("bias_act: expected an input with at least 1 dim, got shape []")
     d = normalize_axis(dim, x.ndim, "bias_act")

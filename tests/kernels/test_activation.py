@@ -17,10 +17,10 @@ from minicnn.kernels.activation import cuda as C
 from minicnn.kernels.activation import reference as R
 from minicnn.kernels.cuda import module
 from minicnn.kernels.cuda.launch import data_ptr
-from minicnn.ops.activation import BIAS_ACTIVATIONS, Activation
+from minicnn.ops.activation import Activation
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
-ACTS = sorted(C.codes())
+ACTS = K.names()
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-13)}   # rtol, atol
 SLOPE = 0.07   # leaky_relu's negative slope; the other activations ignore it
@@ -188,20 +188,11 @@ def test_extremes_and_nan(kernel_device, launched, act):
     ran_on(kernel_device, launched)
 
 
-def _gelu_tanh_f32(request):
-    if request.getfixturevalue("act") == "gelu_tanh" and \
-            request.getfixturevalue("dtype") == np.float32:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "gelu_tanh's float32 backward is NaN for |x| > ~1.8e19 (x * x overflows: inf * 0), "
-            "CPU and CUDA kernels alike, as PyTorch's is; the reference gives the limits 0 and "
-            "1; reported")))
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTS)
-def test_backward_huge_inputs(kernel_device, launched, dtype, act, request):
-    """act'(+-1e30) is finite (0, 1, the slope...): the backward must not make inf * 0."""
-    _gelu_tanh_f32(request)
+def test_backward_huge_inputs(kernel_device, launched, dtype, act):
+    """act'(+-1e30) is finite (0, 1, the slope...): the backward must not make inf * 0 (PyTorch's
+    float32 gelu_tanh backward does, giving NaN; ours gives the limits)."""
     x = np.array([-1e30, 1e30], dtype)
     gy = np.array([0.5, -2.0], dtype)
     close(K.backward(dev(x, kernel_device), dev(gy, kernel_device), act, SLOPE),
@@ -210,13 +201,9 @@ def test_backward_huge_inputs(kernel_device, launched, dtype, act, request):
 
 
 @pytest.mark.parametrize("act", ACTS)
-def test_nan_gradient(kernel_device, launched, act, request):
-    """A NaN in gy gives what the reference gives (gy * act'(x): NaN)."""
-    if kernel_device == "cpu" and act == "relu":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "the CPU relu backward gives 0 for gy = NaN where x <= 0 (as PyTorch's "
-            "threshold_backward does), the reference and the CUDA kernel gy * 0 = NaN; "
-            "reported")))
+def test_nan_gradient(kernel_device, launched, act):
+    """A NaN in gy gives what the reference gives: gy * act'(x), NaN, except where ReLU's and
+    Hardswish's slope is 0, where PyTorch's backward selects 0."""
     for dtype in DTYPES:
         x = np.array([-1.5, 0.5, 2.0, -0.25, -5.0, 3.5], dtype)
         gy = np.array([np.nan, np.nan, 1.5, -1.0, np.nan, 0.25], dtype)
@@ -407,7 +394,7 @@ def _t(a, device, grad=True):
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
-@pytest.mark.parametrize("act", BIAS_ACTIVATIONS)
+@pytest.mark.parametrize("act", ACTS)
 def test_bias_act_op_gradcheck_on_kernels(device, act, gpu_path):
     gpu_path(device)
     x = data((2, 3, 4), np.float64, 11, -2.0, 2.0)

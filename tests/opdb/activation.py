@@ -3,6 +3,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import minicnn.functional as F
+from minicnn.kernels.activation import names
 from minicnn.testing.strategies import arrays, shapes
 
 from . import ErrorCase, OpInfo, Sample
@@ -46,7 +47,7 @@ def softmax_sample(draw):
     return Sample((draw(arrays(shape, low=-4.0, high=4.0)),), {"dim": dim})
 
 
-_BIAS_ACTS = ["identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "silu", "tanh"]
+_BIAS_ACTS = names()   # every activation the kernels know
 
 
 @st.composite
@@ -58,8 +59,9 @@ def bias_act_sample(draw):
     bshape = [1] * len(shape)
     bshape[dim] = shape[dim]
     x = draw(arrays(shape, low=-3.0, high=3.0))
-    if act in ("relu", "leaky_relu"):  # keep x + b away from the kink
-        x = dodge(x + b.reshape(bshape), [0.0]) - b.reshape(bshape)
+    kinks = {"relu": [0.0], "leaky_relu": [0.0], "hardswish": [-3.0, 3.0]}.get(act)
+    if kinks:  # keep x + b away from the kinks
+        x = dodge(x + b.reshape(bshape), kinks) - b.reshape(bshape)
     return Sample((x, b), {"activation": act, "dim": dim})
 
 
@@ -72,6 +74,7 @@ def _bias_act_ref(torch, x, b, activation, dim):
             "leaky_relu": lambda: f.leaky_relu(z, 0.01), "gelu": lambda: f.gelu(z),
             "gelu_tanh": lambda: f.gelu(z, approximate="tanh"),
             "sigmoid": lambda: torch.sigmoid(z), "silu": lambda: f.silu(z),
+            "mish": lambda: f.mish(z), "hardswish": lambda: f.hardswish(z),
             "tanh": lambda: torch.tanh(z)}[activation]()
 
 
