@@ -5,6 +5,8 @@ import pytest
 
 import minicnn as mc
 import minicnn.functional as F
+from conftest import DEVICES
+from minicnn.devices import to_device, to_numpy
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -140,3 +142,17 @@ def test_pool_errors():
         F.avg_pool2d(mc.randn(1, 1, 2, 2), 3)
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
         F.max_pool2d(mc.randn(1, 1, 4, 4), (2, 2, 2))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_max_pool_window_without_input_as_torch(device):
+    """Padding and dilation can leave a window with no input element: PyTorch gives -inf, an
+    index past the plane and no gradient (minicnn's CPU backward once wrote through that
+    index)."""
+    a = np.arange(1.0, 4.0).reshape(1, 1, 1, 3)
+    x = mc.Tensor(to_device(a, device), requires_grad=True)
+    y = F.max_pool2d(x, (2, 1), 1, (1, 0), dilation=(2, 1))
+    y.sum().backward()
+    ty = torch.nn.functional.max_pool2d(torch.tensor(a), (2, 1), 1, (1, 0), dilation=(2, 1))
+    np.testing.assert_array_equal(to_numpy(y.data), ty.numpy())
+    np.testing.assert_array_equal(to_numpy(x.grad.data), np.zeros_like(a))

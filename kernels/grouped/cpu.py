@@ -62,7 +62,16 @@ def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     return gw
 
 
-def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):  # noqa: ARG001 -- stride 1
+def _only_3x3_stride1(op, KH, KW, SH, SW):
+    """These kernels compute a 3x3 stride-1 convolution whatever they are given: refuse the rest
+    (the API routes only what grouped_ok accepts here)."""
+    if not fast3x3(KH, KW, SH, SW):
+        raise ValueError(f"{op}: the CPU grouped kernels take 3x3 stride-1 convolutions, got "
+                         f"{KH}x{KW} stride ({SH}, {SW})")
+
+
+def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
+    _only_3x3_stride1("grouped_conv2d", w.shape[2], w.shape[3], SH, SW)
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     y = np.empty((x.shape[0], w.shape[0], OH, OW), x.dtype)
     run(grouped3x3s1_fwd, y.size * 9 * w.shape[1], x, w, _bias(b, w.shape[0], x.dtype), G, PH,
@@ -70,9 +79,10 @@ def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):  # noqa: AR
     return y
 
 
-def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):  # noqa: ARG001 -- stride 1
+def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
     """The adjoint as a forward on gy: per group the weight transposed (Kg <-> Cg) and flipped,
     padding D*(3-1) - P. gy must have the full output size of (H, W)."""
+    _only_3x3_stride1("grouped_grad_input", w.shape[2], w.shape[3], SH, SW)
     if gy.shape[2:] != (H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW):
         raise ValueError(f"grouped_grad_input: gy {gy.shape} is not the full output of "
                          f"({H}, {W})")
@@ -87,7 +97,8 @@ def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):  # noqa: ARG0
     return gx
 
 
-def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):  # noqa: ARG001 -- 3x3 s1
+def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
+    _only_3x3_stride1("grouped_grad_weight", KH, KW, SH, SW)
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     Cg = x.shape[1] // G
     gw = np.empty((gy.shape[1], Cg, 3, 3), x.dtype)

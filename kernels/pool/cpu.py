@@ -60,9 +60,13 @@ def plane_scatter(g, idx, H, W):
 
 
 def plane_gather(x, idx):
-    """x[n, c].flat[idx[n, c, o]]: one fancy-indexing gather."""
+    """x[n, c].flat[idx[n, c, o]]: one fancy-indexing gather; 0 for an index outside the plane
+    (as the CUDA kernel; -1 must not wrap around to the last element)."""
     N, C, H, W = x.shape
-    out = np.take_along_axis(x.reshape(N, C, H * W), idx.reshape(N, C, -1), axis=2)
+    i = idx.reshape(N, C, -1)
+    inside = (i >= 0) & (i < H * W)
+    out = np.take_along_axis(x.reshape(N, C, H * W), np.where(inside, i, 0), axis=2)
+    out[~inside] = 0
     return out.reshape(idx.shape)
 
 
@@ -151,7 +155,9 @@ def plane_scatter_kernel(g, idx, out):
         for oh in range(OH):
             for ow in range(OW):
                 i = idx[n, c, oh, ow]
-                if i >= 0:  # -1: a window with no input element (all padding)
+                # an index outside the plane (-1, or PyTorch's index of a window that has no
+                # input element) takes no gradient
+                if 0 <= i < H * W:
                     plane[i // W, i % W] += g[n, c, oh, ow]
 
 

@@ -312,16 +312,23 @@ def test_plane_scatter_skips_missing_indices(kernel_device):
     np.testing.assert_array_equal(out, [[[[4.0, 0.0], [0.0, 1.0]]]])
 
 
-@pytest.mark.parametrize("kernel_device", [
-    pytest.param("cpu", id="cpu", marks=pytest.mark.xfail(
-        strict=True, reason="the CPU's plane_gather reads index -1 as the plane's last element "
-                            "(NumPy indexing); the CUDA kernel reads 0")),
-    *KERNEL_DEVICES], indirect=True)
 def test_plane_gather_reads_zero_at_missing_indices(kernel_device):
+    """-1 (and any index outside the plane) gathers 0: the CPU once read -1 as the plane's last
+    element."""
     x = np.array([[[[4.0, 5.0], [6.0, 1.0]]]])
-    idx = np.array([[[[3, -1, 0]]]])
+    idx = np.array([[[[3, -1, 0, 4]]]])
     back = host(P.plane_gather(dev(x, kernel_device), dev(idx, kernel_device)))
-    np.testing.assert_array_equal(back, [[[[1.0, 0.0, 4.0]]]])
+    np.testing.assert_array_equal(back, [[[[1.0, 0.0, 4.0, 0.0]]]])
+
+
+def test_plane_scatter_skips_indices_outside_the_plane(kernel_device):
+    """PyTorch's max pool gives a window with no input element the index just past the plane
+    (3, 4, 5 for a 1x3 plane below); the scatter must skip it (the CPU once wrote there,
+    corrupting memory)."""
+    g = np.array([[[[1.0, 2.0, 3.0, 4.0]]]])
+    idx = np.array([[[[3, 4, -1, 1]]]])
+    out = host(P.plane_scatter(dev(g, kernel_device), dev(idx, kernel_device), 1, 3))
+    np.testing.assert_array_equal(out, [[[[0.0, 4.0, 0.0]]]])
 
 
 # --- adaptive max pool ------------------------------------------------------------------------
