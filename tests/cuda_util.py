@@ -63,3 +63,8 @@ def noncontiguous(a, device):
     wide[..., ::2] = a
     wide[..., 1::2] = np.nan if a.dtype.kind == "f" else 0
     return dev(wide, device)[..., ::2]
+
+
+def ran_on(device, launched):
+    """The kernels that ran were the device's: CUDA ones on emu and cuda, none on cpu."""
+    assert bool(launched) == (device != "cpu"), launched

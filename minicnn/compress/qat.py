@@ -18,8 +18,7 @@ from ..kernels.quant import symmetric_weight_scales
 from ..nn.module import Module
 from ..ops.quant import FakeQuantizeOp, fake_quantize  # noqa: F401 -- re-exported
 from ._util import copy_model, is_conv2d, set_module
-from .quantize import (QMAX, QMIN, MinMaxObserver, QuantizedConv2d, QuantizedLinear,
-                       quantizable_layers)
+from .quantize import MinMaxObserver, QuantizedConv2d, QuantizedLinear, quantizable_layers
 
 
 class FakeQuantize(Module):

@@ -1,7 +1,8 @@
-"""The device fixture of the kernel tests."""
+"""The fixtures of the kernel tests: the device, and the CUDA kernels a test launched."""
 import pytest
 
 from cuda_util import ALL_DEVICES, emulate
+from minicnn.kernels.cuda import module
 
 
 @pytest.fixture(params=ALL_DEVICES)
@@ -12,3 +13,17 @@ def kernel_device(request, monkeypatch):
     if request.param == "emu":
         emulate(monkeypatch)
     return request.param
+
+
+@pytest.fixture
+def launched(kernel_device, monkeypatch):
+    """The CUDA kernels launched during the test (by name): none on cpu, some on emu and cuda
+    (check with cuda_util.ran_on, so an emu case cannot quietly test the CPU path)."""
+    names = []
+    call = module.Kernel.__call__
+
+    def spy(self, *args, **kwargs):
+        names.append(self.name)
+        return call(self, *args, **kwargs)
+    monkeypatch.setattr(module.Kernel, "__call__", spy)
+    return names

@@ -15,10 +15,9 @@ from minicnn.kernels import activation as K
 from minicnn.kernels._numba import SMALL_WORK
 from minicnn.kernels.activation import cuda as C
 from minicnn.kernels.activation import reference as R
-from minicnn.kernels.cuda import module
 from minicnn.kernels.cuda.launch import data_ptr
 from minicnn.ops.activation import Activation
-from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous, ran_on
 
 ACTS = K.names()
 DTYPES = [np.float32, np.float64]
@@ -26,21 +25,6 @@ TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-13)}   # rtol, atol
 SLOPE = 0.07   # leaky_relu's negative slope; the other activations ignore it
 
 
-@pytest.fixture
-def launched(kernel_device, monkeypatch):
-    """The CUDA kernels launched during the test (by name): none on cpu, some on emu and cuda."""
-    names = []
-    call = module.Kernel.__call__
-
-    def spy(self, *args, **kwargs):
-        names.append(self.name)
-        return call(self, *args, **kwargs)
-    monkeypatch.setattr(module.Kernel, "__call__", spy)
-    return names
-
-
-def ran_on(device, launched):
-    assert bool(launched) == (device != "cpu"), launched
 
 
 @contextlib.contextmanager

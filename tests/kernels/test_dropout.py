@@ -16,7 +16,7 @@ from minicnn.kernels.cuda import module
 from minicnn.kernels.cuda.launch import data_ptr
 from minicnn.kernels.dropout import cuda as C
 from minicnn.kernels.dropout import reference as P
-from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, ran_on
 
 SELFTEST = Path(__file__).parent.parent / "cuda_src" / "emu_selftest.cu"
 DTYPES = [np.float32, np.float64]
@@ -31,21 +31,6 @@ KAT = [((0, 0, 0, 0), (0, 0), (0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)),
 SEEDS = [(0, 0), (1234, 7), (2**40 + 3, 2**33 + 1), (-5, 2**64 - 1)]
 
 
-@pytest.fixture
-def launched(kernel_device, monkeypatch):
-    """The CUDA kernels launched during the test (by name): none on cpu, some on emu and cuda."""
-    names = []
-    call = module.Kernel.__call__
-
-    def spy(self, *args, **kwargs):
-        names.append(self.name)
-        return call(self, *args, **kwargs)
-    monkeypatch.setattr(module.Kernel, "__call__", spy)
-    return names
-
-
-def ran_on(device, launched):
-    assert bool(launched) == (device != "cpu"), launched
 
 
 def drawn_keep(device, seed, mask_shape, p, dtype, call=0):

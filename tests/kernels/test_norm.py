@@ -12,31 +12,17 @@ from hypothesis import strategies as st
 
 from minicnn.kernels import norm as K
 from minicnn.kernels._numba import SMALL_WORK
-from minicnn.kernels.cuda import emulator, module
+from minicnn.kernels.cuda import emulator
 from minicnn.kernels.norm import cpu as CPU
 from minicnn.kernels.norm import cuda as C
 from minicnn.kernels.norm import reference as R
-from cuda_util import ALL_DEVICES, KERNEL_DEVICES, dev, emulate, host, noncontiguous
+from cuda_util import (ALL_DEVICES, KERNEL_DEVICES, dev, emulate, host, noncontiguous,
+                       ran_on)
 
 DTYPES = [np.float64, np.float32]
 EPS = 1e-5
 
 
-@pytest.fixture
-def launched(kernel_device, monkeypatch):
-    """The CUDA kernels launched during the test (by name): none on cpu, some on emu and cuda."""
-    names = []
-    call = module.Kernel.__call__
-
-    def spy(self, *args, **kwargs):
-        names.append(self.name)
-        return call(self, *args, **kwargs)
-    monkeypatch.setattr(module.Kernel, "__call__", spy)
-    return names
-
-
-def ran_on(device, launched):
-    assert bool(launched) == (device != "cpu"), launched
 
 
 def _tol(dtype, shift=0.0):

@@ -15,30 +15,14 @@ from hypothesis import strategies as st
 import minicnn as mc
 from minicnn.kernels import softmax as KS
 from minicnn.kernels._numba import SMALL_WORK
-from minicnn.kernels.cuda import module
 from minicnn.kernels.softmax import cpu as CPU
 from minicnn.kernels.softmax import cuda as S
 from minicnn.kernels.softmax import reference as R
-from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
+from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous, ran_on
 
 FLOATS = [np.float32, np.float64]
 
 
-@pytest.fixture
-def launched(kernel_device, monkeypatch):
-    """The CUDA kernels launched during the test (by name): none on cpu, some on emu and cuda."""
-    names = []
-    call = module.Kernel.__call__
-
-    def spy(self, *args, **kwargs):
-        names.append(self.name)
-        return call(self, *args, **kwargs)
-    monkeypatch.setattr(module.Kernel, "__call__", spy)
-    return names
-
-
-def ran_on(device, launched):
-    assert bool(launched) == (device != "cpu"), launched
 
 
 def _tol(dtype, L):
