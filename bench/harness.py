@@ -56,7 +56,7 @@ def to_numpy(x):
     if mod.startswith("torch"):
         return x.detach().cpu().numpy()
     if hasattr(x, "creator") and hasattr(x, "data") and mod.startswith("minicnn"):
-        x = x.data
+        x = x.array
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()
     return np.asarray(x)

@@ -60,9 +60,9 @@ def main(argv=None):
     train(model, tr, args.epochs, args.lr)
     out = {"model": f"ResNet(BasicBlock, {[args.blocks] * 4}, width={args.width}, cifar stem)",
            "data": f"{args.dataset} {len(tr)} train / {len(te)} test, "
-                   f"{tr.data.shape[2]}x{tr.data.shape[3]}",
+                   f"{tr.array.shape[2]}x{tr.array.shape[3]}",
            "epochs": args.epochs, "train_s": time.perf_counter() - t0}
-    x = te.data[:args.time_batch]
+    x = te.array[:args.time_batch]
     out["float_accuracy"] = compress.accuracy(model, te)
     pruned = compress.prune_channels(model, amount=args.amount, example_input=x[:2])
     out["pruned_convs"] = {k: len(v) for k, v in pruned.pruned_channels.items()}

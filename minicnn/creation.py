@@ -29,9 +29,9 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new Tensor holding a copy of `data` (list, scalar, NumPy/CuPy array or Tensor)."""
     dtype = dtypes.resolve(dtype)
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     elif isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
-        data = [d.data if isinstance(d, Tensor) else d for d in data]
+        data = [d.array if isinstance(d, Tensor) else d for d in data]
         data = devices.get_array_module(*data).stack([devices.get_array_module(d).asarray(d)
                                                       for d in data])
     if dtype is None:

@@ -68,7 +68,7 @@ class _Encoder:
                 return obj
             return {"__float__": "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")}
         if isinstance(obj, Tensor):
-            return {"__tensor__": self._add(obj.data), "device": obj.device,
+            return {"__tensor__": self._add(obj.array), "device": obj.device,
                     "requires_grad": bool(obj.requires_grad)}
         if isinstance(obj, numpy.ndarray) or devices.is_cuda_array(obj):
             if obj.dtype == object:

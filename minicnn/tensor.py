@@ -1,7 +1,8 @@
 """Tensor: an array (NumPy or CuPy) with a gradient and a place in the autograd graph.
 
-`data` is the raw array (not a Tensor, unlike PyTorch's `.data`); `grad` is a Tensor or None.
-Operators and methods call the differentiable ops in minicnn.ops.
+`array` is the raw array (Chainer's name); `data` is, as in PyTorch, a Tensor sharing that array
+outside the graph (`p.data.add_(...)` changes `p`; `p.data = t` replaces p's array); `grad` is a
+Tensor or None. Operators and methods call the differentiable ops in minicnn.ops.
 """
 import numpy
 
@@ -27,10 +28,10 @@ class Tensor(Variable):
 
     def __init__(self, data, requires_grad=False):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         if type(data) is not numpy.ndarray and not devices.is_cuda_array(data):
             data = numpy.asarray(data)
-        self.data = data
+        self.array = data
         self.grad = None
         self.creator = None
         self.output_index = 0
@@ -47,7 +48,7 @@ class Tensor(Variable):
         t = Tensor.__new__(Tensor)
         if type(array) is not numpy.ndarray and not devices.is_cuda_array(array):
             array = numpy.asarray(array)
-        t.data = array
+        t.array = array
         t.grad = t.creator = t._hooks = None
         t.output_index = 0
         t._requires_grad = False
@@ -56,13 +57,27 @@ class Tensor(Variable):
     @staticmethod
     def _from_op(array, fn, index):
         t = Tensor._wrap(array)
-        if t.data.dtype.kind in "fc":
+        if t.array.dtype.kind in "fc":
             t.creator = fn
             t.output_index = index
             t._requires_grad = True
         return t
 
     # --- attributes ---------------------------------------------------------------------------
+
+    @property
+    def data(self):
+        """A Tensor sharing this tensor's array, outside the graph (PyTorch's `.data`)."""
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value):
+        """Replace this tensor's array with another tensor's (or an array), as PyTorch's
+        `t.data = other`: the new array is shared, not copied, and may have another shape."""
+        array = value.array if isinstance(value, Tensor) else value
+        if type(array) is not numpy.ndarray and not devices.is_cuda_array(array):
+            array = numpy.asarray(array)
+        self.array = array
 
     @property
     def requires_grad(self):
@@ -73,9 +88,9 @@ class Tensor(Variable):
         self.requires_grad_(value)
 
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and self.data.dtype.kind not in "fc":
+        if requires_grad and self.array.dtype.kind not in "fc":
             raise TypeError(f"only Tensors of floating point dtype can require gradients, got "
-                            f"dtype {self.data.dtype} (shape {list(self.shape)})")
+                            f"dtype {self.array.dtype} (shape {list(self.shape)})")
         if not requires_grad and self.creator is not None:
             raise RuntimeError("requires_grad_(False) is only allowed on leaf tensors; use "
                                "detach() for a non-leaf")
@@ -84,39 +99,39 @@ class Tensor(Variable):
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self):
-        return devices.device_of(self.data)
+        return devices.device_of(self.array)
 
     @property
     def is_cuda(self):
-        return devices.is_cuda_array(self.data)
+        return devices.is_cuda_array(self.array)
 
     @property
     def shape(self):
-        return self.data.shape
+        return self.array.shape
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim=None):
         """The shape (PyTorch's `size()`), or one dimension's length."""
         if dim is None:
-            return self.data.shape
+            return self.array.shape
         from .ops.util import normalize_axis  # noqa: PLC0415
-        return self.data.shape[normalize_axis(dim, self.ndim, "size")]
+        return self.array.shape[normalize_axis(dim, self.ndim, "size")]
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     def nelement(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     @property
     def is_leaf(self):
@@ -137,21 +152,21 @@ class Tensor(Variable):
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self.data.shape[0]))
+        return (self[i] for i in range(self.array.shape[0]))
 
     def __repr__(self):
-        body = numpy.array2string(devices.to_numpy(self.data), separator=", ", prefix="tensor(",
+        body = numpy.array2string(devices.to_numpy(self.array), separator=", ", prefix="tensor(",
                                   precision=4)
         extras = []
         if self.device != "cpu":
             extras.append(f"device='{self.device}'")
-        if self.data.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
-            extras.append(f"dtype={self.data.dtype}")
+        if self.array.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
+            extras.append(f"dtype={self.array.dtype}")
         if self.creator is not None:
             extras.append(f"grad_fn=<{self.creator.name}>")
         elif self._requires_grad:
@@ -164,20 +179,20 @@ class Tensor(Variable):
         """The NumPy array (shared, not copied). CUDA tensors must be moved with .cpu() first."""
         if self.is_cuda:
             raise TypeError("can't convert a cuda tensor to numpy; use tensor.cpu().numpy()")
-        return self.data
+        return self.array
 
     def __array__(self, dtype=None, copy=None):
-        a = devices.to_numpy(self.data)
+        a = devices.to_numpy(self.array)
         return a if dtype is None else a.astype(dtype)
 
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item: a Tensor with {self.data.size} elements cannot be converted "
+        if self.array.size != 1:
+            raise ValueError(f"item: a Tensor with {self.array.size} elements cannot be converted "
                              "to a Python scalar")
-        return self.data.reshape(()).item()
+        return self.array.reshape(()).item()
 
     def tolist(self):
-        return devices.to_numpy(self.data).tolist()
+        return devices.to_numpy(self.array).tolist()
 
     def __bool__(self):
         return bool(self.item())
@@ -189,7 +204,7 @@ class Tensor(Variable):
         return int(self.item())
 
     def __index__(self):
-        if self.data.dtype.kind not in "iub":
+        if self.array.dtype.kind not in "iub":
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
@@ -245,15 +260,15 @@ class Tensor(Variable):
     # --- DLPack -------------------------------------------------------------------------------
 
     def __dlpack__(self, *args, **kwargs):
-        return self.data.__dlpack__(*args, **kwargs)
+        return self.array.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self.data.__dlpack_device__()
+        return self.array.__dlpack_device__()
 
     # --- graph --------------------------------------------------------------------------------
 
     def detach(self):
-        return Tensor._wrap(self.data)
+        return Tensor._wrap(self.array)
 
     def detach_(self):
         self.creator = None
@@ -264,7 +279,7 @@ class Tensor(Variable):
         return ops.Clone()(self)
 
     def contiguous(self):
-        if self.data.flags.c_contiguous:
+        if self.array.flags.c_contiguous:
             return self
         return ops.Clone()(self)
 
@@ -277,7 +292,7 @@ class Tensor(Variable):
                               allow_unused=True)
         for t, g in zip(inputs, grads):
             if g is not None:
-                g = g if create_graph else Tensor(g.data.copy())
+                g = g if create_graph else Tensor(g.array.copy())
                 t.grad = g if t.grad is None else t.grad + g
 
     def register_hook(self, hook):
@@ -313,58 +328,108 @@ class Tensor(Variable):
                 f"{op}: a tensor that requires grad is being used in an in-place operation; "
                 "wrap the update in mc.no_grad() or use .data")
 
+    def _augmented(self, other, op, out_of_place):
+        """`self op= other` as PyTorch does it: the same Tensor object changes. Outside the graph
+        (grad mode off, or neither side requires grad) its array is updated in place, keeping
+        its dtype (an update that would need another kind, float into int, is refused). In the
+        graph, a leaf that requires grad is refused, as PyTorch refuses it; any other tensor
+        takes the result's value and becomes its node (so gradients flow through the update),
+        while arrays saved by earlier ops stay as they were."""
+        in_graph = _GradMode.enabled and (
+            self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
+        if not in_graph:
+            xp = devices.get_array_module(self.array)
+            value = other.array if isinstance(other, Tensor) else other
+            try:
+                getattr(xp, op)(self.array, value, out=self.array, casting="same_kind")
+            except TypeError as e:  # NumPy's UFuncTypeError: a float result into an int tensor
+                raise RuntimeError(f"{op} in place: result type cannot be cast to the tensor's "
+                                   f"dtype {self.dtype} ({e})") from None
+            return self
+        if self._requires_grad and self.creator is None:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation (wrap the update in mc.no_grad())")
+        old = Tensor._wrap(self.array)    # this tensor's current node, as another object, so
+        old.creator, old.output_index = self.creator, self.output_index  # the graph has no loop
+        old._requires_grad = self._requires_grad
+        result = out_of_place(old, old if other is self else other)
+        if result.dtype != self.dtype:
+            if result.dtype.kind == "f" and self.dtype.kind != "f":
+                raise RuntimeError(f"{op} in place: result type {result.dtype} cannot be cast to "
+                                   f"the tensor's dtype {self.dtype}")
+            result = ops.cast(result, self.dtype)
+        self.array, self.creator, self.output_index = result.array, result.creator, \
+            result.output_index
+        self._requires_grad = result._requires_grad
+        return self
+
+    def __iadd__(self, other):
+        return self._augmented(other, "add", ops.add)
+
+    def __isub__(self, other):
+        return self._augmented(other, "subtract", ops.sub)
+
+    def __imul__(self, other):
+        return self._augmented(other, "multiply", ops.mul)
+
+    def __itruediv__(self, other):
+        return self._augmented(other, "true_divide", ops.div)
+
+    def __ipow__(self, other):
+        return self._augmented(other, "power", ops.pow)
+
     def zero_(self):
         self._check_inplace("zero_")
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_")
-        self.data[...] = value
+        self.array[...] = value
         return self
 
     def copy_(self, src):
         self._check_inplace("copy_")
-        src = src.data if isinstance(src, Tensor) else src
-        self.data[...] = devices.to_device(src, self.device) if self.is_cuda else \
+        src = src.array if isinstance(src, Tensor) else src
+        self.array[...] = devices.to_device(src, self.device) if self.is_cuda else \
             devices.to_numpy(src)
         return self
 
     def _inplace(self, op, other, fn):
         self._check_inplace(op)
-        other = other.data if isinstance(other, Tensor) else other
-        fn(self.data, other, out=self.data, casting="same_kind")
+        other = other.array if isinstance(other, Tensor) else other
+        fn(self.array, other, out=self.array, casting="same_kind")
         return self
 
     def add_(self, other, alpha=1):
         if alpha != 1:
-            other = (other.data if isinstance(other, Tensor) else other) * alpha
-        return self._inplace("add_", other, devices.get_array_module(self.data).add)
+            other = (other.array if isinstance(other, Tensor) else other) * alpha
+        return self._inplace("add_", other, devices.get_array_module(self.array).add)
 
     def sub_(self, other, alpha=1):
         if alpha != 1:
-            other = (other.data if isinstance(other, Tensor) else other) * alpha
-        return self._inplace("sub_", other, devices.get_array_module(self.data).subtract)
+            other = (other.array if isinstance(other, Tensor) else other) * alpha
+        return self._inplace("sub_", other, devices.get_array_module(self.array).subtract)
 
     def mul_(self, other):
-        return self._inplace("mul_", other, devices.get_array_module(self.data).multiply)
+        return self._inplace("mul_", other, devices.get_array_module(self.array).multiply)
 
     def div_(self, other):
-        return self._inplace("div_", other, devices.get_array_module(self.data).divide)
+        return self._inplace("div_", other, devices.get_array_module(self.array).divide)
 
     def clamp_(self, min=None, max=None):  # noqa: A002
         self._check_inplace("clamp_")
-        devices.get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        devices.get_array_module(self.array).clip(self.array, min, max, out=self.array)
         return self
 
     def __setitem__(self, key, value):
         self._check_inplace("setitem")
         from .ops.shape import _key_to_arrays  # noqa: PLC0415
-        xp = devices.get_array_module(self.data)
-        value = value.data if isinstance(value, Tensor) else value
+        xp = devices.get_array_module(self.array)
+        value = value.array if isinstance(value, Tensor) else value
         if xp is not numpy and isinstance(value, numpy.ndarray):
             value = xp.asarray(value)            # CuPy does not take NumPy arrays here
-        self.data[_key_to_arrays(key, xp)] = value
+        self.array[_key_to_arrays(key, xp)] = value
 
     # --- operators ----------------------------------------------------------------------------
 

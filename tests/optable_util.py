@@ -58,4 +58,4 @@ def float_outputs(out):
 def as_numpy(t):
     if hasattr(t, "detach") and hasattr(t, "numpy") and not isinstance(t, mc.Tensor):
         return t.detach().numpy()
-    return to_numpy(t.data)
+    return to_numpy(t.array)

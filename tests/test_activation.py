@@ -20,11 +20,11 @@ def test_softmax_stable_for_extreme_logits(device, dtype, name):
     x = mc.Tensor(to_device(a, device), requires_grad=True)
     y = getattr(F, name)(x, dim=1)
     ty = getattr(torch.nn.functional, name)(torch.tensor(a, requires_grad=True), dim=1)
-    out = to_numpy(y.data)
+    out = to_numpy(y.array)
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, ty.detach().numpy(), rtol=1e-6, atol=1e-6)
     (y * mc.Tensor(to_device(np.arange(12.0).reshape(3, 4).astype(dtype), device))).sum().backward()
-    assert np.all(np.isfinite(to_numpy(x.grad.data)))
+    assert np.all(np.isfinite(to_numpy(x.grad.array)))
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "softplus", "silu", "gelu", "mish", "elu",
@@ -119,8 +119,8 @@ def test_hardswish_at_its_kinks_equals_torch(device, dtype):
     tx = torch.tensor(a, requires_grad=True)
     ty = torch.nn.functional.hardswish(tx)
     ty.sum().backward()
-    np.testing.assert_array_equal(to_numpy(F.hardswish(x).data), ty.detach().numpy())
-    np.testing.assert_array_equal(to_numpy(x.grad.data), tx.grad.numpy())
+    np.testing.assert_array_equal(to_numpy(F.hardswish(x).array), ty.detach().numpy())
+    np.testing.assert_array_equal(to_numpy(x.grad.array), tx.grad.numpy())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -140,5 +140,5 @@ def test_nan_in_and_nan_gradient_as_torch(device, name):
         y, ty = getattr(F, name)(x), getattr(torch.nn.functional, name)(tx)
     y.backward(mc.Tensor(to_device(g, device)))
     ty.backward(torch.tensor(g))
-    np.testing.assert_array_equal(to_numpy(y.data), ty.detach().numpy())
-    np.testing.assert_array_equal(to_numpy(x.grad.data), tx.grad.numpy())
+    np.testing.assert_array_equal(to_numpy(y.array), ty.detach().numpy())
+    np.testing.assert_array_equal(to_numpy(x.grad.array), tx.grad.numpy())

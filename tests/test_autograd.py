@@ -20,8 +20,8 @@ def test_diamond_graph_accumulates(device):
     y = x * 2.0
     z = y * y + y  # y used twice
     z.sum().backward()
-    expected = 2.0 * (2 * 2.0 * x.data + 1.0)
-    np.testing.assert_allclose(mc.devices.to_numpy(x.grad.data), mc.devices.to_numpy(expected))
+    expected = 2.0 * (2 * 2.0 * x.array + 1.0)
+    np.testing.assert_allclose(mc.devices.to_numpy(x.grad.array), mc.devices.to_numpy(expected))
 
 
 def test_leaf_gradients_accumulate_across_backward_calls():
@@ -150,14 +150,14 @@ def test_retain_grad_on_nonleaf():
     y = x * 3.0
     y.retain_grad()
     (y * y).sum().backward()
-    np.testing.assert_allclose(y.grad.numpy(), 2 * y.data)
+    np.testing.assert_allclose(y.grad.numpy(), 2 * y.array)
 
 
 def test_autograd_grad_leaves_dot_grad_alone_and_reports_unused():
     x, u = leaf(3), leaf(3, seed=1)
     y = (x * x).sum()
     (gx,) = mc.autograd.grad(y, x, retain_graph=True)
-    np.testing.assert_allclose(gx.numpy(), 2 * x.data)
+    np.testing.assert_allclose(gx.numpy(), 2 * x.array)
     assert x.grad is None
     with pytest.raises(RuntimeError, match="was not used in the graph"):
         mc.autograd.grad(y, [x, u], retain_graph=True)
@@ -170,7 +170,7 @@ def test_grad_of_nonleaf_input():
     h = x * 2.0
     y = (h * h).sum()
     (gh,) = mc.autograd.grad(y, h)
-    np.testing.assert_allclose(gh.numpy(), 2 * h.data)
+    np.testing.assert_allclose(gh.numpy(), 2 * h.array)
 
 
 def test_create_graph_gives_second_derivative():
@@ -179,7 +179,7 @@ def test_create_graph_gives_second_derivative():
     (g,) = mc.autograd.grad(y, x, create_graph=True)
     assert g.requires_grad
     (h,) = mc.autograd.grad(g.sum(), x)
-    np.testing.assert_allclose(h.numpy(), 6 * x.data)
+    np.testing.assert_allclose(h.numpy(), 6 * x.array)
 
 
 def test_backward_create_graph_through_exp():
@@ -189,7 +189,7 @@ def test_backward_create_graph_through_exp():
     gx = x.grad
     x.grad = None
     gx.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), np.exp(x.data))
+    np.testing.assert_allclose(x.grad.numpy(), np.exp(x.array))
 
 
 def test_unreached_leaf_grad_stays_none():
@@ -201,7 +201,7 @@ def test_unreached_leaf_grad_stays_none():
 def test_leaf_grads_do_not_share_memory():
     a, b = leaf(3), leaf(3, seed=1)
     (a + b).sum().backward()
-    a.grad.data *= 0.0  # an in-place update (clipping, zeroing) must not reach b
+    a.grad.array *= 0.0  # an in-place update (clipping, zeroing) must not reach b
     np.testing.assert_allclose(b.grad.numpy(), np.ones(3))
 
 
@@ -209,7 +209,7 @@ def test_user_gradient_is_not_aliased():
     x = leaf(3)
     g = mc.ones(3, dtype=mc.float64)
     (x + 0.0).backward(g)
-    x.grad.data[...] = 7.0
+    x.grad.array[...] = 7.0
     np.testing.assert_allclose(g.numpy(), np.ones(3))
 
 

@@ -28,7 +28,7 @@ def _both(a, device="cpu", requires_grad=True):
 
 def _copy_params(m, tm):
     for name, p in m.named_parameters():
-        getattr(tm, name).data = torch.tensor(to_numpy(p.data))
+        getattr(tm, name).data = torch.tensor(to_numpy(p.array))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -45,7 +45,7 @@ def test_grouped_and_depthwise_backward_stride2_regression(device, groups, K, st
     y.backward(mc.tensor(to_device(gy, device)))
     yt.backward(torch.tensor(gy))
     for a, t in ((y, yt), (x.grad, xt.grad), (w.grad, wt.grad), (b.grad, bt.grad)):
-        np.testing.assert_allclose(to_numpy(a.data), t.detach().numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(to_numpy(a.array), t.detach().numpy(), rtol=1e-10, atol=1e-10)
     mc.testing.gradcheck(lambda x, w: F.conv2d(x, w, stride=stride, padding=1, groups=groups),
                          [x, w], directional=True)
 
@@ -66,11 +66,11 @@ def test_direct_3x3_stride1_paths_match_torch(groups, Cg, Kg, padding, dilation)
     y.backward(mc.tensor(gy))
     yt.backward(torch.tensor(gy))
     for a, t in ((y, yt), (x.grad, xt.grad), (w.grad, wt.grad), (b.grad, bt.grad)):
-        np.testing.assert_allclose(to_numpy(a.data), t.detach().numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(to_numpy(a.array), t.detach().numpy(), rtol=1e-10, atol=1e-10)
     g, gt = _both(_rand(2, C, 7, 6, seed=5))
     wT, wTt = _both(_rand(C, Kg, 3, 3, seed=6))
     np.testing.assert_allclose(
-        F.conv_transpose2d(g, wT, padding=padding, dilation=dilation, groups=groups).data,
+        F.conv_transpose2d(g, wT, padding=padding, dilation=dilation, groups=groups).array,
         TF.conv_transpose2d(gt, wTt, padding=padding, dilation=dilation,
                             groups=groups).detach().numpy(), rtol=1e-10, atol=1e-10)
     if groups <= 4:

@@ -162,7 +162,7 @@ class FrozenSquare(Function):
         return x * x
 
     def backward(self, gy):
-        return gy * mc.Tensor(2.0 * self.inputs[0].data)
+        return gy * mc.Tensor(2.0 * self.inputs[0].array)
 
 
 class DetachedGradSquare(Function):
@@ -173,7 +173,7 @@ class DetachedGradSquare(Function):
         return x * x
 
     def backward(self, gy):
-        return mc.Tensor(gy.data) * self.inputs[0] * 2.0
+        return mc.Tensor(gy.array) * self.inputs[0] * 2.0
 
 
 def _x(n=6, low=0.5, high=1.5):
@@ -274,8 +274,8 @@ def test_create_graph_true_records_the_backward():
     x.grad = None
     g.sum().backward()
     # d/dx sum(exp(3x) + 3x exp(3x)) = 3 exp(3x) + 3 exp(3x) + 9x exp(3x)
-    e = np.exp(3 * x.data)
-    np.testing.assert_allclose(x.grad.numpy(), 6 * e + 9 * x.data * e, rtol=1e-12)
+    e = np.exp(3 * x.array)
+    np.testing.assert_allclose(x.grad.numpy(), 6 * e + 9 * x.array * e, rtol=1e-12)
 
 
 def test_grad_mode_is_restored_after_backward():
@@ -332,9 +332,9 @@ def test_third_and_fourth_derivatives():
     (g2,) = mc.autograd.grad(g1.sum(), x, create_graph=True)
     (g3,) = mc.autograd.grad(g2.sum(), x, create_graph=True)
     (g4,) = mc.autograd.grad(g3.sum(), x, create_graph=True)
-    np.testing.assert_allclose(g1.numpy(), 4 * x.data ** 3, rtol=1e-12)
-    np.testing.assert_allclose(g2.numpy(), 12 * x.data ** 2, rtol=1e-12)
-    np.testing.assert_allclose(g3.numpy(), 24 * x.data, rtol=1e-12)
+    np.testing.assert_allclose(g1.numpy(), 4 * x.array ** 3, rtol=1e-12)
+    np.testing.assert_allclose(g2.numpy(), 12 * x.array ** 2, rtol=1e-12)
+    np.testing.assert_allclose(g3.numpy(), 24 * x.array, rtol=1e-12)
     np.testing.assert_allclose(g4.numpy(), np.full(5, 24.0), rtol=1e-12)
 
 
@@ -344,14 +344,14 @@ def test_higher_derivatives_through_retained_outputs():
     (g1,) = mc.autograd.grad(x.exp().sum(), x, create_graph=True)
     (g2,) = mc.autograd.grad(g1.sum(), x, create_graph=True)
     (g3,) = mc.autograd.grad(g2.sum(), x)
-    np.testing.assert_allclose(g3.numpy(), np.exp(x.data), rtol=1e-12)
+    np.testing.assert_allclose(g3.numpy(), np.exp(x.array), rtol=1e-12)
     (s1,) = mc.autograd.grad(x.sqrt().sum(), x, create_graph=True)
     (s2,) = mc.autograd.grad(s1.sum(), x)
-    np.testing.assert_allclose(s2.numpy(), -0.25 * x.data ** -1.5, rtol=1e-12)
+    np.testing.assert_allclose(s2.numpy(), -0.25 * x.array ** -1.5, rtol=1e-12)
     b = leaf(4, seed=2)
     (p1,) = mc.autograd.grad((x ** b).sum(), b, create_graph=True)
     (p2,) = mc.autograd.grad(p1.sum(), b)
-    np.testing.assert_allclose(p2.numpy(), x.data ** b.data * np.log(x.data) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(p2.numpy(), x.array ** b.array * np.log(x.array) ** 2, rtol=1e-12)
 
 
 def test_second_derivative_of_diamond_and_multi_output_graphs():
@@ -360,7 +360,7 @@ def test_second_derivative_of_diamond_and_multi_output_graphs():
     y = (h * h + h).sum()  # h used twice
     (g,) = mc.autograd.grad(y, x, create_graph=True)
     (gg,) = mc.autograd.grad(g.sum(), x)
-    e = np.exp(x.data)
+    e = np.exp(x.array)
     np.testing.assert_allclose(gg.numpy(), 4 * e * e + e, rtol=1e-12)
     a, b, _ = mc.split(x, 2)  # one output unused
     (g,) = mc.autograd.grad((a * a * b).sum(), x, create_graph=True)
@@ -375,7 +375,7 @@ def test_backward_create_graph_accumulates_differentiable_grads():
     (x ** 2).sum().backward(create_graph=True)
     assert x.grad.requires_grad
     (gg,) = mc.autograd.grad(x.grad.sum(), x)
-    np.testing.assert_allclose(gg.numpy(), 6 * x.data + 2, rtol=1e-12)
+    np.testing.assert_allclose(gg.numpy(), 6 * x.array + 2, rtol=1e-12)
 
 
 def test_gradient_penalty_through_a_linear_layer_matches_torch():
@@ -404,13 +404,13 @@ def test_second_derivative_through_dtype_casts():
     (g,) = mc.autograd.grad((y * y * y).sum(), x, create_graph=True)
     assert g.dtype == np.float64 and g.requires_grad
     (gg,) = mc.autograd.grad(g.sum(), x)
-    np.testing.assert_allclose(gg.numpy(), 6 * x.data, rtol=1e-6)
+    np.testing.assert_allclose(gg.numpy(), 6 * x.array, rtol=1e-6)
     # type promotion: float32 * float64 -> float64; grad_to casts the float32 side's grad back
     a = mc.tensor(np.array([0.5, 1.5], dtype=np.float32), requires_grad=True)
     (ga,) = mc.autograd.grad((a * a * x[:2]).sum(), a, create_graph=True)
     assert ga.dtype == np.float32
     (gaa,) = mc.autograd.grad(ga.sum(), a)
-    np.testing.assert_allclose(gaa.numpy(), 2 * x.data[:2], rtol=1e-6)
+    np.testing.assert_allclose(gaa.numpy(), 2 * x.array[:2], rtol=1e-6)
 
 
 def test_backward_with_inputs_and_create_graph():
@@ -418,4 +418,4 @@ def test_backward_with_inputs_and_create_graph():
     (x ** 3 * u).sum().backward(inputs=[x], create_graph=True)
     assert u.grad is None and x.grad.requires_grad
     (gu,) = mc.autograd.grad(x.grad.sum(), u)
-    np.testing.assert_allclose(gu.numpy(), 3 * x.data ** 2, rtol=1e-12)
+    np.testing.assert_allclose(gu.numpy(), 3 * x.array ** 2, rtol=1e-12)

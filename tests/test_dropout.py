@@ -19,14 +19,14 @@ def test_dropped_fraction_and_scale(device, p, dtype):
     n = 20000
     x = _ones((n,), device, dtype)
     y = F.dropout(x, p, training=True)
-    out = to_numpy(y.data)
+    out = to_numpy(y.array)
     assert out.dtype == dtype
     dropped = np.mean(out == 0)
     se = np.sqrt(p * (1 - p) / n)
     assert abs(dropped - p) < 5 * se, (dropped, p)
     np.testing.assert_allclose(out[out != 0], 1.0 / (1.0 - p), rtol=1e-6)
     y.sum().backward()
-    np.testing.assert_array_equal(to_numpy(x.grad.data), out)  # same mask, same scale
+    np.testing.assert_array_equal(to_numpy(x.grad.array), out)  # same mask, same scale
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -51,10 +51,10 @@ def test_module_train_mode_drops():
 def test_same_seed_same_mask(device):
     x = _ones((64, 64), device)
     mc.manual_seed(123)
-    a = to_numpy(F.dropout(x, 0.5).data)
-    b = to_numpy(F.dropout(x, 0.5).data)
+    a = to_numpy(F.dropout(x, 0.5).array)
+    b = to_numpy(F.dropout(x, 0.5).array)
     mc.manual_seed(123)
-    c = to_numpy(F.dropout(x, 0.5).data)
+    c = to_numpy(F.dropout(x, 0.5).array)
     np.testing.assert_array_equal(a, c)
     assert not np.array_equal(a, b)
 
@@ -63,7 +63,7 @@ def test_same_seed_same_mask(device):
 @pytest.mark.parametrize("shape", [(8, 16, 5, 5), (8, 16, 7)])
 def test_dropout2d_drops_whole_channels(device, shape):
     x = _ones(shape, device)
-    y = to_numpy(mc.nn.Dropout2d(0.5)(x).data).reshape(shape[0], shape[1], -1)
+    y = to_numpy(mc.nn.Dropout2d(0.5)(x).array).reshape(shape[0], shape[1], -1)
     per_channel = y.min(axis=2) == y.max(axis=2)
     assert per_channel.all()
     zero = y[:, :, 0] == 0

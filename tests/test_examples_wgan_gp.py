@@ -34,7 +34,7 @@ def test_gradient_penalty_gradients_match_torch():
         tnn.Flatten(), tnn.Linear(8 * 4 * 4, 1)).double()
     params = dict(critic.named_parameters())
     for name, tp in tcritic.named_parameters():
-        params[name].data[...] = tp.detach().numpy()
+        params[name].array[...] = tp.detach().numpy()
 
     rng = np.random.default_rng(0)
     real, fake = rng.uniform(0, 1, (3, 1, 8, 8)), rng.uniform(0, 1, (3, 1, 8, 8))

@@ -10,11 +10,11 @@ def _randomize_bn(model, rng):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             C = m.num_features
-            m.running_mean.data[...] = rng.normal(0, 1, C)
-            m.running_var.data[...] = rng.uniform(0.2, 3, C)
+            m.running_mean.array[...] = rng.normal(0, 1, C)
+            m.running_var.array[...] = rng.uniform(0.2, 3, C)
             if m.weight is not None:
-                m.weight.data[...] = rng.normal(1, 0.5, C)
-                m.bias.data[...] = rng.normal(0, 0.5, C)
+                m.weight.array[...] = rng.normal(1, 0.5, C)
+                m.bias.array[...] = rng.normal(0, 0.5, C)
     return model
 
 

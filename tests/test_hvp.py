@@ -166,7 +166,7 @@ def test_create_graph_keeps_results_differentiable_wrt_the_original_inputs():
     _, hv = mc.autograd.hvp(lambda t: (t ** 4).sum() / 12.0, x, v, create_graph=True)
     assert hv.requires_grad
     ((hv * v).sum()).backward()
-    np.testing.assert_allclose(x.grad.numpy(), 2 * x.data * v.data ** 2, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.array * v.array ** 2, rtol=1e-12)
     # and without create_graph nothing is recorded and the inputs are left alone
     _, hv = mc.autograd.hvp(lambda t: (t ** 4).sum(), x, v)
     assert not hv.requires_grad and hv.grad_fn is None
@@ -195,10 +195,10 @@ def test_hvp_equals_hessian_times_v(x, data):
     def f(t):
         return ((t * t).sum() + 1.0).log() + (t.exp() * t).sum()
 
-    H = mc.autograd.hessian(f, x).numpy().reshape(x.data.size, x.data.size)
+    H = mc.autograd.hessian(f, x).numpy().reshape(x.array.size, x.array.size)
     _, hv = mc.autograd.hvp(f, x, v)
     np.testing.assert_allclose(H, H.T, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(hv.numpy().reshape(-1), H @ v.data.reshape(-1), rtol=1e-10,
+    np.testing.assert_allclose(hv.numpy().reshape(-1), H @ v.array.reshape(-1), rtol=1e-10,
                                atol=1e-12)
 
 

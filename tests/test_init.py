@@ -54,16 +54,16 @@ def test_fans_match_pytorch(shape):
 def test_uniform_normal_constant():
     t = mc.empty(200, 300)
     init.uniform_(t, -2.0, 3.0)
-    assert t.data.min() >= -2 and t.data.max() < 3
-    check_moments(t.data, 0.5, 25 / 12, 5 ** 4 / 80)
+    assert t.array.min() >= -2 and t.array.max() < 3
+    check_moments(t.array, 0.5, 25 / 12, 5 ** 4 / 80)
     init.normal_(t, 1.5, 0.5)
-    check_moments(t.data, 1.5, 0.25)
+    check_moments(t.array, 1.5, 0.25)
     init.constant_(t, 0.3)
-    assert np.all(t.data == np.float32(0.3))
+    assert np.all(t.array == np.float32(0.3))
     init.ones_(t)
-    assert np.all(t.data == 1)
+    assert np.all(t.array == 1)
     init.zeros_(t)
-    assert not t.data.any()
+    assert not t.array.any()
 
 
 @pytest.mark.parametrize("fn", ["xavier_uniform_", "xavier_normal_"])
@@ -75,10 +75,10 @@ def test_xavier_variance(fn):
     var = gain ** 2 * 2 / (fan_in + fan_out)
     if fn == "xavier_uniform_":
         bound = math.sqrt(3 * var)
-        assert np.abs(t.data).max() <= bound
-        check_moments(t.data, 0, *uniform_moments(bound))
+        assert np.abs(t.array).max() <= bound
+        check_moments(t.array, 0, *uniform_moments(bound))
     else:
-        check_moments(t.data, 0, var)
+        check_moments(t.array, 0, var)
 
 
 @pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
@@ -92,17 +92,17 @@ def test_kaiming_variance(mode, nonlinearity, a, kind):
     var = init.calculate_gain(nonlinearity, a) ** 2 / fan
     if kind == "uniform":
         bound = math.sqrt(3 * var)
-        assert np.abs(t.data).max() <= bound * (1 + 1e-6)
-        check_moments(t.data, 0, *uniform_moments(bound))
+        assert np.abs(t.array).max() <= bound * (1 + 1e-6)
+        check_moments(t.array, 0, *uniform_moments(bound))
     else:
-        check_moments(t.data, 0, var)
+        check_moments(t.array, 0, var)
 
 
 def test_trunc_normal_bounds_and_moments():
     t = mc.empty(100000, dtype=mc.float64)
     mean, std, a, b = 0.5, 2.0, -1.0, 3.0
     init.trunc_normal_(t, mean, std, a, b)
-    assert t.data.min() >= a and t.data.max() <= b
+    assert t.array.min() >= a and t.array.max() <= b
     # moments of the truncated normal
     alpha, beta = (a - mean) / std, (b - mean) / std
     pdf = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
@@ -112,7 +112,7 @@ def test_trunc_normal_bounds_and_moments():
     tvar = std ** 2 * (1 + (alpha * pdf(alpha) - beta * pdf(beta)) / z
                        - ((pdf(alpha) - pdf(beta)) / z) ** 2)
     # a bounded distribution: mu4 <= (b - a)^2 var is a safe bound for the standard error
-    check_moments(t.data, tmean, tvar, mu4=tvar * (b - a) ** 2)
+    check_moments(t.array, tmean, tvar, mu4=tvar * (b - a) ** 2)
     with pytest.raises(ValueError, match="a < b"):
         init.trunc_normal_(t, a=1, b=0)
 
@@ -121,7 +121,7 @@ def test_trunc_normal_bounds_and_moments():
 def test_orthogonal(shape):
     t = mc.empty(*shape, dtype=mc.float64)
     init.orthogonal_(t, gain=2.0)
-    m = t.data.reshape(shape[0], -1)
+    m = t.array.reshape(shape[0], -1)
     rows, cols = m.shape
     gram = m @ m.T if rows <= cols else m.T @ m
     np.testing.assert_allclose(gram, 4.0 * np.eye(min(rows, cols)), atol=1e-12)
@@ -133,27 +133,27 @@ def test_eye_and_dirac_match_pytorch():
     torch = torch_or_skip()
     t = mc.empty(3, 5)
     init.eye_(t)
-    np.testing.assert_array_equal(t.data, torch.nn.init.eye_(torch.empty(3, 5)).numpy())
+    np.testing.assert_array_equal(t.array, torch.nn.init.eye_(torch.empty(3, 5)).numpy())
     t = mc.empty(6, 2, 3, 3)
     init.dirac_(t, groups=2)
-    np.testing.assert_array_equal(t.data, torch.nn.init.dirac_(torch.empty(6, 2, 3, 3),
+    np.testing.assert_array_equal(t.array, torch.nn.init.dirac_(torch.empty(6, 2, 3, 3),
                                                                groups=2).numpy())
 
 
 def test_seeded_in_place_and_outside_the_graph():
     p = mc.nn.Parameter(mc.empty(4, 5))
-    array = p.data
+    array = p.array
     mc.manual_seed(7)
     init.kaiming_normal_(p)
-    first = p.data.copy()
+    first = p.array.copy()
     mc.manual_seed(7)
     out = init.kaiming_normal_(p)
-    assert out is p and p.data is array  # in place, same array
-    np.testing.assert_array_equal(p.data, first)
+    assert out is p and p.array is array  # in place, same array
+    np.testing.assert_array_equal(p.array, first)
     assert p.creator is None and p.requires_grad
     g = mc.random.Generator(11)
-    a = init.normal_(mc.empty(3), generator=g).data.copy()
-    b = init.normal_(mc.empty(3), generator=mc.random.Generator(11)).data
+    a = init.normal_(mc.empty(3), generator=g).array.copy()
+    b = init.normal_(mc.empty(3), generator=mc.random.Generator(11)).array
     np.testing.assert_array_equal(a, b)
 
 

@@ -30,9 +30,9 @@ def test_cross_entropy_extreme_logits(device, dtype, smoothing):
     tloss = TF.cross_entropy(tx, torch.tensor(t), label_smoothing=smoothing)
     loss.backward()
     tloss.backward()
-    assert np.isfinite(loss.item()) and np.all(np.isfinite(to_numpy(x.grad.data)))
+    assert np.isfinite(loss.item()) and np.all(np.isfinite(to_numpy(x.grad.array)))
     np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-6)
-    np.testing.assert_allclose(to_numpy(x.grad.data), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(to_numpy(x.grad.array), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -84,11 +84,11 @@ def test_bce_at_probabilities_zero_and_one(device):
     x, tx = _pair(p, device)
     loss = F.binary_cross_entropy(x, mc.Tensor(to_device(y, device)), reduction="none")
     tloss = TF.binary_cross_entropy(tx, torch.tensor(y), reduction="none")
-    np.testing.assert_allclose(to_numpy(loss.data), tloss.detach().numpy())  # log clamped at -100
-    assert to_numpy(loss.data).tolist()[:4] == [0.0, 0.0, 100.0, 100.0]
+    np.testing.assert_allclose(to_numpy(loss.array), tloss.detach().numpy())  # log clamped at -100
+    assert to_numpy(loss.array).tolist()[:4] == [0.0, 0.0, 100.0, 100.0]
     loss.sum().backward()
     tloss.sum().backward()
-    g = to_numpy(x.grad.data)
+    g = to_numpy(x.grad.array)
     assert np.all(np.isfinite(g))
     np.testing.assert_allclose(g, tx.grad.numpy())
 

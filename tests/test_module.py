@@ -57,7 +57,7 @@ def test_state_dict_keys_persistent_buffers_only():
                                       "block.fc.weight", "block.fc.bias", "head.weight"]
     sd = net.state_dict()
     assert not sd["block.fc.weight"].requires_grad
-    assert np.shares_memory(sd["block.fc.weight"].data, net.block.fc.weight.data)
+    assert np.shares_memory(sd["block.fc.weight"].array, net.block.fc.weight.array)
     assert net.state_dict(keep_vars=True)["head.weight"] is net.head.weight
     assert list(net.state_dict(prefix="m."))[0] == "m.block.scale"
 
@@ -157,7 +157,7 @@ def test_zero_grad_apply_requires_grad():
     net = Net()
     net(mc.randn(2, 3)).sum().backward()
     net.zero_grad(set_to_none=False)
-    assert all(p.grad is not None and not p.grad.data.any() for p in net.parameters())
+    assert all(p.grad is not None and not p.grad.array.any() for p in net.parameters())
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
     seen = []
@@ -172,25 +172,25 @@ def test_zero_grad_apply_requires_grad():
 
 def test_load_state_dict_round_trip_in_place():
     a, b = Net(), Net()
-    view = b.block.fc.weight.data
+    view = b.block.fc.weight.array
     result = b.load_state_dict(a.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
-    assert b.block.fc.weight.data is view  # copied in place: views (optimizers) stay valid
+    assert b.block.fc.weight.array is view  # copied in place: views (optimizers) stay valid
     for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-        np.testing.assert_array_equal(x.data, y.data, err_msg=n)
+        np.testing.assert_array_equal(x.array, y.array, err_msg=n)
     # plain arrays are accepted, and dtypes are kept
-    b.load_state_dict({k: v.data.astype(np.float64) if v.dtype == np.float32 else v.data
+    b.load_state_dict({k: v.array.astype(np.float64) if v.dtype == np.float32 else v.array
                        for k, v in a.state_dict().items()})
     assert b.block.fc.weight.dtype == np.float32
 
 
 def _snapshot(m):
-    return {k: v.data.copy() for k, v in m.state_dict().items()}
+    return {k: v.array.copy() for k, v in m.state_dict().items()}
 
 
 def _assert_unchanged(m, snap):
     for k, v in m.state_dict().items():
-        np.testing.assert_array_equal(v.data, snap[k], err_msg=k)
+        np.testing.assert_array_equal(v.array, snap[k], err_msg=k)
 
 
 def test_load_state_dict_errors_change_nothing():
@@ -222,7 +222,7 @@ def test_load_state_dict_non_strict_reports_and_loads_the_rest():
     sd["junk"] = mc.zeros(1)
     res = net.load_state_dict(sd, strict=False)
     assert res.missing_keys == ["head.weight"] and res.unexpected_keys == ["junk"]
-    np.testing.assert_array_equal(net.block.fc.weight.data, other.block.fc.weight.data)
+    np.testing.assert_array_equal(net.block.fc.weight.array, other.block.fc.weight.array)
 
 
 # --- hooks and printing ---------------------------------------------------------------------
@@ -233,11 +233,11 @@ def test_forward_hooks_and_pre_hooks():
     h1 = lin.register_forward_pre_hook(lambda m, args: (args[0] * 0,))
     h2 = lin.register_forward_hook(lambda m, args, out: seen.append(out.shape) or out + 1)
     y = lin(mc.ones(3, 2))
-    np.testing.assert_allclose(y.data, np.broadcast_to(lin.bias.data + 1, (3, 2)), rtol=1e-6)
+    np.testing.assert_allclose(y.array, np.broadcast_to(lin.bias.array + 1, (3, 2)), rtol=1e-6)
     assert seen == [(3, 2)]
     h1.remove()
     h2.remove()
-    np.testing.assert_allclose(lin(mc.zeros(1, 2)).data[0], lin.bias.data, rtol=1e-6)
+    np.testing.assert_allclose(lin(mc.zeros(1, 2)).array[0], lin.bias.array, rtol=1e-6)
     assert seen == [(3, 2)]
 
 
@@ -267,7 +267,7 @@ def test_sequential_indexing_slicing_append_insert_delete():
     seq.append(nn.Identity())
     assert len(seq) == 4 and list(seq._modules) == ["0", "1", "2", "3"]
     x = mc.randn(5, 2)
-    np.testing.assert_allclose(seq(x).data, layers[2](layers[0](x)).data, rtol=1e-6)
+    np.testing.assert_allclose(seq(x).array, layers[2](layers[0](x)).array, rtol=1e-6)
     del seq[1]
     assert list(seq._modules) == ["0", "1", "2"] and seq[1] is layers[2]
     seq.insert(0, nn.Identity())
@@ -314,7 +314,7 @@ def test_module_list_and_dict():
 def test_linear_init_matches_pytorch_distribution():
     lin = nn.Linear(400, 300)
     bound = 1 / np.sqrt(400)
-    w, b = lin.weight.data, lin.bias.data
+    w, b = lin.weight.array, lin.bias.array
     assert w.dtype == np.float32 and w.shape == (300, 400) and b.shape == (300,)
     assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
     # U(-bound, bound): variance bound^2 / 3; 120000 samples -> 5 standard errors ~ 1.3%
@@ -324,9 +324,9 @@ def test_linear_init_matches_pytorch_distribution():
     a = nn.Linear(5, 4)
     mc.manual_seed(3)
     b2 = nn.Linear(5, 4)
-    np.testing.assert_array_equal(a.weight.data, b2.weight.data)
+    np.testing.assert_array_equal(a.weight.array, b2.weight.array)
     assert nn.Linear(2, 3, dtype=mc.float64).weight.dtype == np.float64
-    assert nn.Linear(0, 3).bias.data.tolist() == [0, 0, 0]
+    assert nn.Linear(0, 3).bias.array.tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("shape", [(3,), (5, 3), (2, 4, 3)])
@@ -339,12 +339,12 @@ def test_functional_linear_matches_pytorch(shape, bias):
     mx, mw, mb = (mc.tensor(a, requires_grad=True) for a in (x, w, b))
     ty = torch.nn.functional.linear(tx, tw, tb if bias else None)
     my = mc.functional.linear(mx, mw, mb if bias else None)
-    np.testing.assert_allclose(my.data, ty.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(my.array, ty.detach().numpy(), rtol=1e-12)
     g = rng.standard_normal(ty.shape)
     ty.backward(torch.tensor(g))
     my.backward(mc.tensor(g))
     for m, t in [(mx, tx), (mw, tw)] + ([(mb, tb)] if bias else []):
-        np.testing.assert_allclose(m.grad.data, t.grad.numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(m.grad.array, t.grad.numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_functional_linear_gradcheck_and_errors():

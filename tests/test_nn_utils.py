@@ -33,7 +33,7 @@ def test_clip_grad_norm_matches_pytorch(norm_type, max_norm):
     assert isinstance(total, mc.Tensor)
     assert float(total.item()) == pytest.approx(float(ttotal), rel=1e-12)
     for m, t in zip(mp, tp):
-        np.testing.assert_allclose(m.grad.data, t.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(m.grad.array, t.grad.numpy(), rtol=1e-12)
     if max_norm < 1:
         clipped = float(utils.get_total_norm([p.grad for p in mp[:3]], norm_type).item())
         assert clipped == pytest.approx(max_norm, rel=1e-5)
@@ -46,7 +46,7 @@ def test_clip_grad_norm_nonfinite_and_single_tensor():
         utils.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
     p.grad = mc.tensor([3.0, 4.0, 0.0])
     assert float(utils.clip_grad_norm_(p, 1.0).item()) == pytest.approx(5.0)
-    np.testing.assert_allclose(p.grad.data, [0.6, 0.8, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(p.grad.array, [0.6, 0.8, 0.0], rtol=1e-5)
     assert float(utils.clip_grad_norm_([nn.Parameter(mc.ones(1))], 1.0).item()) == 0.0
 
 
@@ -56,27 +56,27 @@ def test_clip_grad_value_matches_pytorch():
     utils.clip_grad_value_(mp, 1.5)
     torch.nn.utils.clip_grad_value_(tp, 1.5)
     for m, t in zip(mp, tp):
-        np.testing.assert_array_equal(m.grad.data, t.grad.numpy())
-        assert np.abs(m.grad.data).max() <= 1.5
+        np.testing.assert_array_equal(m.grad.array, t.grad.numpy())
+        assert np.abs(m.grad.array).max() <= 1.5
 
 
 def test_clipping_between_backward_and_step():
     net = nn.Linear(3, 2)
     opt = optim.SGD(net.parameters(), lr=1.0)
-    before = net.weight.data.copy()
+    before = net.weight.array.copy()
     (net(mc.randn(4, 3)) * 100).sum().backward()
     utils.clip_grad_norm_(net.parameters(), 0.1)
     opt.step()
-    assert np.sqrt(((net.weight.data - before) ** 2).sum()) <= 0.1 + 1e-6
+    assert np.sqrt(((net.weight.array - before) ** 2).sum()) <= 0.1 + 1e-6
 
 
 def test_parameters_vector_round_trip():
     torch = torch_or_skip()
     mp, tp = _params_with_grads(torch)
     v = utils.parameters_to_vector(mp)
-    np.testing.assert_array_equal(v.data, torch.nn.utils.parameters_to_vector(tp).detach().numpy())
+    np.testing.assert_array_equal(v.array, torch.nn.utils.parameters_to_vector(tp).detach().numpy())
     utils.vector_to_parameters(v * 2, mp)
-    np.testing.assert_array_equal(mp[0].data, 2 * tp[0].detach().numpy())
+    np.testing.assert_array_equal(mp[0].array, 2 * tp[0].detach().numpy())
     with pytest.raises(ValueError, match="has 3 elements but the parameters have"):
         utils.vector_to_parameters(mc.zeros(3, dtype=mc.float64), mp)
 
@@ -90,13 +90,13 @@ def test_l1_l2_penalties_values_and_gradients():
     assert float(l1.item()) == pytest.approx(0.01 * sum(float(t.abs().sum()) for t in tp))
     l1.backward()
     for m in mp:
-        np.testing.assert_allclose(m.grad.data, 0.01 * np.sign(m.data), rtol=1e-12)
+        np.testing.assert_allclose(m.grad.array, 0.01 * np.sign(m.array), rtol=1e-12)
         m.grad = None
     l2 = utils.l2_penalty(mp, 0.5)
     assert float(l2.item()) == pytest.approx(0.5 * sum(float((t * t).sum()) for t in tp))
     l2.backward()
     for m in mp:
-        np.testing.assert_allclose(m.grad.data, m.data, rtol=1e-12)  # d/dp 0.5 p^2 = p
+        np.testing.assert_allclose(m.grad.array, m.array, rtol=1e-12)  # d/dp 0.5 p^2 = p
         m.grad = None
     for q in (2.0, 1.0, 3.0, math.inf):
         n = utils.parameters_norm(mp, q)
@@ -105,7 +105,7 @@ def test_l1_l2_penalties_values_and_gradients():
         n.backward()
         assert float(n.item()) == pytest.approx(float(tn), rel=1e-12)
         for m, t in zip(mp, tp):
-            np.testing.assert_allclose(m.grad.data, t.grad.numpy(), rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(m.grad.array, t.grad.numpy(), rtol=1e-10, atol=1e-14)
             m.grad, t.grad = None, None
     assert float(utils.norm_penalty(mp, 0.1).item()) == pytest.approx(
         0.1 * float(utils.parameters_norm(mp).item()))
@@ -125,4 +125,4 @@ def test_l2_penalty_is_sgd_weight_decay():
     (b(x).sum() + utils.l2_penalty(b.parameters(), 0.1)).backward()
     oa.step()
     ob.step()
-    np.testing.assert_allclose(a.weight.data, b.weight.data, rtol=1e-6)
+    np.testing.assert_allclose(a.weight.array, b.weight.array, rtol=1e-6)

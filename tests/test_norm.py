@@ -17,7 +17,7 @@ def _mc(a, device="cpu", grad=False):
 
 def _copy_params(m, tm):
     for name, p in tm.named_parameters():
-        getattr(m, name).data[...] = to_device(p.detach().numpy(), getattr(m, name).device)
+        getattr(m, name).array[...] = to_device(p.detach().numpy(), getattr(m, name).device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -36,21 +36,21 @@ def test_batchnorm_running_stats_and_eval(device, cls, shape, momentum):
         a = (rng.standard_normal(shape) * (1 + step) + step).astype(np.float32)
         x, tx = _mc(a, device, True), torch.tensor(a, requires_grad=True)
         y, ty = m(x), tm(tx)
-        np.testing.assert_allclose(to_numpy(y.data), ty.detach().numpy(), atol=1e-5, rtol=1e-4)
+        np.testing.assert_allclose(to_numpy(y.array), ty.detach().numpy(), atol=1e-5, rtol=1e-4)
         g = rng.standard_normal(shape).astype(np.float32)
         y.backward(_mc(g, device))
         ty.backward(torch.tensor(g))
-        np.testing.assert_allclose(to_numpy(x.grad.data), tx.grad.numpy(), atol=1e-4, rtol=1e-3)
+        np.testing.assert_allclose(to_numpy(x.grad.array), tx.grad.numpy(), atol=1e-4, rtol=1e-3)
     for name in ("running_mean", "running_var"):
-        np.testing.assert_allclose(to_numpy(getattr(m, name).data),
+        np.testing.assert_allclose(to_numpy(getattr(m, name).array),
                                    getattr(tm, name).numpy(), rtol=1e-5, atol=1e-6)
     assert int(m.num_batches_tracked.item()) == int(tm.num_batches_tracked) == 5
-    np.testing.assert_allclose(to_numpy(m.weight.grad.data), tm.weight.grad.numpy(), rtol=1e-4,
+    np.testing.assert_allclose(to_numpy(m.weight.grad.array), tm.weight.grad.numpy(), rtol=1e-4,
                                atol=1e-4)
     m.eval()
     tm.eval()
     a = rng.standard_normal(shape).astype(np.float32)
-    np.testing.assert_allclose(to_numpy(m(_mc(a, device)).data),
+    np.testing.assert_allclose(to_numpy(m(_mc(a, device)).array),
                                tm(torch.tensor(a)).detach().numpy(),
                                atol=1e-5, rtol=1e-4)
 

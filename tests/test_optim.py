@@ -82,7 +82,7 @@ def _drive(torch, name, kw, steps=20, skip=None, dtype=np.float64, groups=None, 
 
 def _assert_close(tp, mp, rtol=1e-12, atol=1e-14):
     for t, m in zip(tp, mp):
-        np.testing.assert_allclose(m.data, t.detach().numpy(), rtol=rtol, atol=atol)
+        np.testing.assert_allclose(m.array, t.detach().numpy(), rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
@@ -112,7 +112,7 @@ def test_parity_float32(case):
     tp, mp, _, _ = _drive(torch, *case, dtype=np.float32)
     for t, m in zip(tp, mp):
         assert m.dtype == np.float32
-        np.testing.assert_allclose(m.data, t.detach().numpy(), rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(m.array, t.detach().numpy(), rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.skipif(not EMULATOR, reason="no C++ compiler for the CUDA emulator")
@@ -131,7 +131,7 @@ def test_parameters_are_views_into_one_flat_buffer():
     net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     opt = optim.Adam(net.parameters())
     (b,) = opt._layouts[0].buckets
-    assert all(p.data.base is b.flat for p in net.parameters())
+    assert all(p.array.base is b.flat for p in net.parameters())
     assert b.flat.size == net.num_parameters()
     assert set(b.state) == {"exp_avg", "exp_avg_sq"} and b.state["exp_avg"].size == b.flat.size
 
@@ -146,13 +146,13 @@ def test_replaced_parameter_arrays_are_relaid_out(torch64):
         if k == 3:  # replace the parameter's array behind the optimizer's back
             with torch.no_grad():
                 tp.data = tp.data * 2 + 1
-            mp.data = mp.data * 2 + 1
+            mp.array = mp.array * 2 + 1
         tp.grad, mp.grad = torch.tensor(g * (k + 1)), mc.tensor(g * (k + 1))
         topt.step()
         mopt.step()
-    np.testing.assert_allclose(mp.data, tp.detach().numpy(), rtol=1e-12)
-    assert mp.data.base is mopt._layouts[0].buckets[0].flat  # a view again
-    np.testing.assert_allclose(mopt.state[mp]["exp_avg"].data, topt.state[tp]["exp_avg"].numpy(),
+    np.testing.assert_allclose(mp.array, tp.detach().numpy(), rtol=1e-12)
+    assert mp.array.base is mopt._layouts[0].buckets[0].flat  # a view again
+    np.testing.assert_allclose(mopt.state[mp]["exp_avg"].array, topt.state[tp]["exp_avg"].numpy(),
                                rtol=1e-12)
 
 
@@ -165,18 +165,18 @@ def test_module_to_and_load_state_dict_after_optimizer_creation():
     net.zero_grad()
     x = mc.randn(4, 3, dtype=mc.float64)
     net(x).sum().backward()
-    before = net.weight.data.copy()
-    buf = opt.state[net.weight]["momentum_buffer"].data.astype(np.float64)
+    before = net.weight.array.copy()
+    buf = opt.state[net.weight]["momentum_buffer"].array.astype(np.float64)
     opt.step()
     assert net.weight.dtype == np.float64
-    expected = before - 0.1 * (0.9 * buf + net.weight.grad.data)
-    np.testing.assert_allclose(net.weight.data, expected, rtol=1e-6)
+    expected = before - 0.1 * (0.9 * buf + net.weight.grad.array)
+    np.testing.assert_allclose(net.weight.array, expected, rtol=1e-6)
     # load_state_dict copies in place: the views stay and the next step updates the model
     other = nn.Linear(3, 2).double()
     net.load_state_dict(other.state_dict())
     assert opt._layouts[0].buckets[0].valid()
     opt.step()
-    assert not np.array_equal(net.weight.data, other.weight.data)
+    assert not np.array_equal(net.weight.array, other.weight.array)
 
 
 def test_a_parameter_shared_by_two_optimizers(torch64):
@@ -190,7 +190,7 @@ def test_a_parameter_shared_by_two_optimizers(torch64):
         for m, t in ((m1, t1), (m2, t2)):
             m.step()
             t.step()
-    np.testing.assert_allclose(mp.data, tp.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mp.array, tp.detach().numpy(), rtol=1e-12)
 
 
 def test_mixed_dtypes_in_one_group(torch64):
@@ -205,8 +205,8 @@ def test_mixed_dtypes_in_one_group(torch64):
         t32.grad, t64.grad = torch.tensor(a32 * k), torch.tensor(a64 * -k)
         mopt.step()
         topt.step()
-    np.testing.assert_allclose(p32.data, t32.detach().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(p64.data, t64.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(p32.array, t32.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(p64.array, t64.detach().numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -238,10 +238,10 @@ def test_zero_grad_and_closure():
         return loss
     loss = opt.step(closure)
     assert float(loss.item()) == 3.0
-    np.testing.assert_allclose(p.data, 0.0)  # p - 0.5 * 2p
+    np.testing.assert_allclose(p.array, 0.0)  # p - 0.5 * 2p
     p.grad = mc.ones(3)
     opt.zero_grad(set_to_none=False)
-    assert p.grad is not None and not p.grad.data.any()
+    assert p.grad is not None and not p.grad.array.any()
     opt.zero_grad()
     assert p.grad is None
 
@@ -258,7 +258,7 @@ def test_state_dict_layout_matches_pytorch(torch64):
         for i in tsd["state"]:
             assert set(tsd["state"][i]) == set(msd["state"][i]), (name, i)
             for key, tv in tsd["state"][i].items():
-                np.testing.assert_allclose(np.asarray(msd["state"][i][key].data),
+                np.testing.assert_allclose(np.asarray(msd["state"][i][key].array),
                                            tv.numpy() if hasattr(tv, "numpy") else tv,
                                            rtol=1e-12, err_msg=f"{name} {i} {key}")
         assert [g["params"] for g in tsd["param_groups"]] == \
@@ -302,7 +302,7 @@ def test_own_state_dict_round_trip_continues_identically():
             for p, g in zip(p1, grads[k]):
                 p.grad = mc.tensor(g)
             opt1.step()
-        p2 = [nn.Parameter(mc.tensor(p.data.copy())) for p in p1]
+        p2 = [nn.Parameter(mc.tensor(p.array.copy())) for p in p1]
         opt2 = getattr(optim, name)(p2, **dict(kw, lr=123.0))
         opt2.load_state_dict(opt1.state_dict())
         assert opt2.param_groups[0]["lr"] == kw.get("lr", opt1.defaults["lr"])
@@ -312,7 +312,7 @@ def test_own_state_dict_round_trip_continues_identically():
             opt1.step()
             opt2.step()
         for p, q in zip(p1, p2):
-            np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+            np.testing.assert_array_equal(p.array, q.array, err_msg=name)
 
 
 def test_load_state_dict_errors_change_nothing():
@@ -322,11 +322,11 @@ def test_load_state_dict_errors_change_nothing():
         p.grad = mc.ones(*p.shape)
     opt.step()
     sd = opt.state_dict()
-    before = {k: v.data.copy() for k, v in opt.state[ps[0]].items()}
+    before = {k: v.array.copy() for k, v in opt.state[ps[0]].items()}
 
     def check_unchanged():
         for k, v in opt.state[ps[0]].items():
-            np.testing.assert_array_equal(v.data, before[k])
+            np.testing.assert_array_equal(v.array, before[k])
         assert opt.param_groups[0]["lr"] == 0.1
 
     bad = {"state": {0: dict(sd["state"][0], exp_avg=np.zeros(5)), 1: sd["state"][1]},
@@ -396,7 +396,7 @@ def test_wrong_sized_grad_is_an_error_not_a_wild_read():
     with pytest.raises(RuntimeError,
                        match=r"gradient of a parameter of shape \[3\] has shape \[4\]"):
         opt.step()
-    np.testing.assert_array_equal(p.data, 1.0)
+    np.testing.assert_array_equal(p.array, 1.0)
 
 
 def test_user_subclass_with_its_own_step_like_pytorch():
@@ -411,16 +411,16 @@ def test_user_subclass_with_its_own_step_like_pytorch():
                         continue
                     st = self.state[p]
                     st["n"] = st.get("n", 0) + 1
-                    p.data -= group["lr"] * np.sign(p.grad.data)
+                    p.array -= group["lr"] * np.sign(p.grad.array)
 
     p = nn.Parameter(mc.tensor([1.0, -1.0]))
-    original = p.data
+    original = p.array
     opt = SignSGD([p])
-    assert p.data is original  # no flat layout for a user step()
+    assert p.array is original  # no flat layout for a user step()
     p.grad = mc.tensor([2.0, -3.0])
     opt.step()
     opt.step()
-    np.testing.assert_allclose(p.data, [0.8, -0.8])
+    np.testing.assert_allclose(p.array, [0.8, -0.8])
     sd = opt.state_dict()
     assert sd["state"] == {0: {"n": 2}} and sd["param_groups"][0]["params"] == [0]
     opt2 = SignSGD([nn.Parameter(mc.zeros(2))], lr=0.5)
@@ -439,6 +439,6 @@ def test_add_param_group_then_step():
     opt.add_param_group({"params": [q], "lr": 1.0})
     p.grad, q.grad = mc.ones(2), mc.ones(3)
     opt.step()
-    np.testing.assert_allclose(p.data, 0.9, rtol=1e-6)
-    np.testing.assert_allclose(q.data, 0.0, atol=1e-7)
+    np.testing.assert_allclose(p.array, 0.9, rtol=1e-6)
+    np.testing.assert_allclose(q.array, 0.0, atol=1e-7)
 

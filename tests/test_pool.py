@@ -154,5 +154,5 @@ def test_max_pool_window_without_input_as_torch(device):
     y = F.max_pool2d(x, (2, 1), 1, (1, 0), dilation=(2, 1))
     y.sum().backward()
     ty = torch.nn.functional.max_pool2d(torch.tensor(a), (2, 1), 1, (1, 0), dilation=(2, 1))
-    np.testing.assert_array_equal(to_numpy(y.data), ty.numpy())
-    np.testing.assert_array_equal(to_numpy(x.grad.data), np.zeros_like(a))
+    np.testing.assert_array_equal(to_numpy(y.array), ty.numpy())
+    np.testing.assert_array_equal(to_numpy(x.grad.array), np.zeros_like(a))

@@ -38,10 +38,10 @@ def _randomize_bn(model, seed=0):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             C = m.num_features
-            m.running_mean.data[...] = rng.normal(0, 0.5, C)
-            m.running_var.data[...] = rng.uniform(0.5, 2, C)
-            m.weight.data[...] = rng.normal(1, 0.3, C)
-            m.bias.data[...] = rng.normal(0, 0.3, C)
+            m.running_mean.array[...] = rng.normal(0, 0.5, C)
+            m.running_var.array[...] = rng.uniform(0.5, 2, C)
+            m.weight.array[...] = rng.normal(1, 0.3, C)
+            m.bias.array[...] = rng.normal(0, 0.3, C)
     return model.eval()
 
 
@@ -75,7 +75,7 @@ def test_magnitude_pruning_sparsity_and_outputs(scope):
     # same outputs as the original with its weights multiplied by the masks
     for n, m in ref.named_modules():
         if n in sizes:
-            m.weight.data = m.weight.data * dict(model.named_modules())[n].weight_mask.data
+            m.weight.array = m.weight.array * dict(model.named_modules())[n].weight_mask.array
     np.testing.assert_allclose(_out(model, x), _out(ref, x), rtol=1e-6, atol=1e-6)
 
 

@@ -36,7 +36,7 @@ def _assert_same(a, b, where="obj"):
     if isinstance(a, mc.Tensor):
         assert isinstance(b, mc.Tensor), where
         assert a.dtype == b.dtype and a.shape == b.shape, where
-        assert a.data.tobytes() == b.data.tobytes(), where  # bit-exact
+        assert a.array.tobytes() == b.array.tobytes(), where  # bit-exact
         assert a.requires_grad == b.requires_grad, where
     elif isinstance(a, np.ndarray):
         assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
@@ -94,7 +94,7 @@ def test_model_and_optimizer_state_dicts_round_trip(tmp_path):
     assert opt2.param_groups[0]["lr"] == 0.01 and opt2.param_groups[0]["betas"] == (0.9, 0.999)
     for p, q in zip(net.parameters(), net2.parameters()):
         for k, v in opt.state[p].items():
-            assert v.data.tobytes() == opt2.state[q][k].data.tobytes()
+            assert v.array.tobytes() == opt2.state[q][k].array.tobytes()
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
@@ -163,7 +163,7 @@ def test_header_array_mismatch_is_detected(tmp_path):
 
 def test_bad_checkpoint_for_a_model_changes_nothing(tmp_path):
     net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    before = {k: v.data.copy() for k, v in net.state_dict().items()}
+    before = {k: v.array.copy() for k, v in net.state_dict().items()}
     other = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2))
     mc.save(other.state_dict(), tmp_path / "ck")
     with pytest.raises(RuntimeError, match="size mismatch for 0.weight"):
@@ -174,7 +174,7 @@ def test_bad_checkpoint_for_a_model_changes_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="Missing key"):
         net.load_state_dict(mc.load(tmp_path / "ck2"))
     for k, v in net.state_dict().items():
-        np.testing.assert_array_equal(v.data, before[k])
+        np.testing.assert_array_equal(v.array, before[k])
 
 
 def test_cuda_tagged_tensors_load_on_the_cpu(tmp_path):

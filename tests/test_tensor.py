@@ -35,11 +35,11 @@ def test_attributes_and_methods():
     t = mc.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
     assert t.shape == (2, 3) and t.ndim == 2 and t.size() == (2, 3) and t.size(1) == 3
     assert t.numel() == 6 and t.device == "cpu" and t.requires_grad and t.is_leaf
-    assert isinstance(t.data, np.ndarray)
+    assert isinstance(t.array, np.ndarray)
     assert t.sum().item() == 21.0
     assert t.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
     d = t.detach()
-    assert not d.requires_grad and d.data is t.data
+    assert not d.requires_grad and d.array is t.array
     assert "requires_grad=True" in repr(t)
     with pytest.raises(ValueError, match="item: a Tensor with 6 elements"):
         t.item()
@@ -93,7 +93,7 @@ def test_unknown_device():
 def test_dlpack_numpy_roundtrip_zero_copy():
     a = np.arange(6.0).reshape(2, 3)
     t = mc.from_dlpack(a)
-    assert np.shares_memory(t.data, a)
+    assert np.shares_memory(t.array, a)
     b = np.from_dlpack(t)
     assert np.shares_memory(b, a)
 
@@ -103,7 +103,7 @@ def test_dlpack_with_torch():
     tt = torch.arange(6.0).reshape(2, 3)
     t = mc.from_dlpack(tt)
     tt[0, 0] = 9.0
-    assert t.data[0, 0] == 9.0  # shares memory
+    assert t.array[0, 0] == 9.0  # shares memory
     back = torch.from_dlpack(mc.tensor([[1.0, 2.0]]))
     assert back.tolist() == [[1.0, 2.0]]
 
@@ -156,3 +156,65 @@ def test_maximum_ties_split_gradient():
     b = mc.tensor([1.0, 0.0], requires_grad=True)
     mc.maximum(a, b).sum().backward()
     assert a.grad.tolist() == [0.5, 1.0] and b.grad.tolist() == [0.5, 0.0]
+
+
+# --- PyTorch's .data and in-place augmented assignment ----------------------------------------
+
+def test_data_is_a_detached_tensor_sharing_the_array():
+    x = mc.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]], requires_grad=True)
+    d = x.data
+    assert isinstance(d, mc.Tensor) and not d.requires_grad and d.array is x.array
+    assert d.max(1)[1].tolist() == [1, 0]                  # out.data.max(1)[1]: the indices
+    assert mc.max(x.data, 1)[1].tolist() == [1, 0]
+    x.data.mul_(2)                                         # in place, outside the graph
+    assert x.tolist() == [[2.0, 10.0, 4.0], [14.0, 0.0, 6.0]] and x.requires_grad
+    x.data = mc.zeros(3)                                   # replaces the array (any shape)
+    assert x.shape == (3,) and x.requires_grad and x.is_leaf
+    x.data = np.ones(2)
+    assert x.tolist() == [1.0, 1.0]
+
+
+def test_augmented_assignment_updates_in_place_under_no_grad():
+    """The tutorials' manual SGD: `p -= lr * p.grad` under no_grad must change the model."""
+    mc.manual_seed(0)
+    net = mc.nn.Linear(3, 2)
+    before = {n: p.numpy().copy() for n, p in net.named_parameters()}
+    ids = {n: id(p) for n, p in net.named_parameters()}
+    net(mc.randn(4, 3)).sum().backward()
+    with mc.no_grad():
+        for p in net.parameters():
+            p -= 0.1 * p.grad
+    for n, p in net.named_parameters():
+        assert id(p) == ids[n] and p.requires_grad and p.is_leaf
+        np.testing.assert_allclose(p.numpy(), before[n] - 0.1 * p.grad.numpy(), rtol=1e-6)
+    a = mc.tensor([1.0, 2.0])
+    for op, want in (("+=", [3.0, 6.0]), ("*=", [6.0, 24.0]), ("/=", [3.0, 6.0]),
+                     ("-=", [1.0, 2.0]), ("**=", [1.0, 4.0])):
+        b = a
+        exec(f"a {op} (mc.tensor([2.0, 4.0]) if '{op}' != '**=' else 2)")
+        assert a is b and a.tolist() == want, op
+
+
+def test_augmented_assignment_in_the_graph():
+    x = mc.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        x += 1                                             # as PyTorch refuses it
+    y = x * 2
+    y += 1                                                 # a non-leaf takes the new node
+    y *= y
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (2 * np.array([1.0, 2, 3]) + 1) * 2)
+    acc = mc.zeros(3)                                      # a constant that meets the graph
+    acc += x
+    assert acc.requires_grad and not acc.is_leaf
+
+
+def test_augmented_assignment_keeps_the_dtype():
+    f = mc.tensor([1.0, 2.0])
+    f += mc.tensor([0.5, 0.5], dtype=mc.float64)
+    assert f.dtype == np.float32 and f.tolist() == [1.5, 2.5]
+    i = mc.tensor([1, 2])
+    i += 3
+    assert i.dtype == np.int64 and i.tolist() == [4, 5]
+    with pytest.raises(RuntimeError, match="cannot be cast"):
+        i += 1.5

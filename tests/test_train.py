@@ -73,7 +73,7 @@ def _losses(seed, prefetch):
 
     t.fit(DataLoader(ArrayDataset(x, y, transform=aug), 8, shuffle=True, prefetch=prefetch),
           epochs=2, callbacks=[Record()], verbose=0)
-    return losses, [p.data.copy() for p in t.model.parameters()]
+    return losses, [p.array.copy() for p in t.model.parameters()]
 
 
 def test_same_seed_same_losses_on_cpu():
@@ -118,7 +118,7 @@ def test_early_stopping_restores_best_weights():
 
     class Snap(mc.train.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            weights.append([p.data.copy() for p in self.trainer.model.parameters()])
+            weights.append([p.array.copy() for p in self.trainer.model.parameters()])
 
     es = EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
     h = t.fit((x, y), epochs=10, val_data=(x, y), callbacks=[es, Snap()], verbose=0)
@@ -139,7 +139,7 @@ def test_early_stopping_restore_gives_best_epoch_weights():
 
     class Snap(mc.train.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            snaps[epoch] = ([p.data.copy() for p in self.trainer.model.parameters()],
+            snaps[epoch] = ([p.array.copy() for p in self.trainer.model.parameters()],
                             logs["val_loss"])
 
     es = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
@@ -147,7 +147,7 @@ def test_early_stopping_restore_gives_best_epoch_weights():
     best = min(snaps, key=lambda e: snaps[e][1])
     assert es.best_epoch == best
     for p, q in zip(t.model.parameters(), snaps[best][0]):
-        np.testing.assert_array_equal(p.data, q)
+        np.testing.assert_array_equal(p.array, q)
 
 
 def test_model_checkpoint_best_only(tmp_path):
@@ -173,7 +173,7 @@ def test_model_checkpoint_best_only(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded["meta"]["epoch"] == 4 and loaded["optimizer"] is not None
     for (k, v), p in zip(loaded["model"].items(), t.model.parameters()):
-        np.testing.assert_array_equal(np.asarray(v), p.data)
+        np.testing.assert_array_equal(np.asarray(v), p.array)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path):
@@ -192,14 +192,14 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path):
 
     class Keep(mc.train.Callback):
         def on_batch_end(self, step, logs=None):
-            before["w"] = [p.data.copy() for p in self.trainer.model.parameters()]
+            before["w"] = [p.array.copy() for p in self.trainer.model.parameters()]
 
     h = t.fit(DataLoader(TensorDataset(x, y), 8), epochs=5, callbacks=[ck, Keep()], verbose=0)
     assert h.epoch == [1] and "epoch 2, step 3" in h.stopped and "nan" in h.stopped
     assert str(path) in h.stopped                                     # names the checkpoint
     assert load_checkpoint(path)["meta"]["epoch"] == 1
     for p, q in zip(t.model.parameters(), before["w"]):               # no step on the NaN
-        np.testing.assert_array_equal(p.data, q)
+        np.testing.assert_array_equal(p.array, q)
     calls["n"] = 0
     t2 = make_trainer(loss=flaky_loss, on_nan="raise")
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 3"):

@@ -226,7 +226,7 @@ class _Fixed(mc.nn.Module):
         self.logits = np.asarray(logits, np.float32)
 
     def forward(self, x):
-        return mc.tensor(self.logits[np.asarray(x.data, np.int64).reshape(-1)])
+        return mc.tensor(self.logits[np.asarray(x.array, np.int64).reshape(-1)])
 
 
 def test_soft_and_hard_voting():
@@ -269,7 +269,7 @@ def _fit_gd(model, dataset, steps=300, lr=0.5):
         loss.backward()
         with mc.no_grad():
             for p in model.parameters():
-                p.data -= lr * p.grad.data
+                p.array -= lr * p.grad.array
 
 
 def test_bagging_and_stacking_learn():

@@ -66,7 +66,7 @@ def dropout(ctx):
         x = ctx.mc(a, requires_grad=True)
         y = F.dropout(x, 0.5)
         y.backward(ctx.mc(gy))
-        out, g = to_numpy(y.data), to_numpy(x.grad.data)
+        out, g = to_numpy(y.array), to_numpy(x.grad.array)
         kept = out != 0
         if not np.allclose(out[kept], 2 * a[kept], rtol=1e-6):
             return "kept values are not scaled by 1 / (1 - p)"

@@ -25,7 +25,7 @@ def _critic_pair(ctx, width):
     params = dict(critic.named_parameters())
     with ctx.torch.no_grad():
         for name, tp in tcritic.named_parameters():
-            tp.copy_(ctx.torch.as_tensor(mc.devices.to_numpy(params[name].data)).to(ctx.device))
+            tp.copy_(ctx.torch.as_tensor(mc.devices.to_numpy(params[name].array)).to(ctx.device))
     return critic, tcritic
 
 

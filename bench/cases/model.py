@@ -161,7 +161,7 @@ def resnet18_cifar_step(ctx):
             p.grad = None
         mout = mmodel(mx)
         F.cross_entropy(mout, my).backward()
-        sides["mc"] = [mout.data] + [p.grad.data for p in mparams]
+        sides["mc"] = [mout.array] + [p.grad.array for p in mparams]
         for key, model, x in (("torch", tmodel, tx), ("ref", ref, tx.double())):
             model.zero_grad()
             out = model(x)

@@ -138,7 +138,7 @@ def _zero_fill(fn, gys):
     if all(g is not None for g in gys):
         return gys
     some = next(g for g in gys if g is not None)
-    xp = get_array_module(some.data)
+    xp = get_array_module(some.array)
     return [g if g is not None else some._wrap(xp.zeros(shape, dtype))
             for g, (shape, dtype) in zip(gys, fn.out_meta)]
 
@@ -146,7 +146,7 @@ def _zero_fill(fn, gys):
 def _owned_detached(g, owned):
     """A leaf's .grad must own its array: in-place updates (clipping, zero_) may not leak into
     another leaf's gradient, or into a user's tensor that was passed through."""
-    a = g.data
+    a = g.array
     if a.base is not None or id(a) in owned:
         a = a.copy()
     owned.add(id(a))
@@ -160,11 +160,11 @@ def _root_grads(tensors, grad_tensors, what):
             raise RuntimeError(
                 f"{what}: element {i} of tensors does not require grad and has no grad_fn")
         if g is None:
-            if t.data.size != 1:
+            if t.array.size != 1:
                 raise RuntimeError(
                     f"{what}: grad can be implicitly created only for scalar outputs, but the "
                     f"output has shape {tuple(t.shape)}; pass a gradient of that shape")
-            xp = get_array_module(t.data)
+            xp = get_array_module(t.array)
             g = t._wrap(xp.ones(t.shape, t.dtype))
         else:
             if not isinstance(g, Variable):
@@ -190,7 +190,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     if retain_graph is None:
         retain_graph = create_graph
     grads = _root_grads(tensors, grad_tensors, "backward")
-    given = {id(g.data) for g, user in zip(grads, grad_tensors) if user is not None}
+    given = {id(g.array) for g, user in zip(grads, grad_tensors) if user is not None}
     _engine(tensors, grads, retain_graph, create_graph, owned=given)
 
 

@@ -21,7 +21,7 @@ class Variable:
     gradient, whether it requires one, and the Function that made it (`creator`, with the
     output's index). The engine makes new Tensors through `_wrap` / `_from_op` of a Tensor it
     holds, so it never imports the Tensor class."""
-    __slots__ = ("data", "grad", "_requires_grad", "creator", "output_index", "_hooks")
+    __slots__ = ("array", "grad", "_requires_grad", "creator", "output_index", "_hooks")
 
     @staticmethod
     def _wrap(array):
@@ -65,10 +65,10 @@ class Function:
             if t is None:
                 arrays.append(None)
                 continue
-            a = t.data
+            a = t.array
             if first is None:
                 first = t
-            elif type(a) is not type(first.data):
+            elif type(a) is not type(first.array):
                 _raise_mixed_devices(self, inputs)
             arrays.append(a)
             if t._requires_grad:
@@ -104,7 +104,7 @@ class Function:
 
 
 def _raise_mixed_devices(fn, inputs):
-    desc = ", ".join(f"{device_of(t.data)} {tuple(t.data.shape)}" for t in inputs if t is not None)
+    desc = ", ".join(f"{device_of(t.array)} {tuple(t.array.shape)}" for t in inputs if t is not None)
     raise RuntimeError(
         f"{type(fn).__name__}: expected all tensors to be on the same device, but found "
         f"tensors on different devices: {desc}")

@@ -50,14 +50,14 @@ def _prepare_inputs(inputs, create_graph, fn_name):
     the original input."""
     out = []
     for i, x in enumerate(inputs):
-        if x.data.dtype.kind != "f":
-            raise TypeError(f"{fn_name}: input {i} has dtype {x.data.dtype}; derivatives need "
+        if x.array.dtype.kind != "f":
+            raise TypeError(f"{fn_name}: input {i} has dtype {x.array.dtype}; derivatives need "
                             "floating point inputs")
         if create_graph and x.requires_grad:
             with enable_grad():
                 out.append(Reshape(tuple(x.shape))(x))
         else:
-            out.append(Tensor(x.data, requires_grad=True))
+            out.append(Tensor(x.array, requires_grad=True))
     return tuple(out)
 
 
@@ -73,11 +73,11 @@ def _check_v(v, refs, fn_name, what):
 
 
 def _default_v(refs, fn_name, what):
-    if len(refs) != 1 or refs[0].data.size != 1:
+    if len(refs) != 1 or refs[0].array.size != 1:
         raise RuntimeError(f"{fn_name}: v can be omitted only when the {what} is a single "
                            "Tensor with one element")
-    xp = get_array_module(refs[0].data)
-    return (Tensor(xp.ones(refs[0].shape, refs[0].data.dtype)),)
+    xp = get_array_module(refs[0].array)
+    return (Tensor(xp.ones(refs[0].shape, refs[0].array.dtype)),)
 
 
 def _call(func, inputs, fn_name):
@@ -94,7 +94,7 @@ def _call(func, inputs, fn_name):
 
 
 def _zeros_like(t):
-    return Tensor(get_array_module(t.data).zeros(t.shape, t.data.dtype))
+    return Tensor(get_array_module(t.array).zeros(t.shape, t.array.dtype))
 
 
 def _grad(outputs, inputs, grad_outputs, create_graph, retain_graph=None):
@@ -156,7 +156,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         _check_v(v, xs, "jvp", "input")
     out_tuple, outs = _call(func, xs, "jvp")
     # u: dummy output gradients; J^T u is linear in u and recorded, so d<J^T u, v>/du = J v.
-    us = [Tensor(get_array_module(o.data).zeros(o.shape, o.data.dtype), requires_grad=True)
+    us = [Tensor(get_array_module(o.array).zeros(o.shape, o.array.dtype), requires_grad=True)
           for o in outs]
     with enable_grad():
         first = _grad(outs, xs, us, create_graph=True)
@@ -172,7 +172,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
 
 def _scalar_output(func, xs, fn_name):
     out_tuple, outs = _call(func, xs, fn_name)
-    if out_tuple or outs[0].data.size != 1:
+    if out_tuple or outs[0].array.size != 1:
         raise RuntimeError(f"{fn_name}: the user function must return a single Tensor with one "
                            f"element, got shape {list(outs[0].shape)}")
     return outs[0]
@@ -220,8 +220,8 @@ def _hessian_product(func, inputs, v, create_graph, strict, fn_name):
 
 
 def _ones_at(t, k):
-    xp = get_array_module(t.data)
-    e = xp.zeros(t.data.size, t.data.dtype)
+    xp = get_array_module(t.array)
+    e = xp.zeros(t.array.size, t.array.dtype)
     e[k] = 1
     return Tensor(e.reshape(t.shape))
 
@@ -237,7 +237,7 @@ def _jacobian_rows(outs, xs, create_graph, strict, fn_name, what):
     jac = []
     for i, o in enumerate(outs):
         per_input = [[] for _ in xs]
-        for k in range(o.data.size):
+        for k in range(o.array.size):
             grads = _grad([o], xs, [_ones_at(o, k)], create_graph, retain_graph=True)
             if strict and any(g is None for g in grads):
                 j = next(j for j, g in enumerate(grads) if g is None)
@@ -252,8 +252,8 @@ def _jacobian_rows(outs, xs, create_graph, strict, fn_name, what):
 
 
 def _zeros_like_shape(o, x):
-    xp = get_array_module(x.data)
-    return Tensor(xp.zeros(tuple(o.shape) + tuple(x.shape), x.data.dtype))
+    xp = get_array_module(x.array)
+    return Tensor(xp.zeros(tuple(o.shape) + tuple(x.shape), x.array.dtype))
 
 
 def jacobian(func, inputs, create_graph=False, strict=False):

@@ -67,7 +67,7 @@ def copy_model(model):
 
 def model_size_bytes(model):
     """Bytes of the parameters and persistent buffers (what a checkpoint holds)."""
-    return int(sum(t.data.nbytes for t in model.state_dict().values()))
+    return int(sum(t.array.nbytes for t in model.state_dict().values()))
 
 
 def as_numpy_batch(batch):
@@ -130,7 +130,7 @@ def trace(model, example_input):
     was_training = model.training
     model.eval()
     try:
-        x = example_input.data if isinstance(example_input, Tensor) else example_input
+        x = example_input.array if isinstance(example_input, Tensor) else example_input
         x = Tensor(x, requires_grad=getattr(x, "dtype", None) is not None and x.dtype.kind == "f")
         with enable_grad():
             out = model(x)

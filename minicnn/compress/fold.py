@@ -48,20 +48,20 @@ def fold_conv_bn(conv, bn):
     """Fold bn's eval-mode affine map into conv's weight and bias (in place)."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("fold_conv_bn: the BatchNorm2d tracks no running statistics")
-    w = conv.weight.data
+    w = conv.weight.array
     xp = get_array_module(w)
     K = w.shape[0]
     if bn.running_mean.shape[0] != K:
         raise ValueError(f"fold_conv_bn: conv has {K} output channels but the batch norm has "
                          f"{bn.running_mean.shape[0]} features")
-    var = bn.running_var.data.astype(xp.float64)
+    var = bn.running_var.array.astype(xp.float64)
     a = 1.0 / xp.sqrt(var + float(bn.eps))
     if getattr(bn, "weight", None) is not None:
-        a = a * bn.weight.data.astype(xp.float64)
-    b = conv.bias.data.astype(xp.float64) if conv.bias is not None else xp.zeros(K)
-    b = (b - bn.running_mean.data.astype(xp.float64)) * a
+        a = a * bn.weight.array.astype(xp.float64)
+    b = conv.bias.array.astype(xp.float64) if conv.bias is not None else xp.zeros(K)
+    b = (b - bn.running_mean.array.astype(xp.float64)) * a
     if getattr(bn, "bias", None) is not None:
-        b = b + bn.bias.data.astype(xp.float64)
+        b = b + bn.bias.array.astype(xp.float64)
     set_param(conv, "weight",
               Parameter((w.astype(xp.float64) * a.reshape(K, 1, 1, 1)).astype(w.dtype)))
     set_param(conv, "bias", Parameter(b.astype(w.dtype)))

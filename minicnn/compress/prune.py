@@ -45,7 +45,7 @@ def apply_mask(module, mask, name="weight"):
     """Prune `module.<name>` with a 0/1 mask (combined with an existing mask)."""
     if is_pruned(module, name):
         old = getattr(module, name + "_mask")
-        old.data = old.data * get_array_module(old.data).asarray(mask, dtype=old.data.dtype)
+        old.array = old.array * get_array_module(old.array).asarray(mask, dtype=old.array.dtype)
         _compute_weight(module)
         return module
     p = module._parameters.get(name)
@@ -54,10 +54,10 @@ def apply_mask(module, mask, name="weight"):
     if tuple(mask.shape) != tuple(p.shape):
         raise ValueError(f"prune: mask of shape {list(mask.shape)} for {name} of shape "
                          f"{list(p.shape)}")
-    xp = get_array_module(p.data)
+    xp = get_array_module(p.array)
     del module._parameters[name]
     module.register_parameter(name + "_orig", p)
-    module.register_buffer(name + "_mask", Tensor(xp.asarray(mask, dtype=p.data.dtype)))
+    module.register_buffer(name + "_mask", Tensor(xp.asarray(mask, dtype=p.array.dtype)))
     names = module.__dict__.setdefault("_pruned_names", [])
     names.append(name)
     if "_prune_hook" not in module.__dict__:
@@ -77,7 +77,7 @@ def _threshold_mask(values, amount):
 
 
 def _effective(module, name):
-    return to_numpy(getattr(module, name).data)
+    return to_numpy(getattr(module, name).array)
 
 
 def l1_unstructured(module, name="weight", amount=0.5):
@@ -135,7 +135,7 @@ def remove(module, name="weight"):
     del module._buffers[name + "_mask"]
     module.__dict__.pop(name, None)
     module.__dict__["_pruned_names"].remove(name)
-    orig.data = orig.data * mask.data
+    orig.array = orig.array * mask.array
     module.register_parameter(name, orig)
     if not module.__dict__["_pruned_names"]:
         module.__dict__.pop("_prune_hook").remove()
@@ -330,7 +330,7 @@ def _normalize_group(g):
 
 
 def channel_l1_norms(conv):
-    w = to_numpy(conv.weight.data)
+    w = to_numpy(conv.weight.array)
     return np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
 
 
@@ -343,8 +343,8 @@ def _keep_indices(model, group, amount, min_channels=1):
 
 
 def _take(param_or_tensor, idx, axis):
-    xp = get_array_module(param_or_tensor.data)
-    return xp.ascontiguousarray(xp.take(param_or_tensor.data, xp.asarray(idx), axis=axis))
+    xp = get_array_module(param_or_tensor.array)
+    return xp.ascontiguousarray(xp.take(param_or_tensor.array, xp.asarray(idx), axis=axis))
 
 
 def _set_param(module, name, array):
@@ -423,14 +423,14 @@ def zero_channels(model, groups, keeps):
         drop = np.setdiff1d(np.arange(K), keep)
         for pname in g["producers"]:
             conv = get_module(model, pname)
-            conv.weight.data[drop] = 0
+            conv.weight.array[drop] = 0
             if conv.bias is not None:
-                conv.bias.data[drop] = 0
+                conv.bias.array[drop] = 0
         for bname in g["bns"]:
             bn = get_module(model, bname)
             for pn in ("weight", "bias"):
                 if getattr(bn, pn, None) is not None:
-                    getattr(bn, pn).data[drop] = 0
+                    getattr(bn, pn).array[drop] = 0
     return model
 
 
@@ -443,8 +443,8 @@ def _verify(reference, pruned, groups, keeps, example_input):
     pruned.eval()
     try:
         with no_grad():
-            want = to_numpy(reference(x).data)
-            got = to_numpy(pruned(x).data)
+            want = to_numpy(reference(x).array)
+            got = to_numpy(pruned(x).array)
     except Exception as e:
         raise RuntimeError(f"prune_channels: the pruned model fails on the example input ({e}); "
                            "a pruned channel is probably used by an op the trace cannot see "

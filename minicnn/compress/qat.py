@@ -35,7 +35,7 @@ class FakeQuantize(Module):
 
     def forward(self, x):
         if self.training or self.observer.min_val is None:
-            self.observer.update(x.data)
+            self.observer.update(x.array)
         if not self.enabled:
             return x
         s, zp = self.qparams()
@@ -50,8 +50,8 @@ class FakeQuantize(Module):
 def fake_quantize_weight(w):
     """Per-output-channel symmetric int8 fake quantization (scales from the current values, no
     gradient through the scales)."""
-    s = symmetric_weight_scales(to_numpy(w.data), 0)
-    return fake_quantize(w, get_array_module(w.data).asarray(s), 0, -127, 127, axis=0)
+    s = symmetric_weight_scales(to_numpy(w.array), 0)
+    return fake_quantize(w, get_array_module(w.array).asarray(s), 0, -127, 127, axis=0)
 
 
 class QATLinear(Module):

@@ -111,12 +111,12 @@ def quantize_weight(w, axis=0):
 
 class _QuantizedBase(Module):
     def _init_q(self, weight, bias, input_scale, input_zero_point):
-        wq, ws = quantize_weight(weight.data, 0)
+        wq, ws = quantize_weight(weight.array, 0)
         xp = get_array_module(wq)
         self.register_buffer("weight_int8", Tensor(wq))                       # int8
         self.register_buffer("weight_scale", Tensor(ws.astype(xp.float32)))   # (K,)
         self.register_buffer("bias", None if bias is None else
-                             Tensor(bias.data.astype(xp.float32).copy()))
+                             Tensor(bias.array.astype(xp.float32).copy()))
         self.register_buffer("input_scale", Tensor(xp.asarray(input_scale, xp.float32)))
         self.register_buffer("input_zero_point", Tensor(xp.asarray(input_zero_point, xp.int32)))
 
@@ -125,7 +125,7 @@ class _QuantizedBase(Module):
         return float(self.input_scale.item()), int(self.input_zero_point.item())
 
     def dequantized_weight(self):
-        return kquant.dequantize(self.weight_int8.data, self.weight_scale.data, 0, axis=0)
+        return kquant.dequantize(self.weight_int8.array, self.weight_scale.array, 0, axis=0)
 
     def _quantize_input(self, x):
         s, zp = self.qparams
@@ -135,9 +135,9 @@ class _QuantizedBase(Module):
         """int32 (M, K) -> float32 (M, K): acc * s_x * s_w[k] + b[k]."""
         xp = get_array_module(acc)
         y = acc.astype(xp.float32)
-        y *= (xp.float32(s) * self.weight_scale.data)[None, :]
+        y *= (xp.float32(s) * self.weight_scale.array)[None, :]
         if self.bias is not None:
-            y += self.bias.data[None, :]
+            y += self.bias.array[None, :]
         return y
 
 
@@ -150,10 +150,10 @@ class QuantizedLinear(_QuantizedBase):
         self._init_q(linear.weight, linear.bias, input_scale, input_zero_point)
 
     def forward(self, x):
-        x = x.data if isinstance(x, Tensor) else x
+        x = x.array if isinstance(x, Tensor) else x
         lead = x.shape[:-1]
         xq, s, zp = self._quantize_input(x.reshape(-1, x.shape[-1]))    # (*, in) -> (M, in)
-        acc = kquant.qgemm_nt(xq, self.weight_int8.data, zp)          # (M, out) int32
+        acc = kquant.qgemm_nt(xq, self.weight_int8.array, zp)          # (M, out) int32
         return Tensor(self._epilogue(acc, s).reshape(*lead, self.out_features))
 
     def extra_repr(self):
@@ -188,7 +188,7 @@ class QuantizedConv2d(_QuantizedBase):
         self._init_q(conv.weight, conv.bias, input_scale, input_zero_point)
 
     def forward(self, x):
-        x = x.data if isinstance(x, Tensor) else x
+        x = x.array if isinstance(x, Tensor) else x
         xp = get_array_module(x)
         N, C, H, W = x.shape
         if C != self.in_channels:
@@ -198,7 +198,7 @@ class QuantizedConv2d(_QuantizedBase):
         KH, KW = self.kernel_size
         G, K = self.groups, self.out_channels
         Cg, Kg = C // G, K // G
-        w = self.weight_int8.data.reshape(K, -1)                        # (K, Cg*KH*KW)
+        w = self.weight_int8.array.reshape(K, -1)                        # (K, Cg*KH*KW)
         accs = []
         for g in range(G):
             xg = xq if G == 1 else xq[:, g * Cg:(g + 1) * Cg]
@@ -282,7 +282,7 @@ def accuracy(model, dataset, batch_size=256):
     correct = total = 0
     with no_grad():
         for xb, yb in iterate_batches(dataset, batch_size):
-            pred = to_numpy(model(Tensor(xb)).data).argmax(axis=1)
+            pred = to_numpy(model(Tensor(xb)).array).argmax(axis=1)
             correct += int((pred == to_numpy(yb)).sum())
             total += len(yb)
     return correct / max(total, 1)

@@ -55,8 +55,8 @@ def default_collate(batch):
         raise ValueError("default_collate: empty batch")
     first = batch[0]
     if isinstance(first, Tensor):
-        xp = devices.get_array_module(first.data)
-        return Tensor(xp.stack([b.data for b in batch]))
+        xp = devices.get_array_module(first.array)
+        return Tensor(xp.stack([b.array for b in batch]))
     if isinstance(first, numpy.ndarray) or devices.is_cuda_array(first):
         shapes = {tuple(b.shape) for b in batch}
         if len(shapes) > 1:
@@ -80,7 +80,7 @@ def default_collate(batch):
 
 def _to_device(data, device):
     if isinstance(data, Tensor):
-        return data if data.device == device else Tensor(devices.to_device(data.data, device))
+        return data if data.device == device else Tensor(devices.to_device(data.array, device))
     if isinstance(data, tuple):
         return tuple(_to_device(d, device) for d in data)
     if isinstance(data, list):

@@ -29,7 +29,7 @@ class Dataset:
 
 def _as_array(a):
     if isinstance(a, Tensor):
-        return a.data
+        return a.array
     return a if hasattr(a, "shape") and hasattr(a, "dtype") else numpy.asarray(a)
 
 

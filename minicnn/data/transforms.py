@@ -68,7 +68,7 @@ class Transform:
 
     def __call__(self, x):
         was_tensor = isinstance(x, Tensor)
-        a = x.data if was_tensor else numpy.asarray(x)
+        a = x.array if was_tensor else numpy.asarray(x)
         single = a.ndim == 3
         if single:
             a = a[None]
@@ -238,7 +238,7 @@ class ToTensor(Transform):
                                              or a.dtype == numpy.uint8)
 
     def __call__(self, x):
-        a = x.data if isinstance(x, Tensor) else numpy.asarray(x)
+        a = x.array if isinstance(x, Tensor) else numpy.asarray(x)
         if a.ndim == 2:                                             # (H, W) -> (1, H, W)
             return Tensor(self._scale(a[None]))
         if a.ndim == 3:
@@ -620,7 +620,7 @@ class Cutout(Transform):
 # --- batch mixing -------------------------------------------------------------------------------
 
 def _unwrap(x):
-    return (x.data, True) if isinstance(x, Tensor) else (numpy.asarray(x), False)
+    return (x.array, True) if isinstance(x, Tensor) else (numpy.asarray(x), False)
 
 
 def _index_like(perm, a):

@@ -150,7 +150,7 @@ class PReLU(Module):
         self.weight = Parameter(xp.full((self.num_parameters,), init, dtype=dtype))
 
     def reset_parameters(self):
-        self.weight.data[...] = self.init
+        self.weight.array[...] = self.init
 
     def forward(self, input):  # noqa: A002
         return A.prelu(input, self.weight)

@@ -72,9 +72,9 @@ def _check(tensor, fn):
 
 def _write(tensor, values):
     """Copy values (float64 samples) into the tensor's array in place."""
-    data = tensor.data
+    data = tensor.array
     if not getattr(data.flags, "writeable", True):  # read-only NumPy buffer (CuPy: no flag)
-        tensor.data = devices.get_array_module(data).array(values, dtype=data.dtype)
+        tensor.array = devices.get_array_module(data).array(values, dtype=data.dtype)
     else:
         data[...] = values
     return tensor
@@ -105,7 +105,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     if not a < b:
         raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
     g = _gen(tensor, generator)
-    xp = devices.get_array_module(tensor.data)
+    xp = devices.get_array_module(tensor.array)
     n = tensor.numel()
     out = xp.empty(n, dtype=numpy.float64)
     todo = xp.arange(n)
@@ -140,7 +140,7 @@ def eye_(tensor):
     if tensor.ndim != 2:
         raise ValueError(f"eye_: only tensors with 2 dimensions are supported, got shape "
                          f"{list(tensor.shape)}")
-    xp = devices.get_array_module(tensor.data)
+    xp = devices.get_array_module(tensor.array)
     return _write(tensor, xp.eye(*tensor.shape))
 
 
@@ -208,7 +208,7 @@ def orthogonal_(tensor, gain=1.0, generator=None):
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    xp = devices.get_array_module(tensor.data)
+    xp = devices.get_array_module(tensor.array)
     flat = _gen(tensor, generator).standard_normal((rows, cols), dtype=numpy.float64)
     if rows < cols:
         flat = flat.T

@@ -204,12 +204,12 @@ class Module:
         for m in self.modules():
             for p in m._parameters.values():
                 if p is not None:
-                    p.data = fn(p.data)
+                    p.array = fn(p.array)
                     if p.grad is not None:
-                        p.grad = Tensor(fn(p.grad.data))
+                        p.grad = Tensor(fn(p.grad.array))
             for name, b in m._buffers.items():
                 if b is not None:
-                    b.data = fn(b.data)
+                    b.array = fn(b.array)
         return self
 
     def to(self, *args, **kwargs):
@@ -292,7 +292,7 @@ class Module:
             if k not in state_dict:
                 continue
             value = state_dict[k]
-            array = value.data if isinstance(value, Tensor) else value
+            array = value.array if isinstance(value, Tensor) else value
             array = devices.to_numpy(array) if not hasattr(array, "shape") or \
                 devices.is_cuda_array(array) and not target.is_cuda else array
             shape = tuple(getattr(array, "shape", ()))
@@ -311,11 +311,11 @@ class Module:
             target = own[k]
             array = devices.to_device(array, target.device)
             # (CuPy arrays have no writeable flag: they are always writable)
-            if getattr(getattr(target.data, "flags", None), "writeable", True):
-                target.data[...] = array
+            if getattr(getattr(target.array, "flags", None), "writeable", True):
+                target.array[...] = array
             else:
-                xp = devices.get_array_module(target.data)
-                target.data = xp.array(array, dtype=target.data.dtype, copy=True)
+                xp = devices.get_array_module(target.array)
+                target.array = xp.array(array, dtype=target.array.dtype, copy=True)
         return collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")(
             missing, unexpected)
 

@@ -9,7 +9,7 @@ class Parameter(Tensor):
         if data is None:
             import numpy  # noqa: PLC0415
             data = numpy.empty(0, numpy.float32)
-        super().__init__(data.data if isinstance(data, Tensor) else data)
+        super().__init__(data.array if isinstance(data, Tensor) else data)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -26,4 +26,4 @@ def zero_grads(params, set_to_none=True):
         if set_to_none:
             p.grad = None
         else:
-            p.grad.data[...] = 0
+            p.grad.array[...] = 0

@@ -42,7 +42,7 @@ def _norm_of(xp, a, norm_type):
 
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False):
     """The norm of all tensors together (the norm of their per-tensor norms), as a 0-d Tensor."""
-    arrays = [t.data if isinstance(t, Tensor) else t for t in _as_list(tensors)]
+    arrays = [t.array if isinstance(t, Tensor) else t for t in _as_list(tensors)]
     arrays = [a for a in arrays if a is not None]
     norm_type = float(norm_type)
     if not arrays:
@@ -63,11 +63,11 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm):
     params = [p for p in _as_list(parameters) if p.grad is not None]
     if not params:
         return
-    total = total_norm.data if isinstance(total_norm, Tensor) else total_norm
-    xp = devices.get_array_module(params[0].grad.data)
+    total = total_norm.array if isinstance(total_norm, Tensor) else total_norm
+    xp = devices.get_array_module(params[0].grad.array)
     coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)
     for p in params:
-        g = p.grad.data
+        g = p.grad.array
         g *= coef.astype(g.dtype)
 
 
@@ -86,7 +86,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     clip_value = float(clip_value)
     for p in _as_list(parameters):
         if p.grad is not None:
-            g = p.grad.data
+            g = p.grad.array
             devices.get_array_module(g).clip(g, -clip_value, clip_value, out=g)
 
 
@@ -110,7 +110,7 @@ def vector_to_parameters(vec, parameters):
     with no_grad():
         for p in params:
             n = p.numel()
-            p.data[...] = vec.data[offset:offset + n].reshape(p.shape)
+            p.array[...] = vec.array[offset:offset + n].reshape(p.shape)
             offset += n
 
 

@@ -59,7 +59,7 @@ def _second_derivative(z, act):
         return sech2 * du - z * t * sech2 * du * du + 0.5 * z * sech2 * (
             z * (6.0 * _GELU_C * _SQRT_2_OVER_PI))
     if act == "hardswish":   # 1/3 on (-3, 3), 0 elsewhere: a constant of z
-        return _c(((z.data > -3) & (z.data < 3)) / 3.0, z.dtype)
+        return _c(((z.array > -3) & (z.array < 3)) / 3.0, z.dtype)
     if act == "mish":   # f = z t, t = tanh(softplus z): f'' = (1 - t^2) s (2 + z (1 - s - 2 t s))
         s = sigmoid(z)
         t = tanh(Softplus()(z))
@@ -292,7 +292,7 @@ def leaky_relu(x, negative_slope=0.01):
 def prelu(x, weight):
     _float_check(x, "prelu")
     C = x.shape[1] if x.ndim >= 2 else 1
-    if weight.ndim > 1 or weight.data.size not in (1, C):
+    if weight.ndim > 1 or weight.array.size not in (1, C):
         raise ValueError(f"prelu: weight of shape {shape_str(weight.shape)} must have 1 element "
                          f"or one per channel ({C}) of the input of shape {shape_str(x.shape)}")
     return PReLU()(x, weight)

@@ -13,8 +13,8 @@ from .util import as_tensor, broadcast_shapes, shape_str
 def grad_to(g, t):
     """g reduced to input t's shape and dtype."""
     g = sum_to(g, t.shape)
-    if g.data.dtype != t.data.dtype:
-        g = Cast(t.data.dtype)(g)
+    if g.array.dtype != t.array.dtype:
+        g = Cast(t.array.dtype)(g)
     return g
 
 
@@ -96,7 +96,7 @@ class Maximum(Function):
 
     def backward(self, gy):
         a, b = self.inputs
-        share = Tensor._wrap(self.share_a.astype(gy.data.dtype, copy=False))
+        share = Tensor._wrap(self.share_a.astype(gy.array.dtype, copy=False))
         ga = grad_to(gy * share, a) if a.requires_grad else None
         gb = grad_to(gy * (1.0 - share), b) if b.requires_grad else None
         return ga, gb
@@ -125,9 +125,9 @@ def _same_device(a, b):
     """A CPU 0-d tensor meets a CUDA tensor: it moves (as PyTorch allows); anything else on two
     devices is an error naming both (CuPy would refuse the NumPy operand less clearly)."""
     if a.ndim == 0 and a.device == "cpu":
-        return Tensor._wrap(to_device(a.data, b.device)), b
+        return Tensor._wrap(to_device(a.array, b.device)), b
     if b.ndim == 0 and b.device == "cpu":
-        return a, Tensor._wrap(to_device(b.data, a.device))
+        return a, Tensor._wrap(to_device(b.array, a.device))
     raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
                        f"devices, {a.device} and {b.device} (shapes {shape_str(a.shape)} and "
                        f"{shape_str(b.shape)}); move one with .to(...)")
@@ -142,12 +142,12 @@ def binary_operands(a, b):
         b = as_tensor(b, like=a)
     if a.device != b.device:
         a, b = _same_device(a, b)
-    da, db = a.data.dtype, b.data.dtype
+    da, db = a.array.dtype, b.array.dtype
     if da is not db and da != db:
         if da.kind == "f" and db.kind != "f":
-            b = Tensor._wrap(b.data.astype(da))
+            b = Tensor._wrap(b.array.astype(da))
         elif db.kind == "f" and da.kind != "f":
-            a = Tensor._wrap(a.data.astype(db))
+            a = Tensor._wrap(a.array.astype(db))
     return a, b
 
 
@@ -195,11 +195,11 @@ def minimum(a, b):
 
 
 def where(condition, a, b):
-    cond = condition.data if isinstance(condition, Tensor) else condition
+    cond = condition.array if isinstance(condition, Tensor) else condition
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = as_tensor(a)
     a, b = binary_operands(a, b)
-    xp = get_array_module(a.data, b.data)
+    xp = get_array_module(a.array, b.array)
     cond = xp.asarray(cond)
     if cond.dtype.kind != "b":
         raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
@@ -215,6 +215,6 @@ def where(condition, a, b):
 def cast(x, dtype):
     import numpy  # noqa: PLC0415
     dtype = numpy.dtype(dtype)
-    if x.data.dtype == dtype:
+    if x.array.dtype == dtype:
         return x
     return Cast(dtype)(x)

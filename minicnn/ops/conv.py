@@ -93,7 +93,7 @@ def _check_tensor_dims(op, x, w, nd):
                          f"{shape_str(w.shape)}")
     if x.dtype != w.dtype:
         raise TypeError(f"{op}: input ({x.dtype}) and weight ({w.dtype}) must have the same dtype")
-    if x.data.dtype.kind != "f":
+    if x.array.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
 
 

@@ -63,7 +63,7 @@ class Clamp(Function):
         return xp.clip(x, self.lo, self.hi)
 
     def backward(self, gy):
-        return gy * Tensor._wrap(self.mask.astype(gy.data.dtype))
+        return gy * Tensor._wrap(self.mask.astype(gy.array.dtype))
 
 
 def _unary(fn_class):
@@ -90,7 +90,7 @@ def clamp(x, min=None, max=None):  # noqa: A002 -- PyTorch's names
 
 
 def _constant(x, fn):
-    return Tensor._wrap(fn(get_array_module(x.data), x.data))
+    return Tensor._wrap(fn(get_array_module(x.array), x.array))
 
 
 def sign(x):
@@ -101,5 +101,5 @@ def compare(a, b, name):
     """eq/ne/lt/le/gt/ge: a bool tensor, outside the graph."""
     from .arith import binary_operands  # noqa: PLC0415
     a, b = binary_operands(a, b)
-    xp = get_array_module(a.data, b.data)
-    return Tensor._wrap(getattr(xp, name)(a.data, b.data))
+    xp = get_array_module(a.array, b.array)
+    return Tensor._wrap(getattr(xp, name)(a.array, b.array))

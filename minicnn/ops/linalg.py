@@ -32,9 +32,9 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes "
                          f"({_dims(a)}) and ({_dims(b)})")
-    if a.data.dtype != b.data.dtype:
+    if a.array.dtype != b.array.dtype:
         raise TypeError(f"matmul: expected both operands to have the same dtype, but got "
-                        f"{a.data.dtype} and {b.data.dtype}")
+                        f"{a.array.dtype} and {b.array.dtype}")
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: mat1 and mat2 shapes cannot be multiplied "
                          f"({_dims(a)} and {_dims(b)})")

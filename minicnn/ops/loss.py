@@ -42,7 +42,7 @@ def _reduce(loss, reduction):
 def _as_target(target, like):
     if isinstance(target, Tensor):
         return target
-    xp = get_array_module(like.data)
+    xp = get_array_module(like.array)
     return Tensor._wrap(xp.asarray(target))
 
 
@@ -88,7 +88,7 @@ class CrossEntropyGrad(Function):
     def backward(self, ggx):
         x, gl = self.inputs
         M, C = x.shape
-        xp = get_array_module(x.data)
+        xp = get_array_module(x.array)
         q = Tensor._wrap(_dense_q(xp, self.t, self.w, self.ignore_index, self.smooth, M, C,
                                   x.dtype))
         qsum = _sum(q, 1, True)
@@ -132,7 +132,7 @@ def _class_rows(x, target, weight, ignore_index, op):
         raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
     if x.ndim == 0:
         raise ValueError(f"{op}: input must have at least 1 dim (C,) or (N, C, ...), got a scalar")
-    t = target.data
+    t = target.array
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: expected class indices of an integer dtype, got dtype {t.dtype}")
     if x.ndim == 1:
@@ -154,7 +154,7 @@ def _class_rows(x, target, weight, ignore_index, op):
         if x.ndim > 2:  # (N, C, d1, ...) -> (N, d1, ..., C) -> (M, C)
             x = permute(x, (0,) + tuple(range(2, x.ndim)) + (1,))
         x2, out_shape = reshape(x, (-1, C)), expected
-    xp = get_array_module(x.data)
+    xp = get_array_module(x.array)
     t = xp.asarray(t).reshape(-1).astype(xp.int64, copy=False)
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if syncs_on_read(t):
@@ -169,7 +169,7 @@ def _class_rows(x, target, weight, ignore_index, op):
         if weight.ndim != 1 or weight.shape[0] != C:
             raise ValueError(f"{op}: weight should be a 1D tensor of {C} elements (one per "
                              f"class), got shape {shape_str(weight.shape)}")
-        w = weight.data
+        w = weight.array
     return x2, t, w, out_shape, bad
 
 
@@ -317,7 +317,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
     ad = _abs(d)
     if beta == 0:
         return _reduce(ad, reduction)
-    small = ad.data < beta
+    small = ad.array < beta
     return _reduce(where(small, d * d * (0.5 / beta), ad - 0.5 * beta), reduction)
 
 
@@ -328,7 +328,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0):  # noqa: A002
     x, t = _pair(input, target, "huber_loss")
     d = x - t
     ad = _abs(d)
-    small = ad.data < delta
+    small = ad.array < delta
     return _reduce(where(small, d * d * 0.5, (ad - 0.5 * delta) * delta), reduction)
 
 
@@ -359,8 +359,8 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa:
     x, t = _pair(input, target, "binary_cross_entropy", strict=True)
     # the range check reads two values from the device: CPU only (on the GPU an input outside
     # [0, 1] gives NaN through the logs, which the Trainer reports; PyTorch device-asserts there)
-    if x.data.size and not syncs_on_read(x.data) and \
-            (float(x.data.min()) < 0 or float(x.data.max()) > 1):
+    if x.array.size and not syncs_on_read(x.array) and \
+            (float(x.array.min()) < 0 or float(x.array.max()) > 1):
         raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1")
     return _reduce(BCE()(x, t, weight), reduction)
 
@@ -399,7 +399,7 @@ def kl_div(input, target, reduction="mean", log_target=False):  # noqa: A002
     if log_target:
         loss = _exp(t) * (t - x)
     else:
-        pos = t.data > 0
+        pos = t.array > 0
         loss = t * _log(where(pos, t, 1.0)) - t * x
     if reduction == "batchmean":
         total = _sum(loss)

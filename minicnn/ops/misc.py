@@ -25,5 +25,5 @@ class ToDevice(Function):
 
 
 def logical_not(x):
-    xp = get_array_module(x.data)
-    return Tensor._wrap(xp.logical_not(x.data) if x.data.dtype.kind == "b" else ~x.data)
+    xp = get_array_module(x.array)
+    return Tensor._wrap(xp.logical_not(x.array) if x.array.dtype.kind == "b" else ~x.array)

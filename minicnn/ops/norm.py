@@ -243,7 +243,7 @@ def _check_channels_input(x, op, min_dims, **vectors):
 
 def _update_running(running_mean, running_var, mean, var, momentum, var_scale=None):
     """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place."""
-    K.running_update(running_mean.data, running_var.data, mean, var, float(momentum),
+    K.running_update(running_mean.array, running_var.array, mean, var, float(momentum),
                      var_scale)
 
 
@@ -267,7 +267,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     _check_momentum("batch_norm", momentum)
     C = x.shape[1]
     if training:
-        count = x.data.size // max(C, 1)
+        count = x.array.size // max(C, 1)
         if count <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input "
                              f"size {shape_str(x.shape)}")
@@ -280,7 +280,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var must be given when "
                          "training=False")
-    return BatchNormEval(running_mean.data, running_var.data, eps)(x, weight, bias)
+    return BatchNormEval(running_mean.array, running_var.array, eps)(x, weight, bias)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,  # noqa: A002
@@ -291,19 +291,19 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                           running_var=running_var, weight=weight, bias=bias)
     _check_momentum("instance_norm", momentum)
     N, C = x.shape[:2]
-    I = x.data.size // max(N * C, 1)  # noqa: E741
+    I = x.array.size // max(N * C, 1)  # noqa: E741
     if not use_input_stats:
         if running_mean is None or running_var is None:
             raise ValueError("instance_norm: running_mean and running_var must be given when "
                              "use_input_stats=False")
-        return BatchNormEval(running_mean.data, running_var.data, eps)(x, weight, bias)
+        return BatchNormEval(running_mean.array, running_var.array, eps)(x, weight, bias)
     if I <= 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size "
                          f"{shape_str(x.shape)}")
     fn = RowNorm((N, C, 1, I), eps)
     y = fn(x, weight, bias)
     if running_mean is not None and running_var is not None:
-        xp = get_array_module(x.data)
+        xp = get_array_module(x.array)
         var = 1.0 / (fn.rstd * fn.rstd) - eps  # biased per-(n, c) variance
         var = xp.maximum(var, 0.0) * (I / (I - 1))
         _update_running(running_mean, running_var, fn.mean.mean(0), var.mean(0), momentum)
@@ -321,7 +321,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A0
                          f"num_groups, but got input of shape {shape_str(x.shape)} and "
                          f"num_groups={num_groups}")
     _check_channels_input(x, "group_norm", 2, weight=weight, bias=bias)  # after G, as PyTorch
-    I = x.data.size // max(N * C, 1)  # noqa: E741
+    I = x.array.size // max(N * C, 1)  # noqa: E741
     return RowNorm((N, G, C // G, I), eps)(x, weight, bias)
 
 
@@ -342,6 +342,6 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
             raise ValueError(f"layer_norm: {name} of shape {shape_str(t.shape)} does not match "
                              f"normalized_shape {list(ns)}")
     K_ = math.prod(ns)
-    N = x.data.size // max(K_, 1)
+    N = x.array.size // max(K_, 1)
     shape4 = (N, 1, K_, 1) if weight is not None or bias is not None else (N, 1, 1, K_)
     return RowNorm(shape4, eps)(x, weight, bias)

@@ -138,7 +138,7 @@ def _check_input(op, x):
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), but got input of size "
                          f"{shape_str(x.shape)}"
                          + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 3 else ""))
-    if x.data.dtype.kind != "f":
+    if x.array.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
 
 
@@ -198,7 +198,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
         raise ValueError(f"{op}: divisor must be a positive int, got {divisor_override!r}")
     H, W = input.shape[2:]
     inv = kpool.avg_pool_inv(H, W, *k, *s, *p, *out, count_include_pad, divisor_override,
-                                    input.data.dtype)
+                                    input.array.dtype)
     return AvgPool2d(k, s, p, out, inv)(input)
 
 
@@ -233,9 +233,9 @@ def adaptive_avg_pool2d(input, output_size):
     if H % OH == 0 and W % OW == 0:
         return avg_pool2d(input, (H // OH, W // OW))
     from ..tensor import Tensor  # noqa: PLC0415
-    xp = get_array_module(input.data)
-    ah = Tensor(_adaptive_matrix(H, OH, xp, input.data.dtype))      # (OH, H)
-    awt = Tensor(_adaptive_matrix(W, OW, xp, input.data.dtype).T)   # (W, OW)
+    xp = get_array_module(input.array)
+    ah = Tensor(_adaptive_matrix(H, OH, xp, input.array.dtype))      # (OH, H)
+    awt = Tensor(_adaptive_matrix(W, OW, xp, input.array.dtype).T)   # (W, OW)
     return matmul(matmul(ah, input), awt)                           # (N, C, OH, OW)
 
 
@@ -264,8 +264,8 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         out = default
     else:
         out = tuple(int(o) for o in tuple(output_size)[-2:])
-    idx = indices.data if hasattr(indices, "data") else indices
-    xp = get_array_module(input.data)
+    idx = indices.array if hasattr(indices, "data") else indices
+    xp = get_array_module(input.array)
     idx = xp.asarray(idx)
     if tuple(idx.shape) != tuple(input.shape):
         raise ValueError(f"{op}: expected indices of the input's shape {shape_str(input.shape)}, "

@@ -29,7 +29,7 @@ class FakeQuantizeOp(Function):
         return ((xp.clip(q, self.qmin, self.qmax) - zp) * s).astype(x.dtype, copy=False)
 
     def backward(self, gy):
-        return gy * Tensor._wrap(self.mask.astype(gy.data.dtype))
+        return gy * Tensor._wrap(self.mask.astype(gy.array.dtype))
 
 
 def fake_quantize(x, scale, zero_point=0, qmin=-128, qmax=127, axis=None):

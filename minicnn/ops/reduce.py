@@ -69,7 +69,7 @@ class AMax(Function):
 
     def backward(self, gy):
         return _spread(gy, self.in_shape, self.axes) * Tensor._wrap(
-            self.share.astype(gy.data.dtype, copy=False))
+            self.share.astype(gy.array.dtype, copy=False))
 
 
 class AMin(AMax):
@@ -92,8 +92,8 @@ class Var(Function):
 
 
 def _check_float(x, op):
-    if x.data.dtype.kind != "f" and x.requires_grad:
-        raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.data.dtype}")
+    if x.array.dtype.kind != "f" and x.requires_grad:
+        raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.array.dtype}")
 
 
 def sum(x, dim=None, keepdim=False):  # noqa: A001 -- PyTorch's name
@@ -101,13 +101,13 @@ def sum(x, dim=None, keepdim=False):  # noqa: A001 -- PyTorch's name
 
 
 def mean(x, dim=None, keepdim=False):
-    if x.data.dtype.kind not in "fc":
-        raise TypeError(f"mean: expected a floating point tensor, got dtype {x.data.dtype}")
+    if x.array.dtype.kind not in "fc":
+        raise TypeError(f"mean: expected a floating point tensor, got dtype {x.array.dtype}")
     return Mean(normalize_axes(dim, x.ndim, "mean"), keepdim)(x)
 
 
 def _check_nonempty(x, axes, op):
-    if x.data.size == 0 or (axes is not None and any(x.shape[a] == 0 for a in axes)):
+    if x.array.size == 0 or (axes is not None and any(x.shape[a] == 0 for a in axes)):
         raise ValueError(f"{op}: cannot reduce over an empty dimension of a tensor of shape "
                          f"{shape_str(x.shape)}")
 
@@ -132,8 +132,8 @@ def _value_and_index(x, dim, keepdim, arg, op):
     from .shape import gather, squeeze  # noqa: PLC0415
     axis = normalize_axis(dim, x.ndim, op)
     _check_nonempty(x, (axis,), op)
-    xp = get_array_module(x.data)
-    idx = xp.expand_dims(xp.asarray(getattr(xp, arg)(x.data, axis=axis)), axis)
+    xp = get_array_module(x.array)
+    idx = xp.expand_dims(xp.asarray(getattr(xp, arg)(x.array, axis=axis)), axis)
     values = gather(x, axis, idx)
     if not keepdim:
         values, idx = squeeze(values, axis), idx.squeeze(axis)
@@ -176,12 +176,12 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
 
 
 def _arg(x, dim, keepdim, name):
-    xp = get_array_module(x.data)
+    xp = get_array_module(x.array)
     if dim is None:
-        out = getattr(xp, name)(x.data)
+        out = getattr(xp, name)(x.array)
         return Tensor._wrap(xp.asarray(out).reshape((1,) * x.ndim if keepdim else ()))
     axis = normalize_axis(dim, x.ndim, name)
-    return Tensor._wrap(getattr(xp, name)(x.data, axis=axis, keepdims=keepdim))
+    return Tensor._wrap(getattr(xp, name)(x.array, axis=axis, keepdims=keepdim))
 
 
 def argmax(x, dim=None, keepdim=False):

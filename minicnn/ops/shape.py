@@ -47,7 +47,7 @@ def _shape_args(shape):
 
 
 def reshape(x, *shape):
-    shape = _resolve_shape(_shape_args(shape), x.data.size, "reshape")
+    shape = _resolve_shape(_shape_args(shape), x.array.size, "reshape")
     if shape == tuple(x.shape):
         return x
     return Reshape(shape)(x)
@@ -302,14 +302,14 @@ class GetItemGrad(Function):
 
 
 def _array(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def _key_to_arrays(key, xp):
 
     def conv(k):
         if isinstance(k, Tensor):
-            return k.data
+            return k.array
         if isinstance(k, list):
             return xp.asarray(k)
         return k
@@ -317,7 +317,7 @@ def _key_to_arrays(key, xp):
 
 
 def getitem(x, key):
-    key = _key_to_arrays(key, get_array_module(x.data))
+    key = _key_to_arrays(key, get_array_module(x.array))
     try:
         return GetItem(key)(x)
     except IndexError as e:
@@ -355,7 +355,7 @@ class IndexAdd(Function):
 
 def index_select(x, dim, index):
     axis = normalize_axis(dim, x.ndim, "index_select")
-    xp = get_array_module(x.data)
+    xp = get_array_module(x.array)
     index = xp.asarray(_array(index))
     if index.ndim != 1 or index.dtype.kind not in "iu":
         raise ValueError(f"index_select: index must be a 1-D integer tensor, got shape "
@@ -400,7 +400,7 @@ class PutAlongAxisAdd(Function):
 
 def gather(x, dim, index):
     axis = normalize_axis(dim, x.ndim, "gather")
-    index = get_array_module(x.data).asarray(_array(index))
+    index = get_array_module(x.array).asarray(_array(index))
     if index.ndim != x.ndim:
         raise ValueError(f"gather: index of shape {shape_str(index.shape)} must have as many "
                          f"dims as the input of shape {shape_str(x.shape)}")
@@ -452,7 +452,7 @@ def pad(x, pad, mode="constant", value=0.0):
         widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     if mode == "constant":
         return PadConstant(tuple(widths), value)(x) if any(pad) else x
-    xp = get_array_module(x.data)
+    xp = get_array_module(x.array)
     for axis, (lo, hi) in enumerate(widths):
         if not (lo or hi):
             continue

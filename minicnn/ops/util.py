@@ -50,8 +50,8 @@ def as_tensor(x, like=None):
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, numbers.Number):
-        xp = _xp(like.data)
-        dt = like.data.dtype
+        xp = _xp(like.array)
+        dt = like.array.dtype
         if isinstance(x, bool):
             dtype = dt
         elif isinstance(x, numbers.Integral):

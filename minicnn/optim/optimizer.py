@@ -3,7 +3,7 @@
 How the update stays a few array operations
 -------------------------------------------
 For every parameter group the optimizer keeps one *layout* per (device, dtype) bucket: a flat
-1-D buffer holding all of the bucket's parameters back to back, with each parameter's `.data`
+1-D buffer holding all of the bucket's parameters back to back, with each parameter's `.array`
 made a view into it, plus one flat buffer per state (exp_avg, momentum_buffer, ...). A step
 runs one fused kernel over the whole bucket: on the CPU a parallel Numba kernel that reads the
 per-parameter gradient arrays in place (a typed list and a chunk table, no gather copy) and
@@ -13,8 +13,8 @@ CUDA kernel updates the bucket. The Python work per step is a loop of identity c
 over the parameters (and building the list of gradient arrays), not array operations.
 
 Correctness when things change under the optimizer:
-- A parameter whose `.data` was replaced (Module.to(), `p.data = ...`, a read-only array) is
-  noticed by an identity check (`p.data is view`) at the next step and the group is laid out
+- A parameter whose `.array` was replaced (Module.to(), `p.array = ...`, a read-only array) is
+  noticed by an identity check (`p.array is view`) at the next step and the group is laid out
   again: the current values are copied into new flat buffers and the state is carried over
   (converted to the new dtype/device). Module.load_state_dict copies in place, so the views stay.
 - Parameters whose `.grad` is None are skipped, as PyTorch does: no update, no state change,
@@ -57,21 +57,21 @@ class _Bucket:
     def __init__(self, params, xp, dtype):
         self.params = params
         self.xp = xp
-        sizes = [int(p.data.size) for p in params]
+        sizes = [int(p.array.size) for p in params]
         self.offsets = [0] + list(itertools.accumulate(sizes))
         self.flat = xp.empty(self.offsets[-1], dtype=dtype)
         self.views = []
         for p, o0, o1 in zip(params, self.offsets, self.offsets[1:]):
-            self.flat[o0:o1] = p.data.reshape(-1)
-            view = self.flat[o0:o1].reshape(p.data.shape)
-            p.data = view
+            self.flat[o0:o1] = p.array.reshape(-1)
+            view = self.flat[o0:o1].reshape(p.array.shape)
+            p.array = view
             self.views.append(view)
         self.state = {}
         self.gbuf = None
 
     def valid(self):
         for p, v in zip(self.params, self.views):
-            if p.data is not v:
+            if p.array is not v:
                 return False
         return True
 
@@ -196,12 +196,12 @@ class Optimizer:
                         carry[p] = b.param_state(i)
         buckets = {}
         for p in group["params"]:
-            key = (devices.device_of(p.data), p.data.dtype.str)
+            key = (devices.device_of(p.array), p.array.dtype.str)
             buckets.setdefault(key, []).append(p)
         new = []
         spec = self._state_spec(group)
         for (device, dtype), params in buckets.items():
-            xp = devices.get_array_module(params[0].data)
+            xp = devices.get_array_module(params[0].array)
             b = _Bucket(params, xp, numpy.dtype(dtype))
             for name, fill in spec:
                 b.state[name] = xp.full(b.offsets[-1], fill, dtype=b.flat.dtype)
@@ -242,14 +242,14 @@ class Optimizer:
         params, offsets = bucket.params, bucket.offsets
         if K.reads_pieces(bucket.flat):
             o0 = offsets[i0]
-            return K.Pieces([params[i].grad.data for i in range(i0, i1)],
+            return K.Pieces([params[i].grad.array for i in range(i0, i1)],
                             [o - o0 for o in offsets[i0:i1 + 1]])
         if i1 - i0 == 1:
-            return params[i0].grad.data.reshape(-1)
+            return params[i0].grad.array.reshape(-1)
         if bucket.gbuf is None:
             bucket.gbuf = bucket.xp.empty_like(bucket.flat)
         out = bucket.gbuf[offsets[i0]:offsets[i1]]
-        bucket.xp.concatenate([params[i].grad.data.reshape(-1) for i in range(i0, i1)], out=out)
+        bucket.xp.concatenate([params[i].grad.array.reshape(-1) for i in range(i0, i1)], out=out)
         return out
 
     @no_grad()
@@ -259,7 +259,7 @@ class Optimizer:
         layouts = [self._layout(index) for index in range(len(self.param_groups))]
         for group in self.param_groups:  # checked before any update: a failed step changes nothing
             for p in group["params"]:     # (and a wrong-sized grad is never read out of bounds)
-                if p.grad is not None and p.grad.data.size != p.data.size:
+                if p.grad is not None and p.grad.array.size != p.array.size:
                     raise RuntimeError(f"{type(self).__name__}.step: the gradient of a parameter "
                                        f"of shape {list(p.shape)} has shape {list(p.grad.shape)}")
         for group, layout in zip(self.param_groups, layouts):
@@ -393,8 +393,8 @@ class Optimizer:
                     scalars.setdefault(p, dict(self._scalar_spec))[name] = float(_scalar(value))
                 elif name in names:
                     arr = _array(value)
-                    if arr.size != p.data.size or tuple(arr.shape) not in (tuple(p.shape),
-                                                                           (p.data.size,)):
+                    if arr.size != p.array.size or tuple(arr.shape) not in (tuple(p.shape),
+                                                                           (p.array.size,)):
                         raise ValueError(f"optimizer state dict: state {name!r} of parameter "
                                          f"{key} has shape {list(arr.shape)}, but the parameter "
                                          f"has shape {list(p.shape)}")
@@ -467,7 +467,7 @@ class Optimizer:
 
 def _array(value):
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
         return value.detach().cpu().numpy()
     if devices.is_cuda_array(value):

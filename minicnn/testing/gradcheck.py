@@ -29,20 +29,20 @@ def noncontiguous(array):
 
 def _outputs(result):
     outs = result if isinstance(result, (tuple, list)) else (result,)
-    return [o for o in outs if isinstance(o, Tensor) and o.data.dtype.kind == "f"]
+    return [o for o in outs if isinstance(o, Tensor) and o.array.dtype.kind == "f"]
 
 
 def _scalar(fn, inputs, weights):
     with autograd.no_grad():
         outs = _outputs(fn(*inputs))
-    return sum(float((o.data * w).sum()) for o, w in zip(outs, weights))
+    return sum(float((o.array * w).sum()) for o, w in zip(outs, weights))
 
 
 def _report(i, x, analytic, numeric, atol, rtol, what):
     err = numpy.abs(analytic - numeric) - (atol + rtol * numpy.abs(numeric))
     worst = numpy.unravel_index(int(numpy.argmax(err)), err.shape) if err.ndim else ()
     bad = int((err > 0).sum())
-    return (f"gradcheck failed for input {i} (shape {tuple(x.shape)}, {x.data.dtype}) {what}: "
+    return (f"gradcheck failed for input {i} (shape {tuple(x.shape)}, {x.array.dtype}) {what}: "
             f"{bad} of {err.size} values out of tolerance; worst at index {tuple(map(int, worst))}: "
             f"analytic {analytic[worst]!r}, numeric {numeric[worst]!r} "
             f"(|diff| {abs(analytic[worst] - numeric[worst]):.3g} > "
@@ -63,14 +63,14 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
     if not checked:
         raise ValueError("gradcheck: no input requires grad")
     for i, x in checked:
-        if x.data.dtype != numpy.float64:
-            raise TypeError(f"gradcheck: input {i} has dtype {x.data.dtype}; gradient checks need "
+        if x.array.dtype != numpy.float64:
+            raise TypeError(f"gradcheck: input {i} has dtype {x.array.dtype}; gradient checks need "
                             "float64 inputs")
     rng = numpy.random.default_rng(seed)
     outs = _outputs(fn(*inputs))
     if not outs:
         raise ValueError("gradcheck: fn returned no floating point Tensor")
-    xp = get_array_module(outs[0].data)
+    xp = get_array_module(outs[0].array)
     weights = [xp.asarray(rng.standard_normal(o.shape)) for o in outs]
     live = [o for o in outs if o.requires_grad]
     grads = autograd.grad(live, [x for _, x in checked],
@@ -79,12 +79,12 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
 
     try:
         for (i, x), g in zip(checked, grads):
-            analytic = numpy.zeros(x.shape) if g is None else to_numpy(g.data).astype(numpy.float64)
+            analytic = numpy.zeros(x.shape) if g is None else to_numpy(g.array).astype(numpy.float64)
             if g is not None and tuple(g.shape) != tuple(x.shape):
                 raise GradcheckError(f"gradcheck: gradient of input {i} has shape "
                                      f"{tuple(g.shape)}, expected {tuple(x.shape)}")
-            use_dirs = directional if directional is not None else x.data.size > max_elements
-            original = x.data
+            use_dirs = directional if directional is not None else x.array.size > max_elements
+            original = x.array
             if use_dirs:
                 _check_directions(fn, inputs, weights, i, x, original, analytic, eps, atol, rtol,
                                   n_directions, rng)
@@ -102,7 +102,7 @@ def _check_elements(fn, inputs, weights, i, x, original, analytic, eps, atol, rt
     work = original.copy()
     numeric = numpy.zeros(x.shape)
     try:
-        x.data = work
+        x.array = work
         flat = work.reshape(-1)
         for k in range(flat.size):
             v = flat[k].item()
@@ -113,7 +113,7 @@ def _check_elements(fn, inputs, weights, i, x, original, analytic, eps, atol, rt
             flat[k] = v
             numeric.reshape(-1)[k] = (f_plus - f_minus) / (2 * eps)
     finally:
-        x.data = original
+        x.array = original
     del xp
     if not numpy.allclose(analytic, numeric, atol=atol, rtol=rtol, equal_nan=False):
         raise GradcheckError(_report(i, x, analytic, numeric, atol, rtol, "element-wise"))
@@ -127,14 +127,14 @@ def _check_directions(fn, inputs, weights, i, x, original, analytic, eps, atol, 
         for _ in range(n_directions):
             u = rng.standard_normal(x.shape)
             u_dev = xp.asarray(u)
-            x.data = original + eps * u_dev
+            x.array = original + eps * u_dev
             f_plus = _scalar(fn, inputs, weights)
-            x.data = original - eps * u_dev
+            x.array = original - eps * u_dev
             f_minus = _scalar(fn, inputs, weights)
             n_dirs.append((f_plus - f_minus) / (2 * eps))
             a_dirs.append(float((analytic * u).sum()))
     finally:
-        x.data = original
+        x.array = original
     a_dirs, n_dirs = numpy.array(a_dirs), numpy.array(n_dirs)
     if not numpy.allclose(a_dirs, n_dirs, atol=atol, rtol=rtol):
         raise GradcheckError(_report(i, x, a_dirs, n_dirs, atol, rtol,

@@ -33,10 +33,10 @@ def _make_grad_outputs(fn, inputs, seed, non_contiguous):
     if not outs:
         raise ValueError("gradgradcheck: fn returned no floating point Tensor that requires grad")
     rng = numpy.random.default_rng(seed + 1)
-    xp = get_array_module(outs[0].data)
+    xp = get_array_module(outs[0].array)
     grads = []
     for o in outs:
-        g = xp.asarray(rng.standard_normal(o.shape)).astype(o.data.dtype)
+        g = xp.asarray(rng.standard_normal(o.shape)).astype(o.array.dtype)
         grads.append(Tensor(noncontiguous(g) if non_contiguous else g, requires_grad=True))
     return grads
 
@@ -95,8 +95,8 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     if not wrt:
         raise ValueError("gradgradcheck: no input requires grad")
     for i in wrt:
-        if inputs[i].data.dtype != numpy.float64:
-            raise TypeError(f"gradgradcheck: input {i} has dtype {inputs[i].data.dtype}; "
+        if inputs[i].array.dtype != numpy.float64:
+            raise TypeError(f"gradgradcheck: input {i} has dtype {inputs[i].array.dtype}; "
                             "gradient checks need float64 inputs")
     if grad_outputs is None:
         grad_outputs = _make_grad_outputs(fn, inputs, seed, gen_non_contig_grad_outputs)
@@ -106,8 +106,8 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
             if not isinstance(g, Tensor):
                 raise TypeError(f"gradgradcheck: grad_outputs[{k}] must be a Tensor, got "
                                 f"{type(g).__name__}")
-            if g.requires_grad and g.data.dtype != numpy.float64:
-                raise TypeError(f"gradgradcheck: grad_outputs[{k}] has dtype {g.data.dtype}; "
+            if g.requires_grad and g.array.dtype != numpy.float64:
+                raise TypeError(f"gradgradcheck: grad_outputs[{k}] has dtype {g.array.dtype}; "
                                 "gradient checks need float64")
     n = len(inputs)
     grads_fn = _first_derivatives(fn, inputs, n, wrt)

@@ -115,7 +115,7 @@ class _Monitor(Callback):
 
 
 def _snapshot(model):
-    return {k: devices.get_array_module(v.data).array(v.data, copy=True)
+    return {k: devices.get_array_module(v.array).array(v.array, copy=True)
             for k, v in model.state_dict().items()}
 
 

@@ -16,7 +16,7 @@ from ..tensor import Tensor
 
 def _np(a):
     if isinstance(a, Tensor):
-        a = a.data
+        a = a.array
     return devices.to_numpy(a)
 
 
@@ -30,8 +30,8 @@ def _device_pair(outputs, targets):
     """(outputs, labels) as raw arrays on the outputs' device, or None when either is not a CUDA
     array on the same device as the other (then the NumPy path runs). Keeps GPU metrics on the
     GPU: no transfer or synchronization until result() is read."""
-    out = outputs.data if isinstance(outputs, Tensor) else outputs
-    t = targets.data if isinstance(targets, Tensor) else targets
+    out = outputs.array if isinstance(outputs, Tensor) else outputs
+    t = targets.array if isinstance(targets, Tensor) else targets
     if not (devices.is_cuda_array(out) and devices.is_cuda_array(t)):
         return None
     labels = t.argmax(-1) if t.ndim == 2 and t.dtype.kind == "f" else t.astype(numpy.int64)

@@ -123,7 +123,7 @@ def plot_confusion_matrix(cm, path, classes=None, normalize=False, title="confus
 
 
 def _as_images(images):
-    a = images.data if isinstance(images, Tensor) else images
+    a = images.array if isinstance(images, Tensor) else images
     a = devices.to_numpy(a).astype(numpy.float32)
     if a.ndim != 4:
         raise ValueError(f"expected images (N, C, H, W), got shape {list(a.shape)}")
@@ -171,12 +171,12 @@ def plot_augmentations(images, transform, path, n_versions=6, title="augmentatio
     plt = _pyplot()
     if plt is None:
         return None
-    base = images.data if isinstance(images, Tensor) else numpy.asarray(images)
+    base = images.array if isinstance(images, Tensor) else numpy.asarray(images)
     rows = []
     for img in base:
         batch = numpy.repeat(img[None], n_versions, axis=0)
         out = transform(batch)
-        out = out.data if isinstance(out, Tensor) else out
+        out = out.array if isinstance(out, Tensor) else out
         rows.append(numpy.concatenate([img[None], devices.to_numpy(out)], axis=0))
     grid = numpy.concatenate(rows, axis=0)
     return plot_image_grid(grid, path, ncols=n_versions + 1, title=title)

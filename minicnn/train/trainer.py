@@ -72,7 +72,7 @@ def _read_scalars(arrays):
 
 def _to(t, device):
     if isinstance(t, Tensor):
-        return t if t.device == device else Tensor(devices.to_device(t.data, device))
+        return t if t.device == device else Tensor(devices.to_device(t.array, device))
     if isinstance(t, (tuple, list)):
         return type(t)(_to(v, device) for v in t)
     if isinstance(t, numpy.ndarray):
@@ -199,7 +199,7 @@ class Trainer:
             if not math.isfinite(value):
                 return value, out
         else:
-            value = loss.data
+            value = loss.array
         self.optimizer.zero_grad()
         loss.backward()
         if self.grad_clip is not None:
@@ -383,7 +383,7 @@ class Trainer:
                 out = self.model(x)
                 n = len(x)
                 if y is not None:
-                    losses.append((self.loss_fn(out, y).data, n))
+                    losses.append((self.loss_fn(out, y).array, n))
                     for m in ms:
                         m.update(out, y)
                 seen += n
@@ -403,7 +403,7 @@ class Trainer:
         """Model outputs (NumPy, concatenated over batches) for `data`: a DataLoader, a Dataset,
         an array / Tensor of inputs (N, ...), or a tuple (x, y)."""
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         if hasattr(data, "shape") and hasattr(data, "dtype"):
             data = (devices.to_numpy(data),)
         loader = self._loader(data, batch_size, False)
@@ -412,7 +412,7 @@ class Trainer:
         with no_grad():
             for batch in loader:
                 x, _ = self._split(batch)
-                outs.append(self.model(_to(x, self.device)).data)   # stays on the device
+                outs.append(self.model(_to(x, self.device)).array)   # stays on the device
         if not outs:
             return numpy.zeros((0,), numpy.float32)
         return devices.to_numpy(devices.get_array_module(*outs).concatenate(outs))

@@ -71,10 +71,10 @@ class VotingEnsemble(Module):
         avg = sum(w * p for w, p in zip(self.weights, probs))
         if self.voting == "soft":
             return avg.clamp(min=1e-12).log()
-        xp_avg = avg.data
+        xp_avg = avg.array
         votes = 0.0
         for w, p in zip(self.weights, probs):
-            onehot = (p.data == p.data.max(axis=1, keepdims=True)).astype(p.data.dtype)
+            onehot = (p.array == p.array.max(axis=1, keepdims=True)).astype(p.array.dtype)
             votes = votes + w * onehot / onehot.sum(axis=1, keepdims=True)
         shares = votes + 1e-6 * xp_avg                       # tie-break by average probability
         return Tensor(shares / shares.sum(axis=1, keepdims=True)).clamp(min=1e-12).log()
@@ -114,7 +114,7 @@ class StackingEnsemble(Module):
     def features(self, x):
         """(N, models * classes): the members' probabilities side by side (no graph)."""
         with no_grad():
-            probs = [softmax(m(x)).data for m in self.members]
+            probs = [softmax(m(x)).array for m in self.members]
         return Tensor(get_array_module(*probs).concatenate(probs, axis=1))
 
     def forward(self, x):
@@ -126,7 +126,7 @@ class StackingEnsemble(Module):
             m.eval()
         feats, ys = [], []
         for xb, yb in iterate_batches(dataset, batch_size):
-            feats.append(self.features(Tensor(xb)).data)
+            feats.append(self.features(Tensor(xb)).array)
             ys.append(yb)
         f = Tensor(np.concatenate(feats).astype(np.float32))
         y = np.concatenate(ys).astype(np.int64)
@@ -139,7 +139,7 @@ class StackingEnsemble(Module):
             loss.backward()
             with no_grad():
                 for p in params:
-                    p.data -= lr * (p.grad.data + weight_decay * p.data)
+                    p.array -= lr * (p.grad.array + weight_decay * p.array)
         return float(loss.item())
 
 

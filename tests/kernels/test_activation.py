@@ -402,9 +402,9 @@ def test_bias_act_op_matches_cpu_path(device, gpu_path):
     xt, bt = _t(x, device), _t(b, device)
     y = F.bias_act(xt, bt, "silu", dim=-1)
     y.sum().backward()
-    np.testing.assert_allclose(host(y.data), want.data, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(host(xt.grad.data), cpu_x.grad.data, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(host(bt.grad.data), cpu_b.grad.data, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(host(y.array), want.array, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(host(xt.grad.array), cpu_x.grad.array, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(host(bt.grad.array), cpu_b.grad.array, rtol=1e-5, atol=1e-5)
 
 
 # The functional forms backed by the kernels; the other activations run as the generic
@@ -428,7 +428,7 @@ def test_activation_ops_on_kernels(device, act, monkeypatch):
     for dtype in (np.float64, np.float32):  # the CPU path in float64 on the same input values
         cpu_x = mc.Tensor(x.astype(dtype).astype(np.float64), requires_grad=True)
         y = fn(cpu_x)
-        wants[dtype] = (y.data, mc.autograd.grad(y.sum(), [cpu_x])[0].data)
+        wants[dtype] = (y.array, mc.autograd.grad(y.sum(), [cpu_x])[0].array)
     calls = {"act_fwd": [], "act_bwd": []}   # the activation each launch function ran
     for f, i in (("act_fwd", 1), ("act_bwd", 2)):
         monkeypatch.setattr(C, f, lambda *a, _f=getattr(C, f), _c=calls[f], _i=i, **k:
@@ -439,8 +439,8 @@ def test_activation_ops_on_kernels(device, act, monkeypatch):
         xt = mc.Tensor(dev(x.astype(dtype), device), requires_grad=True)
         y = fn(xt)
         (g,) = mc.autograd.grad(y.sum(), [xt])
-        close(y.data, wants[dtype][0], dtype)
-        close(g.data, wants[dtype][1], dtype)
+        close(y.array, wants[dtype][0], dtype)
+        close(g.array, wants[dtype][1], dtype)
     # the kernels of `act` ran in both dtypes, forward and backward
     assert len(calls["act_fwd"]) >= 2 and set(calls["act_fwd"]) == {act}
     if act in SAVED_OUTPUT:

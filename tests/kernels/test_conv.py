@@ -410,7 +410,7 @@ def test_conv_ops_gpu_path(device, algo, case, monkeypatch):
     assert K.last_algorithm()["grad_input"] == K.last_algorithm()["grad_weight"] == back
     for got, want in ((yg, yc), (xg.grad, xc.grad), (wg.grad, wc.grad)) + (
             ((bg.grad, bc.grad),) if b is not None else ()):
-        np.testing.assert_allclose(host(got.data), want.data, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(host(got.array), want.array, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
@@ -448,4 +448,4 @@ def test_conv_transpose_double_backward_gpu_path(device, monkeypatch):
     assert (3, 4) in calls
     for g, r in zip(got, want):
         assert g.shape == r.shape
-        np.testing.assert_allclose(host(g.data), r.data, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(host(g.array), r.array, rtol=1e-12, atol=1e-12)

@@ -244,13 +244,13 @@ def test_keep_rate_scale_and_backward_mask(kernel_device, dtype, p):
     n = 20000
     x = _t(np.ones(n, dtype), kernel_device)
     y = F.dropout(x, p, training=True)
-    out = host(y.data)
+    out = host(y.array)
     assert out.dtype == dtype
     se = np.sqrt(p * (1 - p) / n)
     assert abs(np.mean(out == 0) - p) < 5 * se
     np.testing.assert_allclose(out[out != 0], 1.0 / (1.0 - p), rtol=1e-6)
     y.backward(mc.Tensor(dev(np.full(n, 2.0, dtype), kernel_device)))
-    np.testing.assert_array_equal(host(x.grad.data), 2.0 * out)  # the same mask (drawn again)
+    np.testing.assert_array_equal(host(x.grad.array), 2.0 * out)  # the same mask (drawn again)
 
 
 def test_seeding(kernel_device):
@@ -258,18 +258,18 @@ def test_seeding(kernel_device):
     one, the one the device must draw (the generator's on the CPU: no Philox there)."""
     x = _t(np.ones((8, 125), np.float32), kernel_device, grad=False)
     mc.manual_seed(3)
-    a, b = host(F.dropout(x, 0.5).data), host(F.dropout(x, 0.5).data)
+    a, b = host(F.dropout(x, 0.5).array), host(F.dropout(x, 0.5).array)
     assert not np.array_equal(a, b)                     # each call: a fresh mask
     mc.manual_seed(3)
-    np.testing.assert_array_equal(host(F.dropout(x, 0.5).data), a)
+    np.testing.assert_array_equal(host(F.dropout(x, 0.5).array), a)
     state = mc.get_rng_state()
-    c = host(F.dropout(x, 0.5).data)
+    c = host(F.dropout(x, 0.5).array)
     np.testing.assert_array_equal(c, np.float32(2.0) * drawn_keep(kernel_device, 3, (8, 125), 0.5,
                                                                   np.float32, call=1))
     mc.set_rng_state(state)
-    np.testing.assert_array_equal(host(F.dropout(x, 0.5).data), c)
+    np.testing.assert_array_equal(host(F.dropout(x, 0.5).array), c)
     mc.manual_seed(4)
-    assert not np.array_equal(host(F.dropout(x, 0.5).data), a)
+    assert not np.array_equal(host(F.dropout(x, 0.5).array), a)
 
 
 def test_generator_philox_state():
@@ -289,15 +289,15 @@ def test_dropout2d_channels(kernel_device):
     x = _t(a, d)
     mc.manual_seed(0)
     y = F.dropout2d(x, 0.5)
-    out = host(y.data)
+    out = host(y.array)
     zero = (out == 0).all(axis=(2, 3))
     kept = (out != 0).all(axis=(2, 3))
     assert (zero | kept).all() and zero.any() and kept.any()
     np.testing.assert_allclose(out[kept], 2.0 * a[kept])
     y.backward(mc.Tensor(dev(np.ones_like(a), d)))
-    np.testing.assert_array_equal(host(x.grad.data),
+    np.testing.assert_array_equal(host(x.grad.array),
                                   np.where(kept[:, :, None, None], 2.0, 0.0) * np.ones_like(a))
-    y1 = host(F.dropout1d(_t(a[:, :, 0], d), 0.5).data)
+    y1 = host(F.dropout1d(_t(a[:, :, 0], d), 0.5).array)
     assert ((y1 == 0).all(axis=2) | (y1 != 0).all(axis=2)).all()
 
 
@@ -306,16 +306,16 @@ def test_alpha_dropout(kernel_device):
     a = np.random.default_rng(7).standard_normal(40000)
     x = _t(a, d)
     y = F.alpha_dropout(x, 0.2, training=True)
-    out = host(y.data)
+    out = host(y.array)
     assert abs(out.mean()) < 0.03 and abs(out.std() - 1.0) < 0.03  # mean 0, variance 1 kept
     y.sum().backward()
-    g = host(x.grad.data)
+    g = host(x.grad.array)
     alpha = 1.7580993408473766
     scale = 1.0 / ((alpha * alpha * 0.2 + 1.0) * 0.8) ** 0.5
     dropped = np.isclose(out, alpha * scale * (0.2 - 1.0))
     np.testing.assert_allclose(g[~dropped], scale)
     np.testing.assert_array_equal(g[dropped], 0.0)
-    f = host(F.feature_alpha_dropout(_t(a.reshape(100, 20, 20), d), 0.5, training=True).data)
+    f = host(F.feature_alpha_dropout(_t(a.reshape(100, 20, 20), d), 0.5, training=True).array)
     const = np.isclose(f, f[:, :, :1]).all(axis=2)
     assert const.any() and not const.all()
 

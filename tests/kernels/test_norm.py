@@ -438,7 +438,7 @@ def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
             y = F.group_norm(x, 2, w, b)
         y.backward(mc.tensor(gy0))
         grads = [x.grad] + ([w.grad, b.grad] if w.grad is not None else [])
-        return [y.data, rm.data, rv.data] + [g.data for g in grads]
+        return [y.array, rm.array, rv.array] + [g.array for g in grads]
 
     want = run()
     launched = emulate(monkeypatch)

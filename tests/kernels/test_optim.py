@@ -328,7 +328,7 @@ def _train(name, kw, dtype, device, steps=4):
         for i, p in enumerate(params):  # some grads None: runs split, steps differ
             p.grad = None if (k + i) % 3 == 0 else mc.tensor(grads[k][i].copy(), device=device)
         opt.step()
-    return [host(p.data) for p in params]
+    return [host(p.array) for p in params]
 
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
