@@ -103,6 +103,29 @@ class Function:
         return type(self).__name__
 
 
+class Observers:
+    """How mc.profiler (and mc.onnx's tracer) see the ops: observe_calls(hook) routes every op
+    call through hook(fn, inputs, run), run(fn, *inputs) being the call as it was, by swapping
+    Function.__call__, so an unobserved op costs nothing more; `backward`, when set, runs each
+    step of a backward pass as backward(fn, grads) (one test per step in the engine)."""
+    backward = None
+
+
+def observe_calls(hook):
+    """Install hook (see Observers); returns the function that removes it (in reverse order)."""
+    run = Function.__call__
+
+    def observed(fn, *inputs):
+        return hook(fn, inputs, run)
+
+    def remove():
+        if Function.__call__ is not observed:
+            raise RuntimeError("op observers must be removed in the reverse order of installing")
+        Function.__call__ = run
+    Function.__call__ = observed
+    return remove
+
+
 def _raise_mixed_devices(fn, inputs):
     desc = ", ".join(f"{device_of(t.array)} {tuple(t.array.shape)}" for t in inputs if t is not None)
     raise RuntimeError(
