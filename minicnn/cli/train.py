@@ -23,8 +23,8 @@ from .. import data as D
 from .. import devices, optim
 from ..optim import lr_scheduler
 from ..random import manual_seed
-from ..train import (CSVLogger, EarlyStopping, ModelCheckpoint, Trainer, load_checkpoint, plots,
-                     save_checkpoint)
+from ..train import (CSVLogger, EarlyStopping, ModelCheckpoint, Profile, Trainer, load_checkpoint,
+                     plots, save_checkpoint)
 from ..train.metrics import confusion_matrix, precision_recall_f1
 from .common import CLIError, build_model, load_data, set_threads
 
@@ -79,6 +79,10 @@ def add_parser(sub):
     p.add_argument("--steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--limit-test", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument("--profile", type=int, default=None, metavar="N",
+                   help="profile N training steps after one warm-up step (mc.profiler): writes "
+                        "trace.json (open it in ui.perfetto.dev or chrome://tracing) and "
+                        "profile.txt (time per op and module) to the run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the result")
     return p
 
@@ -111,6 +115,8 @@ def prepare(args):
         raise CLIError("--val-fraction must be in [0, 1)")
     if args.patience is not None and args.val_fraction == 0:
         raise CLIError("--patience needs a validation set: add --val-fraction 0.1")
+    if args.profile is not None and args.profile < 1:
+        raise CLIError("--profile must be a positive number of steps")
     return device
 
 
@@ -334,6 +340,9 @@ def fit(args, data, training, run_dir, device):
 def make_callbacks(args, run_dir, checkpoint, meta, validated):
     """history.csv always; with a validation set the best epoch is kept, otherwise the last."""
     callbacks = [CSVLogger(os.path.join(run_dir, "history.csv"))]
+    if args.profile:
+        callbacks.append(Profile(args.profile, os.path.join(run_dir, "trace.json"),
+                                 os.path.join(run_dir, "profile.txt")))
     if not validated:
         callbacks.append(ModelCheckpoint(checkpoint, monitor="loss", save_best_only=False,
                                          extra=meta))
@@ -387,6 +396,8 @@ class Tested:
 def report(args, data, training, fitted, run_dir, device, started):
     tested = evaluate_on_test(fitted.trainer, data.test, len(data.classes))
     files = {"checkpoint": "model.mc", "history": "history.csv"}
+    if os.path.exists(os.path.join(run_dir, "trace.json")) and args.profile:
+        files.update(profile_trace="trace.json", profile_table="profile.txt")
     if not args.no_plots:
         files.update(write_plots(args, data, fitted, tested, run_dir))
     summary = make_summary(args, data, training, fitted, tested, device, files)

@@ -318,3 +318,51 @@ class TerminateOnNaN(Callback):
 
 def is_finite(value):
     return bool(numpy.isfinite(value))
+
+
+class Profile(Callback):
+    """Profile `steps` training steps (mc.profiler) after `skip` warm-up steps (the first step
+    compiles the CPU kernels), then write the Chrome trace to `trace_path` and the
+    key_averages table to `table_path`. Each profiled step includes loading its batch."""
+
+    def __init__(self, steps, trace_path, table_path=None, skip=1, row_limit=30):
+        if steps < 1 or skip < 0:
+            raise ValueError(f"Profile: steps must be positive and skip non-negative, got "
+                             f"steps={steps}, skip={skip}")
+        self.steps, self.skip, self.row_limit = int(steps), int(skip), row_limit
+        self.trace_path, self.table_path = trace_path, table_path
+        self.profiler, self.seen, self.profiled = None, 0, 0
+
+    def _start(self):
+        from ..profiler import profile  # noqa: PLC0415
+        self.profiler = profile()
+        self.profiler.__enter__()
+
+    def _stop(self):
+        prof, self.profiler = self.profiler, None
+        prof.__exit__(None, None, None)
+        prof.export_chrome_trace(self.trace_path)
+        self.table = prof.key_averages().table(row_limit=self.row_limit)
+        if self.table_path:
+            from ..fileio import write_atomic  # noqa: PLC0415
+            write_atomic(self.table_path, (f"minicnn.profiler: {self.profiled} training step(s) "
+                                           f"after {self.skip} warm-up step(s)\n\n"
+                                           + self.table).encode("utf-8"))
+
+    def on_train_begin(self, logs=None):
+        self.seen = self.profiled = 0
+        if self.skip == 0:
+            self._start()
+
+    def on_batch_end(self, step, logs=None):
+        self.seen += 1
+        if self.profiler is not None:
+            self.profiled += 1
+            if self.profiled >= self.steps:
+                self._stop()
+        elif self.seen == self.skip and self.profiled == 0:
+            self._start()
+
+    def on_train_end(self, logs=None):
+        if self.profiler is not None:   # training ended first: write what was recorded
+            self._stop()
