@@ -97,3 +97,20 @@ def test_only_direct_pairs_are_folded():
     assert compress.find_conv_bn_pairs(Both(), mc.randn(1, 2, 3, 3)) == []
     with pytest.raises(ValueError, match="fold_conv_bn"):
         compress.fold_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(4))
+
+
+@pytest.mark.parametrize("name, shape", [("resnet18_cifar", (3, 8, 8)), ("simple_cnn", (1, 8, 8))])
+def test_trace_gives_each_op_to_one_module_call(name, shape):
+    """A module returning its own input (Identity: resnet18_cifar's maxpool; Dropout in eval
+    mode) ran no op; trace once gave it every op above it."""
+    from minicnn.compress._util import trace
+    model = mc.models.get_model(name, width=4) if name.startswith("resnet") else \
+        mc.models.get_model(name, image_size=8)
+    calls = trace(model, mc.randn(2, *shape))
+    passthrough = [i for i, (_, m, _, _) in enumerate(calls)
+                   if isinstance(m, (mc.nn.Identity, mc.nn.Dropout))]
+    assert passthrough and all(calls.owned[i] == set() for i in passthrough)
+    seen = set()
+    for owned in calls.owned:
+        assert not owned & seen
+        seen |= owned

@@ -94,9 +94,12 @@ def iterate_inputs(data, num_batches=None, batch_size=64):
 
 
 def _fn_closure(out, stop_ids):
-    """ids of the Functions between `out` and the tensors in stop_ids (one module call's ops)."""
+    """ids of the Functions between `out` and the tensors in stop_ids (one module call's ops).
+    A module that returns its input (Identity, Dropout in eval mode) ran none: the walk starts
+    only from an output that is not one of the inputs, or it would claim the whole graph above."""
     owned = set()
-    stack = [out.creator] if isinstance(out, Tensor) and out.creator is not None else []
+    stack = [out.creator] if isinstance(out, Tensor) and out.creator is not None and \
+        id(out) not in stop_ids else []
     while stack:
         fn = stack.pop()
         if id(fn) in owned:
