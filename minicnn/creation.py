@@ -119,9 +119,43 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     return _make(xp.arange(start, end, step, dtype=dtypes.resolve(dtype)), requires_grad)
 
 
+def _two_product(a, b):
+    """(p, e) with p + e == a * b exactly (Dekker's product, no FMA needed)."""
+    p = a * b
+    bits = numpy.finfo(a.dtype).nmant + 1
+    factor = a.dtype.type(2.0 ** ((bits + 1) // 2) + 1)
+
+    def split(x):
+        c = factor * x
+        hi = c - (c - x)
+        return hi, x - hi
+    ah, al = split(a)
+    bh, bl = split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
-    xp = devices.xp_for(device)
-    return _make(xp.linspace(start, end, steps, dtype=_float_dtype(dtype)), requires_grad)
+    """PyTorch's linspace, value for value: the first half counted up from start, the second
+    down from end (both ends exact), each as start + step * i in one rounding (PyTorch's kernel
+    compiles to a fused multiply-add); in double for an integer dtype, whose start and end are
+    converted first and whose values are truncated toward zero."""
+    dtype = _float_dtype(dtype)
+    if dtype.kind == "b":
+        raise TypeError("linspace: not implemented for dtype bool")
+    steps = int(steps)
+    if steps < 0:
+        raise ValueError(f"linspace: number of steps must be non-negative, got {steps}")
+    if dtype.kind in "iu":
+        start, end = int(start), int(end)    # C++'s conversion: toward zero
+    ct = numpy.dtype(numpy.float64) if dtype.kind in "iu" else dtype
+    start, end = ct.type(start), ct.type(end)
+    step = (end - start) / ct.type(steps - 1) if steps > 1 else ct.type(0)
+    i = numpy.arange(steps)
+    first = i < (steps // 2 if steps > 1 else 1)          # one step: start
+    k = numpy.where(first, i, i - (steps - 1)).astype(ct)  # end - step * (steps - 1 - i)
+    p, e = _two_product(numpy.full(steps, step, ct), k)
+    values = (numpy.where(first, start, end) + p) + e
+    return _make(devices.xp_for(device).asarray(values.astype(dtype)), requires_grad)
 
 
 def _like(factory, t, dtype, device, requires_grad, *args):

@@ -424,12 +424,16 @@ class Tensor(Variable):
 
     def __setitem__(self, key, value):
         self._check_inplace("setitem")
-        from .ops.shape import _key_to_arrays  # noqa: PLC0415
+        from .ops.indexing import _key_to_arrays, split_key  # noqa: PLC0415
         xp = devices.get_array_module(self.array)
         value = value.array if isinstance(value, Tensor) else value
         if xp is not numpy and isinstance(value, numpy.ndarray):
             value = xp.asarray(value)            # CuPy does not take NumPy arrays here
-        self.array[_key_to_arrays(key, xp)] = value
+        basic, advanced = split_key(_key_to_arrays(key, xp))  # PyTorch's layout (ops/indexing)
+        if advanced is None:
+            self.array[basic] = value
+        else:
+            self.array[basic][advanced] = value  # the basic key gives a view
 
     # --- operators ----------------------------------------------------------------------------
 
@@ -618,7 +622,7 @@ class Tensor(Variable):
         return ops.reshape(self, *shape)
 
     def view(self, *shape):
-        return ops.reshape(self, *shape)
+        return ops.view(self, *shape)
 
     def view_as(self, other):
         return ops.reshape(self, other.shape)

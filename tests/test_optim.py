@@ -47,10 +47,24 @@ def _ids(case):
 @pytest.fixture
 def torch64():
     torch = torch_or_skip()
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # NAdam's mu_product uses the default dtype
+    old, mc_old = torch.get_default_dtype(), mc.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # NAdam's mu_product uses the default dtype, on
+    mc.set_default_dtype(mc.float64)        # both sides
     yield torch
     torch.set_default_dtype(old)
+    mc.set_default_dtype(mc_old)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_nadam_float64_parameters_with_the_float32_default_dtype(decoupled):
+    """PyTorch keeps NAdam's mu_product in a float32 tensor under the float32 default dtype,
+    also for float64 parameters; minicnn rounds it the same way (it kept it in double, 2e-9
+    relative from PyTorch's trajectory from the first step)."""
+    torch = torch_or_skip()
+    assert torch.get_default_dtype() == torch.float32 and mc.get_default_dtype() == mc.float32
+    tp, mp, _, _ = _drive(torch, "NAdam", dict(lr=0.01, weight_decay=0.1,
+                                               decoupled_weight_decay=decoupled))
+    _assert_close(tp, mp)
 
 
 def _drive(torch, name, kw, steps=20, skip=None, dtype=np.float64, groups=None, seed=0):

@@ -7,8 +7,8 @@ from .linalg import MatMul, matmul
 from .misc import Clone, ToDevice, logical_not
 from .reduce import (AMax, AMin, Mean, Sum, Var, amax, amin, argmax, argmin, max, mean, min, std,
                      sum, var)
-from .shape import (BroadcastTo, Concatenate, GetItem, Permute, Reshape, Split, SumTo,
-                    broadcast_to, chunk, concatenate, expand, flatten, gather, getitem,
-                    index_select, pad, permute, reshape, split, squeeze, stack, sum_to,
-                    transpose, unsqueeze)
+from .indexing import GetItem, gather, getitem, index_select
+from .shape import (BroadcastTo, Concatenate, Permute, Reshape, Split, SumTo, broadcast_to,
+                    chunk, concatenate, expand, flatten, pad, permute, reshape, split, squeeze,
+                    stack, sum_to, transpose, unsqueeze, view)
 from .util import reduce_args

@@ -5,6 +5,7 @@ when type promotion widened the result).
 """
 from ..autograd import Function
 from ..devices import get_array_module, to_device
+from ..dtypes import get_default_dtype
 from ..tensor import Tensor
 from .shape import sum_to
 from .util import as_tensor, broadcast_shapes, shape_str
@@ -71,17 +72,26 @@ class Div(Function):
 
 
 class Pow(Function):
+    """y = a ** b. PyTorch's gradients where 0 * inf would make a NaN: d/da is 0 where b == 0
+    (also at a == 0), d/db is 0 where a == 0 and b >= 0. Both are taken with a safe base
+    (1 there), so no inf appears in them or in their own derivatives."""
+
     def forward(self, a, b):
         self.y = a ** b
         return self.y
 
     def backward(self, gy):
         a, b = self.inputs
-        ga = grad_to(gy * b * a ** (b - 1), a) if a.requires_grad else None
-        gb = None
+        xp = get_array_module(a.array, b.array)
+        ga = gb = None
+        if a.requires_grad:
+            b_zero = Tensor._wrap(b.array == 0)
+            base = where(b_zero, 1.0, a)
+            ga = grad_to(gy * b * base ** (b - 1), a)
         if b.requires_grad:
             from .elementwise import log  # noqa: PLC0415
-            gb = grad_to(gy * self.retained_output(self.y) * log(a), b)
+            zero_base = Tensor._wrap(xp.logical_and(a.array == 0, b.array >= 0))
+            gb = grad_to(gy * self.retained_output(self.y) * log(where(zero_base, 1.0, a)), b)
         return ga, gb
 
 
@@ -179,6 +189,11 @@ def mul(a, b):
 
 
 def div(a, b):
+    """True division; integer and bool operands divide in the default float dtype (PyTorch's
+    promotion, not NumPy's float64)."""
+    a, b = binary_operands(a, b)
+    if a.array.dtype.kind not in "fc":
+        a, b = cast(a, get_default_dtype()), cast(b, get_default_dtype())
     return _apply_binary(Div, "div", a, b)
 
 

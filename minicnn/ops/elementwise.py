@@ -82,10 +82,9 @@ abs = _unary(Abs)  # noqa: A001 -- PyTorch's name
 
 
 def clamp(x, min=None, max=None):  # noqa: A002 -- PyTorch's names
+    """Where min > max every element becomes max, as in PyTorch (and NumPy's clip)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
-    if min is not None and max is not None and min > max:
-        raise ValueError(f"clamp: min {min} is greater than max {max}")
     return Clamp(min, max)(x)
 
 

@@ -18,6 +18,7 @@ import numbers
 from ..kernels import pool as kpool
 from ..autograd import Function
 from ..devices import get_array_module
+from ..tensor import Tensor
 from .linalg import matmul
 from .util import shape_str
 
@@ -133,12 +134,12 @@ def _pair(v, name, op, allow_zero=False):
     return tuple(int(e) for e in v)
 
 
-def _check_input(op, x):
+def _check_input(op, x, kinds="f"):
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), but got input of size "
                          f"{shape_str(x.shape)}"
                          + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 3 else ""))
-    if x.array.dtype.kind != "f":
+    if x.array.dtype.kind not in kinds:
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
 
 
@@ -150,8 +151,8 @@ def _out_size(I, K, S, P, D, ceil_mode):
     return O
 
 
-def _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode):
-    _check_input(op, x)
+def _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode, kinds="f"):
+    _check_input(op, x, kinds)
     k = _pair(kernel_size, "kernel_size", op)
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
         else _pair(stride, "stride", op)
@@ -184,9 +185,34 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False):
     """F.max_pool2d; with return_indices also the flat (h * W + w) argmax of each window."""
     k, s, p, d, out = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation,
-                                 ceil_mode)
-    y, idx = MaxPool2d(k, s, p, d, out)(input)
+                                 ceil_mode, kinds="fiu")
+    if input.array.dtype.kind != "f":
+        y, idx = _int_max_pool2d(input.array, k, s, p, d, out)
+        y, idx = Tensor._wrap(y), Tensor._wrap(idx)
+    else:
+        y, idx = MaxPool2d(k, s, p, d, out)(input)
     return (y, idx) if return_indices else y
+
+
+def _int_max_pool2d(x, k, s, p, d, out):
+    """max_pool2d of an integer array (PyTorch takes one; no gradient): every window's taps
+    gathered by index, then the first valid tap holding the window's maximum, as the float
+    kernels and PyTorch's choose it. Not a hot loop, so array code."""
+    xp = get_array_module(x)
+    H, W = x.shape[2:]
+    ih = xp.arange(out[0])[:, None] * s[0] - p[0] + xp.arange(k[0]) * d[0]    # (OH, KH)
+    iw = xp.arange(out[1])[:, None] * s[1] - p[1] + xp.arange(k[1]) * d[1]    # (OW, KW)
+    rows = xp.clip(ih, 0, H - 1)[:, None, :, None]                           # (OH, 1, KH, 1)
+    cols = xp.clip(iw, 0, W - 1)[None, :, None, :]                           # (1, OW, 1, KW)
+    valid = ((ih >= 0) & (ih < H))[:, None, :, None] & ((iw >= 0) & (iw < W))[None, :, None, :]
+    shape = out + (k[0] * k[1],)
+    valid = valid.reshape(shape)
+    flat = xp.broadcast_to(rows * W + cols, out + k).reshape(shape)          # (OH, OW, K)
+    taps = x.reshape(x.shape[:2] + (H * W,))[:, :, flat]                     # (N, C, OH, OW, K)
+    y = xp.where(valid, taps, xp.iinfo(x.dtype).min).max(axis=-1)
+    j = (valid & (taps == y[..., None])).argmax(axis=-1)
+    idx = xp.take_along_axis(xp.broadcast_to(flat, taps.shape), j[..., None], axis=-1)[..., 0]
+    return y, idx.astype(xp.int64)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -232,7 +258,6 @@ def adaptive_avg_pool2d(input, output_size):
         return input.mean(dim=(2, 3), keepdim=True)
     if H % OH == 0 and W % OW == 0:
         return avg_pool2d(input, (H // OH, W // OW))
-    from ..tensor import Tensor  # noqa: PLC0415
     xp = get_array_module(input.array)
     ah = Tensor(_adaptive_matrix(H, OH, xp, input.array.dtype))      # (OH, H)
     awt = Tensor(_adaptive_matrix(W, OW, xp, input.array.dtype).T)   # (W, OW)

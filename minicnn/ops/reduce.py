@@ -88,7 +88,9 @@ class Var(Function):
     def backward(self, gy):
         x = self.inputs[0]
         centered = x - Mean(self.axes, True)(x)
-        return _spread(gy, self.in_shape, self.axes) * centered * (2.0 / self.dof)
+        # PyTorch's 2 / (n - correction): inf with no degrees of freedom (a NaN gradient)
+        scale = 2.0 / self.dof if self.dof else math.inf
+        return _spread(gy, self.in_shape, self.axes) * centered * scale
 
 
 def _check_float(x, op):
@@ -129,7 +131,8 @@ MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
 
 def _value_and_index(x, dim, keepdim, arg, op):
     """torch.max(x, dim): (values, indices); the gradient goes to the selected index only."""
-    from .shape import gather, squeeze  # noqa: PLC0415
+    from .indexing import gather  # noqa: PLC0415
+    from .shape import squeeze  # noqa: PLC0415
     axis = normalize_axis(dim, x.ndim, op)
     _check_nonempty(x, (axis,), op)
     xp = get_array_module(x.array)

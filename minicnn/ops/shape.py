@@ -1,11 +1,14 @@
-"""Shape ops: reshape, permute, broadcast / sum-to, concatenate, split, pad, indexing.
+"""Shape ops: reshape, permute, broadcast / sum-to, concatenate, split, pad (indexing is
+indexing.py).
 
 Each backward is itself made of these differentiable ops, so gradients of gradients work.
 """
 import math
 
+import numpy
+
 from ..autograd import Function
-from ..devices import get_array_module, scatter_add
+from ..devices import get_array_module
 from ..tensor import Tensor
 from .util import as_tensor, broadcast_shapes, normalize_axis, shape_str
 
@@ -51,6 +54,35 @@ def reshape(x, *shape):
     if shape == tuple(x.shape):
         return x
     return Reshape(shape)(x)
+
+
+def _is_dtype(obj):
+    return isinstance(obj, numpy.dtype) or isinstance(obj, type) and issubclass(obj, numpy.generic)
+
+
+def view(x, *shape):
+    """Tensor.view: the same elements in a new shape, or, given one dtype, the same bytes read
+    as that dtype (PyTorch's view(dtype): a larger element size divides the last dim, a smaller
+    one multiplies it; outside the graph, as PyTorch's is not differentiable)."""
+    if len(shape) == 1 and _is_dtype(shape[0]):
+        return _view_dtype(x, numpy.dtype(shape[0]))
+    return reshape(x, *shape)
+
+
+def _view_dtype(x, dtype):
+    a = x.array
+    old, new = a.dtype.itemsize, dtype.itemsize
+    what = f"view {a.dtype} as {dtype} (different element sizes)"
+    if old != new:
+        if a.ndim == 0:
+            raise ValueError(f"view: a 0-d tensor cannot {what}")
+        if a.shape[-1] != 1 and a.strides[-1] != old:
+            raise ValueError(f"view: the last dim must be contiguous to {what}; tensor of shape "
+                             f"{shape_str(a.shape)} has stride {a.strides[-1] // old} there")
+        if (a.shape[-1] * old) % new:
+            raise ValueError(f"view: the last dim must be divisible by {new // old} to {what}, "
+                             f"but got {a.shape[-1]} (shape {shape_str(a.shape)})")
+    return Tensor._wrap(a.view(dtype))
 
 
 def flatten(x, start_dim=0, end_dim=-1):
@@ -262,151 +294,6 @@ def chunk(x, chunks, dim=0):
     return split(x, max(1, -(-x.shape[axis] // chunks)), axis)
 
 
-# --- indexing ----------------------------------------------------------------------------------
-
-def _is_basic_key(key):
-    items = key if isinstance(key, tuple) else (key,)
-    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) and not isinstance(k, bool)
-               for k in items)
-
-
-class GetItem(Function):
-    def __init__(self, key):
-        self.key = key
-
-    def forward(self, x):
-        self.in_shape, self.in_dtype = x.shape, x.dtype
-        return x[self.key]
-
-    def backward(self, gy):
-        return GetItemGrad(self.key, self.in_shape)(gy)
-
-
-class GetItemGrad(Function):
-    """Scatter a gradient back into zeros of the input's shape; repeated indices accumulate."""
-
-    def __init__(self, key, in_shape):
-        self.key, self.in_shape = key, in_shape
-
-    def forward(self, gy):
-        xp = get_array_module(gy)
-        gx = xp.zeros(self.in_shape, gy.dtype)
-        if _is_basic_key(self.key):
-            gx[self.key] = gy
-        else:
-            scatter_add(xp, gx, self.key, gy)
-        return gx
-
-    def backward(self, ggx):
-        return GetItem(self.key)(ggx)
-
-
-def _array(x):
-    return x.array if isinstance(x, Tensor) else x
-
-
-def _key_to_arrays(key, xp):
-
-    def conv(k):
-        if isinstance(k, Tensor):
-            return k.array
-        if isinstance(k, list):
-            return xp.asarray(k)
-        return k
-    return tuple(conv(k) for k in key) if isinstance(key, tuple) else conv(key)
-
-
-def getitem(x, key):
-    key = _key_to_arrays(key, get_array_module(x.array))
-    try:
-        return GetItem(key)(x)
-    except IndexError as e:
-        raise IndexError(f"getitem: {e} (tensor of shape {shape_str(x.shape)})") from None
-
-
-class IndexSelect(Function):
-    """y = take(x, index, axis): gathers along one axis; backward adds into the same slots."""
-
-    def __init__(self, index, axis):
-        self.index, self.axis = index, axis
-
-    def forward(self, x):
-        self.in_shape = x.shape
-        return get_array_module(x).take(x, self.index, axis=self.axis)
-
-    def backward(self, gy):
-        return IndexAdd(self.index, self.axis, self.in_shape)(gy)
-
-
-class IndexAdd(Function):
-    def __init__(self, index, axis, out_shape):
-        self.index, self.axis, self.out_shape = index, axis, out_shape
-
-    def forward(self, gy):
-        xp = get_array_module(gy)
-        gx = xp.zeros(self.out_shape, gy.dtype)
-        key = (slice(None),) * self.axis + (self.index,)
-        scatter_add(xp, gx, key, gy)
-        return gx
-
-    def backward(self, ggx):
-        return IndexSelect(self.index, self.axis)(ggx)
-
-
-def index_select(x, dim, index):
-    axis = normalize_axis(dim, x.ndim, "index_select")
-    xp = get_array_module(x.array)
-    index = xp.asarray(_array(index))
-    if index.ndim != 1 or index.dtype.kind not in "iu":
-        raise ValueError(f"index_select: index must be a 1-D integer tensor, got shape "
-                         f"{shape_str(index.shape)} dtype {index.dtype}")
-    if index.size and (int(index.min()) < -x.shape[axis] or int(index.max()) >= x.shape[axis]):
-        raise IndexError(f"index_select: index out of range for dim {axis} of size "
-                         f"{x.shape[axis]}")
-    return IndexSelect(index, axis)(x)
-
-
-class TakeAlongAxis(Function):
-    """y = take_along_axis(x, index, axis) (torch.gather); backward scatters-adds."""
-
-    def __init__(self, index, axis):
-        self.index, self.axis = index, axis
-
-    def forward(self, x):
-        self.in_shape = x.shape
-        return get_array_module(x).take_along_axis(x, self.index, axis=self.axis)
-
-    def backward(self, gy):
-        return PutAlongAxisAdd(self.index, self.axis, self.in_shape)(gy)
-
-
-class PutAlongAxisAdd(Function):
-    def __init__(self, index, axis, out_shape):
-        self.index, self.axis, self.out_shape = index, axis, out_shape
-
-    def forward(self, gy):
-        xp = get_array_module(gy)
-        gx = xp.zeros(self.out_shape, gy.dtype)
-        nd = self.index.ndim          # open index grids (xp.indices(sparse=True): NumPy only)
-        idx = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (nd - i - 1))
-               for i, n in enumerate(self.index.shape)]
-        idx[self.axis] = self.index
-        scatter_add(xp, gx, tuple(idx), gy)
-        return gx
-
-    def backward(self, ggx):
-        return TakeAlongAxis(self.index, self.axis)(ggx)
-
-
-def gather(x, dim, index):
-    axis = normalize_axis(dim, x.ndim, "gather")
-    index = get_array_module(x.array).asarray(_array(index))
-    if index.ndim != x.ndim:
-        raise ValueError(f"gather: index of shape {shape_str(index.shape)} must have as many "
-                         f"dims as the input of shape {shape_str(x.shape)}")
-    return TakeAlongAxis(index, axis)(x)
-
-
 # --- padding -----------------------------------------------------------------------------------
 
 class PadConstant(Function):
@@ -418,6 +305,7 @@ class PadConstant(Function):
         return xp.pad(x, self.widths, mode="constant", constant_values=self.value)
 
     def backward(self, gy):
+        from .indexing import getitem  # noqa: PLC0415 -- indexing imports this module
         key = tuple(slice(lo, gy.shape[i] - hi) for i, (lo, hi) in enumerate(self.widths))
         return getitem(gy, key)
 
@@ -438,28 +326,44 @@ def _pad_source_index(size, lo, hi, mode, xp):
 
 
 def pad(x, pad, mode="constant", value=0.0):
-    """F.pad: `pad` lists (left, right) pairs starting from the last dim, as PyTorch's does."""
+    """F.pad: `pad` lists (left, right) pairs starting from the last dim, as PyTorch's does. A
+    negative width crops that side, as in PyTorch: constant and circular padding crop first and
+    pad what is left (circular padding wraps around the cropped tensor); reflect and replicate
+    read every output position from the uncropped input, and must leave at least one element."""
+    from .indexing import IndexSelect, getitem  # noqa: PLC0415 -- indexing imports this module
     if mode not in _PAD_MODES:
         raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
     pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: padding of length {len(pad)} is invalid for a tensor of shape "
                          f"{shape_str(x.shape)}")
-    if any(p < 0 for p in pad):
-        raise ValueError(f"pad: negative padding {pad} is not supported")
     widths = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
         widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    if mode == "constant":
-        return PadConstant(tuple(widths), value)(x) if any(pad) else x
+
+    def fail(axis, lo, hi, why):
+        raise ValueError(f"pad: padding ({lo}, {hi}) {why} for {mode} padding of dim {axis} of "
+                         f"size {x.shape[axis]} (input {shape_str(x.shape)})")
+    if mode in ("constant", "circular"):
+        for axis, (lo, hi) in enumerate(widths):
+            if x.shape[axis] + min(lo, 0) + min(hi, 0) < 0:
+                fail(axis, lo, hi, "crops more than the whole dim")
+        if any(p < 0 for p in pad):
+            x = getitem(x, tuple(slice(max(-lo, 0), x.shape[i] - max(-hi, 0))
+                                 for i, (lo, hi) in enumerate(widths)))
+            widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+        if mode == "constant":
+            return PadConstant(tuple(widths), value)(x) if any(map(any, widths)) else x
     xp = get_array_module(x.array)
     for axis, (lo, hi) in enumerate(widths):
         if not (lo or hi):
             continue
         size = x.shape[axis]
-        limit = size - 1 if mode == "reflect" else size
-        if mode != "circular" and size == 0 or (mode != "replicate" and max(lo, hi) > limit):
-            raise ValueError(f"pad: padding ({lo}, {hi}) is too large for {mode} padding of dim "
-                             f"{axis} of size {size} (input {shape_str(x.shape)})")
+        if mode == "circular" and max(lo, hi) > size:
+            fail(axis, lo, hi, "is too large (at most the size left after cropping)")
+        if mode != "circular" and size + lo + hi < 1:
+            fail(axis, lo, hi, "leaves no element")
+        if mode == "reflect" and max(lo, hi) > size - 1:
+            fail(axis, lo, hi, "is too large")
         x = IndexSelect(_pad_source_index(size, lo, hi, mode, xp), axis)(x)
     return x

@@ -1,6 +1,9 @@
 """SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax and NAdam with PyTorch's signatures,
 defaults and update formulas (torch/optim/*.py, the single-tensor path); each step is one fused
 kernel per flat bucket (kernels/optim/)."""
+import numpy
+
+from minicnn.dtypes import get_default_dtype
 from minicnn.kernels import optim as K
 
 from .optimizer import Optimizer
@@ -220,7 +223,11 @@ class NAdam(Optimizer):
         bc2 = 1 - beta2 ** t
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * md)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * md)))
-        mu_product = sc["mu_product"] * mu
+        # PyTorch keeps mu_product in a tensor of its scalar dtype (float32 unless the default
+        # dtype is float64), whatever the parameters' dtype: round it the same way
+        scalar = numpy.dtype(numpy.float64) if get_default_dtype() == numpy.float64 \
+            else numpy.dtype(numpy.float32)
+        mu_product = float(scalar.type(sc["mu_product"]) * scalar.type(mu))
         mu_product_next = mu_product * mu_next
         K.nadam_step(p, g, st["exp_avg"], st["exp_avg_sq"], lr, beta1, beta2, group["eps"],
                      group["weight_decay"], group["decoupled_weight_decay"], group["maximize"],

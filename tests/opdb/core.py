@@ -166,8 +166,13 @@ def pad_sample(draw):
     pad = []
     for i in range(npairs):
         size = shape[nd - 1 - i]
+        # a negative width crops (at most one side, leaving at least 2), then the other pads
+        crop = draw(st.integers(0, size - 2))
+        size -= crop
         hi = limit if limit is not None else (size - 1 if mode == "reflect" else size)
-        pad += [draw(st.integers(0, hi)), draw(st.integers(0, hi))]
+        pair = [-crop, draw(st.integers(0, hi))] if crop else \
+            [draw(st.integers(0, hi)), draw(st.integers(0, hi))]
+        pad += pair[::-1] if draw(st.booleans()) else pair
     kw = {"pad": tuple(pad), "mode": mode}
     if mode == "constant":
         kw["value"] = draw(st.sampled_from([0.0, 1.5]))
@@ -195,7 +200,7 @@ def basic_index_sample(draw):
 @st.composite
 def advanced_index_sample(draw):
     shape = draw(shapes(min_dims=1, max_dims=3, max_side=5))
-    kind = draw(st.sampled_from(["ints", "ints-middle", "mask", "pair"]))
+    kind = draw(st.sampled_from(["ints", "ints-middle", "mask", "pair", "int-and-array"]))
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     if kind == "ints":  # repeated indices must accumulate in backward
         key = (rng.integers(-shape[0], shape[0], size=draw(st.integers(1, 6))),)
@@ -203,6 +208,15 @@ def advanced_index_sample(draw):
         key = (slice(None), rng.integers(0, shape[1], size=draw(st.integers(1, 6))))
     elif kind == "mask":
         key = (rng.random(shape) < 0.5,)
+    elif kind == "int-and-array" and len(shape) > 1:
+        # integers are basic indices in PyTorch: x[0, :, t] is (3, 2) for x (2, 3, 4)
+        key = [slice(None)] * len(shape)
+        a, i = rng.choice(len(shape), 2, replace=False)
+        key[i] = int(rng.integers(-shape[i], shape[i]))
+        key[a] = rng.integers(0, shape[a], size=draw(st.integers(1, 4)))
+        if draw(st.booleans()):
+            key.insert(int(rng.integers(0, len(key) + 1)), None)
+        key = tuple(key)
     else:
         n = draw(st.integers(1, 5))
         key = tuple(rng.integers(0, s, size=n) for s in shape[:2])
@@ -215,7 +229,9 @@ def gather_sample(draw):
     nd = len(shape)
     dim = draw(st.integers(-nd, nd - 1))
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    out_shape = tuple(draw(st.integers(1, 4)) if i == dim % nd else s for i, s in enumerate(shape))
+    # the index may be shorter than the input in the other dims too
+    out_shape = tuple(draw(st.integers(1, 4)) if i == dim % nd else draw(st.integers(1, s))
+                      for i, s in enumerate(shape))
     index = rng.integers(0, shape[dim], size=out_shape)
     return Sample((draw(arrays(shape)),), {"dim": dim, "index": index})
 
@@ -286,10 +302,11 @@ OPS = [
     OpInfo("abs", op=mc.abs, ref=lambda t, x: t.abs(x), samples=unary(min_abs=0.05)),
     OpInfo("clamp", op=lambda x, **kw: mc.clamp(x, **kw), ref=lambda t, x, **kw: t.clamp(x, **kw),
            samples=unary(min_abs=0.0).flatmap(lambda s: st.sampled_from(
-               [{"min": -0.71}, {"max": 0.63}, {"min": -0.9, "max": 0.77}]).map(
+               [{"min": -0.71}, {"max": 0.63}, {"min": -0.9, "max": 0.77},
+                {"min": 0.77, "max": -0.9}]).map(   # min > max: max everywhere
                lambda kw: Sample(s.args, kw))),
-           errors=[ErrorCase((a64(3),), {"min": 1.0, "max": 0.0}, ValueError,
-                             "clamp: min 1.0 is greater than max 0.0")]),
+           errors=[ErrorCase((a64(3),), {}, ValueError,
+                             "clamp: at least one of min and max must be given")]),
     OpInfo("where", op=lambda a, b, cond: mc.where(cond, a, b),
            ref=lambda t, a, b, cond: t.where(cond, a, b), samples=where_sample(),
            errors=[ErrorCase((a64(3), a64(3)), {"cond": np.ones(3)}, TypeError,
@@ -370,7 +387,14 @@ OPS = [
            ref=lambda t, x, key: x[key], samples=advanced_index_sample()),
     OpInfo("gather", op=lambda x, dim, index: mc.gather(x, dim, index),
            ref=lambda t, x, dim, index: t.gather(x, dim, index),
-           samples=gather_sample()),
+           samples=gather_sample(),
+           errors=[ErrorCase((a64(2, 3),), {"dim": 1, "index": np.zeros((3, 1), int)}, ValueError,
+                             r"gather: index of shape \[3, 1\] is larger than the input of "
+                             r"shape \[2, 3\] apart from dim 1"),
+                   ErrorCase((a64(2, 3),), {"dim": 1, "index": np.full((2, 1), 3)}, IndexError,
+                             "gather: index 3 is out of bounds for dim 1 with size 3"),
+                   ErrorCase((a64(2, 3),), {"dim": 0, "index": np.zeros(2, int)}, ValueError,
+                             r"gather: index of shape \[2\] must have as many dims")]),
     OpInfo("index_select", op=lambda x, dim, index: mc.index_select(x, dim, index),
            ref=lambda t, x, dim, index: t.index_select(x, dim, index),
            samples=index_select_sample()),
