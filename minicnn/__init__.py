@@ -10,9 +10,15 @@ import os as _os
 # OpenBLAS's threads in the GEMM that follows (measured: LeNet's conv forward 8.0 -> 1.4 ms on 2
 # cores). Must be set before the OpenMP runtime starts; a user's own setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenBLAS's idle workers likewise spin ~0.1 s after each product (see minicnn/threads.py).
+from . import threads  # noqa: E402 -- imports no NumPy
+threads.quiet_blas_before_numpy()
 
 from . import autograd, devices, dtypes  # noqa: E402
 from .devices import backends, cuda  # noqa: E402 -- mc.backends.allow_tf32, mc.cuda.is_available()
+from .devices import Device as device, accelerator  # noqa: E402 -- PyTorch's names
+from .threads import get_num_threads, set_num_threads  # noqa: E402
+threads.apply_default()
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, full_like,
                        linspace, ones, ones_like, rand, rand_like, randint, randn, randn_like,
@@ -33,6 +39,12 @@ from .tensor import Tensor
 
 clip = clamp
 
+# `import minicnn.backends.cudnn as cudnn` (PyTorch's idiom) finds these objects: mc.backends is
+# an object of devices.py, not a package.
+import sys as _sys  # noqa: E402
+_sys.modules[__name__ + ".backends"] = backends
+_sys.modules[__name__ + ".backends.cudnn"] = backends.cudnn
+
 __version__ = "0.1.0"
 
 
@@ -44,7 +56,7 @@ def __getattr__(name):
     # Heavier subpackages load on first use, so `import minicnn` stays fast.
     import importlib  # noqa: PLC0415
     if name in ("functional", "nn", "optim", "data", "models", "train", "testing", "kernels",
-                "tune", "compress"):
+                "tune", "compress", "utils"):
         return importlib.import_module(f".{name}" if name != "kernels" else "minicnn.kernels",
                                        __name__)
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

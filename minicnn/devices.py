@@ -16,7 +16,8 @@ and runs without CuPy or without a GPU (`import cupy` succeeds on a machine with
 `is_cuda_available` also asks the driver).
 
 The public switches live here too and are re-exported as PyTorch spells them:
-`mc.cuda.is_available()` / `device_count()` / `synchronize()`, and `mc.backends.allow_tf32`.
+`mc.cuda.is_available()` / `device_count()` / `synchronize()`, `mc.accelerator`,
+`mc.backends.allow_tf32` and `mc.backends.cudnn`, and `mc.device` (the `Device` class).
 """
 import contextlib
 import contextvars
@@ -112,16 +113,90 @@ def emulate_cuda():
         _emulating.reset(token)
 
 
+# --- device objects (mc.device) -----------------------------------------------------------------
+
+_DEVICE_TYPES = ("cpu", "cuda")
+
+
+class Device:
+    """mc.device, PyTorch's torch.device: a device type ('cpu' or 'cuda') and an optional index.
+
+        mc.device("cpu"), mc.device("cuda"), mc.device("cuda:0"), mc.device("cuda", 0)
+
+    Accepted wherever a device string is. As in PyTorch, devices compare equal to devices only
+    (`mc.device("cpu") == "cpu"` is False: compare `.type`), and `cuda` differs from `cuda:0`.
+    Immutable and hashable. `str()` gives the string form ('cuda:0')."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, type, index=None):  # noqa: A002 -- PyTorch's argument names
+        if isinstance(type, Device):
+            if index is not None:
+                raise ValueError("mc.device: an index cannot be given with a device object")
+            type, index = type.type, type.index
+        elif isinstance(type, str):
+            name, colon, number = type.strip().partition(":")
+            if colon:
+                if index is not None:
+                    raise ValueError(f"mc.device: {type!r} has an index already; do not pass "
+                                     f"index={index!r} too")
+                if not number.isdigit():
+                    raise ValueError(f"mc.device: invalid device string {type!r} (expected "
+                                     "'cpu', 'cuda' or 'cuda:<index>')")
+                index = int(number)
+            type = name
+        elif isinstance(type, int) and not isinstance(type, bool):
+            type, index = "cuda", type      # torch.device(0) is the first accelerator
+        else:
+            raise TypeError(f"mc.device: expected a string, an int or a device, got "
+                            f"{type.__class__.__name__}")
+        if type not in _DEVICE_TYPES:
+            raise ValueError(f"mc.device: unknown device type {type!r}: expected one of "
+                             f"{', '.join(_DEVICE_TYPES)}")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise TypeError(f"mc.device: the index must be an int, got "
+                                f"{index.__class__.__name__}")
+            if index < 0:
+                raise ValueError(f"mc.device: the index must not be negative, got {index}")
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "index", index)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("mc.device objects are immutable")
+
+    def __eq__(self, other):
+        if not isinstance(other, Device):
+            return NotImplemented
+        return (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self):
+        return hash((Device, self.type, self.index))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{index})"
+
+    def __reduce__(self):
+        return (Device, (self.type, self.index))
+
+
 # --- moving arrays ------------------------------------------------------------------------------
 
 def normalize_device(device):
-    """'cpu', 'cuda', 'cuda:0' or an object with a `type` attribute -> 'cpu' | 'cuda'."""
+    """'cpu', 'cuda', 'cuda:0', an mc.device or an object with a `type` attribute (a
+    torch.device) -> 'cpu' | 'cuda'."""
     if device is None:
         return "cpu"
+    if isinstance(device, str):
+        device = Device(device.lower())     # checks the type and the index
     name = str(getattr(device, "type", device)).lower()
     if name == "cpu":
         return "cpu"
-    if name == "cuda" or name.startswith("cuda:"):
+    if name == "cuda":
         if not is_cuda_available():
             raise RuntimeError(
                 "device 'cuda' was requested but CUDA is not available "
@@ -230,9 +305,51 @@ def tf32_state():
     return out
 
 
+class _Cudnn:
+    """mc.backends.cudnn (PyTorch's torch.backends.cudnn): `benchmark`, `deterministic`,
+    `enabled` and `allow_tf32` are accepted and stored, so PyTorch programs that set them run
+    unchanged; minicnn uses no cuDNN and nothing reads them (it has no autotuner, and its CUDA
+    kernels give the same result on every run, deterministic or not)."""
+
+    _settings = {"benchmark": False, "deterministic": False, "enabled": True,
+                 "allow_tf32": True}
+
+    def __init__(self):
+        object.__setattr__(self, "_values", dict(self._settings))
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError(f"mc.backends.cudnn has no setting {name!r} (settings: "
+                             f"{', '.join(self._settings)})")
+
+    def __setattr__(self, name, value):
+        if name not in self._settings:
+            raise AttributeError(f"mc.backends.cudnn has no setting {name!r} (settings: "
+                                 f"{', '.join(self._settings)})")
+        if not isinstance(value, (bool, numpy.bool_)):
+            raise TypeError(f"mc.backends.cudnn.{name} must be True or False, got {value!r}")
+        self._values[name] = bool(value)
+
+    @staticmethod
+    def is_available():
+        return False        # minicnn does not use cuDNN
+
+    @staticmethod
+    def version():
+        return None
+
+    def __repr__(self):
+        return f"mc.backends.cudnn({', '.join(f'{k}={v}' for k, v in self._values.items())})"
+
+
 class _Backends:
     """mc.backends (PyTorch's torch.backends): `mc.backends.allow_tf32 = True` lets float32
-    GEMMs on the GPU use TF32 tensor cores; False (the default) keeps strict float32."""
+    GEMMs on the GPU use TF32 tensor cores; False (the default) keeps strict float32.
+    `mc.backends.cudnn` takes PyTorch's cuDNN switches (stored, see _Cudnn)."""
+
+    cudnn = _Cudnn()
 
     @property
     def allow_tf32(self):
@@ -247,7 +364,8 @@ class _Backends:
 
     def __setattr__(self, name, value):
         if name != "allow_tf32":
-            raise AttributeError(f"mc.backends has no setting {name!r} (settings: allow_tf32)")
+            raise AttributeError(f"mc.backends has no setting {name!r} (settings: allow_tf32; "
+                                 "and those of mc.backends.cudnn)")
         super().__setattr__(name, value)
 
     def __repr__(self):
@@ -273,5 +391,34 @@ class _Cuda:
         return "mc.cuda"
 
 
+class _Accelerator:
+    """mc.accelerator (PyTorch's torch.accelerator): the one accelerator minicnn knows is CUDA."""
+
+    @staticmethod
+    def is_available():
+        return is_cuda_available()
+
+    @staticmethod
+    def current_accelerator(check_available=False):
+        """mc.device('cuda') when CUDA is available, else None (as PyTorch without one)."""
+        return Device("cuda") if is_cuda_available() else None
+
+    @staticmethod
+    def device_count():
+        return cuda_device_count()
+
+    @staticmethod
+    def current_device_index():
+        return 0 if is_cuda_available() else -1
+
+    @staticmethod
+    def synchronize(device=None):
+        synchronize()
+
+    def __repr__(self):
+        return "mc.accelerator"
+
+
 backends = _Backends()
 cuda = _Cuda()
+accelerator = _Accelerator()

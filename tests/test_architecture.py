@@ -16,15 +16,15 @@ FAMILIES = ("activation", "conv", "dropout", "grouped", "norm", "optim", "pool",
 
 # Layers from the bottom; a module may import its own layer and those below (longest prefix wins).
 LAYERS = [
-    ["minicnn.devices", "minicnn.dtypes", "minicnn.random", "minicnn.fileio"],
+    ["minicnn.devices", "minicnn.dtypes", "minicnn.random", "minicnn.fileio", "minicnn.threads"],
     ["minicnn.kernels"],
     ["minicnn.autograd"],
     ["minicnn.tensor", "minicnn.creation"],
     ["minicnn.ops"],
     ["minicnn.nn", "minicnn.functional", "minicnn.autograd.functional", "minicnn.testing",
      "minicnn.serialization", "minicnn.summary", "minicnn.profiler"],
-    ["minicnn.optim", "minicnn.data", "minicnn.models"],
-    ["minicnn.train", "minicnn.tune", "minicnn.compress"],
+    ["minicnn.optim", "minicnn.data", "minicnn.models", "minicnn.utils"],
+    ["minicnn.train", "minicnn.tune", "minicnn.compress", "minicnn.onnx"],
     ["minicnn.cli", "minicnn.bench", "minicnn.__main__"],
 ]
 

@@ -1,10 +1,11 @@
 """Which NumPy generator data code draws from.
 
 Transforms and datasets call `generator()`. By default that is the framework's CPU generator
-(`minicnn.random.rng('cpu')`, reset by `mc.manual_seed`). A DataLoader iterating with a background
-thread gives that thread its own generator, seeded from the framework's generator on the main
-thread when the epoch starts, so augmentation draws never interleave with the model's (dropout,
-init) and a run is repeatable with or without prefetching.
+(`minicnn.random.rng('cpu')`, reset by `mc.manual_seed`). A DataLoader draws one seed per epoch
+(from its `generator`, else the framework's) and reads batch k under `batch_generator(seed, k)`,
+wherever batch k is read (the main thread, a worker thread or a worker process): augmentation
+draws never interleave with the model's (dropout, init), and a run gives the same batches for
+any num_workers and with or without prefetching.
 """
 import contextlib
 import threading
@@ -35,8 +36,18 @@ def using(gen):
 
 def spawn():
     """A new NumPy Generator seeded by one draw from the current generator."""
-    seed = int(generator().integers(0, 2 ** 63 - 1))
-    return numpy.random.Generator(numpy.random.PCG64(seed))
+    return numpy.random.Generator(numpy.random.PCG64(draw_seed()))
+
+
+def draw_seed(gen=None):
+    """One seed (an int in [0, 2**63 - 1)) drawn from `gen` (see resolve)."""
+    return int(resolve(gen).integers(0, 2 ** 63 - 1))
+
+
+def batch_generator(seed, index):
+    """The generator a DataLoader reads batch `index` of the epoch with seed `seed` under: a
+    function of the two numbers only, so any thread or process reading the batch gets it."""
+    return numpy.random.Generator(numpy.random.PCG64(numpy.random.SeedSequence([seed, index])))
 
 
 def resolve(gen):

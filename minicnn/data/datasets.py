@@ -1,17 +1,19 @@
-"""Built-in datasets: Digits (shipped), Shapes (generated), and MNIST / Fashion-MNIST / CIFAR-10
-read from a folder the user gives.
+"""Built-in datasets: Digits (shipped), Shapes and FakeData (generated), and MNIST / Fashion-MNIST /
+CIFAR-10 read from a folder the user gives (in torchvision's layouts too).
 
-Every dataset here is an ArrayDataset: `data` is a float32 array (N, C, H, W) scaled to [0, 1],
-`targets` an int64 array (N,), `classes` the class names; `transform` is a batch transform from
-minicnn.data.transforms.
+Every dataset here but FakeData is an ArrayDataset: `data` is a float32 array (N, C, H, W) scaled
+to [0, 1], `targets` an int64 array (N,), `classes` the class names; `transform` is a batch
+transform from minicnn.data.transforms. minicnn downloads nothing: `download=True` is accepted
+(torchvision's argument) and, when the files are missing, says where to put them.
 """
 import gzip
 import os
 import pathlib
+import pickle
 
 import numpy
 
-from .dataset import ArrayDataset
+from .dataset import ArrayDataset, Dataset, _apply_single_transform
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
@@ -272,6 +274,12 @@ def write_idx(path, array):
         f.write(header + array.tobytes())
 
 
+def _cannot_download(dataset, root, files, where):
+    return DatasetNotFoundError(
+        f"{dataset}: cannot download (minicnn downloads nothing); put the files {files} in "
+        f"{root}{where}, and they are read from there.")
+
+
 def _find(root, names, dataset, where_hint):
     """The first existing file among `names` (with or without .gz) under root; else a clear
     error naming the folder and the expected files."""
@@ -298,7 +306,7 @@ class MNIST(ArrayDataset):
               False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
     _name = "MNIST"
 
-    def __init__(self, root, train=True, transform=None, target_transform=None):
+    def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
         hint = ", ".join(f for pair in self._files.values() for f in pair) + " (or .gz)"
         img_names, lbl_names = self._files[bool(train)]
         base = pathlib.Path(root).expanduser()
@@ -313,6 +321,9 @@ class MNIST(ArrayDataset):
             except DatasetNotFoundError as e:
                 first_error = first_error or e
         if found is None:
+            if download:
+                raise _cannot_download(self._name, base, hint,
+                                       f" (or {base / self._name / 'raw'}, torchvision's place)")
             raise first_error
         images, labels = read_idx(found[0]), read_idx(found[1])
         if images.ndim != 3:
@@ -337,9 +348,16 @@ class FashionMNIST(MNIST):
 # --- CIFAR-10 -----------------------------------------------------------------------------------
 
 class CIFAR10(ArrayDataset):
-    """CIFAR-10 from the binary version's files in `root` (or root/cifar-10-batches-bin):
-    data_batch_1.bin ... data_batch_5.bin and test_batch.bin; each record is one label byte and
-    3,072 pixel bytes (1,024 each of red, green and blue, row-major 32x32)."""
+    """CIFAR-10 from `root` in either of its two published layouts:
+
+    - the binary version (cifar-10-binary.tar.gz): root/cifar-10-batches-bin/ (or root itself)
+      with data_batch_1.bin ... data_batch_5.bin and test_batch.bin; each record is one label
+      byte and 3,072 pixel bytes (1,024 each of red, green and blue, row-major 32x32);
+    - the Python version (cifar-10-python.tar.gz, what torchvision downloads):
+      root/cifar-10-batches-py/ (or root itself) with data_batch_1 ... data_batch_5 and
+      test_batch, each a pickled dict of `data` (10000, 3072) uint8 and `labels`. They are read
+      with an unpickler that builds only NumPy arrays and plain values (no other code runs).
+    """
 
     classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                "truck"]
@@ -347,35 +365,111 @@ class CIFAR10(ArrayDataset):
     test_files = ["test_batch.bin"]
     record = 1 + 3 * 32 * 32
 
-    def __init__(self, root, train=True, transform=None, target_transform=None):
-        root = pathlib.Path(root).expanduser()
-        if (root / "cifar-10-batches-bin").is_dir():
-            root = root / "cifar-10-batches-bin"
+    def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
+        base = pathlib.Path(root).expanduser()
         names = self.train_files if train else self.test_files
-        missing = [n for n in names if not (root / n).is_file()]
-        if missing:
-            where = f"the folder {root} does not exist" if not root.is_dir() else \
-                f"the folder {root} is missing {', '.join(missing)}"
+        found = self._locate(base, names)
+        if found is None:
+            files = (f"{', '.join(self.train_files + self.test_files)} (the binary version) or "
+                     f"{', '.join(n[:-4] for n in self.train_files + self.test_files)} (the "
+                     "Python version)")
+            if download:
+                raise _cannot_download("CIFAR10", base, files, " (or in its cifar-10-batches-bin "
+                                       "or cifar-10-batches-py folder)")
+            folder = base / "cifar-10-batches-bin" if (base / "cifar-10-batches-bin").is_dir() \
+                else base / "cifar-10-batches-py" if (base / "cifar-10-batches-py").is_dir() \
+                else base
+            missing = [n for n in names if not (folder / n).is_file()
+                       and not (folder / n[:-4]).is_file()]
+            where = f"the folder {folder} does not exist" if not folder.is_dir() else \
+                f"the folder {folder} is missing {', '.join(missing)}"
             raise DatasetNotFoundError(
-                f"CIFAR10: {where}. Put the binary version's files "
-                f"{', '.join(self.train_files + self.test_files)} in {root} (from "
-                "cifar-10-binary.tar.gz; minicnn does not download anything).")
-        images, labels = [], []
-        for n in names:
-            raw = numpy.fromfile(root / n, dtype=numpy.uint8)
-            if raw.size == 0 or raw.size % self.record:
-                raise CorruptDatasetError(
-                    f"{root / n}: {raw.size} bytes is not a whole number of CIFAR-10 records "
-                    f"({self.record} bytes each: 1 label byte + 3072 pixel bytes)")
-            raw = raw.reshape(-1, self.record)
-            if raw[:, 0].max() > 9:
-                raise CorruptDatasetError(f"{root / n}: label byte {int(raw[:, 0].max())} is not "
-                                          "in 0..9")
-            labels.append(raw[:, 0].astype(numpy.int64))
-            images.append(raw[:, 1:].reshape(-1, 3, 32, 32))
+                f"CIFAR10: {where}. Put the files {files} in {folder} (from "
+                "cifar-10-binary.tar.gz or cifar-10-python.tar.gz; minicnn does not download "
+                "anything).")
+        folder, paths, reader = found
+        images, labels = zip(*(reader(p) for p in paths))
         x = numpy.concatenate(images).astype(numpy.float32) / 255.0
         super().__init__(x, numpy.concatenate(labels), transform, target_transform)
-        self.root, self.train = root, train
+        self.root, self.train = folder, train
+
+    @classmethod
+    def _locate(cls, base, names):
+        """(folder, files, reader) of the first layout present under base, or None."""
+        for folder in (base / "cifar-10-batches-bin", base / "cifar-10-batches-py", base):
+            for files, reader in (([folder / n for n in names], cls._read_binary),
+                                  ([folder / n[:-4] for n in names], _read_cifar_pickle)):
+                if all(f.is_file() for f in files):
+                    return folder, files, reader
+        return None
+
+    @classmethod
+    def _read_binary(cls, path):
+        raw = numpy.fromfile(path, dtype=numpy.uint8)
+        if raw.size == 0 or raw.size % cls.record:
+            raise CorruptDatasetError(
+                f"{path}: {raw.size} bytes is not a whole number of CIFAR-10 records "
+                f"({cls.record} bytes each: 1 label byte + 3072 pixel bytes)")
+        raw = raw.reshape(-1, cls.record)
+        return raw[:, 1:].reshape(-1, 3, 32, 32), _labels(raw[:, 0], path)
+
+
+def _labels(values, path):
+    labels = numpy.asarray(values)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" and labels.size:
+        raise CorruptDatasetError(f"{path}: labels must be a list of integers")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise CorruptDatasetError(f"{path}: label {int(labels.max())} is not in 0..9")
+    return labels.astype(numpy.int64)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds NumPy arrays, dicts, lists, strings and numbers, nothing else: the CIFAR-10
+    Python batches were pickled by Python 2 with NumPy 1 (numpy.core), and pickle.load would
+    run whatever a file names."""
+
+    def find_class(self, module, name):
+        if (module, name) in (("numpy.core.multiarray", "_reconstruct"),
+                              ("numpy._core.multiarray", "_reconstruct")):
+            try:
+                from numpy._core.multiarray import _reconstruct  # noqa: PLC0415 -- NumPy 2
+            except ImportError:
+                from numpy.core.multiarray import _reconstruct  # noqa: PLC0415 -- NumPy 1
+            return _reconstruct
+        if (module, name) == ("numpy", "ndarray"):
+            return numpy.ndarray
+        if (module, name) == ("numpy", "dtype"):
+            return numpy.dtype
+        if (module, name) == ("_codecs", "encode"):   # bytes in a protocol-2 pickle of Python 3
+            import codecs  # noqa: PLC0415
+            return lambda text, encoding="utf-8": codecs.encode(text, "latin1") \
+                if encoding == "latin1" else codecs.encode(text, "utf-8")
+        raise pickle.UnpicklingError(f"a CIFAR-10 batch should hold NumPy arrays and lists, "
+                                     f"not {module}.{name}")
+
+
+def _read_cifar_pickle(path):
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError) as e:
+        raise CorruptDatasetError(f"{path}: not a CIFAR-10 Python batch ({e})") from e
+    if not isinstance(batch, dict):
+        raise CorruptDatasetError(f"{path}: expected a pickled dict, got "
+                                  f"{type(batch).__name__}")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise CorruptDatasetError(f"{path}: the batch has no 'data' or 'labels' "
+                                  f"(keys: {sorted(map(str, batch))})")
+    data = numpy.asarray(batch["data"])
+    if data.dtype != numpy.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise CorruptDatasetError(f"{path}: 'data' should be uint8 of shape (N, 3072), got "
+                                  f"{data.dtype} {list(data.shape)}")
+    labels = _labels(batch["labels"], path)
+    if len(labels) != len(data):
+        raise CorruptDatasetError(f"{path}: {len(data)} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def write_cifar10_batch(path, images, labels):
@@ -385,3 +479,70 @@ def write_cifar10_batch(path, images, labels):
     with open(path, "wb") as f:
         f.write(rec.tobytes())
     return os.fspath(path)
+
+
+def write_cifar10_pickle_batch(path, images, labels):
+    """Write uint8 images (N, 3, 32, 32) and labels as one batch of CIFAR-10's Python version (a
+    pickled dict, as the published files; tests use it)."""
+    batch = {"batch_label": "written by minicnn", "labels": [int(v) for v in labels],
+             "data": numpy.ascontiguousarray(images, dtype=numpy.uint8).reshape(len(images), -1),
+             "filenames": [f"{i}.png" for i in range(len(images))]}
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    return os.fspath(path)
+
+
+# --- FakeData (torchvision's) -------------------------------------------------------------------
+
+class FakeData(Dataset):
+    """torchvision's FakeData: `size` random images of `image_size` (C, H, W) and random labels
+    below `num_classes`. Item i is made from a generator seeded with i + random_offset, so it is
+    the same on every read, in any worker. Images are float32 in [0, 1) (torchvision's are PIL
+    images of random values); `transform` is a batch transform of minicnn.data.transforms."""
+
+    def __init__(self, size=1000, image_size=(3, 224, 224), num_classes=10, transform=None,
+                 target_transform=None, random_offset=0):
+        if isinstance(size, bool) or not isinstance(size, (int, numpy.integer)) or size < 0:
+            raise ValueError(f"FakeData: size must be a non-negative int, got {size!r}")
+        image_size = tuple(int(d) for d in image_size)
+        if len(image_size) != 3 or min(image_size) < 1:
+            raise ValueError(f"FakeData: image_size must be (C, H, W) of positive sizes, got "
+                             f"{list(image_size)}")
+        if num_classes < 1:
+            raise ValueError(f"FakeData: num_classes must be positive, got {num_classes}")
+        self.size, self.image_size, self.num_classes = int(size), image_size, int(num_classes)
+        self.transform, self.target_transform = transform, target_transform
+        self.random_offset = int(random_offset)
+        self.classes = [str(c) for c in range(self.num_classes)]
+
+    def __len__(self):
+        return self.size
+
+    def _raw(self, index):
+        g = numpy.random.Generator(numpy.random.PCG64(int(index) + self.random_offset))
+        return g.random(self.image_size, dtype=numpy.float32), int(g.integers(self.num_classes))
+
+    def _check(self, index):
+        if not -self.size <= index < self.size:
+            raise IndexError(f"FakeData index {index} is out of range for {self.size} images")
+        return index % self.size if self.size else index
+
+    def __getitem__(self, index):
+        x, y = self._raw(self._check(int(index)))
+        x = _apply_single_transform(self.transform, x)
+        return x, (y if self.target_transform is None else self.target_transform(y))
+
+    def get_batch(self, indices):
+        pairs = [self._raw(self._check(int(i))) for i in indices]
+        x = numpy.stack([p[0] for p in pairs]) if pairs else \
+            numpy.empty((0,) + self.image_size, numpy.float32)
+        y = numpy.asarray([p[1] for p in pairs], dtype=numpy.int64)
+        if self.transform is not None:
+            x = self.transform(x)
+        if self.target_transform is not None:
+            y = self.target_transform(y)
+        return x, y
+
+    def __repr__(self):
+        return (f"FakeData(size={self.size}, image_size={list(self.image_size)}, "
+                f"num_classes={self.num_classes})")
