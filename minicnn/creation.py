@@ -57,6 +57,10 @@ def as_tensor(data, dtype=None, device=None):
 
 
 def from_numpy(array):
+    """A Tensor sharing memory with the NumPy array (writes to either show in the other), as
+    torch.from_numpy. One exception: building an optimizer over the tensor (as a parameter)
+    moves its values into the optimizer's flat buffer, after which the optimizer's updates
+    change the tensor but no longer the array (minicnn/optim/optimizer.py)."""
     return Tensor(numpy.asarray(array))
 
 

@@ -10,6 +10,8 @@ from . import devices
 from .autograd import engine
 from .autograd.function import Variable
 from .autograd.mode import _GradMode
+from .autograd.version import bump as bump_version
+from .autograd.version import version as array_version
 
 
 class _HookHandle:
@@ -323,32 +325,37 @@ class Tensor(Variable):
     # --- in-place updates (outside the graph) -------------------------------------------------
 
     def _check_inplace(self, op):
+        """Every in-place method calls this first: refuses a tensor in the graph, and counts
+        the write on the array's memory (autograd/version.py), so that a Function that saved
+        this memory for its backward notices."""
         if _GradMode.enabled and self._requires_grad:
             raise RuntimeError(
                 f"{op}: a tensor that requires grad is being used in an in-place operation; "
                 "wrap the update in mc.no_grad() or use .data")
+        bump_version(self.array)
 
-    def _augmented(self, other, op, out_of_place):
-        """`self op= other` as PyTorch does it: the same Tensor object changes. Outside the graph
-        (grad mode off, or neither side requires grad) its array is updated in place, keeping
-        its dtype (an update that would need another kind, float into int, is refused). In the
-        graph, a leaf that requires grad is refused, as PyTorch refuses it; any other tensor
-        takes the result's value and becomes its node (so gradients flow through the update),
-        while arrays saved by earlier ops stay as they were."""
+    @property
+    def _version(self):
+        """The number of in-place writes this tensor's memory has seen (PyTorch's _version)."""
+        return array_version(self.array)
+
+    def _update(self, op, other, in_place, out_of_place):
+        """An in-place update as PyTorch does it: the same Tensor object changes. Outside the
+        graph (grad mode off, or neither side requires grad) `in_place(array, value)` writes the
+        array. In the graph, a leaf that requires grad is refused, as PyTorch refuses it; any
+        other tensor takes the value of `out_of_place(old, other)`, in its own dtype, and
+        becomes its node (so gradients flow through the update). Either way the write counts
+        on the tensor's memory, so an earlier op that saved this tensor for its backward raises
+        there, as in PyTorch."""
         in_graph = _GradMode.enabled and (
             self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
+        if in_graph and self._requires_grad and self.creator is None:
+            raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                               "in-place operation (wrap the update in mc.no_grad())")
+        bump_version(self.array)
         if not in_graph:
-            xp = devices.get_array_module(self.array)
-            value = other.array if isinstance(other, Tensor) else other
-            try:
-                getattr(xp, op)(self.array, value, out=self.array, casting="same_kind")
-            except TypeError as e:  # NumPy's UFuncTypeError: a float result into an int tensor
-                raise RuntimeError(f"{op} in place: result type cannot be cast to the tensor's "
-                                   f"dtype {self.dtype} ({e})") from None
+            in_place(self.array, other.array if isinstance(other, Tensor) else other)
             return self
-        if self._requires_grad and self.creator is None:
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                               "operation (wrap the update in mc.no_grad())")
         old = Tensor._wrap(self.array)    # this tensor's current node, as another object, so
         old.creator, old.output_index = self.creator, self.output_index  # the graph has no loop
         old._requires_grad = self._requires_grad
@@ -362,6 +369,18 @@ class Tensor(Variable):
             result.output_index
         self._requires_grad = result._requires_grad
         return self
+
+    def _augmented(self, other, op, out_of_place):
+        """`self op= other` and the arithmetic in-place methods: `_update` with the ufunc `op`
+        writing in place, keeping the dtype (a float result into an int tensor is refused)."""
+        def in_place(array, value):
+            try:
+                getattr(devices.get_array_module(array), op)(array, value, out=array,
+                                                             casting="same_kind")
+            except TypeError as e:  # NumPy's UFuncTypeError: a float result into an int tensor
+                raise RuntimeError(f"{op} in place: result type cannot be cast to the tensor's "
+                                   f"dtype {self.dtype} ({e})") from None
+        return self._update(op, other, in_place, out_of_place)
 
     def __iadd__(self, other):
         return self._augmented(other, "add", ops.add)
@@ -378,49 +397,36 @@ class Tensor(Variable):
     def __ipow__(self, other):
         return self._augmented(other, "power", ops.pow)
 
-    def zero_(self):
-        self._check_inplace("zero_")
-        self.array[...] = 0
-        return self
-
-    def fill_(self, value):
-        self._check_inplace("fill_")
-        self.array[...] = value
-        return self
-
-    def copy_(self, src):
-        self._check_inplace("copy_")
-        src = src.array if isinstance(src, Tensor) else src
-        self.array[...] = devices.to_device(src, self.device) if self.is_cuda else \
-            devices.to_numpy(src)
-        return self
-
-    def _inplace(self, op, other, fn):
-        self._check_inplace(op)
-        other = other.array if isinstance(other, Tensor) else other
-        fn(self.array, other, out=self.array, casting="same_kind")
-        return self
-
     def add_(self, other, alpha=1):
-        if alpha != 1:
-            other = (other.array if isinstance(other, Tensor) else other) * alpha
-        return self._inplace("add_", other, devices.get_array_module(self.array).add)
+        return self._augmented(other if alpha == 1 else other * alpha, "add", ops.add)
 
     def sub_(self, other, alpha=1):
-        if alpha != 1:
-            other = (other.array if isinstance(other, Tensor) else other) * alpha
-        return self._inplace("sub_", other, devices.get_array_module(self.array).subtract)
+        return self._augmented(other if alpha == 1 else other * alpha, "subtract", ops.sub)
 
     def mul_(self, other):
-        return self._inplace("mul_", other, devices.get_array_module(self.array).multiply)
+        return self._augmented(other, "multiply", ops.mul)
 
     def div_(self, other):
-        return self._inplace("div_", other, devices.get_array_module(self.array).divide)
+        return self._augmented(other, "true_divide", ops.div)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        def in_place(array, v):
+            array[...] = v
+        return self._update("fill_", value, in_place, _replaced_by)
+
+    def copy_(self, src):
+        def in_place(array, s):
+            array[...] = devices.to_device(s, self.device) if self.is_cuda else \
+                devices.to_numpy(s)
+        return self._update("copy_", src, in_place, _replaced_by)
 
     def clamp_(self, min=None, max=None):  # noqa: A002
-        self._check_inplace("clamp_")
-        devices.get_array_module(self.array).clip(self.array, min, max, out=self.array)
-        return self
+        def in_place(array, _):
+            devices.get_array_module(array).clip(array, min, max, out=array)
+        return self._update("clamp_", None, in_place, lambda old, _: ops.clamp(old, min, max))
 
     def __setitem__(self, key, value):
         self._check_inplace("setitem")
@@ -662,6 +668,13 @@ class Tensor(Variable):
 
     def index_select(self, dim, index):
         return ops.index_select(self, dim, index)
+
+
+def _replaced_by(old, value):
+    """`value` broadcast to old's shape, as a graph node: what fill_ and copy_ compute in the
+    graph (the gradient goes to value; old gets none)."""
+    xp = devices.get_array_module(old.array)
+    return ops.where(Tensor._wrap(xp.zeros(old.shape, bool)), old, value)
 
 
 from . import ops  # noqa: E402 -- the ops import Tensor, so they load after the class exists

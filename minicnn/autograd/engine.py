@@ -102,6 +102,8 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None, owned=N
                         captured[j] = g
             if len(gys) > 1:
                 gys = _zero_fill(fn, gys)
+            if fn._saved:
+                fn.check_saved()
             gxs = fn.backward(*gys) if Observers.backward is None else \
                 Observers.backward(fn, gys)           # mc.profiler
             if type(gxs) is not tuple:

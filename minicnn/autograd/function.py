@@ -11,8 +11,15 @@ Function with its own backward (conv's Conv2dGradInput, norm's RowNormGrad, ...)
 
 Calling a Function on inputs that require grad (while grad mode is on) stores the inputs on it
 and makes it the `creator` of its outputs: the graph is defined by running it.
+
+What the backward reads is declared, so that an in-place write between forward and backward is
+caught (version.py): `saves` names the inputs whose values the backward reads, `saves_outputs`
+the outputs it reads (`retained_output`), and `save_array` records any other array it keeps
+that a user can write to (an index or target tensor's array). The recorded versions are checked
+by the engine before the backward runs. Reading only an input's shape or dtype is no read.
 """
 from ..devices import device_of
+from . import version as _version
 from .mode import _GradMode
 
 
@@ -44,12 +51,25 @@ class Function:
     Attributes a subclass may rely on inside `backward`:
       self.inputs   the input Tensors (None entries for absent optional inputs)
     Outputs of integer or bool dtype (argmax indices, masks) never require grad.
+
+    What the backward reads, checked for in-place writes before it runs:
+      saves          None: every input (the default, for a Function that does not say);
+                     a tuple of input indices: those inputs;
+                     a dict {i: (j, ...)}: inputs j, when input i requires grad (the gradient
+                     of x * y reads y only when x requires grad)
+      saves_outputs  the outputs the backward reads (retained_output): a tuple of output
+                     indices, or a dict {input i: output indices} as for saves
+    A Function that keeps another array a user can write to (an index tensor's) records it with
+    `save_array` in its forward.
     """
 
     inputs = None
     released = False
     out_meta = None  # (shape, dtype) per output, kept for multi-output ops to zero-fill grads
     out_hooks = None  # {output index: [hook, ...]} from Tensor.register_hook on non-leaf outputs
+    saves = None
+    saves_outputs = ()
+    _saved = None    # [(array, version, what)] recorded for the in-place check
 
     def forward(self, *arrays):
         raise NotImplementedError
@@ -77,6 +97,8 @@ class Function:
         record = record and _GradMode.enabled
         if record:
             self.inputs = inputs
+            if self.saves != () or self.saves_outputs:
+                self._record_saved(inputs, outputs)
         self._make = first
         if type(outputs) is not tuple:
             return first._from_op(outputs, self, 0) if record else first._wrap(outputs)
@@ -84,6 +106,42 @@ class Function:
             self.out_meta = [(y.shape, y.dtype) for y in outputs]
             return tuple(first._from_op(y, self, i) for i, y in enumerate(outputs))
         return tuple(first._wrap(y) for y in outputs)
+
+    def _record_saved(self, inputs, outputs):
+        """The versions of what `saves` and `saves_outputs` declare (see the class docstring)."""
+        saved = self.__dict__.setdefault("_saved", [])
+        saves = self.saves
+        for i in range(len(inputs)) if saves is None else _declared(saves, inputs):
+            t = inputs[i]
+            if t is not None:
+                saved.append((t.array, _version.version(t.array), ("input", i)))
+        if self.saves_outputs:
+            outs = outputs if type(outputs) is tuple else (outputs,)
+            for i in _declared(self.saves_outputs, inputs):
+                saved.append((outs[i], _version.version(outs[i]), ("output", i)))
+
+    def save_array(self, array):
+        """Record `array`, which the backward reads and which is neither an input nor an output
+        (a user's index tensor), for the in-place check; returns it."""
+        self.__dict__.setdefault("_saved", []).append(
+            (array, _version.version(array), ("array", None)))
+        return array
+
+    def check_saved(self):
+        """Raise PyTorch's error if something the backward reads was written in place since the
+        forward (called by the engine before `backward`)."""
+        for array, expected, (kind, index) in self._saved:
+            now = _version.version(array)
+            if now != expected:
+                what = f"{kind} {index} of {self.name}" if index is not None else \
+                    f"an array saved by {self.name}"
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified by "
+                    f"an inplace operation: [{_shape_str(array.shape)} {array.dtype}], which is "
+                    f"{what}, is at version {now}; expected version {expected} instead. Hint: "
+                    "the write happened between this op's forward and the backward (an in-place "
+                    "method, x op= y, a write through .data, an optimizer step); clone() the "
+                    "tensor before writing to it, or run the forward again")
 
     def retained_output(self, array, index=0):
         """This op's own output as a graph node, for backward formulas written in terms of y
@@ -124,6 +182,19 @@ def observe_calls(hook):
         Function.__call__ = run
     Function.__call__ = observed
     return remove
+
+
+def _declared(saves, inputs):
+    """The indices a `saves` / `saves_outputs` declaration names for these inputs: a tuple as
+    it is; a dict {i: indices} the indices of every input i that requires grad."""
+    if type(saves) is not dict:
+        return saves
+    return [j for i, js in saves.items()
+            if inputs[i] is not None and inputs[i]._requires_grad for j in js]
+
+
+def _shape_str(shape):
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
 def _raise_mixed_devices(fn, inputs):

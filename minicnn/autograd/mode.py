@@ -1,13 +1,19 @@
 """Grad mode: whether calling a Function records it in the graph.
 
-`no_grad()`, `enable_grad()` and `set_grad_enabled(mode)` work as context managers and as
-decorators, as PyTorch's do; `is_grad_enabled()` reads the mode.
+`no_grad()`, `enable_grad()`, `set_grad_enabled(mode)` and `inference_mode()` work as context
+managers and as decorators, as PyTorch's do; `is_grad_enabled()` reads the mode. The mode is
+per thread, as PyTorch's is: `no_grad` in one thread (an evaluation loop) does not stop another
+thread's training from recording its graph.
 """
 import functools
+import threading
 
 
-class _GradMode:
-    enabled = True
+class _GradModeState(threading.local):
+    enabled = True   # the class attribute is every new thread's starting value
+
+
+_GradMode = _GradModeState()
 
 
 def is_grad_enabled():
@@ -70,3 +76,30 @@ class no_grad(_ModeContext):
 
 class enable_grad(_ModeContext):
     mode = True
+
+
+class inference_mode:
+    """`with mc.inference_mode():` or `@mc.inference_mode()` (also a bare `@mc.inference_mode`):
+    PyTorch's inference mode, which here is no_grad (minicnn keeps no per-tensor autograd
+    bookkeeping that inference mode could skip). `inference_mode(False)` changes nothing."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # a bare decorator: @mc.inference_mode
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self.prev = _GradMode.enabled
+        if self.mode:
+            _GradMode.enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+    def __call__(self, func):
+        return _with_grad_mode(func, False) if self.mode else func

@@ -11,6 +11,7 @@ import numbers
 import numpy
 
 from .. import devices
+from ..autograd.version import bump as bump_version
 from ..random import rng
 from ..tensor import Tensor
 
@@ -77,6 +78,7 @@ def _write(tensor, values):
         tensor.array = devices.get_array_module(data).array(values, dtype=data.dtype)
     else:
         data[...] = values
+        bump_version(data)   # an in-place write, as PyTorch's init under no_grad
     return tensor
 
 

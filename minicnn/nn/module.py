@@ -2,6 +2,7 @@
 import collections
 
 from .. import devices
+from ..autograd.version import bump as bump_version
 from ..tensor import Tensor
 from .parameter import Parameter, zero_grads
 
@@ -313,6 +314,7 @@ class Module:
             # (CuPy arrays have no writeable flag: they are always writable)
             if getattr(getattr(target.array, "flags", None), "writeable", True):
                 target.array[...] = array
+                bump_version(target.array)   # a Function that saved it must notice
             else:
                 xp = devices.get_array_module(target.array)
                 target.array = xp.array(array, dtype=target.array.dtype, copy=True)

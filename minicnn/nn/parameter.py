@@ -1,4 +1,5 @@
 """nn.Parameter: a Tensor that a Module registers as learnable."""
+from ..autograd.version import bump as bump_version
 from ..tensor import Tensor
 
 
@@ -27,3 +28,4 @@ def zero_grads(params, set_to_none=True):
             p.grad = None
         else:
             p.grad.array[...] = 0
+            bump_version(p.grad.array)

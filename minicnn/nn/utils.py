@@ -12,6 +12,7 @@ import math
 
 from .. import devices, ops
 from ..autograd import no_grad
+from ..autograd.version import bump as bump_version
 from ..tensor import Tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_",
@@ -111,6 +112,7 @@ def vector_to_parameters(vec, parameters):
         for p in params:
             n = p.numel()
             p.array[...] = vec.array[offset:offset + n].reshape(p.shape)
+            bump_version(p.array)
             offset += n
 
 

@@ -69,6 +69,7 @@ def _second_derivative(z, act):
 
 class Activation(Function):
     """y = act(x) by the activation kernels (act: a name the family knows, e.g. 'relu')."""
+    saves = (0,)
 
     def __init__(self, act, slope=0.0):
         self.act, self.slope = act, slope
@@ -83,6 +84,7 @@ class Activation(Function):
 class ActivationGrad(Function):
     """gx = gy * act'(x); linear in gy, so its backward is (ggx * gy * act''(x), this op on
     ggx)."""
+    saves = {0: (0, 1), 1: (0,)}
 
     def __init__(self, act, slope=0.0):
         self.act, self.slope = act, slope
@@ -103,6 +105,9 @@ class ActivationGrad(Function):
 # --- from the saved output ------------------------------------------------------------------------
 
 class Sigmoid(Function):
+    saves = ()
+    saves_outputs = (0,)
+
     def forward(self, x):
         self.y = K.forward(x, "sigmoid")  # float32 CPU: a Numba kernel with a vectorised exp
         return self.y
@@ -113,6 +118,9 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    saves = ()
+    saves_outputs = (0,)
+
     def forward(self, x):
         self.y = get_array_module(x).tanh(x)
         return self.y
@@ -124,6 +132,8 @@ class Tanh(Function):
 
 class ELU(Function):
     """alpha (exp(x) - 1) for x <= 0 (scaled by `scale`, `input_scale` as in torch's elu)."""
+    saves = ()  # the output, and a mask made in the forward
+    saves_outputs = (0,)
 
     def __init__(self, alpha=1.0, scale=1.0, input_scale=1.0):
         self.alpha, self.scale, self.input_scale = float(alpha), float(scale), float(input_scale)
@@ -144,6 +154,7 @@ class ELU(Function):
 
 class Softplus(Function):
     """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold."""
+    saves = (0,)
 
     def __init__(self, beta=1.0, threshold=20.0):
         self.beta, self.threshold = float(beta), float(threshold)
@@ -164,6 +175,7 @@ class Softplus(Function):
 
 class _Masked(Function):
     """y = f(x) with f' piecewise constant: backward multiplies by a saved constant."""
+    saves = ()
 
     def backward(self, gy):
         return gy * _c(self.d, gy.dtype)
@@ -200,6 +212,8 @@ class Hardsigmoid(_Masked):
 # --- composed backward ----------------------------------------------------------------------------
 
 class Softsign(Function):
+    saves = (0,)
+
     def forward(self, x):
         return x / (1 + get_array_module(x).abs(x))
 
@@ -210,6 +224,7 @@ class Softsign(Function):
 
 class PReLU(Function):
     """y = x for x > 0, w[c] x otherwise; w has 1 element or one per channel (dim 1)."""
+    saves = {0: (1,), 1: (0,)}  # gx reads w, gw reads x
 
     def forward(self, x, w):
         self.bshape = (1, w.size) + (1,) * (x.ndim - 2) if w.size > 1 else (1,) * max(x.ndim, 1)
@@ -229,6 +244,8 @@ class PReLU(Function):
 
 class Softmax(Function):
     """softmax (log=False) or log-softmax (log=True) along `axis`; backward: SoftmaxGrad."""
+    saves = ()
+    saves_outputs = (0,)
 
     def __init__(self, axis, log=False):
         self.axis, self.log = axis, log
@@ -246,6 +263,7 @@ class SoftmaxGrad(Function):
     log-softmax, S the sum along the axis. Linear in gy; its backward, with ggx:
     softmax     d/dgy = this op on ggx, d/dy = ggx (gy - S(gy y)) - gy S(ggx y)
     log-softmax d/dgy = ggx - S(ggx e^y),   d/dy = -ggx e^y S(gy)."""
+    saves = {0: (0, 1), 1: (0,)}
 
     def __init__(self, axis, log):
         self.axis, self.log = axis, log
@@ -402,6 +420,7 @@ def log_softmax(x, dim=None, dtype=None):
 class BiasAct(Function):
     """y = act(x + b[c]), c the index along `dim`: one fused CUDA kernel on the GPU; on the CPU
     the add, then the activation's kernel. Nothing is saved beyond the inputs."""
+    saves = (0, 1)
 
     def __init__(self, act, dim, slope=0.01):
         self.act, self.dim, self.slope = act, dim, slope
@@ -420,6 +439,7 @@ class BiasActGrad(Function):
 
     Backward, with h = ggx + ggb[c]: d/dgy = h * act'(z) (this op again), d/dz = h * gy *
     act''(z) (Tensor ops), summed over the other axes for b."""
+    saves = {0: (0, 1, 2), 1: (0, 1, 2), 2: (0, 1)}
 
     def __init__(self, act, dim, slope=0.01):
         self.act, self.dim, self.slope = act, dim, slope

@@ -20,6 +20,8 @@ def grad_to(g, t):
 
 
 class Cast(Function):
+    saves = ()
+
     def __init__(self, dtype):
         self.dtype = dtype
 
@@ -32,6 +34,8 @@ class Cast(Function):
 
 
 class Add(Function):
+    saves = ()
+
     def forward(self, a, b):
         return a + b
 
@@ -41,6 +45,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves = ()
+
     def forward(self, a, b):
         return a - b
 
@@ -50,6 +56,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    saves = {0: (1,), 1: (0,)}   # the gradient of each side reads the other
+
     def forward(self, a, b):
         return a * b
 
@@ -61,6 +69,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    saves = {0: (1,), 1: (0, 1)}
+
     def forward(self, a, b):
         return a / b
 
@@ -75,6 +85,8 @@ class Pow(Function):
     """y = a ** b. PyTorch's gradients where 0 * inf would make a NaN: d/da is 0 where b == 0
     (also at a == 0), d/db is 0 where a == 0 and b >= 0. Both are taken with a safe base
     (1 there), so no inf appears in them or in their own derivatives."""
+    saves = {0: (0, 1), 1: (0, 1)}
+    saves_outputs = {1: (0,)}
 
     def forward(self, a, b):
         self.y = a ** b
@@ -97,6 +109,7 @@ class Pow(Function):
 
 class Maximum(Function):
     """Ties send half the gradient to each side, as PyTorch does."""
+    saves = ()  # only the shares, made in the forward
     select, a_wins = "maximum", "greater"
 
     def forward(self, a, b):
@@ -117,8 +130,10 @@ class Minimum(Maximum):
 
 
 class Where(Function):
+    saves = ()  # and the condition (save_array)
+
     def __init__(self, cond):
-        self.cond = cond
+        self.cond = self.save_array(cond)
 
     def forward(self, a, b):
         return get_array_module(a, b).where(self.cond, a, b)

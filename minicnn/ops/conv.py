@@ -25,6 +25,8 @@ from .util import shape_str
 # --- Functions -----------------------------------------------------------------------------------
 
 class Conv2d(Function):
+    saves = {0: (1,), 1: (0,)}  # gx reads w, gw reads x
+
     def __init__(self, params, out_hw=None):
         self.p, self.out_hw = params, out_hw
 
@@ -41,6 +43,7 @@ class Conv2d(Function):
 
 class Conv2dGradInput(Function):
     """gx = conv^T(gy, w): the input-gradient of conv2d, and conv_transpose2d's forward."""
+    saves = {0: (1,), 1: (0,)}
 
     def __init__(self, params, x_shape):
         self.p, self.x_shape = params, tuple(x_shape)
@@ -57,6 +60,7 @@ class Conv2dGradInput(Function):
 
 class Conv2dGradWeight(Function):
     """gw = sum over the batch and output positions of gy * shifted x."""
+    saves = {0: (1,), 1: (0,)}
 
     def __init__(self, params, w_shape):
         self.p, self.w_shape = params, tuple(w_shape)

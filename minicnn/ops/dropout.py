@@ -13,6 +13,7 @@ from ..kernels import dropout as K
 
 class MaskedAffine(Function):
     """y = keep ? x * ka + kb : x * da + db; backward: MaskedLinear with the same mask."""
+    saves = ()
 
     def __init__(self, p, mask_shape, ka, kb=0.0, da=0.0, db=0.0):
         self.p, self.mask_shape = p, tuple(mask_shape)
@@ -28,6 +29,7 @@ class MaskedAffine(Function):
 
 class MaskedLinear(Function):
     """gx = gy * (keep ? ka : da): linear, so its backward is itself with the same mask."""
+    saves = ()
 
     def __init__(self, mask):
         self.mask = mask

@@ -5,6 +5,8 @@ from ..tensor import Tensor
 
 
 class Neg(Function):
+    saves = ()
+
     def forward(self, x):
         return -x
 
@@ -13,6 +15,9 @@ class Neg(Function):
 
 
 class Exp(Function):
+    saves = ()
+    saves_outputs = (0,)
+
     def forward(self, x):
         self.y = get_array_module(x).exp(x)
         return self.y
@@ -22,6 +27,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    saves = (0,)
+
     def forward(self, x):
         return get_array_module(x).log(x)
 
@@ -30,6 +37,9 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saves = ()
+    saves_outputs = (0,)
+
     def forward(self, x):
         self.y = get_array_module(x).sqrt(x)
         return self.y
@@ -39,6 +49,8 @@ class Sqrt(Function):
 
 
 class Abs(Function):
+    saves = (0,)
+
     def forward(self, x):
         return get_array_module(x).abs(x)
 
@@ -48,6 +60,7 @@ class Abs(Function):
 
 class Clamp(Function):
     """Gradient passes where min <= x <= max (both ends inclusive, as in PyTorch)."""
+    saves = ()  # a mask made in the forward
 
     def __init__(self, lo, hi):
         self.lo, self.hi = lo, hi

@@ -28,9 +28,19 @@ def _is_basic_key(key):
                for k in items)
 
 
+def _saved_key(fn, key):
+    """key, with each index array in it recorded by fn (save_array) for the in-place check."""
+    for k in key if isinstance(key, tuple) else (key,):
+        if hasattr(k, "ndim"):
+            fn.save_array(k)
+    return key
+
+
 class GetItem(Function):
+    saves = ()  # and the key's index arrays (save_array)
+
     def __init__(self, key):
-        self.key = key
+        self.key = _saved_key(self, key)
 
     def forward(self, x):
         self.in_shape, self.in_dtype = x.shape, x.dtype
@@ -42,9 +52,10 @@ class GetItem(Function):
 
 class GetItemGrad(Function):
     """Scatter a gradient back into zeros of the input's shape; repeated indices accumulate."""
+    saves = ()  # and the key's index arrays (save_array)
 
     def __init__(self, key, in_shape):
-        self.key, self.in_shape = key, in_shape
+        self.key, self.in_shape = _saved_key(self, key), in_shape
 
     def forward(self, gy):
         xp = get_array_module(gy)
@@ -125,8 +136,10 @@ def getitem(x, key):
 class IndexSelect(Function):
     """y = take(x, index, axis): gathers along one axis; backward adds into the same slots."""
 
+    saves = ()  # and the index (save_array)
+
     def __init__(self, index, axis):
-        self.index, self.axis = index, axis
+        self.index, self.axis = self.save_array(index), axis
 
     def forward(self, x):
         self.in_shape = x.shape
@@ -137,8 +150,10 @@ class IndexSelect(Function):
 
 
 class IndexAdd(Function):
+    saves = ()  # and the index (save_array)
+
     def __init__(self, index, axis, out_shape):
-        self.index, self.axis, self.out_shape = index, axis, out_shape
+        self.index, self.axis, self.out_shape = self.save_array(index), axis, out_shape
 
     def forward(self, gy):
         xp = get_array_module(gy)
@@ -180,8 +195,10 @@ def along(index, axis, xp):
 class Gather(Function):
     """y = x[along(index, axis)] (torch.gather); backward scatter-adds."""
 
+    saves = ()  # and the index (save_array)
+
     def __init__(self, index, axis):
-        self.index, self.axis = index, axis
+        self.index, self.axis = self.save_array(index), axis
 
     def forward(self, x):
         self.in_shape = x.shape
@@ -194,8 +211,10 @@ class Gather(Function):
 class GatherGrad(Function):
     """zeros(out_shape)[along(index, axis)] += g."""
 
+    saves = ()  # and the index (save_array)
+
     def __init__(self, index, axis, out_shape):
-        self.index, self.axis, self.out_shape = index, axis, out_shape
+        self.index, self.axis, self.out_shape = self.save_array(index), axis, out_shape
 
     def forward(self, g):
         xp = get_array_module(g)

@@ -12,6 +12,7 @@ from .util import as_tensor
 
 class MatMul(Function):
     """Both inputs at least 2-D; batch dims broadcast."""
+    saves = {0: (1,), 1: (0,)}
 
     def forward(self, a, b):
         return get_array_module(a, b).matmul(a, b)
@@ -58,6 +59,7 @@ def matmul(a, b):
 
 class LinearOp(Function):
     """y = x @ W^T + b over 2-D x (N, in), W (out, in), b (out,) or None; one GEMM each way."""
+    saves = {0: (1,), 1: (0,)}  # gx reads w, gw reads x
 
     def forward(self, x, w, b=None):
         xp = get_array_module(x, w)

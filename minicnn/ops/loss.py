@@ -60,9 +60,11 @@ def _dense_q(xp, t, w, ignore_index, smooth, M, C, dtype):
 
 class CrossEntropy(Function):
     """Per-row loss (M,) of logits x (M, C) against class indices t (M,)."""
+    saves = (0,)  # and the target and weight (save_array)
 
     def __init__(self, t, w, ignore_index, smooth):
-        self.t, self.w, self.ignore_index, self.smooth = t, w, int(ignore_index), float(smooth)
+        self.t, self.w = self.save_array(t), w if w is None else self.save_array(w)
+        self.ignore_index, self.smooth = int(ignore_index), float(smooth)
 
     def forward(self, x):
         loss, self.lse = K.ce_fwd(x, self.t, self.w, self.ignore_index, self.smooth)
@@ -77,9 +79,11 @@ class CrossEntropyGrad(Function):
     """gx = g_i (p_i * sum_c q_ic - q_i) for row gradients g (M,), p = softmax(x), q the per-row
     target weights (dense: _dense_q). Backward, with ggx: d/dg = sum_c ggx (p qsum - q), and
     d/dx = g qsum p (ggx - sum_c ggx p) (the softmax Jacobian)."""
+    saves = {0: (0, 1), 1: (0,)}  # and the target and weight (save_array)
 
     def __init__(self, t, w, ignore_index, smooth, lse):
-        self.t, self.w, self.ignore_index, self.smooth, self.lse = t, w, ignore_index, smooth, lse
+        self.t, self.w = self.save_array(t), w if w is None else self.save_array(w)
+        self.ignore_index, self.smooth, self.lse = ignore_index, smooth, lse
 
     def forward(self, x, gl):
         return K.ce_bwd(x, self.t, self.w, self.ignore_index, self.smooth, self.lse,
@@ -104,6 +108,7 @@ class CrossEntropyGrad(Function):
 
 class NLL(Function):
     """Per-row loss -w[t] x[i, t] of log-probabilities x (M, C); linear in x."""
+    saves = ()  # q, made in the forward
 
     def __init__(self, t, w, ignore_index):
         self.t, self.w, self.ignore_index = t, w, int(ignore_index)
@@ -224,6 +229,7 @@ class CrossEntropyProbs(Function):
     """Per-row loss sum_c q_c (lse - x_c) of logits x (M, C) against target weights q (M, C)
     (class probabilities with label smoothing and class weights folded in): one stable
     log-sum-exp forward; backward g (p sum_c q_c - q) for x and -g log p for q."""
+    saves = {0: (0, 1), 1: (0,)}
 
     def forward(self, x, q):
         xp = get_array_module(x)
@@ -334,6 +340,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0):  # noqa: A002
 
 class BCE(Function):
     """-w (y log p + (1 - y) log(1 - p)) with each log clamped at -100, as PyTorch does."""
+    saves = {0: (0, 1, 2), 1: (0, 2)}
 
     def forward(self, p, y, w):
         xp = get_array_module(p)

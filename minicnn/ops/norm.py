@@ -15,6 +15,7 @@ import math
 import numbers
 
 from ..autograd import Function
+from ..autograd.version import bump as bump_version
 from ..devices import get_array_module
 from ..kernels import norm as K
 from ..tensor import Tensor
@@ -44,6 +45,7 @@ class _NormGrad(Function):
       d/dx  = r^2 ((3AB - C) xhat - B (ggx - mean(ggx)) - A (g - mean(g))) + P(gy ggw)
     with A = mean(ggx xhat), B = mean(g xhat), C = mean(ggx g) - mean(ggx) mean(g), all means
     over `red` (from differentiating gx = P(g) through r and xhat, and gw = sum gy xhat)."""
+    saves = (0, 1, 2)
 
     def __init__(self, layout, eps, has_w, b_shape):
         self.layout, self.eps, self.has_w, self.b_shape = layout, float(eps), has_w, b_shape
@@ -100,6 +102,8 @@ def _grads_out(x, w, b, outs):
 
 
 class RowNorm(Function):
+    saves = (0, 1)
+
     def __init__(self, shape4, eps):
         self.shape4, self.eps = tuple(shape4), float(eps)
 
@@ -143,6 +147,7 @@ def _sum0(a):
 
 class BatchNormTrain(Function):
     """Batch statistics; self.mean / self.var (biased, float64) are kept for the running update."""
+    saves = (0, 1)
 
     def __init__(self, eps):
         self.eps = float(eps)
@@ -187,9 +192,10 @@ class BatchNormGrad(_NormGrad):
 
 class BatchNormEval(Function):
     """y = (x - mean) * rstd * w + b per channel (dim 1) with constant statistics."""
+    saves = {0: (1,), 1: (0,)}  # and the running mean (save_array)
 
     def __init__(self, mean, var, eps):
-        self.mean, self.var, self.eps = mean, var, float(eps)
+        self.mean, self.var, self.eps = self.save_array(mean), var, float(eps)
 
     def forward(self, x, w, b):
         xp = get_array_module(x)
@@ -242,9 +248,12 @@ def _check_channels_input(x, op, min_dims, **vectors):
 
 
 def _update_running(running_mean, running_var, mean, var, momentum, var_scale=None):
-    """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place."""
+    """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place (counted as
+    writes, so an eval-mode batch norm that saved the running mean notices)."""
     K.running_update(running_mean.array, running_var.array, mean, var, float(momentum),
                      var_scale)
+    bump_version(running_mean.array)
+    bump_version(running_var.array)
 
 
 # --- functional API ---------------------------------------------------------------------------

@@ -26,6 +26,9 @@ from .util import shape_str
 # --- Functions -----------------------------------------------------------------------------------
 
 class MaxPool2d(Function):
+    saves = ()
+    saves_outputs = (1,)  # the argmax indices
+
     def __init__(self, k, s, p, d, out):
         self.k, self.s, self.p, self.d, self.out = k, s, p, d, out
 
@@ -40,6 +43,9 @@ class MaxPool2d(Function):
 
 
 class AdaptiveMaxPool2d(Function):
+    saves = ()
+    saves_outputs = (1,)
+
     def __init__(self, out):
         self.out = out
 
@@ -56,9 +62,10 @@ class AdaptiveMaxPool2d(Function):
 class PlaneScatter(Function):
     """out[n, c].flat[idx[n, c, ...]] += g[n, c, ...] into (H, W) planes. With the max-pool
     `window` (KH, KW, SH, SW, PH, PW, DH, DW) the GPU computes it as a gather (no atomics)."""
+    saves = ()  # and idx (save_array)
 
     def __init__(self, idx, hw, window=None):
-        self.idx, self.hw, self.window = idx, tuple(hw), window
+        self.idx, self.hw, self.window = self.save_array(idx), tuple(hw), window
 
     def forward(self, g):
         if self.window is not None:
@@ -71,9 +78,10 @@ class PlaneScatter(Function):
 
 class PlaneGather(Function):
     """x[n, c].flat[idx[n, c, ...]]."""
+    saves = ()  # and idx (save_array)
 
     def __init__(self, idx):
-        self.idx = idx
+        self.idx = self.save_array(idx)
 
     def forward(self, x):
         self.hw = x.shape[2:]
@@ -86,9 +94,10 @@ class PlaneGather(Function):
 class PlaneAssign(Function):
     """out[n, c].flat[idx[n, c, ...]] = x[n, c, ...] into (H, W) planes. Backward as PyTorch's
     max_unpool2d: every input gathers the gradient at its index (also where indices repeat)."""
+    saves = ()  # and idx (save_array)
 
     def __init__(self, idx, hw):
-        self.idx, self.hw = idx, tuple(hw)
+        self.idx, self.hw = self.save_array(idx), tuple(hw)
 
     def forward(self, x):
         return kpool.plane_assign(x, self.idx, *self.hw)
@@ -98,6 +107,8 @@ class PlaneAssign(Function):
 
 
 class AvgPool2d(Function):
+    saves = ()
+
     def __init__(self, k, s, p, out, inv):
         self.k, self.s, self.p, self.out, self.inv = k, s, p, out, inv
 
@@ -110,6 +121,8 @@ class AvgPool2d(Function):
 
 
 class AvgPool2dGrad(Function):
+    saves = ()
+
     def __init__(self, k, s, p, in_hw, inv):
         self.k, self.s, self.p, self.in_hw, self.inv = k, s, p, tuple(in_hw), inv
 

@@ -9,6 +9,7 @@ class FakeQuantizeOp(Function):
     """y = (clip(rint(x / s) + zp, qmin, qmax) - zp) * s; per tensor (scale a number) or per
     channel along `axis` (scale, zero_point arrays). dy/dx = 1 where rint(x/s) + zp lies in
     [qmin, qmax], else 0 (straight-through estimator)."""
+    saves = ()  # a mask made in the forward
 
     def __init__(self, scale, zero_point=0, qmin=-128, qmax=127, axis=None):
         self.scale, self.zero_point, self.qmin, self.qmax, self.axis = \

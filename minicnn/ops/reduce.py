@@ -29,6 +29,8 @@ def _count(shape, axes):
 
 
 class Sum(Function):
+    saves = ()
+
     def __init__(self, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
 
@@ -41,6 +43,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    saves = ()
+
     def __init__(self, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
 
@@ -54,6 +58,7 @@ class Mean(Function):
 
 class AMax(Function):
     """Max over axes; ties share the gradient evenly (PyTorch's amax)."""
+    saves = ()  # the shares, made in the forward
     reduce = "max"
 
     def __init__(self, axes, keepdims):
@@ -77,6 +82,8 @@ class AMin(AMax):
 
 
 class Var(Function):
+    saves = (0,)
+
     def __init__(self, axes, correction, keepdims):
         self.axes, self.correction, self.keepdims = axes, correction, keepdims
 

@@ -16,6 +16,8 @@ from .util import as_tensor, broadcast_shapes, normalize_axis, shape_str
 # --- reshape -----------------------------------------------------------------------------------
 
 class Reshape(Function):
+    saves = ()
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -112,6 +114,8 @@ def unsqueeze(x, dim):
 # --- permute / transpose -----------------------------------------------------------------------
 
 class Permute(Function):
+    saves = ()
+
     def __init__(self, perm):
         self.perm = perm
 
@@ -147,6 +151,8 @@ def transpose(x, dim0, dim1):
 # --- broadcasting ------------------------------------------------------------------------------
 
 class BroadcastTo(Function):
+    saves = ()
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -160,6 +166,7 @@ class BroadcastTo(Function):
 
 class SumTo(Function):
     """Sum a broadcast result back down to `shape` (the gradient of broadcasting)."""
+    saves = ()
 
     def __init__(self, shape):
         self.shape = shape
@@ -208,6 +215,8 @@ def expand(x, *sizes):
 # --- concatenate / stack / split ---------------------------------------------------------------
 
 class Concatenate(Function):
+    saves = ()
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -220,6 +229,8 @@ class Concatenate(Function):
 
 
 class Split(Function):
+    saves = ()
+
     def __init__(self, sizes, axis):
         self.sizes, self.axis = sizes, axis
 
@@ -297,6 +308,8 @@ def chunk(x, chunks, dim=0):
 # --- padding -----------------------------------------------------------------------------------
 
 class PadConstant(Function):
+    saves = ()
+
     def __init__(self, widths, value):
         self.widths, self.value = widths, value
 

@@ -23,6 +23,12 @@ Correctness when things change under the optimizer:
 - Gradients are fresh arrays each backward; they are only read.
 - A parameter shared by two optimizers works (each re-lays out when it sees the other's view),
   but slowly; give each parameter to one optimizer.
+- A step counts as an in-place write of each parameter it updates (autograd/version.py): a
+  Function that saved a parameter before the step raises in its backward, as in PyTorch. The flat
+  buffer is partitioned, so a write to one parameter leaves the others' saved versions valid.
+- Building an optimizer moves each parameter's values into its flat buffer: a tensor that shared
+  memory with a NumPy array (mc.from_numpy, mc.as_tensor) no longer does afterwards; the
+  optimizer's updates go to the tensor, not to the array.
 
 State dict layout (PyTorch's): {'state': {index: {'step': 0-d float32 Tensor, 'exp_avg': Tensor,
 ...}}, 'param_groups': [{'lr': ..., ..., 'params': [indices]}]}, indices numbering the parameters
@@ -38,6 +44,7 @@ from minicnn.kernels import optim as K
 
 from .. import devices
 from ..autograd import enable_grad, no_grad
+from ..autograd import version as autograd_version
 from ..nn.parameter import zero_grads
 from ..tensor import Tensor
 
@@ -66,6 +73,7 @@ class _Bucket:
             view = self.flat[o0:o1].reshape(p.array.shape)
             p.array = view
             self.views.append(view)
+        autograd_version.partition(self.flat, self.offsets)  # each parameter counts its writes
         self.state = {}
         self.gbuf = None
 
@@ -275,6 +283,7 @@ class Optimizer:
                     st = {name: b.state[name][o0:o1] for name in spec}
                     sc = dict(zip(self._scalar_spec, scalars))
                     new_sc = self._apply(group, b.flat[o0:o1], g, st, step + 1, sc)
+                    autograd_version.bump_parts(b.flat, i0, i1)
                     for p in b.params[i0:i1]:
                         self._steps[p] = step + 1
                         if new_sc:
