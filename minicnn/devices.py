@@ -192,7 +192,9 @@ def normalize_device(device):
     if device is None:
         return "cpu"
     if isinstance(device, str):
-        device = Device(device.lower())     # checks the type and the index
+        if device.lower().partition(":")[0].strip() not in _DEVICE_TYPES:
+            raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+        device = Device(device.lower())     # checks the index
     name = str(getattr(device, "type", device)).lower()
     if name == "cpu":
         return "cpu"

@@ -11,6 +11,7 @@ from .autograd import engine
 from .autograd.function import Variable
 from .autograd.mode import _GradMode
 from .autograd.version import bump as bump_version
+from .autograd.version import carry_over as carry_versions
 from .autograd.version import version as array_version
 
 
@@ -112,6 +113,16 @@ class Tensor(Variable):
         return devices.is_cuda_array(self.array)
 
     @property
+    def is_cpu(self):
+        return not devices.is_cuda_array(self.array)
+
+    @property
+    def is_xpu(self):       # PyTorch's other accelerators, which minicnn does not drive
+        return False
+
+    is_mps = is_xpu
+
+    @property
     def shape(self):
         return self.array.shape
 
@@ -210,17 +221,36 @@ class Tensor(Variable):
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
+    def __format__(self, spec):
+        """f"{loss:.4f}": a 0-d tensor formats as its value; others only with an empty spec, as
+        in PyTorch."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def to(self, *args, **kwargs):
-        """to(device), to(dtype), to(device, dtype) or to(other_tensor); differentiable."""
+        """to(device), to(dtype), to(device, dtype) or to(other_tensor), then PyTorch's
+        non_blocking and copy (positional or by name); differentiable. non_blocking is accepted
+        and changes nothing (CuPy's copies keep the stream's order); copy=True returns a new
+        tensor even when device and dtype are already right."""
         device = kwargs.pop("device", None)
         dtype = kwargs.pop("dtype", None)
+        flags = [kwargs.pop("non_blocking", False), kwargs.pop("copy", False)]
         if kwargs:
             raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
+        given = 0
         for a in args:
-            if isinstance(a, Tensor):
+            if isinstance(a, bool):                  # to(dtype, non_blocking, copy)
+                if given == 2:
+                    raise TypeError("to: at most two flags (non_blocking, copy) after the "
+                                    "device and dtype")
+                flags[given], given = a, given + 1
+            elif isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
             elif isinstance(a, str) and (a.startswith("cpu") or a.startswith("cuda")):
                 device = a
+            elif isinstance(a, int):                 # to(0): the first GPU
+                device = devices.Device(a)
             elif hasattr(a, "type") and not isinstance(a, (type, numpy.dtype)):
                 device = a
             else:
@@ -230,13 +260,16 @@ class Tensor(Variable):
             out = ops.cast(out, dtype)
         if device is not None and devices.normalize_device(device) != out.device:
             out = ops.ToDevice(devices.normalize_device(device))(out)
+        if flags[1] and out is self:
+            out = self.clone()
         return out
 
     def cpu(self):
         return self.to("cpu")
 
-    def cuda(self, device=None):
-        return self.to("cuda")
+    def cuda(self, device=None, non_blocking=False):
+        """To the GPU (`device`: None, an index or a device, all meaning minicnn's one GPU)."""
+        return self.to("cuda" if device is None else device, non_blocking=non_blocking)
 
     def float(self):
         return ops.cast(self, numpy.float32)
@@ -352,9 +385,10 @@ class Tensor(Variable):
         if in_graph and self._requires_grad and self.creator is None:
             raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
                                "in-place operation (wrap the update in mc.no_grad())")
-        bump_version(self.array)
+        before = self.array
+        bump_version(before)
         if not in_graph:
-            in_place(self.array, other.array if isinstance(other, Tensor) else other)
+            in_place(before, other.array if isinstance(other, Tensor) else other)
             return self
         old = Tensor._wrap(self.array)    # this tensor's current node, as another object, so
         old.creator, old.output_index = self.creator, self.output_index  # the graph has no loop
@@ -365,6 +399,7 @@ class Tensor(Variable):
                 raise RuntimeError(f"{op} in place: result type {result.dtype} cannot be cast to "
                                    f"the tensor's dtype {self.dtype}")
             result = ops.cast(result, self.dtype)
+        carry_versions(result.array, before)   # ops that saved this tensor see the write
         self.array, self.creator, self.output_index = result.array, result.creator, \
             result.output_index
         self._requires_grad = result._requires_grad

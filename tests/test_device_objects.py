@@ -43,8 +43,10 @@ def test_device_errors():
         mc.device("cuda:0", 0)
     with pytest.raises(TypeError, match="expected a string"):
         mc.device(1.5)
-    with pytest.raises(ValueError, match="unknown device type"):
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
         mc.tensor([1.0], device="gpu")
+    with pytest.raises(ValueError, match="invalid device string"):
+        mc.tensor([1.0], device="cpu:x")
 
 
 def test_a_device_object_goes_where_a_device_string_goes(tmp_path):
@@ -164,3 +166,48 @@ def test_worker_threads_run_numba_on_one_thread():
 
     list(mc.utils.data.DataLoader(Probe(), batch_size=1, num_workers=1))
     assert seen == [1, 1]
+
+
+def test_format_a_0d_tensor_as_its_value():
+    t = mc.tensor(3.14159)
+    for spec in (".2f", ".3f", ">8.1f", "", "e"):
+        assert format(t, spec) == format(torch.tensor(3.14159), spec)
+    assert f"{mc.tensor(7):03d}" == "007"
+    assert f"{mc.tensor([1.0, 2.0])}" == str(mc.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="unsupported format string"):
+        format(mc.tensor([1.0, 2.0]), ".2f")
+
+
+def test_to_non_blocking_and_copy():
+    x = mc.randn(3, requires_grad=True)
+    assert x.to("cpu", non_blocking=True) is x and x.cpu() is x
+    assert x.to(mc.device("cpu"), mc.float32, True) is x               # to(device, dtype, flag)
+    y = x.to("cpu", copy=True)
+    assert y is not x and np.array_equal(y.numpy(), x.detach().numpy())
+    y.sum().backward()                                                 # still differentiable
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones(3))
+    assert x.to(mc.float64, False, True).dtype == np.float64
+    with pytest.raises(TypeError, match="at most two flags"):
+        x.to(mc.float64, True, True, True)
+    assert x.is_cpu and not x.is_xpu and not x.is_mps and not x.is_cuda
+    model = nn.Linear(2, 2).to(mc.device("cpu"), non_blocking=True)
+    assert model.weight.device == "cpu"
+    if not mc.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            x.cuda(non_blocking=True)
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            x.to(0)
+
+
+def test_data_parallel_runs_the_module_on_the_one_device():
+    net = nn.Linear(3, 2)
+    wrapped = nn.DataParallel(net)
+    x = mc.randn(4, 3)
+    np.testing.assert_array_equal(wrapped(x).detach().numpy(), net(x).detach().numpy())
+    assert sorted(wrapped.state_dict()) == ["module.bias", "module.weight"]   # PyTorch's keys
+    out = nn.parallel.data_parallel(net, x, range(1))
+    assert out.shape == (4, 2)
+    with pytest.raises(ValueError, match="one device"):
+        nn.DataParallel(net, device_ids=[0, 1])
+    with pytest.raises(TypeError, match="nn.Module"):
+        nn.DataParallel(lambda v: v)

@@ -219,9 +219,12 @@ class Module:
         arrays are replaced."""
         import numpy  # noqa: PLC0415
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)       # PyTorch's; the copies are ordered anyway
         if kwargs:
             raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
         for a in args:
+            if isinstance(a, bool):                 # to(device, dtype, non_blocking)
+                continue
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
             elif isinstance(a, str) and a.split(":")[0].lower() in ("cpu", "cuda"):
