@@ -201,7 +201,7 @@ def test_the_message_names_the_tensor_and_both_versions():
     y = (x * x).sum()
     with mc.no_grad():
         x.mul_(2)
-    with pytest.raises(RuntimeError, match=r"\[\[3\] float32\], which is input \d of Mul, is at "
+    with pytest.raises(RuntimeError, match=r"\[\[3\] float32\], which is input \d saved by Mul, is at "
                                            r"version 1; expected version 0 instead"):
         y.backward()
 

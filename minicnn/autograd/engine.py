@@ -7,6 +7,7 @@ stays flat over many steps. Leaves' gradients are accumulated into `.grad` (back
 """
 from ..devices import get_array_module
 from .function import Observers, Variable
+from . import version as _version
 from .mode import _GradMode
 
 
@@ -102,7 +103,7 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None, owned=N
                         captured[j] = g
             if len(gys) > 1:
                 gys = _zero_fill(fn, gys)
-            if fn._saved:
+            if fn._clock != _version.clock:   # something was written since its forward
                 fn.check_saved()
             gxs = fn.backward(*gys) if Observers.backward is None else \
                 Observers.backward(fn, gys)           # mc.profiler

@@ -15,8 +15,9 @@ and makes it the `creator` of its outputs: the graph is defined by running it.
 What the backward reads is declared, so that an in-place write between forward and backward is
 caught (version.py): `saves` names the inputs whose values the backward reads, `saves_outputs`
 the outputs it reads (`retained_output`), and `save_array` records any other array it keeps
-that a user can write to (an index or target tensor's array). The recorded versions are checked
-by the engine before the backward runs. Reading only an input's shape or dtype is no read.
+that a user can write to (an index or target tensor's array). A recorded Function notes the
+write clock; before its backward the engine checks that none of those was written since.
+Reading only an input's shape or dtype is no read.
 """
 from ..devices import device_of
 from . import version as _version
@@ -69,7 +70,9 @@ class Function:
     out_hooks = None  # {output index: [hook, ...]} from Tensor.register_hook on non-leaf outputs
     saves = None
     saves_outputs = ()
-    _saved = None    # [(array, version, what)] recorded for the in-place check
+    _clock = None    # the write clock (version.py) when this op was recorded
+    _outs = None     # its outputs, kept when saves_outputs names some
+    _kept = None     # the arrays given to save_array
 
     def forward(self, *arrays):
         raise NotImplementedError
@@ -97,8 +100,9 @@ class Function:
         record = record and _GradMode.enabled
         if record:
             self.inputs = inputs
-            if self.saves != () or self.saves_outputs:
-                self._record_saved(inputs, outputs)
+            self._clock = _version.clock
+            if self.saves_outputs:
+                self._outs = outputs
         self._make = first
         if type(outputs) is not tuple:
             return first._from_op(outputs, self, 0) if record else first._wrap(outputs)
@@ -107,41 +111,39 @@ class Function:
             return tuple(first._from_op(y, self, i) for i, y in enumerate(outputs))
         return tuple(first._wrap(y) for y in outputs)
 
-    def _record_saved(self, inputs, outputs):
-        """The versions of what `saves` and `saves_outputs` declare (see the class docstring)."""
-        saved = self.__dict__.setdefault("_saved", [])
-        saves = self.saves
-        for i in range(len(inputs)) if saves is None else _declared(saves, inputs):
-            t = inputs[i]
-            if t is not None:
-                saved.append((t.array, _version.version(t.array), ("input", i)))
-        if self.saves_outputs:
-            outs = outputs if type(outputs) is tuple else (outputs,)
-            for i in _declared(self.saves_outputs, inputs):
-                saved.append((outs[i], _version.version(outs[i]), ("output", i)))
-
     def save_array(self, array):
         """Record `array`, which the backward reads and which is neither an input nor an output
         (a user's index tensor), for the in-place check; returns it."""
-        self.__dict__.setdefault("_saved", []).append(
-            (array, _version.version(array), ("array", None)))
+        self._kept = [array] if self._kept is None else self._kept + [array]
         return array
 
+    def _saved_arrays(self):
+        """(array, what) for everything the backward reads, as declared."""
+        inputs = self.inputs
+        for i in _declared(self.saves, inputs):
+            if inputs[i] is not None:
+                yield inputs[i].array, f"input {i}"
+        if self.saves_outputs:
+            outs = self._outs if type(self._outs) is tuple else (self._outs,)
+            for i in _declared(self.saves_outputs, inputs):
+                yield outs[i], f"output {i}"
+        for a in self._kept or ():
+            yield a, "an array"
+
     def check_saved(self):
-        """Raise PyTorch's error if something the backward reads was written in place since the
-        forward (called by the engine before `backward`)."""
-        for array, expected, (kind, index) in self._saved:
-            now = _version.version(array)
-            if now != expected:
-                what = f"{kind} {index} of {self.name}" if index is not None else \
-                    f"an array saved by {self.name}"
+        """Raise PyTorch's error if something the backward reads was written in place since
+        this op was recorded (called by the engine before `backward`, once anything was)."""
+        for array, what in self._saved_arrays():
+            seen = _version.written_since(array, self._clock)
+            if seen is not None:
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified by "
                     f"an inplace operation: [{_shape_str(array.shape)} {array.dtype}], which is "
-                    f"{what}, is at version {now}; expected version {expected} instead. Hint: "
-                    "the write happened between this op's forward and the backward (an in-place "
-                    "method, x op= y, a write through .data, an optimizer step); clone() the "
-                    "tensor before writing to it, or run the forward again")
+                    f"{what} saved by {self.name}, is at version {seen[0]}; expected version "
+                    f"{seen[1]} instead. Hint: the write happened between this op's forward and "
+                    "the backward (an in-place method, x op= y, a write through .data, an "
+                    "optimizer step); clone() the tensor before writing to it, or run the "
+                    "forward again")
 
     def retained_output(self, array, index=0):
         """This op's own output as a graph node, for backward formulas written in terms of y
@@ -185,12 +187,19 @@ def observe_calls(hook):
 
 
 def _declared(saves, inputs):
-    """The indices a `saves` / `saves_outputs` declaration names for these inputs: a tuple as
-    it is; a dict {i: indices} the indices of every input i that requires grad."""
-    if type(saves) is not dict:
+    """The indices a `saves` / `saves_outputs` declaration names for these inputs: None every
+    input; a tuple as it is; a dict {i: indices} the indices of every input i that requires
+    grad."""
+    if saves is None:
+        return range(len(inputs))
+    if saves.__class__ is not dict:
         return saves
-    return [j for i, js in saves.items()
-            if inputs[i] is not None and inputs[i]._requires_grad for j in js]
+    indices = ()
+    for i, js in saves.items():
+        t = inputs[i]
+        if t is not None and t._requires_grad:
+            indices += js
+    return indices
 
 
 def _shape_str(shape):
