@@ -32,7 +32,7 @@ from .ops import (abs, add, amax, amin, argmax, argmin, broadcast_to, chunk, cla
 from .ops import concatenate as cat
 from .ops import concatenate
 from .random import get_rng_state, manual_seed, set_rng_state
-from .serialization import load, save  # noqa: E402
+from .serialization import load, load_safetensors, save, save_safetensors  # noqa: E402
 from .summary import summary  # noqa: E402
 from .ops.activation import log_softmax, relu, sigmoid, softmax, tanh  # noqa: E402
 from .tensor import Tensor
@@ -56,7 +56,7 @@ def __getattr__(name):
     # Heavier subpackages load on first use, so `import minicnn` stays fast.
     import importlib  # noqa: PLC0415
     if name in ("functional", "nn", "optim", "data", "models", "train", "testing", "kernels",
-                "tune", "compress", "utils"):
+                "tune", "compress", "utils", "onnx", "profiler", "viz"):
         return importlib.import_module(f".{name}" if name != "kernels" else "minicnn.kernels",
                                        __name__)
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

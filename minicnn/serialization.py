@@ -25,6 +25,7 @@ half-written checkpoint under the real name. Loading reads and checks every memb
 the header, each array's dtype and shape) before returning, and raises CheckpointError for a
 truncated or corrupt file.
 """
+import collections
 import io
 import json
 import math
@@ -35,9 +36,10 @@ import zipfile
 import numpy
 
 from . import devices
+from .fileio import write_atomic
 from .tensor import Tensor
 
-__all__ = ["save", "load", "CheckpointError"]
+__all__ = ["save", "load", "CheckpointError", "save_safetensors", "load_safetensors"]
 
 FORMAT, VERSION, HEADER_KEY = "minicnn-checkpoint", 1, "__minicnn__"
 
@@ -91,9 +93,14 @@ class _Encoder:
                         "int, float, bool, str, None")
 
 
-def save(obj, f):
+def save(obj, f, format=None):  # noqa: A002 -- the word for it
     """Save obj (a state dict, or nested dicts/lists/tuples of tensors, arrays and plain values)
-    to the path (or binary file object) f, atomically when f is a path."""
+    to the path (or binary file object) f, atomically when f is a path. format='safetensors'
+    (the default for a path ending in .safetensors) writes a flat dict of tensors as a
+    safetensors file instead (save_safetensors)."""
+    if _format(f, format) == "safetensors":
+        save_safetensors(obj, f)
+        return
     enc = _Encoder()
     tree = enc.encode(obj)
     header = {"format": FORMAT, "version": VERSION,
@@ -213,12 +220,137 @@ class _Decoder:
         return tuple(k) if isinstance(k, list) else k
 
 
-def load(f, map_location=None, weights_only=True):
+def _format(f, format):  # noqa: A002
+    if format is None:
+        path = "" if hasattr(f, "write") or hasattr(f, "read") else os.fspath(f)
+        return "safetensors" if str(path).endswith(".safetensors") else "minicnn"
+    if format not in ("minicnn", "safetensors"):
+        raise ValueError(f"format must be 'minicnn' or 'safetensors', got {format!r}")
+    return format
+
+
+def load(f, map_location=None, weights_only=True, format=None):  # noqa: A002
     """Load what mc.save wrote. map_location: 'cpu' or 'cuda' to put every tensor there; None
     puts each tensor back on its saved device when that device exists, else on the CPU.
-    Raises CheckpointError for a truncated, corrupt or foreign file."""
+    format='safetensors' (the default for a path ending in .safetensors) reads a safetensors
+    file's {name: Tensor} dict. Raises CheckpointError for a truncated, corrupt or foreign
+    file."""
+    if _format(f, format) == "safetensors":
+        return load_safetensors(f, device=map_location or "cpu")
     name = repr(os.fspath(f)) if not hasattr(f, "read") else "the file object"
     if hasattr(f, "read"):
         f = io.BytesIO(f.read())
     header, arrays = _read(f, name)
     return _Decoder(arrays, map_location, name).decode(header["object"])
+
+
+# --- safetensors ------------------------------------------------------------------------------
+# Hugging Face's format, which PyTorch, JAX and most model hubs read: one flat {name: tensor} dict
+# as a JSON header (dtype, shape and byte range of each tensor, optional {str: str} metadata) and
+# the raw little-endian bytes, nothing executable; read and written by the `safetensors` package
+# (the [safetensors] extra), imported only here. Tensors keep their shape (0-d included) and
+# dtype (bool, the int and uint widths, float16/32/64; bfloat16, which NumPy lacks, is refused).
+
+def _require():
+    try:
+        import safetensors.numpy  # noqa: PLC0415
+    except ImportError:
+        raise ImportError("safetensors files need the safetensors package: pip install "
+                          "'minicnn[safetensors]' (or pip install safetensors)") from None
+    return safetensors
+
+
+def _host_array(value, key):
+    if isinstance(value, Tensor):
+        a = value.array
+    elif hasattr(value, "detach") and hasattr(value, "numpy"):    # a torch tensor
+        a = value.detach().cpu().numpy()
+    else:
+        a = value
+    if not hasattr(a, "dtype"):
+        raise TypeError(f"save_safetensors: {key!r} is a {type(value).__name__}, not a tensor or "
+                        "array (a safetensors file holds one flat dict of tensors: save the "
+                        "model's state_dict(), or use mc.save for nested checkpoints)")
+    a = devices.to_numpy(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"save_safetensors: {key!r} has dtype {a.dtype}, which safetensors "
+                        "cannot hold")
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return a if a.flags.c_contiguous else numpy.array(a, order="C")  # (keeps 0-d arrays 0-d)
+
+
+def save_safetensors(state_dict, path, metadata=None):
+    """Write a flat {str: Tensor or array} dict (a state dict) to `path` as a safetensors file,
+    atomically. metadata: an optional {str: str} dict stored in the header."""
+    st = _require()
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"save_safetensors: expected a dict of tensors (a state dict), got "
+                        f"{type(state_dict).__name__}")
+    arrays = {}
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise TypeError(f"save_safetensors: keys must be strings, got {key!r}")
+        arrays[key] = _host_array(value, key)
+    if metadata is not None:
+        bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise TypeError(f"save_safetensors: metadata must map str to str; not so for {bad}")
+        metadata = dict(metadata)
+    data = st.numpy.save(arrays, metadata=metadata)
+    if hasattr(path, "write"):
+        path.write(data)
+        return path
+    return write_atomic(path, data)
+
+
+def load_safetensors(path, device="cpu", return_metadata=False):
+    """The {name: Tensor} dict of a safetensors file (on `device`), in the file's order; with
+    return_metadata=True also its metadata dict ({} when it has none). A file that is not a
+    readable safetensors file raises CheckpointError."""
+    st = _require()
+    device = devices.normalize_device(device)
+    name = "the file object" if hasattr(path, "read") else repr(str(path))
+    arrays = collections.OrderedDict()
+    try:
+        if hasattr(path, "read"):
+            data = path.read()
+            for key, a in st.numpy.load(data).items():
+                if a.dtype.kind not in "biuf":
+                    raise CheckpointError(f"cannot read {key!r} of {name}: dtype {a.dtype} "
+                                          "(minicnn computes in NumPy's dtypes)")
+                arrays[key] = a
+            metadata = _header_metadata(data)
+        else:
+            with st.safe_open(path, framework="numpy") as f:
+                metadata = f.metadata() or {}
+                for key in f.keys():
+                    arrays[key] = _get(f, key, name)
+    except (CheckpointError, FileNotFoundError):
+        raise
+    except Exception as e:      # SafetensorError: a truncated or foreign file
+        raise CheckpointError(f"cannot read {name} as a safetensors file: {e}") from None
+    out = collections.OrderedDict(
+        (k, Tensor(devices.to_device(a, device) if device != "cpu" else a))
+        for k, a in arrays.items())
+    return (out, dict(metadata)) if return_metadata else out
+
+
+def _get(f, key, name):
+    try:
+        a = f.get_tensor(key)
+    except (TypeError, ValueError) as e:
+        a, why = None, str(e)
+    if a is not None and a.dtype.kind in "biuf":
+        return a
+    # bfloat16 / float8: NumPy has no such dtype (ml_dtypes, when something imported it, gives
+    # arrays minicnn cannot compute with)
+    why = f"dtype {a.dtype}" if a is not None else why
+    raise CheckpointError(f"cannot read {key!r} of {name}: {why} (minicnn computes in NumPy's "
+                          "dtypes, which have no bfloat16: convert it to float32 where it was "
+                          "saved)")
+
+
+def _header_metadata(data):
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n]).get("__metadata__", {})

@@ -4,6 +4,7 @@
     minicnn train --model resnet18_cifar --dataset shapes --epochs 10 --device cuda
     minicnn evaluate runs/<stamp>/model.mc
     minicnn predict runs/<stamp>/model.mc images.npy
+    minicnn export runs/<stamp>/model.mc --format onnx   # or safetensors
     minicnn bench --list               # benchmarks against PyTorch (bench/README.md)
 
 A run folder holds model.mc (weights, optimizer state and everything needed to rebuild the model
@@ -16,11 +17,11 @@ import sys
 
 from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..serialization import CheckpointError
-from . import bench, evaluate, predict, train
+from . import bench, evaluate, export, predict, train
 from .common import CLIError
 
 # every subcommand module has add_parser(sub) and run(args)
-COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict}
+COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "export": export}
 
 # errors that are the user's (a bad option, a missing file): one line on stderr, exit status 2
 USER_ERRORS = (CLIError, DatasetNotFoundError, CorruptDatasetError, CheckpointError)
@@ -50,7 +51,8 @@ def main(argv=None):
 
 
 def run(args):
-    """Run a parsed train / evaluate / predict command; a user error is one line, exit code 2."""
+    """Run a parsed train / evaluate / predict / export command; a user error is one line, exit
+    code 2."""
     try:
         return COMMANDS[args.command].run(args)
     except USER_ERRORS as e:
