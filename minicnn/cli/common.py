@@ -19,19 +19,16 @@ def add_inference_args(p):
 
 
 def set_threads(threads):
-    """Apply --threads ('auto' or a number); return the Numba thread count (None without Numba)."""
+    """Apply --threads ('auto' or a number) to Numba and the BLAS (mc.set_num_threads); return
+    the Numba thread count (None without Numba)."""
     try:
         import numba  # noqa: PLC0415 -- optional at run time
     except ImportError:
         return None
     n = _requested_threads(threads, numba.config.NUMBA_NUM_THREADS)
     if n is not None:
-        numba.set_num_threads(n)
-        try:        # the BLAS under NumPy's matmul too (its idle threads spin on a busy machine)
-            from threadpoolctl import threadpool_limits  # noqa: PLC0415
-            threadpool_limits(n)
-        except ImportError:
-            pass
+        from ..threads import set_num_threads  # noqa: PLC0415
+        set_num_threads(n)
     return numba.get_num_threads()
 
 
