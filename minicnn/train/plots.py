@@ -1,8 +1,9 @@
-"""Plots saved as PNG (matplotlib, the optional `[plot]` extra): training curves, the learning-rate
-schedule, a confusion matrix, a grid of images with predictions, augmentation previews.
+"""Plots saved as PNG (matplotlib, a dependency, imported only when a plot is drawn): training
+curves, the learning-rate schedule, a confusion matrix, a grid of images with predictions,
+augmentation previews.
 
-Each function returns the path it wrote, or None with a printed note when matplotlib is not
-installed (`pip install minicnn[plot]`), so training never fails for want of a plot.
+Each function returns the path it wrote, or None with a printed note when matplotlib cannot be
+imported (an install without it), so training never fails for want of a plot.
 """
 import os
 import sys
@@ -13,7 +14,7 @@ from .. import devices
 from ..tensor import Tensor
 
 _MISSING_NOTE = ("note: matplotlib is not installed, so no plot was written "
-                 "(pip install 'minicnn[plot]' or pip install matplotlib)")
+                 "(pip install matplotlib)")
 _warned = False
 
 
