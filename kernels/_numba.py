@@ -1,5 +1,7 @@
 """What every CPU kernel family shares: calling a parallel kernel, window index ranges, and a
 vectorisable float32 exp."""
+import threading
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -15,7 +17,19 @@ SMALL_WORK = 1 << 15  # below this many inner-loop steps a kernel runs on the ca
 def run(kernel, work, *args):
     """Call a parallel Numba kernel; small problems run single-threaded. Waking the thread pool
     costs more than a small kernel (on a loaded 2-core machine, measured 22 ms instead of 15 us
-    for a (2, 3, 6, 6) max pool), which dominates gradient checks of small inputs."""
+    for a (2, 3, 6, 6) max pool), which dominates gradient checks of small inputs.
+
+    Safe from several Python threads at once: Numba's thread count is per thread (what
+    set_num_threads changes here is the caller's only), and where Numba runs on its
+    `workqueue` layer, which aborts the process when two threads enter a parallel kernel at
+    once, the calls take turns (the `omp` and `tbb` layers take concurrent calls)."""
+    if not _threadsafe_layer():
+        with _ONE_AT_A_TIME:
+            return _run(kernel, work, args)
+    return _run(kernel, work, args)
+
+
+def _run(kernel, work, args):
     if work < SMALL_WORK:
         prev = numba.get_num_threads()
         if prev > 1:
@@ -25,6 +39,19 @@ def run(kernel, work, *args):
             finally:
                 numba.set_num_threads(prev)
     return kernel(*args)
+
+
+_ONE_AT_A_TIME = threading.Lock()
+_layer = []   # [whether Numba's threading layer takes concurrent calls], once it has started
+
+
+def _threadsafe_layer():
+    if not _layer:
+        try:
+            _layer.append(numba.threading_layer() != "workqueue")
+        except ValueError:   # no parallel kernel has run yet, so no layer is chosen: take turns
+            return False
+    return _layer[0]
 
 
 @njit(inline="always")

@@ -19,7 +19,8 @@ from .devices import backends, cuda  # noqa: E402 -- mc.backends.allow_tf32, mc.
 from .devices import Device as device, accelerator  # noqa: E402 -- PyTorch's names
 from .threads import get_num_threads, set_num_threads  # noqa: E402
 threads.apply_default()
-from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (enable_grad, inference_mode, is_grad_enabled, no_grad,
+                       set_grad_enabled)
 from .creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, full_like,
                        linspace, ones, ones_like, rand, rand_like, randint, randn, randn_like,
                        randperm, tensor, zeros, zeros_like)

@@ -2,7 +2,17 @@
 
 Everything random in minicnn (randn, init, dropout, shuffling, augmentation) draws from here, so
 one call to `mc.manual_seed(s)` makes a run repeatable.
+
+Each thread draws from its own default generator, so two threads training two models do not
+interleave their draws (each run equals the run it would be alone). The main thread's is
+`default_generator`. Another thread's is made on its first draw from the main thread's last
+seed and the number of threads that made one before it (NumPy's SeedSequence spawn keys):
+distinct streams, the same on every run where the threads first draw in the same order.
+`mc.manual_seed(s)`, get_rng_state and set_rng_state act on the calling thread's generator.
 """
+import itertools
+import threading
+
 import numpy
 
 from . import devices
@@ -49,30 +59,49 @@ class Generator:
         self.philox_offset = int(state.get("philox_offset", 0))
 
 
-default_generator = Generator(0)
+default_generator = Generator(0)   # the main thread's
+
+
+class _ThreadDefault(threading.local):
+    generator = None
+
+
+_this_thread = _ThreadDefault()
+_this_thread.generator = default_generator   # (set on the importing thread: the main one)
+_threads_seeded = itertools.count(1)         # spawn keys of the other threads' generators
+
+
+def _default():
+    """The calling thread's default generator (see the module docstring)."""
+    g = _this_thread.generator
+    if g is None:
+        seq = numpy.random.SeedSequence(default_generator.seed,
+                                        spawn_key=(next(_threads_seeded),))
+        g = _this_thread.generator = Generator(int(seq.generate_state(1, numpy.uint64)[0] >> 1))
+    return g
 
 
 def manual_seed(seed):
-    """Seed every generator minicnn uses; returns the default generator."""
-    return default_generator.manual_seed(seed)
+    """Seed the calling thread's generators (every device); returns its default generator."""
+    return _default().manual_seed(seed)
 
 
 def seed_from_entropy():
-    return default_generator.manual_seed(numpy.random.SeedSequence().entropy % (2 ** 63))
+    return _default().manual_seed(numpy.random.SeedSequence().entropy % (2 ** 63))
 
 
 def get_rng_state():
-    return default_generator.get_state()
+    return _default().get_state()
 
 
 def set_rng_state(state):
-    default_generator.set_state(state)
+    _default().set_state(state)
 
 
 def rng(device="cpu", generator=None):
-    return (generator or default_generator).for_device(device)
+    return (generator or _default()).for_device(device)
 
 
 def philox(generator=None):
     """(seed, offset) for one call of a CUDA kernel drawing Philox numbers (see Generator)."""
-    return (generator or default_generator).next_philox()
+    return (generator or _default()).next_philox()

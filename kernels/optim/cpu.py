@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import from_dtype, njit, prange, typed, types
 
+from .._numba import run
+
 _OPTS = dict(parallel=True, cache=True, nogil=True, fastmath=False)
 
 
@@ -66,49 +68,49 @@ def _scalars(p, *values):
 
 
 def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
-    sgd_kernel(p, *_typed_grads(p, g), _or_empty(buf, p),
-               *_scalars(p, lr, momentum, 1 - dampening, weight_decay),
-               bool(nesterov), bool(maximize), bool(first))
+    run(sgd_kernel, p.size, p, *_typed_grads(p, g), _or_empty(buf, p),
+        *_scalars(p, lr, momentum, 1 - dampening, weight_decay),
+        bool(nesterov), bool(maximize), bool(first))
 
 
 def adam_step(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
               maximize, step_size, bc2_sqrt):
-    adam_kernel(p, *_typed_grads(p, g), m, v, _or_empty(vmax, p),
-                *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps,
-                          weight_decay),
-                bool(decoupled), bool(amsgrad), bool(maximize),
-                *_scalars(p, step_size, bc2_sqrt))
+    run(adam_kernel, p.size, p, *_typed_grads(p, g), m, v, _or_empty(vmax, p),
+        *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps,
+                  weight_decay),
+        bool(decoupled), bool(amsgrad), bool(maximize),
+        *_scalars(p, step_size, bc2_sqrt))
 
 
 def rmsprop_step(p, g, sq, gavg, buf, lr, alpha, eps, weight_decay, momentum, centered,
                  maximize):
-    rmsprop_kernel(p, *_typed_grads(p, g), sq, _or_empty(gavg, p), _or_empty(buf, p),
-                   *_scalars(p, lr, alpha, 1 - alpha, eps, weight_decay, momentum),
-                   bool(centered), bool(maximize))
+    run(rmsprop_kernel, p.size, p, *_typed_grads(p, g), sq, _or_empty(gavg, p), _or_empty(buf, p),
+        *_scalars(p, lr, alpha, 1 - alpha, eps, weight_decay, momentum),
+        bool(centered), bool(maximize))
 
 
 def adagrad_step(p, g, acc, clr, eps, weight_decay, maximize):
-    adagrad_kernel(p, *_typed_grads(p, g), acc, *_scalars(p, clr, eps, weight_decay),
-                   bool(maximize))
+    run(adagrad_kernel, p.size, p, *_typed_grads(p, g), acc, *_scalars(p, clr, eps, weight_decay),
+        bool(maximize))
 
 
 def adadelta_step(p, g, sq, acc_delta, lr, rho, eps, weight_decay, maximize):
-    adadelta_kernel(p, *_typed_grads(p, g), sq, acc_delta,
-                    *_scalars(p, lr, rho, 1 - rho, eps, weight_decay), bool(maximize))
+    run(adadelta_kernel, p.size, p, *_typed_grads(p, g), sq, acc_delta,
+        *_scalars(p, lr, rho, 1 - rho, eps, weight_decay), bool(maximize))
 
 
 def adamax_step(p, g, m, u, beta1, beta2, eps, weight_decay, maximize, clr):
-    adamax_kernel(p, *_typed_grads(p, g), m, u,
-                  *_scalars(p, beta1, 1 - beta1, beta2, eps, weight_decay),
-                  bool(maximize), *_scalars(p, clr))
+    run(adamax_kernel, p.size, p, *_typed_grads(p, g), m, u,
+        *_scalars(p, beta1, 1 - beta1, beta2, eps, weight_decay),
+        bool(maximize), *_scalars(p, clr))
 
 
 def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc2, c_grad,
                c_avg):
-    nadam_kernel(p, *_typed_grads(p, g), m, v,
-                 *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps,
-                           weight_decay),
-                 bool(decoupled), bool(maximize), *_scalars(p, bc2, c_grad, c_avg))
+    run(nadam_kernel, p.size, p, *_typed_grads(p, g), m, v,
+        *_scalars(p, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps,
+                  weight_decay),
+        bool(decoupled), bool(maximize), *_scalars(p, bc2, c_grad, c_avg))
 
 
 # --- kernels ----------------------------------------------------------------------------------

@@ -15,14 +15,15 @@ import numpy as np
 from numba import njit, prange
 
 from .. import conv_out_size
+from .._numba import run
 from . import channel_params
 
 
 def quantize_per_tensor(x, scale, zero_point=0, qmin=-128, qmax=127):
     xc = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty(xc.shape, np.int8)
-    quantize_per_tensor_kernel(xc.reshape(-1), np.float32(scale), np.float32(zero_point),
-                               np.float32(qmin), np.float32(qmax), out.reshape(-1))
+    run(quantize_per_tensor_kernel, xc.size, xc.reshape(-1), np.float32(scale),
+        np.float32(zero_point), np.float32(qmin), np.float32(qmax), out.reshape(-1))
     return out
 
 
@@ -32,8 +33,8 @@ def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127)
     xc = np.ascontiguousarray(x, dtype=np.float32)
     P = xc.size // max(C * Q, 1)
     out = np.empty(xc.shape, np.int8)
-    quantize_per_channel_kernel(xc.reshape(P, C, Q), scale, zp, np.float32(qmin),
-                                np.float32(qmax), out.reshape(P, C, Q))
+    run(quantize_per_channel_kernel, xc.size, xc.reshape(P, C, Q), scale, zp,
+        np.float32(qmin), np.float32(qmax), out.reshape(P, C, Q))
     return out
 
 
@@ -47,13 +48,15 @@ def dequantize(q, scale, zero_point=0, axis=None):
         return (q.astype(np.float32) - zp.reshape(shape)) * scale.reshape(shape)
     qc = np.ascontiguousarray(q)
     out = np.empty(qc.shape, np.float32)
-    dequantize_kernel(qc.reshape(-1), np.float32(scale), np.float32(zero_point), out.reshape(-1))
+    run(dequantize_kernel, qc.size, qc.reshape(-1), np.float32(scale), np.float32(zero_point),
+        out.reshape(-1))
     return out
 
 
 def qgemm_nt(a, b, a_zp=0):
     out = np.empty((a.shape[0], b.shape[0]), np.int32)
-    qgemm_nt_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), np.int32(a_zp), out)
+    run(qgemm_nt_kernel, a.size * b.shape[0], np.ascontiguousarray(a), np.ascontiguousarray(b),
+        np.int32(a_zp), out)
     return out
 
 
@@ -61,8 +64,8 @@ def im2col_int8(x, KH, KW, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, pad_value=0):
     N, C, H, W = x.shape
     OH, OW = conv_out_size(H, KH, SH, PH, DH), conv_out_size(W, KW, SW, PW, DW)
     out = np.empty((N * OH * OW, C * KH * KW), np.int8)
-    im2col_int8_kernel(np.ascontiguousarray(x, dtype=np.int8), KH, KW, SH, SW, PH, PW, DH, DW,
-                       OH, OW, np.int8(pad_value), out)
+    run(im2col_int8_kernel, out.size, np.ascontiguousarray(x, dtype=np.int8), KH, KW, SH, SW,
+        PH, PW, DH, DW, OH, OW, np.int8(pad_value), out)
     return out, OH, OW
 
 

@@ -1,6 +1,7 @@
 """Reverse-mode automatic differentiation (torch.autograd's names).
 
-    mode.py        no_grad / enable_grad / set_grad_enabled / is_grad_enabled
+    mode.py        no_grad / enable_grad / set_grad_enabled / is_grad_enabled / inference_mode
+                   (per thread)
     function.py    Function, the op contract; Variable, what the engine sees of a Tensor
     engine.py      backward() and grad(): the backward pass over the recorded graph
     functional.py  vjp, jvp, hvp, vhp, jacobian, hessian (torch.autograd.functional): a client of
@@ -8,7 +9,7 @@
 """
 from .engine import backward, grad
 from .function import Function, Variable
-from .mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 
 _FUNCTIONAL = ("vjp", "jvp", "hvp", "vhp", "jacobian", "hessian")
 
