@@ -14,6 +14,7 @@ def write_atomic(path, data):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:
+        os.chmod(tmp, _mode(path))      # mkstemp's 0600 would make the file private
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)
@@ -37,3 +38,19 @@ def write_atomic(path, data):
     except OSError:
         pass
     return path
+
+
+def _mode(path):
+    """The permissions of the file being replaced, or those a new file gets (0666 less the
+    umask, read without changing it where /proc says it)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/status") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o22)      # elsewhere: read it by setting it (and put it back)
+        os.umask(umask)
+    return 0o666 & ~umask
