@@ -192,3 +192,18 @@ def test_train_profile_writes_the_trace_and_the_table(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"]["profile_trace"] == "trace.json"
     assert main(["train", "--profile", "0", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_profile_callback_close_removes_the_hooks_after_an_error(tmp_path):
+    from minicnn.train import Profile
+    plain = Function.__call__
+    cb = Profile(5, tmp_path / "trace.json", tmp_path / "profile.txt", skip=1)
+    cb.on_train_begin()
+    assert Function.__call__ is plain          # the warm-up step is not recorded
+    cb.on_batch_end(1)
+    assert Function.__call__ is not plain      # recording from the second step on
+    cb.close()                                 # fit raised: no on_train_end
+    assert Function.__call__ is plain and Observers.backward is None
+    assert not (tmp_path / "trace.json").exists()
+    with pytest.raises(ValueError, match="steps must be positive"):
+        Profile(0, tmp_path / "t.json")

@@ -327,9 +327,14 @@ def fit(args, data, training, run_dir, device):
                       scheduler_monitor="val_loss" if data.val is not None else "loss",
                       mix=None if args.mix == "none" else args.mix)
     started = time.perf_counter()
-    history = trainer.fit(training.loader, epochs=args.epochs, val_data=data.val,
-                          batch_size=args.batch_size, callbacks=callbacks,
-                          verbose=0 if args.quiet else 1, steps_per_epoch=args.steps_per_epoch)
+    try:
+        history = trainer.fit(training.loader, epochs=args.epochs, val_data=data.val,
+                              batch_size=args.batch_size, callbacks=callbacks,
+                              verbose=0 if args.quiet else 1, steps_per_epoch=args.steps_per_epoch)
+    finally:
+        for c in callbacks:         # a profiler left recording by an exception stops
+            if isinstance(c, Profile):
+                c.close()
     seconds = time.perf_counter() - started
     nan_stop = getattr(trainer, "nan_info", None)
     if not nan_stop:

@@ -322,7 +322,7 @@ def _avg_pool(g, fn, ins, out):
     geometry = (*in_hw, *k, *s, *p, OH, OW)
     exclude = kpool.avg_pool_inv(*geometry, False, None, numpy.float64)
     include = kpool.avg_pool_inv(*geometry, True, None, numpy.float64)
-    inv = numpy.asarray(fn.inv, numpy.float64)
+    inv = g.host(fn.inv).astype(numpy.float64)
     attrs = dict(kernel_shape=_ints(k), strides=_ints(s), pads=_ints(p) * 2, ceil_mode=ceil)
     if numpy.allclose(inv, exclude, rtol=1e-6, atol=0):
         g.node("AveragePool", [ins[0]], [out], count_include_pad=0, **attrs)

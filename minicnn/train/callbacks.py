@@ -366,3 +366,10 @@ class Profile(Callback):
     def on_train_end(self, logs=None):
         if self.profiler is not None:   # training ended first: write what was recorded
             self._stop()
+
+    def close(self):
+        """Stop recording without writing (after an exception escaped fit, which then calls no
+        on_train_end): the profiler's hooks must not stay installed."""
+        if self.profiler is not None:
+            prof, self.profiler = self.profiler, None
+            prof.__exit__(None, None, None)
