@@ -31,6 +31,10 @@ from .ops import (abs, add, amax, amin, argmax, argmin, broadcast_to, chunk, cla
                   mul, neg, permute, pow, reshape, sign, split, sqrt, squeeze, stack, std, sub,
                   sum, transpose, unsqueeze, var, where)
 from .ops import concatenate as cat
+from .ops import (argwhere, diagonal, flip, fliplr, flipud, index_add, masked_fill,  # noqa: E402
+                  masked_select, meshgrid, moveaxis, movedim, narrow, nonzero, repeat_interleave,
+                  roll, scatter, scatter_add, scatter_reduce, swapaxes, swapdims, t,
+                  take_along_dim, tril, triu, unflatten)
 from .ops import concatenate
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, load_safetensors, save, save_safetensors  # noqa: E402

@@ -713,3 +713,17 @@ def _replaced_by(old, value):
 
 
 from . import ops  # noqa: E402 -- the ops import Tensor, so they load after the class exists
+
+
+def _method(name):
+    fn = getattr(ops, name)
+
+    def method(self, *args, **kwargs):
+        return fn(self, *args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = fn.__doc__
+    return method
+
+
+for _name in ops.TENSOR_METHODS:   # x.flip(0) is mc.flip(x, 0), and so on
+    setattr(Tensor, _name, _method(_name))

@@ -55,6 +55,13 @@ def float_outputs(out):
     return [o for o in outs if o is not None and str(o.dtype).endswith(("float32", "float64"))]
 
 
+def exact_outputs(out):
+    """The integer and bool outputs (indices, masks), compared exactly."""
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o for o in outs if o is not None and hasattr(o, "dtype")
+            and not str(o.dtype).endswith(("float16", "float32", "float64"))]
+
+
 def as_numpy(t):
     if hasattr(t, "detach") and hasattr(t, "numpy") and not isinstance(t, mc.Tensor):
         return t.detach().numpy()

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import minicnn as mc
 from conftest import DEVICES
 from opdb import ALL_OPS
-from optable_util import as_numpy, float_outputs, mc_args, torch_args
+from optable_util import as_numpy, exact_outputs, float_outputs, mc_args, torch_args
 
 GRAD_OPS = [op for op in ALL_OPS if op.gradcheck]
 
@@ -34,8 +34,14 @@ def test_torch_parity(info, device, dtype, data):
     atol, rtol = info.tol[dtype]
     args, kwargs = mc_args(sample, device, dtype)
     targs, tkwargs = torch_args(torch, sample, dtype)
-    out = float_outputs(info.op(*args, **kwargs))
-    tout = float_outputs(info.ref(torch, *targs, **tkwargs))
+    result, tresult = info.op(*args, **kwargs), info.ref(torch, *targs, **tkwargs)
+    exact, texact = exact_outputs(result), exact_outputs(tresult)   # indices, masks: equal
+    assert len(exact) == len(texact), f"{info.name}: {len(exact)} integer or bool outputs, " \
+        f"torch gives {len(texact)}"
+    for o, t in zip(exact, texact):
+        assert o.dtype == np.dtype(str(t.dtype).replace("torch.", "")), f"{info.name}: dtype"
+        np.testing.assert_array_equal(as_numpy(o), as_numpy(t), err_msg=info.name)
+    out, tout = float_outputs(result), float_outputs(tresult)
     assert len(out) == len(tout), f"{info.name}: {len(out)} outputs, torch gives {len(tout)}"
     for o, t in zip(out, tout):
         assert tuple(o.shape) == tuple(t.shape), f"{info.name}: shape {o.shape} vs torch {t.shape}"

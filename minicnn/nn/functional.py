@@ -17,3 +17,5 @@ from ..ops.norm import batch_norm, group_norm, instance_norm, layer_norm  # noqa
 from ..ops.pool import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d,  # noqa: F401
                         global_avg_pool2d, max_pool2d, max_unpool2d)
 from ..ops.shape import pad  # noqa: F401
+from ..ops.rearrange import col2im as fold  # noqa: F401
+from ..ops.rearrange import im2col as unfold  # noqa: F401

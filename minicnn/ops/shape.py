@@ -148,6 +148,64 @@ def transpose(x, dim0, dim1):
     return Permute(tuple(perm))(x)
 
 
+def t(x):
+    """Tensor.t(): a 2-D tensor transposed; 0-D and 1-D ones as they are."""
+    if x.ndim > 2:
+        raise ValueError(f"t: expects a tensor with <= 2 dimensions, but got shape "
+                         f"{shape_str(x.shape)}; use transpose(dim0, dim1) or mT")
+    return transpose(x, 0, 1) if x.ndim == 2 else x
+
+
+def movedim(x, source, destination):
+    """Dims `source` moved to positions `destination`, the others keeping their order."""
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    if len(src) != len(dst):
+        raise ValueError(f"movedim: Invalid source or destination dims: source ({src} dims) "
+                         f"should contain the same number of dims as destination ({dst} dims)")
+    src = [normalize_axis(d, x.ndim, "movedim") for d in src]
+    dst = [normalize_axis(d, x.ndim, "movedim") for d in dst]
+    if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise ValueError(f"movedim: repeated dim in source {src} or destination {dst}")
+    rest = iter(i for i in range(x.ndim) if i not in src)
+    where = dict(zip(dst, src))
+    perm = tuple(where[i] if i in where else next(rest) for i in range(x.ndim))
+    return Permute(perm)(x) if perm != tuple(range(x.ndim)) else x
+
+
+def narrow(x, dim, start, length):
+    """The `length` elements of dim `dim` from `start` (negative counts from the end)."""
+    axis = normalize_axis(dim, x.ndim, "narrow")
+    n = x.shape[axis]
+    start = int(start.item() if hasattr(start, "item") else start)
+    if not -n <= start <= n:
+        raise IndexError(f"narrow: start ({start}) is out of bounds for dim {axis} of size {n}")
+    if start < 0:
+        start += n
+    if length < 0 or start + length > n:
+        raise ValueError(f"narrow: start ({start}) + length ({length}) exceeds dimension size "
+                         f"({n}) of a tensor of shape {shape_str(x.shape)}")
+    from .indexing import getitem  # noqa: PLC0415 -- indexing imports this module
+    return getitem(x, (slice(None),) * axis + (slice(start, start + length),))
+
+
+def unflatten(x, dim, sizes):
+    """Dim `dim` split into `sizes` (one of them may be -1)."""
+    axis = normalize_axis(dim, x.ndim, "unflatten")
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes:
+        raise ValueError("unflatten: sizes must be non-empty")
+    known = math.prod(s for s in sizes if s != -1)
+    n = x.shape[axis]
+    if sizes.count(-1) > 1 or (-1 not in sizes and known != n) or \
+            (-1 in sizes and (known == 0 or n % known)):
+        raise ValueError(f"unflatten: provided sizes {list(sizes)} don't multiply up to the size "
+                         f"of dim {dim} ({n}) in the input tensor of shape {shape_str(x.shape)}")
+    if -1 in sizes:
+        sizes = tuple(n // known if s == -1 else s for s in sizes)
+    return reshape(x, x.shape[:axis] + sizes + x.shape[axis + 1:])
+
+
 # --- broadcasting ------------------------------------------------------------------------------
 
 class BroadcastTo(Function):

@@ -1,0 +1,55 @@
+"""PyTorch's names for what the op table cannot draw: calls whose forms take no gradient, and
+the places each name lives (mc.<name>, Tensor methods, nn.functional), each against torch."""
+import numpy as np
+import pytest
+
+import minicnn as mc
+from conftest import torch_or_skip
+
+
+def test_tensor_methods_and_module_functions_are_the_same_ops():
+    x = mc.arange(12.0).reshape(3, 4)
+    for name, args in [("flip", (0,)), ("roll", (1, 1)), ("tril", ()), ("triu", (1,)),
+                       ("diagonal", ()), ("movedim", (0, 1)), ("narrow", (1, 1, 2)),
+                       ("unflatten", (1, (2, 2))), ("t", ()), ("nonzero", ()),
+                       ("repeat_interleave", (2,))]:
+        np.testing.assert_array_equal(getattr(x, name)(*args).numpy(),
+                                      getattr(mc, name)(x, *args).numpy(), err_msg=name)
+        assert getattr(mc.Tensor, name).__doc__ == getattr(mc, name).__doc__
+
+
+def test_repeat_interleave_of_counts_alone():
+    torch = torch_or_skip()
+    counts = np.array([2, 0, 3, 1])
+    np.testing.assert_array_equal(mc.repeat_interleave(mc.tensor(counts)).numpy(),
+                                  torch.repeat_interleave(torch.from_numpy(counts)).numpy())
+
+
+def test_scatter_reads_a_larger_src_over_the_index_shape():
+    torch = torch_or_skip()
+    x, src = np.zeros((3, 4)), np.arange(20.0).reshape(4, 5)
+    index = np.array([[2, 0, 1], [1, 2, 0]])
+    for op in ("scatter", "scatter_add"):
+        got = getattr(mc, op)(mc.tensor(x), 0, mc.tensor(index), mc.tensor(src))
+        want = getattr(torch, op)(torch.from_numpy(x), 0, torch.from_numpy(index),
+                                  torch.from_numpy(src))
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=op)
+
+
+def test_integer_scatter_reduce_mean_floors_like_torch():
+    torch = torch_or_skip()
+    x, src, index = np.array([1, 2, 3]), np.array([4, 5, 8]), np.array([0, 0, 2])
+    for include_self in (True, False):
+        got = mc.scatter_reduce(mc.tensor(x), 0, mc.tensor(index), mc.tensor(src), "mean",
+                                include_self=include_self)
+        want = torch.from_numpy(x).scatter_reduce(0, torch.from_numpy(index),
+                                                  torch.from_numpy(src), "mean",
+                                                  include_self=include_self)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_bad_scatter_reduce_and_take_along_dim_arguments():
+    with pytest.raises(ValueError, match="scatter_reduce: reduce argument must be one of"):
+        mc.scatter_reduce(mc.zeros(3), 0, mc.tensor([0]), mc.ones(1), "max")
+    with pytest.raises(IndexError, match="take_along_dim: index -1 is out of bounds"):
+        mc.take_along_dim(mc.zeros(2, 3), mc.tensor([-1]))   # flattened: no wrapping, as torch
