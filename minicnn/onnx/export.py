@@ -93,6 +93,7 @@ class Graph:
         self.nodes, self.initializers = [], {}
         self.const_names = {}           # id(array) -> initializer name
         self.used, self.node_names = set(), set()     # value names, node names
+        self.keep = []                  # the arrays const_names are keyed by, kept alive
         self.state_names = {}           # id(array) -> state-dict name
         if hasattr(model, "state_dict"):
             for name, t in model.state_dict(keep_vars=True).items():
@@ -144,6 +145,7 @@ class Graph:
             name = self.unique(state if state is not None else
                                f"{self.prefix}.{hint}" if self.prefix else hint)
             self.const_names[key] = name
+            self.keep.append(source if source is not None else array)   # no id reused
             a = self.host(array)     # (ascontiguousarray would make a 0-d array 1-d)
             self.initializers[name] = a if a.flags.c_contiguous else numpy.array(a, order="C")
         return name
