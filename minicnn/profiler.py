@@ -151,6 +151,8 @@ class profile:
         return ev
 
     def _close(self, ev):
+        if ev.end_ns:                # already closed, with an event around it that ended first
+            return
         ev.end_ns = time.perf_counter_ns()
         stack = self._stack()
         while stack:                 # events left open by an exception close with this one

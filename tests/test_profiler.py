@@ -207,3 +207,18 @@ def test_profile_callback_close_removes_the_hooks_after_an_error(tmp_path):
     assert not (tmp_path / "trace.json").exists()
     with pytest.raises(ValueError, match="steps must be positive"):
         Profile(0, tmp_path / "t.json")
+
+
+def test_leaving_the_profiler_inside_a_module_records_each_event_once():
+    class Inner(nn.Module):
+        def forward(self, x):
+            prof.__exit__(None, None, None)      # the profile ends inside this call
+            return x * 2
+
+    plain = Function.__call__, Module.__call__
+    prof = profile()
+    prof.__enter__()
+    Inner()(mc.randn(2))
+    names = [e.name for e in prof.events()]
+    assert names == ["nn.Module: Inner"]
+    assert (Function.__call__, Module.__call__) == plain and Observers.backward is None
