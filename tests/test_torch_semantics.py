@@ -219,3 +219,21 @@ def test_max_pool2d_takes_integer_input_like_torch(dtype):
         assert y.dtype == dtype and i.dtype == np.int64
         np.testing.assert_array_equal(y.numpy(), ty.numpy())
         np.testing.assert_array_equal(i.numpy(), ti.numpy())
+
+
+# --- interpolate: where PyTorch's own gradient is wrong -----------------------------------------
+
+def test_nearest_1d_3d_gradient_is_the_true_one_where_torchs_is_not():
+    """PyTorch's 1-D and 3-D nearest forward reads floor(dst / scale) even where out == 2 in,
+    but its backward takes out == 2 in as an exact doubling (its own gradcheck fails): minicnn
+    matches the forward and gives the forward's gradient."""
+    torch = torch_or_skip()
+    x = np.arange(3.0).reshape(1, 1, 3)
+    want = torch.nn.functional.interpolate(torch.from_numpy(x), scale_factor=2.1, mode="nearest")
+    t = mc.tensor(x, requires_grad=True)
+    y = F.interpolate(t, scale_factor=2.1, mode="nearest")
+    np.testing.assert_array_equal(y.numpy(), want.numpy())       # [0, 0, 0, 1, 1, 2]
+    y.sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), [[[3.0, 2.0, 1.0]]])
+    assert mc.testing.gradcheck(lambda u: F.interpolate(u, scale_factor=2.1, mode="nearest"),
+                                [mc.tensor(x, requires_grad=True)])

@@ -53,3 +53,20 @@ def test_bad_scatter_reduce_and_take_along_dim_arguments():
         mc.scatter_reduce(mc.zeros(3), 0, mc.tensor([0]), mc.ones(1), "max")
     with pytest.raises(IndexError, match="take_along_dim: index -1 is out of bounds"):
         mc.take_along_dim(mc.zeros(2, 3), mc.tensor([-1]))   # flattened: no wrapping, as torch
+
+
+def test_upsample_layers_match_torch():
+    torch = torch_or_skip()
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    for mc_layer, torch_layer in [
+            (mc.nn.Upsample(scale_factor=2), torch.nn.Upsample(scale_factor=2)),
+            (mc.nn.Upsample(size=(3, 7), mode="bicubic", align_corners=False),
+             torch.nn.Upsample(size=(3, 7), mode="bicubic", align_corners=False)),
+            (mc.nn.UpsamplingBilinear2d(scale_factor=1.5),
+             torch.nn.UpsamplingBilinear2d(scale_factor=1.5)),
+            (mc.nn.UpsamplingNearest2d(size=6), torch.nn.UpsamplingNearest2d(size=6))]:
+        np.testing.assert_allclose(mc_layer(mc.tensor(x)).numpy(),
+                                   torch_layer(torch.from_numpy(x)).numpy(), rtol=1e-5,
+                                   atol=1e-6, err_msg=repr(mc_layer))
+    assert repr(mc.nn.Upsample(scale_factor=2)) == "Upsample(scale_factor=2.0, mode='nearest')"
+    assert mc.functional.upsample_nearest is not None and mc.functional.upsample is not None

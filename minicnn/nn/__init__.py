@@ -19,3 +19,4 @@ from .pooling import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d,  # noqa: 
 from .flatten import Flatten, Unflatten  # noqa: E402
 from . import parallel  # noqa: E402
 from .parallel import DataParallel  # noqa: E402
+from .upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: E402

@@ -19,3 +19,5 @@ from ..ops.pool import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d,  #
 from ..ops.shape import pad  # noqa: F401
 from ..ops.rearrange import col2im as fold  # noqa: F401
 from ..ops.rearrange import im2col as unfold  # noqa: F401
+from ..ops.resample import (interpolate, upsample, upsample_bilinear,  # noqa: F401
+                            upsample_nearest)

@@ -1,0 +1,147 @@
+"""The resampling family: separable sparse linear maps over the last two dims of a (B, H, W)
+array, the hot loop of F.interpolate's linear, bicubic and area modes.
+
+    resample2d(x, rows, cols) -> y       y[b, o, p] = sum over row o's taps a of rows and
+                                         column p's taps c of cols of
+                                         rows.w[a] * cols.w[c] * x[b, rows.idx[a], cols.idx[c]]
+
+`rows` and `cols` are Taps: an (out, in) sparse matrix in CSR form (ptr, idx, w) made on the
+host by `taps(...)`, PyTorch's source indices and weights for one axis. Resampling is linear, so
+its gradient is the same kernel with the transposed matrices: resample2d(gy, rows.T, cols.T)
+(a gather per input element, deterministic, no atomics), and that one's gradient is the forward
+again. The sums run over the row taps outside and the column taps inside, PyTorch's order.
+
+    taps(n_in, n_out, mode, align_corners, scale, dtype) -> Taps   (mode: linear, cubic, area)
+    identity(n)                                          -> Taps   (one tap of weight 1 each)
+"""
+import functools
+import math
+
+import numpy
+
+from minicnn.devices import get_array_module, on_cuda_kernels
+
+from .. import lazy
+
+_cpu = lazy(__name__ + ".cpu")
+_cuda = lazy(__name__ + ".cuda")
+
+
+def resample2d(x, rows, cols):
+    if x.ndim != 3 or x.shape[1] != rows.n_in or x.shape[2] != cols.n_in:
+        raise ValueError(f"resample2d: x of shape {tuple(x.shape)} does not match taps from "
+                         f"{rows.n_in} rows and {cols.n_in} columns")
+    impl = _cuda if on_cuda_kernels(x) else _cpu
+    xp = get_array_module(x)
+    return impl.resample2d(x, *rows.arrays(xp, x.dtype), *cols.arrays(xp, x.dtype))
+
+
+class Taps:
+    """An (n_out, n_in) sparse matrix in CSR form: row o's entries are ptr[o]:ptr[o + 1] of idx
+    (input positions) and w (weights, float64). `arrays(xp, dtype)` gives them on a device
+    (weights in dtype), cached; `T` is the transpose (entries of a row in the order of the
+    original rows)."""
+
+    def __init__(self, ptr, idx, w, n_in):
+        self.ptr, self.idx, self.w = (numpy.ascontiguousarray(ptr, numpy.int32),
+                                      numpy.ascontiguousarray(idx, numpy.int32),
+                                      numpy.ascontiguousarray(w, numpy.float64))
+        self.n_in, self.n_out = int(n_in), len(self.ptr) - 1
+        self._T = None
+        self._on = {}
+
+    def arrays(self, xp, dtype):
+        key = (xp.__name__, numpy.dtype(dtype).str,
+               int(xp.cuda.runtime.getDevice()) if xp is not numpy else None)
+        got = self._on.get(key)
+        if got is None:
+            got = self._on[key] = (xp.asarray(self.ptr), xp.asarray(self.idx),
+                                   xp.asarray(self.w.astype(dtype)))
+        return got
+
+    @property
+    def T(self):  # noqa: N802
+        if self._T is None:
+            rows = numpy.repeat(numpy.arange(self.n_out, dtype=numpy.int32), numpy.diff(self.ptr))
+            order = numpy.argsort(self.idx, kind="stable")
+            ptr = numpy.zeros(self.n_in + 1, numpy.int64)
+            ptr[1:] = numpy.cumsum(numpy.bincount(self.idx, minlength=self.n_in))
+            self._T = Taps(ptr, rows[order], self.w[order], self.n_out)
+            self._T._T = self
+        return self._T
+
+    def dense(self):
+        """The matrix as a dense (n_out, n_in) float64 array (for references and tests)."""
+        m = numpy.zeros((self.n_out, self.n_in))
+        rows = numpy.repeat(numpy.arange(self.n_out), numpy.diff(self.ptr))
+        numpy.add.at(m, (rows, self.idx), self.w)
+        return m
+
+
+def _from_rows(idx, w, n_in):
+    """Taps with the same number of entries in every row: idx and w of shape (n_out, k)."""
+    n_out, k = idx.shape
+    return Taps(numpy.arange(n_out + 1) * k, idx.reshape(-1), w.reshape(-1), n_in)
+
+
+def identity(n):
+    return _from_rows(numpy.arange(n).reshape(n, 1), numpy.ones((n, 1)), n)
+
+
+_CUBIC_A = -0.75
+
+
+def _cubic_weights(t):
+    """Keys' cubic convolution weights (a = -0.75, PyTorch's) of the 4 taps around a point at
+    fraction t past the second one."""
+    a = t.dtype.type(_CUBIC_A)
+
+    def near(x):      # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):       # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    one = t.dtype.type(1)
+    return numpy.stack([far(t + one), near(t), near(one - t), far(one - t + one)], axis=1)
+
+
+@functools.lru_cache(maxsize=256)
+def taps(n_in, n_out, mode, align_corners=False, scale=None, dtype="float64"):
+    """PyTorch's interpolation along one axis (aten/src/ATen/native/UpSample.h, computed in
+    `dtype`, as its kernels compute in the input's type): mode 'linear' (2 taps, the source
+    position clamped at 0), 'cubic' (4 taps, clamped to the border), or 'area' (the windows of
+    adaptive average pooling). `scale` is the user's scale factor, which PyTorch uses instead of
+    n_in / n_out for the source positions unless align_corners."""
+    if mode == "area":
+        o = numpy.arange(n_out)
+        start, end = (o * n_in) // n_out, -((-(o + 1) * n_in) // n_out)
+        ptr = numpy.concatenate([[0], numpy.cumsum(end - start)])
+        idx = numpy.concatenate([numpy.arange(s, e) for s, e in zip(start, end)])
+        w = numpy.repeat(1.0 / (end - start), end - start)
+        return Taps(ptr, idx, w, n_in)
+    f = numpy.dtype(dtype).type
+    if align_corners:
+        s = f(n_in - 1) / f(n_out - 1) if n_out > 1 else f(0)
+    else:
+        s = f(1.0 / scale) if scale is not None and scale > 0 else f(n_in) / f(n_out)
+    dst = numpy.arange(n_out).astype(dtype)
+    src = s * dst if align_corners else s * (dst + f(0.5)) - f(0.5)
+    if mode == "linear":
+        if not align_corners:
+            src = numpy.maximum(src, f(0))
+        i0 = numpy.minimum(numpy.floor(src).astype(numpy.int64), n_in - 1)
+        l1 = numpy.clip(src - i0.astype(dtype), f(0), f(1))
+        i1 = numpy.where(i0 < n_in - 1, i0 + 1, i0)
+        return _from_rows(numpy.stack([i0, i1], 1), numpy.stack([f(1) - l1, l1], 1), n_in)
+    if mode == "cubic":
+        i0 = numpy.floor(src).astype(numpy.int64)
+        w = _cubic_weights(src - i0.astype(dtype))
+        idx = numpy.clip(i0[:, None] + numpy.arange(-1, 3), 0, n_in - 1)
+        return _from_rows(idx, w, n_in)
+    raise ValueError(f"taps: unknown mode {mode!r}")
+
+
+def check_sizes(n_in, n_out, op):
+    if n_in < 1 or n_out < 1 or not math.isfinite(n_out):
+        raise ValueError(f"{op}: input and output sizes should be greater than 0, but got input "
+                         f"size {n_in} and output size {n_out}")
