@@ -4,21 +4,23 @@ minicnn computes on the CPU with two pools: Numba's (the kernels of kernels/<fam
 the BLAS under NumPy's matmul (OpenBLAS's own threads). PyTorch has one pool for both;
 `set_num_threads(n)` sets both widths to n, as `torch.set_num_threads(n)` sets PyTorch's.
 
-The pools take turns (a kernel, a GEMM, a kernel), so the default must keep one pool from
-holding the cores while the other runs. Numba's OpenMP workers sleep when idle
-(OMP_WAIT_POLICY=PASSIVE, set by `import minicnn`). OpenBLAS's spin for about 0.1 s after each
-product unless OPENBLAS_THREAD_TIMEOUT is small, a setting OpenBLAS reads once, when NumPy is
-imported: `import minicnn` sets it when NumPy is not loaded yet (a user's own value wins). So the
-default (`default_widths()`):
+The default never runs both pools at full width: Numba's kernels on every core, the BLAS on one
+thread (`default_widths()`, applied by `import minicnn` unless OPENBLAS_NUM_THREADS or
+OMP_NUM_THREADS is set). Measured on a shared 2-core machine
+(bench/thread_spread.py, bench/results/thread-spread-*.md), a BLAS of two threads is where a
+training step's time spread comes from: OpenBLAS's idle workers spin for about 0.1 s after each
+product, and even when they sleep at once, every product waits for a sleeping worker to be
+scheduled on a busy core. A BLAS of one thread has no workers to wait for.
 
-- OpenBLAS's workers sleep when idle (minicnn imported before NumPy, or the variable set):
-  every core for both pools, which never run at once;
-- they spin (NumPy imported first): BLAS on one thread, which has no workers to spin, and every
-  core for Numba.
+After `set_num_threads(n)` with n > 1 both pools take turns (a kernel, a GEMM, a kernel); so
+that neither holds the cores while the other runs, Numba's idle OpenMP workers sleep
+(OMP_WAIT_POLICY=PASSIVE) and so do OpenBLAS's (OPENBLAS_THREAD_TIMEOUT=1, which OpenBLAS reads
+when NumPy is imported: `import minicnn` sets it when NumPy is not loaded yet; a user's own
+values win).
 
-`set_num_threads` replaces the default. Numba's width is per Python thread (numba's own
-set_num_threads is thread-local): it applies to the calling thread and to the threads minicnn
-starts (DataLoader workers call `use_one_thread`, as PyTorch's workers run on one thread).
+Numba's width is per Python thread (numba's own set_num_threads is thread-local): it applies to
+the calling thread and to the threads minicnn starts (DataLoader workers run on one thread, as
+PyTorch's do: `use_one_thread`).
 """
 import os
 import sys
@@ -26,23 +28,14 @@ import sys
 _BLAS_TIMEOUT_VAR = "OPENBLAS_THREAD_TIMEOUT"
 _QUIET_BLAS_TIMEOUT = "1"   # OpenBLAS raises it to its minimum, 2**4 cycles: sleep at once
 
-_state = {"n": None, "blas_spins": True, "blas_limit": None}
+_state = {"n": None, "blas_limit": None}
 
 
 def quiet_blas_before_numpy():
     """Called by `import minicnn` before it imports NumPy: ask OpenBLAS (if not loaded yet) to
-    put its idle workers to sleep at once; note whether they will spin."""
+    put its idle workers to sleep at once."""
     if "numpy" not in sys.modules:
         os.environ.setdefault(_BLAS_TIMEOUT_VAR, _QUIET_BLAS_TIMEOUT)
-    try:
-        _state["blas_spins"] = int(os.environ.get(_BLAS_TIMEOUT_VAR, "99")) > 4
-    except ValueError:
-        _state["blas_spins"] = True
-
-
-def blas_spins():
-    """Whether OpenBLAS's idle workers spin (NumPy was loaded before minicnn could stop it)."""
-    return _state["blas_spins"]
 
 
 def _numba_pool_size():
@@ -52,13 +45,17 @@ def _numba_pool_size():
 
 def default_widths():
     """(Numba threads, BLAS threads) while set_num_threads has not been called."""
-    n = _numba_pool_size()
-    return (n, 1) if blas_spins() else (n, n)
+    return _numba_pool_size(), 1
+
+
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
+                     "MKL_NUM_THREADS")
 
 
 def apply_default():
-    """Called by `import minicnn`: one BLAS thread when OpenBLAS's workers spin."""
-    if blas_spins():
+    """Called by `import minicnn`: the BLAS on one thread (Numba's default is its own), unless
+    the environment sets the BLAS's threads."""
+    if not any(os.environ.get(v) for v in _BLAS_THREAD_VARS):
         _limit_blas(1)
 
 
