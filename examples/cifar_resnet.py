@@ -24,7 +24,7 @@ import minicnn.nn.functional as F
 import minicnn.optim as optim
 
 
-# --- the model: ResNet-18 for 32x32 images (3x3 stem, no max pool) ---------------------------------
+# --- the model: ResNet-18 for 32x32 images (3x3 stem, no max pool) -------------------------------
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -88,7 +88,7 @@ def progress_bar(current, total, msg):
     sys.stdout.flush()
 
 
-# --- the training script ---------------------------------------------------------------------------
+# --- the training script -------------------------------------------------------------------------
 
 parser = argparse.ArgumentParser(description="minicnn CIFAR10 Training")
 parser.add_argument("--lr", default=0.1, type=float, help="learning rate")
@@ -176,8 +176,9 @@ def train(epoch):
         total += targets.size(0)
         correct += predicted.eq(targets).sum().item()
         progress_bar(batch_idx, len(trainloader),
-                     f"Loss: {train_loss / (batch_idx + 1):.3f} | Acc: {100. * correct / total:.3f}%"
-                     f" ({correct}/{total}) | {time.time() - started:.1f} s")
+                     f"Loss: {train_loss / (batch_idx + 1):.3f} | "
+                     f"Acc: {100. * correct / total:.3f}% ({correct}/{total}) | "
+                     f"{time.time() - started:.1f} s")
 
 
 def test(epoch):

@@ -230,7 +230,8 @@ class _Broken(Dataset):
                                     dict(num_workers=2, multiprocessing_context="fork")],
                          ids=["threads", "processes"])
 def test_a_worker_error_is_raised_with_its_traceback(kwargs):
-    with pytest.raises(KeyError, match=r"(?s)Caught KeyError in DataLoader worker.*broken sample 5"):
+    with pytest.raises(KeyError,
+                       match=r"(?s)Caught KeyError in DataLoader worker.*broken sample 5"):
         list(DataLoader(_Broken(), batch_size=2, **kwargs))
 
 
