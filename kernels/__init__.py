@@ -11,7 +11,8 @@ One package per kernel family, named by what it computes, each with the same fiv
 
 Families: conv (im2col / col2im / GEMM / implicit GEMM), grouped (depthwise and grouped direct
 convolutions), pool, norm, activation, softmax (with cross-entropy), dropout, optim, quant,
-resample (F.interpolate's separable maps).
+resample (F.interpolate's separable maps), scan (cumulative sums, products, log-sum-exps, running
+max / min), topk (and the sort order of sort / argsort).
 cuda/ is the CUDA runtime (module cache, launch checks, NVRTC/nvcc checks, the CPU emulator);
 _numba.py holds what every CPU family shares. docs/ARCHITECTURE.md walks through a call.
 """

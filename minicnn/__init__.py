@@ -35,6 +35,8 @@ from .ops import (argwhere, diagonal, flip, fliplr, flipud, index_add, masked_fi
                   masked_select, meshgrid, moveaxis, movedim, narrow, nonzero, repeat_interleave,
                   roll, scatter, scatter_add, scatter_reduce, swapaxes, swapdims, t,
                   take_along_dim, tril, triu, unflatten)
+from .ops import (all, any, argsort, cummax, cummin, cumprod, cumsum, kthvalue,  # noqa: E402
+                  logcumsumexp, logsumexp, median, msort, prod, sort, std_mean, topk, var_mean)
 from .ops import concatenate
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, load_safetensors, save, save_safetensors  # noqa: E402

@@ -625,11 +625,11 @@ class Tensor(Variable):
     def minimum(self, other):
         return ops.minimum(self, other)
 
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
-        return ops.sum(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+    def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False):
+        return ops.sum(self, *ops.reduce_args(dim, keepdim, axis, keepdims), dtype=dtype)
 
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
-        return ops.mean(self, *ops.reduce_args(dim, keepdim, axis, keepdims))
+    def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False):
+        return ops.mean(self, *ops.reduce_args(dim, keepdim, axis, keepdims), dtype=dtype)
 
     def max(self, dim=None, keepdim=False, *, axis=None, keepdims=False):
         return ops.max(self, *ops.reduce_args(dim, keepdim, axis, keepdims))

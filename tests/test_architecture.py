@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = {"minicnn": ROOT / "minicnn", "minicnn.kernels": ROOT / "kernels",
             "minicnn.bench": ROOT / "bench"}
 FAMILIES = ("activation", "conv", "dropout", "grouped", "norm", "optim", "pool", "quant",
-            "resample", "softmax")
+            "resample", "scan", "softmax", "topk")
 
 # Layers from the bottom; a module may import its own layer and those below (longest prefix wins).
 LAYERS = [

@@ -70,3 +70,48 @@ def test_upsample_layers_match_torch():
                                    atol=1e-6, err_msg=repr(mc_layer))
     assert repr(mc.nn.Upsample(scale_factor=2)) == "Upsample(scale_factor=2.0, mode='nearest')"
     assert mc.functional.upsample_nearest is not None and mc.functional.upsample is not None
+
+
+def test_reduction_dtypes_follow_torch():
+    torch = torch_or_skip()
+    for a in (np.array([[1, 2], [3, 4]], np.int32), np.array([[1, 0]], np.uint8),
+              np.array([[True, False]])):
+        t, m = torch.from_numpy(a), mc.tensor(a)
+        for name in ("sum", "prod", "cumsum", "cumprod"):
+            args = (1,) if name.startswith("cum") else ()
+            got, want = getattr(m, name)(*args), getattr(t, name)(*args)
+            assert got.dtype == np.dtype(str(want.dtype).replace("torch.", "")), (name, a.dtype)
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+        for name in ("all", "any"):
+            assert getattr(m, name)().dtype == np.dtype(
+                str(getattr(t, name)().dtype).replace("torch.", ""))
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    got = mc.tensor(x).mean(1, dtype=mc.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got.numpy(), torch.from_numpy(x).mean(1, dtype=torch.float32))
+
+
+def test_integer_cummax_and_order_statistics_match_torch():
+    torch = torch_or_skip()
+    a = np.random.default_rng(1).integers(-3, 4, (4, 9))
+    t, m = torch.from_numpy(a), mc.tensor(a)
+    for op in ("cummax", "cummin"):
+        got, want = getattr(m, op)(1), getattr(t, op)(1)
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+        np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+    got, want = m.sort(1, descending=True), t.sort(stable=True, dim=1, descending=True)
+    np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+    np.testing.assert_array_equal(m.topk(3).values.numpy(), t.topk(3).values.numpy())
+    assert m.median().item() == t.median().item()
+
+
+def test_nan_in_order_statistics_as_torch():
+    torch = torch_or_skip()
+    x = np.array([[1.0, np.nan, 3.0, 2.0, np.nan], [4.0, 1.0, 0.5, 2.0, 3.0]])
+    t, m = torch.from_numpy(x), mc.tensor(x)
+    for fn in (lambda u: u.median(1), lambda u: u.sort(1), lambda u: u.sort(1, descending=True),
+               lambda u: u.cummax(1)):
+        got, want = fn(m), fn(t)
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+        np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+    assert np.isnan(m.median().item()) and np.isnan(t.median().item())

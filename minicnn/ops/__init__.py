@@ -7,6 +7,11 @@ from .linalg import MatMul, matmul
 from .misc import Clone, ToDevice, logical_not
 from .reduce import (AMax, AMin, Mean, Sum, Var, amax, amin, argmax, argmin, max, mean, min, std,
                      sum, var)
+from .reduce import all_ as all  # noqa: A004
+from .reduce import any_ as any  # noqa: A004
+from .reduce import logsumexp, prod, std_mean, var_mean
+from .scan import cummax, cummin, cumprod, cumsum, logcumsumexp
+from .sort import argsort, kthvalue, median, msort, sort, topk
 from .indexing import (GetItem, argwhere, gather, getitem, index_add, index_select,
                        masked_fill, masked_select, nonzero, scatter, scatter_add, scatter_reduce,
                        take_along_dim)
@@ -23,6 +28,8 @@ from .util import reduce_args
 
 # Tensor methods that call the op of the same name with the tensor first (tensor.py binds them)
 TENSOR_METHODS = (
+    "all", "any", "argsort", "cummax", "cummin", "cumprod", "cumsum", "kthvalue",
+    "logcumsumexp", "logsumexp", "median", "msort", "prod", "sort", "topk",
     "argwhere", "diagonal", "flip", "fliplr", "flipud", "index_add", "masked_fill",
     "masked_select", "movedim", "moveaxis", "narrow", "nonzero", "repeat", "repeat_interleave",
     "roll", "scatter", "scatter_add", "scatter_reduce", "swapaxes", "swapdims", "t",

@@ -1,12 +1,16 @@
-"""Reductions: sum, mean, amax/amin (max/min), var, std, and arg-reductions (no grad).
+"""Reductions: sum, mean, prod, logsumexp, amax/amin (max/min), var, std (var_mean, std_mean),
+and those without gradient: all, any, argmax, argmin.
 
 Each takes PyTorch's dim/keepdim; the public wrappers also accept NumPy's axis/keepdims.
 """
 import collections
 import math
 
+import numpy
+
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import get_default_dtype, resolve
 from ..tensor import Tensor
 from .shape import broadcast_to, reshape
 from .util import normalize_axes, normalize_axis, shape_str
@@ -105,14 +109,115 @@ def _check_float(x, op):
         raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.array.dtype}")
 
 
-def sum(x, dim=None, keepdim=False):  # noqa: A001 -- PyTorch's name
-    return Sum(normalize_axes(dim, x.ndim, "sum"), keepdim)(x)
+def _as_dtype(x, dtype):
+    """x cast to `dtype` when given (PyTorch's dtype= of sum, mean, prod); integer and bool
+    tensors otherwise reduce in int64."""
+    from .arith import cast  # noqa: PLC0415
+    if dtype is not None:
+        return cast(x, resolve(dtype))
+    if x.array.dtype.kind in "biu":
+        return cast(x, numpy.int64)
+    return x
 
 
-def mean(x, dim=None, keepdim=False):
+def sum(x, dim=None, keepdim=False, *, dtype=None):  # noqa: A001 -- PyTorch's name
+    axes = normalize_axes(dim, x.ndim, "sum")
+    return Sum(axes, keepdim)(_as_dtype(x, dtype))
+
+
+def mean(x, dim=None, keepdim=False, *, dtype=None):
+    x = _as_dtype(x, dtype) if dtype is not None else x
     if x.array.dtype.kind not in "fc":
         raise TypeError(f"mean: expected a floating point tensor, got dtype {x.array.dtype}")
     return Mean(normalize_axes(dim, x.ndim, "mean"), keepdim)(x)
+
+
+class Prod(Function):
+    """Product over one axis (or all). PyTorch's gradient: gy * y / x with no zero; otherwise
+    gy times the product of the other elements, from the exclusive products on each side
+    (its prod_safe_zeros_backward), which is differentiable again."""
+    saves = (0,)
+    saves_outputs = (0,)
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        self.y = x.prod(axis=self.axes, keepdims=self.keepdims)
+        return self.y
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        g = _spread(gy, self.in_shape, self.axes)
+        if not (x.array == 0).any():
+            return g * _spread(self.retained_output(self.y), self.in_shape, self.axes) / x
+        return g * _others_product(x, self.axes)
+
+
+def _others_product(x, axes):
+    """prod over `axes` (one axis, or None: all) of every element but the one at each place."""
+    from .indexing import getitem  # noqa: PLC0415
+    from .rearrange import flip  # noqa: PLC0415
+    from .scan import cumprod  # noqa: PLC0415
+    from .shape import concatenate  # noqa: PLC0415
+    if axes is None:
+        return reshape(_others_product(reshape(x, -1), (0,)), x.shape)
+    axis = axes[0]
+    n = x.shape[axis]
+    ones = Tensor._wrap(get_array_module(x.array).ones(
+        x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype))
+
+    def part(lo, hi):
+        return getitem(x, (slice(None),) * axis + (slice(lo, hi),))
+    before = cumprod(concatenate([ones, part(0, n - 1)], axis), axis)
+    after = flip(cumprod(concatenate([ones, flip(part(1, n), [axis])], axis), axis), [axis])
+    return before * after
+
+
+def prod(x, dim=None, keepdim=False, *, dtype=None):
+    """Product of the elements (over one dim, as PyTorch's prod takes an int dim)."""
+    if dim is not None and not isinstance(dim, int):
+        raise TypeError(f"prod: dim must be an int, got {dim!r}")
+    axes = normalize_axes(dim, x.ndim, "prod")
+    return Prod(axes, keepdim)(_as_dtype(x, dtype))
+
+
+def logsumexp(x, dim, keepdim=False):
+    """log(sum(exp(x))) over dim, computed stably: the max is taken out (as a constant, where it
+    is finite), so the gradient is softmax(x)."""
+    from .arith import cast  # noqa: PLC0415
+    from .elementwise import exp, log  # noqa: PLC0415
+    if x.array.dtype.kind != "f":
+        x = cast(x, get_default_dtype())
+    axes = normalize_axes(dim, x.ndim, "logsumexp")
+    if x.array.size == 0:
+        return log(sum(exp(x), dim, keepdim))
+    xp = get_array_module(x.array)
+    m = x.array.max(axis=axes, keepdims=True)
+    m = Tensor._wrap(xp.where(xp.isinf(m), 0, m).astype(x.dtype))
+    out = log(sum(exp(x - m), dim, True)) + m
+    return out if keepdim else reshape(out, tuple(
+        n for i, n in enumerate(x.shape) if axes is not None and i not in axes))
+
+
+def _bool_reduce(x, dim, keepdim, name):
+    axes = normalize_axes(dim, x.ndim, name)
+    xp = get_array_module(x.array)
+    out = getattr(xp, name)(x.array, axis=axes, keepdims=keepdim)
+    if x.array.dtype == numpy.uint8:      # PyTorch keeps uint8 for uint8 input
+        out = out.astype(numpy.uint8)
+    return Tensor._wrap(xp.asarray(out))
+
+
+def all_(x, dim=None, keepdim=False):   # mc.all (the builtin stays usable in this module)
+    """Whether every element (over dim) is non-zero: bool (uint8 for uint8 input)."""
+    return _bool_reduce(x, dim, keepdim, "all")
+
+
+def any_(x, dim=None, keepdim=False):   # mc.any
+    """Whether some element (over dim) is non-zero: bool (uint8 for uint8 input)."""
+    return _bool_reduce(x, dim, keepdim, "any")
 
 
 def _check_nonempty(x, axes, op):
@@ -183,6 +288,16 @@ def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
 def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
     from .elementwise import sqrt  # noqa: PLC0415
     return sqrt(var(x, dim, unbiased, keepdim, correction))
+
+
+def var_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """(var, mean) over dim, as torch.var_mean."""
+    return var(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)
+
+
+def std_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """(std, mean) over dim, as torch.std_mean."""
+    return std(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)
 
 
 def _arg(x, dim, keepdim, name):
