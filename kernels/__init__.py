@@ -18,6 +18,8 @@ _numba.py holds what every CPU family shares. docs/ARCHITECTURE.md walks through
 """
 import importlib
 
+import numpy
+
 if __name__ != "minicnn.kernels":
     # Imported as a top-level `kernels` (a script run from the repo root), the Numba cache would
     # record that module name and later break `minicnn.kernels` in every other process.
@@ -43,3 +45,25 @@ class lazy:
 def conv_out_size(size, kernel, stride=1, padding=0, dilation=1):
     """Output length of a sliding window along one dimension (convolution and pooling)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def fma(a, b, c):
+    """a * b + c for NumPy float arrays of one dtype as a fused multiply-add gives it (the product
+    unrounded): host-side plans that must agree with PyTorch's kernels, which its compilers
+    contract to FMAs (source positions of interpolation, linspace). Dekker's exact product and
+    Knuth's two-sum; the result differs from a true FMA only where the sum's two roundings do."""
+    p = a * b
+    bits = numpy.finfo(p.dtype).nmant + 1
+    split = p.dtype.type(2.0 ** ((bits + 1) // 2) + 1)
+
+    def halves(x):
+        t = split * x
+        hi = t - (t - x)
+        return hi, x - hi
+    ah, al = halves(a)
+    bh, bl = halves(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl       # a * b == p + e exactly
+    s = p + c
+    z = s - p
+    t = (p - (s - z)) + (c - z)                              # p + c == s + t exactly
+    return s + (t + e)

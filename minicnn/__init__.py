@@ -37,6 +37,16 @@ from .ops import (argwhere, diagonal, flip, fliplr, flipud, index_add, masked_fi
                   take_along_dim, tril, triu, unflatten)
 from .ops import (all, any, argsort, cummax, cummin, cumprod, cumsum, kthvalue,  # noqa: E402
                   logcumsumexp, logsumexp, median, msort, prod, sort, std_mean, topk, var_mean)
+from .ops import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh,  # noqa: E402
+                  asin, asinh, atan, atanh, ceil, cos, cosh, erf, erfc, exp2, expm1, fix, floor,
+                  frac, isfinite, isinf, isnan, isneginf, isposinf, isreal, log1p, log2, log10,
+                  nan_to_num, reciprocal, round, rsqrt, signbit, sin, sinh, tan, trunc)
+from .ops import (allclose, arctan2, atan2, bitwise_and, bitwise_left_shift,  # noqa: E402
+                  bitwise_not, bitwise_or, bitwise_right_shift, bitwise_xor, copysign, divide,
+                  eq, equal, floor_divide, fmod, ge, greater, greater_equal, gt, hypot, isclose,
+                  le, lerp, less, less_equal, logaddexp, logaddexp2, logical_and, logical_not,
+                  logical_or, logical_xor, lt, multiply, ne, not_equal, remainder, subtract,
+                  true_divide)
 from .ops import concatenate
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, load_safetensors, save, save_safetensors  # noqa: E402

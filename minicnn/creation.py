@@ -4,6 +4,7 @@ import numbers
 import numpy
 
 from . import devices, dtypes
+from .kernels import fma
 from .random import rng
 from .tensor import Tensor
 
@@ -40,10 +41,30 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     xp = devices.xp_for(target)
     if target == "cpu" and devices.is_cuda_array(data):
         data = data.get()
-    array = xp.array(data, dtype=dtype, copy=True)
+    try:
+        array = xp.array(data, dtype=dtype, copy=True)
+    except ValueError:
+        ragged = _ragged(data)   # PyTorch's message, not NumPy's "inhomogeneous shape"
+        if ragged:
+            raise ValueError(f"tensor: {ragged}") from None
+        raise
     if array.dtype == numpy.float64 and dtype is None and not hasattr(data, "dtype"):
         array = array.astype(dtypes.get_default_dtype())
     return Tensor(array, requires_grad=requires_grad)
+
+
+def _ragged(data):
+    """PyTorch's complaint about nested sequences that do not make a rectangle, or None."""
+    level, dim = [data], 0
+    while any(isinstance(d, (list, tuple)) for d in level):
+        if not all(isinstance(d, (list, tuple)) for d in level):
+            return f"a mix of numbers and sequences at dim {dim - 1}"
+        n = len(level[0])
+        for d in level:
+            if len(d) != n:
+                return f"expected sequence of length {n} at dim {dim} (got {len(d)})"
+        level, dim = [e for d in level for e in d], dim + 1
+    return None
 
 
 def as_tensor(data, dtype=None, device=None):
@@ -123,26 +144,11 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     return _make(xp.arange(start, end, step, dtype=dtypes.resolve(dtype)), requires_grad)
 
 
-def _two_product(a, b):
-    """(p, e) with p + e == a * b exactly (Dekker's product, no FMA needed)."""
-    p = a * b
-    bits = numpy.finfo(a.dtype).nmant + 1
-    factor = a.dtype.type(2.0 ** ((bits + 1) // 2) + 1)
-
-    def split(x):
-        c = factor * x
-        hi = c - (c - x)
-        return hi, x - hi
-    ah, al = split(a)
-    bh, bl = split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     """PyTorch's linspace, value for value: the first half counted up from start, the second
     down from end (both ends exact), each as start + step * i in one rounding (PyTorch's kernel
-    compiles to a fused multiply-add); in double for an integer dtype, whose start and end are
-    converted first and whose values are truncated toward zero."""
+    compiles to a fused multiply-add: kernels.fma); in double for an integer dtype, whose start
+    and end are converted first and whose values are truncated toward zero."""
     dtype = _float_dtype(dtype)
     if dtype.kind == "b":
         raise TypeError("linspace: not implemented for dtype bool")
@@ -157,8 +163,7 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     i = numpy.arange(steps)
     first = i < (steps // 2 if steps > 1 else 1)          # one step: start
     k = numpy.where(first, i, i - (steps - 1)).astype(ct)  # end - step * (steps - 1 - i)
-    p, e = _two_product(numpy.full(steps, step, ct), k)
-    values = (numpy.where(first, start, end) + p) + e
+    values = fma(numpy.full(steps, step, ct), k, numpy.where(first, start, end).astype(ct))
     return _make(devices.xp_for(device).asarray(values.astype(dtype)), requires_grad)
 
 

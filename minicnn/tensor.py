@@ -545,7 +545,25 @@ class Tensor(Variable):
         return ops.compare(self, other, "greater_equal")
 
     def __invert__(self):
-        return ops.logical_not(self)
+        return ops.bitwise_not(self)
+
+    def __mod__(self, other):
+        return ops.remainder(self, other)
+
+    def __rmod__(self, other):
+        return ops.remainder(other, self)
+
+    def __floordiv__(self, other):
+        return ops.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return ops.floor_divide(other, self)
+
+    def __lshift__(self, other):
+        return ops.bitwise_left_shift(self, other)
+
+    def __rshift__(self, other):
+        return ops.bitwise_right_shift(self, other)
 
     def __and__(self, other):
         return ops.compare(self, other, "logical_and" if self.dtype == bool else "bitwise_and")
@@ -567,8 +585,8 @@ class Tensor(Variable):
     def mul(self, other):
         return ops.mul(self, other)
 
-    def div(self, other):
-        return ops.div(self, other)
+    def div(self, other, *, rounding_mode=None):
+        return ops.div(self, other, rounding_mode=rounding_mode)
 
     def pow(self, exponent):
         return ops.pow(self, exponent)

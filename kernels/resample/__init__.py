@@ -127,6 +127,10 @@ def taps(n_in, n_out, mode, align_corners=False, scale=None, dtype="float64"):
     dst = numpy.arange(n_out).astype(dtype)
     src = s * dst if align_corners else s * (dst + f(0.5)) - f(0.5)
     if mode == "linear":
+        if n_out == n_in:   # PyTorch copies: both taps the same input, weights 1 and 0
+            idx = numpy.arange(n_in)
+            return _from_rows(numpy.stack([idx, idx], 1), numpy.stack(
+                [numpy.ones(n_in, dtype), numpy.zeros(n_in, dtype)], 1), n_in)
         if not align_corners:
             src = numpy.maximum(src, f(0))
         i0 = numpy.minimum(numpy.floor(src).astype(numpy.int64), n_in - 1)

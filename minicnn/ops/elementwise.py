@@ -105,8 +105,15 @@ def _constant(x, fn):
     return Tensor._wrap(fn(get_array_module(x.array), x.array))
 
 
+def _sign(xp, a):
+    """PyTorch's sign: 0 for NaN (NumPy's is NaN), and what the gradient of abs multiplies by."""
+    if a.dtype.kind != "f":
+        return xp.sign(a)
+    return (a > 0).astype(a.dtype) - (a < 0).astype(a.dtype)
+
+
 def sign(x):
-    return _constant(x, lambda xp, a: xp.sign(a))
+    return _constant(x, _sign)
 
 
 def compare(a, b, name):

@@ -1,7 +1,6 @@
 """Identity-like ops: clone (a differentiable copy) and device transfer."""
 from ..autograd import Function
 from ..devices import get_array_module, to_device
-from ..tensor import Tensor
 
 
 class Clone(Function):
@@ -27,7 +26,3 @@ class ToDevice(Function):
     def backward(self, gy):
         return ToDevice(self.source)(gy)
 
-
-def logical_not(x):
-    xp = get_array_module(x.array)
-    return Tensor._wrap(xp.logical_not(x.array) if x.array.dtype.kind == "b" else ~x.array)

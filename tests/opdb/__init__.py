@@ -44,6 +44,8 @@ class OpInfo:
     gradcheck: bool = True
     double_backward: bool = True
     directional: Any = None          # None: gradcheck picks by input size
+    nan_args: Any = None             # the args test_nan_inf_parity fills with NaN and +-inf at
+                                     # drawn positions (None: every float array argument)
 
 
 def _collect():
