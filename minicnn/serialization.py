@@ -21,7 +21,8 @@ is read with `allow_pickle=False`, so loading an untrusted file cannot run code.
 
 Writes are atomic: the archive is written to a temporary file in the target's directory,
 flushed and fsync'ed, then renamed over the target with os.replace, so a crash never leaves a
-half-written checkpoint under the real name. Loading reads and checks every member (zip CRCs,
+half-written checkpoint under the real name (minicnn/fileio.py; the next save to a path removes
+the temporary files of killed writers). Loading reads and checks every member (zip CRCs,
 the header, each array's dtype and shape) before returning, and raises CheckpointError for a
 truncated or corrupt file.
 """
@@ -30,7 +31,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 
 import numpy
@@ -111,30 +111,8 @@ def save(obj, f, format=None):  # noqa: A002 -- the word for it
     if hasattr(f, "write"):
         numpy.savez(f, **members)
         return
-    path = os.fspath(f)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:  # a file object: np.savez would append '.npz' to a name
-            numpy.savez(fh, **members)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename durable too
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    # a file object: np.savez would append '.npz' to a name
+    write_atomic(f, lambda fh: numpy.savez(fh, **members))
 
 
 def _read(f, name):

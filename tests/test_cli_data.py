@@ -27,7 +27,7 @@ def loads(monkeypatch):
         monkeypatch.setattr(D, cls.__name__, _counting(cls, counts))
     # --threads would change this test process's Numba and BLAS thread counts for later tests
     monkeypatch.setattr(cli.train, "set_threads", lambda threads: None)
-    monkeypatch.setattr(cli.evaluate, "set_threads", lambda threads: None)
+    monkeypatch.setattr(cli.common, "set_threads", lambda threads: None)   # evaluate's
     return counts
 
 

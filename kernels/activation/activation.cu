@@ -125,8 +125,8 @@ __device__ __forceinline__ T act_d(T z, T slope) {
     } else if constexpr (ACT == ACT_MISH) {
         const T t = tanh_softplus(z);
         return t + z * ew_sigmoid(z) * (T(1) - t * t);
-    } else if constexpr (ACT == ACT_HARDSWISH) {  // PyTorch's pieces: (-inf, -3], (-3, 3), rest
-        return z <= T(-3) ? T(0) : (z < T(3) ? z / T(3) + T(0.5) : T(1));
+    } else if constexpr (ACT == ACT_HARDSWISH) {  // PyTorch's pieces: (-inf, -3], [3, inf), and
+        return z <= T(-3) ? T(0) : (z >= T(3) ? T(1) : z / T(3) + T(0.5));  // the rest (NaN too)
     } else {
         return T(1);
     }
@@ -139,7 +139,7 @@ __device__ __forceinline__ T act_grad(T z, T g, T slope) {
     if constexpr (ACT == ACT_RELU) {
         return z <= T(0) ? T(0) : g;
     } else if constexpr (ACT == ACT_HARDSWISH) {
-        return z <= T(-3) ? T(0) : (z < T(3) ? g * (z / T(3) + T(0.5)) : g);
+        return z <= T(-3) ? T(0) : (z >= T(3) ? g : g * (z / T(3) + T(0.5)));
     } else {
         return g * act_d<ACT>(z, slope);
     }

@@ -291,9 +291,9 @@ def mish_bwd_kernel(x, gy, gx):
         gx[i] = gy[i] * (t + v * s * (1.0 - t * t))
 
 
-# Hardswish: x min(max(x + 3, 0), 6) / 6; its slope is 0 on (-inf, -3], x / 3 + 1/2 on (-3, 3),
-# 1 from 3 on (PyTorch's pieces, NaN included), applied by selects as PyTorch's. NaN stays NaN in
-# the forward.
+# Hardswish: x min(max(x + 3, 0), 6) / 6; its slope is 0 on (-inf, -3], 1 on [3, inf) and
+# x / 3 + 1/2 elsewhere, so NaN for a NaN x (PyTorch's pieces, and its vectorized kernel's NaN;
+# its scalar tail gives gy there), applied by selects as PyTorch's. NaN stays NaN in the forward.
 
 @njit(parallel=True, cache=True)
 def hardswish_fwd_kernel(x, zero, three, six, y):
@@ -308,4 +308,4 @@ def hardswish_bwd_kernel(x, gy, zero, half, one, three, gx):
     for i in prange(x.size):
         v = x[i]
         g = gy[i]   # selects, as PyTorch's: 0 below -3 even for a NaN gy
-        gx[i] = zero if v <= -three else (g * (v / three + half) if v < three else g)
+        gx[i] = zero if v <= -three else (g if v >= three else g * (v / three + half))

@@ -63,7 +63,7 @@ def _value_and_slope(x, act, slope):
         return x * t, t + x * (1.0 - t * t) * sigmoid(x)
     if act == "hardswish":
         return x * xp.clip(x + 3.0, 0.0, 6.0) / 6.0, \
-            xp.where(x <= -3.0, 0.0, xp.where(x < 3.0, x / 3.0 + 0.5, 1.0))
+            xp.where(x <= -3.0, 0.0, xp.where(x >= 3.0, 1.0, x / 3.0 + 0.5))
     raise ValueError(f"no reference for activation {act!r}")
 
 

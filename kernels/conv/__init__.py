@@ -35,7 +35,7 @@ import threading
 
 import numpy
 
-from minicnn.devices import get_array_module, on_cuda_kernels
+from minicnn.devices import get_array_module, on_cuda_kernels, syncs_on_read
 
 from .. import conv_out_size, grouped, lazy
 
@@ -161,12 +161,17 @@ def last_algorithm():
     return dict(getattr(_local, "algorithms", {}))
 
 
-def _algorithm(pass_, p, a, x_shape, w_shape, out_hw):
-    """The algorithm of one pass for array `a`, recorded for this thread."""
+def _algorithm(pass_, p, a, x_shape, w_shape, out_hw, meets_padding=None):
+    """The algorithm of one pass for array `a`, recorded for this thread. `meets_padding`: the
+    operand that the definition multiplies by the zero padding (see _skips_nonfinite)."""
     C = x_shape[1]
-    if grouped.is_depthwise(C, w_shape, p.G):
+    direct = grouped.is_depthwise(C, w_shape, p.G) or \
+        grouped.grouped_ok(a, pass_, x_shape, w_shape, p.G, *p.geometry(), out_hw)
+    if direct and _skips_nonfinite(pass_, p, meets_padding, w_shape, x_shape, out_hw):
+        algo = "im2col_gemm"
+    elif grouped.is_depthwise(C, w_shape, p.G):
         algo = "depthwise"
-    elif grouped.grouped_ok(a, pass_, x_shape, w_shape, p.G, *p.geometry(), out_hw):
+    elif direct:
         algo = "grouped"
     elif on_cuda_kernels(a):
         algo = choose_algorithm(x_shape, w_shape, (p.SH, p.SW), (p.PH, p.PW), (p.DH, p.DW),
@@ -179,6 +184,42 @@ def _algorithm(pass_, p, a, x_shape, w_shape, out_hw):
         _local.algorithms = {}
     _local.algorithms[pass_] = algo
     return algo
+
+
+def _skips_nonfinite(pass_, p, operand, w_shape, x_shape, out_hw):
+    """Whether the direct kernels would miss a NaN: they skip the taps that fall in the zero
+    padding, where the definition of a padded convolution (and PyTorch's float64 and GEMM paths,
+    and im2col_gemm here) multiplies: 0 * NaN or 0 * inf is NaN. That matters only where the
+    operand meeting the padding is not finite: the weight in the forward (and, on the GPU's
+    direct kernels, in grad_input), the output gradient's border in grad_weight; then the pass
+    takes im2col_gemm. The check reads values, so on a GPU (where that waits for the device) it
+    is left out."""
+    if operand is None or syncs_on_read(operand):
+        return False
+    xp = get_array_module(operand)
+    if pass_ == "grad_input":
+        return not bool(xp.isfinite(operand).all())
+    if p.PH == 0 and p.PW == 0:
+        return False
+    if pass_ == "forward":
+        return not bool(xp.isfinite(operand).all())
+    return not all(bool(xp.isfinite(strip).all())
+                   for strip in _padded_border(operand, p, w_shape, x_shape[2:]))
+
+
+def _padded_border(gy, p, w_shape, hw):
+    """The strips of gy (N, K, OH, OW) at the outputs whose window reaches into the padding."""
+    (OH, OW), (KH, KW) = gy.shape[2:], w_shape[2:]
+    strips = []
+    for axis, O, S, P, D, K, size in ((2, OH, p.SH, p.PH, p.DH, KH, hw[0]),
+                                      (3, OW, p.SW, p.PW, p.DW, KW, hw[1])):
+        lo = min(O, -(-P // S))                                  # o * S < P
+        hi = max(lo, min(O, -(-(size + P - (K - 1) * D) // S)))  # o*S - P + (K-1)*D >= size
+        index = [slice(None)] * 4
+        for part in (slice(0, lo), slice(hi, O)):
+            index[axis] = part
+            strips.append(gy[tuple(index)])
+    return strips
 
 
 # --- the three passes as GEMMs ----------------------------------------------------------------
@@ -232,7 +273,7 @@ def conv2d(x, w, p, b=None, out_hw=None):
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
     OH, OW = out_hw or p.out_size(H, W, KH, KW)
-    algo = _algorithm("forward", p, x, x.shape, w.shape, (OH, OW))
+    algo = _algorithm("forward", p, x, x.shape, w.shape, (OH, OW), meets_padding=w)
     if algo == "depthwise":
         return grouped.depthwise_conv2d(x, w, *p.geometry(), OH, OW, b)
     if algo == "grouped":
@@ -252,7 +293,7 @@ def conv2d_grad_input(w, gy, x_shape, p):
     N, C, H, W = x_shape
     K, Cg, KH, KW = w.shape
     OH, OW = gy.shape[2:]
-    algo = _algorithm("grad_input", p, gy, x_shape, w.shape, (OH, OW))
+    algo = _algorithm("grad_input", p, gy, x_shape, w.shape, (OH, OW), meets_padding=w)
     if algo == "depthwise":
         return grouped.depthwise_grad_input(gy, w, C, H, W, *p.geometry())
     if algo == "grouped":
@@ -278,7 +319,7 @@ def conv2d_grad_weight(x, gy, w_shape, p):
     N, C, H, W = x.shape
     K, Cg, KH, KW = w_shape
     OH, OW = gy.shape[2:]
-    algo = _algorithm("grad_weight", p, x, x.shape, w_shape, (OH, OW))
+    algo = _algorithm("grad_weight", p, x, x.shape, w_shape, (OH, OW), meets_padding=gy)
     if algo == "depthwise":
         return grouped.depthwise_grad_weight(x, gy, KH, KW, *p.geometry())
     if algo == "grouped":

@@ -212,6 +212,7 @@ def depthwise_grad_weight_kernel(x, gy, SH, SW, PH, PW, DH, DW, gw):
     xf = x.reshape(-1)
     gf = gy.reshape(-1)
     L = OH * OW
+    zero = np.zeros(1, gy.dtype)[0]   # a typed 0 (g[0] * 0 would be NaN for an infinite g[0])
     for k in prange(K):
         c = k // M
         for kh in range(KH):
@@ -231,7 +232,7 @@ def depthwise_grad_weight_kernel(x, gy, SH, SW, PH, PW, DH, DW, gw):
                         s0 = xbase + h * W + woff + lo * SW
                         g0 = gbase + oh * OW + lo
                         g = gf[g0:g0 + cnt]
-                        row = g[0] * 0
+                        row = zero
                         if SW == 1:
                             src = xf[s0:s0 + cnt]
                             for i in range(cnt):
@@ -310,6 +311,7 @@ def grouped3x3s1_grad_weight(x, gy, G, PH, PW, DH, DW, gw):
         ci = q % Cg
         c = (k // Kg) * Cg + ci
         xp = np.zeros((Hp, Wp), x.dtype)
+        zero = xp[0, 0]   # a typed 0 (g[0] * 0 would be NaN for an infinite g[0])
         acc = np.zeros(9, np.float64)
         for n in range(N):
             xp[PH:PH + H, PW:PW + W] = x[n, c]
@@ -319,7 +321,7 @@ def grouped3x3s1_grad_weight(x, gy, G, PH, PW, DH, DW, gw):
                 a0, a1, a2 = r0[0:OW], r0[DW:DW + OW], r0[2 * DW:2 * DW + OW]
                 b0, b1, b2 = r1[0:OW], r1[DW:DW + OW], r1[2 * DW:2 * DW + OW]
                 c0, c1, c2 = r2[0:OW], r2[DW:DW + OW], r2[2 * DW:2 * DW + OW]
-                z = g[0] * 0
+                z = zero
                 s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = z
                 for i in range(OW):
                     gi = g[i]

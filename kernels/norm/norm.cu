@@ -67,6 +67,10 @@ __device__ __forceinline__ void apply_elements(int total, const T* __restrict__ 
     }
 }
 
+// The shift K of the sums: the group's first element, or 0 if that is inf or NaN (x - K would
+// be NaN for every element, and the mean NaN where PyTorch's is inf).
+__device__ __forceinline__ double finite_or_zero(double v) { return isfinite(v) ? v : 0.0; }
+
 struct Wf {
     double n, m, M2;
 };
@@ -77,7 +81,8 @@ __device__ __forceinline__ Wf wf_merge(Wf a, Wf b) {
     const double n = a.n + b.n, f = b.n / n, d = b.m - a.m;
     Wf r;
     r.n = n;
-    r.m = a.m + d * f;
+    // an infinite mean: the weighted average, inf as the sum's (Chan's form gives inf - inf)
+    r.m = isfinite(d) ? a.m + d * f : (a.n * a.m + b.n * b.m) / n;
     r.M2 = a.M2 + b.M2 + d * d * a.n * f;
     return r;
 }
@@ -118,7 +123,8 @@ __device__ __forceinline__ Wf block_welford(Wf v, double* sh) {
 
 __device__ __forceinline__ void write_stats(Wf v, double eps, int mode, double* mean, double* out,
                                             int q) {
-    const double var = v.n > 0.0 ? (v.M2 > 0.0 ? v.M2 : 0.0) / v.n : 0.0;
+    // M2 < 0 (rounding) clamps to 0; a NaN M2 (an inf in the group: inf - inf) stays NaN
+    const double var = v.n > 0.0 ? (v.M2 < 0.0 ? 0.0 : v.M2) / v.n : 0.0;
     mean[q] = v.m;
     out[q] = mode == 0 ? 1.0 / sqrt(var + eps) : var;
 }
@@ -156,7 +162,7 @@ __global__ void norm_stats_kernel(const T* __restrict__ x, int irun, int rstride
     const int q = blockIdx.x / B, b = blockIdx.x - q * B;
     const int start = b * chunk, end = start + min(chunk, total - start);
     const T* xq = x + static_cast<long long>(q) * qstride;
-    const double K = static_cast<double>(xq[0]);
+    const double K = finite_or_zero(static_cast<double>(xq[0]));
     double s = 0.0, s2 = 0.0;
     int cnt = 0;
     const int nt = blockDim.x;
@@ -454,7 +460,8 @@ __global__ void chan_cols_stats_kernel(const T* __restrict__ x, int N, int CI, i
     const int j = cb * blockDim.x + threadIdx.x;
     if (j < CI) {
         const int n0 = p * rpg, n1 = min(N, n0 + rpg);
-        const double K = static_cast<double>(x[static_cast<long long>(n0) * CI + j]);
+        const double K =
+            finite_or_zero(static_cast<double>(x[static_cast<long long>(n0) * CI + j]));
         double s = 0.0, s2 = 0.0;
 #pragma unroll 4
         for (int n = n0; n < n1; ++n) {
@@ -467,7 +474,7 @@ __global__ void chan_cols_stats_kernel(const T* __restrict__ x, int N, int CI, i
         double* o = part + 3LL * (static_cast<long long>(p) * CI + j);
         o[0] = cnt;
         o[1] = K + s / cnt;
-        o[2] = M2 > 0.0 ? M2 : 0.0;
+        o[2] = M2 < 0.0 ? 0.0 : M2;   // NaN stays NaN (see write_stats)
     }
 }
 

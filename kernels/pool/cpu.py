@@ -175,7 +175,7 @@ def avg_pool_fwd(x, KH, KW, SH, SW, PH, PW, inv, y):
             for ow in range(OW):
                 w0 = max(ow * SW - PW, 0)
                 w1 = min(ow * SW - PW + KW, W)
-                s = x[n, c, 0, 0] * 0
+                s = inv[oh, ow] * 0   # a typed 0 (x's first element may be inf or NaN)
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         s += x[n, c, h, w]
@@ -222,7 +222,7 @@ def adaptive_max_fwd(x, y, idx):
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         v = x[n, c, h, w]
-                        if v > best or arg < 0 or (math.isnan(v) and not math.isnan(best)):
+                        if v > best or arg < 0 or math.isnan(v):   # the last NaN, as PyTorch
                             best = v
                             arg = h * W + w
                 y[n, c, oh, ow] = best

@@ -197,7 +197,7 @@ __global__ void adaptive_max_fwd_kernel(const T* __restrict__ x, T* __restrict__
         for (int h = h0; h < h1; ++h)
             for (int w = w0; w < w1; ++w) {
                 const T v = plane[h * W + w];
-                if (v > best || (v != v && best == best)) {
+                if (v > best || v != v) {   // the last NaN, as PyTorch's CPU kernel
                     best = v;
                     arg = h * W + w;
                 }

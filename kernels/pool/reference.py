@@ -99,7 +99,11 @@ def adaptive_max_fwd(x, OH, OW):
         for j in range(OW):
             win = x[:, :, hs[i]:he[i], ws[j]:we[j]]
             ww = int(we[j] - ws[j])
-            k = xp.argmax(win.reshape(N, C, -1), axis=2)
-            y[:, :, i, j] = xp.take_along_axis(win.reshape(N, C, -1), k[..., None], axis=2)[..., 0]
+            flat = win.reshape(N, C, -1)
+            k = xp.argmax(flat, axis=2)             # the first maximum; with a NaN the last NaN,
+            nan = xp.isnan(flat)                    # as PyTorch's (val > max || isnan(val))
+            last_nan = flat.shape[2] - 1 - xp.argmax(nan[..., ::-1], axis=2)
+            k = xp.where(nan.any(axis=2), last_nan, k)
+            y[:, :, i, j] = xp.take_along_axis(flat, k[..., None], axis=2)[..., 0]
             idx[:, :, i, j] = (hs[i] + k // ww) * W + ws[j] + k % ww
     return y, idx

@@ -38,11 +38,12 @@
 __device__ __forceinline__ float sm_log(float v) { return logf(v); }
 __device__ __forceinline__ double sm_log(double v) { return log(v); }
 
-// Fold one element into the running state (m, s). NaN poisons s (the row comes out NaN).
+// Fold one element into the running state (m, s). NaN poisons s (the row comes out NaN), and so
+// does +inf, as in the two-pass sum: its own term exp(v - m) is exp(inf - inf), not 1.
 template <typename T, typename A>
 __device__ __forceinline__ void ms_push(T& m, A& s, T v) {
     if (v > m) {
-        s = s * A(exp_t(T(m - v))) + A(1);
+        s = s * A(exp_t(T(m - v))) + A(T(1) + (v - v));   // v - v: 0, or NaN for v = +inf
         m = v;
     } else if (v != neg_inf<T>()) {
         s += A(exp_t(T(v - m)));
@@ -337,12 +338,11 @@ __global__ void __launch_bounds__(1024, 1) ce_bwd_kernel(const T* __restrict__ x
     const int row = r.row, k = r.k;
     const T* xr = x + r.base;
     T* gr = gx + r.base;
-    const long long tr = t[row];
-    if (tr == ignore_index) {
-        for (int i = k; i < C; i += group) gr[i] = T(0);
-        return;
-    }
-    const double gv = g[row], l = lse[row], e = smooth / C;
+    // An ignored row has g = 0 but is still computed, p * 0: NaN where its p is NaN, as the
+    // CPU's and PyTorch's (the log-softmax backward multiplies by the zero gradient).
+    const bool ignored = t[row] == ignore_index;
+    const long long tr = ignored ? 0 : t[row];
+    const double gv = ignored ? 0.0 : g[row], l = lse[row], e = smooth / C;
     const double wt = (1.0 - smooth) * (has_w ? w[tr] : 1.0);
     const double scale = gv * (wt + e * (has_w ? wsum[0] : static_cast<double>(C)));
     const double ge = gv * e;

@@ -14,6 +14,7 @@ preview) when matplotlib is installed.
 """
 import argparse
 import sys
+import traceback
 
 from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..serialization import CheckpointError
@@ -23,7 +24,8 @@ from .common import CLIError
 # every subcommand module has add_parser(sub) and run(args)
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "export": export}
 
-# errors that are the user's (a bad option, a missing file): one line on stderr, exit status 2
+# errors that are the user's (a bad option, a missing file): one line on stderr, exit status 2;
+# any other error (a full disk, a bug) is one line too, exit status 1 (--debug adds the traceback)
 USER_ERRORS = (CLIError, DatasetNotFoundError, CorruptDatasetError, CheckpointError)
 
 
@@ -32,7 +34,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command")
     bench.add_parser(sub)
     for module in COMMANDS.values():
-        module.add_parser(sub)
+        module.add_parser(sub).add_argument(
+            "--debug", action="store_true", help="on an error, print its Python traceback too")
     return parser
 
 
@@ -51,18 +54,37 @@ def main(argv=None):
 
 
 def run(args):
-    """Run a parsed train / evaluate / predict / export command; a user error is one line, exit
-    code 2."""
+    """Run a parsed train / evaluate / predict / export command. Every error is one line on
+    stderr: exit status 2 for the user's (see USER_ERRORS), 1 for any other."""
     try:
         return COMMANDS[args.command].run(args)
     except USER_ERRORS as e:
-        return _user_error(args.command, e)
-    except RuntimeError as e:
-        if "CUDA is not available" in str(e) or "size mismatch" in str(e):
-            return _user_error(args.command, e)
-        raise
+        return _error(args, e, 2)
+    except KeyboardInterrupt:
+        print(f"minicnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 -- the command's one line instead of a traceback
+        user = isinstance(e, RuntimeError) and (
+            "CUDA is not available" in str(e) or "size mismatch" in str(e))
+        return _error(args, e, 2 if user else 1)
 
 
-def _user_error(command, e):
-    print(f"minicnn {command}: error: {e}", file=sys.stderr)
-    return 2
+def _error(args, e, status):
+    debug = getattr(args, "debug", False)
+    if debug:
+        traceback.print_exc()
+    hint = "" if debug or status == 2 else " (--debug prints the traceback)"
+    print(f"minicnn {args.command}: error: {_one_line(e)}{hint}", file=sys.stderr)
+    return status
+
+
+def _one_line(e):
+    """The error as one line: an OSError as its reason and file (a full disk under --out), the
+    user's errors as their message, anything else with its type."""
+    if isinstance(e, USER_ERRORS):
+        text = str(e)
+    elif isinstance(e, OSError) and e.strerror:
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -12,10 +12,30 @@ class CLIError(Exception):
 
 
 def add_inference_args(p):
-    """The options evaluate and predict share."""
+    """The options evaluate and predict share (check_inference_args checks them)."""
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", default="auto", help="CPU threads (see minicnn train --help)")
+
+
+def check_inference_args(args):
+    positive_option(args.batch_size, "--batch-size")
+    check_device(args.device)
+    set_threads(args.threads)
+
+
+def positive_option(value, flag):
+    """A count option (None where it is optional): at least 1."""
+    if value is not None and value < 1:
+        raise CLIError(f"{flag} must be a positive integer, got {value}")
+
+
+def check_device(device):
+    """The --device as a device name ('cpu', 'cuda'), or a one-line error naming the option."""
+    try:
+        return devices.normalize_device(device)
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"--device {device!r}: {e}") from None
 
 
 def set_threads(threads):

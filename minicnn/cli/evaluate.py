@@ -5,7 +5,7 @@ import os
 from .. import data as D
 from ..train import Trainer
 from ..train.metrics import confusion_matrix, precision_recall_f1
-from .common import add_inference_args, load_data, load_run, normalizer, set_threads
+from .common import add_inference_args, check_inference_args, load_data, load_run, normalizer
 
 
 def add_parser(sub):
@@ -18,7 +18,7 @@ def add_parser(sub):
 
 
 def run(args):
-    set_threads(args.threads)
+    check_inference_args(args)
     model, meta = load_run(args.checkpoint, args.device)
     data_cfg = dict(meta["data"])
     if args.data_dir:

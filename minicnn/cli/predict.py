@@ -1,11 +1,13 @@
 """`minicnn predict CHECKPOINT IMAGES`: class predictions for images in a .npy / .npz file."""
 import json
 import os
+import sys
 
 import numpy
 
 from ..train import Trainer
-from .common import CLIError, add_inference_args, load_run, normalizer, set_threads
+from .common import (CLIError, add_inference_args, check_inference_args, load_run, normalizer,
+                     positive_option)
 
 
 def add_parser(sub):
@@ -20,9 +22,11 @@ def add_parser(sub):
 
 
 def run(args):
-    set_threads(args.threads)
+    check_inference_args(args)
+    positive_option(args.top_k, "--top-k")
     model, meta = load_run(args.checkpoint, args.device)
     images = load_images(args.images, tuple(meta["image_shape"]))
+    warn_if_out_of_range(images, args.images)
     logits = Trainer(model, None, device=args.device).predict(normalizer(meta)(images),
                                                               batch_size=args.batch_size)
     rows = prediction_rows(softmax(logits), meta["classes"], args.top_k)
@@ -42,6 +46,8 @@ def load_images(path, image_shape):
         a = a[None, None]
     elif a.ndim == 3:   # one image (C, H, W), or a batch of one-channel images (N, H, W)
         a = a[None] if a.shape[0] == c and c != 1 or tuple(a.shape) == (c, h, w) else a[:, None]
+    if a.size == 0:
+        raise CLIError(f"{path} holds no images (an array of shape {original})")
     if a.ndim != 4 or tuple(a.shape[1:]) != (c, h, w):
         raise CLIError(f"images of the wrong shape: the model expects (N, {c}, {h}, {w}) "
                        f"(or (N, {h}, {w}) for one channel), got {original} from {path}")
@@ -50,6 +56,19 @@ def load_images(path, image_shape):
     elif a.dtype.kind not in "fiu":
         raise CLIError(f"{path}: images must be numbers, got dtype {a.dtype}")
     return numpy.ascontiguousarray(a, dtype=numpy.float32)
+
+
+def warn_if_out_of_range(images, path):
+    """A warning on stderr when float images are clearly not in [0, 1], the range the model was
+    trained on (0..255 floats give confident nonsense: every pixel saturates)."""
+    lo, hi = float(images.min()), float(images.max())
+    if not (numpy.isfinite(lo) and numpy.isfinite(hi)):
+        print(f"minicnn predict: warning: {path} holds NaN or infinite values; their "
+              "predictions are meaningless", file=sys.stderr)
+    elif lo < -0.5 or hi > 1.5:
+        hint = " (divide by 255, or save them as uint8)" if hi > 1.5 and hi <= 255 else ""
+        print(f"minicnn predict: warning: the images range over [{lo:g}, {hi:g}], but the model "
+              f"was trained on images in [0, 1]{hint}", file=sys.stderr)
 
 
 def _read_array(path):

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -26,7 +27,8 @@ from ..random import manual_seed
 from ..train import (CSVLogger, EarlyStopping, ModelCheckpoint, Profile, Trainer, load_checkpoint,
                      plots, save_checkpoint)
 from ..train.metrics import confusion_matrix, precision_recall_f1
-from .common import CLIError, build_model, load_data, set_threads
+from .common import (CLIError, build_model, check_device, load_data, positive_option,
+                     set_threads)
 
 DATASETS = ("digits", "shapes", "mnist", "fashion-mnist", "cifar10")
 AUGMENT = ("none", "light", "standard", "strong")
@@ -105,19 +107,32 @@ def run(args):
 # --- options ------------------------------------------------------------------------------------
 
 def prepare(args):
-    """Fill in the per-dataset defaults, apply --threads, check the options; return the device."""
+    """Fill in the per-dataset defaults, check the options, apply --threads; return the device."""
     apply_defaults(args)
+    check_options(args)
+    device = check_device(args.device)
     args.threads = set_threads(args.threads)    # summary.json records the count in force
-    device = devices.normalize_device(args.device)
-    if args.epochs < 1 or args.batch_size < 1:
-        raise CLIError("--epochs and --batch-size must be positive")
+    return device
+
+
+def check_options(args):
+    """Every option in its range, before anything runs; each error names its flag."""
+    for flag in ("epochs", "batch_size", "image_size", "num_samples", "width", "patience",
+                 "profile", "steps_per_epoch", "limit_test"):
+        positive_option(getattr(args, flag), "--" + flag.replace("_", "-"))
+    for flag in ("lr", "momentum", "weight_decay"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and value >= 0):
+            raise CLIError(f"--{flag.replace('_', '-')} must be a finite number >= 0, got "
+                           f"{value:g}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
     if not 0 <= args.val_fraction < 1:
-        raise CLIError("--val-fraction must be in [0, 1)")
+        raise CLIError(f"--val-fraction must be in [0, 1), got {args.val_fraction:g}")
     if args.patience is not None and args.val_fraction == 0:
         raise CLIError("--patience needs a validation set: add --val-fraction 0.1")
-    if args.profile is not None and args.profile < 1:
-        raise CLIError("--profile must be a positive number of steps")
-    return device
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(f"--out {args.out} is a file: give a folder (made if missing)")
 
 
 def apply_defaults(args):

@@ -1,5 +1,6 @@
 """nn.Module: parameters, buffers and submodules registered by attribute, PyTorch-style."""
 import collections
+import collections.abc
 
 from .. import devices
 from ..autograd.version import bump as bump_version
@@ -280,6 +281,10 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into parameters and buffers. Every check runs before anything changes,
         so a failed load leaves the module as it was."""
+        if not isinstance(state_dict, collections.abc.Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got "
+                            f"{type(state_dict).__name__} (load_state_dict of "
+                            f"{type(self).__name__})")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]

@@ -437,6 +437,33 @@ def _pad(g, fn, ins, out):
                    g.const(numpy.asarray(fn.value, dtype), "value")], [out], mode="constant")
 
 
+@converter("GetItem")
+def _getitem(g, fn, ins, out):
+    """Basic slicing (slices with a positive step, the adaptive pools' uneven windows): one
+    Slice over the axes a slice narrows."""
+    key = fn.key if isinstance(fn.key, tuple) else (fn.key,)
+    shape = g.shape_of(fn.inputs[0])
+    if not all(isinstance(k, slice) for k in key) or len(key) > len(shape):
+        raise g.unsupported(fn, "only indexing by slices has a converter")
+    starts, ends, axes, steps = [], [], [], []
+    for axis, k in enumerate(key):
+        start, stop, step = k.indices(shape[axis])
+        if step <= 0:
+            raise g.unsupported(fn, "a slice with a negative step")
+        if (start, stop, step) == (0, shape[axis], 1):
+            continue
+        if axis == 0 and g.dynamic_batch(fn.inputs[0]):
+            raise g.unsupported(fn, "slicing the batch dimension; export with "
+                                    "dynamic_batch=False")
+        starts.append(start), ends.append(stop), axes.append(axis), steps.append(step)
+    if not axes:
+        g.node("Identity", [ins[0]], [out])
+        return
+    g.node("Slice", [ins[0]] + [g.const(numpy.asarray(v, numpy.int64), name) for v, name in
+                                ((starts, "starts"), (ends, "ends"), (axes, "axes"),
+                                 (steps, "steps"))], [out])
+
+
 @converter("IndexSelect")
 def _index_select(g, fn, ins, out):
     axis = int(fn.axis)

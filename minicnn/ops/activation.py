@@ -17,9 +17,10 @@ from ..tensor import Tensor
 from .arith import where
 from .elementwise import abs as _abs
 from .elementwise import exp as _exp
+from .elementwise import sign as _sign
 from .reduce import sum as _sum
 from .shape import broadcast_to, reshape, sum_to
-from .util import normalize_axis, shape_str
+from .util import check_kernel_float, normalize_axis, shape_str
 
 
 def _c(array, dtype):
@@ -218,8 +219,11 @@ class Softsign(Function):
         return x / (1 + get_array_module(x).abs(x))
 
     def backward(self, gy):
-        a = 1.0 + _abs(self.inputs[0])
-        return gy / (a * a)
+        """PyTorch's (a composite there): the quotient rule through |x|, which gives NaN at
+        x = +-inf (inf / inf), where the simplified gy / (1 + |x|)^2 would give 0."""
+        x = self.inputs[0]
+        a = 1.0 + _abs(x)
+        return gy / a - gy * x / (a * a) * _sign(x)
 
 
 class PReLU(Function):
@@ -294,6 +298,7 @@ class LogSoftmax(Softmax):
 
 def relu(x):
     _float_check(x, "relu")
+    check_kernel_float(x, "relu")
     return Activation("relu")(x)
 
 
@@ -339,6 +344,7 @@ def celu(x, alpha=1.0):
 
 def gelu(x, approximate="none"):
     _float_check(x, "gelu")
+    check_kernel_float(x, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return Activation("gelu_tanh" if approximate == "tanh" else "gelu")(x)
@@ -368,6 +374,7 @@ def hardsigmoid(x):
 
 def hardswish(x):
     _float_check(x, "hardswish")
+    check_kernel_float(x, "hardswish")
     return Activation("hardswish")(x)
 
 
@@ -378,6 +385,7 @@ def silu(x):
 
 def mish(x):
     _float_check(x, "mish")
+    check_kernel_float(x, "mish")
     return Activation("mish")(x)
 
 
@@ -473,6 +481,7 @@ def bias_act(x, bias, activation="relu", dim=1, negative_slope=0.01):
     (minicnn.kernels.activation.names(): 'identity', 'relu', 'leaky_relu' with negative_slope,
     'gelu', 'gelu_tanh', 'sigmoid', 'silu', 'tanh', 'mish', 'hardswish')."""
     _float_check(x, "bias_act")
+    check_kernel_float(x, "bias_act")
     if activation not in K.names():
         raise ValueError(f"bias_act: unknown activation {activation!r}; expected one of "
                          f"{', '.join(K.names())}")

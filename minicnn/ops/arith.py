@@ -89,7 +89,10 @@ class Pow(Function):
     saves_outputs = {1: (0,)}
 
     def forward(self, a, b):
-        self.y = a ** b
+        if b.ndim == 0 and b == -0.5:   # PyTorch's rsqrt for a scalar -0.5: NaN at -inf (C's
+            self.y = 1 / get_array_module(a).sqrt(a)   # pow gives 0), -inf at -0.0
+        else:
+            self.y = a ** b
         return self.y
 
     def backward(self, gy):
@@ -108,25 +111,30 @@ class Pow(Function):
 
 
 class Maximum(Function):
-    """Ties send half the gradient to each side, as PyTorch does."""
+    """PyTorch's gradient: each side gets it unless it lost (a < b for a), ties half each; so
+    where either is NaN (which wins) both sides get it."""
     saves = ()  # only the shares, made in the forward
-    select, a_wins = "maximum", "greater"
+    select, a_loses = "maximum", "less"
 
     def forward(self, a, b):
         xp = get_array_module(a, b)
-        self.share_a = xp.where(getattr(xp, self.a_wins)(a, b), 1.0, xp.where(a == b, 0.5, 0.0))
+        tie = a == b
+        self.share_a = xp.where(tie, 0.5, xp.where(getattr(xp, self.a_loses)(a, b), 0.0, 1.0))
+        self.share_b = xp.where(tie, 0.5, xp.where(getattr(xp, self.a_loses)(b, a), 0.0, 1.0))
         return getattr(xp, self.select)(a, b)
 
     def backward(self, gy):
         a, b = self.inputs
-        share = Tensor._wrap(self.share_a.astype(gy.array.dtype, copy=False))
-        ga = grad_to(gy * share, a) if a.requires_grad else None
-        gb = grad_to(gy * (1.0 - share), b) if b.requires_grad else None
+        dtype = gy.array.dtype
+        ga = grad_to(gy * Tensor._wrap(self.share_a.astype(dtype, copy=False)), a) \
+            if a.requires_grad else None
+        gb = grad_to(gy * Tensor._wrap(self.share_b.astype(dtype, copy=False)), b) \
+            if b.requires_grad else None
         return ga, gb
 
 
 class Minimum(Maximum):
-    select, a_wins = "minimum", "less"
+    select, a_loses = "minimum", "greater"
 
 
 class Where(Function):
@@ -203,9 +211,13 @@ def mul(a, b):
     return _apply_binary(Mul, "mul", a, b)
 
 
-def div(a, b):
+def div(a, b, *, rounding_mode=None):
     """True division; integer and bool operands divide in the default float dtype (PyTorch's
-    promotion, not NumPy's float64)."""
+    promotion, not NumPy's float64). rounding_mode 'trunc' or 'floor' rounds the quotient
+    (ops/binary.py)."""
+    if rounding_mode is not None:
+        from .binary import div_rounded  # noqa: PLC0415 -- binary imports this module
+        return div_rounded(a, b, rounding_mode)
     a, b = binary_operands(a, b)
     if a.array.dtype.kind not in "fc":
         a, b = cast(a, get_default_dtype()), cast(b, get_default_dtype())

@@ -19,7 +19,7 @@ from ..autograd import Function
 from ..kernels import conv as kconv
 from ..kernels.conv import ConvParams
 from .shape import pad as _pad
-from .util import shape_str
+from .util import check_kernel_float, check_tensor, shape_str
 
 
 # --- Functions -----------------------------------------------------------------------------------
@@ -87,6 +87,8 @@ def _pair(v, n, name, op):
 
 
 def _check_tensor_dims(op, x, w, nd):
+    check_tensor(x, "input", op)
+    check_tensor(w, "weight", op)
     if x.ndim != nd + 2:
         raise ValueError(
             f"{op}: expected a {nd + 2}-D input (batch, channels, {'H, W' if nd == 2 else 'L'}), "
@@ -99,6 +101,12 @@ def _check_tensor_dims(op, x, w, nd):
         raise TypeError(f"{op}: input ({x.dtype}) and weight ({w.dtype}) must have the same dtype")
     if x.array.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
+    check_kernel_float(x, op)
+    if any(k <= 0 for k in w.shape[2:]):
+        sides = " ".join(f"kernel_{n}: {k}" for n, k in zip(("height", "width")[2 - nd:],
+                                                               w.shape[2:]))
+        raise ValueError(f"{op}: kernel size should be greater than zero, but got {sides} "
+                         f"(weight of size {shape_str(w.shape)})")
 
 
 def _check_hyper(op, stride, dilation, padding, groups):
@@ -115,6 +123,7 @@ def _check_hyper(op, stride, dilation, padding, groups):
 def _check_bias(op, b, n, dtype):
     if b is None:
         return
+    check_tensor(b, "bias", op)
     if tuple(b.shape) != (n,):
         raise ValueError(f"{op}: expected bias of size [{n}], but got bias of size "
                          f"{shape_str(b.shape)}")

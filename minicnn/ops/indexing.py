@@ -444,9 +444,10 @@ def _scatter_reduce_grads(fn, gy):
         src_hit = Tensor._wrap(src.array == gather(y).array)
         count = self_hit.array.astype(gy.dtype)
         _reduce_at(xp, count, along(index, axis, xp), src_hit.array.astype(gy.dtype), "add")
-        share = div(gy, Tensor._wrap(count))
-        gx = where(self_hit, share, zero)
-        return gx if keep_self else where(hit, zero, gx), where(src_hit, gather(share), zero)
+        share = div(gy, Tensor._wrap(count))   # masks multiply, as PyTorch's: 0 * (g / 0) is NaN
+        gx = share * Tensor._wrap(self_hit.array.astype(gy.dtype))
+        gsrc = gather(share) * Tensor._wrap(src_hit.array.astype(gy.dtype))
+        return gx if keep_self else where(hit, zero, gx), gsrc
     # prod: d/dself = result / self, d/dsrc = result / src, zeros taken apart
     one = Tensor._wrap(xp.ones((), gy.dtype))
     self_zero = Tensor._wrap(x.array == 0)

@@ -8,11 +8,11 @@ gradients of gradients work as well.
 """
 import warnings
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..devices import get_array_module, syncs_on_read
 from ..kernels import softmax as K
 from ..tensor import Tensor
-from .activation import LogSoftmax, Softmax, Softplus
+from .activation import LogSoftmax, Softmax, Softplus, sigmoid
 from .arith import maximum, where
 from .elementwise import abs as _abs
 from .elementwise import exp as _exp
@@ -20,7 +20,7 @@ from .elementwise import log as _log
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import permute, reshape
-from .util import shape_str
+from .util import broadcast_shapes, shape_str
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -119,7 +119,8 @@ class NLL(Function):
         self.q = _dense_q(xp, self.t, self.w, self.ignore_index, 0.0, M, C, x.dtype)
         keep = self.t != self.ignore_index
         tc = xp.where(keep, self.t, 0)
-        return -(x[xp.arange(M), tc] * self.q[xp.arange(M), tc])
+        rows = xp.arange(M)   # an ignored row is 0, as PyTorch's, also for a NaN logit
+        return xp.where(keep, -(x[rows, tc] * self.q[rows, tc]), 0).astype(x.dtype, copy=False)
 
     def backward(self, gl):
         return reshape(gl, (gl.shape[0], 1)) * Tensor._wrap(-self.q)
@@ -149,6 +150,11 @@ def _class_rows(x, target, weight, ignore_index, op):
     else:
         N, C = x.shape[:2]
         expected = (N,) + tuple(x.shape[2:])
+        if x.ndim == 2 and t.ndim > 1:
+            raise ValueError(f"{op}: expected a 0-D or 1-D target of class indices, got target "
+                             f"{shape_str(t.shape)} for input {shape_str(x.shape)} (multi-target "
+                             "is not supported" + (f"; target.squeeze({t.ndim - 1})" if
+                                                   t.shape[-1] == 1 else "") + ")")
         if x.ndim == 2 and (t.ndim != 1 or t.shape[0] != N):
             raise ValueError(f"{op}: expected input batch_size ({N}) to match target batch_size "
                              f"({t.shape[0] if t.ndim else 'a scalar'}); input "
@@ -293,6 +299,12 @@ def _pair(input, target, op, strict=False):  # noqa: A002
             raise ValueError(f"{op}: using a target size ({shape_str(target.shape)}) that is "
                              f"different to the input size ({shape_str(input.shape)}); please "
                              "ensure they have the same size")
+        try:
+            broadcast_shapes(tuple(input.shape), tuple(target.shape))
+        except ValueError:
+            raise ValueError(f"{op}: the input of size {shape_str(input.shape)} and the target "
+                             f"of size {shape_str(target.shape)} cannot be broadcast together "
+                             "(they should have the same size)") from None
         warnings.warn(f"{op}: using a target size ({shape_str(target.shape)}) that is different "
                       f"to the input size ({shape_str(input.shape)}); this will likely lead to "
                       "incorrect results due to broadcasting", stacklevel=3)
@@ -323,8 +335,8 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
     ad = _abs(d)
     if beta == 0:
         return _reduce(ad, reduction)
-    small = ad.array < beta
-    return _reduce(where(small, d * d * (0.5 / beta), ad - 0.5 * beta), reduction)
+    return _reduce(_quadratic_near_zero(d, ad, beta, lambda q: q * q * (0.5 / beta),
+                                        lambda a: a - 0.5 * beta), reduction)
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0):  # noqa: A002
@@ -333,9 +345,16 @@ def huber_loss(input, target, reduction="mean", delta=1.0):  # noqa: A002
         raise ValueError(f"huber_loss: delta must be positive, got {delta}")
     x, t = _pair(input, target, "huber_loss")
     d = x - t
-    ad = _abs(d)
-    small = ad.array < delta
-    return _reduce(where(small, d * d * 0.5, (ad - 0.5 * delta) * delta), reduction)
+    return _reduce(_quadratic_near_zero(d, _abs(d), delta, lambda q: q * q * 0.5,
+                                        lambda a: (a - 0.5 * delta) * delta), reduction)
+
+
+def _quadratic_near_zero(d, ad, limit, quadratic, linear):
+    """quadratic(d) where |d| <= limit, else linear(|d|), as PyTorch's smooth L1 and Huber
+    losses: a NaN d takes the quadratic piece (its gradient is NaN), and the quadratic piece is
+    fed 0 where it is not taken, so an infinite d gets the linear piece's gradient, not 0 * inf."""
+    small = ~(ad.array > limit)
+    return where(small, quadratic(where(small, d, 0.0)), linear(ad))
 
 
 class BCE(Function):
@@ -367,24 +386,54 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa:
     # the range check reads two values from the device: CPU only (on the GPU an input outside
     # [0, 1] gives NaN through the logs, which the Trainer reports; PyTorch device-asserts there)
     if x.array.size and not syncs_on_read(x.array) and \
-            (float(x.array.min()) < 0 or float(x.array.max()) > 1):
+            not (float(x.array.min()) >= 0 and float(x.array.max()) <= 1):   # NaN fails too
         raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1")
     return _reduce(BCE()(x, t, weight), reduction)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
                                      pos_weight=None):
-    """(1 - y) x + (1 + (pw - 1) y) softplus(-x): stable for logits of any size."""
+    """(1 - y) x - (1 + (pw - 1) y) log_sigmoid(x): stable for logits of any size."""
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     x, t = _pair(input, target, "binary_cross_entropy_with_logits", strict=True)
-    sp = Softplus()(-x)
-    if pos_weight is not None:
-        loss = (1.0 - t) * x + (1.0 + (pos_weight - 1.0) * t) * sp
-    else:
-        loss = (1.0 - t) * x + sp
+    if pos_weight is not None and not isinstance(pos_weight, Tensor):
+        pos_weight = Tensor._wrap(get_array_module(x.array).asarray(pos_weight, x.dtype))
+    if pos_weight is not None and pos_weight.requires_grad and is_grad_enabled():
+        raise RuntimeError("binary_cross_entropy_with_logits is not differentiable with respect "
+                           "to argument 'pos_weight' (as in PyTorch); pass pos_weight.detach()")
+    loss = BCEWithLogits()(x, t, pos_weight)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+def _log_sigmoid(x):
+    return -Softplus()(-x)
+
+
+class BCEWithLogits(Function):
+    """Element-wise (1 - y) x - lw log_sigmoid(x), lw = 1 + (pw - 1) y (or 1 without pos_weight
+    pw): PyTorch's forward and its explicit gradients, d/dx = (pw y + 1 - y) sigmoid(x) - pw y
+    (sigmoid(x) - y), d/dy = log_sigmoid(-x) - pw log_sigmoid(x) (-x), which differ from the
+    gradient of the forward's formula where an input is infinite (NaN there, as PyTorch's)."""
+    saves = (0, 1, 2)
+
+    def forward(self, x, y, pw):
+        xp = get_array_module(x)
+        log_sig = xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+        if pw is not None:
+            log_sig = log_sig * ((pw - 1) * y + 1)
+        return ((1 - y) * x - log_sig).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        x, y, pw = self.inputs
+        gx = gt = None
+        if x.requires_grad:
+            s = sigmoid(x)
+            gx = gy * (s - y if pw is None else (pw * y + 1.0 - y) * s - pw * y)
+        if y.requires_grad:
+            gt = gy * (-x if pw is None else _log_sigmoid(-x) - _log_sigmoid(x) * pw)
+        return gx, gt, None
 
 
 def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):  # noqa: A002

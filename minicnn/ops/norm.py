@@ -22,7 +22,7 @@ from ..tensor import Tensor
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import broadcast_to, reshape
-from .util import shape_str
+from .util import check_kernel_float, shape_str
 
 
 class _Layout:
@@ -234,6 +234,17 @@ def _check_vec(t, name, C, op, x):
 def _check_float(x, op):
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
+    check_kernel_float(x, op)
+
+
+def _check_same_dtype(x, op, **tensors):
+    """Weight, bias and running statistics of the input's dtype, as PyTorch requires (a float64
+    input through a float32 layer is refused there, not computed in float64)."""
+    other = {name: t.dtype for name, t in tensors.items() if t is not None and t.dtype != x.dtype}
+    if other:
+        raise TypeError(f"{op}: expected the input's dtype {x.dtype} for "
+                        + ", ".join(f"{name} (got {dt})" for name, dt in other.items())
+                        + "; convert the input or the module (.to(dtype))")
 
 
 def _check_channels_input(x, op, min_dims, **vectors):
@@ -245,6 +256,7 @@ def _check_channels_input(x, op, min_dims, **vectors):
                          f"shape {shape_str(x.shape)}")
     for name, t in vectors.items():
         _check_vec(t, name, x.shape[1], op, x)
+    _check_same_dtype(x, op, **vectors)
 
 
 def _update_running(running_mean, running_var, mean, var, momentum, var_scale=None):
@@ -350,6 +362,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
         if t is not None and tuple(t.shape) != ns:
             raise ValueError(f"layer_norm: {name} of shape {shape_str(t.shape)} does not match "
                              f"normalized_shape {list(ns)}")
+    _check_same_dtype(x, "layer_norm", weight=weight, bias=bias)
     K_ = math.prod(ns)
     N = x.array.size // max(K_, 1)
     shape4 = (N, 1, K_, 1) if weight is not None or bias is not None else (N, 1, 1, K_)

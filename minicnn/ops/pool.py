@@ -19,8 +19,9 @@ from ..kernels import pool as kpool
 from ..autograd import Function
 from ..devices import get_array_module
 from ..tensor import Tensor
-from .linalg import matmul
-from .util import shape_str
+from .indexing import getitem
+from .shape import concatenate
+from .util import check_kernel_float, shape_str
 
 
 # --- Functions -----------------------------------------------------------------------------------
@@ -154,6 +155,7 @@ def _check_input(op, x, kinds="f"):
                          + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 3 else ""))
     if x.array.dtype.kind not in kinds:
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
+    check_kernel_float(x, op)
 
 
 def _out_size(I, K, S, P, D, ceil_mode):
@@ -254,14 +256,14 @@ def _adaptive_out(op, x, output_size):
     return out
 
 
-def _adaptive_matrix(I, O, xp, dtype):
-    """(O, I) averaging matrix: row o averages PyTorch's adaptive window o."""
-    import numpy  # noqa: PLC0415 -- a small host-side constant
-    start, end = kpool.adaptive_bounds(I, O)
-    m = numpy.zeros((O, I), dtype)
-    for o in range(O):
-        m[o, start[o]:end[o]] = 1.0 / (end[o] - start[o])
-    return xp.asarray(m)
+def _adaptive_mean(x, axis, O):
+    """The mean over each of PyTorch's O adaptive windows along `axis` (2 or 3), one slice each:
+    not a product with an averaging matrix, whose zeros would turn an inf anywhere in a row into
+    NaN in every output of the row (0 * inf)."""
+    start, end = kpool.adaptive_bounds(x.shape[axis], O)
+    lead = (slice(None),) * axis
+    return concatenate([getitem(x, lead + (slice(int(s), int(e)),)).mean(dim=axis, keepdim=True)
+                        for s, e in zip(start, end)], axis)
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -271,10 +273,8 @@ def adaptive_avg_pool2d(input, output_size):
         return input.mean(dim=(2, 3), keepdim=True)
     if H % OH == 0 and W % OW == 0:
         return avg_pool2d(input, (H // OH, W // OW))
-    xp = get_array_module(input.array)
-    ah = Tensor(_adaptive_matrix(H, OH, xp, input.array.dtype))      # (OH, H)
-    awt = Tensor(_adaptive_matrix(W, OW, xp, input.array.dtype).T)   # (W, OW)
-    return matmul(matmul(ah, input), awt)                           # (N, C, OH, OW)
+    # a rectangle's mean is the mean over its columns of the means over its rows
+    return _adaptive_mean(_adaptive_mean(input, 2, OH), 3, OW)
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
@@ -305,11 +305,14 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     idx = indices.array if hasattr(indices, "data") else indices
     xp = get_array_module(input.array)
     idx = xp.asarray(idx)
+    if idx.dtype != xp.int64:   # as PyTorch: a float index would be truncated, silently
+        raise TypeError(f"{op}: expected indices of dtype int64 (as max_pool2d returns them), "
+                        f"got {idx.dtype}")
     if tuple(idx.shape) != tuple(input.shape):
         raise ValueError(f"{op}: expected indices of the input's shape {shape_str(input.shape)}, "
                          f"got {shape_str(idx.shape)}")
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= out[0] * out[1]):
         raise ValueError(f"{op}: found an invalid max index {int(idx.max())} (output volumes "
                          f"are of size {out[0]}x{out[1]})")
-    return PlaneAssign(idx.astype(xp.int64, copy=False), out)(input)
+    return PlaneAssign(idx, out)(input)
 

@@ -5,15 +5,15 @@ cumsum and cumprod in int64 as PyTorch. The gradients are PyTorch's, written wit
 they have gradients too:
 
     cumsum          gx = reverse cumsum of gy
-    cumprod         gx = reverse cumsum(gy * y) / x; with zeros, gx_k = sum over j >= k of
-                    gy_j times the product of x_0..x_j without x_k (PyTorch's O(n^2) form)
+    cumprod         gx = reverse cumsum(gy * y) / x; with zeros, PyTorch's first-zero form, or
+                    under create_graph its O(n^2) one (see _cumprod_grad)
     logcumsumexp    gx = exp(x + reverse logcumsumexp(log|gy| - y)), positive and negative
                     parts of gy apart (TensorFlow's and PyTorch's stable form)
     cummax/cummin   values = gather(x, indices), so the gradient goes to the indices
 """
 import collections
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..devices import get_array_module
 from ..dtypes import resolve
 from ..kernels import scan as K
@@ -65,20 +65,40 @@ def _logcumsumexp_grad(x, y, gy, axis):
 
 
 def _cumprod_grad(x, y, gy, axis):
-    """PyTorch's cumprod_backward: reverse_cumsum(gy * y) / x with no zero; otherwise its
-    O(n^2) form, differentiable again: gx_k = sum over j >= k of gy_j times the product of
-    x_0..x_j without x_k."""
-    if not (x.array == 0).any():
+    """PyTorch's cumprod_backward: reverse_cumsum(gy * y) / x with no zero. With zeros, for a
+    first derivative, its first-zero form (before a line's first zero as without zeros; at it,
+    the sum over j of gy_j times the products that skip it; after it, 0), and when the backward
+    is recorded (create_graph), its O(n^2) form, differentiable again: gx_k = sum over j >= k
+    of gy_j times the product of x_0..x_j without x_k."""
+    if x.array.size <= 1 or x.shape[axis] == 1:   # PyTorch's shortcuts (where x is NaN too)
+        return gy
+    zero = x.array == 0
+    if not zero.any():
         return _reverse(gy * y, axis, "sum") / x
+    xp = get_array_module(x.array)
+    one = Tensor._wrap(xp.ones((), x.dtype))
+    if not is_grad_enabled():
+        n = x.shape[axis]
+        pos = xp.arange(n).reshape((n,) + (1,) * (x.ndim - axis - 1))
+        first = xp.where(zero.any(axis=axis, keepdims=True),
+                         zero.argmax(axis=axis, keepdims=True), n)
+        before, at = Tensor._wrap(pos < first), Tensor._wrap(pos == first)
+        nil = Tensor._wrap(xp.zeros((), x.dtype))
+        # before the zero: y_j is 0 from the zero on, so only the terms before it (as PyTorch)
+        g_before = _reverse(where(before, gy * y, nil), axis, "sum") / where(before, x, one)
+        # at it: (product before it) * sum over j >= z of gy_j * (product after it, to j)
+        prefix = Scan(axis, "prod")(where(before, x, one))
+        after = Tensor._wrap(pos > first)
+        g_at = prefix * _reverse(gy * Scan(axis, "prod")(where(after, x, one)), axis, "sum")
+        return where(before, g_before, where(at, g_at, nil))
     from .indexing import getitem  # noqa: PLC0415
     from .reduce import prod, sum as _sum  # noqa: PLC0415
     from .shape import concatenate, stack  # noqa: PLC0415
 
     def part(t, lo, hi=None):
         return getitem(t, (slice(None),) * axis + (slice(lo, hi),))
-    n = x.shape[axis]
     grads = []
-    for k in range(n):
+    for k in range(x.shape[axis]):
         until = prod(part(x, 0, k), axis, keepdim=True)            # x_0 .. x_(k-1)
         omitted = concatenate([until, until * Scan(axis, "prod")(part(x, k + 1))], axis)
         grads.append(_sum(part(gy, k) * omitted, axis))

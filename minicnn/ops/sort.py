@@ -6,12 +6,40 @@ so the gradient goes to the selected elements and has a gradient itself.
 """
 import collections
 
+from ..autograd import Function
 from ..devices import get_array_module
 from ..kernels import topk as K
 from ..tensor import Tensor
 from .indexing import Gather
 from .shape import reshape, squeeze
 from .util import normalize_axis, shape_str
+
+class EvenShare(Function):
+    """y = x.flat[index] (a 0-d result); the gradient is shared evenly by every element equal
+    to y (every NaN, when y is NaN), as PyTorch's median(), max() and min() without a dim."""
+    saves = ()
+
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        y = x.reshape(-1)[self.index]
+        xp = get_array_module(x)
+        mask = xp.isnan(x) if y != y else x == y
+        self.share = (mask / mask.sum()).astype(x.dtype)
+        return y.reshape(())
+
+    def backward(self, gy):
+        return gy * Tensor._wrap(self.share)
+
+
+def _median_all(input):
+    flat = reshape(input, -1)
+    if flat.shape[0] == 0:
+        raise ValueError("median: cannot compute the median of an empty tensor")
+    index = int(median(flat.detach(), 0).indices.item())
+    return EvenShare(index)(input)
+
 
 SortResult = collections.namedtuple("SortResult", ["values", "indices"])
 TopkResult = collections.namedtuple("TopkResult", ["values", "indices"])
@@ -114,8 +142,7 @@ def median(input, dim=None, keepdim=False):
     """The lower median ((n - 1) // 2-th smallest) of all elements, or (values, indices) along
     dim; a line with a NaN has median NaN (at its first NaN), as in PyTorch."""
     if dim is None:
-        flat = reshape(input, -1)
-        return reshape(median(flat, 0).values, ())
+        return _median_all(input)
 
     def position(n, order, xp, axis):
         a = input.array

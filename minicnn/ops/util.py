@@ -14,6 +14,24 @@ def shape_str(shape):
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
+KERNEL_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+def check_kernel_float(x, op):
+    """The kernel families compute in float32 and float64: another float dtype (float16) is
+    refused here, by the op's name, rather than failing inside a Numba kernel."""
+    if x.array.dtype.kind == "f" and x.array.dtype not in KERNEL_FLOATS:
+        raise TypeError(f"{op}: {x.array.dtype} input (shape {shape_str(x.shape)}) is not "
+                        "supported yet: the kernels compute in float32 and float64; convert it "
+                        "with .float()")
+
+
+def check_tensor(t, name, op):
+    """A Tensor argument that must be given (F.conv2d(x, None) would fail on an attribute)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+
+
 def normalize_axis(axis, ndim, op):
     if not isinstance(axis, (int, numpy.integer)) or isinstance(axis, bool):
         raise TypeError(f"{op}: dim must be an int, got {axis!r}")

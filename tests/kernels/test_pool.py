@@ -345,7 +345,7 @@ def test_adaptive_max_pool_matches_reference(kernel_device, dtype, H, W, OH, OW)
             y, idx = P.adaptive_max_pool2d_fwd(xd, OH, OW)
             np.testing.assert_array_equal(host(y), ry)
             np.testing.assert_array_equal(host(idx), ridx)
-    # NaN and -inf: the first maximum, the first NaN, as the CPU kernel and the reference
+    # NaN and -inf: the first maximum, the last NaN (PyTorch's), as the CPU kernel and reference
     x = rng.integers(0, 3, shape).astype(dtype)
     u = rng.random(shape)
     x[u < 0.2] = np.nan

@@ -114,6 +114,11 @@ def group_norm_sample(draw):
                   {"num_groups": G, "eps": draw(st.sampled_from([1e-5, 1e-3]))})
 
 
+# NaN and inf go into the input only (test_nan_inf_parity): with an infinite weight PyTorch's
+# result follows its fused form, x * (w * rstd) + (b - mean * w * rstd), which gives NaN where a
+# mean is exactly 0 (0 * inf): an artifact of its order of operations, not a value to match.
+_INPUT_ONLY = (0,)
+
 _bn_train, _bn_train_ref = _bn(True)
 _bn_eval, _bn_eval_ref = _bn(False)
 
@@ -153,3 +158,6 @@ OPS = [
                              r"by num_groups, but got input of shape \[2, 6, 4\] and "
                              r"num_groups=4", id="groups")]),
 ]
+
+for _info in OPS:   # see _INPUT_ONLY
+    _info.nan_args = _INPUT_ONLY
