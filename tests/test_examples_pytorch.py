@@ -6,18 +6,9 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 import minicnn as mc
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-
-# Names a program uses that minicnn does not have yet (another change adds them): the program is
-# expected to fail until then, and this says which name.
-MISSING = {name: reason for name, reason in {
-    "Tensor.eq": "Tensor.eq" if not hasattr(mc.Tensor, "eq") else None,
-}.items() if reason}
-
 
 def _run(script, *args, cwd):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -28,12 +19,6 @@ def _run(script, *args, cwd):
     return done.stdout
 
 
-def _needs(*names):
-    missing = [n for n in names if n in MISSING]
-    return pytest.mark.xfail(bool(missing), reason=f"minicnn lacks {missing}", strict=True)
-
-
-@_needs("Tensor.eq")
 def test_mnist(tmp_path):
     out = _run("mnist.py", "--digits", "--dry-run", "--epochs", "1", "--test-batch-size", "360",
                "--save-model", cwd=tmp_path)
@@ -48,7 +33,6 @@ def test_cifar10_tutorial(tmp_path):
     assert (tmp_path / "cifar_net.pth").is_file() and (tmp_path / "train_batch.png").is_file()
 
 
-@_needs("Tensor.eq")
 def test_cifar_resnet_and_resume(tmp_path):
     args = ["--fake-data", "--steps", "1", "--batch-size", "2", "--test-batch-size", "50",
             "--epochs", "1"]
