@@ -4,9 +4,14 @@ Backward walks the graph in an iterative topological order (no recursion, so cha
 work) and, unless `retain_graph=True`, drops every Function's saved state as it goes so memory
 stays flat over many steps. Leaves' gradients are accumulated into `.grad` (backward) or returned
 (grad, which leaves `.grad` alone).
+
+A leaf with post-accumulate-grad hooks gets its `.grad` as soon as its gradient is final, that is
+once every Function that used it has run: the engine counts those uses before the pass and fires
+the hooks when the last one lands (DistributedDataParallel sends gradients then, while the rest of
+the backward runs). Without such hooks nothing is counted.
 """
 from ..devices import get_array_module
-from .function import Observers, Variable
+from .function import _POST_ACCUMULATE, Observers, Variable
 from . import version as _version
 from .mode import _GradMode
 
@@ -89,9 +94,13 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None, owned=N
         for t, g in zip(roots, root_grads):
             send(t, g)
         order = _topological_order([t.creator for t in roots if t.creator is not None])
+        owned = set(owned or ())
+        pending = _pending_uses(order) if _POST_ACCUMULATE and capture is None else None
         for fn in order:
             gys = fn_grads.pop(id(fn), None)
             if gys is None:
+                if pending:
+                    _uses_landed(fn, pending, leaf_grads, create_graph, owned)
                 continue
             if fn.out_hooks:
                 for i, hooks in fn.out_hooks.items():
@@ -112,6 +121,8 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None, owned=N
             for t, gx in zip(fn.inputs, gxs):
                 if gx is not None and t is not None and t.requires_grad:
                     send(t, gx)
+            if pending:
+                _uses_landed(fn, pending, leaf_grads, create_graph, owned)
             if not retain_graph:
                 fn.release()
     finally:
@@ -123,14 +134,46 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None, owned=N
                 captured[j] = leaf_grads[id(t)][1]
         return [captured.get(j) for j in range(len(capture))]
 
-    owned = set(owned or ())
     for leaf, g in leaf_grads.values():
-        if leaf._hooks:
-            g = _run_hooks(leaf._hooks, g)
-        if not create_graph:
-            g = _owned_detached(g, owned)
-        leaf.grad = g if leaf.grad is None else leaf.grad + g
+        _accumulate(leaf, g, create_graph, owned)
     return None
+
+
+def _accumulate(leaf, g, create_graph, owned):
+    """Add a leaf's total gradient to its .grad (after its hooks), then run its post-accumulate
+    hooks."""
+    if leaf._hooks:
+        g = _run_hooks(leaf._hooks, g)
+    if not create_graph:
+        g = _owned_detached(g, owned)
+    leaf.grad = g if leaf.grad is None else leaf.grad + g
+    if _POST_ACCUMULATE:
+        entry = _POST_ACCUMULATE.get(id(leaf))
+        if entry is not None:
+            for hook in tuple(entry[1]):
+                hook(leaf)
+
+
+def _pending_uses(order):
+    """{id(leaf): uses} for the leaves with post-accumulate hooks among the inputs of order."""
+    pending = {}
+    for fn in order:
+        for t in fn.inputs:
+            if t is not None and t.creator is None and id(t) in _POST_ACCUMULATE:
+                pending[id(t)] = pending.get(id(t), 0) + 1
+    return pending
+
+
+def _uses_landed(fn, pending, leaf_grads, create_graph, owned):
+    """fn has sent its gradients: a hooked leaf whose last use it was gets its .grad now."""
+    for t in fn.inputs:
+        if t is not None and id(t) in pending:
+            left = pending[id(t)] - 1
+            pending[id(t)] = left
+            if left == 0:
+                entry = leaf_grads.pop(id(t), None)
+                if entry is not None:
+                    _accumulate(entry[0], entry[1], create_graph, owned)
 
 
 def _n_outputs(fn):

@@ -19,9 +19,15 @@ that a user can write to (an index or target tensor's array). A recorded Functio
 write clock; before its backward the engine checks that none of those was written since.
 Reading only an input's shape or dtype is no read.
 """
+import weakref
+
 from ..devices import device_of
 from . import version as _version
 from .mode import _GradMode
+
+# Post-accumulate-grad hooks of leaves, {id(leaf): (weak reference, [hook, ...])}. Empty unless
+# someone registered one (DistributedDataParallel does), and empty is all the engine tests for.
+_POST_ACCUMULATE = {}
 
 
 class Variable:
@@ -44,6 +50,39 @@ class Variable:
     @property
     def requires_grad(self):
         return self._requires_grad
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """hook(tensor) runs as soon as backward() has accumulated this leaf's gradient into
+        .grad, that is when the last use of the leaf in the graph has sent its share, while the
+        backward pass goes on through the rest of the graph (PyTorch's method of that name).
+        Not called by autograd.grad, which leaves .grad alone. Returns a handle with remove()."""
+        if self.creator is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate "
+                               f"a .grad; this one was made by {self.creator.name}")
+        if not self._requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook on a "
+                               "tensor that doesn't require gradient")
+        key = id(self)
+        entry = _POST_ACCUMULATE.get(key)
+        if entry is None:
+            def forget(ref):
+                if _POST_ACCUMULATE.get(key, (None,))[0] is ref:
+                    del _POST_ACCUMULATE[key]
+            entry = _POST_ACCUMULATE[key] = (weakref.ref(self, forget), [])
+        entry[1].append(hook)
+        return _PostAccumulateHandle(key, entry, hook)
+
+
+class _PostAccumulateHandle:
+    def __init__(self, key, entry, hook):
+        self.key, self.entry, self.hook = key, entry, hook
+
+    def remove(self):
+        hooks = self.entry[1]
+        if self.hook in hooks:
+            hooks.remove(self.hook)
+        if not hooks and _POST_ACCUMULATE.get(self.key) is self.entry:
+            del _POST_ACCUMULATE[self.key]
 
 
 class Function:
