@@ -9,7 +9,11 @@
 
 Data may be a DataLoader, a Dataset (batched with `batch_size`), or a tuple (x, y) of arrays.
 A NaN or Inf loss stops training before the optimizer step, with a message naming the epoch
-and step; checkpoints written so far (ModelCheckpoint) are kept.
+and step; checkpoints written so far (ModelCheckpoint) are kept. So does a non-finite gradient
+norm where `grad_clip` computes it. The weights themselves (parameters and float buffers) are
+checked every `sync_every` steps and at the end of every epoch, before the epoch's checkpoint:
+a loss can stay finite while a weight it does not reach has gone NaN, and a checkpoint is only
+written with finite weights.
 
 On the GPU a training step makes no host-device synchronization: losses and metric counts stay
 on the device and are read every `sync_every` steps (default 10) and at the end of each epoch,
@@ -34,7 +38,8 @@ from .metrics import get_metric
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised by fit(..., on_nan='raise') when the loss becomes NaN or Inf."""
+    """Raised by fit(..., on_nan='raise') when the loss (or the clipped gradient norm, or a
+    weight) becomes NaN or Inf."""
 
 
 def _resolve_loss(loss):
@@ -181,12 +186,14 @@ class Trainer:
 
     def train_step(self, x, y):
         """One optimizer step; returns (loss value, outputs). The step is skipped when the loss
-        is not finite."""
-        return self._step(x, y, read_loss=True)
+        (or, with grad_clip, the gradient norm) is not finite."""
+        value, out, _ = self._step(x, y, read_loss=True)
+        return value, out
 
     def _step(self, x, y, read_loss):
-        """read_loss: read the loss on the host first (a sync on the GPU) and skip a non-finite
-        one; otherwise return the loss as a device array and always step."""
+        """read_loss: read the loss (and the clipped gradient norm) on the host first (a sync on
+        the GPU) and skip the step when one is not finite; otherwise return the loss as a device
+        array and always step. Returns (loss, outputs, what stopped the step or None)."""
         if self.mix is not None:
             x, ya, yb, lam = self._mixed(x, y)
             out = self.model(x)
@@ -197,16 +204,18 @@ class Trainer:
         if read_loss:
             value = float(loss.item())
             if not math.isfinite(value):
-                return value, out
+                return value, out, f"loss is {value}"
         else:
             value = loss.array
         self.optimizer.zero_grad()
         loss.backward()
         if self.grad_clip is not None:
             from ..nn.utils import clip_grad_norm_  # noqa: PLC0415
-            clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            norm = clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            if read_loss and not math.isfinite(float(norm.item())):
+                return value, out, f"gradient norm is {float(norm.item())} (loss {value:.6g})"
         self.optimizer.step()
-        return value, out
+        return value, out, None
 
     # --- fit ----------------------------------------------------------------------------------
 
@@ -243,6 +252,7 @@ class Trainer:
         self.callbacks = cbs
         self.stop_training, self.stop_reason = False, None
         self._epochs = initial_epoch + epochs
+        self._weights_finite_at = None          # the global step of the last good check
         try:
             n_batches = len(loader)
         except TypeError:
@@ -310,11 +320,12 @@ class Trainer:
         for step, batch in enumerate(loader, start=1):
             x, y = self._split(batch)
             x, y = _to(x, self.device), _to(y, self.device)
-            value, out = self._step(x, y, read_loss=every == 1)
+            value, out, trouble = self._step(x, y, read_loss=every == 1)
             n = len(y) if y is not None else len(x)
             if every == 1:
-                if not math.isfinite(value):
-                    self._stop_non_finite(epoch, step, value, self.global_step + 1, None)
+                if trouble:
+                    self._stop_non_finite(epoch, step, value, self.global_step + 1, None,
+                                          what=trouble)
                     return None
                 total_loss += value * n
                 read += n
@@ -330,6 +341,8 @@ class Trainer:
             if pending and (len(pending) >= every or last):
                 if not read_pending(step):
                     return None
+            if self.global_step % self.sync_every == 0 and not self._weights_ok(epoch, step):
+                return None
             logs = {"loss": total_loss / read} if read else {}
             logs["samples"] = seen
             lr = self._lr()
@@ -346,12 +359,41 @@ class Trainer:
             return None
         if seen == 0:
             raise ValueError("Trainer.fit: the training data gave no batches")
+        if not self._weights_ok(epoch, step):           # before the epoch's checkpoint
+            return None
         out = {"loss": total_loss / read}
         out.update({m.name: float(m.result()) for m in metrics})
         return out
 
-    def _stop_non_finite(self, epoch, step, value, global_step, how):
-        msg = (f"loss is {value} at epoch {epoch}, step {step}"
+    def _weights_ok(self, epoch, step):
+        """Whether every parameter and float buffer is finite (one reduction per tensor and one
+        read); if not, stop as for a NaN loss, naming the tensors and the steps since the last
+        check, where the weights were finite."""
+        named = [(k, t) for k, t in (*self.model.named_parameters(), *self.model.named_buffers())
+                 if t.array.dtype.kind == "f" and t.array.size]
+        if not named:
+            return True
+        xp = devices.get_array_module(*(t.array for _, t in named))
+        extremes = xp.stack([e for _, t in named for e in (t.array.max(), t.array.min())])
+        if _read_scalars([xp.isfinite(extremes).all()])[0]:
+            self._weights_finite_at = self.global_step
+            return True
+        bad = [k for k, t in named if not bool(xp.isfinite(t.array).all())]
+        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        good = self._weights_finite_at
+        since = "no earlier check" if good is None else \
+            f"the last check that found them finite was at global step {good}"
+        self._stop_non_finite(
+            epoch, step, None, self.global_step,
+            f"training stopped after this optimizer step; {since} (the weights are checked every "
+            f"{self.sync_every} steps, Trainer(sync_every=...), and at the end of each epoch)",
+            what=f"NaN or inf in the weights ({listed})")
+        return False
+
+    def _stop_non_finite(self, epoch, step, value, global_step, how, what=None):
+        """Stop (or raise NonFiniteLossError) for `what` (by default: the loss `value` is not
+        finite), found at this step; `how`: what happened to the optimizer steps."""
+        msg = (f"{what or f'loss is {value}'} at epoch {epoch}, step {step}"
                f"{f' of {self._steps_per_epoch}' if self._steps_per_epoch else ''}"
                f" (global step {global_step}); "
                f"{how or 'training stopped before this optimizer step'}")
