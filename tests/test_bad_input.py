@@ -248,3 +248,22 @@ def test_predict_warns_about_images_in_0_255(run_folder, tmp_path):
     np.save(tmp_path / "ok.npy", images / 255)
     proc = minicnn("predict", run_folder / "model.mc", tmp_path / "ok.npy")
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_predict_on_a_nan_image_names_no_class(run_folder, tmp_path):
+    images = np.full((3, 1, 16, 16), 0.5, np.float32)
+    images[0] = np.nan                                  # all NaN
+    images[2, 0, 3, 4] = np.inf                         # one infinite pixel
+    np.save(tmp_path / "nan.npy", images)
+    proc = minicnn("predict", run_folder / "model.mc", tmp_path / "nan.npy", "--top-k", 2,
+                   "--output", tmp_path / "rows.json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    for i in (0, 2):
+        assert lines[i] == f"{i}\t-\t-  (no prediction: the model's output is not finite)"
+    index, label, probability = lines[1].split("  (")[0].split("\t")
+    assert index == "1" and 0 < float(probability) <= 1
+    assert "2 image(s) (0, 2) hold NaN or infinite values" in proc.stderr
+    rows = __import__("json").loads((tmp_path / "rows.json").read_text())
+    assert [r["prediction"] is None for r in rows] == [True, False, True]
+    assert rows[0]["probability"] is None and rows[0]["top_k"] == []

@@ -59,13 +59,20 @@ def load_images(path, image_shape):
 
 
 def warn_if_out_of_range(images, path):
-    """A warning on stderr when float images are clearly not in [0, 1], the range the model was
-    trained on (0..255 floats give confident nonsense: every pixel saturates)."""
-    lo, hi = float(images.min()), float(images.max())
-    if not (numpy.isfinite(lo) and numpy.isfinite(hi)):
-        print(f"minicnn predict: warning: {path} holds NaN or infinite values; their "
-              "predictions are meaningless", file=sys.stderr)
-    elif lo < -0.5 or hi > 1.5:
+    """Warnings on stderr for images holding NaN or inf (they get no prediction when the model's
+    output is not finite) and when the finite values are clearly not in [0, 1], the range the
+    model was trained on (0..255 floats give confident nonsense: every pixel saturates)."""
+    finite = numpy.isfinite(images)
+    bad = numpy.flatnonzero(~finite.reshape(len(images), -1).all(1))
+    if bad.size:
+        which = ", ".join(map(str, bad[:10])) + (", ..." if bad.size > 10 else "")
+        print(f"minicnn predict: warning: {path}: {bad.size} image(s) ({which}) hold NaN or "
+              "infinite values; their predictions are meaningless", file=sys.stderr)
+    values = images[finite]
+    if values.size == 0:
+        return
+    lo, hi = float(values.min()), float(values.max())
+    if lo < -0.5 or hi > 1.5:
         hint = " (divide by 255, or save them as uint8)" if hi > 1.5 and hi <= 255 else ""
         print(f"minicnn predict: warning: the images range over [{lo:g}, {hi:g}], but the model "
               f"was trained on images in [0, 1]{hint}", file=sys.stderr)
@@ -99,16 +106,25 @@ def softmax(logits):
 
 
 def prediction_rows(prob, classes, top_k):
-    """One dict per image: the predicted class, its probability and the top-k classes."""
+    """One dict per image: the predicted class, its probability and the top-k classes; an image
+    whose probabilities are not finite (NaN in, NaN out) gets none (prediction None)."""
     k = max(1, min(top_k, prob.shape[1]))
     top = numpy.argsort(-prob, axis=1)[:, :k]
-    return [{"index": i, "prediction": classes[int(best[0])], "class_index": int(best[0]),
-             "probability": float(p[best[0]]),
-             "top_k": [[classes[int(j)], float(p[j])] for j in best]}
-            for i, (p, best) in enumerate(zip(prob, top))]
+    rows = []
+    for i, (p, best) in enumerate(zip(prob, top)):
+        if not numpy.isfinite(p).all():
+            rows.append({"index": i, "prediction": None, "class_index": None,
+                         "probability": None, "top_k": []})
+            continue
+        rows.append({"index": i, "prediction": classes[int(best[0])],
+                     "class_index": int(best[0]), "probability": float(p[best[0]]),
+                     "top_k": [[classes[int(j)], float(p[j])] for j in best]})
+    return rows
 
 
 def _prediction_line(row):
+    if row["prediction"] is None:
+        return f"{row['index']}\t-\t-  (no prediction: the model's output is not finite)"
     top_k = row["top_k"]
     extra = "" if len(top_k) == 1 else "  (" + ", ".join(f"{c} {p:.3f}" for c, p in top_k) + ")"
     return f"{row['index']}\t{row['prediction']}\t{row['probability']:.4f}{extra}"
@@ -122,4 +138,7 @@ def write_predictions(rows, path):
             return
         f.write("index,prediction,class_index,probability\n")
         for r in rows:
+            if r["prediction"] is None:         # no prediction: empty fields
+                f.write(f"{r['index']},,,\n")
+                continue
             f.write(f"{r['index']},{r['prediction']},{r['class_index']},{r['probability']:.6f}\n")
