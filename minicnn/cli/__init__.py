@@ -16,6 +16,8 @@ import argparse
 import sys
 import traceback
 
+import numpy
+
 from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..serialization import CheckpointError
 from . import bench, evaluate, export, predict, train
@@ -57,7 +59,11 @@ def run(args):
     """Run a parsed train / evaluate / predict / export command. Every error is one line on
     stderr: exit status 2 for the user's (see USER_ERRORS), 1 for any other."""
     try:
-        return COMMANDS[args.command].run(args)
+        # NumPy's overflow / invalid-value warnings would only repeat, with its file names, what
+        # the commands report themselves: train stops on a non-finite loss or weight with one
+        # line, predict names the images whose output is not finite
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return COMMANDS[args.command].run(args)
     except USER_ERRORS as e:
         return _error(args, e, 2)
     except KeyboardInterrupt:

@@ -306,6 +306,7 @@ class Fitted:
     history: object
     seconds: float
     nan_stop: object        # the trainer's report of a non-finite loss, None when training ended
+    tested_weights: str     # what the test measures: 'final', 'last good checkpoint' or None
 
 
 def make_run_folder(out):
@@ -352,9 +353,15 @@ def fit(args, data, training, run_dir, device):
                 c.close()
     seconds = time.perf_counter() - started
     nan_stop = getattr(trainer, "nan_info", None)
+    tested_weights = "final"
     if not nan_stop:
         keep_checkpoint(checkpoint, training, meta, history, validated=data.val is not None)
-    return Fitted(trainer, history, seconds, nan_stop)
+    elif os.path.exists(checkpoint):   # a NaN stop: test the last good weights, not the broken
+        training.model.load_state_dict(load_checkpoint(checkpoint)["model"])
+        tested_weights = "last good checkpoint"
+    else:
+        tested_weights = None
+    return Fitted(trainer, history, seconds, nan_stop, tested_weights)
 
 
 def make_callbacks(args, run_dir, checkpoint, meta, validated):
@@ -414,8 +421,11 @@ class Tested:
 
 
 def report(args, data, training, fitted, run_dir, device, started):
-    tested = evaluate_on_test(fitted.trainer, data.test, len(data.classes))
-    files = {"checkpoint": "model.mc", "history": "history.csv"}
+    tested = None if fitted.tested_weights is None else \
+        evaluate_on_test(fitted.trainer, data.test, len(data.classes))
+    files = {"history": "history.csv"}
+    if os.path.exists(os.path.join(run_dir, "model.mc")):
+        files["checkpoint"] = "model.mc"
     if os.path.exists(os.path.join(run_dir, "trace.json")) and args.profile:
         files.update(profile_trace="trace.json", profile_table="profile.txt")
     if not args.no_plots:
@@ -452,18 +462,17 @@ def write_plots(args, data, fitted, tested, run_dir):
     def path(name):
         return os.path.join(run_dir, name)
     images, _ = raw_arrays(data.test)
-    written = {
-        "curves": plots.plot_history(fitted.history, path("curves.png"),
-                                     title=f"{args.model} on {args.dataset}"),
-        "lr": plots.plot_lr(fitted.history, path("lr.png")),
-        "confusion_matrix": plots.plot_confusion_matrix(tested.confusion,
-                                                        path("confusion_matrix.png"),
-                                                        classes=data.classes),
-        "predictions": plots.plot_image_grid(images[:32], path("predictions.png"),
-                                             labels=tested.labels[:32],
-                                             predictions=tested.predictions[:32],
-                                             classes=data.classes),
-    }
+    written = {}
+    if fitted.history.epoch:        # none when training stopped in its first epoch
+        written["curves"] = plots.plot_history(fitted.history, path("curves.png"),
+                                               title=f"{args.model} on {args.dataset}")
+        written["lr"] = plots.plot_lr(fitted.history, path("lr.png"))
+    if tested is not None:
+        written["confusion_matrix"] = plots.plot_confusion_matrix(
+            tested.confusion, path("confusion_matrix.png"), classes=data.classes)
+        written["predictions"] = plots.plot_image_grid(
+            images[:32], path("predictions.png"), labels=tested.labels[:32],
+            predictions=tested.predictions[:32], classes=data.classes)
     if data.augment is not None:
         written["augmentation"] = plots.plot_augmentations(data.images[:4], data.augment,
                                                            path("augmentation.png"))
@@ -482,7 +491,7 @@ def make_summary(args, data, training, fitted, tested, device, files):
         "data": {**data.config, "train_images": len(data.train),
                  "val_images": len(data.val) if data.val else 0, "test_images": len(data.test),
                  "image_shape": list(data.image_shape), "classes": data.classes},
-        "test": summarize_test(tested, data.classes),
+        "test": summarize_test(tested, data.classes, fitted.tested_weights),
         "history": history.to_dict(),
         "epochs_run": len(history.epoch),
         "stopped": history.stopped,
@@ -490,15 +499,20 @@ def make_summary(args, data, training, fitted, tested, device, files):
                    "epoch_seconds": [round(t, 3) for t in getattr(history, "times", [])],
                    "train_images_per_second": round(images_trained(args, data, history) /
                                                     max(fitted.seconds, 1e-9), 1),
-                   "test_seconds": round(tested.seconds, 3)},
+                   "test_seconds": round(tested.seconds, 3) if tested else None},
         "environment": environment(device),
         "files": files,
     }
 
 
-def summarize_test(tested, classes):
+def summarize_test(tested, classes, weights="final"):
+    """The test metrics (None without a test: training stopped before a checkpoint); `weights`:
+    which weights were tested."""
+    if tested is None:
+        return None
     per_class = zip(classes, tested.precision, tested.recall, tested.f1)
-    return {"accuracy": float(tested.scores["accuracy"]), "loss": float(tested.scores["loss"]),
+    return {"weights": weights,
+            "accuracy": float(tested.scores["accuracy"]), "loss": float(tested.scores["loss"]),
             "correct": int((tested.predictions == tested.labels).sum()),
             "total": int(len(tested.labels)),
             "macro_precision": float(tested.precision.mean()),
@@ -534,9 +548,14 @@ def environment(device):
 
 def print_result(summary, fitted, run_dir):
     result, timing = summary["test"], summary["timing"]
-    print(f"test accuracy: {result['accuracy'] * 100:.2f}% ({result['correct']}/"
-          f"{result['total']}), test loss {result['loss']:.4f}, macro F1 "
-          f"{result['macro_f1']:.4f}")
+    if result is None:
+        print("no test result: training stopped on a non-finite value before a checkpoint was "
+              "written")
+    else:
+        of = " (the last good checkpoint)" if result["weights"] != "final" else ""
+        print(f"test accuracy{of}: {result['accuracy'] * 100:.2f}% ({result['correct']}/"
+              f"{result['total']}), test loss {result['loss']:.4f}, macro F1 "
+              f"{result['macro_f1']:.4f}")
     print(f"trained {len(fitted.history.epoch)} epochs in {fitted.seconds:.1f} s "
           f"({timing['train_images_per_second']:.0f} images/s); total "
           f"{timing['total_seconds']:.1f} s")
