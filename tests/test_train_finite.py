@@ -83,10 +83,11 @@ def test_nan_weights_stop_training_and_keep_the_last_good_checkpoint(tmp_path, s
     assert t.nan_info == {"epoch": 2, "step": step, "loss": None}
 
 
-def test_nan_weights_raise_with_on_nan_raise():
+def test_nan_weights_raise_with_on_nan_raise(device):
+    """On every device (on the GPU the check reads one flag from it)."""
     with pytest.raises(NonFiniteLossError, match=r"NaN or inf in the weights \(spare\) at "
                                                  r"epoch 2, step 4 of 4"):
-        _trainer(on_nan="raise").fit(_data(), epochs=5, verbose=0)
+        _trainer(on_nan="raise", device=device).fit(_data(), epochs=5, verbose=0)
 
 
 def test_deferred_reads_check_the_weights_too():
