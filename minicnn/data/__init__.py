@@ -11,8 +11,8 @@ from .dataset import ArrayDataset, ConcatDataset, Dataset, Subset, TensorDataset
 from .datasets import (CIFAR10, MNIST, SHAPE_CLASSES, CorruptDatasetError, DatasetNotFoundError,
                        Digits, FakeData, FashionMNIST, Shapes, load_digits_arrays, make_shapes,
                        read_idx, write_cifar10_batch, write_cifar10_pickle_batch, write_idx)
-from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
-                      SubsetRandomSampler, WeightedRandomSampler)
+from .sampler import (BatchSampler, DistributedSampler, RandomSampler, Sampler,
+                      SequentialSampler, SubsetRandomSampler, WeightedRandomSampler)
 from .worker import WorkerInfo, get_worker_info
 
 __all__ = ["transforms", "DataLoader", "default_collate", "default_convert", "ArrayDataset",
@@ -21,4 +21,5 @@ __all__ = ["transforms", "DataLoader", "default_collate", "default_convert", "Ar
            "DatasetNotFoundError", "CorruptDatasetError", "load_digits_arrays", "make_shapes",
            "read_idx", "write_idx", "write_cifar10_batch", "write_cifar10_pickle_batch",
            "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-           "WeightedRandomSampler", "BatchSampler", "WorkerInfo", "get_worker_info"]
+           "WeightedRandomSampler", "BatchSampler", "DistributedSampler", "WorkerInfo",
+           "get_worker_info"]

@@ -5,6 +5,8 @@
     SubsetRandomSampler(indices, generator=None)
     WeightedRandomSampler(weights, num_samples, replacement=True, generator=None)
     BatchSampler(sampler, batch_size, drop_last)   lists of indices
+    DistributedSampler(ds, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False)
+                                              this rank's share of the dataset
 
 A sampler is any iterable of indices with a length; BatchSampler takes any iterable. Random
 samplers draw from `generator` (an int seed, a numpy or minicnn Generator) or, by default, from
@@ -163,3 +165,55 @@ class BatchSampler(Sampler):
     def __len__(self):
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class DistributedSampler(Sampler):
+    """This rank's share of the dataset, for data-parallel training (PyTorch's sampler).
+
+    Every rank draws the same permutation (from seed + epoch: call set_epoch(epoch) before each
+    epoch for a new one) and takes every num_replicas-th index from position rank on. When the
+    dataset does not divide evenly, drop_last=False pads the order with its own first indices so
+    that every rank gets ceil(len / num_replicas) samples, and drop_last=True drops the tail so
+    that every rank gets floor(len / num_replicas). num_replicas and rank default to
+    mc.distributed's world size and rank.
+    """
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
+                 drop_last=False):
+        if num_replicas is None or rank is None:
+            from .. import distributed  # noqa: PLC0415 -- only when the world is asked for
+            num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
+            rank = distributed.get_rank() if rank is None else rank
+        num_replicas = _positive_int(num_replicas, "num_replicas", "DistributedSampler")
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or \
+                not 0 <= rank < num_replicas:
+            raise ValueError(f"DistributedSampler: invalid rank {rank!r}, rank should be in the "
+                             f"interval [0, {num_replicas - 1}]")
+        self.dataset, self.num_replicas, self.rank = dataset, num_replicas, int(rank)
+        self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
+        self.epoch = 0
+        n = len(dataset)
+        if drop_last and n % num_replicas:     # ceil((n - R) / R), as PyTorch
+            self.num_samples = max(0, -(-(n - num_replicas) // num_replicas))
+        else:
+            self.num_samples = -(-n // num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch):
+        """The epoch whose order the next iteration draws (the same on every rank)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        if self.shuffle:
+            rng = numpy.random.Generator(numpy.random.PCG64(self.seed + self.epoch))
+            order = rng.permutation(n)
+        else:
+            order = numpy.arange(n)
+        if self.total_size > n:        # pad with the order's own head, repeated if need be
+            order = numpy.resize(order, self.total_size)
+        order = order[:self.total_size]
+        return iter(order[self.rank:self.total_size:self.num_replicas].tolist())
+
+    def __len__(self):
+        return self.num_samples

@@ -18,5 +18,5 @@ from .pooling import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d,  # noqa: 
                       GlobalAvgPool2d, MaxPool2d, MaxUnpool2d)
 from .flatten import Flatten, Unflatten  # noqa: E402
 from . import parallel  # noqa: E402
-from .parallel import DataParallel  # noqa: E402
+from .parallel import DataParallel, SyncBatchNorm  # noqa: E402
 from .upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: E402

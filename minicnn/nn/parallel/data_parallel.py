@@ -5,7 +5,7 @@ GPU), so these run the module on the whole batch where it is. They exist so that
 that wrap a model (`net = nn.DataParallel(net)`, whose state_dict keys gain the prefix
 `module.`, as PyTorch's) run unchanged.
 """
-from .module import Module
+from ..module import Module
 
 
 def _one_device(device_ids):
