@@ -149,6 +149,64 @@ def scenario_unused(dist):
     return out
 
 
+class MergedOrder(mc.data.Sampler):
+    """One process's order that matches the ranks': per step, rank 0's batch then rank 1's."""
+
+    def __init__(self, world=2):
+        self.world, self.epoch = world, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        orders = rank_orders(self.epoch, self.world)
+        return iter([i for k in range(0, len(orders[0]), B) for o in orders for i in o[k:k + B]])
+
+    def __len__(self):
+        return N_DATA
+
+
+def fit(net, sampler, batch, epochs, initial_epoch=0, callbacks=(), checkpoint=None):
+    """Trainer.fit of net (wrapped in DDP under several ranks) from a checkpoint if given;
+    returns (trainer, history)."""
+    import minicnn.distributed as dist
+    opt = optimizer(net)
+    if checkpoint is not None:
+        ck = mc.train.load_checkpoint(checkpoint)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+    model = mc.nn.parallel.DistributedDataParallel(net) if dist.get_world_size() > 1 else net
+    X, Y = data()
+    loader = mc.data.DataLoader(mc.data.TensorDataset(X, Y), batch_size=batch, sampler=sampler)
+    trainer = mc.train.Trainer(model, opt, metrics=["accuracy", "f1"])
+    history = trainer.fit(loader, epochs=epochs, initial_epoch=initial_epoch, verbose=0,
+                          callbacks=list(callbacks))
+    return trainer, history
+
+
+def scenario_trainer(dist):
+    """Trainer.fit for two epochs with a checkpoint each epoch, then a run resumed from the
+    first epoch's checkpoint."""
+    import os
+    out_dir = sys.argv[1]
+    rank = dist.get_rank()
+    path = os.path.join(out_dir, "ck-{epoch}.mc")
+    callbacks = [mc.train.ModelCheckpoint(path, monitor="loss", save_best_only=False),
+                 mc.train.CSVLogger(os.path.join(out_dir, "history.csv"))]
+    sampler = mc.data.DistributedSampler(range(N_DATA), seed=SAMPLER_SEED)
+    trainer, history = fit(build(100 + rank), sampler, B, 2, callbacks=callbacks)
+    out = {"state": np.concatenate([v.ravel() for v in state(trainer.model.module).values()])}
+    for k in ("loss", "accuracy", "f1"):
+        out[f"history.{k}"] = np.array(history[k])
+    out["callbacks"] = np.array([type(c).__name__ for c in trainer.callbacks])
+    dist.barrier()          # rank 0's checkpoints are written
+    resumed, _ = fit(build(200 + rank), mc.data.DistributedSampler(range(N_DATA),
+                                                                  seed=SAMPLER_SEED),
+                     B, 1, initial_epoch=1, checkpoint=path.format(epoch=1))
+    out["resumed"] = np.concatenate([v.ravel() for v in state(resumed.model.module).values()])
+    return out
+
+
 def scenario_collectives(dist):
     rank, world = dist.get_rank(), dist.get_world_size()
     out = {}

@@ -26,7 +26,7 @@ from minicnn.distributed.launch import find_mpiexec  # noqa: E402
 MPIEXEC = find_mpiexec()
 needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec found")
 TIMEOUT = 120
-SCENARIOS = ("collectives", "plain", "bn", "syncbn", "no_sync", "unused")
+SCENARIOS = ("collectives", "plain", "bn", "syncbn", "no_sync", "unused", "trainer")
 # float64, a few steps: the two sides differ by the order of a few sums
 RTOL, ATOL = 1e-11, 1e-13
 
@@ -44,8 +44,13 @@ def mpirun(args, n=2, timeout=TIMEOUT):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ranks")
+def ranks_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("ranks")
+
+
+@pytest.fixture(scope="module")
+def results(ranks_dir):
+    out = ranks_dir
     if MPIEXEC is None:
         pytest.skip("no mpiexec found")
     proc = mpirun([str(WORKER), str(out), *SCENARIOS])
@@ -136,6 +141,23 @@ def test_find_unused_parameters(results):
                                        atol=ATOL, err_msg=k)
     message = str(ranks[0]["error"])
     assert "find_unused_parameters=True" in message and "b.weight" in message
+
+
+def test_trainer_global_metrics_rank_0_files_and_resume(results, ranks_dir):
+    ranks = results("trainer")
+    assert_ranks_identical(ranks, [k for k in ranks[0] if k != "callbacks"])
+    assert "ModelCheckpoint" in ranks[0]["callbacks"] and "CSVLogger" in ranks[0]["callbacks"]
+    assert not {"ModelCheckpoint", "CSVLogger"} & set(ranks[1]["callbacks"])
+    assert sorted(p.name for p in ranks_dir.glob("ck-*.mc")) == ["ck-1.mc", "ck-2.mc"]
+    assert len((ranks_dir / "history.csv").read_text().splitlines()) == 3
+    # one process on the global batches, in the ranks' order: the same weights and epoch logs
+    trainer, history = W.fit(W.build(100), W.MergedOrder(), 2 * W.B, 2)
+    np.testing.assert_allclose(ranks[0]["state"], np.concatenate(
+        [v.ravel() for v in W.state(trainer.model).values()]), rtol=RTOL, atol=ATOL)
+    for k in ("loss", "accuracy", "f1"):
+        np.testing.assert_allclose(ranks[0][f"history.{k}"], history[k], rtol=RTOL, err_msg=k)
+    # resumed from epoch 1's checkpoint (model and optimizer), epoch 2 again: the same weights
+    np.testing.assert_array_equal(ranks[0]["resumed"], ranks[0]["state"])
 
 
 def test_collectives(results):

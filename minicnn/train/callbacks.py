@@ -163,6 +163,7 @@ class ModelCheckpoint(_Monitor):
     with save_best_only=True only when `monitor` improves. `filepath` may use {epoch} and any log
     key, e.g. 'ckpt-{epoch:02d}-{val_loss:.3f}.npz'. The file is written atomically, so the last
     good checkpoint survives a crash or a NaN stop."""
+    rank_zero_only = True   # under mc.distributed only rank 0 writes files
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=True, mode="auto",
                  save_optimizer=True, verbose=0, extra=None):
@@ -225,6 +226,7 @@ class LRScheduler(Callback):
 
 class CSVLogger(Callback):
     """One CSV row per epoch: epoch and every log value."""
+    rank_zero_only = True   # under mc.distributed only rank 0 writes files
 
     def __init__(self, filename, separator=",", append=False):
         self.filename, self.separator, self.append = os.fspath(filename), separator, append
@@ -324,6 +326,7 @@ class Profile(Callback):
     """Profile `steps` training steps (mc.profiler) after `skip` warm-up steps (the first step
     compiles the CPU kernels), then write the Chrome trace to `trace_path` and the
     key_averages table to `table_path`. Each profiled step includes loading its batch."""
+    rank_zero_only = True   # under mc.distributed only rank 0 writes files
 
     def __init__(self, steps, trace_path, table_path=None, skip=1, row_limit=30):
         if steps < 1 or skip < 0:

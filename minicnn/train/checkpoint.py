@@ -16,13 +16,15 @@ __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
 
 def save_checkpoint(path, model, optimizer=None, meta=None, **more_meta):
-    """Save model.state_dict(), optimizer.state_dict() (if given) and the metadata `meta` (a
-    dict) plus any keyword arguments to `path`."""
+    """Save model.state_dict() (a DistributedDataParallel's module's: the bare model's keys),
+    optimizer.state_dict() (if given) and the metadata `meta` (a dict) plus any keyword
+    arguments to `path`."""
     meta = {**(meta or {}), **more_meta}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    save({"model": model.state_dict(),
+    from .distributed import unwrap  # noqa: PLC0415
+    save({"model": unwrap(model).state_dict(),
           "optimizer": optimizer.state_dict() if optimizer is not None else None,
           "meta": meta}, path)
     return path

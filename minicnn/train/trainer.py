@@ -22,6 +22,10 @@ found at the next read (the message still names the step where it first appeared
 steps since then were applied; checkpoints are written only after the epoch's losses are read,
 so a saved checkpoint never follows a NaN). `sync_every=1` reads every loss before its
 optimizer step, as on the CPU, at the cost of one synchronization per step.
+
+Under mc.distributed (a DistributedDataParallel model, a DistributedSampler's loader) losses
+and metrics are over every rank's samples, and only rank 0 prints and writes files
+(train/distributed.py).
 """
 import math
 import sys
@@ -33,6 +37,7 @@ from .. import devices
 from ..autograd import no_grad
 from ..data import DataLoader, Dataset, TensorDataset
 from ..tensor import Tensor
+from . import distributed as ranks
 from .callbacks import Callback, History, LRScheduler, ProgressBar
 from .metrics import get_metric
 
@@ -203,6 +208,8 @@ class Trainer:
             loss = self.loss_fn(out, y)
         if read_loss:
             value = float(loss.item())
+            if ranks.world_size() > 1:
+                value = ranks.mean_over_ranks([value])[0]
             if not math.isfinite(value):
                 return value, out, f"loss is {value}"
         else:
@@ -234,13 +241,15 @@ class Trainer:
             val_data = validation_data
         loader = self._loader(train_data, batch_size, shuffle)
         val_loader = self._loader(val_data, batch_size, False)
+        if not ranks.is_main():
+            verbose = 0
         self.verbose = verbose
         self.history = History()
         cbs = [self.history]
         if self.scheduler is not None:
             cbs.append(LRScheduler(self.scheduler, self.scheduler_interval,
                                    self.scheduler_monitor))
-        cbs += list(callbacks or ())
+        cbs += ranks.main_only(list(callbacks or ()))
         if verbose == 1 and not any(isinstance(c, ProgressBar) for c in cbs):
             cbs.append(ProgressBar())
         elif verbose == 2 and not any(isinstance(c, ProgressBar) for c in cbs):
@@ -265,6 +274,7 @@ class Trainer:
         for epoch in range(initial_epoch + 1, initial_epoch + epochs + 1):
             t0 = time.perf_counter()
             self._call("on_epoch_begin", epoch)
+            ranks.set_epoch(loader, epoch - 1)
             logs = self._train_epoch(loader, epoch, steps_per_epoch)
             if self.stop_reason is not None and logs is None:
                 break                                         # NaN/Inf: no epoch-end events
@@ -301,7 +311,7 @@ class Trainer:
 
         def read_pending(now_step):
             nonlocal total_loss, read
-            values = _read_scalars([v for _, _, v in pending])
+            values = ranks.mean_over_ranks(_read_scalars([v for _, _, v in pending]))
             for (s, n, _), value in zip(pending, values):
                 if not math.isfinite(value):
                     later = now_step - s
@@ -361,8 +371,8 @@ class Trainer:
             raise ValueError("Trainer.fit: the training data gave no batches")
         if not self._weights_ok(epoch, step):           # before the epoch's checkpoint
             return None
-        out = {"loss": total_loss / read}
-        out.update({m.name: float(m.result()) for m in metrics})
+        out = {"loss": ranks.global_mean(total_loss / read, read)}
+        out.update({k: float(v) for k, v in ranks.global_results(metrics, seen).items()})
         return out
 
     def _weights_ok(self, epoch, step):
@@ -434,8 +444,11 @@ class Trainer:
         for value, (_, n) in zip(_read_scalars([a for a, _ in losses]), losses):
             total += value * n
         result = {"loss": total / seen if seen else float("nan")}
-        result.update({m.name: (float(r) if numpy.ndim(r) == 0 else r)
-                       for m in ms for r in [m.result()]})
+        results = {m.name: m.result() for m in ms}
+        if ranks.sharded(loader):        # each rank read its part of the data
+            result["loss"] = ranks.global_mean(result["loss"], seen)
+            results = ranks.global_results(ms, seen)
+        result.update({k: (float(r) if numpy.ndim(r) == 0 else r) for k, r in results.items()})
         if verbose:
             self._print("evaluate: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()
                                                  if numpy.ndim(v) == 0))

@@ -279,12 +279,17 @@ class DistributedDataParallel(Module):
 
     def forward(self, *inputs, **kwargs):
         reducer = self._reducer
-        reducer.check_finished()
         world = dist.get_world_size()
+        syncs = world > 1 and is_grad_enabled() and self.require_backward_grad_sync and \
+            bool(self._params)
+        if syncs:
+            reducer.check_finished()
+        else:       # a forward no backward syncs (eval, no_grad): a pending one is dropped
+            reducer.armed = False
         if world > 1 and self.training and self.broadcast_buffers:
             dist.broadcast_arrays(self._buffer_arrays())
         out = self.module(*inputs, **kwargs)
-        if world > 1 and is_grad_enabled() and self.require_backward_grad_sync and self._params:
+        if syncs:
             unused = ()
             if self.find_unused_parameters:
                 reached = _leaves_reached(out)
