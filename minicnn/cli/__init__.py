@@ -47,6 +47,7 @@ def main(argv=None):
         return bench.run(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv        # `train --nproc N` runs the same command again under mpiexec
     if args.command is None:
         parser.print_help()
         return 0
@@ -90,7 +91,8 @@ def _one_line(e):
     if isinstance(e, USER_ERRORS):
         text = str(e)
     elif isinstance(e, OSError) and e.strerror:
-        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+        named = e.filename and str(e.filename) not in e.strerror
+        text = f"{e.strerror}: {e.filename}" if named else e.strerror
     else:
         text = f"{type(e).__name__}: {e}"
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())

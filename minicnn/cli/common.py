@@ -30,6 +30,17 @@ def positive_option(value, flag):
         raise CLIError(f"{flag} must be a positive integer, got {value}")
 
 
+def check_output_file(path, flag):
+    """A file the command will write (--out, --output): not a folder, in a folder that exists."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise CLIError(f"{flag} {path} is a folder: give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CLIError(f"{flag} {path}: the folder {folder} does not exist")
+
+
 def check_device(device):
     """The --device as a device name ('cpu', 'cuda'), or a one-line error naming the option."""
     try:

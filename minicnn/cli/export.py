@@ -17,7 +17,7 @@ import numpy
 from .. import nn
 from ..serialization import save_safetensors
 from ..tensor import Tensor
-from .common import CLIError, load_run
+from .common import CLIError, check_output_file, load_run
 
 FORMATS = ("onnx", "safetensors")
 
@@ -57,6 +57,7 @@ class Normalized(nn.Module):
 
 
 def run(args):
+    check_output_file(args.out, "--out")
     model, meta = load_run(args.checkpoint, "cpu")
     out = args.out or os.path.splitext(args.checkpoint)[0] + "." + args.format
     if args.format == "safetensors":

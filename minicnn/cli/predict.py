@@ -6,8 +6,8 @@ import sys
 import numpy
 
 from ..train import Trainer
-from .common import (CLIError, add_inference_args, check_inference_args, load_run, normalizer,
-                     positive_option)
+from .common import (CLIError, add_inference_args, check_inference_args, check_output_file,
+                     load_run, normalizer, positive_option)
 
 
 def add_parser(sub):
@@ -24,6 +24,7 @@ def add_parser(sub):
 def run(args):
     check_inference_args(args)
     positive_option(args.top_k, "--top-k")
+    check_output_file(args.output, "--output")
     model, meta = load_run(args.checkpoint, args.device)
     images = load_images(args.images, tuple(meta["image_shape"]))
     warn_if_out_of_range(images, args.images)
