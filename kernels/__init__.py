@@ -42,6 +42,9 @@ class lazy:
         return getattr(self._module, attr)
 
 
+from ._half import in_float32  # noqa: E402 F401 -- float16 / bfloat16 computed in float32
+
+
 def conv_out_size(size, kernel, stride=1, padding=0, dilation=1):
     """Output length of a sliding window along one dimension (convolution and pooling)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1

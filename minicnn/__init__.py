@@ -24,8 +24,9 @@ from .autograd import (enable_grad, inference_mode, is_grad_enabled, no_grad,
 from .creation import (arange, as_tensor, empty, eye, from_dlpack, from_numpy, full, full_like,
                        linspace, ones, ones_like, rand, rand_like, randint, randn, randn_like,
                        randperm, tensor, zeros, zeros_like)
-from .dtypes import (bool, double, float, float16, float32, float64, get_default_dtype, half,
-                     int, int8, int16, int32, int64, long, set_default_dtype, uint8)
+from .dtypes import (bfloat16, bool, double, float, float16, float32, float64,
+                     get_default_dtype, half, int, int8, int16, int32, int64, long,
+                     set_default_dtype, uint8)
 from .ops import (abs, add, amax, amin, argmax, argmin, broadcast_to, chunk, clamp, div, exp,
                   flatten, gather, index_select, log, matmul, max, maximum, mean, min, minimum,
                   mul, neg, permute, pow, reshape, sign, split, sqrt, squeeze, stack, std, sub,
@@ -72,8 +73,10 @@ def is_tensor(obj):
 def __getattr__(name):
     # Heavier subpackages load on first use, so `import minicnn` stays fast.
     import importlib  # noqa: PLC0415
+    if name == "autocast":   # mc.autocast is mc.amp.autocast, as torch.autocast
+        return importlib.import_module(".amp", __name__).autocast
     if name in ("functional", "nn", "optim", "data", "models", "train", "testing", "kernels",
-                "tune", "compress", "utils", "onnx", "profiler", "viz"):
+                "tune", "compress", "utils", "onnx", "profiler", "viz", "amp"):
         return importlib.import_module(f".{name}" if name != "kernels" else "minicnn.kernels",
                                        __name__)
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

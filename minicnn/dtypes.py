@@ -1,7 +1,15 @@
-"""dtypes: NumPy dtype objects under PyTorch's names."""
+"""dtypes: NumPy dtype objects under PyTorch's names.
+
+bfloat16 is ml_dtypes' (NumPy has none). Its dtype's `kind` is "V", not "f", so code that asks
+whether an array holds floats asks `is_floating` (or `kind`), which count it as one.
+"""
+import builtins
+
+import ml_dtypes
 import numpy
 
 float16 = half = numpy.dtype("float16")
+bfloat16 = numpy.dtype(ml_dtypes.bfloat16)
 float32 = float = numpy.dtype("float32")  # noqa: A001 -- PyTorch's names
 float64 = double = numpy.dtype("float64")
 int8 = numpy.dtype("int8")
@@ -21,7 +29,7 @@ def get_default_dtype():
 def set_default_dtype(dtype):
     global _default_float
     dtype = numpy.dtype(dtype)
-    if dtype.kind != "f":
+    if not is_floating(dtype):
         raise TypeError(f"set_default_dtype: only floating point dtypes are allowed, got {dtype}")
     _default_float = dtype
 
@@ -36,5 +44,25 @@ def resolve(dtype):
         raise TypeError(f"unknown dtype {dtype!r}") from None
 
 
+# the storage-only floats: the kernels compute them in float32 and round the results back
+HALF_FLOATS = (float16, bfloat16)
+
+
+def kind(dtype):
+    """numpy's dtype.kind, with "f" for bfloat16."""
+    k = dtype.kind
+    return "f" if k == "V" and dtype == bfloat16 else k
+
+
 def is_floating(dtype):
-    return numpy.dtype(dtype).kind == "f"
+    dtype = numpy.dtype(dtype)
+    return dtype.kind == "f" or dtype == bfloat16
+
+
+def is_half(dtype):
+    return dtype in HALF_FLOATS
+
+
+def eps(dtype):
+    """The distance from 1 to the next representable number (torch.finfo(dtype).eps)."""
+    return builtins.float(ml_dtypes.finfo(numpy.dtype(dtype)).eps)

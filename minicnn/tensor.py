@@ -6,8 +6,9 @@ Tensor or None. Operators and methods call the differentiable ops in minicnn.ops
 """
 import numpy
 
-from . import devices
+from . import devices, dtypes
 from .autograd import engine
+from .dtypes import kind as dtype_kind
 from .autograd.function import Variable
 from .autograd.mode import _GradMode
 from .autograd.version import bump as bump_version
@@ -60,7 +61,8 @@ class Tensor(Variable):
     @staticmethod
     def _from_op(array, fn, index):
         t = Tensor._wrap(array)
-        if t.array.dtype.kind in "fc":
+        k = t.array.dtype.kind
+        if k in "fc" or (k == "V" and dtype_kind(t.array.dtype) == "f"):   # V: bfloat16
             t.creator = fn
             t.output_index = index
             t._requires_grad = True
@@ -91,7 +93,7 @@ class Tensor(Variable):
         self.requires_grad_(value)
 
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and self.array.dtype.kind not in "fc":
+        if requires_grad and dtype_kind(self.array.dtype) not in "fc":
             raise TypeError(f"only Tensors of floating point dtype can require gradients, got "
                             f"dtype {self.array.dtype} (shape {list(self.shape)})")
         if not requires_grad and self.creator is not None:
@@ -280,6 +282,9 @@ class Tensor(Variable):
     def half(self):
         return ops.cast(self, numpy.float16)
 
+    def bfloat16(self):
+        return ops.cast(self, dtypes.bfloat16)
+
     def long(self):
         return ops.cast(self, numpy.int64)
 
@@ -395,7 +400,7 @@ class Tensor(Variable):
         old._requires_grad = self._requires_grad
         result = out_of_place(old, old if other is self else other)
         if result.dtype != self.dtype:
-            if result.dtype.kind == "f" and self.dtype.kind != "f":
+            if dtype_kind(result.dtype) == "f" and dtype_kind(self.dtype) != "f":
                 raise RuntimeError(f"{op} in place: result type {result.dtype} cannot be cast to "
                                    f"the tensor's dtype {self.dtype}")
             result = ops.cast(result, self.dtype)

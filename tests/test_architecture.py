@@ -23,7 +23,7 @@ LAYERS = [
     ["minicnn.ops"],
     ["minicnn.nn", "minicnn.functional", "minicnn.autograd.functional", "minicnn.testing",
      "minicnn.serialization", "minicnn.summary", "minicnn.profiler",
-     "minicnn.tracing", "minicnn.viz", "minicnn.distributed"],
+     "minicnn.tracing", "minicnn.viz", "minicnn.distributed", "minicnn.amp"],
     ["minicnn.optim", "minicnn.data", "minicnn.models", "minicnn.utils"],
     ["minicnn.train", "minicnn.tune", "minicnn.compress", "minicnn.onnx"],
     ["minicnn.cli", "minicnn.bench", "minicnn.__main__"],

@@ -21,6 +21,7 @@ import re
 from minicnn.devices import on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 from ..cuda import source
 
 _cpu = lazy(__name__ + ".cpu")
@@ -55,6 +56,7 @@ def _check(op, x, act, gy=None):
                          f"shape {tuple(x.shape)}")
 
 
+@in_float32
 def forward(x, act, slope=0.0):
     _check(f"{act} forward", x, act)
     if on_cuda_kernels(x):
@@ -62,6 +64,7 @@ def forward(x, act, slope=0.0):
     return getattr(_cpu, f"{act}_forward")(x, slope)
 
 
+@in_float32
 def backward(x, gy, act, slope=0.0):
     _check(f"{act} backward", x, act, gy)
     if on_cuda_kernels(x):
@@ -73,12 +76,14 @@ def bias_shape(ndim, dim, C):
     return (1,) * dim + (C,) + (1,) * (ndim - dim - 1)
 
 
+@in_float32
 def bias_act_fwd(x, b, act, dim, slope=0.0):
     if on_cuda_kernels(x):   # one fused kernel
         return _cuda.bias_act_fwd(x, b, act, dim, slope)
     return forward(x + b.reshape(bias_shape(x.ndim, dim, b.shape[0])), act, slope)
 
 
+@in_float32
 def bias_act_bwd(x, b, gy, act, dim, slope=0.0):
     if on_cuda_kernels(x):   # one fused kernel, gb reduced without atomics
         return _cuda.bias_act_bwd(x, b, gy, act, dim, slope)

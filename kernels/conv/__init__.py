@@ -39,6 +39,7 @@ import numpy
 from minicnn.devices import get_array_module, on_cuda_kernels, syncs_on_read
 
 from .. import conv_out_size, grouped, lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -266,6 +267,7 @@ def _columns(x, p, KH, KW, OH, OW, algo):
     return col.reshape(p.G, C // p.G * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> GEMM
 
 
+@in_float32
 def conv2d(x, w, p, b=None, out_hw=None):
     """out_hw: compute only the first (OH, OW) outputs (the adjoint of a transposed conv whose
     output_padding added rows that no output reads). b: an optional bias, added (fused into the
@@ -295,6 +297,7 @@ def _gemm_conv2d(x, w, p, OH, OW, algo):
     return _from_cn(_mm(wr, _columns(x, p, KH, KW, OH, OW, algo)), x.shape[0], OH, OW)
 
 
+@in_float32
 def conv2d_grad_input(w, gy, x_shape, p):
     """gx = conv^T(gy, w) for an input of x_shape; gy may be smaller than the full output."""
     xp = get_array_module(gy)
@@ -341,6 +344,7 @@ def _grad_input_as_conv(p, w, gy, x_shape):
     return bool(get_array_module(w).isfinite(w).all())
 
 
+@in_float32
 def conv2d_grad_weight(x, gy, w_shape, p):
     """gw = the sum over the batch and output positions of gy * shifted x."""
     xp = get_array_module(x)

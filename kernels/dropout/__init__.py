@@ -15,11 +15,13 @@ from minicnn import random as _random
 from minicnn.devices import on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
 
 
+@in_float32
 def forward(x, p, mask_shape, ka, kb=0.0, da=0.0, db=0.0):
     if on_cuda_kernels(x):
         seed, offset = _random.philox()
@@ -34,6 +36,7 @@ def forward(x, p, mask_shape, ka, kb=0.0, da=0.0, db=0.0):
     return y, ("array", scale)
 
 
+@in_float32
 def backward(gy, mask):
     if mask[0] == "philox":
         _, seed, offset, p, rows, ka, da = mask

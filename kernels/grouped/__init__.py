@@ -18,6 +18,7 @@ backward only when gy is the full output. The conv family (kernels/conv) asks `g
 from minicnn.devices import on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -48,25 +49,31 @@ def grouped_ok(a, pass_, x_shape, w_shape, G, SH, SW, PH, PW, DH, DW, out_hw):
     return pass_ == "forward" or tuple(out_hw) == full
 
 
+@in_float32
 def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     return _impl(x).depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b)
 
 
+@in_float32
 def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
     return _impl(gy).depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
 
 
+@in_float32
 def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     return _impl(x).depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
 
 
+@in_float32
 def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     return _impl(x).grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b)
 
 
+@in_float32
 def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
     return _impl(gy).grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW)
 
 
+@in_float32
 def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     return _impl(x).grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)

@@ -21,6 +21,7 @@ import numpy
 from minicnn.devices import get_array_module, on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -30,6 +31,7 @@ def _impl(a):
     return _cuda if on_cuda_kernels(a) else _cpu
 
 
+@in_float32
 def row_norm_fwd(x4, w2, b2, eps):
     if x4.size == 0:   # an empty batch: nothing to normalise, statistics undefined
         xp = get_array_module(x4)
@@ -38,6 +40,7 @@ def row_norm_fwd(x4, w2, b2, eps):
     return _impl(x4).row_norm_fwd(x4, w2, b2, eps)
 
 
+@in_float32
 def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     if x4.size == 0:
         xp = get_array_module(x4)
@@ -47,6 +50,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     return _impl(x4).row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape)
 
 
+@in_float32
 def chan_stats(x3):
     if x3.size == 0:
         xp = get_array_module(x3)
@@ -54,14 +58,17 @@ def chan_stats(x3):
     return _impl(x3).chan_stats(x3)
 
 
+@in_float32
 def chan_affine(x3, scale, shift):
     return _impl(x3).chan_affine(x3, scale, shift)
 
 
+@in_float32
 def chan_bwd_sums(gy3, x3, mean):
     return _impl(x3).chan_bwd_sums(gy3, x3, mean)
 
 
+@in_float32
 def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
     return _impl(x3).chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu)
 

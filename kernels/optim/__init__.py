@@ -1,6 +1,7 @@
 """The optimizer family: one fused update of flat parameter and state buffers per step.
 
     sgd_step, adam_step, rmsprop_step, adagrad_step, adadelta_step, adamax_step, nadam_step
+    unscale_(g, inv_scale)     g *= inv_scale in place; whether g held an inf or NaN (GradScaler)
     Pieces(arrays, offsets)    a gradient given as per-parameter arrays
     reads_pieces(p)            whether the kernels for buffer p read Pieces in place
 
@@ -12,6 +13,7 @@ the step count are computed by the caller (minicnn/optim/algorithms.py). The arg
 live here, so both devices refuse the same inputs with the same messages.
 """
 from minicnn.devices import get_array_module, on_cuda_kernels
+from minicnn.dtypes import kind as dtype_kind
 
 from .. import lazy
 
@@ -120,3 +122,18 @@ def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maxim
     _check("nadam_step", p, g, [("exp_avg", m), ("exp_avg_sq", v)], ("exp_avg", "exp_avg_sq"))
     _impl(p).nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
                         bc2, c_grad, c_avg)
+
+
+def unscale_(g, inv_scale):
+    """GradScaler's unscale and finite check in one pass: every element of g (a 1-D array or
+    Pieces, each piece updated in place) times inv_scale, in g's dtype as PyTorch's
+    _amp_foreach_non_finite_check_and_unscale_ does. Returns whether any element was inf or
+    NaN: a Python bool on the CPU, a 0-d device array on the GPU (read it when the step needs
+    it, not before: reading is a synchronization)."""
+    arrays = g.arrays if isinstance(g, Pieces) else [g]
+    for a in arrays:
+        if dtype_kind(a.dtype) != "f":
+            raise TypeError(f"unscale_: gradients must be floating point, got {a.dtype}")
+    if not arrays:
+        return False
+    return _impl(arrays[0]).unscale_(arrays, inv_scale)

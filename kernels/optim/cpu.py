@@ -300,3 +300,47 @@ def nadam_kernel(p, grads, cp, cs, ce, offs, m, v, decay, beta1, one_minus_beta1
             denom = math.sqrt(vi / bc2) + eps
             pi = pi + c_grad * gi / denom
             p_[j] = pi + c_avg * mi / denom
+
+
+def unscale_(arrays, inv_scale):
+    """GradScaler's unscale: the float32 / float64 C-contiguous arrays in one parallel kernel
+    (in place, chunked like the steps), any other (a half gradient, a strided one) with NumPy.
+    Returns whether an element was inf or NaN."""
+    found = False
+    fused = {}
+    for a in arrays:
+        if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous:
+            fused.setdefault(a.dtype, []).append(a.reshape(-1))
+        else:
+            found |= not bool(np.isfinite(a).all())
+            a[...] = _times(a, inv_scale)
+    for dtype, group in fused.items():
+        lst = typed.List.empty_list(types.Array(from_dtype(dtype), 1, "C"))
+        for a in group:
+            lst.append(a)
+        offsets = np.concatenate([[0], np.cumsum([a.size for a in group])])
+        cp, cs, ce = chunk_table(offsets)
+        bad = np.zeros(cp.shape[0], np.bool_)
+        run(unscale_kernel, int(offsets[-1]), lst, cp, cs, ce, offsets.astype(np.int64),
+            dtype.type(np.float32(inv_scale)), bad)
+        found |= bool(bad.any())
+    return found
+
+
+@njit(**_OPTS)
+def unscale_kernel(grads, cp, cs, ce, offs, inv_scale, bad):
+    for c in prange(cp.shape[0]):
+        c0, c1, g = _chunk(grads, cp, cs, ce, offs, c)
+        nonfinite = False
+        for j in range(c1 - c0):
+            x = g[j]
+            nonfinite |= not math.isfinite(x)
+            g[j] = x * inv_scale
+        bad[c] = nonfinite
+
+
+def _times(a, inv_scale):
+    """a * inv_scale as PyTorch's unscale computes it: in float32 for half a (its opmath), in
+    a's own dtype otherwise; inv_scale is a float32 value."""
+    work = np.dtype(np.float32) if a.dtype.itemsize < 4 else a.dtype
+    return (a.astype(work) * work.type(np.float32(inv_scale))).astype(a.dtype)

@@ -104,3 +104,23 @@ def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maxim
     _launch("nadam_kernel", p, g, states, [True, True],
             (1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
              bool(decoupled), bool(maximize), bc2, c_grad, c_avg))
+
+
+def unscale_(arrays, inv_scale):
+    """One launch per gradient array, all raising one device flag; no synchronization (the flag
+    is returned as a 0-d array). Half gradients (no kernel instance) are done by array code."""
+    import numpy  # noqa: PLC0415
+    xp = get_array_module(arrays[0])
+    found = xp.zeros(1, numpy.int32)
+    for a in arrays:
+        if a.dtype in (numpy.float32, numpy.float64) and a.flags.c_contiguous and a.size:
+            module.check_size("unscale_", a.shape)
+            flat = a.reshape(-1)
+            module.kernel("optim", "unscale_kernel", a.dtype)(
+                (blocks(flat.size, flat),), (BLOCK,),
+                (flat, flat.size, a.dtype.type(numpy.float32(inv_scale)), found))
+        elif a.size:
+            found |= ~xp.isfinite(a).all()
+            work = numpy.dtype(numpy.float32) if a.dtype.itemsize < 4 else a.dtype
+            a[...] = (a.astype(work) * work.type(numpy.float32(inv_scale))).astype(a.dtype)
+    return found[0] != 0

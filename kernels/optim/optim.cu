@@ -295,3 +295,19 @@ __global__ void __launch_bounds__(256) nadam_kernel(
                         weight_decay, decoupled, maximize,        bc2,   c_grad,          c_avg};
     for_each_(op, p, g, m, v, v, true, true, false, n, head, nvec);
 }
+
+// ---- GradScaler's unscale: g *= inv_scale in place, *found = 1 if an element is inf or NaN -----
+// One thread per element (grid-stride); every thread that saw a non-finite value writes the same
+// 1, so the race on *found is benign. The product is rounded as the CPU's (T arithmetic).
+template <typename T>
+__global__ void __launch_bounds__(256) unscale_kernel(T* __restrict__ g, int n, T inv_scale,
+                                                      int* __restrict__ found) {
+    const int tid = blockIdx.x * blockDim.x + threadIdx.x, stride = blockDim.x * gridDim.x;
+    bool bad = false;
+    for (int i = tid; i < n; i += stride) {
+        const T x = g[i];
+        bad |= !isfinite(x);
+        g[i] = mul_rn(x, inv_scale);
+    }
+    if (bad) *found = 1;
+}

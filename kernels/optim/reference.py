@@ -5,6 +5,8 @@ and the optimizer's state buffers, following PyTorch's single-tensor formulas op
 operation (torch/optim/<name>.py, `_single_tensor_*`). Scalars that depend on the step count
 (bias corrections, step sizes) are computed by the caller and passed in.
 """
+import numpy as np
+
 from minicnn.devices import get_array_module as _xp
 
 
@@ -125,3 +127,15 @@ def nadam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, maxim
     denom = xp.sqrt(v / bc2) + eps
     p += c_grad * g / denom
     p += c_avg * m / denom
+
+
+def unscale_(arrays, inv_scale):
+    """GradScaler's unscale: each array times the float32 inv_scale in its own dtype (in float32
+    for half arrays), in place; True where an element was inf or NaN."""
+    found = False
+    for a in arrays:
+        wide = a.astype(np.float64)
+        found = found or not np.isfinite(wide).all()
+        work = np.dtype(np.float32) if a.dtype.itemsize < 4 else a.dtype
+        a[...] = (a.astype(work) * work.type(np.float32(inv_scale))).astype(a.dtype)
+    return found

@@ -19,6 +19,7 @@ import numpy
 from minicnn.devices import get_array_module, on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -28,30 +29,37 @@ def _impl(a):
     return _cuda if on_cuda_kernels(a) else _cpu
 
 
+@in_float32
 def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     return _impl(x).max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
 
 
+@in_float32
 def max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW):
     return _impl(gy).max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
 
 
+@in_float32
 def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
     return _impl(x).avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)
 
 
+@in_float32
 def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
     return _impl(gy).avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv)
 
 
+@in_float32
 def adaptive_max_pool2d_fwd(x, OH, OW):
     return _impl(x).adaptive_max_pool2d_fwd(x, OH, OW)
 
 
+@in_float32
 def plane_scatter(g, idx, H, W):
     return _impl(g).plane_scatter(g, idx, H, W)
 
 
+@in_float32
 def plane_gather(x, idx):
     return _impl(x).plane_gather(x, idx)
 

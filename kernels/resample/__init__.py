@@ -22,11 +22,13 @@ import numpy
 from minicnn.devices import get_array_module, on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
 
 
+@in_float32
 def resample2d(x, rows, cols):
     if x.ndim != 3 or x.shape[1] != rows.n_in or x.shape[2] != cols.n_in:
         raise ValueError(f"resample2d: x of shape {tuple(x.shape)} does not match taps from "

@@ -14,6 +14,7 @@ thread, scanned in order.
 from minicnn.devices import on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -32,6 +33,7 @@ def lines(shape, axis):
     return outer, int(shape[axis]), inner
 
 
+@in_float32
 def scan(x, axis, op):
     if op not in OPS:
         raise ValueError(f"scan: op must be one of {OPS}, got {op!r}")
@@ -39,6 +41,7 @@ def scan(x, axis, op):
     return (_cuda if on_cuda_kernels(x) else _cpu).scan(x, axis, OPS.index(op))
 
 
+@in_float32
 def scan_arg(x, axis, op):
     if op not in ARG_OPS:
         raise ValueError(f"scan_arg: op must be one of {ARG_OPS}, got {op!r}")

@@ -16,6 +16,7 @@ import numpy
 from minicnn.devices import get_array_module, on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -27,6 +28,7 @@ def _gpu(a):
     return on_cuda_kernels(a) and a.dtype in _KERNEL_DTYPES
 
 
+@in_float32
 def softmax_fwd(x, axis, log=False):
     if _gpu(x):
         return _cuda.softmax_fwd(x, axis, log)
@@ -42,6 +44,7 @@ def softmax_fwd(x, axis, log=False):
     return e
 
 
+@in_float32
 def softmax_bwd(y, gy, axis, log=False):
     if _gpu(y):
         return _cuda.softmax_bwd(y, gy, axis, log)
@@ -52,6 +55,7 @@ def softmax_bwd(y, gy, axis, log=False):
     return gyy - y * gyy.sum(axis=axis, keepdims=True)
 
 
+@in_float32
 def ce_fwd(x, t, w, ignore_index, smooth):
     M, C = x.shape
     if C == 0:   # no class: every row's target is invalid or ignored (the op refuses the first)
@@ -61,6 +65,7 @@ def ce_fwd(x, t, w, ignore_index, smooth):
     return impl.ce_fwd(x, t, w, ignore_index, smooth)
 
 
+@in_float32
 def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
     if x.shape[1] == 0:
         return get_array_module(x).zeros(x.shape, x.dtype)

@@ -15,6 +15,7 @@ stable sort (array code, NumPy or CuPy).
 from minicnn.devices import get_array_module, on_cuda_kernels
 
 from .. import lazy
+from .._half import in_float32
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -34,6 +35,7 @@ def _key(xp, x, descending):
     return ~x if descending else x     # ~ reverses the order of signed and unsigned ints
 
 
+@in_float32
 def argsort(x, descending=False):
     xp = get_array_module(x)
     key = _key(xp, x, descending)
@@ -46,6 +48,7 @@ def argsort(x, descending=False):
     return xp.argsort(key, axis=-1, kind="stable").astype(xp.int64)
 
 
+@in_float32
 def topk(x, k, largest=True):
     if x.ndim != 2:
         raise ValueError(f"topk: expected a 2-D (rows, L) array, got shape {tuple(x.shape)}")

@@ -2,7 +2,7 @@
 import collections
 import collections.abc
 
-from .. import devices
+from .. import devices, dtypes
 from ..autograd.version import bump as bump_version
 from ..tensor import Tensor
 from .parameter import Parameter, zero_grads
@@ -239,10 +239,10 @@ class Module:
             self._map_tensors(lambda a: devices.to_device(a, device))
         if dtype is not None:
             dtype = numpy.dtype(dtype)
-            if dtype.kind != "f":
+            if not dtypes.is_floating(dtype):
                 raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got "
                                 f"desired dtype={dtype}")
-            self._map_tensors(lambda a: a.astype(dtype) if a.dtype.kind == "f" and
+            self._map_tensors(lambda a: a.astype(dtype) if dtypes.is_floating(a.dtype) and
                               a.dtype != dtype else a)
         return self
 
@@ -257,6 +257,14 @@ class Module:
 
     def double(self):
         return self.to("float64")
+
+    def half(self):
+        """float16 parameters and buffers (PyTorch's Module.half: the BatchNorm running
+        statistics too)."""
+        return self.to(dtypes.float16)
+
+    def bfloat16(self):
+        return self.to(dtypes.bfloat16)
 
     # --- state dict ---------------------------------------------------------------------------
 

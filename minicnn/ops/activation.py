@@ -11,9 +11,11 @@ import math
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import kind as dtype_kind
 from ..kernels import activation as K
 from ..kernels import softmax as KS
 from ..tensor import Tensor
+from . import autocast
 from .arith import where
 from .elementwise import abs as _abs
 from .elementwise import exp as _exp
@@ -29,7 +31,7 @@ def _c(array, dtype):
 
 
 def _float_check(x, op):
-    if x.dtype.kind != "f":
+    if dtype_kind(x.dtype) != "f":
         raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.dtype}")
 
 
@@ -313,6 +315,7 @@ def leaky_relu(x, negative_slope=0.01):
 
 
 def prelu(x, weight):
+    x, weight = autocast.args("prelu", x, weight)
     _float_check(x, "prelu")
     C = x.shape[1] if x.ndim >= 2 else 1
     if weight.ndim > 1 or weight.array.size not in (1, C):
@@ -390,6 +393,7 @@ def mish(x):
 
 
 def softplus(x, beta=1.0, threshold=20.0):
+    x = autocast.args("softplus", x)
     _float_check(x, "softplus")
     if beta == 0:
         raise ValueError("softplus: beta must not be 0")
@@ -408,15 +412,13 @@ def _softmax_axis(x, dim, op):
 
 
 def softmax(x, dim=None, dtype=None):
-    if dtype is not None:
-        x = x.to(dtype)
+    x = x.to(dtype) if dtype is not None else autocast.args("softmax", x)
     _float_check(x, "softmax")
     return Softmax(_softmax_axis(x, dim, "softmax"))(x)
 
 
 def log_softmax(x, dim=None, dtype=None):
-    if dtype is not None:
-        x = x.to(dtype)
+    x = x.to(dtype) if dtype is not None else autocast.args("log_softmax", x)
     _float_check(x, "log_softmax")
     return LogSoftmax(_softmax_axis(x, dim, "log_softmax"))(x)
 

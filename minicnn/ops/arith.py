@@ -6,6 +6,7 @@ when type promotion widened the result).
 from ..autograd import Function
 from ..devices import get_array_module, to_device
 from ..dtypes import get_default_dtype
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 from .shape import sum_to
 from .util import as_tensor, broadcast_shapes, shape_str
@@ -30,7 +31,7 @@ class Cast(Function):
         return x.astype(self.dtype, copy=False)
 
     def backward(self, gy):
-        return Cast(self.in_dtype)(gy) if self.in_dtype.kind == "f" else None
+        return Cast(self.in_dtype)(gy) if dtype_kind(self.in_dtype) == "f" else None
 
 
 class Add(Function):
@@ -177,9 +178,10 @@ def binary_operands(a, b):
         a, b = _same_device(a, b)
     da, db = a.array.dtype, b.array.dtype
     if da is not db and da != db:
-        if da.kind == "f" and db.kind != "f":
+        ka, kb = dtype_kind(da), dtype_kind(db)
+        if ka == "f" and kb != "f":
             b = Tensor._wrap(b.array.astype(da))
-        elif db.kind == "f" and da.kind != "f":
+        elif kb == "f" and ka != "f":
             a = Tensor._wrap(a.array.astype(db))
     return a, b
 
@@ -219,7 +221,7 @@ def div(a, b, *, rounding_mode=None):
         from .binary import div_rounded  # noqa: PLC0415 -- binary imports this module
         return div_rounded(a, b, rounding_mode)
     a, b = binary_operands(a, b)
-    if a.array.dtype.kind not in "fc":
+    if dtype_kind(a.array.dtype) not in "fc":
         a, b = cast(a, get_default_dtype()), cast(b, get_default_dtype())
     return _apply_binary(Div, "div", a, b)
 

@@ -13,6 +13,7 @@ import numpy
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 from .arith import _apply_binary, binary_operands, grad_to, where
 from .util import broadcast_shapes, shape_str
@@ -20,13 +21,13 @@ from .util import broadcast_shapes, shape_str
 
 def _trunc_div(xp, a, b):
     q = a / b
-    return xp.trunc(q) if q.dtype.kind == "f" else q
+    return xp.trunc(q) if dtype_kind(q.dtype) == "f" else q
 
 
 def _floor_div(xp, a, b):
     """PyTorch's floor division: floats as div_floor_floating (the quotient corrected from
     fmod, so a // b == floor(a / b) computed exactly); integers as NumPy's //."""
-    if a.dtype.kind not in "fc":
+    if dtype_kind(a.dtype) not in "fc":
         return xp.floor_divide(a, b)
     with numpy.errstate(all="ignore"):
         mod = xp.fmod(a, b)
@@ -118,11 +119,11 @@ class Binary(Function):
 def _float_binary(fn):
     def op(input, other):
         a, b = binary_operands(input, other)
-        if a.array.dtype.kind not in "fc" and fn not in ("fmod", "remainder"):
+        if dtype_kind(a.array.dtype) not in "fc" and fn not in ("fmod", "remainder"):
             from ..dtypes import get_default_dtype  # noqa: PLC0415
             from .arith import cast  # noqa: PLC0415
             a, b = cast(a, get_default_dtype()), cast(b, get_default_dtype())
-        if a.array.dtype.kind not in "fc":   # integer fmod / remainder: no gradient
+        if dtype_kind(a.array.dtype) not in "fc":   # integer fmod / remainder: no gradient
             _check_divisor(b, fn)
             xp = get_array_module(a.array, b.array)
             return Tensor._wrap(FORWARD[fn](xp, a.array, b.array))
@@ -174,7 +175,7 @@ def div_rounded(a, b, rounding_mode):
         raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' "
                          f"but found {rounding_mode!r}")
     a, b = binary_operands(a, b)
-    if a.array.dtype.kind not in "fc":
+    if dtype_kind(a.array.dtype) not in "fc":
         _check_divisor(b, "div")
         if rounding_mode == "trunc":   # NumPy's // floors; trunc from the exact quotient signs
             xp = get_array_module(a.array, b.array)
@@ -189,7 +190,7 @@ def floor_divide(input, other):
     """input // other, rounded down (PyTorch's floor_divide, which has no derivative: the result
     is outside the graph)."""
     a, b = binary_operands(input, other)
-    if a.array.dtype.kind not in "fc":
+    if dtype_kind(a.array.dtype) not in "fc":
         return div_rounded(a, b, "floor")
     xp = get_array_module(a.array, b.array)
     with numpy.errstate(all="ignore"):
@@ -237,8 +238,8 @@ def lerp(input, end, weight):
 def _compare(name, ufunc, kinds=None):
     def op(input, other):
         a, b = binary_operands(input, other)
-        if kinds is not None and (a.array.dtype.kind not in kinds or
-                                  b.array.dtype.kind not in kinds):
+        if kinds is not None and (dtype_kind(a.array.dtype) not in kinds or
+                                  dtype_kind(b.array.dtype) not in kinds):
             raise TypeError(f"{name}: expected integer or bool tensors, got {a.dtype} and "
                             f"{b.dtype}")
         try:
@@ -273,11 +274,11 @@ def logical_not(input):
 
 
 def bitwise_not(input):
-    if input.array.dtype.kind not in "biu":
+    if dtype_kind(input.array.dtype) not in "biu":
         raise TypeError(f"bitwise_not: expected an integer or bool tensor, got {input.dtype}")
     xp = get_array_module(input.array)
     a = input.array
-    return Tensor._wrap(xp.logical_not(a) if a.dtype.kind == "b" else xp.invert(a))
+    return Tensor._wrap(xp.logical_not(a) if dtype_kind(a.dtype) == "b" else xp.invert(a))
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):

@@ -16,8 +16,10 @@ family's choice (minicnn.kernels.conv); this module holds the graph and the argu
 import numbers
 
 from ..autograd import Function
+from ..dtypes import kind as dtype_kind
 from ..kernels import conv as kconv
 from ..kernels.conv import ConvParams
+from . import autocast
 from .shape import pad as _pad
 from .util import check_kernel_float, check_tensor, shape_str
 
@@ -99,7 +101,7 @@ def _check_tensor_dims(op, x, w, nd):
                          f"{shape_str(w.shape)}")
     if x.dtype != w.dtype:
         raise TypeError(f"{op}: input ({x.dtype}) and weight ({w.dtype}) must have the same dtype")
-    if x.array.dtype.kind != "f":
+    if dtype_kind(x.array.dtype) != "f":
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
     check_kernel_float(x, op)
     if any(k <= 0 for k in w.shape[2:]):
@@ -141,6 +143,7 @@ def _same_padding(op, K, stride, dilation):
 
 
 def _conv_nd(op, nd, input, weight, bias, stride, padding, dilation, groups):
+    input, weight, bias = autocast.args(op, input, weight, bias)
     _check_tensor_dims(op, input, weight, nd)
     stride = _pair(stride, nd, "stride", op)
     dilation = _pair(dilation, nd, "dilation", op)
@@ -203,6 +206,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def _conv_transpose_nd(op, nd, input, weight, bias, stride, padding, output_padding, groups,
                        dilation):
+    input, weight, bias = autocast.args(op, input, weight, bias)
     _check_tensor_dims(op, input, weight, nd)
     stride = _pair(stride, nd, "stride", op)
     padding = _pair(padding, nd, "padding", op)

@@ -8,6 +8,7 @@ mc.manual_seed(s) makes masks repeatable. In eval mode (training=False) each is 
 returns its input unchanged.
 """
 from ..autograd import Function
+from ..dtypes import kind as dtype_kind
 from ..kernels import dropout as K
 
 
@@ -49,7 +50,7 @@ def _check_p(p, op):
 def _dropout(x, p, training, shape, op):
     p = float(p)
     _check_p(p, op)
-    if x.dtype.kind != "f":
+    if dtype_kind(x.dtype) != "f":
         raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.dtype}")
     if not training or p == 0.0:
         return x

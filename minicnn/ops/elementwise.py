@@ -1,7 +1,9 @@
 """Element-wise unary ops: neg, exp, log, sqrt, abs, clamp, sign; and comparisons (no grad)."""
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
+from . import autocast
 
 
 class Neg(Function):
@@ -80,9 +82,11 @@ class Clamp(Function):
 
 
 def _unary(fn_class):
+    name = fn_class.__name__.lower()
+
     def op(x):
-        return fn_class()(x)
-    op.__name__ = fn_class.__name__.lower()
+        return fn_class()(autocast.args(name, x))
+    op.__name__ = name
     op.__doc__ = f"Element-wise {op.__name__} (differentiable)."
     return op
 
@@ -107,7 +111,7 @@ def _constant(x, fn):
 
 def _sign(xp, a):
     """PyTorch's sign: 0 for NaN (NumPy's is NaN), and what the gradient of abs multiplies by."""
-    if a.dtype.kind != "f":
+    if dtype_kind(a.dtype) != "f":
         return xp.sign(a)
     return (a > 0).astype(a.dtype) - (a < 0).astype(a.dtype)
 

@@ -12,6 +12,7 @@ import numbers
 from ..autograd import Function
 from ..devices import get_array_module, syncs_on_read
 from ..devices import scatter_add as add_at
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 from .shape import reshape
 from .util import normalize_axis, shape_str
@@ -76,7 +77,7 @@ def _key_item(k, xp):
     Tensor an int (PyTorch treats it as one)."""
     if isinstance(k, Tensor):
         a = k.array
-        if a.ndim == 0 and a.dtype.kind in "iu":
+        if a.ndim == 0 and dtype_kind(a.dtype) in "iu":
             return int(a)
         return a
     if isinstance(k, list):
@@ -111,7 +112,7 @@ def split_key(key):
             basic.append(k)
         elif _is_advanced(k):
             # a bool mask consumes as many dims as it has
-            basic.extend([slice(None)] * (k.ndim if k.dtype.kind == "b" else 1))
+            basic.extend([slice(None)] * (k.ndim if dtype_kind(k.dtype) == "b" else 1))
             advanced.append(k)
         elif k is Ellipsis:
             basic.append(k)
@@ -171,7 +172,7 @@ def index_select(x, dim, index):
     axis = normalize_axis(dim, x.ndim, "index_select")
     xp = get_array_module(x.array)
     index = xp.asarray(_array(index))
-    if index.ndim != 1 or index.dtype.kind not in "iu":
+    if index.ndim != 1 or dtype_kind(index.dtype) not in "iu":
         raise ValueError(f"index_select: index must be a 1-D integer tensor, got shape "
                          f"{shape_str(index.shape)} dtype {index.dtype}")
     if index.size and (int(index.min()) < -x.shape[axis] or int(index.max()) >= x.shape[axis]):
@@ -231,7 +232,7 @@ def check_index_along(op, x, axis, index, other=None, other_name="src"):
     """torch.gather / scatter's rules for `index` (an array): integer, as many dims as the input,
     no longer than it in any dim but `axis` (and no longer than `other` in any dim), and its
     values in range of dim `axis` (checked where reading them does not stall a GPU)."""
-    if index.dtype.kind not in "iu":
+    if dtype_kind(index.dtype) not in "iu":
         raise TypeError(f"{op}: expected an integer index, got dtype {index.dtype}")
     if index.ndim != x.ndim and not (index.ndim <= 1 and x.ndim <= 1):
         raise ValueError(f"{op}: index of shape {shape_str(index.shape)} must have as many "
@@ -339,7 +340,7 @@ def index_add(input, dim, index, source, *, alpha=1):
     axis = normalize_axis(dim, input.ndim, "index_add")
     xp = get_array_module(input.array)
     index = xp.asarray(_array(index))
-    if index.ndim > 1 or index.dtype.kind not in "iu":
+    if index.ndim > 1 or dtype_kind(index.dtype) not in "iu":
         raise ValueError(f"index_add: index must be a 0-D or 1-D integer tensor, got shape "
                          f"{shape_str(index.shape)} dtype {index.dtype}")
     index = index.reshape(-1)
@@ -402,7 +403,7 @@ class ScatterReduce(Function):
             count = xp.zeros(x.shape, x.dtype) + (1 if self.include_self else 0)
             _reduce_at(xp, count, key, xp.ones(src.shape, x.dtype), "add")
             count = xp.maximum(count, 1)
-            out = out // count if x.dtype.kind in "iu" else out / count
+            out = out // count if dtype_kind(x.dtype) in "iu" else out / count
             self.count = count
         self.y = out
         return out
@@ -484,7 +485,7 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
 
 def _mask(mask, x, op):
     mask = get_array_module(x.array).asarray(_array(mask))
-    if mask.dtype.kind != "b":
+    if dtype_kind(mask.dtype) != "b":
         raise TypeError(f"{op}: expected a bool mask, got dtype {mask.dtype}")
     return mask
 
@@ -545,7 +546,7 @@ def take_along_dim(input, indices, dim=None):
     from .util import broadcast_shapes  # noqa: PLC0415
     xp = get_array_module(input.array)
     index = xp.asarray(_array(indices))
-    if index.dtype.kind not in "iu":
+    if dtype_kind(index.dtype) not in "iu":
         raise TypeError(f"take_along_dim: expected an integer indices tensor, got dtype "
                         f"{index.dtype}")
     if dim is None:   # PyTorch gathers from the flattened input as it is: no wrapping

@@ -4,10 +4,28 @@ import math
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..kernels import in_float32
+from . import autocast
 from .arith import grad_to
 from .reduce import sum as _sum
 from .shape import reshape, transpose
 from .util import as_tensor
+
+
+@in_float32
+def _gemm(a, b):
+    """a @ b; float16 / bfloat16 operands multiply in float32 (NumPy's float16 GEMM is two
+    orders of magnitude slower than sgemm, ml_dtypes' bfloat16 one returns float32), one
+    rounding at the end."""
+    return get_array_module(a, b).matmul(a, b)
+
+
+@in_float32
+def _affine(x, w, b=None):
+    y = get_array_module(x, w).matmul(x, w.T)  # (N, in) @ (in, out) -> (N, out)
+    if b is not None:
+        y += b
+    return y
 
 
 class MatMul(Function):
@@ -15,7 +33,7 @@ class MatMul(Function):
     saves = {0: (1,), 1: (0,)}
 
     def forward(self, a, b):
-        return get_array_module(a, b).matmul(a, b)
+        return _gemm(a, b)
 
     def backward(self, gy):
         a, b = self.inputs
@@ -29,7 +47,7 @@ def _dims(t):
 
 
 def matmul(a, b):
-    a, b = as_tensor(a), as_tensor(b)
+    a, b = autocast.args("matmul", as_tensor(a), as_tensor(b))
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes "
                          f"({_dims(a)}) and ({_dims(b)})")
@@ -62,11 +80,7 @@ class LinearOp(Function):
     saves = {0: (1,), 1: (0,)}  # gx reads w, gw reads x
 
     def forward(self, x, w, b=None):
-        xp = get_array_module(x, w)
-        y = xp.matmul(x, w.T)  # (N, in) @ (in, out) -> (N, out)
-        if b is not None:
-            y += b
-        return y
+        return _affine(x, w, b)
 
     def backward(self, gy):
         x, w, b = self.inputs
@@ -80,6 +94,7 @@ def linear(input, weight, bias=None):  # noqa: A002 -- PyTorch's name
     """F.linear: input (*, in_features) @ weight.T (in, out) + bias (out,) -> (*, out_features)."""
     x, w = as_tensor(input), as_tensor(weight)
     b = as_tensor(bias) if bias is not None else None
+    x, w, b = autocast.args("linear", x, w, b)
     if w.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape "
                          f"{list(w.shape)}")

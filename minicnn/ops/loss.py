@@ -10,8 +10,10 @@ import warnings
 
 from ..autograd import Function, is_grad_enabled
 from ..devices import get_array_module, syncs_on_read
+from ..dtypes import kind as dtype_kind
 from ..kernels import softmax as K
 from ..tensor import Tensor
+from . import autocast
 from .activation import LogSoftmax, Softmax, Softplus, sigmoid
 from .arith import maximum, where
 from .elementwise import abs as _abs
@@ -134,12 +136,12 @@ def _class_rows(x, target, weight, ignore_index, op):
     target becomes ignore_index (no out-of-bounds read) and `_reduce_rows` makes their loss NaN,
     which the Trainer reports (PyTorch raises a device-side assert there). `bad` is None on the
     CPU."""
-    if x.dtype.kind != "f":
+    if dtype_kind(x.dtype) != "f":
         raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
     if x.ndim == 0:
         raise ValueError(f"{op}: input must have at least 1 dim (C,) or (N, C, ...), got a scalar")
     t = target.array
-    if t.dtype.kind not in "iu":
+    if dtype_kind(t.dtype) not in "iu":
         raise TypeError(f"{op}: expected class indices of an integer dtype, got dtype {t.dtype}")
     if x.ndim == 1:
         C = x.shape[0]
@@ -206,6 +208,7 @@ def _reduce_rows(loss, t, w, ignore_index, reduction, out_shape, bad=None):
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  # noqa: A002
+    input, target, weight = autocast.args("nll_loss", input, target, weight)
     _check_reduction(reduction, "nll_loss")
     target = _as_target(target, input)
     x2, t, w, out_shape, bad = _class_rows(input, target, weight, ignore_index, "nll_loss")
@@ -217,12 +220,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                   label_smoothing=0.0):
     """F.cross_entropy: class indices (int target) or class probabilities (float target of the
     input's shape); weight per class, ignore_index, label_smoothing and reduction as PyTorch."""
+    input, target, weight = autocast.args("cross_entropy", input, target, weight)
     _check_reduction(reduction, "cross_entropy")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got "
                          f"{label_smoothing}")
     target = _as_target(target, input)
-    if target.dtype.kind == "f":
+    if dtype_kind(target.dtype) == "f":
         return _cross_entropy_probs(input, target, weight, ignore_index, reduction,
                                     label_smoothing)
     x2, t, w, out_shape, bad = _class_rows(input, target, weight, ignore_index,
@@ -268,7 +272,7 @@ def _cross_entropy_probs(x, target, weight, ignore_index, reduction, smooth):
     if ignore_index >= 0:
         raise ValueError("cross_entropy: ignore_index is not supported for class-probability "
                          "targets")
-    if x.dtype.kind != "f":
+    if dtype_kind(x.dtype) != "f":
         raise TypeError(f"cross_entropy: expected a floating point input, got dtype {x.dtype}")
     C = x.shape[0 if x.ndim == 1 else 1]
     q = _to_rows(target, C)
@@ -292,7 +296,7 @@ def _cross_entropy_probs(x, target, weight, ignore_index, reduction, smooth):
 
 def _pair(input, target, op, strict=False):  # noqa: A002
     target = _as_target(target, input)
-    if input.dtype.kind != "f":
+    if dtype_kind(input.dtype) != "f":
         raise TypeError(f"{op}: expected a floating point input, got dtype {input.dtype}")
     if tuple(input.shape) != tuple(target.shape):
         if strict:
@@ -314,6 +318,7 @@ def _pair(input, target, op, strict=False):  # noqa: A002
 
 
 def mse_loss(input, target, reduction="mean"):  # noqa: A002
+    input, target = autocast.args("mse_loss", input, target)
     _check_reduction(reduction, "mse_loss")
     x, t = _pair(input, target, "mse_loss")
     d = x - t
@@ -321,12 +326,14 @@ def mse_loss(input, target, reduction="mean"):  # noqa: A002
 
 
 def l1_loss(input, target, reduction="mean"):  # noqa: A002
+    input, target = autocast.args("l1_loss", input, target)
     _check_reduction(reduction, "l1_loss")
     x, t = _pair(input, target, "l1_loss")
     return _reduce(_abs(x - t), reduction)
 
 
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
+    input, target = autocast.args("smooth_l1_loss", input, target)
     _check_reduction(reduction, "smooth_l1_loss")
     if beta < 0:
         raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
@@ -340,6 +347,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):  # noqa: A002
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0):  # noqa: A002
+    input, target = autocast.args("huber_loss", input, target)
     _check_reduction(reduction, "huber_loss")
     if delta <= 0:
         raise ValueError(f"huber_loss: delta must be positive, got {delta}")
@@ -381,6 +389,7 @@ class BCE(Function):
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa: A002
+    input, target, weight = autocast.args("binary_cross_entropy", input, target, weight)
     _check_reduction(reduction, "binary_cross_entropy")
     x, t = _pair(input, target, "binary_cross_entropy", strict=True)
     # the range check reads two values from the device: CPU only (on the GPU an input outside
@@ -394,6 +403,8 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa:
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
                                      pos_weight=None):
     """(1 - y) x - (1 + (pw - 1) y) log_sigmoid(x): stable for logits of any size."""
+    input, target, weight, pos_weight = autocast.args("binary_cross_entropy_with_logits",
+                                                      input, target, weight, pos_weight)
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     x, t = _pair(input, target, "binary_cross_entropy_with_logits", strict=True)
     if pos_weight is not None and not isinstance(pos_weight, Tensor):
@@ -450,6 +461,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):  
 def kl_div(input, target, reduction="mean", log_target=False):  # noqa: A002
     """Pointwise target * (log target - input) (or with log-space targets); 'batchmean' divides
     the sum by the batch size, as the KL divergence's definition asks."""
+    input, target = autocast.args("kl_div", input, target)
     _check_reduction(reduction, "kl_div", ("batchmean",))
     x, t = _pair(input, target, "kl_div")
     if log_target:

@@ -17,8 +17,11 @@ import numbers
 from ..autograd import Function
 from ..autograd.version import bump as bump_version
 from ..devices import get_array_module
+from ..dtypes import HALF_FLOATS
+from ..dtypes import kind as dtype_kind
 from ..kernels import norm as K
 from ..tensor import Tensor
+from . import autocast
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import broadcast_to, reshape
@@ -232,7 +235,7 @@ def _check_vec(t, name, C, op, x):
 
 
 def _check_float(x, op):
-    if x.dtype.kind != "f":
+    if dtype_kind(x.dtype) != "f":
         raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
     check_kernel_float(x, op)
 
@@ -240,11 +243,18 @@ def _check_float(x, op):
 def _check_same_dtype(x, op, **tensors):
     """Weight, bias and running statistics of the input's dtype, as PyTorch requires (a float64
     input through a float32 layer is refused there, not computed in float64)."""
-    other = {name: t.dtype for name, t in tensors.items() if t is not None and t.dtype != x.dtype}
+    other = {name: t.dtype for name, t in tensors.items()
+             if t is not None and t.dtype != x.dtype and not _half_with_float32(x, t)}
     if other:
         raise TypeError(f"{op}: expected the input's dtype {x.dtype} for "
                         + ", ".join(f"{name} (got {dt})" for name, dt in other.items())
                         + "; convert the input or the module (.to(dtype))")
+
+
+def _half_with_float32(x, t):
+    """A float16 / bfloat16 input through float32 weights and statistics: PyTorch's mixed-type
+    norms (what autocast gives a norm layer after a half conv); computed in float32."""
+    return x.dtype in HALF_FLOATS and t.dtype == "float32"
 
 
 def _check_channels_input(x, op, min_dims, **vectors):
@@ -333,7 +343,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A002
     """F.group_norm: statistics per (n, group) over the group's channels and the spatial dims."""
-    x = input
+    x, weight, bias = autocast.args("group_norm", input, weight, bias)
     _check_channels_input(x, "group_norm", 2)
     N, C = x.shape[:2]
     G = int(num_groups)
@@ -348,7 +358,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A0
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
     """F.layer_norm: statistics over the trailing dims given by normalized_shape."""
-    x = input
+    x, weight, bias = autocast.args("layer_norm", input, weight, bias)
     _check_float(x, "layer_norm")
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)

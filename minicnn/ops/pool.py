@@ -15,6 +15,7 @@ back several times with its one value, which a scatter-add would multiply.
 """
 import numbers
 
+from ..dtypes import kind as dtype_kind
 from ..kernels import pool as kpool
 from ..autograd import Function
 from ..devices import get_array_module
@@ -153,7 +154,7 @@ def _check_input(op, x, kinds="f"):
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), but got input of size "
                          f"{shape_str(x.shape)}"
                          + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 3 else ""))
-    if x.array.dtype.kind not in kinds:
+    if dtype_kind(x.array.dtype) not in kinds:
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
     check_kernel_float(x, op)
 
@@ -201,7 +202,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """F.max_pool2d; with return_indices also the flat (h * W + w) argmax of each window."""
     k, s, p, d, out = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation,
                                  ceil_mode, kinds="fiu")
-    if input.array.dtype.kind != "f":
+    if dtype_kind(input.array.dtype) != "f":
         y, idx = _int_max_pool2d(input.array, k, s, p, d, out)
         y, idx = Tensor._wrap(y), Tensor._wrap(idx)
     else:

@@ -11,6 +11,7 @@ import numbers
 import numpy
 
 from ..devices import get_array_module
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 from .arith import where
 from .indexing import IndexAdd, IndexSelect, getitem
@@ -125,7 +126,7 @@ def repeat_interleave(x, repeats=None, dim=None, *, output_size=None):
 
 
 def _check_counts(counts, op):
-    if counts.ndim > 1 or counts.dtype.kind not in "iu":
+    if counts.ndim > 1 or dtype_kind(counts.dtype) not in "iu":
         raise ValueError(f"{op}: repeats must be a 0-d or 1-D integer tensor, got shape "
                          f"{shape_str(counts.shape)} dtype {counts.dtype}")
     if counts.size and int(counts.min()) < 0:

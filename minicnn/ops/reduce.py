@@ -11,7 +11,9 @@ import numpy
 from ..autograd import Function
 from ..devices import get_array_module
 from ..dtypes import get_default_dtype, resolve
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
+from . import autocast
 from .shape import broadcast_to, reshape
 from .util import normalize_axes, normalize_axis, shape_str
 
@@ -105,7 +107,7 @@ class Var(Function):
 
 
 def _check_float(x, op):
-    if x.array.dtype.kind != "f" and x.requires_grad:
+    if dtype_kind(x.array.dtype) != "f" and x.requires_grad:
         raise TypeError(f"{op}: expected a floating point tensor, got dtype {x.array.dtype}")
 
 
@@ -115,19 +117,20 @@ def _as_dtype(x, dtype):
     from .arith import cast  # noqa: PLC0415
     if dtype is not None:
         return cast(x, resolve(dtype))
-    if x.array.dtype.kind in "biu":
+    if dtype_kind(x.array.dtype) in "biu":
         return cast(x, numpy.int64)
     return x
 
 
 def sum(x, dim=None, keepdim=False, *, dtype=None):  # noqa: A001 -- PyTorch's name
     axes = normalize_axes(dim, x.ndim, "sum")
+    x = autocast.args("sum", x) if dtype is None else x
     return Sum(axes, keepdim)(_as_dtype(x, dtype))
 
 
 def mean(x, dim=None, keepdim=False, *, dtype=None):
     x = _as_dtype(x, dtype) if dtype is not None else x
-    if x.array.dtype.kind not in "fc":
+    if dtype_kind(x.array.dtype) not in "fc":
         raise TypeError(f"mean: expected a floating point tensor, got dtype {x.array.dtype}")
     return Mean(normalize_axes(dim, x.ndim, "mean"), keepdim)(x)
 
@@ -180,6 +183,7 @@ def prod(x, dim=None, keepdim=False, *, dtype=None):
     if dim is not None and not isinstance(dim, int):
         raise TypeError(f"prod: dim must be an int, got {dim!r}")
     axes = normalize_axes(dim, x.ndim, "prod")
+    x = autocast.args("prod", x) if dtype is None else x
     return Prod(axes, keepdim)(_as_dtype(x, dtype))
 
 
@@ -188,7 +192,8 @@ def logsumexp(x, dim, keepdim=False):
     is finite), so the gradient is softmax(x)."""
     from .arith import cast  # noqa: PLC0415
     from .elementwise import exp, log  # noqa: PLC0415
-    if x.array.dtype.kind != "f":
+    x = autocast.args("logsumexp", x)
+    if dtype_kind(x.array.dtype) != "f":
         x = cast(x, get_default_dtype())
     axes = normalize_axes(dim, x.ndim, "logsumexp")
     if x.array.size == 0:

@@ -17,6 +17,7 @@ import numpy
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import kind as dtype_kind
 from ..kernels import resample as K
 from .indexing import IndexSelect
 from .shape import reshape
@@ -117,7 +118,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
             if o != n or (index != numpy.arange(n)).any():
                 input = IndexSelect(xp.asarray(index), axis + 2)(input)
         return input
-    if input.array.dtype.kind != "f":
+    if dtype_kind(input.array.dtype) != "f":
         raise TypeError(f"{op}: {mode} mode expects a floating point input, got {input.dtype}")
     dtype = input.array.dtype.name
     kind = {"area": "area", "bicubic": "cubic"}.get(mode, "linear")

@@ -16,8 +16,10 @@ import collections
 from ..autograd import Function, is_grad_enabled
 from ..devices import get_array_module
 from ..dtypes import resolve
+from ..dtypes import kind as dtype_kind
 from ..kernels import scan as K
 from ..tensor import Tensor
+from . import autocast
 from .arith import cast, where
 from .elementwise import abs as _abs
 from .elementwise import exp, log
@@ -109,7 +111,9 @@ def _scan(x, dim, dtype, op, name):
     axis = normalize_axis(dim, x.ndim, name)
     if dtype is not None:
         x = cast(x, resolve(dtype))
-    if x.array.dtype.kind not in "f":
+    else:
+        x = autocast.args(name, x)
+    if dtype_kind(x.array.dtype) not in "f":
         if op == "logsumexp":
             raise TypeError(f"{name}: expected a floating point tensor, got {x.dtype}")
         xp = get_array_module(x.array)
@@ -154,9 +158,9 @@ def _cum_extreme(x, dim, op):
     axis = normalize_axis(dim, x.ndim, name)
     xp = get_array_module(x.array)
     a = x.array.reshape(1) if x.ndim == 0 else x.array
-    if a.dtype.kind == "f":
+    if dtype_kind(a.dtype) == "f":
         index = K.scan_arg(a, axis, op)[1]
-    elif a.dtype.kind == "b":
+    elif dtype_kind(a.dtype) == "b":
         index = _running_arg(xp, a.astype(xp.int8), axis, op)
     else:
         index = _running_arg(xp, a, axis, op)

@@ -10,6 +10,7 @@ import numpy
 from ..autograd import Function
 from ..devices import get_array_module
 from ..tensor import Tensor
+from . import autocast
 from .util import as_tensor, broadcast_shapes, normalize_axis, shape_str
 
 
@@ -309,7 +310,7 @@ def _cumsum(sizes):
 
 
 def concatenate(tensors, dim=0):
-    tensors = [as_tensor(t) for t in tensors]
+    tensors = autocast.sequence("cat", [as_tensor(t) for t in tensors])
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     ref = tensors[0]
@@ -326,7 +327,7 @@ def concatenate(tensors, dim=0):
 
 
 def stack(tensors, dim=0):
-    tensors = [as_tensor(t) for t in tensors]
+    tensors = autocast.sequence("stack", [as_tensor(t) for t in tensors])
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")
     shapes = {tuple(t.shape) for t in tensors}

@@ -8,6 +8,7 @@ import collections
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import kind as dtype_kind
 from ..kernels import topk as K
 from ..tensor import Tensor
 from .indexing import Gather
@@ -146,7 +147,7 @@ def median(input, dim=None, keepdim=False):
 
     def position(n, order, xp, axis):
         a = input.array
-        nan = xp.isnan(a) if a.dtype.kind == "f" else xp.zeros(a.shape, bool)
+        nan = xp.isnan(a) if dtype_kind(a.dtype) == "f" else xp.zeros(a.shape, bool)
         any_nan = nan.any(axis=axis, keepdims=True)
         # the first NaN's place in the sorted order (NaNs sort last, stably)
         first_nan = n - nan.sum(axis=axis, keepdims=True)

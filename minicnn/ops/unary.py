@@ -15,7 +15,9 @@ import numpy
 from ..autograd import Function
 from ..devices import get_array_module
 from ..dtypes import get_default_dtype
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
+from . import autocast
 from .arith import cast
 from .elementwise import exp
 
@@ -153,7 +155,8 @@ class Unary(Function):
 
 def _unary(fn):
     def op(input):
-        if input.array.dtype.kind not in "fc":
+        input = autocast.args(fn, input)
+        if dtype_kind(input.array.dtype) not in "fc":
             if fn in ROUNDINGS:
                 return input              # integer tensors are already rounded
             if fn == "frac":
@@ -182,7 +185,7 @@ fix = trunc
 
 def round(input, *, decimals=0):  # noqa: A001 -- PyTorch's name
     """Element-wise rounding, half to even, to `decimals` decimal places (gradient 0)."""
-    if input.array.dtype.kind not in "fc":
+    if dtype_kind(input.array.dtype) not in "fc":
         return input
     return Unary("round", decimals=int(decimals))(input)
 
@@ -205,7 +208,7 @@ class NanToNum(Function):
 
 
 def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
-    if input.array.dtype.kind not in "fc":
+    if dtype_kind(input.array.dtype) not in "fc":
         return input
     return NanToNum(nan, posinf, neginf)(input)
 
@@ -222,9 +225,9 @@ def _test(name, fn):
 isnan = _test("isnan", lambda xp, a: xp.isnan(a))
 isinf = _test("isinf", lambda xp, a: xp.isinf(a))
 isfinite = _test("isfinite", lambda xp, a: xp.isfinite(a))
-isposinf = _test("isposinf", lambda xp, a: xp.isposinf(a) if a.dtype.kind == "f" else
+isposinf = _test("isposinf", lambda xp, a: xp.isposinf(a) if dtype_kind(a.dtype) == "f" else
                  xp.zeros(a.shape, bool))
-isneginf = _test("isneginf", lambda xp, a: xp.isneginf(a) if a.dtype.kind == "f" else
+isneginf = _test("isneginf", lambda xp, a: xp.isneginf(a) if dtype_kind(a.dtype) == "f" else
                  xp.zeros(a.shape, bool))
 isreal = _test("isreal", lambda xp, a: xp.isreal(a))
 signbit = _test("signbit", lambda xp, a: xp.signbit(a))

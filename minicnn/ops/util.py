@@ -2,6 +2,9 @@
 import numbers
 
 import numpy
+
+from ..dtypes import HALF_FLOATS
+from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 
 
@@ -14,16 +17,18 @@ def shape_str(shape):
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
-KERNEL_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+KERNEL_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64)) + HALF_FLOATS
 
 
 def check_kernel_float(x, op):
-    """The kernel families compute in float32 and float64: another float dtype (float16) is
-    refused here, by the op's name, rather than failing inside a Numba kernel."""
-    if x.array.dtype.kind == "f" and x.array.dtype not in KERNEL_FLOATS:
-        raise TypeError(f"{op}: {x.array.dtype} input (shape {shape_str(x.shape)}) is not "
-                        "supported yet: the kernels compute in float32 and float64; convert it "
-                        "with .float()")
+    """The kernel families compute in float32 and float64, and take float16 and bfloat16 as
+    storage (computed in float32, rounded back; kernels/_half.py). Another float dtype (NumPy's
+    longdouble) is refused here, by the op's name, rather than failing inside a Numba kernel."""
+    dt = x.array.dtype
+    if dt.kind == "f" and dt not in KERNEL_FLOATS:
+        raise TypeError(f"{op}: {dt} input (shape {shape_str(x.shape)}) is not supported: the "
+                        "kernels take float16, bfloat16, float32 and float64; convert it with "
+                        ".float()")
 
 
 def check_tensor(t, name, op):
@@ -70,12 +75,13 @@ def as_tensor(x, like=None):
     if like is not None and isinstance(x, numbers.Number):
         xp = _xp(like.array)
         dt = like.array.dtype
+        kind = dtype_kind(dt)
         if isinstance(x, bool):
             dtype = dt
         elif isinstance(x, numbers.Integral):
-            dtype = dt if dt.kind != "b" else numpy.dtype("int64")
+            dtype = dt if kind != "b" else numpy.dtype("int64")
         elif isinstance(x, numbers.Real):
-            dtype = dt if dt.kind == "f" else numpy.dtype("float32")
+            dtype = dt if kind == "f" else numpy.dtype("float32")
         else:
             raise TypeError(f"complex scalars are not supported: {x!r}")
         if xp is numpy:

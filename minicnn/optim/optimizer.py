@@ -45,6 +45,7 @@ from minicnn.kernels import optim as K
 from .. import devices
 from ..autograd import enable_grad, no_grad
 from ..autograd import version as autograd_version
+from ..dtypes import HALF_FLOATS
 from ..nn.parameter import zero_grads
 from ..tensor import Tensor
 
@@ -58,8 +59,13 @@ required = _RequiredParameter()
 
 
 class _Bucket:
-    """Parameters of one group with one (device, dtype), laid out in one flat buffer."""
-    __slots__ = ("params", "views", "offsets", "flat", "state", "gbuf", "xp")
+    """Parameters of one group with one (device, dtype), laid out in one flat buffer.
+
+    float16 / bfloat16 parameters get float32 master weights: `master`, a float32 copy of
+    `flat`, is what the update kernels update (with the gradients widened to float32 and the
+    state in float32), and `flat`, which the parameters view, receives it rounded after each
+    step. So updates smaller than half an ulp of a weight accumulate instead of vanishing."""
+    __slots__ = ("params", "views", "offsets", "flat", "master", "state", "gbuf", "xp")
 
     def __init__(self, params, xp, dtype):
         self.params = params
@@ -74,8 +80,14 @@ class _Bucket:
             p.array = view
             self.views.append(view)
         autograd_version.partition(self.flat, self.offsets)  # each parameter counts its writes
+        self.master = self.flat.astype(numpy.float32) if dtype in HALF_FLOATS else None
         self.state = {}
         self.gbuf = None
+
+    @property
+    def work(self):
+        """The buffer the update kernels update: the master weights, or the parameters."""
+        return self.flat if self.master is None else self.master
 
     def valid(self):
         for p, v in zip(self.params, self.views):
@@ -204,20 +216,20 @@ class Optimizer:
                         carry[p] = b.param_state(i)
         buckets = {}
         for p in group["params"]:
-            key = (devices.device_of(p.array), p.array.dtype.str)
+            key = (devices.device_of(p.array), p.array.dtype)   # not .str: bfloat16's is <V2
             buckets.setdefault(key, []).append(p)
         new = []
         spec = self._state_spec(group)
         for (device, dtype), params in buckets.items():
             xp = devices.get_array_module(params[0].array)
-            b = _Bucket(params, xp, numpy.dtype(dtype))
+            b = _Bucket(params, xp, dtype)
             for name, fill in spec:
-                b.state[name] = xp.full(b.offsets[-1], fill, dtype=b.flat.dtype)
+                b.state[name] = xp.full(b.offsets[-1], fill, dtype=b.work.dtype)
             for i, p in enumerate(params):
                 for name, arr in carry.get(p, {}).items():
                     if name not in b.state:
                         b.state[name] = xp.full(b.offsets[-1], dict(spec).get(name, 0),
-                                                dtype=b.flat.dtype)
+                                                dtype=b.work.dtype)
                     b.state[name][b.offsets[i]:b.offsets[i + 1]] = \
                         devices.to_device(arr, device).reshape(-1)
             new.append(b)
@@ -248,6 +260,14 @@ class Optimizer:
         themselves (kernels.optim.Pieces) where the kernels read them in place (the CPU's: no
         copy); otherwise one concatenate into a flat buffer."""
         params, offsets = bucket.params, bucket.offsets
+        if bucket.master is not None:   # half gradients, widened into one float32 buffer
+            if bucket.gbuf is None:
+                bucket.gbuf = bucket.xp.empty_like(bucket.master)
+            out = bucket.gbuf[offsets[i0]:offsets[i1]]
+            for i in range(i0, i1):
+                out[offsets[i] - offsets[i0]:offsets[i + 1] - offsets[i0]] = \
+                    params[i].grad.array.reshape(-1)
+            return out
         if K.reads_pieces(bucket.flat):
             o0 = offsets[i0]
             return K.Pieces([params[i].grad.array for i in range(i0, i1)],
@@ -276,13 +296,15 @@ class Optimizer:
             for b in layout.buckets:
                 for name, fill in full_spec:
                     if name not in b.state:  # an option switched on after construction
-                        b.state[name] = b.xp.full(b.offsets[-1], fill, dtype=b.flat.dtype)
+                        b.state[name] = b.xp.full(b.offsets[-1], fill, dtype=b.work.dtype)
                 for i0, i1, (step, scalars) in self._runs(b):
                     o0, o1 = b.offsets[i0], b.offsets[i1]
                     g = self._gather(b, i0, i1)
                     st = {name: b.state[name][o0:o1] for name in spec}
                     sc = dict(zip(self._scalar_spec, scalars))
-                    new_sc = self._apply(group, b.flat[o0:o1], g, st, step + 1, sc)
+                    new_sc = self._apply(group, b.work[o0:o1], g, st, step + 1, sc)
+                    if b.master is not None:
+                        b.flat[o0:o1] = b.master[o0:o1]   # rounded to the parameters' dtype
                     autograd_version.bump_parts(b.flat, i0, i1)
                     for p in b.params[i0:i1]:
                         self._steps[p] = step + 1

@@ -1,0 +1,55 @@
+"""float16 and bfloat16 storage for the kernel families: computed in float32, rounded back.
+
+A family function decorated with `@in_float32` takes half-precision arrays: when its first array
+argument is float16 or bfloat16, every half array argument is widened to float32 (exactly: both
+formats are subsets of float32), the function runs as it does for float32, and each float32
+array it returns is rounded (to nearest even) back to that storage dtype. Other results (float64
+statistics, int64 indices, masks) come back as they are. Half arrays of any other position are
+widened too, so a float16 input meets a float32 weight as it would in float32 (batch norm takes
+that mix, as PyTorch's does).
+
+This is the whole half-precision CPU path: Numba types neither NumPy's float16 nor ml_dtypes'
+bfloat16, and NumPy's float16 GEMM is two orders of magnitude slower than sgemm, so a GEMM in
+float32 with one rounding at the end is both the fast and the accurate choice. The cost is one
+float32 copy of each operand per call. Functions that write into their arguments in place (the
+optimizer's steps, running statistics) are not decorated: a widened copy would take the write.
+"""
+import functools
+
+import numpy
+
+from minicnn.dtypes import HALF_FLOATS
+
+_F32 = numpy.dtype(numpy.float32)
+
+
+def storage_dtype(a):
+    """float16 / bfloat16 for a half array, else None."""
+    dt = getattr(a, "dtype", None)
+    return dt if dt is not None and dt in HALF_FLOATS else None
+
+
+def widen(a):
+    return a.astype(_F32) if storage_dtype(a) is not None else a
+
+
+def narrow(out, dtype):
+    """float32 arrays in out (an array or a tuple of them) rounded to dtype."""
+    if type(out) is tuple:
+        return tuple(narrow(o, dtype) for o in out)
+    if getattr(out, "dtype", None) == _F32:
+        return out.astype(dtype)
+    return out
+
+
+def in_float32(fn):
+    """fn accepting float16 / bfloat16 arrays, computed in float32 (see the module docstring)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        dtype = storage_dtype(args[0]) if args else None
+        if dtype is None:
+            return fn(*args, **kwargs)
+        args = tuple(widen(a) for a in args)
+        kwargs = {k: widen(v) for k, v in kwargs.items()}
+        return narrow(fn(*args, **kwargs), dtype)
+    return call
