@@ -49,6 +49,7 @@ from .ops import (allclose, arctan2, atan2, bitwise_and, bitwise_left_shift,  # 
                   logical_or, logical_xor, lt, multiply, ne, not_equal, remainder, subtract,
                   true_divide)
 from .ops import concatenate
+from .ops import einsum, norm  # noqa: E402
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, load_safetensors, save, save_safetensors  # noqa: E402
 from .summary import summary  # noqa: E402

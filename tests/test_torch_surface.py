@@ -115,3 +115,106 @@ def test_nan_in_order_statistics_as_torch():
         np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
         np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
     assert np.isnan(m.median().item()) and np.isnan(t.median().item())
+
+
+# --- nn layers and functions of the nn section of issue 16 ---------------------------------------
+
+def _pair_of_layers(torch, name, *args, **kwargs):
+    """The same layer in both frameworks, minicnn's with torch's parameters."""
+    theirs = getattr(torch.nn, name)(*args, **kwargs).double()
+    ours = getattr(mc.nn, name)(*args, **kwargs).double()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+@pytest.mark.parametrize("name,args,kwargs,shape", [
+    ("Conv3d", (4, 6, (3, 2, 3)), {"stride": (2, 1, 1), "padding": 1, "groups": 2},
+     (2, 4, 5, 4, 6)),
+    ("Conv3d", (2, 3, 2), {"padding": "same", "padding_mode": "reflect"}, (1, 2, 4, 5, 3)),
+    ("ConvTranspose3d", (4, 2, 3), {"stride": 2, "output_padding": 1}, (1, 4, 2, 3, 2)),
+    ("MaxPool3d", (3,), {"stride": 2, "padding": 1, "ceil_mode": True}, (2, 2, 5, 6, 7)),
+    ("AvgPool3d", ((2, 3, 2),), {"count_include_pad": False, "padding": 1}, (1, 3, 4, 5, 6)),
+    ("AdaptiveAvgPool3d", ((2, None, 3),), {}, (1, 2, 5, 4, 7)),
+    ("PixelShuffle", (2,), {}, (2, 8, 3, 4)),
+    ("PixelUnshuffle", (3,), {}, (1, 2, 6, 3)),
+    ("LogSigmoid", (), {}, (3, 5)),
+    ("Softmin", (1,), {}, (3, 5)),
+])
+def test_new_layers_match_torch(name, args, kwargs, shape):
+    torch = torch_or_skip()
+    ours, theirs = _pair_of_layers(torch, name, *args, **kwargs)
+    x = np.random.default_rng(0).standard_normal(shape)
+    xt = torch.tensor(x, requires_grad=True)
+    xm = mc.tensor(x, requires_grad=True)
+    y, yt = ours(xm), theirs(xt)
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    y.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(xm.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert repr(ours).split("(")[0] == name
+
+
+def test_distance_layers_match_torch():
+    torch = torch_or_skip()
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    for name, kwargs in [("CosineSimilarity", {"dim": 0}), ("PairwiseDistance", {"p": 1.0})]:
+        ours, theirs = getattr(mc.nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs)
+        np.testing.assert_allclose(ours(mc.tensor(a), mc.tensor(b)).numpy(),
+                                   theirs(torch.tensor(a), torch.tensor(b)).numpy(), rtol=1e-12)
+
+
+def test_embedding_layer_as_torch():
+    torch = torch_or_skip()
+    layer = mc.nn.Embedding(6, 3, padding_idx=-2)
+    assert layer.padding_idx == 4 and not layer.weight.numpy()[4].any()
+    weights = np.random.default_rng(2).standard_normal((6, 3)) * 3
+    idx = np.array([[0, 4, 2], [2, 5, 0]])
+    ours = mc.nn.Embedding.from_pretrained(mc.tensor(weights), freeze=False, max_norm=1.5,
+                                           scale_grad_by_freq=True, padding_idx=4)
+    theirs = torch.nn.Embedding.from_pretrained(torch.tensor(weights), freeze=False,
+                                                max_norm=1.5, scale_grad_by_freq=True,
+                                                padding_idx=4)
+    y, yt = ours(mc.tensor(idx)), theirs(torch.tensor(idx))
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-12)
+    # max_norm renormalised the rows looked up, in place, as torch does
+    np.testing.assert_allclose(ours.weight.numpy(), theirs.weight.detach().numpy(), rtol=1e-12)
+    (y * y).sum().backward()
+    (yt * yt).sum().backward()
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), rtol=1e-12)
+    frozen = mc.nn.Embedding.from_pretrained(mc.tensor(weights))
+    assert not frozen.weight.requires_grad and repr(frozen) == "Embedding(6, 3)"
+
+
+def test_norm_einsum_and_one_hot_forms():
+    torch = torch_or_skip()
+    x = np.random.default_rng(3).standard_normal((2, 3, 4))
+    for p, dim in [("fro", None), (1, (0, 2)), (float("inf"), -1), (0, 1)]:
+        np.testing.assert_allclose(mc.tensor(x).norm(p, dim).numpy(),
+                                   torch.tensor(x).norm(p, dim).numpy(), rtol=1e-12)
+    a, b = mc.tensor(x), mc.tensor(x[0])
+    np.testing.assert_allclose(mc.einsum("bij,jk->bik", [a, b.t()]).numpy(),
+                               torch.einsum("bij,jk->bik", torch.tensor(x),
+                                            torch.tensor(x[0]).t()).numpy(), rtol=1e-12)
+    labels = mc.tensor(np.array([2, 0, 1]))
+    assert mc.nn.functional.one_hot(labels).dtype == mc.int64
+    with pytest.raises(TypeError, match="einsum: operand 1 must be a Tensor"):
+        mc.einsum("i,i", a, x)
+
+
+def test_attention_dropout_and_fully_masked_rows():
+    torch = torch_or_skip()
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal(s) for s in [(2, 3, 4), (2, 5, 4), (2, 5, 6)])
+    mask = np.ones((3, 5), bool)
+    mask[1] = False                 # a row that attends to nothing gives zeros, as torch
+    xs = [mc.tensor(a, requires_grad=True) for a in (q, k, v)]
+    y = mc.nn.functional.scaled_dot_product_attention(*xs, attn_mask=mc.tensor(mask))
+    yt = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(mask))
+    np.testing.assert_allclose(y.numpy(), yt.numpy(), rtol=1e-10, atol=1e-12)
+    y.sum().backward()
+    assert np.isfinite(xs[0].grad.numpy()).all() and not xs[0].grad.numpy()[:, 1].any()
+    mc.manual_seed(0)
+    dropped = mc.nn.functional.scaled_dot_product_attention(*xs, dropout_p=0.5)
+    assert dropped.shape == (2, 3, 6)

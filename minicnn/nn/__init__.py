@@ -7,16 +7,20 @@ from .linear import Identity, Linear
 from .normalization import (BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm,  # noqa: E402
                             InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm)
 from .activation import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh,  # noqa: E402
-                         LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax,
-                         Softplus, Softsign, Swish, Tanh)
+                         LeakyReLU, LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, ReLU6, Sigmoid,
+                         SiLU, Softmax, Softmin, Softplus, Softsign, Swish, Tanh)
 from .dropout import (AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d,  # noqa: E402
                       FeatureAlphaDropout)
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss,  # noqa: E402
                    L1Loss, MSELoss, MultiLabelSoftMarginLoss, NLLLoss, SmoothL1Loss)
-from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d  # noqa: E402
-from .pooling import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d,  # noqa: E402
-                      GlobalAvgPool2d, MaxPool2d, MaxUnpool2d)
+from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,  # noqa: E402
+                   ConvTranspose3d)
+from .pooling import (AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool2d,  # noqa: E402
+                      AvgPool2d, AvgPool3d, GlobalAvgPool2d, MaxPool2d, MaxPool3d, MaxUnpool2d)
 from .flatten import Flatten, Unflatten  # noqa: E402
 from . import parallel  # noqa: E402
 from .parallel import DataParallel, SyncBatchNorm  # noqa: E402
 from .upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: E402
+from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
+from .pixelshuffle import PixelShuffle, PixelUnshuffle  # noqa: E402
+from .sparse import Embedding  # noqa: E402

@@ -1,5 +1,6 @@
 """Activation layers (PyTorch's names, arguments and reprs), over minicnn.functional."""
 from ..ops import activation as A
+from ..ops import composed
 from ._affine import xp_and_dtype
 from .module import Module
 from .parameter import Parameter
@@ -37,6 +38,11 @@ class Sigmoid(_Simple):
 class Tanh(_Simple):
     preserves_channels = True
     fn = staticmethod(A.tanh)
+
+
+class LogSigmoid(_Simple):
+    preserves_channels = True
+    fn = staticmethod(composed.logsigmoid)
 
 
 class Hardsigmoid(_Simple):
@@ -174,3 +180,8 @@ class Softmax(Module):
 class LogSoftmax(Softmax):
     def forward(self, input):  # noqa: A002
         return A.log_softmax(input, self.dim)
+
+
+class Softmin(Softmax):
+    def forward(self, input):  # noqa: A002
+        return composed.softmin(input, self.dim)

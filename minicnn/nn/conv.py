@@ -1,9 +1,10 @@
-"""Convolution layers: Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d (PyTorch's names,
+"""Convolution layers: Conv1d, Conv2d, Conv3d, ConvTranspose1d/2d/3d (PyTorch's names,
 parameter names, shapes and initialisation)."""
 import numbers
 
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from ..ops.shape import pad as _pad
+from ..ops.volume import conv3d, conv_transpose3d
 from ._affine import add_weight_and_bias, reset_weight_and_bias
 from .module import Module
 
@@ -128,6 +129,12 @@ class Conv1d(_Conv):
     _op = staticmethod(conv1d)
 
 
+class Conv3d(_Conv):
+    """3-D convolution over (N, C, D, H, W); weight (out, in // groups, kD, kH, kW)."""
+    _nd = 3
+    _op = staticmethod(conv3d)
+
+
 class _ConvTransposeNd(_ConvNd):
     """ConvTranspose1d and ConvTranspose2d: the op (conv_transpose1d or 2d) is _op."""
     _transposed = True
@@ -172,3 +179,9 @@ class ConvTranspose1d(_ConvTransposeNd):
     """Transposed 1-D convolution; weight (in, out // groups, kL), bias (out,)."""
     _nd = 1
     _op = staticmethod(conv_transpose1d)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """Transposed 3-D convolution; weight (in, out // groups, kD, kH, kW), bias (out,)."""
+    _nd = 3
+    _op = staticmethod(conv_transpose3d)

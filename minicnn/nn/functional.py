@@ -21,3 +21,9 @@ from ..ops.rearrange import col2im as fold  # noqa: F401
 from ..ops.rearrange import im2col as unfold  # noqa: F401
 from ..ops.resample import (interpolate, upsample, upsample_bilinear,  # noqa: F401
                             upsample_nearest)
+from ..ops.attention import scaled_dot_product_attention  # noqa: F401
+from ..ops.composed import logsigmoid, pixel_shuffle, pixel_unshuffle, softmin  # noqa: F401
+from ..ops.distance import cosine_similarity, normalize, pairwise_distance  # noqa: F401
+from ..ops.embedding import embedding, one_hot  # noqa: F401
+from ..ops.volume import (adaptive_avg_pool3d, avg_pool3d, conv3d,  # noqa: F401
+                          conv_transpose3d, max_pool3d)

@@ -1,6 +1,7 @@
 """Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, MaxUnpool2d,
-GlobalAvgPool2d (PyTorch's names and arguments)."""
+GlobalAvgPool2d, MaxPool3d, AvgPool3d, AdaptiveAvgPool3d (PyTorch's names and arguments)."""
 from ..ops import pool as P
+from ..ops import volume as V
 from .module import Module
 
 
@@ -90,3 +91,20 @@ class GlobalAvgPool2d(Module):
 
     def forward(self, input):  # noqa: A002
         return P.global_avg_pool2d(input, self.keepdim)
+
+
+class MaxPool3d(MaxPool2d):
+    def forward(self, input):  # noqa: A002
+        return V.max_pool3d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+
+class AvgPool3d(AvgPool2d):
+    def forward(self, input):  # noqa: A002
+        return V.avg_pool3d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+
+class AdaptiveAvgPool3d(AdaptiveAvgPool2d):
+    def forward(self, input):  # noqa: A002
+        return V.adaptive_avg_pool3d(input, self.output_size)

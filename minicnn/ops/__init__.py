@@ -38,6 +38,8 @@ from .shape import movedim as moveaxis
 from .shape import transpose as swapaxes
 from .shape import transpose as swapdims
 from .util import reduce_args
+from .distance import norm
+from .einsum import einsum
 
 # Tensor methods that call the op of the same name with the tensor first (tensor.py binds them)
 TENSOR_METHODS = (
@@ -58,4 +60,5 @@ TENSOR_METHODS = (
     "masked_select", "movedim", "moveaxis", "narrow", "nonzero", "repeat", "repeat_interleave",
     "roll", "scatter", "scatter_add", "scatter_reduce", "swapaxes", "swapdims", "t",
     "take_along_dim", "tril", "triu", "unflatten", "unfold",
+    "norm",
 )

@@ -1,0 +1,243 @@
+"""3-D convolutions and pools (conv3d, conv_transpose3d, max_pool3d, avg_pool3d,
+adaptive_avg_pool3d) built on the 2-D ones, so they reuse their kernels and gradients of every
+order.
+
+The depth axis is handled apart from the plane:
+
+- conv3d: the KD depth taps of every output depth become channels (F.unfold along depth), and
+  one conv2d over (N * OD, C * KD, H, W) with the weight as (K, C/groups * KD, KH, KW) sums
+  over channels and depth taps at once (the channel order (C, KD) keeps the groups apart).
+- conv_transpose3d, its adjoint: one conv_transpose2d per input depth gives the KD depth taps
+  as channels, and F.fold adds each tap into the output depth it lands on.
+- Pools are separable: a 3-D window's max (its mean) is the max (mean) over the window's depths
+  of the plane windows' maxima (means). Each stage is a 2-D pool (the depth stage with a (KD, 1)
+  window over (D, OH * OW)); PyTorch's divisors are products of per-axis counts, and its argmax
+  (the last NaN, else the first maximum in (d, h, w) order) is what the two stages pick.
+"""
+import numbers
+
+from ..devices import get_array_module
+from .conv import _check_bias, _check_hyper, _pair, _same_padding, conv2d, conv_transpose2d
+from .pool import _out_size, adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .rearrange import col2im, im2col
+from .shape import pad
+from .util import check_kernel_float, check_tensor, shape_str
+
+
+def _check_5d(op, x, w=None):
+    check_tensor(x, "input", op)
+    if x.ndim != 5:
+        raise ValueError(f"{op}: expected a 5-D input (N, C, D, H, W), but got input of size "
+                         f"{shape_str(x.shape)}"
+                         + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 4 else ""))
+    if x.array.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
+    check_kernel_float(x, op)
+    if w is None:
+        return
+    check_tensor(w, "weight", op)
+    if w.ndim != 5:
+        raise ValueError(f"{op}: expected a 5-D weight, but got weight of size "
+                         f"{shape_str(w.shape)}")
+    if x.dtype != w.dtype:
+        raise TypeError(f"{op}: input ({x.dtype}) and weight ({w.dtype}) must have the same dtype")
+    if any(k <= 0 for k in w.shape[2:]):
+        raise ValueError(f"{op}: kernel size should be greater than zero, but got weight of size "
+                         f"{shape_str(w.shape)}")
+
+
+def _depth_columns(x, KD, SD, PD, DD):
+    """(N, C, D, H, W) -> (N * OD, C * KD, H, W): the depth taps of each output depth."""
+    N, C, D, H, W = x.shape
+    cols = im2col(x.permute(0, 1, 3, 4, 2).reshape(N, C * H * W, D, 1),   # (N, CHW, D, 1)
+                  (KD, 1), (DD, 1), (PD, 0), (SD, 1))                       # (N, CHW * KD, OD)
+    OD = cols.shape[2]
+    cols = cols.reshape(N, C, H, W, KD, OD).permute(0, 5, 1, 4, 2, 3)      # (N, OD, C, KD, H, W)
+    return cols.reshape(N * OD, C * KD, H, W), OD
+
+
+def _depth_fold(z, N, D, OD, KD, SD, PD, DD):
+    """(N * D, K * KD, OH, OW) -> (N, K, OD, OH, OW): each depth tap added at the output depth
+    it lands on (the adjoint of _depth_columns)."""
+    _, KKD, OH, OW = z.shape
+    K = KKD // KD
+    z = z.reshape(N, D, K, KD, OH, OW).permute(0, 2, 4, 5, 3, 1)           # (N, K, OH, OW, KD, D)
+    # fold onto every depth a tap reaches, then crop the padding (output padding may reach
+    # past the last tap: zeros there)
+    full = (D - 1) * SD + DD * (KD - 1) + 1
+    y = col2im(z.reshape(N, K * OH * OW * KD, D), (full, 1), (KD, 1), (DD, 1), (0, 0), (SD, 1))
+    y = y.reshape(N, K, OH, OW, full).permute(0, 1, 4, 2, 3)               # (N, K, full, OH, OW)
+    y = y[:, :, PD:PD + OD]
+    return pad(y, (0, 0, 0, 0, 0, OD - y.shape[2])) if y.shape[2] < OD else y
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """F.conv3d: input (N, C, D, H, W), weight (K, C/groups, KD, KH, KW), bias (K,) or None;
+    padding an int, a triple, 'valid' or 'same'."""
+    op = "conv3d"
+    _check_5d(op, input, weight)
+    stride, dilation = _pair(stride, 3, "stride", op), _pair(dilation, 3, "dilation", op)
+    ksize = tuple(weight.shape[2:])
+    if padding == "same":
+        _check_hyper(op, stride, dilation, (0,) * 3, groups)
+        padding, extra = _same_padding(op, ksize, stride, dilation)
+    elif isinstance(padding, str) and padding != "valid":
+        raise ValueError(f"{op}: invalid padding string {padding!r}, expected 'valid' or 'same'")
+    else:
+        padding, extra = (0,) * 3 if padding == "valid" else _pair(padding, 3, "padding", op), \
+            (0,) * 3
+    _check_hyper(op, stride, dilation, padding, groups)
+    N, C = input.shape[:2]
+    K, Cg = weight.shape[:2]
+    if K % groups:
+        raise ValueError(f"{op}: Given groups={groups}, expected weight to be divisible by "
+                         f"{groups} at dimension 0, but got weight of size "
+                         f"{shape_str(weight.shape)} instead")
+    if C != Cg * groups:
+        raise ValueError(f"{op}: Given groups={groups}, weight of size {shape_str(weight.shape)}, "
+                         f"expected input{shape_str(input.shape)} to have {Cg * groups} "
+                         f"channels, but got {C} channels instead")
+    _check_bias(op, bias, K, input.dtype)
+    padded = tuple(s + 2 * q + e for s, q, e in zip(input.shape[2:], padding, extra))
+    eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, ksize))
+    if any(e > s for e, s in zip(eff, padded)):
+        raise ValueError(
+            f"{op}: Calculated padded input size per channel: ({' x '.join(map(str, padded))}). "
+            f"Kernel size: ({' x '.join(map(str, eff))}). Kernel size can't be greater than "
+            f"actual input size (input {shape_str(input.shape)}, weight "
+            f"{shape_str(weight.shape)})")
+    if any(extra):   # 'same' with an even kernel: the odd pixel on the right
+        input = pad(input, (0, extra[2], 0, extra[1], 0, extra[0]))
+    cols, OD = _depth_columns(input, ksize[0], stride[0], padding[0], dilation[0])
+    w2 = weight.reshape(K, Cg * ksize[0], *ksize[1:])                    # (K, Cg * KD, KH, KW)
+    y = conv2d(cols, w2, None, stride[1:], padding[1:], dilation[1:], groups)
+    y = y.reshape(N, OD, K, *y.shape[2:]).permute(0, 2, 1, 3, 4)          # (N, K, OD, OH, OW)
+    return y if bias is None else y + bias.reshape(1, K, 1, 1, 1)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """F.conv_transpose3d: input (N, Cin, D, H, W), weight (Cin, Cout/groups, KD, KH, KW); the
+    gradient of conv3d with respect to its input."""
+    op = "conv_transpose3d"
+    _check_5d(op, input, weight)
+    stride, padding = _pair(stride, 3, "stride", op), _pair(padding, 3, "padding", op)
+    dilation = _pair(dilation, 3, "dilation", op)
+    output_padding = _pair(output_padding, 3, "output_padding", op)
+    _check_hyper(op, stride, dilation, padding, groups)
+    N, C, D = input.shape[:3]
+    if weight.shape[0] != C:
+        raise ValueError(f"{op}: Given transposed=1, weight of size {shape_str(weight.shape)}, "
+                         f"expected input{shape_str(input.shape)} to have {weight.shape[0]} "
+                         f"channels, but got {C} channels instead")
+    if C % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the input channels ({C}); "
+                         f"input {shape_str(input.shape)}")
+    for o, s, d in zip(output_padding, stride, dilation):
+        if o < 0 or o >= max(s, d):
+            raise ValueError(f"{op}: output padding must be smaller than either stride or "
+                             f"dilation, but got output_padding={output_padding}, "
+                             f"stride={stride}, dilation={dilation}")
+    K = weight.shape[1] * groups
+    _check_bias(op, bias, K, input.dtype)
+    ksize = tuple(weight.shape[2:])
+    out = tuple((i - 1) * s - 2 * q + d * (k - 1) + o + 1 for i, s, q, d, k, o in zip(
+        input.shape[2:], stride, padding, dilation, ksize, output_padding))
+    if any(o <= 0 for o in out):
+        raise ValueError(f"{op}: the output size {out} is too small (input "
+                         f"{shape_str(input.shape)}, weight {shape_str(weight.shape)}, "
+                         f"stride={stride}, padding={padding})")
+    planes = input.permute(0, 2, 1, 3, 4).reshape(N * D, C, *input.shape[3:])   # (N * D, C, H, W)
+    w2 = weight.reshape(C, weight.shape[1] * ksize[0], *ksize[1:])   # (C, Cout/g * KD, KH, KW)
+    z = conv_transpose2d(planes, w2, None, stride[1:], padding[1:], output_padding[1:], groups,
+                         dilation[1:])
+    y = _depth_fold(z, N, D, out[0], ksize[0], stride[0], padding[0], dilation[0])
+    return y if bias is None else y + bias.reshape(1, K, 1, 1, 1)
+
+
+# --- pools ---------------------------------------------------------------------------------------
+
+def _pool3d_args(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_5d(op, x)
+    k = _pair(kernel_size, 3, "kernel_size", op)
+    s = k if stride is None or stride == () or stride == [] else _pair(stride, 3, "stride", op)
+    p, d = _pair(padding, 3, "padding", op), _pair(dilation, 3, "dilation", op)
+    for name, v in (("kernel_size", k), ("stride", s), ("dilation", d)):
+        if any(e <= 0 for e in v):
+            raise ValueError(f"{op}: {name} must be greater than zero, but got {v}")
+    if any(e < 0 for e in p):
+        raise ValueError(f"{op}: negative padding is not supported, got padding={p}")
+    if any(pp > kk // 2 for kk, pp in zip(k, p)):
+        raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, but "
+                         f"got pad={p}, kernel_size={k}")
+    out = tuple(_out_size(i, kk, ss, pp, dd, ceil_mode)
+                for i, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d))
+    if min(out) < 1:
+        C, (D, H, W) = x.shape[1], x.shape[2:]
+        raise ValueError(f"{op}: Given input size: ({C}x{D}x{H}x{W}). Calculated output size: "
+                         f"({C}x{out[0]}x{out[1]}x{out[2]}). Output size is too small "
+                         f"(kernel_size={k}, stride={s}, padding={p}, dilation={d})")
+    return k, s, p, d
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """F.max_pool3d; with return_indices also the flat (d * H * W + h * W + w) argmax."""
+    k, s, p, d = _pool3d_args("max_pool3d", input, kernel_size, stride, padding, dilation,
+                              ceil_mode)
+    N, C, D, H, W = input.shape
+    y, plane_idx = max_pool2d(input.reshape(N, C * D, H, W), k[1:], s[1:], p[1:], d[1:],
+                              ceil_mode, return_indices=True)           # (N, C * D, OH, OW)
+    OH, OW = y.shape[2:]
+    y, depth_idx = max_pool2d(y.reshape(N, C, D, OH * OW), (k[0], 1), (s[0], 1), (p[0], 0),
+                              (d[0], 1), ceil_mode, return_indices=True)   # (N, C, OD, OH * OW)
+    OD = y.shape[2]
+    y = y.reshape(N, C, OD, OH, OW)
+    if not return_indices:
+        return y
+    xp = get_array_module(plane_idx.array)
+    depth = depth_idx.array // (OH * OW)                                  # the winning depth
+    plane = xp.take_along_axis(plane_idx.array.reshape(N, C, D, OH * OW), depth, axis=2)
+    return y, type(y)._wrap((depth * (H * W) + plane).reshape(N, C, OD, OH, OW))
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """F.avg_pool3d: the plane windows' means, then their mean over the window's depths (with
+    divisor_override: the two sums, divided once)."""
+    op = "avg_pool3d"
+    k, s, p, _ = _pool3d_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral)
+                                         or divisor_override <= 0):
+        raise ValueError(f"{op}: divisor must be a positive int, got {divisor_override!r}")
+    N, C, D, H, W = input.shape
+    if D < k[0] or H < k[1] or W < k[2]:      # PyTorch's 3-D average pool asks this too
+        raise ValueError(f"{op}: input image (T: {D} H: {H} W: {W}) smaller than kernel size "
+                         f"(kT: {k[0]} kH: {k[1]} kW: {k[2]})")
+    each = None if divisor_override is None else 1      # the stages' divisor: counts, or sums
+    y = avg_pool2d(input.reshape(N, C * D, H, W), k[1:], s[1:], p[1:], ceil_mode,
+                   count_include_pad, each)                              # (N, C * D, OH, OW)
+    OH, OW = y.shape[2:]
+    y = avg_pool2d(y.reshape(N, C, D, OH * OW), (k[0], 1), (s[0], 1), (p[0], 0), ceil_mode,
+                   count_include_pad, each)                              # (N, C, OD, OH * OW)
+    y = y.reshape(N, C, y.shape[2], OH, OW)
+    return y if divisor_override is None else y / divisor_override
+
+
+def adaptive_avg_pool3d(input, output_size):
+    """F.adaptive_avg_pool3d: PyTorch's adaptive windows per axis (output_size an int or a
+    triple, None keeping that axis)."""
+    op = "adaptive_avg_pool3d"
+    _check_5d(op, input)
+    if isinstance(output_size, numbers.Integral) or output_size is None:
+        output_size = (output_size,) * 3
+    if not (isinstance(output_size, (tuple, list)) and len(output_size) == 3):
+        raise TypeError(f"{op}: output_size must be an int or a triple, got {output_size!r}")
+    N, C, D, H, W = input.shape
+    OD, OH, OW = (i if o is None else int(o) for i, o in zip((D, H, W), output_size))
+    if min(OD, OH, OW) <= 0:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size!r} for input "
+                         f"{shape_str(input.shape)}")
+    y = adaptive_avg_pool2d(input.reshape(N, C * D, H, W), (OH, OW))    # (N, C * D, OH, OW)
+    y = adaptive_avg_pool2d(y.reshape(N, C, D, OH * OW), (OD, OH * OW))  # (N, C, OD, OH * OW)
+    return y.reshape(N, C, OD, OH, OW)
