@@ -379,17 +379,22 @@ class Trainer:
         """Whether every parameter and float buffer is finite (one reduction per tensor and one
         read); if not, stop as for a NaN loss, naming the tensors and the steps since the last
         check, where the weights were finite."""
-        named = [(k, t) for k, t in (*self.model.named_parameters(), *self.model.named_buffers())
+        model = ranks.unwrap(self.model)    # named as in the checkpoints
+        named = [(k, t) for k, t in (*model.named_parameters(), *model.named_buffers())
                  if t.array.dtype.kind == "f" and t.array.size]
         if not named:
             return True
         xp = devices.get_array_module(*(t.array for _, t in named))
         extremes = xp.stack([e for _, t in named for e in (t.array.max(), t.array.min())])
-        if _read_scalars([xp.isfinite(extremes).all()])[0]:
+        finite = _read_scalars([xp.isfinite(extremes).all()])
+        if ranks.world_size() > 1:          # every rank stops alike (buffers may differ)
+            finite = ranks.mean_over_ranks(finite)
+        if finite[0] == 1.0:
             self._weights_finite_at = self.global_step
             return True
         bad = [k for k, t in named if not bool(xp.isfinite(t.array).all())]
-        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "") \
+            or "on another rank"
         good = self._weights_finite_at
         since = "no earlier check" if good is None else \
             f"the last check that found them finite was at global step {good}"
