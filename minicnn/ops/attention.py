@@ -11,6 +11,7 @@ mask; NaN in query or key gives NaN gradients in PyTorch's fused CPU kernel wher
 import math
 
 from ..devices import get_array_module
+from ..dtypes import is_floating
 from ..tensor import Tensor
 from .activation import softmax
 from .arith import where
@@ -26,7 +27,7 @@ def _check(q, k, v, attn_mask, enable_gqa):
     for name, t in (("query", q), ("key", k), ("value", v)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
-        if t.ndim < 2 or t.array.dtype.kind != "f":
+        if t.ndim < 2 or not is_floating(t.array.dtype):
             raise ValueError(f"{op}: {name} must be a floating point tensor (..., L, E), got "
                              f"{t.dtype} of shape {shape_str(t.shape)}")
     shapes = f"query {shape_str(q.shape)}, key {shape_str(k.shape)}, value {shape_str(v.shape)}"

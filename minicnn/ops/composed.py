@@ -6,6 +6,7 @@ import numpy
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import is_floating
 from .activation import sigmoid, softmax
 from .util import check_tensor, shape_str
 
@@ -27,7 +28,7 @@ class LogSigmoid(Function):
 def logsigmoid(input):
     """F.logsigmoid: log(1 / (1 + exp(-x))), element-wise."""
     check_tensor(input, "input", "logsigmoid")
-    if input.array.dtype.kind != "f":
+    if not is_floating(input.array.dtype):
         raise TypeError(f"logsigmoid: expected a floating point input, got {input.dtype}")
     return LogSigmoid()(input)
 

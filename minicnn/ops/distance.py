@@ -12,6 +12,7 @@ import numpy
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import is_floating
 from ..tensor import Tensor
 from .arith import where
 from .elementwise import sign
@@ -84,7 +85,7 @@ def _check_float(op, *tensors):
     for t in tensors:
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: expected Tensor inputs, got {type(t).__name__}")
-        if t.array.dtype.kind != "f":
+        if not is_floating(t.array.dtype):
             raise TypeError(f"{op}: expected a floating point input, got {t.dtype} (shape "
                             f"{shape_str(t.shape)})")
 

@@ -17,6 +17,7 @@ The depth axis is handled apart from the plane:
 import numbers
 
 from ..devices import get_array_module
+from ..dtypes import is_floating
 from .conv import _check_bias, _check_hyper, _pair, _same_padding, conv2d, conv_transpose2d
 from .pool import _out_size, adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .rearrange import col2im, im2col
@@ -30,7 +31,7 @@ def _check_5d(op, x, w=None):
         raise ValueError(f"{op}: expected a 5-D input (N, C, D, H, W), but got input of size "
                          f"{shape_str(x.shape)}"
                          + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 4 else ""))
-    if x.array.dtype.kind != "f":
+    if not is_floating(x.array.dtype):
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
     check_kernel_float(x, op)
     if w is None:
