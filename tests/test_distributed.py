@@ -3,6 +3,7 @@ with a timeout, so that a rank that dies cannot hang the suite. The ranks run th
 tests/_distributed_worker.py; here their results are compared with each other and with one
 process training on the global batch (float64, the same data order through the sampler)."""
 import importlib.util
+import json
 import os
 import pathlib
 import subprocess
@@ -179,3 +180,20 @@ def test_a_rank_that_raises_ends_every_rank(tmp_path):
     assert "rank 1 gives up" in proc.stderr
     assert "aborting every rank" in proc.stderr
     assert time.monotonic() - start < 60
+
+
+@needs_mpiexec
+def test_minicnn_train_nproc_2(tmp_path):
+    """`minicnn train --nproc 2` runs itself again under mpiexec: rank 0 writes the run folder,
+    whose checkpoint holds the bare model's weights."""
+    env = one_thread_env()
+    proc = subprocess.run([sys.executable, "-m", "minicnn", "train", "--nproc", "2", "--epochs",
+                           "1", "--steps-per-epoch", "3", "--limit-test", "64", "--no-plots",
+                           "--quiet", "--out", str(tmp_path)], env=env, cwd=HERE.parent,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test accuracy") == 1          # rank 0 alone reports
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["nproc"] == 2 and summary["test"]["total"] == 64
+    ck = mc.train.load_checkpoint(tmp_path / "model.mc")
+    assert not any(k.startswith("module.") for k in ck["model"])

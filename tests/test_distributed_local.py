@@ -133,3 +133,17 @@ def test_launcher_arithmetic(monkeypatch):
     assert launch.world_size_from_env() == 4 and launch.local_size_from_env() == 4
     monkeypatch.setenv("MPI_LOCALNRANKS", "2")
     assert launch.local_size_from_env() == 2
+
+
+def test_cli_helpers(monkeypatch):
+    from minicnn.cli import distributed as cli_dist
+    from minicnn.cli.common import CLIError
+    assert cli_dist.per_rank_batch(32, 2) == 16
+    with pytest.raises(CLIError, match="--batch-size 33 is the global batch"):
+        cli_dist.per_rank_batch(33, 2)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    args = type("Args", (), {"nproc": 3})()
+    with pytest.raises(CLIError, match="--nproc 3, but mpiexec started 2 processes"):
+        cli_dist.relaunch_if_asked(args)
+    args.nproc = 2
+    assert cli_dist.relaunch_if_asked(args) is None

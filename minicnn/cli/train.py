@@ -6,6 +6,9 @@ A run is four steps, one function each, called in order by `run`:
     build_training    the model, its optimizer and LR schedule, the training loader
     fit               Trainer.fit with the CSV log and checkpoint callbacks
     report            the test metrics, plots, summary.json and the printed result
+
+With --nproc N (or under `mpiexec -n N`) the ranks train data-parallel (cli/distributed.py):
+a DistributedDataParallel model, a DistributedSampler's share of each batch, rank 0 writing.
 """
 import argparse
 import copy
@@ -27,6 +30,10 @@ from ..random import manual_seed
 from ..train import (CSVLogger, EarlyStopping, ModelCheckpoint, Profile, Trainer, load_checkpoint,
                      plots, save_checkpoint)
 from ..train.metrics import confusion_matrix, precision_recall_f1
+from ..distributed import get_world_size
+from ..nn.parallel import DistributedDataParallel
+from ..train.distributed import is_main
+from . import distributed as ranks
 from .common import (CLIError, build_model, check_device, load_data, positive_option,
                      set_threads)
 
@@ -86,17 +93,31 @@ def add_parser(sub):
                         "trace.json (open it in ui.perfetto.dev or chrome://tracing) and "
                         "profile.txt (time per op and module) to the run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the result")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train data-parallel in N processes (MPI: pip install \"minicnn[mpi]\"),"
+                        " each with a share of the cores; --batch-size is the global batch. "
+                        "Also runs under `mpiexec -n N minicnn train ...`")
     return p
 
 
 def run(args):
+    status = ranks.relaunch_if_asked(args)
+    if status is not None:
+        return status
+    with ranks.world(args):
+        return run_here(args)
+
+
+def run_here(args):
     started = time.perf_counter()
     device = prepare(args)
     manual_seed(args.seed)
     data = load_run_data(args)
     setup = build_training(args, data, device)
-    run_dir = make_run_folder(args.out)
+    run_dir = make_run_folder(args.out) if is_main() else ""   # the others write no file
     fitted = fit(args, data, setup, run_dir, device)
+    if not is_main():
+        return 0
     report(args, data, setup, fitted, run_dir, device, started)
     if fitted.nan_stop:
         print(f"minicnn: training stopped: {fitted.history.stopped}", file=sys.stderr)
@@ -249,7 +270,13 @@ def build_training(args, data, device):
     kwargs = model_kwargs(args.model, len(data.classes), data.image_shape, args.width)
     model = build_model(args.model, kwargs).to(device)
     opt = make_optimizer(args, model.parameters())
-    loader = D.DataLoader(data.train, batch_size=args.batch_size, shuffle=True, prefetch=True)
+    world = get_world_size()
+    if world > 1:       # this rank's share of each (global) batch
+        loader = D.DataLoader(data.train, batch_size=ranks.per_rank_batch(args.batch_size, world),
+                              sampler=D.DistributedSampler(data.train, seed=args.seed),
+                              prefetch=True)
+    else:
+        loader = D.DataLoader(data.train, batch_size=args.batch_size, shuffle=True, prefetch=True)
     steps = min(len(loader), args.steps_per_epoch) if args.steps_per_epoch else len(loader)
     scheduler, interval = make_scheduler(args, opt, steps)
     return Training(model, kwargs, opt, loader, scheduler, interval)
@@ -337,7 +364,10 @@ def fit(args, data, training, run_dir, device):
     callbacks = make_callbacks(args, run_dir, checkpoint, meta, validated=data.val is not None)
     _say(args, _header(args, data, training, device))
     _say(args, f"run folder: {run_dir}")
-    trainer = Trainer(training.model, training.optimizer, loss="cross_entropy",
+    model = training.model
+    if get_world_size() > 1:
+        model = DistributedDataParallel(model)
+    trainer = Trainer(model, training.optimizer, loss="cross_entropy",
                       metrics=["accuracy"], device=device, scheduler=training.scheduler,
                       scheduler_interval=training.scheduler_interval,
                       scheduler_monitor="val_loss" if data.val is not None else "loss",
@@ -353,6 +383,8 @@ def fit(args, data, training, run_dir, device):
                 c.close()
     seconds = time.perf_counter() - started
     nan_stop = getattr(trainer, "nan_info", None)
+    if not is_main():       # rank 0 keeps the checkpoint and reports
+        return Fitted(trainer, history, seconds, nan_stop, None)
     tested_weights = "final"
     if not nan_stop:
         keep_checkpoint(checkpoint, training, meta, history, validated=data.val is not None)
@@ -394,6 +426,8 @@ def _header(args, data, training, device):
     sizes = f"{len(data.train)} train{f' / {len(data.val)} val' if data.val else ''} / " \
             f"{len(data.test)} test images of {'x'.join(map(str, data.image_shape))}"
     threads = f", {args.threads} CPU thread(s)" if device == "cpu" and args.threads else ""
+    if get_world_size() > 1:
+        threads += f" in each of {get_world_size()} processes"
     return (f"minicnn train: {args.model} ({training.model.num_parameters():,} parameters) on "
             f"{args.dataset} ({sizes}, {len(data.classes)} classes), {args.epochs} epochs, batch "
             f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, {args.schedule} schedule, "
@@ -485,7 +519,7 @@ def make_summary(args, data, training, fitted, tested, device, files):
         "command": "minicnn train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"]
         else "minicnn train",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
+        "config": {k: v for k, v in vars(args).items() if k not in ("func", "command", "argv")},
         "model": {"name": args.model, "kwargs": training.model_kwargs,
                   "parameters": training.model.num_parameters()},
         "data": {**data.config, "train_images": len(data.train),

@@ -135,6 +135,13 @@ def destroy_process_group(group=None):
     _group = None
 
 
+def abort(errorcode=1):
+    """End every rank at once (MPI_Abort); in a world of one, exit this process."""
+    if _group is None or _group.size == 1:
+        raise SystemExit(errorcode)
+    _group.mpi.abort(errorcode)
+
+
 def get_rank(group=None):
     return 0 if _group is None else _group.rank
 
