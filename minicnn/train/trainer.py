@@ -28,6 +28,7 @@ and metrics are over every rank's samples, and only rank 0 prints and writes fil
 (train/distributed.py).
 """
 import math
+import numbers
 import sys
 import time
 
@@ -123,12 +124,19 @@ class Trainer:
             raise ValueError(f"mix must be None, 'mixup' or 'cutmix', got {mix!r}")
         self.mix = None if mix == "none" else mix
         self.mix_alpha = mix_alpha
+        if grad_clip is not None and not (isinstance(grad_clip, numbers.Real) and
+                                           math.isfinite(grad_clip) and grad_clip > 0):
+            # a negative max norm would flip the gradients' sign (clip_grad_norm_ does not check)
+            raise ValueError(f"Trainer: grad_clip must be a positive number or None, got "
+                             f"{grad_clip!r}")
         self.grad_clip = grad_clip
         if on_nan not in ("stop", "raise"):
             raise ValueError(f"on_nan must be 'stop' or 'raise', got {on_nan!r}")
         self.on_nan = on_nan
-        if int(sync_every) < 1:
-            raise ValueError(f"sync_every must be a positive number of steps, got {sync_every!r}")
+        if isinstance(sync_every, bool) or not isinstance(sync_every, numbers.Integral) or \
+                sync_every < 1:
+            raise ValueError(f"Trainer: sync_every must be a positive number of steps, got "
+                             f"{sync_every!r}")
         self.sync_every = int(sync_every)
         self.stop_training = False
         self.stop_reason = None
