@@ -15,8 +15,9 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDi
                    L1Loss, MSELoss, MultiLabelSoftMarginLoss, NLLLoss, SmoothL1Loss)
 from .conv import (Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,  # noqa: E402
                    ConvTranspose3d)
-from .pooling import (AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool2d,  # noqa: E402
-                      AvgPool2d, AvgPool3d, GlobalAvgPool2d, MaxPool2d, MaxPool3d, MaxUnpool2d)
+from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,  # noqa: E402
+                      AdaptiveMaxPool1d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, AvgPool3d,
+                      GlobalAvgPool2d, MaxPool1d, MaxPool2d, MaxPool3d, MaxUnpool2d)
 from .flatten import Flatten, Unflatten  # noqa: E402
 from . import parallel  # noqa: E402
 from .parallel import DataParallel, SyncBatchNorm  # noqa: E402

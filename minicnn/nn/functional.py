@@ -25,5 +25,6 @@ from ..ops.attention import scaled_dot_product_attention  # noqa: F401
 from ..ops.composed import logsigmoid, pixel_shuffle, pixel_unshuffle, softmin  # noqa: F401
 from ..ops.distance import cosine_similarity, normalize, pairwise_distance  # noqa: F401
 from ..ops.embedding import embedding, one_hot  # noqa: F401
-from ..ops.volume import (adaptive_avg_pool3d, avg_pool3d, conv3d,  # noqa: F401
-                          conv_transpose3d, max_pool3d)
+from ..ops.volume import (adaptive_avg_pool1d, adaptive_avg_pool3d,  # noqa: F401
+                          adaptive_max_pool1d, avg_pool1d, avg_pool3d, conv3d, conv_transpose3d,
+                          max_pool1d, max_pool3d)

@@ -1,5 +1,5 @@
 """Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, MaxUnpool2d,
-GlobalAvgPool2d, MaxPool3d, AvgPool3d, AdaptiveAvgPool3d (PyTorch's names and arguments)."""
+GlobalAvgPool2d, their 3-D and 1-D forms (PyTorch's names and arguments)."""
 from ..ops import pool as P
 from ..ops import volume as V
 from .module import Module
@@ -108,3 +108,25 @@ class AvgPool3d(AvgPool2d):
 class AdaptiveAvgPool3d(AdaptiveAvgPool2d):
     def forward(self, input):  # noqa: A002
         return V.adaptive_avg_pool3d(input, self.output_size)
+
+
+class MaxPool1d(MaxPool2d):
+    def forward(self, input):  # noqa: A002
+        return V.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+
+class AvgPool1d(AvgPool2d):
+    def forward(self, input):  # noqa: A002
+        return V.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad)
+
+
+class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
+    def forward(self, input):  # noqa: A002
+        return V.adaptive_avg_pool1d(input, self.output_size)
+
+
+class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
+    def forward(self, input):  # noqa: A002
+        return V.adaptive_max_pool1d(input, self.output_size, self.return_indices)

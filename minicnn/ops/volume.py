@@ -1,5 +1,6 @@
 """3-D convolutions and pools (conv3d, conv_transpose3d, max_pool3d, avg_pool3d,
-adaptive_avg_pool3d) built on the 2-D ones, so they reuse their kernels and gradients of every
+adaptive_avg_pool3d) and 1-D pools (max_pool1d, avg_pool1d, adaptive_avg_pool1d,
+adaptive_max_pool1d) built on the 2-D ones, so they reuse their kernels and gradients of every
 order.
 
 The depth axis is handled apart from the plane:
@@ -19,18 +20,24 @@ import numbers
 from ..devices import get_array_module
 from ..dtypes import is_floating
 from .conv import _check_bias, _check_hyper, _pair, _same_padding, conv2d, conv_transpose2d
-from .pool import _out_size, adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .pool import (_out_size, adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d,
+                   max_pool2d)
 from .rearrange import col2im, im2col
 from .shape import pad
 from .util import check_kernel_float, check_tensor, shape_str
 
 
-def _check_5d(op, x, w=None):
+_AXES = {1: "L", 3: "D, H, W"}
+
+
+def _check_input(op, x, w=None, nd=3):
+    """x (N, C, *spatial) with nd spatial dims (nd = 1 for the 1-D pools), floating point."""
     check_tensor(x, "input", op)
-    if x.ndim != 5:
-        raise ValueError(f"{op}: expected a 5-D input (N, C, D, H, W), but got input of size "
-                         f"{shape_str(x.shape)}"
-                         + (" (add a batch dimension with unsqueeze(0))" if x.ndim == 4 else ""))
+    if x.ndim != nd + 2:
+        raise ValueError(f"{op}: expected a {nd + 2}-D input (N, C, {_AXES[nd]}), but got input "
+                         f"of size {shape_str(x.shape)}" + (
+                             " (add a batch dimension with unsqueeze(0))" if x.ndim == nd + 1
+                             else ""))
     if not is_floating(x.array.dtype):
         raise TypeError(f"{op}: expected a floating point input, got {x.dtype}")
     check_kernel_float(x, op)
@@ -76,7 +83,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """F.conv3d: input (N, C, D, H, W), weight (K, C/groups, KD, KH, KW), bias (K,) or None;
     padding an int, a triple, 'valid' or 'same'."""
     op = "conv3d"
-    _check_5d(op, input, weight)
+    _check_input(op, input, weight)
     stride, dilation = _pair(stride, 3, "stride", op), _pair(dilation, 3, "dilation", op)
     ksize = tuple(weight.shape[2:])
     if padding == "same":
@@ -121,7 +128,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """F.conv_transpose3d: input (N, Cin, D, H, W), weight (Cin, Cout/groups, KD, KH, KW); the
     gradient of conv3d with respect to its input."""
     op = "conv_transpose3d"
-    _check_5d(op, input, weight)
+    _check_input(op, input, weight)
     stride, padding = _pair(stride, 3, "stride", op), _pair(padding, 3, "padding", op)
     dilation = _pair(dilation, 3, "dilation", op)
     output_padding = _pair(output_padding, 3, "output_padding", op)
@@ -158,11 +165,11 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 # --- pools ---------------------------------------------------------------------------------------
 
-def _pool3d_args(op, x, kernel_size, stride, padding, dilation, ceil_mode):
-    _check_5d(op, x)
-    k = _pair(kernel_size, 3, "kernel_size", op)
-    s = k if stride is None or stride == () or stride == [] else _pair(stride, 3, "stride", op)
-    p, d = _pair(padding, 3, "padding", op), _pair(dilation, 3, "dilation", op)
+def _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode, nd=3):
+    _check_input(op, x, nd=nd)
+    k = _pair(kernel_size, nd, "kernel_size", op)
+    s = k if stride is None or stride == () or stride == [] else _pair(stride, nd, "stride", op)
+    p, d = _pair(padding, nd, "padding", op), _pair(dilation, nd, "dilation", op)
     for name, v in (("kernel_size", k), ("stride", s), ("dilation", d)):
         if any(e <= 0 for e in v):
             raise ValueError(f"{op}: {name} must be greater than zero, but got {v}")
@@ -174,17 +181,18 @@ def _pool3d_args(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     out = tuple(_out_size(i, kk, ss, pp, dd, ceil_mode)
                 for i, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d))
     if min(out) < 1:
-        C, (D, H, W) = x.shape[1], x.shape[2:]
-        raise ValueError(f"{op}: Given input size: ({C}x{D}x{H}x{W}). Calculated output size: "
-                         f"({C}x{out[0]}x{out[1]}x{out[2]}). Output size is too small "
-                         f"(kernel_size={k}, stride={s}, padding={p}, dilation={d})")
+        sizes = "x".join(map(str, x.shape[1:]))
+        outs = "x".join(map(str, (x.shape[1],) + out))
+        raise ValueError(f"{op}: Given input size: ({sizes}). Calculated output size: ({outs}). "
+                         f"Output size is too small (kernel_size={k}, stride={s}, padding={p}, "
+                         f"dilation={d})")
     return k, s, p, d
 
 
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """F.max_pool3d; with return_indices also the flat (d * H * W + h * W + w) argmax."""
-    k, s, p, d = _pool3d_args("max_pool3d", input, kernel_size, stride, padding, dilation,
+    k, s, p, d = _pool_args("max_pool3d", input, kernel_size, stride, padding, dilation,
                               ceil_mode)
     N, C, D, H, W = input.shape
     y, plane_idx = max_pool2d(input.reshape(N, C * D, H, W), k[1:], s[1:], p[1:], d[1:],
@@ -207,7 +215,7 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     """F.avg_pool3d: the plane windows' means, then their mean over the window's depths (with
     divisor_override: the two sums, divided once)."""
     op = "avg_pool3d"
-    k, s, p, _ = _pool3d_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
+    k, s, p, _ = _pool_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and (not isinstance(divisor_override, numbers.Integral)
                                          or divisor_override <= 0):
         raise ValueError(f"{op}: divisor must be a positive int, got {divisor_override!r}")
@@ -229,7 +237,7 @@ def adaptive_avg_pool3d(input, output_size):
     """F.adaptive_avg_pool3d: PyTorch's adaptive windows per axis (output_size an int or a
     triple, None keeping that axis)."""
     op = "adaptive_avg_pool3d"
-    _check_5d(op, input)
+    _check_input(op, input)
     if isinstance(output_size, numbers.Integral) or output_size is None:
         output_size = (output_size,) * 3
     if not (isinstance(output_size, (tuple, list)) and len(output_size) == 3):
@@ -242,3 +250,52 @@ def adaptive_avg_pool3d(input, output_size):
     y = adaptive_avg_pool2d(input.reshape(N, C * D, H, W), (OH, OW))    # (N, C * D, OH, OW)
     y = adaptive_avg_pool2d(y.reshape(N, C, D, OH * OW), (OD, OH * OW))  # (N, C, OD, OH * OW)
     return y.reshape(N, C, OD, OH, OW)
+
+
+# --- 1-D pools: the 2-D ones over (N, C, 1, L) ---------------------------------------------------
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """F.max_pool1d over (N, C, L); with return_indices also the argmax positions."""
+    k, s, p, d = _pool_args("max_pool1d", input, kernel_size, stride, padding, dilation,
+                            ceil_mode, nd=1)
+    y = max_pool2d(input.unsqueeze(2), (1,) + k, (1,) + s, (0,) + p, (1,) + d, ceil_mode,
+                   return_indices)
+    if return_indices:                       # h * W + w with h = 0: the position along L
+        return y[0].squeeze(2), y[1].squeeze(2)
+    return y.squeeze(2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """F.avg_pool1d over (N, C, L)."""
+    k, s, p, _ = _pool_args("avg_pool1d", input, kernel_size, stride, padding, 1, ceil_mode,
+                            nd=1)
+    return avg_pool2d(input.unsqueeze(2), (1,) + k, (1,) + s, (0,) + p, ceil_mode,
+                      count_include_pad).squeeze(2)
+
+
+def _adaptive1d_size(op, x, output_size):
+    _check_input(op, x, nd=1)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 1:
+        output_size = output_size[0]
+    if not isinstance(output_size, numbers.Integral) or isinstance(output_size, bool):
+        raise TypeError(f"{op}: output_size must be an int, got {output_size!r}")
+    if output_size <= 0:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size} for input "
+                         f"{shape_str(x.shape)}")
+    return int(output_size)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """F.adaptive_avg_pool1d over (N, C, L): PyTorch's adaptive windows."""
+    out = _adaptive1d_size("adaptive_avg_pool1d", input, output_size)
+    return adaptive_avg_pool2d(input.unsqueeze(2), (1, out)).squeeze(2)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """F.adaptive_max_pool1d over (N, C, L); with return_indices also the argmax positions."""
+    out = _adaptive1d_size("adaptive_max_pool1d", input, output_size)
+    y, idx = adaptive_max_pool2d(input.unsqueeze(2), (1, out), return_indices=True)
+    y = y.squeeze(2)
+    return (y, idx.squeeze(2)) if return_indices else y

@@ -1,6 +1,6 @@
 """Op table entries for the 3-D convolutions and pools: conv3d, conv_transpose3d, max_pool3d
-(with indices), avg_pool3d, adaptive_avg_pool3d. Shapes stay small: a 3-D gradcheck is
-costly."""
+(with indices), avg_pool3d, adaptive_avg_pool3d; and the 1-D pools: max_pool1d, avg_pool1d,
+adaptive_avg_pool1d, adaptive_max_pool1d. Shapes stay small: a 3-D gradcheck is costly."""
 import numpy as np
 from hypothesis import strategies as st
 
@@ -18,17 +18,19 @@ def _torch(name):
 
 
 @st.composite
-def pool3d_sample(draw, kind):
+def pool_sample(draw, kind, nd=3):
     N, C = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    k = tuple(draw(st.integers(1, 3)) for _ in range(3))
-    s = tuple(draw(st.integers(1, 2)) for _ in range(3))
-    d = tuple(draw(st.integers(1, 2)) for _ in range(3)) if kind == "max" else (1, 1, 1)
+    k = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    s = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(nd)) if kind == "max" else (1,) * nd
     p = tuple(draw(st.integers(0, kk // 2)) for kk in k)
-    # average pools: no smaller than the kernel (PyTorch's 3-D one refuses less)
-    least = [1 if kind == "max" else kk for kk in k]
+    # 3-D average pools: no smaller than the kernel (PyTorch's refuses less)
+    least = [kk if kind == "avg" and nd == 3 else 1 for kk in k]
     spatial = tuple(max(m, dd * (kk - 1) + 1 - (2 * pp if dd == 1 else 0))
                     + draw(st.integers(0, 2)) for m, kk, dd, pp in zip(least, k, d, p))
     shape = (N, C) + spatial
+    if nd == 1 and draw(st.booleans()):
+        k, s, p, d = k[0], s[0], p[0], d[0]
     kw = {"kernel_size": k, "stride": None if draw(st.integers(0, 3)) == 0 else s,
           "padding": p, "ceil_mode": draw(st.booleans())}
     if kind == "max":
@@ -36,7 +38,7 @@ def pool3d_sample(draw, kind):
         kw["return_indices"] = draw(st.booleans())
         return Sample((_distinct(draw, shape),), kw)
     kw["count_include_pad"] = draw(st.booleans())
-    if draw(st.integers(0, 3)) == 0:
+    if nd == 3 and draw(st.integers(0, 3)) == 0:
         kw["divisor_override"] = draw(st.integers(1, 5))
     x = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1))).uniform(-2, 2, shape)
     return Sample((x,), kw)
@@ -49,6 +51,17 @@ def adaptive3d_sample(draw):
     out = tuple(draw(st.one_of(st.none(), st.integers(1, 4))) for _ in range(3))
     x = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1))).uniform(-2, 2, shape)
     return Sample((x,), {"output_size": out if draw(st.booleans()) else out[0] or 2})
+
+
+@st.composite
+def adaptive1d_sample(draw, kind):
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 8)))
+    kw = {"output_size": draw(st.integers(1, 5))}
+    if kind == "max":
+        kw["return_indices"] = draw(st.booleans())
+        return Sample((_distinct(draw, shape),), kw)
+    x = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1))).uniform(-2, 2, shape)
+    return Sample((x,), kw)
 
 
 def _a(*shape):
@@ -117,15 +130,41 @@ ADAPTIVE3D_ERRORS = [
               r"adaptive_avg_pool3d: output_size must be positive", "size-0"),
 ]
 
+POOL1D_ERRORS = [
+    ErrorCase((_a(3, 8),), {"kernel_size": 2}, ValueError,
+              r"max_pool1d: expected a 3-D input \(N, C, L\), but got input of size \[3, 8\]",
+              "2d-input"),
+    ErrorCase((_a(1, 2, 4),), {"kernel_size": 3, "padding": 2}, ValueError,
+              r"max_pool1d: pad should be smaller than or equal to half of kernel size",
+              "pad-too-large"),
+    ErrorCase((_a(1, 2, 2),), {"kernel_size": 3}, ValueError,
+              r"max_pool1d: Given input size: \(2x2\). Calculated output size: \(2x0\)",
+              "too-small"),
+]
+
+ADAPTIVE1D_ERRORS = [
+    ErrorCase((_a(1, 2, 4),), {"output_size": 0}, ValueError,
+              r"adaptive_avg_pool1d: output_size must be positive", "size-0"),
+    ErrorCase((_a(1, 2, 4),), {"output_size": (2, 2)}, TypeError,
+              r"adaptive_avg_pool1d: output_size must be an int", "pair"),
+]
+
 OPS = [
     OpInfo("conv3d", F.conv3d, _torch("conv3d"), conv_sample(nd=3), CONV3D_ERRORS,
            directional=True),
     OpInfo("conv_transpose3d", F.conv_transpose3d, _torch("conv_transpose3d"),
            conv_transpose_sample(nd=3), CONVT3D_ERRORS, directional=True),
-    OpInfo("max_pool3d", F.max_pool3d, _torch("max_pool3d"), pool3d_sample("max"),
+    OpInfo("max_pool3d", F.max_pool3d, _torch("max_pool3d"), pool_sample("max"),
            POOL3D_ERRORS),
-    OpInfo("avg_pool3d", F.avg_pool3d, _torch("avg_pool3d"), pool3d_sample("avg"),
+    OpInfo("avg_pool3d", F.avg_pool3d, _torch("avg_pool3d"), pool_sample("avg"),
            AVG3D_ERRORS),
     OpInfo("adaptive_avg_pool3d", F.adaptive_avg_pool3d, _torch("adaptive_avg_pool3d"),
            adaptive3d_sample(), ADAPTIVE3D_ERRORS),
+    OpInfo("max_pool1d", F.max_pool1d, _torch("max_pool1d"), pool_sample("max", nd=1),
+           POOL1D_ERRORS),
+    OpInfo("avg_pool1d", F.avg_pool1d, _torch("avg_pool1d"), pool_sample("avg", nd=1)),
+    OpInfo("adaptive_avg_pool1d", F.adaptive_avg_pool1d, _torch("adaptive_avg_pool1d"),
+           adaptive1d_sample("avg"), ADAPTIVE1D_ERRORS),
+    OpInfo("adaptive_max_pool1d", F.adaptive_max_pool1d, _torch("adaptive_max_pool1d"),
+           adaptive1d_sample("max")),
 ]
