@@ -1,7 +1,7 @@
 """float16 and bfloat16 storage for the kernel families: computed in float32, rounded back.
 
 A family function decorated with `@in_float32` takes half-precision arrays: when its first array
-argument is float16 or bfloat16, every half array argument is widened to float32 (exactly: both
+argument (after `self`, for a Function's forward) is float16 or bfloat16, every half array argument is widened to float32 (exactly: both
 formats are subsets of float32), the function runs as it does for float32, and each float32
 array it returns is rounded (to nearest even) back to that storage dtype. Other results (float64
 statistics, int64 indices, masks) come back as they are. Half arrays of any other position are
@@ -46,7 +46,8 @@ def in_float32(fn):
     """fn accepting float16 / bfloat16 arrays, computed in float32 (see the module docstring)."""
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        dtype = storage_dtype(args[0]) if args else None
+        first = args[0] if not args or hasattr(args[0], "shape") else args[1]  # a method's self
+        dtype = storage_dtype(first) if args else None
         if dtype is None:
             return fn(*args, **kwargs)
         args = tuple(widen(a) for a in args)

@@ -63,6 +63,11 @@ def is_half(dtype):
     return dtype in HALF_FLOATS
 
 
+def finfo(dtype):
+    """numpy.finfo, bfloat16 included (ml_dtypes.finfo)."""
+    return ml_dtypes.finfo(numpy.dtype(dtype))
+
+
 def eps(dtype):
     """The distance from 1 to the next representable number (torch.finfo(dtype).eps)."""
     return builtins.float(ml_dtypes.finfo(numpy.dtype(dtype)).eps)

@@ -413,11 +413,11 @@ class ScatterReduce(Function):
 
 
 def _lowest(xp, dtype):
-    return -xp.inf if dtype.kind == "f" else xp.iinfo(dtype).min
+    return -xp.inf if dtype_kind(dtype) == "f" else xp.iinfo(dtype).min
 
 
 def _highest(xp, dtype):
-    return xp.inf if dtype.kind == "f" else xp.iinfo(dtype).max
+    return xp.inf if dtype_kind(dtype) == "f" else xp.iinfo(dtype).max
 
 
 def _scatter_reduce_grads(fn, gy):

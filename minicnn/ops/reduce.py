@@ -12,6 +12,7 @@ from ..autograd import Function
 from ..devices import get_array_module
 from ..dtypes import get_default_dtype, resolve
 from ..dtypes import kind as dtype_kind
+from ..kernels import in_float32
 from ..tensor import Tensor
 from . import autocast
 from .shape import broadcast_to, reshape
@@ -40,6 +41,7 @@ class Sum(Function):
     def __init__(self, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
 
+    @in_float32   # half: accumulated in float32, as PyTorch does
     def forward(self, x):
         self.in_shape = x.shape
         return x.sum(axis=self.axes, keepdims=self.keepdims)
@@ -54,6 +56,7 @@ class Mean(Function):
     def __init__(self, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
 
+    @in_float32   # half: accumulated in float32, as PyTorch does
     def forward(self, x):
         self.in_shape = x.shape
         return x.mean(axis=self.axes, keepdims=self.keepdims)
@@ -93,6 +96,7 @@ class Var(Function):
     def __init__(self, axes, correction, keepdims):
         self.axes, self.correction, self.keepdims = axes, correction, keepdims
 
+    @in_float32   # half: accumulated in float32, as PyTorch does
     def forward(self, x):
         self.in_shape = x.shape
         self.dof = _count(x.shape, self.axes) - self.correction

@@ -17,6 +17,7 @@ import numpy
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..dtypes import HALF_FLOATS
 from ..dtypes import kind as dtype_kind
 from ..kernels import resample as K
 from .indexing import IndexSelect
@@ -120,7 +121,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         return input
     if dtype_kind(input.array.dtype) != "f":
         raise TypeError(f"{op}: {mode} mode expects a floating point input, got {input.dtype}")
-    dtype = input.array.dtype.name
+    # half inputs take float32 weights (computed in float32, as PyTorch's acc type)
+    dtype = "float32" if input.array.dtype in HALF_FLOATS else input.array.dtype.name
     kind = {"area": "area", "bicubic": "cubic"}.get(mode, "linear")
     maps = [K.taps(n, o, kind, bool(align_corners), s, dtype)
             for n, o, s in zip(input.shape[2:], out, scales)]

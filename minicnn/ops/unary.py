@@ -14,7 +14,7 @@ import numpy
 
 from ..autograd import Function
 from ..devices import get_array_module
-from ..dtypes import get_default_dtype
+from ..dtypes import HALF_FLOATS, finfo, get_default_dtype
 from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 from . import autocast
@@ -200,7 +200,14 @@ class NanToNum(Function):
 
     def forward(self, x):
         nan, posinf, neginf = self.values
-        return get_array_module(x).nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
+        if x.dtype not in HALF_FLOATS:
+            return get_array_module(x).nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
+        # NumPy knows neither half's extremes (bfloat16 not at all): in float32, with them
+        top = float(finfo(x.dtype).max)
+        y = get_array_module(x).nan_to_num(x.astype("float32"), nan=nan,
+                                           posinf=top if posinf is None else posinf,
+                                           neginf=-top if neginf is None else neginf)
+        return y.astype(x.dtype)
 
     def backward(self, gy):
         x = self.inputs[0]
