@@ -194,6 +194,15 @@ def test_train_option_errors(options, match, tmp_path):
     _one_line_error(minicnn("train", *options, *QUICK, "--out", tmp_path / "run"), 2, match)
 
 
+@pytest.mark.skipif(mc.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda(tmp_path):
+    _one_line_error(minicnn("train", "--device", "cuda", *QUICK, "--out", tmp_path / "run"), 2,
+                    r"^minicnn train: error: --device 'cuda': .*CUDA is not available")
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
+    _one_line_error(minicnn("predict", tmp_path / "missing.mc", tmp_path / "x.npy", "--device",
+                            "cuda:0"), 2, r"--device 'cuda:0': .*CUDA is not available")
+
+
 def test_train_out_is_a_file(tmp_path):
     existing = tmp_path / "a_file"
     existing.write_text("x")

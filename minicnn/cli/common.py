@@ -42,10 +42,11 @@ def check_output_file(path, flag):
 
 
 def check_device(device):
-    """The --device as a device name ('cpu', 'cuda'), or a one-line error naming the option."""
+    """The --device as a device name ('cpu', 'cuda'), or a one-line error naming the option (an
+    unknown device, or cuda where CUDA is not available)."""
     try:
         return devices.normalize_device(device)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RuntimeError) as e:
         raise CLIError(f"--device {device!r}: {e}") from None
 
 
