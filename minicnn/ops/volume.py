@@ -118,9 +118,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         input = pad(input, (0, extra[2], 0, extra[1], 0, extra[0]))
     cols, OD = _depth_columns(input, ksize[0], stride[0], padding[0], dilation[0])
     w2 = weight.reshape(K, Cg * ksize[0], *ksize[1:])                    # (K, Cg * KD, KH, KW)
-    y = conv2d(cols, w2, None, stride[1:], padding[1:], dilation[1:], groups)
-    y = y.reshape(N, OD, K, *y.shape[2:]).permute(0, 2, 1, 3, 4)          # (N, K, OD, OH, OW)
-    return y if bias is None else y + bias.reshape(1, K, 1, 1, 1)
+    y = conv2d(cols, w2, bias, stride[1:], padding[1:], dilation[1:], groups)
+    return y.reshape(N, OD, K, *y.shape[2:]).permute(0, 2, 1, 3, 4)       # (N, K, OD, OH, OW)
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
