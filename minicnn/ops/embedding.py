@@ -40,8 +40,8 @@ def one_hot(tensor, num_classes=-1):
         raise ValueError(f"{op}: class values must be non-negative, got {int(idx.min())}")
     if num_classes == -1:
         num_classes = int(idx.max()) + 1
-    elif num_classes < 1 and idx.size or num_classes < 0:
-        raise ValueError(f"{op}: num_classes must be positive or -1, got {num_classes}")
+    elif num_classes < 0:
+        raise ValueError(f"{op}: num_classes must be non-negative or -1, got {num_classes}")
     if idx.size and int(idx.max()) >= num_classes:
         raise ValueError(f"{op}: class values must be smaller than num_classes ({num_classes}), "
                          f"got {int(idx.max())}")
