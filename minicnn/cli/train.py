@@ -79,6 +79,9 @@ def add_parser(sub):
     p.add_argument("--width", type=int, default=None,
                    help="base width of resnet/vgg models (64 as published; smaller is faster)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"],
+                   help="mixed precision: the forward pass under mc.autocast in bfloat16, or in "
+                        "float16 with a gradient scaler (the weights stay float32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", default="auto",
                    help="Numba threads for the CPU kernels: a number, or 'auto' (the default: "
@@ -371,7 +374,7 @@ def fit(args, data, training, run_dir, device):
                       metrics=["accuracy"], device=device, scheduler=training.scheduler,
                       scheduler_interval=training.scheduler_interval,
                       scheduler_monitor="val_loss" if data.val is not None else "loss",
-                      mix=None if args.mix == "none" else args.mix)
+                      mix=None if args.mix == "none" else args.mix, precision=args.precision)
     started = time.perf_counter()
     try:
         history = trainer.fit(training.loader, epochs=args.epochs, val_data=data.val,

@@ -27,6 +27,8 @@ Under mc.distributed (a DistributedDataParallel model, a DistributedSampler's lo
 and metrics are over every rank's samples, and only rank 0 prints and writes files
 (train/distributed.py).
 """
+import contextlib
+import functools
 import math
 import numbers
 import sys
@@ -34,7 +36,7 @@ import time
 
 import numpy
 
-from .. import devices
+from .. import devices, dtypes
 from ..autograd import no_grad
 from ..data import DataLoader, Dataset, TensorDataset
 from ..tensor import Tensor
@@ -91,6 +93,25 @@ def _to(t, device):
     return t
 
 
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
+def _precision(precision, device):
+    """(name, a context-manager factory for the forward pass, a GradScaler or None)."""
+    name = {"32-true": "32", "16": "16-mixed", "bf16": "bf16-mixed"}.get(str(precision),
+                                                                         str(precision))
+    if name not in PRECISIONS:
+        raise ValueError(f"Trainer: precision must be one of {', '.join(PRECISIONS)}, got "
+                         f"{precision!r}")
+    if name == "32":
+        return name, contextlib.nullcontext, None
+    from .. import amp  # noqa: PLC0415
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    dtype = dtypes.bfloat16 if name == "bf16-mixed" else dtypes.float16
+    scaler = amp.GradScaler(device_type) if name == "16-mixed" else None
+    return name, functools.partial(amp.autocast, device_type, dtype), scaler
+
+
 class Trainer:
     """fit / evaluate / predict for a model, an optimizer, a loss and metrics.
 
@@ -101,11 +122,15 @@ class Trainer:
     `scheduler_monitor`. mix: None, 'mixup' or 'cutmix' (with `mix_alpha`), applied to training
     batches. grad_clip: clip the global gradient norm to this value. sync_every: on the GPU,
     read the losses (and metrics) from the device every this many steps (see the module doc).
+    precision: '32' (the default), 'bf16-mixed' (forward and loss under mc.autocast with
+    bfloat16) or '16-mixed' (autocast with float16 and a GradScaler, whose skipped steps on inf
+    gradients are not NaN stops), as PyTorch Lightning's; the weights stay float32.
     """
 
     def __init__(self, model, optimizer=None, loss="cross_entropy", metrics=("accuracy",),
                  device=None, scheduler=None, scheduler_interval="epoch", scheduler_monitor=None,
-                 mix=None, mix_alpha=1.0, grad_clip=None, on_nan="stop", sync_every=10):
+                 mix=None, mix_alpha=1.0, grad_clip=None, on_nan="stop", sync_every=10,
+                 precision="32"):
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = _resolve_loss(loss)
@@ -138,6 +163,7 @@ class Trainer:
             raise ValueError(f"Trainer: sync_every must be a positive number of steps, got "
                              f"{sync_every!r}")
         self.sync_every = int(sync_every)
+        self.precision, self._autocast, self._scaler = _precision(precision, self.device)
         self.stop_training = False
         self.stop_reason = None
         self.history = None
@@ -207,13 +233,14 @@ class Trainer:
         """read_loss: read the loss (and the clipped gradient norm) on the host first (a sync on
         the GPU) and skip the step when one is not finite; otherwise return the loss as a device
         array and always step. Returns (loss, outputs, what stopped the step or None)."""
-        if self.mix is not None:
-            x, ya, yb, lam = self._mixed(x, y)
-            out = self.model(x)
-            loss = self.loss_fn(out, ya) * lam + self.loss_fn(out, yb) * (1 - lam)
-        else:
-            out = self.model(x)
-            loss = self.loss_fn(out, y)
+        with self._autocast():
+            if self.mix is not None:
+                x, ya, yb, lam = self._mixed(x, y)
+                out = self.model(x)
+                loss = self.loss_fn(out, ya) * lam + self.loss_fn(out, yb) * (1 - lam)
+            else:
+                out = self.model(x)
+                loss = self.loss_fn(out, y)
         if read_loss:
             value = float(loss.item())
             if ranks.world_size() > 1:
@@ -223,13 +250,20 @@ class Trainer:
         else:
             value = loss.array
         self.optimizer.zero_grad()
-        loss.backward()
+        scaler = self._scaler
+        (loss if scaler is None else scaler.scale(loss)).backward()
         if self.grad_clip is not None:
             from ..nn.utils import clip_grad_norm_  # noqa: PLC0415
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
             norm = clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            if read_loss and not math.isfinite(float(norm.item())):
+            if read_loss and scaler is None and not math.isfinite(float(norm.item())):
                 return value, out, f"gradient norm is {float(norm.item())} (loss {value:.6g})"
-        self.optimizer.step()
+        if scaler is None:
+            self.optimizer.step()
+        else:           # skipped on inf / NaN gradients, the scale backs off
+            scaler.step(self.optimizer)
+            scaler.update()
         return value, out, None
 
     # --- fit ----------------------------------------------------------------------------------
@@ -445,10 +479,12 @@ class Trainer:
             for i, batch in enumerate(loader, start=1):
                 x, y = self._split(batch)
                 x, y = _to(x, self.device), _to(y, self.device)
-                out = self.model(x)
+                with self._autocast():
+                    out = self.model(x)
+                    loss = self.loss_fn(out, y) if y is not None else None
                 n = len(x)
                 if y is not None:
-                    losses.append((self.loss_fn(out, y).array, n))
+                    losses.append((loss.array, n))
                     for m in ms:
                         m.update(out, y)
                 seen += n
