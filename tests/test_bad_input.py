@@ -300,3 +300,19 @@ def test_output_files_in_missing_folders_or_folders(run_folder, tmp_path):
                             missing / "m.safetensors"), 2, r"--out .*m\.safetensors: the folder")
     _one_line_error(minicnn("export", model, "--format", "safetensors", "--out", tmp_path), 2,
                     r"--out .* is a folder")
+
+
+def test_a_checkpoint_with_nan_weights_is_named(run_folder, tmp_path):
+    """A diverged run's checkpoint (as written before the Trainer checked the weights)."""
+    ck = mc.train.load_checkpoint(run_folder / "model.mc")
+    key = next(iter(ck["model"]))
+    ck["model"][key] = ck["model"][key] * float("nan")
+    mc.save(ck, tmp_path / "nan.mc")
+    np.save(tmp_path / "x.npy", np.full((1, 1, 16, 16), 0.5, np.float32))
+    for proc in (minicnn("predict", tmp_path / "nan.mc", tmp_path / "x.npy"),
+                 minicnn("evaluate", tmp_path / "nan.mc")):
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr
+        assert f"minicnn: warning: {tmp_path / 'nan.mc'} holds NaN or inf in {key}: its " \
+               "outputs are meaningless" in proc.stderr
+    proc = minicnn("predict", run_folder / "model.mc", tmp_path / "x.npy")
+    assert proc.returncode == 0 and proc.stderr == ""

@@ -1,5 +1,8 @@
 """What several subcommands share: the user-error type, --threads, datasets and saved runs."""
 import os
+import sys
+
+import numpy
 
 from .. import data as D
 from .. import devices, models
@@ -133,5 +136,17 @@ def load_run(path, device):
                        f"({', '.join(missing)}); was it written by `minicnn train`?")
     model = build_model(meta["model"], meta["model_kwargs"])
     model.load_state_dict(ck["model"])
+    warn_if_not_finite(ck["model"], path)
     model.to(devices.normalize_device(device)).eval()
     return model, meta
+
+
+def warn_if_not_finite(state, path):
+    """A warning on stderr when a checkpoint's weights hold NaN or inf (a diverged run's, written
+    before Trainer checked the weights): every output of such a model is meaningless."""
+    arrays = {k: numpy.asarray(getattr(v, "array", v)) for k, v in state.items()}
+    bad = [k for k, a in arrays.items() if a.dtype.kind == "f" and not numpy.isfinite(a).all()]
+    if bad:
+        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        print(f"minicnn: warning: {path} holds NaN or inf in {listed}: its outputs are "
+              "meaningless (the run that wrote it diverged)", file=sys.stderr)
