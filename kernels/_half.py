@@ -1,18 +1,22 @@
 """float16 and bfloat16 storage for the kernel families: computed in float32, rounded back.
 
 A family function decorated with `@in_float32` takes half-precision arrays: when its first array
-argument (after `self`, for a Function's forward) is float16 or bfloat16, every half array argument is widened to float32 (exactly: both
-formats are subsets of float32), the function runs as it does for float32, and each float32
-array it returns is rounded (to nearest even) back to that storage dtype. Other results (float64
-statistics, int64 indices, masks) come back as they are. Half arrays of any other position are
-widened too, so a float16 input meets a float32 weight as it would in float32 (batch norm takes
-that mix, as PyTorch's does).
+argument (after `self`, for a Function's forward) is float16 or bfloat16, every half array
+argument is widened to float32 (exactly: both formats are subsets of float32), the function runs
+as it does for float32, and each float32 array it returns is rounded (to nearest even) back to
+that storage dtype. Other results (float64 statistics, int64 indices, masks) come back as they
+are. Half arrays in other positions are widened too, so a float16 input meets a float32 weight
+as it would in float32 (batch norm takes that mix, as PyTorch's does).
 
 This is the whole half-precision CPU path: Numba types neither NumPy's float16 nor ml_dtypes'
 bfloat16, and NumPy's float16 GEMM is two orders of magnitude slower than sgemm, so a GEMM in
 float32 with one rounding at the end is both the fast and the accurate choice. The cost is one
 float32 copy of each operand per call. Functions that write into their arguments in place (the
 optimizer's steps, running statistics) are not decorated: a widened copy would take the write.
+
+The GPU path goes through the same widening for now: the .cu kernels have no __half /
+__nv_bfloat16 instances yet, so a half CuPy array is converted to float32 before its CUDA
+kernel (correct, but neither the memory saving nor the tensor cores of half GEMMs).
 """
 import functools
 
@@ -21,6 +25,7 @@ import numpy
 from minicnn.dtypes import HALF_FLOATS
 
 _F32 = numpy.dtype(numpy.float32)
+_F64 = numpy.dtype(numpy.float64)
 
 
 def storage_dtype(a):
@@ -46,9 +51,9 @@ def in_float32(fn):
     """fn accepting float16 / bfloat16 arrays, computed in float32 (see the module docstring)."""
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        first = args[0] if not args or hasattr(args[0], "shape") else args[1]  # a method's self
-        dtype = storage_dtype(first) if args else None
-        if dtype is None:
+        first = args[0] if hasattr(args[0], "shape") else args[1]   # after a method's self
+        dtype = first.dtype
+        if dtype is _F32 or dtype is _F64 or dtype not in HALF_FLOATS:   # the common case first
             return fn(*args, **kwargs)
         args = tuple(widen(a) for a in args)
         kwargs = {k: widen(v) for k, v in kwargs.items()}

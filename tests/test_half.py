@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 import minicnn as mc
 from minicnn import nn
+from conftest import DEVICES
+from minicnn.devices import to_device
 from opdb import ALL_OPS
 from optable_util import as_numpy, mc_args, torch_args
 
@@ -91,12 +93,12 @@ def _mismatch(got, want, dtype):
             f"(atol {2 * eps * scale:.3g})")
 
 
-def _run(torch, info, sample, dtype, tdtype):
+def _run(torch, info, sample, dtype, tdtype, device="cpu"):
     """The op's half outputs and the gradients of its half inputs (for half-valued output
-    gradients), from minicnn (tdtype None) or from PyTorch computing in tdtype."""
+    gradients), from minicnn on device (tdtype None) or from PyTorch computing in tdtype."""
     rng = np.random.default_rng(0)
     if tdtype is None:
-        args, kwargs = mc_args(sample, "cpu")
+        args, kwargs = mc_args(sample, device)
         half = lambda t: t.to(dtype) if isinstance(t, mc.Tensor) and t.dtype == np.float32 \
             else t  # noqa: E731
         args = [half(a).detach().requires_grad_(a.requires_grad)
@@ -104,7 +106,8 @@ def _run(torch, info, sample, dtype, tdtype):
         out = _floats(info.op(*args, **_to(kwargs, half)), ("float16", "bfloat16"))
         wrt = [a for a in args if isinstance(a, mc.Tensor) and a.requires_grad]
         live = [o for o in out if o.requires_grad]
-        gys = [mc.tensor(rng.standard_normal(o.shape).astype(dtype)) for o in live]
+        gys = [mc.Tensor(to_device(rng.standard_normal(o.shape).astype(dtype), device))
+               for o in live]
         grads = mc.autograd.grad(live, wrt, gys, allow_unused=True) if wrt and live else []
         return out, list(grads)
     targs, tkwargs = torch_args(torch, sample, np.float32)
@@ -124,12 +127,22 @@ def _run(torch, info, sample, dtype, tdtype):
     return out, list(grads)
 
 
+# the GPU path (emu: the CUDA dispatch under the emulator) for a CNN's ops: every family's
+# dispatch widens half arrays before its CUDA kernels as before its Numba ones
+GPU_OPS = {"conv2d", "conv2d_depthwise", "conv_transpose2d", "relu", "gelu", "silu",
+           "bias_act", "max_pool2d", "avg_pool2d", "adaptive_max_pool2d", "batch_norm_train",
+           "layer_norm", "group_norm", "softmax", "log_softmax", "cross_entropy", "matmul",
+           "interpolate_bilinear", "cumsum", "topk", "sum", "mean"}
+CASES = [pytest.param(info, device.values[0], id=f"{info.name}-{device.id}", marks=device.marks)
+         for info in ALL_OPS if info.ref is not None for device in DEVICES
+         if device.id == "cpu" or info.name in GPU_OPS]
+
+
 @pytest.mark.parametrize("dtype", HALF)
-@pytest.mark.parametrize("info", [op for op in ALL_OPS if op.ref is not None],
-                         ids=lambda i: i.name)
+@pytest.mark.parametrize("info, device", CASES)
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_half_parity(info, dtype, data):
+def test_half_parity(info, device, dtype, data):
     """Outputs and gradients in dtype against PyTorch in the same dtype or, where PyTorch
     rounds differently inside, against PyTorch in float64 rounded to dtype: within the
     eps-derived tolerance of either reference."""
@@ -137,7 +150,7 @@ def test_half_parity(info, dtype, data):
     if info.name in HALF_XFAIL:
         pytest.xfail(HALF_XFAIL[info.name])
     sample = _half_sample(data.draw(info.samples, label="sample"), dtype)
-    out, grads = _run(torch, info, sample, dtype, None)
+    out, grads = _run(torch, info, sample, dtype, None, device)
     try:
         same = _run(torch, info, sample, dtype, _torch_dtype(torch, dtype))
     except (RuntimeError, NotImplementedError, TypeError):   # no CPU kernel in that dtype
