@@ -29,6 +29,20 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     return img
 
 
+def winograd_conv2d(x, w, PH, PW, OH, OW, u, v, m, y):
+    """F(2x2, 3x3) (kernels/conv/reference.py): x (N, C, H, W), w (K, C, 3, 3); u (16, K, C),
+    v (16, C, T), m (16, K, T) the transformed weight, input and their products, T = N *
+    ceil(OH/2) * ceil(OW/2) (workspaces); y (N, K, OH, OW) written. Returns whether every output
+    is finite (see the caller)."""
+    x = np.ascontiguousarray(x)
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    run(winograd_input_kernel, v.size, x, PH, PW, TH, TW, v)
+    run(winograd_weight_kernel, u.size, np.ascontiguousarray(w), u)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller redoes it
+        np.matmul(u, v, out=m)                             # 16 GEMMs (K, C) @ (C, T)
+    return run(winograd_output_kernel, m.size, m, TH, TW, y) == 0
+
+
 # --- kernels ----------------------------------------------------------------------------------
 
 
@@ -94,3 +108,109 @@ def col2im_kernel(col, SH, SW, PH, PW, DH, DW, img):
                     else:
                         for ow in range(lo, hi):
                             xf[dst + ow * SW] += cf[o + ow]
+
+
+# Winograd F(2x2, 3x3): the transforms of reference.winograd_conv2d written out (B^T, G and A^T
+# have entries 0, +-1 and 1/2). Tile t = (n * TH + th) * TW + tw; component xi = 4 * a + b.
+
+@njit(inline="always")
+def _bt(d0, d1, d2, d3):
+    """B^T applied to a column (or, transposed, B to a row) of four values."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(inline="always")
+def _put4(v, xi, t, q):
+    v[xi, t], v[xi + 1, t], v[xi + 2, t], v[xi + 3, t] = q
+
+
+@njit(parallel=True, cache=True)
+def winograd_input_kernel(x, PH, PW, TH, TW, v):
+    """v[4a + b, c, t] = (B^T d B)[a, b], d the 4x4 input tile of tile t (zeros outside x)."""
+    N, C, H, W = x.shape
+    T = TH * TW
+    hi, wi = min(H, 2 * TH + 2 - PH), min(W, 2 * TW + 2 - PW)
+    for p in prange(N * C):
+        c = p // N      # channel-major: consecutive iterations write consecutive runs of v
+        n = p % N
+        b = np.zeros((2 * TH + 2, 2 * TW + 2), x.dtype)   # the padded plane, in L1
+        # the plane's 16 components gathered here, then copied out as 16 runs: written to v
+        # directly, one value per tile to each of 16 rows a power of two apart thrashed the
+        # cache (25 ms instead of 6 at (32, 64, 32, 32))
+        vb = np.empty((16, T), x.dtype)
+        for h in range(hi):
+            b[PH + h, PW:PW + wi] = x[n, c, h, :wi]
+        for th in range(TH):
+            r = 2 * th
+            for tw in range(TW):
+                q = 2 * tw
+                t = th * TW + tw
+                c0 = _bt(b[r, q], b[r + 1, q], b[r + 2, q], b[r + 3, q])   # B^T d, by column
+                c1 = _bt(b[r, q + 1], b[r + 1, q + 1], b[r + 2, q + 1], b[r + 3, q + 1])
+                c2 = _bt(b[r, q + 2], b[r + 1, q + 2], b[r + 2, q + 2], b[r + 3, q + 2])
+                c3 = _bt(b[r, q + 3], b[r + 1, q + 3], b[r + 2, q + 3], b[r + 3, q + 3])
+                _put4(vb, 0, t, _bt(c0[0], c1[0], c2[0], c3[0]))          # ... then B
+                _put4(vb, 4, t, _bt(c0[1], c1[1], c2[1], c3[1]))
+                _put4(vb, 8, t, _bt(c0[2], c1[2], c2[2], c3[2]))
+                _put4(vb, 12, t, _bt(c0[3], c1[3], c2[3], c3[3]))
+        for xi in range(16):
+            v[xi, c, n * T:(n + 1) * T] = vb[xi]
+
+
+@njit(parallel=True, cache=True)
+def winograd_weight_kernel(w, u):
+    """u[4a + b, k, c] = (G w[k, c] G^T)[a, b]."""
+    K, C = w.shape[:2]
+    half = w.dtype.type(0.5)
+    for k in prange(K):
+        g = np.empty((4, 3), w.dtype)
+        ub = np.empty((16, C), w.dtype)   # copied out as 16 runs, as in the input kernel
+        for c in range(C):
+            for j in range(3):  # G w: rows w0, (w0 + w1 + w2) / 2, (w0 - w1 + w2) / 2, w2
+                w0, w1, w2 = w[k, c, 0, j], w[k, c, 1, j], w[k, c, 2, j]
+                g[0, j], g[1, j] = w0, half * (w0 + w1 + w2)
+                g[2, j], g[3, j] = half * (w0 - w1 + w2), w2
+            for i in range(4):  # (G w) G^T: the same on the columns
+                w0, w1, w2 = g[i, 0], g[i, 1], g[i, 2]
+                ub[4 * i, c], ub[4 * i + 1, c] = w0, half * (w0 + w1 + w2)
+                ub[4 * i + 2, c], ub[4 * i + 3, c] = half * (w0 - w1 + w2), w2
+        for xi in range(16):
+            u[xi, k] = ub[xi]
+
+
+@njit(inline="always")
+def _at(m0, m1, m2, m3):
+    """A^T applied to a column of four values."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@njit(parallel=True, cache=True)
+def winograd_output_kernel(m, TH, TW, y):
+    """y[n, k, 2th + i, 2tw + j] = (A^T m_t A)[i, j] where inside y; returns the number of
+    non-finite values written."""
+    N, K, OH, OW = y.shape
+    T = TH * TW
+    bad = 0
+    for p in prange(N * K):
+        k = p // N
+        n = p % N
+        mb = np.empty((16, T), y.dtype)     # this plane's 16 runs of m (as the input kernel)
+        for xi in range(16):
+            mb[xi] = m[xi, k, n * T:(n + 1) * T]
+        for th in range(TH):
+            for tw in range(TW):
+                t = th * TW + tw
+                s0 = _at(mb[0, t], mb[4, t], mb[8, t], mb[12, t])     # A^T m, by column
+                s1 = _at(mb[1, t], mb[5, t], mb[9, t], mb[13, t])
+                s2 = _at(mb[2, t], mb[6, t], mb[10, t], mb[14, t])
+                s3 = _at(mb[3, t], mb[7, t], mb[11, t], mb[15, t])
+                for i in range(2):
+                    h = 2 * th + i
+                    if h < OH:
+                        r = _at(s0[i], s1[i], s2[i], s3[i])                   # ... then A
+                        y[n, k, h, 2 * tw] = r[0]
+                        if 2 * tw + 1 < OW:
+                            y[n, k, h, 2 * tw + 1] = r[1]
+                        if r[0] - r[0] != 0 or r[1] - r[1] != 0:   # NaN or inf (see caller)
+                            bad += 1
+    return bad

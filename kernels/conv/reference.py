@@ -66,3 +66,36 @@ def conv2d(x, w, SH, SW, PH, PW, DH, DW, groups):
         wg = w[g * Kg:(g + 1) * Kg]
         y[:, g * Kg:(g + 1) * Kg] = xp.einsum("nchwij,kchw->nkij", cg, wg)
     return y
+
+
+# --- Winograd F(2x2, 3x3) -----------------------------------------------------------------------
+# y = A^T [(G w G^T) * (B^T d B)] A for each 2x2 output tile and its 4x4 input tile d (Lavin and
+# Gray, "Fast Algorithms for Convolutional Neural Networks"): 16 multiplications instead of 36.
+
+WINOGRAD_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
+WINOGRAD_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+def winograd_conv2d(x, w, PH, PW, OH, OW, absolute=False):
+    """3x3, stride 1, dilation 1, one group: the first (OH, OW) outputs of conv(x, w).
+    absolute=True: the same with |B^T|, |G|, |A^T|, |x| and |w|, which bounds every partial sum
+    of the computation, so float32 rounding errors are at most a few eps times it (tests)."""
+    xp = get_array_module(x)
+    BT, G, AT = (xp.asarray(m, x.dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT))
+    if absolute:
+        BT, G, AT, x, w = (abs(a) for a in (BT, G, AT, x, w))
+    N, C, H, W = x.shape
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    img = xp.zeros((N, C, 2 * TH + 2, 2 * TW + 2), x.dtype)      # padded, whole tiles
+    hi, wi = min(H, 2 * TH + 2 - PH), min(W, 2 * TW + 2 - PW)
+    img[:, :, PH:PH + hi, PW:PW + wi] = x[:, :, :hi, :wi]
+    d = xp.empty((N, C, TH, TW, 4, 4), x.dtype)                  # 4x4 tiles, overlapping by 2
+    for i in range(4):
+        for j in range(4):
+            d[..., i, j] = img[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2]
+    v = xp.einsum("ai,nctuij,bj->nctuab", BT, d, BT)             # B^T d B
+    u = xp.einsum("ai,kcij,bj->kcab", G, w, G)                   # G w G^T
+    m = xp.einsum("kcab,nctuab->nktuab", u, v)                   # summed over the channels
+    y = xp.einsum("ia,nktuab,jb->nktiuj", AT, m, AT)             # A^T m A: (N, K, TH, 2, TW, 2)
+    return y.reshape(N, w.shape[0], 2 * TH, 2 * TW)[:, :, :OH, :OW]

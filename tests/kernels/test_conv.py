@@ -163,6 +163,105 @@ def test_col2im_accumulates_overlapping_windows(kernel_device):
     np.testing.assert_array_equal(counts, line[:, None] * line[None, :])
 
 
+# --- winograd F(2x2, 3x3) on the CPU ---------------------------------------------------------
+
+@st.composite
+def winograd_geometry(draw):
+    """A 3x3 stride-1 conv with odd sizes (partial tiles), any padding it takes, and sometimes
+    fewer outputs than the full size (out_hw)."""
+    N, C, Kk = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    PH, PW = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H, W = draw(st.integers(max(1, 3 - 2 * PH), 9)), draw(st.integers(max(1, 3 - 2 * PW), 9))
+    OH, OW = H + 2 * PH - 2, W + 2 * PW - 2
+    OH, OW = OH - draw(st.integers(0, OH - 1)), OW - draw(st.integers(0, OW - 1))
+    return N, C, Kk, H, W, PH, PW, OH, OW, draw(st.integers(0, 2 ** 32 - 1))
+
+
+@pytest.fixture
+def winograd_everywhere(monkeypatch):
+    """The CPU rule takes winograd for every 3x3 stride-1 conv, however small."""
+    monkeypatch.setattr(K, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(K, "WINOGRAD_MIN_TILES", 1)
+
+
+@given(g=winograd_geometry())
+def test_winograd_reference_is_the_definition(g):
+    N, C, Kk, H, W, PH, PW, OH, OW, seed = g
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((Kk, C, 3, 3))
+    want = RC.conv2d(x, w, 1, 1, PH, PW, 1, 1, 1)[:, :, :OH, :OW]
+    np.testing.assert_allclose(RC.winograd_conv2d(x, w, PH, PW, OH, OW), want,
+                               rtol=1e-12, atol=1e-12)
+
+
+@examples(at_least=30)
+@given(g=winograd_geometry(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_winograd_matches_reference(winograd_everywhere, g, dtype):
+    """The Numba transforms against the reference: float64 to rounding; float32 within
+    (C + 16) eps of the absolute computation (|B^T|, |G|, |A^T|, |x|, |w|), the growth of
+    rounding errors through the three transforms (16 terms at most) and the sum over C."""
+    N, C, Kk, H, W, PH, PW, OH, OW, seed = g
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((Kk, C, 3, 3)).astype(dtype)
+    p = K.ConvParams((1, 1), (PH, PW), (1, 1), 1)
+    y = K.conv2d(x, w, p, out_hw=(OH, OW))
+    assert K.last_algorithm()["forward"] == "winograd" and y.dtype == dtype
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want = RC.winograd_conv2d(x64, w64, PH, PW, OH, OW)
+    if dtype == np.float64:
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    else:
+        bound = RC.winograd_conv2d(x64, w64, PH, PW, OH, OW, absolute=True)
+        assert np.all(np.abs(y - want) <= (C + 16) * np.finfo(np.float32).eps * bound)
+
+
+def test_winograd_rule():
+    """Winograd where it measured faster: 3x3 stride 1, one group, enough channels and tiles;
+    the stride-1 input gradient (a forward conv of gy) too; not the weight gradient."""
+    rng = np.random.default_rng(0)
+    x = mc.tensor(rng.standard_normal((8, 16, 8, 8)).astype(np.float32), requires_grad=True)
+    w = mc.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), requires_grad=True)
+    F.conv2d(x, w, padding=1).sum().backward()
+    assert K.last_algorithm() == {"forward": "winograd", "grad_input": "winograd",
+                                  "grad_weight": "im2col_gemm"}
+    for kw, xs in ((dict(stride=2, padding=1), (8, 16, 8, 8)), (dict(padding=1), (8, 15, 8, 8)),
+                   (dict(padding=1, dilation=2), (8, 16, 8, 8)), (dict(padding=1), (1, 16, 8, 8)),
+                   (dict(padding=1, groups=2), (8, 32, 8, 8))):
+        xx = mc.tensor(rng.standard_normal(xs).astype(np.float32))
+        F.conv2d(xx, mc.tensor(w.array[:, :xs[1] // kw.get("groups", 1)]), **kw)
+        assert K.last_algorithm()["forward"] == "im2col_gemm", kw
+
+
+def test_winograd_nonfinite_as_the_definition(winograd_everywhere):
+    """The transforms spread a NaN or inf over a whole tile (inf - inf); such a pass runs again
+    through im2col_gemm, so NaN and inf land where the definition (and PyTorch) puts them."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 7, 6))
+    w = rng.standard_normal((5, 4, 3, 3))
+    x[0, 1, 3, 2], x[1, 3, 0, 5], w[2, 0, 1, 1] = np.inf, np.nan, -np.inf
+    p = K.ConvParams((1, 1), (1, 1), (1, 1), 1)
+    for xx, ww in ((x, np.nan_to_num(w)), (np.nan_to_num(x), w), (x, w)):
+        want = RC.conv2d(xx, ww, 1, 1, 1, 1, 1, 1, 1)
+        got = K.conv2d(xx, ww, p)
+        assert K.last_algorithm()["forward"] == "im2col_gemm"
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)   # inf where inf
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2, (2, 0)])
+def test_winograd_conv_gradients(winograd_everywhere, padding):
+    """conv2d through winograd (forward and input gradient): float64 gradcheck and
+    gradgradcheck."""
+    rng = np.random.default_rng(7)
+    x = mc.tensor(rng.standard_normal((2, 3, 5, 6)), requires_grad=True)
+    w = mc.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    F.conv2d(x, w, padding=padding).sum().backward()
+    assert K.last_algorithm()["forward"] == K.last_algorithm()["grad_input"] == "winograd"
+    mc.testing.gradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
+    mc.testing.gradgradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
+
+
 # --- the CPU layer: threads and the column workspace ------------------------------------------
 
 def test_cpu_parallel_path_matches_reference():
