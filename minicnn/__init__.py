@@ -77,7 +77,7 @@ def __getattr__(name):
     if name == "autocast":   # mc.autocast is mc.amp.autocast, as torch.autocast
         return importlib.import_module(".amp", __name__).autocast
     if name in ("functional", "nn", "optim", "data", "models", "train", "testing", "kernels",
-                "tune", "compress", "utils", "onnx", "profiler", "viz", "amp"):
+                "tune", "compress", "utils", "onnx", "profiler", "viz", "amp", "distributed"):
         return importlib.import_module(f".{name}" if name != "kernels" else "minicnn.kernels",
                                        __name__)
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
