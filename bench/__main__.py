@@ -127,12 +127,27 @@ def _compare_main(argv):
     return 0
 
 
+def _check_options(args):
+    """The first bad option as a one-line message naming it (issue 23), or None."""
+    for flag in ("threads", "repeats"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return f"--{flag} must be a positive integer, got {value}"
+    if not args.no_save and os.path.exists(args.out) and not os.path.isdir(args.out):
+        return f"--out {args.out} is a file: give a folder (made if missing)"
+    return None
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "compare":
         return _compare_main(argv[1:])
     _early_env(argv)
     args = _parse(argv)
+    problem = _check_options(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
 
     from . import registry  # noqa: PLC0415
     import_errors = registry.discover()

@@ -316,3 +316,14 @@ def test_a_checkpoint_with_nan_weights_is_named(run_folder, tmp_path):
                "outputs are meaningless" in proc.stderr
     proc = minicnn("predict", run_folder / "model.mc", tmp_path / "x.npy")
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+@pytest.mark.parametrize("options,match", [
+    (["--threads", "-1"], r"^--threads must be a positive integer, got -1$"),
+    (["--repeats", "0"], r"^--repeats must be a positive integer, got 0$"),
+    (["--out", "README.md"], r"^--out README.md is a file: give a folder")])
+def test_bench_option_errors(options, match):
+    proc = minicnn("bench", "--quick", "--only", "relu", *options)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and __import__("re").search(match, lines[0]), proc.stderr
