@@ -19,6 +19,7 @@ import os
 import sys
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+_BLAS_KERNEL_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")   # recorded: they pick the kernels
 PROG = f"python -m {__package__}"     # bench, or minicnn.bench when installed
 
 
@@ -56,7 +57,8 @@ def pin_threads(n):
     import numba  # noqa: PLC0415
     import numpy  # noqa: PLC0415, F401 -- load OpenBLAS so threadpoolctl can see it
     import torch  # noqa: PLC0415
-    info = {"requested": n, "env": {k: os.environ.get(k) for k in _THREAD_ENV + ("OMP_WAIT_POLICY",)}}
+    info = {"requested": n, "env": {k: os.environ.get(k) for k in _THREAD_ENV + _BLAS_KERNEL_ENV
+                                    + ("OMP_WAIT_POLICY",)}}
     before = (torch.get_num_threads(), numba.get_num_threads())
 
     def restore():
@@ -76,8 +78,10 @@ def pin_threads(n):
     try:
         from threadpoolctl import threadpool_info, threadpool_limits  # noqa: PLC0415
         pin_threads._limits = threadpool_limits(limits=n)   # kept alive for the whole run
-        info["threadpoolctl"] = [f"{p.get('internal_api')} {p.get('num_threads')}"
-                                 for p in threadpool_info()]
+        # with the kernel the BLAS picked (OPENBLAS_CORETYPE=Haswell makes OpenBLAS run its AVX2
+        # kernels on an AVX-512 CPU: 34 instead of 54 GFLOP/s here, issue 17)
+        info["threadpoolctl"] = [f"{p.get('internal_api')} {p.get('architecture')} "
+                                 f"{p.get('num_threads')}" for p in threadpool_info()]
     except ImportError:
         info["threadpoolctl"] = "not installed (BLAS threads from the environment variables)"
     if n != info["torch"] or (isinstance(info["numba"], int) and info["numba"] != n):
@@ -204,6 +208,9 @@ def _run_cases(args, argv, threads, pinning, import_errors, cases):
     print(f"device: {dev['name']} ({args.device}), threads {threads}, quick {args.quick}, "
           f"TF32 {'on' if args.tf32 else 'off'}; measuring ceilings...", flush=True)
     load_before = harness.load_average()
+    if args.device == "cpu" and load_before is not None and load_before > _usable_cores():
+        print(f"warning: the 1-minute load average ({load_before}) is above one per core: CPU "
+              "timings are skewed, PyTorch's more than minicnn's", file=sys.stderr)
     ceilings = harness.measure_ceilings(args.device, args.quick)
     print(f"ceilings: SGEMM {ceilings['sgemm_gflops']:.1f} GFLOP/s, copy "
           f"{ceilings['copy_gbps']:.1f} GB/s", flush=True)

@@ -24,7 +24,10 @@ in either -> 1.2e-6 / 2.0e-6; 2 flips / 1 flip -> 3.9e-3 / 3.5e-3; 3 / 1 -> 3.4e
 FLOOR is 1e-2 (a few flips); minicnn's forward rounding flips a little more often than PyTorch's.
 
 Sizes: batch 128 on the GPU (the design's reference: PyTorch 16.8 ms fp32 on an H100); batch 8
-on the CPU; a smoke run (--quick) uses batch 2 and a quarter of the width.
+on the CPU, and batch 32 as its own CPU case; a smoke run (--quick) uses batch 2 and a quarter of
+the width. Also: LeNet-5 at batch 64 (28x28; the same step, where each op's fixed cost rather
+than arithmetic sets the time) and ResNet-18 inference (eval, no_grad) at batch 32, the rows of
+issue 17's table.
 """
 from ..registry import Workload, case
 
@@ -97,24 +100,43 @@ def _forward_flops(mc, model, x):
     return total[0]
 
 
-@case("model", "resnet18_cifar_train_step", tags=("cpu", "gpu"),
-      description="ResNet-18 CIFAR variant, 32x32, one SGD(momentum 0.9) training step; "
-                  "batch 128 on GPU, 8 on CPU")
-def resnet18_cifar_step(ctx):
+def _torch_lenet5(torch, num_classes):
+    """minicnn.models.LeNet5(image_size=28): the 28x28 version (first conv padded by 2)."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84),
+                      nn.ReLU(), nn.Linear(84, num_classes)))
+
+
+def _models(ctx, name, width):
+    """The same network and weights on both sides: (minicnn model, PyTorch model)."""
+    import minicnn as mc  # noqa: PLC0415
+    torch = ctx.torch
+    torch.manual_seed(0)
+    if name == "lenet5":
+        tmodel = _torch_lenet5(torch, 10)
+        mmodel = mc.models.LeNet5(10, image_size=28)
+        state = dict(zip(mmodel.state_dict(), tmodel.state_dict().values()))   # same order
+    else:
+        tmodel = _torch_resnet18_cifar(torch, 10, width)
+        mmodel = mc.models.resnet18_cifar(10, width=width)
+        state = tmodel.state_dict()            # also checks that the parameter names match
+    mmodel.load_state_dict({k: v.detach().cpu().numpy() for k, v in state.items()})
+    return mmodel.to(ctx.device), tmodel.to(ctx.device)
+
+
+def _train_step(ctx, name, n, width):
+    """One SGD(momentum) training step of model `name` at batch n (see the module docstring)."""
     import minicnn as mc  # noqa: PLC0415
     import minicnn.functional as F  # noqa: PLC0415
     torch = ctx.torch
-    n = ctx.by_device(cpu=8, gpu=128, quick=2)
-    width = 16 if ctx.quick else 64
     classes = 10
-    torch.manual_seed(0)
-    tmodel = _torch_resnet18_cifar(torch, classes, width).to(ctx.device)
-    mmodel = mc.models.resnet18_cifar(classes, width=width)
-    mmodel.load_state_dict({k: v.detach().cpu().numpy() for k, v in tmodel.state_dict().items()})
-    mmodel.to(ctx.device)
+    mmodel, tmodel = _models(ctx, name, width)
     tmodel.train()
     mmodel.train()
-    xa = ctx.array((n, 3, 32, 32))
+    xa = ctx.array((n, 1, 28, 28) if name == "lenet5" else (n, 3, 32, 32))
     ya = ctx.integers((n,), 0, classes)
     mx, my = ctx.mc(xa), ctx.mc(ya)
     tx, ty = ctx.th(xa), ctx.th(ya)
@@ -153,7 +175,8 @@ def resnet18_cifar_step(ctx):
         import copy  # noqa: PLC0415
         import numpy as np  # noqa: PLC0415
         state = {k: v.detach().clone() for k, v in tmodel.state_dict().items()}
-        mmodel.load_state_dict({k: v.cpu().numpy() for k, v in state.items()})
+        mmodel.load_state_dict({k: v.cpu().numpy() for k, v in
+                                zip(mmodel.state_dict(), state.values())})
         ref = copy.deepcopy(tmodel).double()
         ref.load_state_dict(state)
         sides = {}
@@ -168,7 +191,7 @@ def resnet18_cifar_step(ctx):
             torch.nn.functional.cross_entropy(out, ty).backward()
             sides[key] = [out.detach()] + [p.grad for p in model.parameters()]
         names = ["logits"] + [n for n, _ in tmodel.named_parameters()]
-        for i, name in enumerate(names):
+        for i, name_ in enumerate(names):
             r = sides["ref"][i].detach().cpu().numpy()
             a = mc.devices.to_numpy(sides["mc"][i]).astype(np.float64)
             b = sides["torch"][i].detach().cpu().double().numpy()
@@ -176,7 +199,7 @@ def resnet18_cifar_step(ctx):
             e_mc = float(np.linalg.norm(a - r)) / norm
             e_th = float(np.linalg.norm(b - r)) / norm
             if not e_mc <= GATE * e_th + FLOOR:
-                return (f"{name}: minicnn's float32 result is {e_mc:.3g} (relative L2) from the "
+                return (f"{name_}: minicnn's float32 result is {e_mc:.3g} (relative L2) from the "
                         f"float64 reference, PyTorch float32's {e_th:.3g} (allowed: {GATE}x "
                         f"PyTorch's + {FLOOR})")
         return None
@@ -186,3 +209,48 @@ def resnet18_cifar_step(ctx):
                     check=check,
                     extra={"batch": n, "width": width,
                            "params_M": round(mmodel.num_parameters() / 1e6, 2)})
+
+
+@case("model", "resnet18_cifar_train_step", tags=("cpu", "gpu"),
+      description="ResNet-18 CIFAR variant, 32x32, one SGD(momentum 0.9) training step; "
+                  "batch 128 on GPU, 8 on CPU")
+def resnet18_cifar_step(ctx):
+    return _train_step(ctx, "resnet18_cifar", ctx.by_device(cpu=8, gpu=128, quick=2),
+                       16 if ctx.quick else 64)
+
+
+@case("model", "resnet18_cifar_train_step_b32", tags=("cpu",),
+      description="the same step at batch 32 (issue 17's reference: PyTorch 345 ms on a quiet "
+                  "2-core EPYC)")
+def resnet18_cifar_step_b32(ctx):
+    return _train_step(ctx, "resnet18_cifar", 2 if ctx.quick else 32, 16 if ctx.quick else 64)
+
+
+@case("model", "lenet5_train_step_b64", tags=("cpu",),
+      description="LeNet-5 (28x28, first conv padded), one SGD(momentum 0.9) training step at "
+                  "batch 64: per-op overhead more than arithmetic")
+def lenet5_step(ctx):
+    return _train_step(ctx, "lenet5", 4 if ctx.quick else 64, None)
+
+
+@case("model", "resnet18_cifar_inference_b32", tags=("cpu",),
+      description="ResNet-18 CIFAR variant, eval mode, no_grad forward at batch 32")
+def resnet18_cifar_inference(ctx):
+    import minicnn as mc  # noqa: PLC0415
+    n, width = (2, 16) if ctx.quick else (32, 64)
+    mmodel, tmodel = _models(ctx, "resnet18_cifar", width)
+    mmodel.eval()
+    tmodel.eval()
+    xa = ctx.array((n, 3, 32, 32))
+    mx, tx = ctx.mc(xa), ctx.th(xa)
+
+    def mc_fwd():
+        with mc.no_grad():
+            return mmodel(mx)
+
+    def torch_fwd():
+        with ctx.torch.no_grad():
+            return tmodel(tx)
+
+    return Workload(mc_fwd=mc_fwd, torch_fwd=torch_fwd, flops=_forward_flops(mc, mmodel, mx),
+                    atol=1e-3, rtol=1e-3, extra={"batch": n, "width": width})
