@@ -60,7 +60,7 @@ def world(args):
         print(f"minicnn {args.command}: rank {dist.get_rank()} of {dist.get_world_size()}: "
               f"error: {type(e).__name__}: {e}; aborting every rank", file=sys.stderr,
               flush=True)
-        dist.abort(1)
+        dist.abort(2 if isinstance(e, CLIError) else 1)     # 2: the user's error, as the CLI
     dist.destroy_process_group()
 
 
