@@ -35,7 +35,7 @@ import zipfile
 
 import numpy
 
-from . import devices
+from . import devices, dtypes
 from .fileio import write_atomic
 from .tensor import Tensor
 
@@ -104,15 +104,22 @@ def save(obj, f, format=None):  # noqa: A002 -- the word for it
     enc = _Encoder()
     tree = enc.encode(obj)
     header = {"format": FORMAT, "version": VERSION,
-              "arrays": {k: [a.dtype.str, list(a.shape)] for k, a in enc.arrays.items()},
+              "arrays": {k: [_dtype_name(a.dtype), list(a.shape)] for k, a in enc.arrays.items()},
               "object": tree}
     members = {HEADER_KEY: numpy.frombuffer(json.dumps(header).encode("utf-8"), numpy.uint8)}
-    members.update(enc.arrays)
+    # bfloat16 (ml_dtypes) is stored as its bits: NumPy's .npy format would write it as void
+    members.update({k: a.view(numpy.uint16) if a.dtype == dtypes.bfloat16 else a
+                    for k, a in enc.arrays.items()})
     if hasattr(f, "write"):
         numpy.savez(f, **members)
         return
     # a file object: np.savez would append '.npz' to a name
     write_atomic(f, lambda fh: numpy.savez(fh, **members))
+
+
+def _dtype_name(dtype):
+    """An array's dtype in the header: NumPy's dtype.str ('<f4'), or 'bfloat16'."""
+    return "bfloat16" if dtype == dtypes.bfloat16 else dtype.str
 
 
 def _read(f, name):
@@ -145,7 +152,9 @@ def _read(f, name):
                               f"{sorted(listed)[:5]}...")
     for k, (dtype, shape) in listed.items():
         a = members[k]
-        if a.dtype.str != dtype or list(a.shape) != list(shape):
+        if dtype == "bfloat16" and a.dtype == numpy.uint16:
+            a = members[k] = a.view(dtypes.bfloat16)
+        if _dtype_name(a.dtype) != dtype or list(a.shape) != list(shape):
             raise CheckpointError(f"mc.load: {name}: array {k} has dtype {a.dtype.str} and shape "
                                   f"{list(a.shape)}, but the header says {dtype} {shape}")
     return header, members
@@ -181,7 +190,7 @@ class _Decoder:
             if "__tensor__" in node:
                 a = self._array(node["__tensor__"])
                 t = Tensor(devices.to_device(a, self._device(node.get("device", "cpu"))))
-                if node.get("requires_grad") and a.dtype.kind in "fc":
+                if node.get("requires_grad") and dtypes.is_floating(a.dtype):
                     t.requires_grad_(True)
                 return t
             if "__ndarray__" in node:

@@ -223,3 +223,16 @@ def test_unsupported_float_dtype_is_refused_by_name():
     x = mc.tensor(np.ones((1, 1, 4, 4), np.longdouble))
     with pytest.raises(TypeError, match="max_pool2d: float128"):
         mc.nn.functional.max_pool2d(x, 2)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_checkpoints_round_trip(tmp_path, dtype):
+    """mc.save / mc.load keep float16 and bfloat16 (bfloat16 stored as its bits: the .npy
+    format has no such dtype)."""
+    model = nn.Linear(3, 2).to(dtype)
+    mc.save({"state": model.state_dict(), "w": model.weight}, tmp_path / "m.pt")
+    back = mc.load(tmp_path / "m.pt")
+    for k, v in model.state_dict().items():
+        assert back["state"][k].dtype == dtype
+        np.testing.assert_array_equal(back["state"][k].float().numpy(), v.float().numpy())
+    assert back["w"].requires_grad and back["w"].dtype == dtype
