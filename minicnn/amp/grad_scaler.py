@@ -14,6 +14,10 @@ gradient, growth after growth_interval finite steps, growth only to a finite sca
 multiplies by the float32 reciprocal of the scale computed in float64, as PyTorch's does. The
 unscale and the finite check are one pass over each parameter bucket of the optimizer
 (kernels.optim.unscale_: a fused Numba kernel on the CPU, a CUDA kernel on the GPU).
+
+One difference: PyTorch refuses float16 gradients ("Attempting to unscale FP16 gradients"),
+since its optimizers would update float16 weights in float16. minicnn's optimizers keep float32
+master weights for half parameters, so half gradients are unscaled (in float32, rounded back).
 """
 import enum
 import warnings
