@@ -327,3 +327,21 @@ def test_bench_option_errors(options, match):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and __import__("re").search(match, lines[0]), proc.stderr
+
+
+@pytest.mark.parametrize("args,match", [
+    (["train", "--lr", "abc"], r"^minicnn train: error: argument --lr: invalid float value: 'abc' "
+                               r"\(see minicnn train --help\)$"),
+    (["train", "--epochs", "1.5"], r"argument --epochs: invalid int value: '1.5'"),
+    (["train", "--optimizer", "foo"], r"argument --optimizer: invalid choice: 'foo'"),
+    (["predict"], r"^minicnn predict: error: the following arguments are required: checkpoint, "
+                  r"images"),
+    (["train", "--bogus"], r"^minicnn: error: unrecognized arguments: --bogus")],
+    ids=lambda a: " ".join(a) if isinstance(a, list) else "")
+def test_argparse_errors_are_one_line(args, match):
+    """argparse's own errors (a value of the wrong type, a missing argument) without its usage
+    block."""
+    proc = minicnn(*args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and __import__("re").search(match, lines[0]), proc.stderr

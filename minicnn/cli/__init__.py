@@ -31,8 +31,15 @@ COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "export": 
 USER_ERRORS = (CLIError, DatasetNotFoundError, CorruptDatasetError, CheckpointError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line (not after the whole usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="minicnn", description="minicnn command line")
+    parser = _Parser(prog="minicnn", description="minicnn command line")
     sub = parser.add_subparsers(dest="command")
     bench.add_parser(sub)
     for module in COMMANDS.values():
