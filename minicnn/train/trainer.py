@@ -421,6 +421,8 @@ class Trainer:
         """Whether every parameter and float buffer is finite (one reduction per tensor and one
         read); if not, stop as for a NaN loss, naming the tensors and the steps since the last
         check, where the weights were finite."""
+        if self._weights_finite_at == self.global_step:     # checked after this step already
+            return True
         model = ranks.unwrap(self.model)    # named as in the checkpoints
         named = [(k, t) for k, t in (*model.named_parameters(), *model.named_buffers())
                  if t.array.dtype.kind == "f" and t.array.size]
