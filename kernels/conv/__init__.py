@@ -21,7 +21,8 @@ Which algorithm computes a pass (`_algorithm`, reported per thread by `last_algo
   'winograd'       CPU, 3x3 stride 1 with at least WINOGRAD_MIN_CHANNELS channels in and out
                    and WINOGRAD_MIN_TILES output tiles: F(2x2, 3x3), 16 GEMMs (K, C) @ (C, T)
                    over the transformed 2x2 tiles, 2.25x fewer multiplications and no columns
-                   (forward, and the stride-1 input gradient run as a forward conv of gy).
+                   (forward, the stride-1 input gradient run as a forward conv of gy, and
+                   the weight gradient, the adjoint of the forward's transforms).
 On the GPU `choose_algorithm` picks between the last two by a PROVISIONAL RULE (written without
 a GPU to measure on; change the two constants after benchmarking with set_algorithm): the
 implicit GEMM when the GEMM would be memory-bound on its column operand (Kg <=
@@ -187,7 +188,7 @@ def _algorithm(pass_, p, a, x_shape, w_shape, out_hw, meets_padding=None):
                                 p.G, a.dtype.itemsize, pass_, out_hw)
     elif w_shape[2] == 1 and w_shape[3] == 1 and p.PH == 0 and p.PW == 0:
         algo = "gemm_1x1"
-    elif pass_ == "forward" and _winograd_ok(p, x_shape[1], w_shape, x_shape[0], out_hw) or \
+    elif pass_ != "grad_input" and _winograd_ok(p, x_shape[1], w_shape, x_shape[0], out_hw) or \
             pass_ == "grad_input" and _winograd_ok(p, w_shape[0], (x_shape[1],) + w_shape[1:],
                                                    x_shape[0], x_shape[2:]):
         algo = "winograd"     # the input gradient as a forward conv of gy: K channels in, C out
@@ -401,6 +402,14 @@ def conv2d_grad_weight(x, gy, w_shape, p):
         return grouped.depthwise_grad_weight(x, gy, KH, KW, *p.geometry())
     if algo == "grouped":
         return grouped.grouped_grad_weight(x, gy, p.G, KH, KW, *p.geometry())
+    if algo == "winograd":
+        T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+        gw = _cpu.winograd_grad_weight(
+            x, gy, p.PH, p.PW, _workspace((16, C, T), x.dtype, 0),
+            _workspace((16, K, T), x.dtype, 1), _workspace((16, K, C), x.dtype, 2))
+        if gw is not None:
+            return gw
+        algo = _record("grad_weight", "im2col_gemm")   # NaN or inf: as in _gemm_conv2d
     gyt = _to_cn(gy.reshape(N, K, OH * OW), p.G)                        # (G, Kg, N*L)
     cols = _columns(x, p, KH, KW, OH, OW, algo)                         # (G, CKK, N*L)
     # gw^T = cols @ gy^T: (G, CKK, NL) @ (G, NL, Kg), the big operand contiguous and in the

@@ -43,6 +43,22 @@ def winograd_conv2d(x, w, PH, PW, OH, OW, u, v, m, y):
     return run(winograd_output_kernel, m.size, m, TH, TW, y) == 0
 
 
+def winograd_grad_weight(x, gy, PH, PW, v, z, mw):
+    """The weight gradient of winograd_conv2d: gw[k, c] = G^T (sum over tiles t of
+    (A gy_t A^T) * (B^T d_t B)) G, its adjoint. v (16, C, T), z (16, K, T), mw (16, K, C):
+    workspaces. Returns gw (K, C, 3, 3), or None where a value is not finite (see the caller)."""
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    OH, OW = gy.shape[2:]
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    run(winograd_input_kernel, v.size, x, PH, PW, TH, TW, v)
+    run(winograd_gy_kernel, z.size, gy, TH, TW, z)
+    with np.errstate(invalid="ignore", over="ignore"):   # non-finite: the caller redoes it
+        for xi in range(16):                             # (K, T) @ (T, C); BLAS takes v^T
+            np.matmul(z[xi], v[xi].T, out=mw[xi])        # as a flag, stacked matmul would copy
+    gw = np.empty((z.shape[1], x.shape[1], 3, 3), x.dtype)
+    return gw if run(winograd_weight_grad_kernel, mw.size, mw, gw) == 0 else None
+
+
 # --- kernels ----------------------------------------------------------------------------------
 
 
@@ -213,4 +229,64 @@ def winograd_output_kernel(m, TH, TW, y):
                             y[n, k, h, 2 * tw + 1] = r[1]
                         if r[0] - r[0] != 0 or r[1] - r[1] != 0:   # NaN or inf (see caller)
                             bad += 1
+    return bad
+
+
+@njit(inline="always")
+def _a(g0, g1):
+    """A applied to a column of two values: the transpose of A^T."""
+    return g0, g0 + g1, g0 - g1, -g1
+
+
+@njit(parallel=True, cache=True)
+def winograd_gy_kernel(gy, TH, TW, z):
+    """z[4a + b, k, t] = (A g A^T)[a, b], g the 2x2 tile t of gy (zeros past its edges)."""
+    N, K, OH, OW = gy.shape
+    T = TH * TW
+    for p in prange(N * K):
+        k = p // N
+        n = p % N
+        g = np.zeros((2 * TH, 2 * TW), gy.dtype)     # the plane, whole tiles
+        g[:OH, :OW] = gy[n, k]
+        zb = np.empty((16, T), gy.dtype)            # copied out as runs (the input kernel)
+        for th in range(TH):
+            r = 2 * th
+            for tw in range(TW):
+                q = 2 * tw
+                t = th * TW + tw
+                c0 = _a(g[r, q], g[r + 1, q])            # A g, by column
+                c1 = _a(g[r, q + 1], g[r + 1, q + 1])
+                for a in range(4):                       # ... then A^T on the right
+                    _put4(zb, 4 * a, t, _a(c0[a], c1[a]))
+        for xi in range(16):
+            z[xi, k, n * T:(n + 1) * T] = zb[xi]
+
+
+@njit(inline="always")
+def _gt(m0, m1, m2, m3, half):
+    """G^T applied to a column of four values."""
+    return m0 + half * (m1 + m2), half * (m1 - m2), half * (m1 + m2) + m3
+
+
+@njit(parallel=True, cache=True)
+def winograd_weight_grad_kernel(mw, gw):
+    """gw[k, c] = G^T mw[:, k, c] G (4x4 -> 3x3); returns the number of non-finite values."""
+    K, C = gw.shape[:2]
+    half = gw.dtype.type(0.5)
+    bad = 0
+    for k in prange(K):
+        mb = np.empty((16, C), gw.dtype)
+        for xi in range(16):
+            mb[xi] = mw[xi, k]
+        for c in range(C):
+            s0 = _gt(mb[0, c], mb[4, c], mb[8, c], mb[12, c], half)   # G^T m, by column
+            s1 = _gt(mb[1, c], mb[5, c], mb[9, c], mb[13, c], half)
+            s2 = _gt(mb[2, c], mb[6, c], mb[10, c], mb[14, c], half)
+            s3 = _gt(mb[3, c], mb[7, c], mb[11, c], mb[15, c], half)
+            for i in range(3):                                          # ... then G
+                r = _gt(s0[i], s1[i], s2[i], s3[i], half)
+                gw[k, c, i, 0], gw[k, c, i, 1], gw[k, c, i, 2] = r
+                for j in range(3):
+                    if r[j] - r[j] != 0:
+                        bad += 1
     return bad

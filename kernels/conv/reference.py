@@ -82,20 +82,47 @@ def winograd_conv2d(x, w, PH, PW, OH, OW, absolute=False):
     absolute=True: the same with |B^T|, |G|, |A^T|, |x| and |w|, which bounds every partial sum
     of the computation, so float32 rounding errors are at most a few eps times it (tests)."""
     xp = get_array_module(x)
-    BT, G, AT = (xp.asarray(m, x.dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT))
-    if absolute:
-        BT, G, AT, x, w = (abs(a) for a in (BT, G, AT, x, w))
-    N, C, H, W = x.shape
+    BT, G, AT, x, w = _winograd_operands(x, w, absolute)
+    N, K = x.shape[0], w.shape[0]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    v = xp.einsum("ai,nctuij,bj->nctuab", BT, _tiles(x, PH, PW, TH, TW), BT)   # B^T d B
+    u = xp.einsum("ai,kcij,bj->kcab", G, w, G)                                 # G w G^T
+    m = xp.einsum("kcab,nctuab->nktuab", u, v)                   # summed over the channels
+    y = xp.einsum("ia,nktuab,jb->nktiuj", AT, m, AT)             # A^T m A: (N, K, TH, 2, TW, 2)
+    return y.reshape(N, K, 2 * TH, 2 * TW)[:, :, :OH, :OW]
+
+
+def winograd_grad_weight(x, gy, PH, PW, absolute=False):
+    """The weight gradient of winograd_conv2d (its adjoint in w): G^T [sum over the tiles of
+    (A gy_t A^T) * (B^T d_t B)] G, for gy (N, K, OH, OW); absolute as there."""
+    xp = get_array_module(x)
+    BT, G, AT, x, gy = _winograd_operands(x, gy, absolute)
+    (N, K, OH, OW), TH, TW = gy.shape, (gy.shape[2] + 1) // 2, (gy.shape[3] + 1) // 2
+    g = xp.zeros((N, K, 2 * TH, 2 * TW), gy.dtype)               # whole tiles, zeros past OH, OW
+    g[:, :, :OH, :OW] = gy
+    g = g.reshape(N, K, TH, 2, TW, 2)
+    v = xp.einsum("ai,nctuij,bj->nctuab", BT, _tiles(x, PH, PW, TH, TW), BT)   # B^T d B
+    z = xp.einsum("ia,nktiuj,jb->nktuab", AT, g, AT)
+    m = xp.einsum("nktuab,nctuab->kcab", z, v)                   # summed over the tiles
+    return xp.einsum("ai,kcab,bj->kcij", G, m, G)                # G^T m G
+
+
+def _winograd_operands(a, b, absolute):
+    xp = get_array_module(a)
+    mats = [xp.asarray(m, a.dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT)]
+    return [abs(t) for t in mats + [a, b]] if absolute else mats + [a, b]
+
+
+def _tiles(x, PH, PW, TH, TW):
+    """(N, C, TH, TW, 4, 4): the 4x4 input tiles of the 2x2 output tiles, overlapping by 2, of
+    x zero-padded by PH, PW."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
     img = xp.zeros((N, C, 2 * TH + 2, 2 * TW + 2), x.dtype)      # padded, whole tiles
     hi, wi = min(H, 2 * TH + 2 - PH), min(W, 2 * TW + 2 - PW)
     img[:, :, PH:PH + hi, PW:PW + wi] = x[:, :, :hi, :wi]
-    d = xp.empty((N, C, TH, TW, 4, 4), x.dtype)                  # 4x4 tiles, overlapping by 2
+    d = xp.empty((N, C, TH, TW, 4, 4), x.dtype)
     for i in range(4):
         for j in range(4):
             d[..., i, j] = img[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2]
-    v = xp.einsum("ai,nctuij,bj->nctuab", BT, d, BT)             # B^T d B
-    u = xp.einsum("ai,kcij,bj->kcab", G, w, G)                   # G w G^T
-    m = xp.einsum("kcab,nctuab->nktuab", u, v)                   # summed over the channels
-    y = xp.einsum("ia,nktuab,jb->nktiuj", AT, m, AT)             # A^T m A: (N, K, TH, 2, TW, 2)
-    return y.reshape(N, w.shape[0], 2 * TH, 2 * TW)[:, :, :OH, :OW]
+    return d

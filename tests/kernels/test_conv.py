@@ -197,9 +197,10 @@ def test_winograd_reference_is_the_definition(g):
 @examples(at_least=30)
 @given(g=winograd_geometry(), dtype=st.sampled_from([np.float32, np.float64]))
 def test_winograd_matches_reference(winograd_everywhere, g, dtype):
-    """The Numba transforms against the reference: float64 to rounding; float32 within
-    (C + 16) eps of the absolute computation (|B^T|, |G|, |A^T|, |x|, |w|), the growth of
-    rounding errors through the three transforms (16 terms at most) and the sum over C."""
+    """The Numba transforms against the reference, forward and weight gradient: float64 to
+    rounding; float32 within (n + 16) eps of the absolute computation (|B^T|, |G|, |A^T| and
+    the operands' absolute values), the growth of rounding errors through the three transforms
+    (16 terms at most) and a sum of n products (n = C forward, the T tiles for the gradient)."""
     N, C, Kk, H, W, PH, PW, OH, OW, seed = g
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
@@ -207,24 +208,28 @@ def test_winograd_matches_reference(winograd_everywhere, g, dtype):
     p = K.ConvParams((1, 1), (PH, PW), (1, 1), 1)
     y = K.conv2d(x, w, p, out_hw=(OH, OW))
     assert K.last_algorithm()["forward"] == "winograd" and y.dtype == dtype
-    x64, w64 = x.astype(np.float64), w.astype(np.float64)
-    want = RC.winograd_conv2d(x64, w64, PH, PW, OH, OW)
-    if dtype == np.float64:
-        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
-    else:
-        bound = RC.winograd_conv2d(x64, w64, PH, PW, OH, OW, absolute=True)
-        assert np.all(np.abs(y - want) <= (C + 16) * np.finfo(np.float32).eps * bound)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gw = K.conv2d_grad_weight(x, gy, w.shape, p)
+    assert K.last_algorithm()["grad_weight"] == "winograd" and gw.dtype == dtype
+    x64, w64, gy64 = x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64)
+    T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+    for got, n, ref in ((y, C, lambda **a: RC.winograd_conv2d(x64, w64, PH, PW, OH, OW, **a)),
+                        (gw, T, lambda **a: RC.winograd_grad_weight(x64, gy64, PH, PW, **a))):
+        if dtype == np.float64:
+            np.testing.assert_allclose(got, ref(), rtol=1e-12, atol=1e-12)
+        else:
+            bound = (n + 16) * np.finfo(np.float32).eps * ref(absolute=True)
+            assert np.all(np.abs(got - ref()) <= bound)
 
 
 def test_winograd_rule():
     """Winograd where it measured faster: 3x3 stride 1, one group, enough channels and tiles;
-    the stride-1 input gradient (a forward conv of gy) too; not the weight gradient."""
+    the stride-1 input gradient (a forward conv of gy) and the weight gradient too."""
     rng = np.random.default_rng(0)
     x = mc.tensor(rng.standard_normal((8, 16, 8, 8)).astype(np.float32), requires_grad=True)
     w = mc.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), requires_grad=True)
     F.conv2d(x, w, padding=1).sum().backward()
-    assert K.last_algorithm() == {"forward": "winograd", "grad_input": "winograd",
-                                  "grad_weight": "im2col_gemm"}
+    assert set(K.last_algorithm().values()) == {"winograd"}
     for kw, xs in ((dict(stride=2, padding=1), (8, 16, 8, 8)), (dict(padding=1), (8, 15, 8, 8)),
                    (dict(padding=1, dilation=2), (8, 16, 8, 8)), (dict(padding=1), (1, 16, 8, 8)),
                    (dict(padding=1, groups=2), (8, 32, 8, 8))):
@@ -247,17 +252,25 @@ def test_winograd_nonfinite_as_the_definition(winograd_everywhere):
         assert K.last_algorithm()["forward"] == "im2col_gemm"
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)   # inf where inf
+    gy = rng.standard_normal(want.shape)
+    windows = RC.windows(x, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6)
+    for xx, gg, win in ((x, gy, windows), (np.nan_to_num(x), np.where(gy > 1, np.inf, gy),
+                                           np.nan_to_num(windows))):
+        want = np.einsum("nchwij,nkij->kchw", win, gg)          # the definition
+        got = K.conv2d_grad_weight(xx, gg, w.shape, p)
+        assert K.last_algorithm()["grad_weight"] == "im2col_gemm"
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("padding", [0, 1, 2, (2, 0)])
 def test_winograd_conv_gradients(winograd_everywhere, padding):
-    """conv2d through winograd (forward and input gradient): float64 gradcheck and
-    gradgradcheck."""
+    """conv2d through winograd (all three passes): float64 gradcheck and gradgradcheck."""
     rng = np.random.default_rng(7)
     x = mc.tensor(rng.standard_normal((2, 3, 5, 6)), requires_grad=True)
     w = mc.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     F.conv2d(x, w, padding=padding).sum().backward()
-    assert K.last_algorithm()["forward"] == K.last_algorithm()["grad_input"] == "winograd"
+    assert set(K.last_algorithm().values()) == {"winograd"}
     mc.testing.gradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
     mc.testing.gradgradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
 
