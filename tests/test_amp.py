@@ -139,6 +139,17 @@ def test_weight_casts_are_cached_per_region_and_gradients_reach_float32_weights(
     np.testing.assert_array_equal(mw.grad.numpy(), tw.grad.numpy())
 
 
+def test_a_cast_made_under_no_grad_is_not_reused_with_grad():
+    w = nn.Parameter(mc.randn(2, 3))
+    x = mc.randn(4, 3)
+    with mc.autocast("cpu"):
+        with mc.no_grad():
+            F.linear(x, w)
+        y = F.linear(x, w)
+    y.float().sum().backward()
+    assert w.grad is not None and w.grad.dtype == mc.float32
+
+
 def test_regions_nest_and_are_per_thread():
     x = mc.randn(2, 3)
     w = mc.randn(4, 3)

@@ -20,6 +20,7 @@ import threading
 
 import numpy
 
+from ..autograd import is_grad_enabled
 from ..devices import device_of
 from ..dtypes import bfloat16, float16, float32, float64
 from ..dtypes import kind as dtype_kind
@@ -117,8 +118,10 @@ def _eligible(t):
 
 def _cast(t, dtype):
     from .arith import Cast  # noqa: PLC0415 -- arith imports shape, which imports this module
-    cacheable = (region.caching and dtype == region.dtype and t.array.dtype == float32 and t.requires_grad
-                 and t.creator is None)
+    # a float32 leaf that requires grad (a parameter), cast to the region's dtype with grad
+    # mode on (a cast made under no_grad has no graph, so reusing it later would cut one)
+    cacheable = (region.caching and dtype == region.dtype and t.array.dtype == float32
+                 and t.requires_grad and t.creator is None and is_grad_enabled())
     if not cacheable:
         return Cast(numpy.dtype(dtype))(t)
     hit = region.cache.get(id(t))
