@@ -186,16 +186,19 @@ def test_bfloat16_is_a_floating_dtype():
 
 
 @pytest.mark.parametrize("dtype", HALF)
-def test_module_dtype_methods(dtype):
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+def test_module_dtype_methods(dtype, device):
+    """On every device (emu: BatchNorm's half running statistics are updated by array code,
+    there is no half instance of the CUDA running_update kernel)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(),
+                          nn.Linear(8, 3)).to(device)
     conv = model[0].weight
     getattr(model, "half" if dtype == mc.float16 else "bfloat16")()
     assert model[0].weight is conv                    # the same Parameter, a new array
     assert all(p.dtype == dtype for p in model.parameters())
     assert model[1].running_mean.dtype == dtype       # buffers too, as PyTorch's
     assert model[1].num_batches_tracked.dtype == np.int64
-    y = model(mc.randn(2, 1, 4, 4).to(dtype))
-    assert y.dtype == dtype
+    y = model(mc.randn(2, 1, 4, 4).to(device).to(dtype))
+    assert y.dtype == dtype and model[1].running_var.dtype == dtype
     model.float()
     assert all(p.dtype == np.float32 for p in model.parameters())
     model.to(dtype)

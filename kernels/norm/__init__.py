@@ -23,6 +23,8 @@ from minicnn.devices import get_array_module, on_cuda_kernels
 from .. import lazy
 from .._half import in_float32
 
+_KERNEL_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
 
@@ -76,8 +78,8 @@ def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
 def running_update(rm, rv, mean, var, momentum, var_scale=None):
     """rm = (1 - m) rm + m mean, rv = (1 - m) rv + m var (* var_scale), in place; on the GPU one
     fused kernel instead of a chain of small array ops."""
-    if on_cuda_kernels(rm) and rm.dtype == rv.dtype and rm.flags.c_contiguous \
-            and rv.flags.c_contiguous:
+    if on_cuda_kernels(rm) and rm.dtype == rv.dtype and rm.dtype in _KERNEL_DTYPES \
+            and rm.flags.c_contiguous and rv.flags.c_contiguous:   # half buffers: array code
         _cuda.running_update(rm, rv, mean, var, momentum, 1.0 if var_scale is None else var_scale)
         return
     var_unbiased = var if var_scale is None else var * var_scale
