@@ -104,10 +104,11 @@ def _array_arguments(args, kwargs, targs, tkwargs):
 SPECIALS = (np.nan, np.inf, -np.inf)
 
 # Ops whose NaN / inf behaviour this test found to differ from PyTorch's and that are not fixed
-# yet (new in issue 16, their owner's to take up); remove an entry once its op passes.
-NAN_XFAIL = {"scatter_reduce_amax", "scatter_reduce_amin", "var_mean", "std_mean",
-             "interpolate_linear", "interpolate_bilinear", "interpolate_trilinear", "cumprod",
-             "prod", "topk", "kthvalue", "median_all", "erf", "erfc"}
+# yet (new in issue 16); remove an entry once its op passes (the others passed 400 examples a
+# device under the thorough profile). var_mean / std_mean: PyTorch's Welford mean is NaN where
+# an inf comes before another element in its reduction order; interpolate_bilinear: an inf
+# pixel upsampled gives NaN (0 * inf) at some outputs where PyTorch's gives inf.
+NAN_XFAIL = {"var_mean", "std_mean", "interpolate_bilinear", "prod", "topk", "kthvalue"}
 
 
 def _nan_param(info):

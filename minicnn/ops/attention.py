@@ -3,10 +3,10 @@ hybrids; gradients of every order come from its parts).
 
     softmax(q @ k^T * scale + bias) @ v
 
-with bias -inf where a bool attn_mask is False (or above the diagonal with is_causal), a float
-attn_mask added as it is. A row whose every score is -inf attends to nothing and gives 0, as
-PyTorch's safe softmax does, not NaN (and its gradient is 0). Tested with NaN and inf in value and
-mask; NaN in query or key gives NaN gradients in PyTorch's fused CPU kernel where minicnn's are 0.
+with bias -inf where a bool attn_mask is False (or above the diagonal with is_causal) and 0
+elsewhere, a float attn_mask as it is. A row whose every score is -inf attends to nothing and gives 0, as
+PyTorch's safe softmax does, not NaN (and its gradient is 0); a row of NaN scores gives NaN, as
+PyTorch's math backend (its fused CPU kernel gives 0 there, with NaN gradients).
 """
 import math
 
@@ -16,7 +16,6 @@ from ..tensor import Tensor
 from .activation import softmax
 from .arith import where
 from .dropout import dropout
-from .indexing import masked_fill
 from .linalg import matmul
 from .rearrange import repeat_interleave
 from .util import broadcast_shapes, shape_str
@@ -67,12 +66,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                              "when is_causal=True")
         attn_mask = Tensor._wrap(xp.tril(xp.ones((L, S), bool)))
     if attn_mask is not None:
-        if attn_mask.array.dtype.kind == "b":
-            scores = masked_fill(scores, Tensor._wrap(~attn_mask.array), -math.inf)
-        else:
-            scores = scores + attn_mask
-    # rows with no key left: no score above -inf (NaN scores alone count as none, as PyTorch's)
-    dead = ~(scores.array > -math.inf).any(axis=-1, keepdims=True)
+        if attn_mask.array.dtype.kind == "b":     # added as 0 / -inf, as PyTorch's math backend
+            bias = xp.where(attn_mask.array, 0.0, -math.inf).astype(scores.array.dtype)
+            attn_mask = Tensor._wrap(bias)      # (so a NaN score stays NaN where masked)
+        scores = scores + attn_mask
+    dead = (scores.array == -math.inf).all(axis=-1, keepdims=True)   # rows with no key left
     if dead.any():
         scores = where(dead, 0.0, scores)
     attn = softmax(scores, dim=-1)
