@@ -43,7 +43,8 @@ def narrow(out, dtype):
     if type(out) is tuple:
         return tuple(narrow(o, dtype) for o in out)
     if getattr(out, "dtype", None) == _F32:
-        return out.astype(dtype)
+        with numpy.errstate(over="ignore"):   # beyond the half range is inf, as IEEE rounds
+            return out.astype(dtype)
     return out
 
 
