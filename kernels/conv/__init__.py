@@ -354,7 +354,7 @@ def conv2d_grad_input(w, gy, x_shape, p):
         return grouped.depthwise_grad_input(gy, w, C, H, W, *p.geometry())
     if algo == "grouped":
         return grouped.grouped_grad_input(gy, w, p.G, C, H, W, *p.geometry())
-    if algo != "gemm_1x1" and _grad_input_as_conv(p, w, gy, x_shape):
+    if algo != "gemm_1x1" and _grad_input_as_conv(p, w, gy, x_shape, algo):
         # the correlation of the zero-padded gy with the flipped, transposed weight: im2col on
         # gy costs less than col2im on the columns (7.6 vs 12.9 ms at (32, 64, 32, 32), 3x3)
         wf = w.reshape(p.G, K // p.G, Cg, KH, KW).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
@@ -377,13 +377,16 @@ def conv2d_grad_input(w, gy, x_shape, p):
     return col2im(gcol, H, W, *p.geometry())
 
 
-def _grad_input_as_conv(p, w, gy, x_shape):
-    """Whether im2col_gemm's input gradient runs as a forward conv of gy (on the CPU, stride 1,
-    gy the whole output, padding within the kernel's reach). The padded gy's zeros meet every
-    weight there, so a weight with NaN or inf takes the GEMM + col2im path, which never
-    multiplies it by a position outside gy, as PyTorch."""
-    (K, Cg, KH, KW), (H, W) = w.shape, x_shape[2:]
+def _grad_input_as_conv(p, w, gy, x_shape, algo):
+    """Whether the input gradient runs as a forward conv of gy (on the CPU, stride 1, gy the
+    whole output, padding within the kernel's reach; for im2col_gemm gy's columns no larger
+    than the forward's: LeNet's second conv, 6 -> 16 channels at 14x14 -> 10x10, would im2col
+    5x more, 13 ms instead of GEMM + col2im). The padded gy's zeros meet every weight there, so a
+    weight with NaN or inf takes the GEMM + col2im path, which never multiplies it by a
+    position outside gy, as PyTorch."""
+    (K, Cg, KH, KW), (H, W), (OH, OW) = w.shape, x_shape[2:], gy.shape[2:]
     if p.SH != 1 or p.SW != 1 or on_cuda_kernels(gy) or \
+            algo == "im2col_gemm" and K * H * W > x_shape[1] * OH * OW or \
             p.PH > (KH - 1) * p.DH or p.PW > (KW - 1) * p.DW or \
             gy.shape[2:] != (H + 2 * p.PH - (KH - 1) * p.DH, W + 2 * p.PW - (KW - 1) * p.DW):
         return False
