@@ -65,9 +65,9 @@ class Variable:
         key = id(self)
         entry = _POST_ACCUMULATE.get(key)
         if entry is None:
-            def forget(ref):
-                if _POST_ACCUMULATE.get(key, (None,))[0] is ref:
-                    del _POST_ACCUMULATE[key]
+            def forget(ref, registry=_POST_ACCUMULATE):   # bound now: still there at exit
+                if registry.get(key, (None,))[0] is ref:
+                    del registry[key]
             entry = _POST_ACCUMULATE[key] = (weakref.ref(self, forget), [])
         entry[1].append(hook)
         return _PostAccumulateHandle(key, entry, hook)

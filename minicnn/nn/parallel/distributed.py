@@ -24,6 +24,8 @@ reports, as PyTorch does.
 import contextlib
 import time
 
+import numpy
+
 from ... import distributed as dist
 from ... import devices
 from ...autograd.mode import is_grad_enabled
@@ -85,8 +87,8 @@ class _Reducer:
         self.used = None
         self.done = set()
         self.stats = {"backwards": 0, "wait_s": 0.0, "launch_s": 0.0, "buckets": 0}
-        self.handles = [p.register_post_accumulate_grad_hook(self._grad_ready)
-                        for _, p in named_params]
+        for _, p in named_params:
+            p.register_post_accumulate_grad_hook(self._grad_ready)
 
     def check_finished(self):
         if not self.armed:
@@ -176,15 +178,10 @@ class _Reducer:
         """{id(param): used by some rank} when find_unused_parameters (one small allreduce)."""
         if self.used is None:
             return None
-        import numpy  # noqa: PLC0415
         ids = list(self.used)
         flags = numpy.array([self.used[i] for i in ids], dtype=numpy.float64)
         dist.allreduce_array(flags, "max")
         return {i: bool(f) for i, f in zip(ids, flags)}
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
 
 
 def _tensors_in(obj):
