@@ -19,7 +19,8 @@ parameter, all before backward() returns, so the optimizer step that follows see
 find_unused_parameters=True walks the graph after each forward to find parameters that took no
 part (control flow), counts them ready at once, and leaves the .grad of the ones no rank used
 untouched; without it such a parameter leaves the reduction unfinished, which the next forward
-reports, as PyTorch does.
+reports, as PyTorch does. gradient_as_bucket_view, static_graph, device_ids, output_device and
+process_group are taken for PyTorch's signature (one device per process, the default group).
 """
 import contextlib
 import time
