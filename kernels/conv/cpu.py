@@ -9,7 +9,7 @@ vectorise for stride 1.
 import numpy as np
 from numba import njit, prange
 
-from .._numba import run, valid_range
+from .._numba import matmuls, run, valid_range
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=None):
@@ -39,7 +39,7 @@ def winograd_conv2d(x, w, PH, PW, OH, OW, u, v, m, y):
     run(winograd_input_kernel, v.size, x, PH, PW, TH, TW, v)
     run(winograd_weight_kernel, u.size, np.ascontiguousarray(w), u)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller redoes it
-        np.matmul(u, v, out=m)                             # 16 GEMMs (K, C) @ (C, T)
+        matmuls(u, v, m)                                   # 16 GEMMs (K, C) @ (C, T)
     return run(winograd_output_kernel, m.size, m, TH, TW, y) == 0
 
 
@@ -53,8 +53,7 @@ def winograd_grad_weight(x, gy, PH, PW, v, z, mw):
     run(winograd_input_kernel, v.size, x, PH, PW, TH, TW, v)
     run(winograd_gy_kernel, z.size, gy, TH, TW, z)
     with np.errstate(invalid="ignore", over="ignore"):   # non-finite: the caller redoes it
-        for xi in range(16):                             # (K, T) @ (T, C); BLAS takes v^T
-            np.matmul(z[xi], v[xi].T, out=mw[xi])        # as a flag, stacked matmul would copy
+        matmuls(z, v.transpose(0, 2, 1), mw)             # 16 GEMMs (K, T) @ (T, C)
     gw = np.empty((z.shape[1], x.shape[1], 3, 3), x.dtype)
     return gw if run(winograd_weight_grad_kernel, mw.size, mw, gw) == 0 else None
 

@@ -1,7 +1,7 @@
 """What the CPU kernel families share (minicnn.kernels._numba): the vectorisable float32 exp
 against NumPy's over the whole finite range (subnormals, overflow, underflow, NaN) and its
-clamped variant, `run`'s single-thread threshold, and `valid_range`. (The activation kernels
-built on exp_f32 are tested at extreme inputs in test_activation.py.)"""
+clamped variant, `run`'s single-thread threshold, `matmuls`, and `valid_range`. (The activation
+kernels built on exp_f32 are tested at extreme inputs in test_activation.py.)"""
 import numba
 import numpy as np
 import pytest
@@ -107,3 +107,35 @@ def test_valid_range():
                     lo, hi = valid_range(off, S, size, O)
                     want = [o for o in range(O) if 0 <= o * S + off < size]
                     assert lo <= hi and list(range(lo, hi)) == want, (off, S, size, O, lo, hi)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_matmuls_products_and_blas_width(width, monkeypatch):
+    """matmuls: each product exact (as np.matmul, transposed operands too), from two Python
+    threads at once, and the BLAS's width as it was afterwards."""
+    import threading  # noqa: PLC0415
+
+    import minicnn as mc  # noqa: PLC0415
+    rng = np.random.default_rng(width)
+    a = rng.standard_normal((16, 7, 5)).astype(np.float32)
+    b = rng.standard_normal((16, 9, 5)).astype(np.float32).transpose(0, 2, 1)   # a view
+    from minicnn import threads  # noqa: PLC0415
+    state, blas, nb = dict(threads._state), _numba._blas_width(), numba.get_num_threads()
+    mc.set_num_threads(width)
+    monkeypatch.setattr(_numba, "SPLIT_GEMM_FLOPS", 1 << 40)     # every product split
+    try:
+        outs = [np.empty((16, 7, 9), np.float32) for _ in range(4)]
+        workers = [threading.Thread(target=_numba.matmuls, args=(a, b, o)) for o in outs[:2]]
+        for t in workers:
+            t.start()
+        _numba.matmuls(a, b, outs[2])
+        for t in workers:
+            t.join()
+        for o in outs[:3]:
+            np.testing.assert_array_equal(o, [np.matmul(a[i], b[i]) for i in range(16)])
+        assert _numba._blas_width() == (width if _numba._blas_libs() else 1)
+    finally:     # the widths as they were (the default has the BLAS on one thread)
+        threads._state.update(state)
+        numba.set_num_threads(nb)
+        for lib in _numba._blas_libs():
+            lib.set_num_threads(blas)
