@@ -14,14 +14,19 @@ float32 with one rounding at the end is both the fast and the accurate choice. T
 float32 copy of each operand per call. Functions that write into their arguments in place (the
 optimizer's steps, running statistics) are not decorated: a widened copy would take the write.
 
-The GPU path goes through the same widening for now: the .cu kernels have no __half /
-__nv_bfloat16 instances yet, so a half CuPy array is converted to float32 before its CUDA
-kernel (correct, but neither the memory saving nor the tensor cores of half GEMMs).
+On the CUDA target (a CuPy array, or a NumPy one under the emulator: `on_cuda_kernels`) a
+function decorated with `@in_float32(half_kernels=True)` takes half arrays as they are: its
+family's CUDA kernels have __half / __nv_bfloat16 instances (kernels/cuda/half.cuh) that load
+half, compute in float32 and store half, with no float32 copy in memory. That holds when every
+floating array argument has the first one's storage dtype; a mix (a float16 input with a
+float32 weight) is widened as on the CPU. Families whose kernels have no half instances yet keep
+the widening on the GPU too (correct, without the memory saving).
 """
 import functools
 
 import numpy
 
+from minicnn.devices import on_cuda_kernels
 from minicnn.dtypes import HALF_FLOATS
 
 _F32 = numpy.dtype(numpy.float32)
@@ -48,13 +53,28 @@ def narrow(out, dtype):
     return out
 
 
-def in_float32(fn):
-    """fn accepting float16 / bfloat16 arrays, computed in float32 (see the module docstring)."""
+def _one_storage(dtype, args, kwargs):
+    """Whether every floating array among the arguments has `dtype`."""
+    for a in (*args, *kwargs.values()):
+        dt = getattr(a, "dtype", None)
+        if dt is not None and dt != dtype and (dt.kind == "f" or dt in HALF_FLOATS):
+            return False
+    return True
+
+
+def in_float32(fn=None, *, half_kernels=False):
+    """fn accepting float16 / bfloat16 arrays, computed in float32 (see the module docstring);
+    with half_kernels=True, half arrays on the CUDA target go to fn as they are."""
+    if fn is None:
+        return functools.partial(in_float32, half_kernels=half_kernels)
+
     @functools.wraps(fn)
     def call(*args, **kwargs):
         first = args[0] if hasattr(args[0], "shape") else args[1]   # after a method's self
         dtype = first.dtype
         if dtype is _F32 or dtype is _F64 or dtype not in HALF_FLOATS:   # the common case first
+            return fn(*args, **kwargs)
+        if half_kernels and on_cuda_kernels(first) and _one_storage(dtype, args, kwargs):
             return fn(*args, **kwargs)
         args = tuple(widen(a) for a in args)
         kwargs = {k: widen(v) for k, v in kwargs.items()}

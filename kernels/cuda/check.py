@@ -29,7 +29,7 @@ def instantiations(text):
     lines = []
     for decl in source.kernels(text).values():
         if decl.template:
-            for T in ("float", "double"):
+            for T in decl.types:
                 params = ", ".join(p.c_decl(T) for p in decl.params)
                 lines.append(f"template __global__ void {decl.name}<{T}>({params});")
     return "\n".join(lines)
@@ -101,8 +101,7 @@ def nvrtc_check(path, arch="90"):
         decls = source.kernels(text)
     except ValueError as e:
         return False, str(e)
-    names = [d.expression(T) for d in decls.values()
-             for T in (("float", "double") if d.template else (None,))]
+    names = [d.expression(T) for d in decls.values() for T in d.types]
     prog = ctypes.c_void_p()
 
     def ok(rc, what):
@@ -114,7 +113,8 @@ def nvrtc_check(path, arch="90"):
     try:
         for n in names:
             ok(lib.nvrtcAddNameExpression(prog, n.encode()), "nvrtcAddNameExpression")
-        opts = [o.encode() for o in module.NVRTC_OPTIONS + (f"--gpu-architecture=compute_{arch}",)]
+        opts = [o.encode() for o in module.NVRTC_OPTIONS + source.include_options() +
+                (f"--gpu-architecture=compute_{arch}",)]
         rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
         size = ctypes.c_size_t()
         lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))

@@ -69,7 +69,7 @@ def _translation_unit(path):
     parts = [(EMU_DIR / "cuda_emu.h").read_text(), "#line 1 \"" + Path(path).name + "\"", text,
              (EMU_DIR / "runtime.cpp").read_text()]
     for decl in decls.values():
-        for T in (("float", "double") if decl.template else (None,)):
+        for T in decl.types:
             symbol = _symbol(decl, T)
             unpacked = ", ".join(f"*static_cast<{p.c_decl(T)}*>(a[{i}])"
                                  for i, p in enumerate(decl.params))

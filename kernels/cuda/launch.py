@@ -4,6 +4,7 @@
     sm_count(like=None)         -> the SMs of the GPU holding `like` (132, an H100's, otherwise)
     blocks(n, threads, waves)   -> the grid of a grid-stride loop over n work items
     is_float(a), check_float(op, *arrays)     -> float32/float64 (the template kernels' types)
+        (half=True: float16 / bfloat16 too, the HALF_STORAGE templates' types; half.cuh)
     float_input(op, x, ndim)    -> (xp, x contiguous) after checking x is float32/float64
     data_ptr(a)                 -> the address of a's first element (CuPy or NumPy)
     warp_threads(n, cap), pow2ceil(n), split_axis(shape, axis), rows_block(L), rows_grid(...)
@@ -17,6 +18,7 @@ import functools
 import numpy
 
 from minicnn.devices import get_array_module, is_cuda_array
+from minicnn.dtypes import HALF_FLOATS
 
 from . import module
 
@@ -85,27 +87,32 @@ def emulator_cap(like):
 
 
 _FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+_HALF_FLOATS = _FLOATS + tuple(HALF_FLOATS)
 
 
-def is_float(a):
-    """Whether a's dtype is one the template kernels are instantiated for."""
-    return numpy.dtype(a.dtype) in _FLOATS
+def is_float(a, half=False):
+    """Whether a's dtype is one the template kernels (half: the HALF_STORAGE ones) are
+    instantiated for."""
+    return numpy.dtype(a.dtype) in (_HALF_FLOATS if half else _FLOATS)
 
 
-def check_float(op, *arrays):
-    """TypeError naming `op` unless every array is float32 or float64."""
+def check_float(op, *arrays, half=False):
+    """TypeError naming `op` unless every array is float32 or float64 (or, with half=True,
+    float16 / bfloat16)."""
     for a in arrays:
-        if not is_float(a):
-            raise TypeError(f"{op}: expected float32 or float64, got {a.dtype}")
+        if not is_float(a, half):
+            kinds = "float32, float64, float16 or bfloat16" if half else "float32 or float64"
+            raise TypeError(f"{op}: expected {kinds}, got {a.dtype}")
 
 
-def float_input(op, x, ndim=None):
+def float_input(op, x, ndim=None, half=False):
     """(xp, x as a C-contiguous array of the same shape, 0-d included) after checking x: `ndim`
-    dimensions (when given), float32 or float64, small enough for 32-bit indices."""
+    dimensions (when given), float32 or float64 (or half: see check_float), small enough for
+    32-bit indices."""
     xp = get_array_module(x)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{op}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
-    check_float(op, x)
+    check_float(op, x, half=half)
     module.check_size(op, x.shape)
     return xp, xp.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray makes 0-d 1-d
 

@@ -56,8 +56,9 @@ def _cupy_module(family):
             text = source.read(_path(family))
             # template instances need name expressions; extern "C" names are found as they are
             names = [d.expression(T) for d in source.kernels(text).values() if d.template
-                     for T in ("float", "double")]
-            _modules[family] = devices.cupy().RawModule(code=text, options=NVRTC_OPTIONS,
+                     for T in d.types]
+            options = NVRTC_OPTIONS + source.include_options()
+            _modules[family] = devices.cupy().RawModule(code=text, options=options,
                                               name_expressions=names or None)
         return _modules[family]
 
@@ -164,8 +165,9 @@ def kernel(family, name, dtype=None):
         T = None
         if decl.template:
             T = source.TEMPLATE_TYPES.get(numpy.dtype(dtype)) if dtype is not None else None
-            if T is None:
-                raise TypeError(f"kernel {name}: no instance for dtype {dtype}")
+            if T not in decl.types:
+                raise TypeError(f"kernel {name}: no instance for dtype "
+                                f"{None if dtype is None else numpy.dtype(dtype)}")
         k = _kernels[key] = Kernel(family, decl, T)
     return k
 

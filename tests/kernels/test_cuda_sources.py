@@ -8,7 +8,8 @@ import pytest
 
 from minicnn.kernels.cuda import check, emulator, source
 
-FILES = source.sources() + [Path(__file__).parents[1] / "cuda_src" / "emu_selftest.cu"]
+FILES = source.sources() + [Path(__file__).parents[1] / "cuda_src" / "emu_selftest.cu",
+                            Path(__file__).parent / "half_selftest.cu"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -45,7 +46,7 @@ def test_emulator_builds_and_declares_kernels(path):
     lib, decls = emulator.library(path)
     assert decls, f"{path.name} declares no kernels"
     for d in decls.values():
-        for T in (("float", "double") if d.template else (None,)):
+        for T in d.types:
             assert hasattr(lib, emulator._symbol(d, T))
 
 

@@ -163,3 +163,34 @@ inline float min(float a, float b) { return fminf(a, b); }
 inline float max(float a, float b) { return fmaxf(a, b); }
 inline double min(double a, double b) { return fmin(a, b); }
 inline double max(double a, double b) { return fmax(a, b); }
+
+// --- half-precision storage (kernels/cuda/half.cuh): the types and their conversions only ----
+// g++ has _Float16 (IEEE binary16, conversions rounded to nearest even) but no bfloat16: the
+// bfloat16 rounding is written out, bit-equal to ml_dtypes' (a NaN is its sign and 0x7fc0).
+struct __half {
+    unsigned short bits;
+};
+struct __nv_bfloat16 {
+    unsigned short bits;
+};
+inline float __half2float(__half h) {
+    _Float16 f;
+    memcpy(&f, &h.bits, 2);
+    return static_cast<float>(f);
+}
+inline __half __float2half_rn(float v) {
+    const _Float16 f = static_cast<_Float16>(v);
+    __half h;
+    memcpy(&h.bits, &f, 2);
+    return h;
+}
+inline float __bfloat162float(__nv_bfloat16 h) {
+    return __uint_as_float(static_cast<unsigned int>(h.bits) << 16);
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u)  // NaN: the canonical quiet one, with its sign
+        return __nv_bfloat16{static_cast<unsigned short>(((u >> 16) & 0x8000u) | 0x7fc0u)};
+    u += 0x7fffu + ((u >> 16) & 1u);      // to nearest, ties to even (a carry may reach inf)
+    return __nv_bfloat16{static_cast<unsigned short>(u >> 16)};
+}
