@@ -13,12 +13,15 @@ tanh, mish, hardswish.
 `codes()` reads the list from the ACT_* defines of activation.cu; the CPU finds `<act>_forward`
 / `<act>_backward` in cpu.py by name. So adding an activation touches activation.cu,
 cpu.py and reference.py here, nothing else in the family. Nothing is saved between the passes
-but the input: recomputing sigmoid/erf costs less than reading a saved array.
+but the input: recomputing sigmoid/erf costs less than reading a saved array. float16 / bfloat16
+arrays run in the CUDA kernels' half instances on the GPU (and under the emulator), and widened
+to float32 on the CPU (kernels._half).
 """
 import functools
 import re
 
 from minicnn.devices import on_cuda_kernels
+from minicnn.dtypes import is_floating
 
 from .. import lazy
 from .._half import in_float32
@@ -49,14 +52,14 @@ def names():
 def _check(op, x, act, gy=None):
     if act not in codes():
         raise ValueError(f"{op}: unknown activation {act!r}; expected one of {names()}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: expected a floating point array, got {x.dtype}")
     if gy is not None and tuple(gy.shape) != tuple(x.shape):
         raise ValueError(f"{op}: grad of shape {tuple(gy.shape)} does not match the input of "
                          f"shape {tuple(x.shape)}")
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def forward(x, act, slope=0.0):
     _check(f"{act} forward", x, act)
     if on_cuda_kernels(x):
@@ -64,7 +67,7 @@ def forward(x, act, slope=0.0):
     return getattr(_cpu, f"{act}_forward")(x, slope)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def backward(x, gy, act, slope=0.0):
     _check(f"{act} backward", x, act, gy)
     if on_cuda_kernels(x):
@@ -76,14 +79,14 @@ def bias_shape(ndim, dim, C):
     return (1,) * dim + (C,) + (1,) * (ndim - dim - 1)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def bias_act_fwd(x, b, act, dim, slope=0.0):
     if on_cuda_kernels(x):   # one fused kernel
         return _cuda.bias_act_fwd(x, b, act, dim, slope)
     return forward(x + b.reshape(bias_shape(x.ndim, dim, b.shape[0])), act, slope)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def bias_act_bwd(x, b, gy, act, dim, slope=0.0):
     if on_cuda_kernels(x):   # one fused kernel, gb reduced without atomics
         return _cuda.bias_act_bwd(x, b, gy, act, dim, slope)

@@ -32,8 +32,11 @@
 //  * bias_act_bwd_nc (I == 1, x (N, C)): block (32, 8): threadIdx.x -> channel (coalesced),
 //    threadIdx.y + chunk -> rows; the 8 row partials are summed in shared memory.
 // Expected bound: memory. Bytes per element (float32): act fwd 8, act bwd 12, bias_act fwd 8,
-// bias_act bwd 16 (x, gy read, gx written; partials are C * chunks doubles).
+// bias_act bwd 16 (x, gy read, gx written; partials are C * chunks doubles); half those for
+// float16 / bfloat16, whose instances (half.cuh) load half, compute in float and store half
+// (a 16-byte pack is then 8 elements); the gb partials sum the unrounded float gx.
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 #define ACT_IDENTITY 0
 #define ACT_RELU 1
@@ -170,7 +173,7 @@ struct alignas(16) Pack {
 // --- activation forward / backward (flat) ------------------------------------------------------
 template <int ACT, typename T>
 __device__ __forceinline__ void act_fwd_loop(const T* __restrict__ x, T* __restrict__ y, int n,
-                                             T slope) {
+                                             acc_t<T> slope) {
     constexpr int V = 16 / sizeof(T);
     const int stride = blockDim.x * gridDim.x;
     int done = 0;
@@ -181,7 +184,7 @@ __device__ __forceinline__ void act_fwd_loop(const T* __restrict__ x, T* __restr
         GRID_LOOP(p, packs) {
             Pack<T> a = xv[p];
 #pragma unroll
-            for (int k = 0; k < V; ++k) a.v[k] = act_f<ACT>(a.v[k], slope);
+            for (int k = 0; k < V; ++k) a.v[k] = narrow<T>(act_f<ACT>(widen(a.v[k]), slope));
             yv[p] = a;
         }
         done = packs * V;
@@ -189,12 +192,12 @@ __device__ __forceinline__ void act_fwd_loop(const T* __restrict__ x, T* __restr
     // the tail after the packs (all of it when unaligned), in 64 bits: done + tid, or i + stride
     // near n, could pass INT_MAX
     for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n - done; i += stride)
-        y[done + i] = act_f<ACT>(x[done + i], slope);
+        y[done + i] = narrow<T>(act_f<ACT>(widen(x[done + i]), slope));
 }
 
 template <int ACT, typename T>
 __device__ __forceinline__ void act_bwd_loop(const T* __restrict__ x, const T* __restrict__ gy,
-                                             T* __restrict__ gx, int n, T slope) {
+                                             T* __restrict__ gx, int n, acc_t<T> slope) {
     constexpr int V = 16 / sizeof(T);
     const int stride = blockDim.x * gridDim.x;
     int done = 0;
@@ -207,19 +210,20 @@ __device__ __forceinline__ void act_bwd_loop(const T* __restrict__ x, const T* _
             const Pack<T> a = xv[p];
             Pack<T> g = gv[p];
 #pragma unroll
-            for (int k = 0; k < V; ++k) g.v[k] = act_grad<ACT>(a.v[k], g.v[k], slope);
+            for (int k = 0; k < V; ++k)
+                g.v[k] = narrow<T>(act_grad<ACT>(widen(a.v[k]), widen(g.v[k]), slope));
             ov[p] = g;
         }
         done = packs * V;
     }
     for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n - done; i += stride)
-        gx[done + i] = act_grad<ACT>(x[done + i], gy[done + i], slope);
+        gx[done + i] = narrow<T>(act_grad<ACT>(widen(x[done + i]), widen(gy[done + i]), slope));
 }
 
 // y = act(x), n elements.
 template <typename T>
-__global__ void act_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int n, int act,
-                               T slope) {
+HALF_STORAGE __global__ void act_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int n,
+                                            int act, acc_t<T> slope) {
 #define CALL(A) act_fwd_loop<A, T>(x, y, n, slope)
     DISPATCH_ACT(act, CALL)
 #undef CALL
@@ -227,8 +231,9 @@ __global__ void act_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int n
 
 // gx = gy * act'(x) (relu: x may be the forward's output).
 template <typename T>
-__global__ void act_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                               T* __restrict__ gx, int n, int act, T slope) {
+HALF_STORAGE __global__ void act_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                            T* __restrict__ gx, int n, int act,
+                                            acc_t<T> slope) {
 #define CALL(A) act_bwd_loop<A, T>(x, gy, gx, n, slope)
     DISPATCH_ACT(act, CALL)
 #undef CALL
@@ -239,14 +244,15 @@ template <int ACT, typename T>
 __device__ __forceinline__ void bias_act_fwd_loop(const T* __restrict__ x,
                                                   const T* __restrict__ b, T* __restrict__ y,
                                                   int R, int L, int C, int chan_is_col,
-                                                  T slope) {
+                                                  acc_t<T> slope) {
+    typedef acc_t<T> A;
     constexpr int V = 16 / sizeof(T);
     // 16-byte packs when every row starts aligned (rows of a multiple of V elements)
     const bool vec = L % V == 0 && aligned_to(x, 16) && aligned_to(y, 16) &&
                      (!chan_is_col || aligned_to(b, 16));
     const int c0 = blockIdx.x * blockDim.x + threadIdx.x, cs = blockDim.x * gridDim.x;
     for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < R; r += blockDim.y * gridDim.y) {
-        const T br = chan_is_col ? T(0) : b[r % C];
+        const A br = chan_is_col ? A(0) : widen(b[r % C]);
         const T* xr = x + static_cast<long long>(r) * L;
         T* yr = y + static_cast<long long>(r) * L;
         if (vec) {
@@ -258,25 +264,29 @@ __device__ __forceinline__ void bias_act_fwd_loop(const T* __restrict__ x,
                 if (chan_is_col) {
                     const Pack<T> bb = bv[col];
 #pragma unroll
-                    for (int k = 0; k < V; ++k) a.v[k] = act_f<ACT>(a.v[k] + bb.v[k], slope);
+                    for (int k = 0; k < V; ++k)
+                        a.v[k] = narrow<T>(act_f<ACT>(widen(a.v[k]) + widen(bb.v[k]), slope));
                 } else {
 #pragma unroll
-                    for (int k = 0; k < V; ++k) a.v[k] = act_f<ACT>(a.v[k] + br, slope);
+                    for (int k = 0; k < V; ++k)
+                        a.v[k] = narrow<T>(act_f<ACT>(widen(a.v[k]) + br, slope));
                 }
                 yv[col] = a;
             }
         } else {
             for (int col = c0; col < L; col += cs)
-                yr[col] = act_f<ACT>(xr[col] + (chan_is_col ? b[col] : br), slope);
+                yr[col] = narrow<T>(act_f<ACT>(widen(xr[col]) + (chan_is_col ? widen(b[col]) : br),
+                                               slope));
         }
     }
 }
 
 // y = act(x + b[c]); x (R, L) with c = r % C (chan_is_col = 0) or c = col (chan_is_col = 1).
 template <typename T>
-__global__ void bias_act_fwd_kernel(const T* __restrict__ x, const T* __restrict__ b,
-                                    T* __restrict__ y, int R, int L, int C, int chan_is_col,
-                                    int act, T slope) {
+HALF_STORAGE __global__ void bias_act_fwd_kernel(const T* __restrict__ x,
+                                                 const T* __restrict__ b, T* __restrict__ y,
+                                                 int R, int L, int C, int chan_is_col, int act,
+                                                 acc_t<T> slope) {
 #define CALL(A) bias_act_fwd_loop<A, T>(x, b, y, R, L, C, chan_is_col, slope)
     DISPATCH_ACT(act, CALL)
 #undef CALL
@@ -287,19 +297,19 @@ __device__ __forceinline__ void bias_act_bwd_loop(const T* __restrict__ x,
                                                   const T* __restrict__ b,
                                                   const T* __restrict__ gy, T* __restrict__ gx,
                                                   double* __restrict__ part, int N, int C,
-                                                  int I, T slope, double* scratch) {
+                                                  int I, acc_t<T> slope, double* scratch) {
     const int M = N * I;                                // elements of one channel
     const int stride = blockDim.x * gridDim.y;
     const int step_n = stride / I, step_i = stride - step_n * I;
     const int j0 = blockIdx.y * blockDim.x + threadIdx.x;
     for (int c = blockIdx.x; c < C; c += gridDim.x) {  // uniform per block: barriers are safe
-        const T bc = b[c];
+        const acc_t<T> bc = widen(b[c]);
         double acc = 0.0;
         int n = j0 / I, i = j0 - (j0 / I) * I;
         for (int j = j0; j < M; j += stride) {
             const int idx = (n * C + c) * I + i;
-            const T g = act_grad<ACT>(x[idx] + bc, gy[idx], slope);
-            gx[idx] = g;
+            const acc_t<T> g = act_grad<ACT>(widen(x[idx]) + bc, widen(gy[idx]), slope);
+            gx[idx] = narrow<T>(g);
             acc += static_cast<double>(g);
             n += step_n;
             i += step_i;
@@ -315,10 +325,11 @@ __device__ __forceinline__ void bias_act_bwd_loop(const T* __restrict__ x,
 
 // x, gy, gx (N, C, I); gx = gy * act'(x + b[c]); part (gridDim.y, C) float64 partial sums of gx.
 template <typename T>
-__global__ void bias_act_bwd_kernel(const T* __restrict__ x, const T* __restrict__ b,
-                                    const T* __restrict__ gy, T* __restrict__ gx,
-                                    double* __restrict__ part, int N, int C, int I, int act,
-                                    T slope) {
+HALF_STORAGE __global__ void bias_act_bwd_kernel(const T* __restrict__ x,
+                                                 const T* __restrict__ b,
+                                                 const T* __restrict__ gy, T* __restrict__ gx,
+                                                 double* __restrict__ part, int N, int C, int I,
+                                                 int act, acc_t<T> slope) {
     __shared__ double scratch[32];
 #define CALL(A) bias_act_bwd_loop<A, T>(x, b, gy, gx, part, N, C, I, slope, scratch)
     DISPATCH_ACT(act, CALL)
@@ -333,17 +344,17 @@ __device__ __forceinline__ void bias_act_bwd_nc_loop(const T* __restrict__ x,
                                                      const T* __restrict__ gy,
                                                      T* __restrict__ gx,
                                                      double* __restrict__ part, int N, int C,
-                                                     T slope, double (*tile)[33]) {
+                                                     acc_t<T> slope, double (*tile)[33]) {
     for (int cb = blockIdx.x * 32; cb < C; cb += gridDim.x * 32) {  // uniform per block
         const int c = cb + threadIdx.x;
         const bool valid = c < C;
         double acc = 0.0;
         if (valid) {
-            const T bc = b[c];
+            const acc_t<T> bc = widen(b[c]);
             for (int n = blockIdx.y * NC_ROWS + threadIdx.y; n < N; n += gridDim.y * NC_ROWS) {
                 const int idx = n * C + c;
-                const T g = act_grad<ACT>(x[idx] + bc, gy[idx], slope);
-                gx[idx] = g;
+                const acc_t<T> g = act_grad<ACT>(widen(x[idx]) + bc, widen(gy[idx]), slope);
+                gx[idx] = narrow<T>(g);
                 acc += static_cast<double>(g);
             }
         }
@@ -361,10 +372,11 @@ __device__ __forceinline__ void bias_act_bwd_nc_loop(const T* __restrict__ x,
 
 // x, gy, gx (N, C); launch with block (32, NC_ROWS); part (gridDim.y, C) float64.
 template <typename T>
-__global__ void bias_act_bwd_nc_kernel(const T* __restrict__ x, const T* __restrict__ b,
-                                       const T* __restrict__ gy, T* __restrict__ gx,
-                                       double* __restrict__ part, int N, int C, int act,
-                                       T slope) {
+HALF_STORAGE __global__ void bias_act_bwd_nc_kernel(const T* __restrict__ x,
+                                                    const T* __restrict__ b,
+                                                    const T* __restrict__ gy, T* __restrict__ gx,
+                                                    double* __restrict__ part, int N, int C,
+                                                    int act, acc_t<T> slope) {
     __shared__ double tile[NC_ROWS][33];
 #define CALL(A) bias_act_bwd_nc_loop<A, T>(x, b, gy, gx, part, N, C, slope, tile)
     DISPATCH_ACT(act, CALL)

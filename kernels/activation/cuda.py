@@ -4,7 +4,8 @@
 the pointers are aligned; `bias_act_fwd` / `bias_act_bwd` fuse y = act(x + b[c]) (c the index
 along `dim`) and its gradients (gx, and gb as a per-channel float64 reduction without atomics).
 The activation codes are the ACT_* defines of activation.cu (the family's `codes()`). CuPy
-arrays run on the GPU, NumPy arrays under the CPU emulator (the tests).
+arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). Every kernel takes
+float16 and bfloat16 arrays too (loaded and stored as such, computed in float32: half.cuh).
 """
 from minicnn.devices import get_array_module
 
@@ -47,7 +48,7 @@ def _act_code(op, act):
 def act_fwd(x, act, slope=0.0):
     """y = act(x) for an activation name of codes()."""
     code = _act_code("act_fwd", act)
-    xp, x = launch.float_input(act, x)
+    xp, x = launch.float_input(act, x, half=True)
     y = module.empty(xp, x.shape, x.dtype)
     if x.size:
         _k("act_fwd_kernel", x.dtype)((_pack_blocks(x),), (BLOCK,), (x, y, x.size, code, slope))
@@ -57,7 +58,7 @@ def act_fwd(x, act, slope=0.0):
 def act_bwd(x, gy, act, slope=0.0):
     """gx = gy * act'(x) (relu: x may be the forward's output y)."""
     code = _act_code("act_bwd", act)
-    xp, x = launch.float_input(act, x)
+    xp, x = launch.float_input(act, x, half=True)
     if tuple(gy.shape) != tuple(x.shape):
         raise ValueError(f"{act} backward: grad shape {tuple(gy.shape)} does not match the "
                          f"input shape {tuple(x.shape)}")
@@ -72,7 +73,7 @@ def act_bwd(x, gy, act, slope=0.0):
 # --- fused bias + activation -------------------------------------------------------------------
 
 def _bias_checks(op, x, b, dim):
-    launch.check_float(op, x, b)
+    launch.check_float(op, x, b, half=True)
     if x.dtype != b.dtype:
         raise TypeError(f"{op}: bias dtype {b.dtype} differs from the input's {x.dtype}")
     if not 0 <= dim < x.ndim:

@@ -6,6 +6,7 @@ launch layer (small grids, 16-byte packs at odd offsets, its checks) on emu and 
 activation and bias_act ops through the CUDA kernels against the CPU path."""
 import contextlib
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -277,7 +278,7 @@ def test_launch_bad_input():
     x = np.ones(4, np.float32)
     with pytest.raises(ValueError, match="unknown activation 'elu'"):
         C.act_fwd(x, "elu")
-    with pytest.raises(TypeError, match="expected float32 or float64"):
+    with pytest.raises(TypeError, match="float64, float16 or bfloat16, got int64"):
         C.act_fwd(np.ones(4, np.int64), "relu")
     with pytest.raises(ValueError, match=r"grad shape \(3,\) does not match"):
         C.act_bwd(x, np.ones(3, np.float32), "relu")
@@ -451,3 +452,90 @@ def test_activation_ops_on_kernels(device, act, monkeypatch):
     assert mc.testing.gradcheck(fn, (xt,))
     # second derivatives on a slice: gradgradcheck costs 4 backward passes per element
     assert mc.testing.gradgradcheck(fn, (mc.Tensor(dev(x[:1, :3], device), requires_grad=True),))
+
+
+# --- float16 / bfloat16 -------------------------------------------------------------------------
+
+HALVES = [mc.float16, mc.bfloat16]
+HALF_T = {np.dtype(mc.float16): "__half", np.dtype(mc.bfloat16): "__nv_bfloat16"}
+
+
+def half_close(got, want, dtype, scale=1.0):
+    """got, in the half dtype, against the float64 reference `want` rounded to it. The half
+    kernels compute in float32 (within TOL[float32] of `want`) and round once, as the reference
+    does: each rounding moves a value by at most half the format's eps relative (half its
+    smallest subnormal absolute), so the two agree within eps + float32's rtol relatively and
+    the smallest subnormal + float32's atol (times `scale`) absolutely."""
+    rtol32, atol32 = TOL[np.float32]
+    fi = ml_dtypes.finfo(dtype)
+    got = host(got)
+    assert got.dtype == dtype and got.shape == np.shape(want)
+    with np.errstate(over="ignore"):   # beyond the format's range: inf, as IEEE rounds
+        ref = np.asarray(want, np.float64).astype(np.float32).astype(dtype)
+    np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
+                               rtol=float(fi.eps) + rtol32,
+                               atol=float(fi.smallest_subnormal) + atol32 * scale)
+
+
+def ran_half(device, launched, dtype):
+    """The half instances ran on emu and cuda (no float32 copy), nothing on cpu."""
+    ran_on(device, launched)
+    assert all(name.endswith(f"<{HALF_T[np.dtype(dtype)]}>") for name in launched), launched
+
+
+def half_data(shape, dtype, seed):
+    """uniform(-4, 4) rounded to dtype, and its exact float64 values."""
+    x = data(shape, np.float32, seed).astype(dtype)
+    return x, x.astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("act", ACTS)
+def test_half_matches_reference(kernel_device, launched, dtype, act):
+    """Odd sizes (the 8-element packs and their tails), and NaN, +-inf (forward only, as in
+    test_extremes_and_nan), 0, +-6e4 (float16's largest values: bfloat16's own, cubed, are past
+    the float32 arithmetic both kernels share) and the smallest subnormal among ordinary ones,
+    forward and backward."""
+    d = kernel_device
+    fi = ml_dtypes.finfo(dtype)
+    big = min(float(fi.max), 6e4)   # bfloat16's max cubed overflows the float32 arithmetic
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, 1.0, -2.5, big, -big,
+                        float(fi.smallest_subnormal), 3.0, -3.0, 20.0], np.float32).astype(dtype)
+    for k, n in enumerate((1, 7, 9, 33, 1001)):
+        x, x64 = half_data(n, dtype, k)
+        gy, gy64 = half_data(n, dtype, k + 100)
+        if n == 33:
+            x[:special.size], x64[:special.size] = special, special.astype(np.float64)
+        half_close(K.forward(dev(x, d), act, SLOPE), R.forward(x64, act, SLOPE), dtype)
+        x[np.isinf(x)] = x64[np.isinf(x64)] = 0.5   # act'(+-inf): no limit the reference keeps
+        half_close(K.backward(dev(x, d), dev(gy, d), act, SLOPE),
+                   R.backward(x64, gy64, act, SLOPE), dtype)
+    ran_half(d, launched, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("act", ["relu", "gelu", "silu"])
+def test_half_bias_act(kernel_device, launched, dtype, act):
+    """Both bias_act layouts ((N, C, I) and (N, C)); gb sums the float32 gx of N*I elements (so
+    float32's atol times that many) and rounds once."""
+    d = kernel_device
+    for k, (shape, dim) in enumerate(BIAS_CASES):
+        (x, x64), (gy, gy64) = half_data(shape, dtype, k), half_data(shape, dtype, k + 50)
+        b = (data(shape[dim], np.float32, k + 90) / 4).astype(dtype)
+        y, gz, gb = bias_ref(x64, b.astype(np.float64), gy64, dim, act)
+        half_close(K.bias_act_fwd(dev(x, d), dev(b, d), act, dim, SLOPE), y, dtype)
+        gx_k, gb_k = K.bias_act_bwd(dev(x, d), dev(b, d), dev(gy, d), act, dim, SLOPE)
+        half_close(gx_k, gz, dtype)
+        half_close(gb_k, gb, dtype, scale=x.size // b.size)
+    ran_half(d, launched, dtype)
+
+
+def test_half_mixed_with_float32_is_widened(monkeypatch):
+    """A float16 input with a float32 bias: both widened to float32 (the float kernels run) and
+    the result rounded to float16, as on the CPU."""
+    launched = emulate(monkeypatch)
+    x, x64 = half_data((2, 3, 5), mc.float16, 0)
+    b = data(3, np.float32, 1)
+    y = K.bias_act_fwd(x, b, "relu", 1)
+    assert y.dtype == mc.float16 and launched == ["bias_act_fwd_kernel<float>"]
+    half_close(y, np.maximum(x64 + b.astype(np.float64).reshape(3, 1), 0), mc.float16)
