@@ -5,6 +5,7 @@
     blocks(n, threads, waves)   -> the grid of a grid-stride loop over n work items
     is_float(a), check_float(op, *arrays)     -> float32/float64 (the template kernels' types)
         (half=True: float16 / bfloat16 too, the HALF_STORAGE templates' types; half.cuh)
+    acc_dtype(dtype)            -> acc_t<T>: what a HALF_STORAGE template computes in
     float_input(op, x, ndim)    -> (xp, x contiguous) after checking x is float32/float64
     data_ptr(a)                 -> the address of a's first element (CuPy or NumPy)
     warp_threads(n, cap), pow2ceil(n), split_axis(shape, axis), rows_block(L), rows_grid(...)
@@ -103,6 +104,11 @@ def check_float(op, *arrays, half=False):
         if not is_float(a, half):
             kinds = "float32, float64, float16 or bfloat16" if half else "float32 or float64"
             raise TypeError(f"{op}: expected {kinds}, got {a.dtype}")
+
+
+def acc_dtype(dtype):
+    """acc_t<T> of half.cuh: float64 for float64, float32 for the other float types."""
+    return numpy.dtype(numpy.float64 if numpy.dtype(dtype) == _FLOATS[1] else numpy.float32)
 
 
 def float_input(op, x, ndim=None, half=False):

@@ -12,7 +12,8 @@
 
 and the host-side plans both devices share: `avg_pool_inv` (1 / divisor of each window) and
 `adaptive_bounds` (the windows of adaptive pooling). x is (N, C, H, W); every kernel works per
-(n, c) plane.
+(n, c) plane. float16 / bfloat16 arrays run in the CUDA kernels' half instances on the GPU (all
+but plane_scatter's, which adds with atomics), widened to float32 elsewhere (kernels._half).
 """
 import numpy
 
@@ -29,27 +30,27 @@ def _impl(a):
     return _cuda if on_cuda_kernels(a) else _cpu
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     return _impl(x).max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW):
     return _impl(gy).max_pool2d_bwd(gy, idx, H, W, KH, KW, SH, SW, PH, PW, DH, DW)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv):
     return _impl(x).avg_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, OH, OW, inv)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
     return _impl(gy).avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def adaptive_max_pool2d_fwd(x, OH, OW):
     return _impl(x).adaptive_max_pool2d_fwd(x, OH, OW)
 
@@ -59,7 +60,7 @@ def plane_scatter(g, idx, H, W):
     return _impl(g).plane_scatter(g, idx, H, W)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def plane_gather(x, idx):
     return _impl(x).plane_gather(x, idx)
 

@@ -12,6 +12,8 @@ API (kernels/pool/__init__.py):
 CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No launch function
 synchronizes with the host. `inv` (1 / divisor per average window) comes from the host as a
 small NumPy array; its device copy is cached by content, so a training loop copies it once.
+Every kernel but plane_scatter's also takes float16 / bfloat16 (loaded and stored as such,
+compared and summed in float32: half.cuh; `inv` is then float32).
 """
 import threading
 from collections import OrderedDict
@@ -21,7 +23,7 @@ import numpy
 from minicnn.devices import get_array_module, is_cuda_array
 
 from ..cuda import module
-from ..cuda.launch import blocks, check_float, float_input
+from ..cuda.launch import acc_dtype, blocks, check_float, float_input
 
 BLOCK = 256
 WAVES = 8              # grid-stride loops: at most this many blocks per SM
@@ -38,7 +40,7 @@ def _launch(name, dtype, n, args):
 
 
 def _input(op, x):
-    return float_input(op, x, 4)
+    return float_input(op, x, 4, half=True)
 
 
 _INV_CACHE = OrderedDict()   # a small LRU cache, shared by the threads (hence the lock)
@@ -47,7 +49,9 @@ _INV_LOCK = threading.Lock()
 
 
 def _inv(xp, inv, dtype, OH, OW, op):
-    """inv as a contiguous (OH, OW) device array of `dtype` (host copies cached by content)."""
+    """inv as a contiguous (OH, OW) device array of acc_t<dtype> (host copies cached by
+    content)."""
+    dtype = acc_dtype(dtype)
     if tuple(inv.shape) != (OH, OW):
         raise ValueError(f"{op}: inv must have shape ({OH}, {OW}), got {tuple(inv.shape)}")
     if xp is numpy or is_cuda_array(inv):
@@ -112,12 +116,12 @@ def avg_pool2d_bwd(gy, H, W, KH, KW, SH, SW, PH, PW, inv):
     return gx
 
 
-def _plane_idx(op, a, idx):
+def _plane_idx(op, a, idx, half=False):
     xp = get_array_module(a)
     if a.ndim < 2 or tuple(idx.shape[:2]) != tuple(a.shape[:2]):
         raise ValueError(f"{op}: indices {tuple(idx.shape)} do not match the (N, C) planes of "
                          f"{tuple(a.shape)}")
-    check_float(op, a)
+    check_float(op, a, half=half)
     module.check_size(op, a.shape, idx.shape)
     return xp, xp.ascontiguousarray(idx, dtype=numpy.int64)
 
@@ -139,7 +143,7 @@ def plane_scatter(g, idx, H, W):
 
 def plane_gather(x, idx):
     xp, x = _input("plane_gather", x)
-    _, idx = _plane_idx("plane_gather", x, idx)
+    _, idx = _plane_idx("plane_gather", x, idx, half=True)
     N, C, H, W = x.shape
     out = module.empty(xp, idx.shape, x.dtype)
     L = idx.size // (N * C) if N * C else 0

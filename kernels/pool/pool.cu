@@ -31,7 +31,12 @@
 // keep the first maximum, and a NaN wins -- the last NaN of the window). A window with no valid
 // tap (possible only with dilation > padding) gives -inf and index -1, which the backward skips.
 // Adaptive max keeps the first maximum and the FIRST NaN (its CPU kernel's and reference's rule).
+//
+// float16 / bfloat16 (half.cuh): every kernel but plane_scatter (atomics) has half instances,
+// which compare and sum in float (acc_t<T>) and round once per output: max pooling and the
+// gather are exact, sums and averages round their float result; `inv` is acc_t<T> (float).
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 // [lo, hi) of the undilated windows o < O (span [o * S, o * S + K) of the padded axis) that
 // cover padded position t = h + P: o in [ceil((t - K + 1) / S), t / S] within [0, O).
@@ -41,10 +46,10 @@ __device__ __forceinline__ void cover_range(int t, int K, int S, int O, int& lo,
 }
 
 template <typename T>
-__global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                    long long* __restrict__ idx, int n, int H, int W, int OH,
-                                    int OW, int KH, int KW, int SH, int SW, int PH, int PW,
-                                    int DH, int DW) {
+HALF_STORAGE __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                                 long long* __restrict__ idx, int n, int H,
+                                                 int W, int OH, int OW, int KH, int KW, int SH,
+                                                 int SW, int PH, int PW, int DH, int DW) {
     GRID_LOOP(i, n) {
         int p, oh, ow;
         unravel(i, OH, OW, p, oh, ow);
@@ -53,16 +58,16 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
         tap_range(h0, H, DH, KH, khlo, khhi);
         tap_range(w0, W, DW, KW, kwlo, kwhi);
         const T* plane = x + static_cast<long long>(p) * H * W;
-        T best = neg_inf<T>();
+        acc_t<T> best = neg_inf<acc_t<T>>();
         int arg = -1;
         if (khlo < khhi && kwlo < kwhi) {
             arg = (h0 + khlo * DH) * W + w0 + kwlo * DW;
-            best = plane[arg];
+            best = widen(plane[arg]);
             for (int kh = khlo; kh < khhi; ++kh) {
                 const int row = (h0 + kh * DH) * W;
                 for (int kw = kwlo; kw < kwhi; ++kw) {
                     const int j = row + w0 + kw * DW;
-                    const T v = plane[j];
+                    const acc_t<T> v = widen(plane[j]);
                     if (v > best || v != v) {
                         best = v;
                         arg = j;
@@ -70,7 +75,7 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
                 }
             }
         }
-        y[i] = best;
+        y[i] = narrow<T>(best);
         idx[i] = arg;
     }
 }
@@ -80,16 +85,17 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
 // windows whose tap (kh, kw) lands on (h, w): oh = (h + PH - kh * DH) / SH when that divides,
 // kh running downwards so that oh runs upwards.
 template <typename T>
-__global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const long long* __restrict__ idx,
-                                    T* __restrict__ gx, int n, int H, int W, int OH, int OW,
-                                    int KH, int KW, int SH, int SW, int PH, int PW, int DH,
-                                    int DW) {
+HALF_STORAGE __global__ void max_pool_bwd_kernel(const T* __restrict__ gy,
+                                                 const long long* __restrict__ idx,
+                                                 T* __restrict__ gx, int n, int H, int W, int OH,
+                                                 int OW, int KH, int KW, int SH, int SW, int PH,
+                                                 int PW, int DH, int DW) {
     GRID_LOOP(i, n) {
         int p, h, w;
         unravel(i, H, W, p, h, w);
         const long long me = static_cast<long long>(h) * W + w;
         const long long base = static_cast<long long>(p) * OH * OW;
-        T s = T(0);
+        acc_t<T> s = 0;
         if (DH == 1 && DW == 1) {  // (uniform branch) the covering windows are a range, no %
             int oh0, oh1, ow0, ow1;
             cover_range(h + PH, KH, SH, OH, oh0, oh1);
@@ -97,7 +103,7 @@ __global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const long long* _
             for (int oh = oh0; oh < oh1; ++oh)
                 for (int ow = ow0; ow < ow1; ++ow) {
                     const long long o = base + oh * OW + ow;
-                    if (idx[o] == me) s += gy[o];
+                    if (idx[o] == me) s += widen(gy[o]);
                 }
         } else {
             for (int kh = KH - 1; kh >= 0; --kh) {
@@ -111,18 +117,20 @@ __global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const long long* _
                     const int ow = tw / SW;
                     if (ow >= OW) continue;
                     const long long o = base + oh * OW + ow;
-                    if (idx[o] == me) s += gy[o];
+                    if (idx[o] == me) s += widen(gy[o]);
                 }
             }
         }
-        gx[i] = s;
+        gx[i] = narrow<T>(s);
     }
 }
 
 template <typename T>
-__global__ void avg_pool_fwd_kernel(const T* __restrict__ x, const T* __restrict__ inv,
-                                    T* __restrict__ y, int n, int H, int W, int OH, int OW,
-                                    int KH, int KW, int SH, int SW, int PH, int PW) {
+HALF_STORAGE __global__ void avg_pool_fwd_kernel(const T* __restrict__ x,
+                                                 const acc_t<T>* __restrict__ inv,
+                                                 T* __restrict__ y, int n, int H, int W, int OH,
+                                                 int OW, int KH, int KW, int SH, int SW, int PH,
+                                                 int PW) {
     GRID_LOOP(i, n) {
         int p, oh, ow;
         unravel(i, OH, OW, p, oh, ow);
@@ -130,18 +138,20 @@ __global__ void avg_pool_fwd_kernel(const T* __restrict__ x, const T* __restrict
         const int h0 = max(hs, 0), h1 = min(hs + KH, H);
         const int w0 = max(ws, 0), w1 = min(ws + KW, W);
         const T* plane = x + static_cast<long long>(p) * H * W;
-        T s = T(0);
+        acc_t<T> s = 0;
         for (int h = h0; h < h1; ++h)
-            for (int w = w0; w < w1; ++w) s += plane[h * W + w];
-        y[i] = s * inv[oh * OW + ow];
+            for (int w = w0; w < w1; ++w) s += widen(plane[h * W + w]);
+        y[i] = narrow<T>(s * inv[oh * OW + ow]);
     }
 }
 
 // gx[h, w] = sum of gy[oh, ow] * inv[oh, ow] over the windows covering (h, w) (cover_range).
 template <typename T>
-__global__ void avg_pool_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ inv,
-                                    T* __restrict__ gx, int n, int H, int W, int OH, int OW,
-                                    int KH, int KW, int SH, int SW, int PH, int PW) {
+HALF_STORAGE __global__ void avg_pool_bwd_kernel(const T* __restrict__ gy,
+                                                 const acc_t<T>* __restrict__ inv,
+                                                 T* __restrict__ gx, int n, int H, int W, int OH,
+                                                 int OW, int KH, int KW, int SH, int SW, int PH,
+                                                 int PW) {
     GRID_LOOP(i, n) {
         int p, h, w;
         unravel(i, H, W, p, h, w);
@@ -149,10 +159,10 @@ __global__ void avg_pool_bwd_kernel(const T* __restrict__ gy, const T* __restric
         cover_range(h + PH, KH, SH, OH, oh0, oh1);
         cover_range(w + PW, KW, SW, OW, ow0, ow1);
         const T* g = gy + static_cast<long long>(p) * OH * OW;
-        T s = T(0);
+        acc_t<T> s = 0;
         for (int oh = oh0; oh < oh1; ++oh)
-            for (int ow = ow0; ow < ow1; ++ow) s += g[oh * OW + ow] * inv[oh * OW + ow];
-        gx[i] = s;
+            for (int ow = ow0; ow < ow1; ++ow) s += widen(g[oh * OW + ow]) * inv[oh * OW + ow];
+        gx[i] = narrow<T>(s);
     }
 }
 
@@ -170,19 +180,20 @@ __global__ void plane_scatter_kernel(const T* __restrict__ g, const long long* _
 // out[i] = x[p * HW + idx[i]], p = i / L; 0 for an index outside [0, HW) (the adjoint of the
 // scatter, which skips those).
 template <typename T>
-__global__ void plane_gather_kernel(const T* __restrict__ x, const long long* __restrict__ idx,
-                                    T* __restrict__ out, int n, int L, int HW) {
+HALF_STORAGE __global__ void plane_gather_kernel(const T* __restrict__ x,
+                                                 const long long* __restrict__ idx,
+                                                 T* __restrict__ out, int n, int L, int HW) {
     GRID_LOOP(i, n) {
         const long long j = idx[i];
-        out[i] = (j >= 0 && j < HW) ? x[static_cast<long long>(i / L) * HW + j] : T(0);
+        out[i] = (j >= 0 && j < HW) ? x[static_cast<long long>(i / L) * HW + j] : narrow<T>(0);
     }
 }
 
 // Adaptive windows: rows [oh * H / OH, ceil((oh + 1) * H / OH)), columns likewise (never empty).
 template <typename T>
-__global__ void adaptive_max_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                        long long* __restrict__ idx, int n, int H, int W, int OH,
-                                        int OW) {
+HALF_STORAGE __global__ void adaptive_max_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                                     long long* __restrict__ idx, int n, int H,
+                                                     int W, int OH, int OW) {
     GRID_LOOP(i, n) {
         int p, oh, ow;
         unravel(i, OH, OW, p, oh, ow);
@@ -193,16 +204,16 @@ __global__ void adaptive_max_fwd_kernel(const T* __restrict__ x, T* __restrict__
         const int w1 = static_cast<int>((static_cast<long long>(ow + 1) * W + OW - 1) / OW);
         const T* plane = x + static_cast<long long>(p) * H * W;
         int arg = h0 * W + w0;
-        T best = plane[arg];
+        acc_t<T> best = widen(plane[arg]);
         for (int h = h0; h < h1; ++h)
             for (int w = w0; w < w1; ++w) {
-                const T v = plane[h * W + w];
+                const acc_t<T> v = widen(plane[h * W + w]);
                 if (v > best || v != v) {   // the last NaN, as PyTorch's CPU kernel
                     best = v;
                     arg = h * W + w;
                 }
             }
-        y[i] = best;
+        y[i] = narrow<T>(best);
         idx[i] = arg;
     }
 }

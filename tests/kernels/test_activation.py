@@ -20,6 +20,8 @@ from minicnn.kernels.cuda.launch import data_ptr
 from minicnn.ops.activation import Activation
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous, ran_on
 
+from . import half_util as H
+
 ACTS = K.names()
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-13)}   # rtol, atol
@@ -456,31 +458,11 @@ def test_activation_ops_on_kernels(device, act, monkeypatch):
 
 # --- float16 / bfloat16 -------------------------------------------------------------------------
 
-HALVES = [mc.float16, mc.bfloat16]
-HALF_T = {np.dtype(mc.float16): "__half", np.dtype(mc.bfloat16): "__nv_bfloat16"}
-
-
 def half_close(got, want, dtype, scale=1.0):
-    """got, in the half dtype, against the float64 reference `want` rounded to it. The half
-    kernels compute in float32 (within TOL[float32] of `want`) and round once, as the reference
-    does: each rounding moves a value by at most half the format's eps relative (half its
-    smallest subnormal absolute), so the two agree within eps + float32's rtol relatively and
-    the smallest subnormal + float32's atol (times `scale`) absolutely."""
+    """Within one rounding of the format each way around the float32 kernels' TOL (atol times
+    `scale`): half_util.half_close."""
     rtol32, atol32 = TOL[np.float32]
-    fi = ml_dtypes.finfo(dtype)
-    got = host(got)
-    assert got.dtype == dtype and got.shape == np.shape(want)
-    with np.errstate(over="ignore"):   # beyond the format's range: inf, as IEEE rounds
-        ref = np.asarray(want, np.float64).astype(np.float32).astype(dtype)
-    np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
-                               rtol=float(fi.eps) + rtol32,
-                               atol=float(fi.smallest_subnormal) + atol32 * scale)
-
-
-def ran_half(device, launched, dtype):
-    """The half instances ran on emu and cuda (no float32 copy), nothing on cpu."""
-    ran_on(device, launched)
-    assert all(name.endswith(f"<{HALF_T[np.dtype(dtype)]}>") for name in launched), launched
+    H.half_close(got, want, dtype, rtol32, atol32 * scale)
 
 
 def half_data(shape, dtype, seed):
@@ -489,7 +471,7 @@ def half_data(shape, dtype, seed):
     return x, x.astype(np.float64)
 
 
-@pytest.mark.parametrize("dtype", HALVES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", H.HALVES, ids=H.HALF_IDS)
 @pytest.mark.parametrize("act", ACTS)
 def test_half_matches_reference(kernel_device, launched, dtype, act):
     """Odd sizes (the 8-element packs and their tails), and NaN, +-inf (forward only, as in
@@ -510,10 +492,10 @@ def test_half_matches_reference(kernel_device, launched, dtype, act):
         x[np.isinf(x)] = x64[np.isinf(x64)] = 0.5   # act'(+-inf): no limit the reference keeps
         half_close(K.backward(dev(x, d), dev(gy, d), act, SLOPE),
                    R.backward(x64, gy64, act, SLOPE), dtype)
-    ran_half(d, launched, dtype)
+    H.ran_half(d, launched, dtype)
 
 
-@pytest.mark.parametrize("dtype", HALVES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", H.HALVES, ids=H.HALF_IDS)
 @pytest.mark.parametrize("act", ["relu", "gelu", "silu"])
 def test_half_bias_act(kernel_device, launched, dtype, act):
     """Both bias_act layouts ((N, C, I) and (N, C)); gb sums the float32 gx of N*I elements (so
@@ -527,7 +509,7 @@ def test_half_bias_act(kernel_device, launched, dtype, act):
         gx_k, gb_k = K.bias_act_bwd(dev(x, d), dev(b, d), dev(gy, d), act, dim, SLOPE)
         half_close(gx_k, gz, dtype)
         half_close(gb_k, gb, dtype, scale=x.size // b.size)
-    ran_half(d, launched, dtype)
+    H.ran_half(d, launched, dtype)
 
 
 def test_half_mixed_with_float32_is_widened(monkeypatch):

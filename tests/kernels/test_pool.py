@@ -20,6 +20,7 @@ from minicnn.kernels.pool import reference as R
 from minicnn.ops.pool import _out_size
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
+from . import half_util as Hf
 from .test_conv import examples
 
 DTYPES = [np.float32, np.float64]
@@ -386,8 +387,8 @@ def test_adaptive_max_pool_tall_plane_no_int32_overflow(device):
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 def test_bad_input(device):
-    x = dev(np.zeros((1, 1, 4, 4), np.float16), device)
-    with pytest.raises(TypeError, match="max_pool2d.*float16"):
+    x = dev(np.zeros((1, 1, 4, 4), np.int32), device)
+    with pytest.raises(TypeError, match="max_pool2d.*int32"):
         G.max_pool2d_fwd(x, 2, 2, 2, 2, 0, 0, 1, 1, 2, 2)
     with pytest.raises(ValueError, match="avg_pool2d: expected a 4-D array"):
         G.avg_pool2d_fwd(dev(np.ones((4, 4)), device), 2, 2, 2, 2, 0, 0, 2, 2, np.ones((2, 2)))
@@ -454,3 +455,50 @@ def test_ops_through_cuda_dispatch_match_cpu(fn, monkeypatch):
     assert launched, "the CUDA kernels did not run"
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+# --- float16 / bfloat16 --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+@pytest.mark.parametrize("case", CASES[:4], ids=IDS[:4])
+def test_half_pooling(kernel_device, launched, dtype, case):
+    """The half kernels against the float32 references and CPU kernels on the same (widened)
+    values: max pooling, its indices, its gradient (a float32 sum in the CPU's order, rounded
+    once), the gather and adaptive max pooling equal, NaN and -inf included; average pooling
+    within one rounding around float32's tolerance."""
+    shape, K, S, Pd, D, ceil = case
+    H, W = shape[2:]
+    geo = _geometry(H, W, K, S, Pd, D, ceil)
+    rng = np.random.default_rng(6)
+    x = rng.integers(-3, 4, shape).astype(dtype)       # ties, then NaN and -inf
+    u = rng.random(shape)
+    x[u < 0.1] = np.nan
+    x[(u >= 0.1) & (u < 0.2)] = -np.inf
+    x32 = x.astype(np.float32)
+    y, idx = P.max_pool2d_fwd(dev(x, kernel_device), *geo)
+    cy, cidx = _cpu_max_pool(x32, geo)
+    Hf.half_equal(y, cy, dtype)
+    np.testing.assert_array_equal(host(idx), cidx)
+    gy = rng.standard_normal(cy.shape).astype(dtype)
+    gx = P.max_pool2d_bwd(dev(gy, kernel_device), idx, H, W, *geo[:8])
+    Hf.half_equal(gx, CP.plane_scatter(gy.astype(np.float32), cidx, H, W), dtype)
+    Hf.half_equal(P.plane_gather(dev(x, kernel_device), idx), R.plane_gather(x32, cidx), dtype)
+    ay, aidx = P.adaptive_max_pool2d_fwd(dev(x, kernel_device), 3, 2)
+    cy, cidx = CP.adaptive_max_pool2d_fwd(x32, 3, 2)
+    Hf.half_equal(ay, cy, dtype)
+    np.testing.assert_array_equal(host(aidx), cidx)
+    if D == (1, 1):
+        OH, OW = geo[-2:]
+        hw = (*K, *S, *Pd)
+        inv = P.avg_pool_inv(H, W, *hw, OH, OW, False, None, dtype)   # as the op passes it
+        x = rng.standard_normal(shape).astype(dtype)
+        tol = _tol(np.float32)
+        y = P.avg_pool2d_fwd(dev(x, kernel_device), *hw, OH, OW, inv)
+        inv32 = inv.astype(np.float32)
+        Hf.half_close(y, R.avg_pool_fwd(x.astype(np.float32), *hw, OH, OW, inv32), dtype,
+                      tol["rtol"], tol["atol"])
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        gx = P.avg_pool2d_bwd(dev(gy, kernel_device), H, W, *hw, inv)
+        Hf.half_close(gx, R.avg_pool_bwd(gy.astype(np.float32), H, W, *hw, inv32), dtype,
+                      tol["rtol"], tol["atol"])
+    Hf.ran_half(kernel_device, launched, dtype)
