@@ -18,8 +18,9 @@ On the CUDA target (a CuPy array, or a NumPy one under the emulator: `on_cuda_ke
 function decorated with `@in_float32(half_kernels=True)` takes half arrays as they are: its
 family's CUDA kernels have __half / __nv_bfloat16 instances (kernels/cuda/half.cuh) that load
 half, compute in float32 and store half, with no float32 copy in memory. That holds when every
-floating array argument has the first one's storage dtype; a mix (a float16 input with a
-float32 weight) is widened as on the CPU. Families whose kernels have no half instances yet keep
+floating array argument has the first one's storage dtype or is float64 (the statistics some
+kernels take in float64: cross-entropy's log-sum-exp); a mix of storage dtypes (a float16 input
+with a float32 weight) is widened as on the CPU. Families whose kernels have no half instances yet keep
 the widening on the GPU too (correct, without the memory saving).
 """
 import functools
@@ -54,10 +55,10 @@ def narrow(out, dtype):
 
 
 def _one_storage(dtype, args, kwargs):
-    """Whether every floating array among the arguments has `dtype`."""
+    """Whether every floating array among the arguments has `dtype` (or is float64)."""
     for a in (*args, *kwargs.values()):
         dt = getattr(a, "dtype", None)
-        if dt is not None and dt != dtype and (dt.kind == "f" or dt in HALF_FLOATS):
+        if dt is not None and dt not in (dtype, _F64) and (dt.kind == "f" or dt in HALF_FLOATS):
             return False
     return True
 

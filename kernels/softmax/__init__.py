@@ -8,12 +8,14 @@ logits against class indices.
 
 Cross-entropy: x (M, C) logits, t (M,) int64 class indices, w (C,) class weights or None; the
 row loss is (1 - smooth) w[t] (lse - x[t]) + smooth / C sum_c w_c (lse - x_c), 0 where t is
-ignore_index. On the GPU: softmax.cu (any axis, no transpose). On the CPU softmax is the NumPy
-code below (also what CuPy runs for dtypes without kernels) and cross-entropy is in cpu.py.
+ignore_index. On the GPU: softmax.cu (any axis, no transpose; float16 / bfloat16 in its half
+instances). On the CPU softmax is the NumPy code below (also what CuPy runs for dtypes without
+kernels) and cross-entropy is in cpu.py.
 """
 import numpy
 
 from minicnn.devices import get_array_module, on_cuda_kernels
+from minicnn.dtypes import HALF_FLOATS
 
 from .. import lazy
 from .._half import in_float32
@@ -21,14 +23,14 @@ from .._half import in_float32
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
 
-_KERNEL_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+_KERNEL_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64), *HALF_FLOATS)
 
 
 def _gpu(a):
     return on_cuda_kernels(a) and a.dtype in _KERNEL_DTYPES
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def softmax_fwd(x, axis, log=False):
     if _gpu(x):
         return _cuda.softmax_fwd(x, axis, log)
@@ -44,7 +46,7 @@ def softmax_fwd(x, axis, log=False):
     return e
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def softmax_bwd(y, gy, axis, log=False):
     if _gpu(y):
         return _cuda.softmax_bwd(y, gy, axis, log)
@@ -55,7 +57,7 @@ def softmax_bwd(y, gy, axis, log=False):
     return gyy - y * gyy.sum(axis=axis, keepdims=True)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def ce_fwd(x, t, w, ignore_index, smooth):
     M, C = x.shape
     if C == 0:   # no class: every row's target is invalid or ignored (the op refuses the first)
@@ -65,7 +67,7 @@ def ce_fwd(x, t, w, ignore_index, smooth):
     return impl.ce_fwd(x, t, w, ignore_index, smooth)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def ce_bwd(x, t, w, ignore_index, smooth, lse, g):
     if x.shape[1] == 0:
         return get_array_module(x).zeros(x.shape, x.dtype)

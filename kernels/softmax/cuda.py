@@ -12,15 +12,16 @@ kernels take inner == 1 (a group of lanes, or a block, per row), the *_cols_* ke
 (a 2-D block: consecutive columns across x, the axis split across y).
 
 CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No launch function
-synchronizes with the host. The kernels are float32 and float64; cross-entropy computes other
-float types in float32.
+synchronizes with the host. The kernels are float32 and float64, and float16 / bfloat16 (loaded
+and stored as such, computed in float32: half.cuh); cross-entropy computes other float types in
+float32.
 """
 import numpy
 
 from minicnn.devices import get_array_module
 
 from ..cuda import module
-from ..cuda.launch import is_float, pow2ceil, split_axis
+from ..cuda.launch import acc_dtype, is_float, pow2ceil, split_axis
 
 ROWS_BLOCK = 256          # threads per block when a row takes at most one warp
 WARP_ROW_MAX = 2048       # rows up to this long take one warp; longer ones a whole block
@@ -78,7 +79,7 @@ def _launch(kind, inputs, out, shape, axis, log, states):
         bx, by = cols_block(L, inner)
         _k(f"softmax_cols_{kind}_kernel", out.dtype)(
             outer * ((inner + bx - 1) // bx), (bx, by), (*inputs, out, outer, L, inner, int(log)),
-            shared_mem=states * bx * by * out.dtype.itemsize)
+            shared_mem=states * bx * by * acc_dtype(out.dtype).itemsize)
 
 
 def softmax_fwd(x, axis, log=False):
@@ -126,8 +127,8 @@ def _ce_inputs(op, x, t, w):
     if w is not None and tuple(w.shape) != (C,):
         raise ValueError(f"{op}: expected a weight of shape ({C},), got {tuple(w.shape)}")
     module.check_size(op, x.shape)
-    # the kernels' element types; other floats (float16) are computed in float32
-    x = xp.ascontiguousarray(x, dtype=None if is_float(x) else numpy.float32)
+    # the kernels' element types; other floats are computed in float32
+    x = xp.ascontiguousarray(x, dtype=None if is_float(x, half=True) else numpy.float32)
     t = xp.ascontiguousarray(t, dtype=numpy.int64)
     if w is None:
         wd = wsum = xp.zeros(1, numpy.float64)      # never read (has_w = 0)

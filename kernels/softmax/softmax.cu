@@ -33,7 +33,11 @@
 // so ptxas keeps it within 64 registers a thread (a 1024-thread block fits an SM's 64 K).
 // Float rows keep (m, s) in float (softmax) or s in double (cross-entropy, whose lse and loss
 // are float64 as in the CPU contract); exp/log are the accurate expf/logf, not __expf.
+// float16 / bfloat16 (half.cuh): every kernel has half instances, which read and write T and
+// keep every state, sum and product in float (acc_t<T>; F below), rounding each output once;
+// the dynamic shared memory of the cols kernels holds F values.
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 __device__ __forceinline__ float sm_log(float v) { return logf(v); }
 __device__ __forceinline__ double sm_log(double v) { return log(v); }
@@ -101,13 +105,14 @@ __device__ __forceinline__ void group_merge(T& m, A& s, int group, T* sm, A* ss)
     else warp_merge(m, s, group);
 }
 
-// The (m, s) state of one row, merged over its group (see the header).
-template <typename T, typename A>
-__device__ __forceinline__ void row_state(const T* __restrict__ xr, int n, int k, int group,
+// The (m, s) state of one row of X (its elements widened to T), merged over its group (see the
+// header).
+template <typename X, typename T, typename A>
+__device__ __forceinline__ void row_state(const X* __restrict__ xr, int n, int k, int group,
                                           T& m, A& s, T* sm, A* ss) {
     m = neg_inf<T>();
     s = A(0);
-    for (int i = k; i < n; i += group) ms_push(m, s, xr[i]);
+    for (int i = k; i < n; i += group) ms_push(m, s, static_cast<T>(widen(xr[i])));
     group_merge(m, s, group, sm, ss);
 }
 
@@ -167,39 +172,44 @@ __device__ __forceinline__ void tree_over_y(F fold) {
 // ----------------------------------------------------------------------------------------------
 // softmax / log-softmax over the last axis: x, y (M, L).
 template <typename T>
-__global__ void __launch_bounds__(1024, 1) softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int M, int L,
-                                        int group, int log_mode) {
-    __shared__ T red_m[32];
-    __shared__ T red_s[32];
+HALF_STORAGE __global__ void __launch_bounds__(1024, 1)
+softmax_rows_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int M, int L, int group,
+                        int log_mode) {
+    typedef acc_t<T> F;
+    __shared__ F red_m[32];
+    __shared__ F red_s[32];
     const RowSlice r = row_slice(M, L, group);
     const int k = r.k, n = r.n;
     const T* xr = x + r.base;
     T* yr = y + r.base;
-    T m, s;
+    F m, s;
     row_state(xr, n, k, group, m, s, red_m, red_s);
     if (log_mode) {
-        const T ls = sm_log(s);
-        for (int i = k; i < n; i += group) yr[i] = (xr[i] - m) - ls;
+        const F ls = sm_log(s);
+        for (int i = k; i < n; i += group) yr[i] = narrow<T>((widen(xr[i]) - m) - ls);
     } else {
-        for (int i = k; i < n; i += group) yr[i] = exp_t(xr[i] - m) / s;
+        for (int i = k; i < n; i += group) yr[i] = narrow<T>(exp_t(widen(xr[i]) - m) / s);
     }
 }
 
 // softmax / log-softmax over a middle axis: x, y (outer, L, inner), inner > 1.
 template <typename T>
-__global__ void __launch_bounds__(1024, 1) softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int outer,
-                                        int L, int inner, int log_mode) {
-    DYNAMIC_SHARED(T, red);
+HALF_STORAGE __global__ void __launch_bounds__(1024, 1)
+softmax_cols_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int outer, int L, int inner,
+                        int log_mode) {
+    typedef acc_t<T> F;
+    DYNAMIC_SHARED(F, red);
     const int bx = blockDim.x, by = blockDim.y;
     const ColSlice c = col_slice(outer, L, inner);
     const int n = c.n;
     const T* xc = x + c.base;
     T* yc = y + c.base;
-    T m = neg_inf<T>(), s = T(0);
-    for (int i = threadIdx.y; i < n; i += by) ms_push(m, s, xc[static_cast<long long>(i) * inner]);
+    F m = neg_inf<F>(), s = F(0);
+    for (int i = threadIdx.y; i < n; i += by)
+        ms_push(m, s, widen(xc[static_cast<long long>(i) * inner]));
     if (by > 1) {
-        T* rm = red;
-        T* rs = red + bx * by;
+        F* rm = red;
+        F* rs = red + bx * by;
         rm[threadIdx.y * bx + threadIdx.x] = m;
         rs[threadIdx.y * bx + threadIdx.x] = s;
         tree_over_y([&](int me, int other) {
@@ -211,63 +221,66 @@ __global__ void __launch_bounds__(1024, 1) softmax_cols_fwd_kernel(const T* __re
         s = rs[threadIdx.x];
     }
     if (log_mode) {
-        const T ls = sm_log(s);
+        const F ls = sm_log(s);
         for (int i = threadIdx.y; i < n; i += by) {
             const long long e = static_cast<long long>(i) * inner;
-            yc[e] = (xc[e] - m) - ls;
+            yc[e] = narrow<T>((widen(xc[e]) - m) - ls);
         }
     } else {
         for (int i = threadIdx.y; i < n; i += by) {
             const long long e = static_cast<long long>(i) * inner;
-            yc[e] = exp_t(xc[e] - m) / s;
+            yc[e] = narrow<T>(exp_t(widen(xc[e]) - m) / s);
         }
     }
 }
 
 // Backward over the last axis: y (the forward's output), gy, gx (M, L).
 template <typename T>
-__global__ void __launch_bounds__(1024, 1) softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
-                                        T* __restrict__ gx, int M, int L, int group,
-                                        int log_mode) {
-    __shared__ T scratch[32];
+HALF_STORAGE __global__ void __launch_bounds__(1024, 1)
+softmax_rows_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy, T* __restrict__ gx,
+                        int M, int L, int group, int log_mode) {
+    typedef acc_t<T> F;
+    __shared__ F scratch[32];
     const RowSlice r = row_slice(M, L, group);
     const int k = r.k, n = r.n;
     const T* yr = y + r.base;
     const T* gr = gy + r.base;
     T* gxr = gx + r.base;
-    T acc = T(0);
+    F acc = F(0);
     if (log_mode) {
-        for (int i = k; i < n; i += group) acc += gr[i];
+        for (int i = k; i < n; i += group) acc += widen(gr[i]);
     } else {
-        for (int i = k; i < n; i += group) acc += gr[i] * yr[i];
+        for (int i = k; i < n; i += group) acc += widen(gr[i]) * widen(yr[i]);
     }
     acc = row_sum(acc, group, scratch);
     if (log_mode) {
-        for (int i = k; i < n; i += group) gxr[i] = gr[i] - exp_t(yr[i]) * acc;
+        for (int i = k; i < n; i += group)
+            gxr[i] = narrow<T>(widen(gr[i]) - exp_t(widen(yr[i])) * acc);
     } else {
         for (int i = k; i < n; i += group) {
-            const T yi = yr[i];
-            gxr[i] = gr[i] * yi - yi * acc;
+            const F yi = widen(yr[i]);
+            gxr[i] = narrow<T>(widen(gr[i]) * yi - yi * acc);
         }
     }
 }
 
 // Backward over a middle axis: (outer, L, inner), inner > 1.
 template <typename T>
-__global__ void __launch_bounds__(1024, 1) softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy,
-                                        T* __restrict__ gx, int outer, int L, int inner,
-                                        int log_mode) {
-    DYNAMIC_SHARED(T, red);
+HALF_STORAGE __global__ void __launch_bounds__(1024, 1)
+softmax_cols_bwd_kernel(const T* __restrict__ y, const T* __restrict__ gy, T* __restrict__ gx,
+                        int outer, int L, int inner, int log_mode) {
+    typedef acc_t<T> F;
+    DYNAMIC_SHARED(F, red);
     const int bx = blockDim.x, by = blockDim.y;
     const ColSlice c = col_slice(outer, L, inner);
     const int n = c.n;
     const T* yc = y + c.base;
     const T* gc = gy + c.base;
     T* gxc = gx + c.base;
-    T acc = T(0);
+    F acc = F(0);
     for (int i = threadIdx.y; i < n; i += by) {
         const long long e = static_cast<long long>(i) * inner;
-        acc += log_mode ? gc[e] : gc[e] * yc[e];
+        acc += log_mode ? widen(gc[e]) : widen(gc[e]) * widen(yc[e]);
     }
     if (by > 1) {
         red[threadIdx.y * bx + threadIdx.x] = acc;
@@ -279,8 +292,8 @@ __global__ void __launch_bounds__(1024, 1) softmax_cols_bwd_kernel(const T* __re
     }
     for (int i = threadIdx.y; i < n; i += by) {
         const long long e = static_cast<long long>(i) * inner;
-        const T yi = yc[e];
-        gxc[e] = log_mode ? gc[e] - exp_t(yi) * acc : gc[e] * yi - yi * acc;
+        const F yi = widen(yc[e]), gi = widen(gc[e]);
+        gxc[e] = narrow<T>(log_mode ? gi - exp_t(yi) * acc : gi * yi - yi * acc);
     }
 }
 
@@ -288,21 +301,23 @@ __global__ void __launch_bounds__(1024, 1) softmax_cols_bwd_kernel(const T* __re
 // Fused cross-entropy forward: x (M, C), t (M,), w (C,) float64 (read only when has_w), wsum (1,)
 // = sum_c w_c (read only when has_w) -> loss (M,), lse (M,) float64. Rows mapping as above.
 template <typename T>
-__global__ void __launch_bounds__(1024, 1) ce_fwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
-                              const double* __restrict__ w, const double* __restrict__ wsum,
-                              double* __restrict__ loss, double* __restrict__ lse, int M, int C,
-                              long long ignore_index, double smooth, int has_w, int group) {
-    __shared__ T red_m[32];
+HALF_STORAGE __global__ void __launch_bounds__(1024, 1)
+ce_fwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
+              const double* __restrict__ w, const double* __restrict__ wsum,
+              double* __restrict__ loss, double* __restrict__ lse, int M, int C,
+              long long ignore_index, double smooth, int has_w, int group) {
+    typedef acc_t<T> F;
+    __shared__ F red_m[32];
     __shared__ double red_s[32];
     const RowSlice r = row_slice(M, C, group);
     const int row = r.row, k = r.k, n = r.n;
     const T* xr = x + r.base;
     // one pass over the row: the online (m, s) and, with smoothing, wx = sum_c w_c x_c
-    T m = neg_inf<T>();
+    F m = neg_inf<F>();
     double s = 0.0, wx = 0.0;
     const bool smoothed = smooth != 0.0;
     for (int i = k; i < n; i += group) {
-        const T v = xr[i];
+        const F v = widen(xr[i]);
         ms_push(m, s, v);
         if (smoothed) wx += (has_w ? w[i] : 1.0) * static_cast<double>(v);
     }
@@ -314,7 +329,7 @@ __global__ void __launch_bounds__(1024, 1) ce_fwd_kernel(const T* __restrict__ x
         double out = 0.0;
         if (tr != ignore_index) {
             const double wt = has_w ? w[tr] : 1.0;
-            out = (1.0 - smooth) * wt * (l - static_cast<double>(xr[tr]));
+            out = (1.0 - smooth) * wt * (l - static_cast<double>(widen(xr[tr])));
             if (smooth != 0.0) {
                 const double ws = has_w ? wsum[0] : static_cast<double>(C);
                 out += smooth / C * (ws * l - wx);
@@ -328,11 +343,12 @@ __global__ void __launch_bounds__(1024, 1) ce_fwd_kernel(const T* __restrict__ x
 // Fused cross-entropy backward: gx (M, C) from x, t, w, wsum (as in ce_fwd_kernel), the
 // forward's lse (M,) and the row grads g (M,), both float64. Element-wise (no reduction).
 template <typename T>
-__global__ void __launch_bounds__(1024, 1) ce_bwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
-                              const double* __restrict__ w, const double* __restrict__ wsum,
-                              const double* __restrict__ lse, const double* __restrict__ g,
-                              T* __restrict__ gx, int M, int C, long long ignore_index,
-                              double smooth, int has_w, int group) {
+HALF_STORAGE __global__ void __launch_bounds__(1024, 1)
+ce_bwd_kernel(const T* __restrict__ x, const long long* __restrict__ t,
+              const double* __restrict__ w, const double* __restrict__ wsum,
+              const double* __restrict__ lse, const double* __restrict__ g, T* __restrict__ gx,
+              int M, int C, long long ignore_index, double smooth, int has_w, int group) {
+    typedef acc_t<T> F;
     const RowSlice r = row_slice(M, C, group);
     if (!r.valid) return;  // no barriers nor shuffles below
     const int row = r.row, k = r.k;
@@ -347,9 +363,9 @@ __global__ void __launch_bounds__(1024, 1) ce_bwd_kernel(const T* __restrict__ x
     const double scale = gv * (wt + e * (has_w ? wsum[0] : static_cast<double>(C)));
     const double ge = gv * e;
     for (int i = k; i < C; i += group) {
-        const T p = exp_t(static_cast<T>(static_cast<double>(xr[i]) - l));
+        const F p = exp_t(static_cast<F>(static_cast<double>(widen(xr[i])) - l));
         double v = static_cast<double>(p) * scale - ge * (has_w ? w[i] : 1.0);
         if (i == tr) v -= gv * wt;
-        gr[i] = static_cast<T>(v);
+        gr[i] = narrow<T>(static_cast<F>(v));   // half: through float, as the float32 path
     }
 }

@@ -20,6 +20,8 @@ from minicnn.kernels.softmax import cuda as S
 from minicnn.kernels.softmax import reference as R
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous, ran_on
 
+from . import half_util as Hf
+
 FLOATS = [np.float32, np.float64]
 
 
@@ -367,3 +369,72 @@ def test_cross_entropy_op_matches_the_cpu_path(device, monkeypatch):
     assert launched is None or launched
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-7)
+
+
+# --- float16 / bfloat16 --------------------------------------------------------------------------
+
+def _half_close(got, want, dtype, L, scale=None):
+    """Within one rounding of the format each way around float32's _tol (half_util)."""
+    rtol32, k = _tol(np.float32, L)
+    if scale is None:
+        finite = np.abs(want[np.isfinite(want)])
+        scale = float(finite.max()) if finite.size else 0.0
+    Hf.half_close(got, want, dtype, rtol32, k * scale)
+
+
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+@pytest.mark.parametrize("shape,axis", [((7, 3), -1), ((2, 33, 5), 1), ((3, 1000), 1),
+                                        ((2, 4100), 1), ((1, 3, 40, 7), 1)])
+def test_half_softmax(kernel_device, launched, dtype, shape, axis):
+    """Rows kernels (sub-warp, warp and block rows) and cols kernels, forward and backward,
+    against the float64 reference on the same values rounded to the format; a row with -inf
+    (masked) entries and one with a NaN."""
+    d = kernel_device
+    rng = np.random.default_rng(7)
+    L = shape[axis]
+    for log in (False, True):
+        x = (rng.standard_normal(shape) * 3).astype(dtype)
+        first = np.moveaxis(x, axis, -1).reshape(-1, L)   # a view: the rows along the axis
+        first[0, ::2] = -np.inf
+        first[1, L // 2] = np.nan
+        x64 = x.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            want = R.softmax_fwd(x64, axis, log)
+        y = KS.softmax_fwd(dev(x, d), axis, log)
+        _half_close(y, want, dtype, L)
+        x = (rng.standard_normal(shape) * 3).astype(dtype)   # finite, for the backward
+        yh = host(KS.softmax_fwd(dev(x, d), axis, log))
+        gy = rng.standard_normal(shape).astype(dtype)
+        y64, g64 = yh.astype(np.float64), gy.astype(np.float64)
+        gwant = R.softmax_bwd(y64, g64, axis, log)
+        if log:
+            terms = np.abs(g64) + np.exp(y64) * np.abs(g64.sum(axis=axis, keepdims=True))
+        else:
+            terms = np.abs(y64 * g64) + np.abs(y64 * (g64 * y64).sum(axis=axis, keepdims=True))
+        gx = KS.softmax_bwd(dev(yh, d), dev(gy, d), axis, log)
+        _half_close(gx, gwant, dtype, L, scale=float(terms.max()))
+    Hf.ran_half(d, launched, dtype)
+
+
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+@pytest.mark.parametrize("M,C", [(5, 3), (4, 33), (17, 1000), (2, 2500)])
+def test_half_cross_entropy(kernel_device, launched, dtype, M, C):
+    """Half logits, float64 weights: loss and lse (float64) within float32's tolerance of the
+    reference on the same values, gx rounded once; weighted and smoothed, ignored rows."""
+    d = kernel_device
+    x, t, w, g = _ce_data(dtype, M, C, seed=M + C)
+    x64 = x.astype(np.float64)
+    for ww, smooth in ((None, 0.0), (w, 0.1)):
+        lw, lsew = R.ce_fwd(x64, t, ww, -100, smooth)
+        loss, lse = KS.ce_fwd(dev(x, d), dev(t, d), None if ww is None else dev(ww, d), -100,
+                              smooth)
+        rtol, k = _tol(np.float32, C)
+        for got, want in ((loss, lw), (lse, lsew)):
+            assert host(got).dtype == np.float64
+            np.testing.assert_allclose(host(got), want, rtol=rtol,
+                                       atol=k * (np.abs(x64).max() + np.abs(lsew).max()))
+        gw = R.ce_bwd(x64, t, ww, -100, smooth, lsew, g)
+        gx = KS.ce_bwd(dev(x, d), dev(t, d), None if ww is None else dev(ww, d), -100, smooth,
+                       lse, dev(g, d))
+        _half_close(gx, gw, dtype, 1, scale=np.abs(g).max() * (1 if ww is None else w.max()))
+    Hf.ran_half(d, launched, dtype)
