@@ -108,7 +108,7 @@ SPECIALS = (np.nan, np.inf, -np.inf)
 # device under the thorough profile). var_mean / std_mean: PyTorch's Welford mean is NaN where
 # an inf comes before another element in its reduction order; interpolate_bilinear: an inf
 # pixel upsampled gives NaN (0 * inf) at some outputs where PyTorch's gives inf.
-NAN_XFAIL = {"var_mean", "std_mean", "interpolate_bilinear", "prod", "topk", "kthvalue"}
+NAN_XFAIL = {"var_mean", "std_mean", "interpolate_bilinear", "topk", "kthvalue"}
 
 
 def _nan_param(info):

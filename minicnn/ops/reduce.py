@@ -8,7 +8,7 @@ import math
 
 import numpy
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..devices import get_array_module
 from ..dtypes import get_default_dtype, resolve
 from ..dtypes import kind as dtype_kind
@@ -140,9 +140,10 @@ def mean(x, dim=None, keepdim=False, *, dtype=None):
 
 
 class Prod(Function):
-    """Product over one axis (or all). PyTorch's gradient: gy * y / x with no zero; otherwise
-    gy times the product of the other elements, from the exclusive products on each side
-    (its prod_safe_zeros_backward), which is differentiable again."""
+    """Product over one axis (or all). PyTorch's gradient: gy * y / x with no zero; 0 for the
+    product of all with two zeros or more (outside create_graph); otherwise gy times the
+    product of the other elements, from the exclusive products on each side (its
+    prod_safe_zeros_backward), which is differentiable again."""
     saves = (0,)
     saves_outputs = (0,)
 
@@ -157,8 +158,12 @@ class Prod(Function):
     def backward(self, gy):
         x = self.inputs[0]
         g = _spread(gy, self.in_shape, self.axes)
-        if not (x.array == 0).any():
+        zeros = int((x.array == 0).sum())
+        if not zeros:
             return g * _spread(self.retained_output(self.y), self.in_shape, self.axes) / x
+        if zeros > 1 and self.axes is None and not is_grad_enabled():
+            # PyTorch's product of all outside create_graph: zeros, NaN or not
+            return Tensor._wrap(get_array_module(x.array).zeros(x.shape, x.dtype))
         return g * _others_product(x, self.axes)
 
 
