@@ -43,3 +43,13 @@ template <> __device__ __forceinline__ __half narrow<__half>(float a) {
 template <> __device__ __forceinline__ __nv_bfloat16 narrow<__nv_bfloat16>(float a) {
     return __float2bfloat16_rn(a);
 }
+
+// For kernels that compute in double (the norms): a T value as double, and a double result
+// stored as T through acc_t<T> -- for a half T the float32 kernel's rounding followed by the
+// widened path's rounding to half, so both paths give the same values.
+template <typename T> __device__ __forceinline__ double to_f64(T v) {
+    return static_cast<double>(widen(v));
+}
+template <typename T> __device__ __forceinline__ T from_f64(double v) {
+    return narrow<T>(static_cast<acc_t<T>>(v));
+}

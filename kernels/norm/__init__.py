@@ -14,7 +14,8 @@ are float64.
 Layouts: row norms (layer, instance, group) see x as x4 (N, G, S, I), statistics per (n, g) over
 (S, I), the affine w2, b2 (G, S); batch norm sees x as x3 (N, C, I), statistics per c over
 (N, I). `out_shape` gives gx the caller's shape as an owned array (autograd then need not copy
-it for a leaf's .grad).
+it for a leaf's .grad). float16 / bfloat16 x run in the CUDA kernels' half instances on the GPU
+(the running update excepted), widened to float32 elsewhere (kernels._half).
 """
 import numpy
 
@@ -33,7 +34,7 @@ def _impl(a):
     return _cuda if on_cuda_kernels(a) else _cpu
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def row_norm_fwd(x4, w2, b2, eps):
     if x4.size == 0:   # an empty batch: nothing to normalise, statistics undefined
         xp = get_array_module(x4)
@@ -42,7 +43,7 @@ def row_norm_fwd(x4, w2, b2, eps):
     return _impl(x4).row_norm_fwd(x4, w2, b2, eps)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     if x4.size == 0:
         xp = get_array_module(x4)
@@ -52,7 +53,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     return _impl(x4).row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def chan_stats(x3):
     if x3.size == 0:
         xp = get_array_module(x3)
@@ -60,17 +61,17 @@ def chan_stats(x3):
     return _impl(x3).chan_stats(x3)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def chan_affine(x3, scale, shift):
     return _impl(x3).chan_affine(x3, scale, shift)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def chan_bwd_sums(gy3, x3, mean):
     return _impl(x3).chan_bwd_sums(gy3, x3, mean)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
     return _impl(x3).chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu)
 

@@ -16,14 +16,18 @@ Statistics are two-level reductions (see the header of norm.cu): a group (row or
 blocks in all; B > 1 adds a small merge kernel. Batch norm with runs of I < CHAN_COLS_MAX_I
 elements (BatchNorm1d: I == 1) reduces per column (c, i) over row groups instead, coalesced.
 CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests). No launch function
-synchronizes with the host.
+synchronizes with the host. x and gy may be float16 / bfloat16 too (every kernel but
+running_update's has half instances, half.cuh): values are widened to float64 as float32 ones
+are, results rounded to float32 and then to the half format (as the widened path rounds); the
+affine weight and bias are then float32 (acc_t<T>), as cuDNN takes them beside half data.
 """
 import numpy
 
 from minicnn.devices import get_array_module
 
 from ..cuda import module
-from ..cuda.launch import H100_SMS, blocks, fastdiv, float_input, is_float, warp_threads
+from ..cuda.launch import (H100_SMS, acc_dtype, blocks, fastdiv, float_input, is_float,
+                           warp_threads)
 
 BLOCK = 256
 WAVE = H100_SMS * 8     # blocks of 256 threads that fill an H100 once
@@ -130,11 +134,11 @@ def _fused_threads(M):
 
 
 def row_norm_fwd(x4, w2, b2, eps):
-    xp, x = float_input("row_norm", x4, 4)
+    xp, x = float_input("row_norm", x4, 4, half=True)
     N, G, S, I = x.shape  # noqa: E741
     M, R = S * I, N * G
-    w, has_w = _like(xp, w2, x.dtype, (G, S), "row_norm", "weight")
-    b, has_b = _like(xp, b2, x.dtype, (G, S), "row_norm", "bias")
+    w, has_w = _like(xp, w2, acc_dtype(x.dtype), (G, S), "row_norm", "weight")
+    b, has_b = _like(xp, b2, acc_dtype(x.dtype), (G, S), "row_norm", "bias")
     y = module.empty(xp, x.shape, x.dtype)
     if _fused(R, M):
         mean, rstd = module.empty(xp, (R,), F64), module.empty(xp, (R,), F64)
@@ -155,7 +159,7 @@ def row_norm_fwd(x4, w2, b2, eps):
 
 
 def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
-    xp, x = float_input("row_norm_bwd", x4, 4)
+    xp, x = float_input("row_norm_bwd", x4, 4, half=True)
     if tuple(gy4.shape) != tuple(x.shape):
         raise ValueError(f"row_norm_bwd: grad of shape {tuple(gy4.shape)} does not match input "
                          f"of shape {tuple(x.shape)}")
@@ -164,7 +168,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
     gy = xp.ascontiguousarray(gy4, dtype=x.dtype)
     mean = _f64(xp, mean, R, "row_norm_bwd", "mean")
     rstd = _f64(xp, rstd, R, "row_norm_bwd", "rstd")
-    w, has_w = _like(xp, w2, x.dtype, (G, S), "row_norm_bwd", "weight")
+    w, has_w = _like(xp, w2, acc_dtype(x.dtype), (G, S), "row_norm_bwd", "weight")
     gx_out = module.empty(xp, x.shape if out_shape is None else tuple(out_shape), x.dtype)
     if gx_out.size != x.size:
         raise ValueError(f"row_norm_bwd: out_shape {tuple(out_shape)} does not hold "
@@ -184,7 +188,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
             gy, x, mean, rstd, w, has_w, M, G, gx, gw, gb))
         return gx_out, gw, gb
     # I > 1: sums over each (n, g, s) run of I elements, then per row, then gx
-    a, c = _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, S, R * S, I, I, 0, I)
+    a, c = _sums(xp, gy, x, mean, xp.empty(1, acc_dtype(x.dtype)), 0, 1, S, R * S, I, I, 0, I)
     ra, rc = module.empty(xp, (R,), F64), module.empty(xp, (R,), F64)
     gw = module.empty(xp, (N, G, S), F64)
     _k("norm_seg_rows_kernel", x.dtype)(_grid(R, x, 1), BLOCK, (
@@ -204,7 +208,7 @@ def row_norm_bwd(gy4, x4, mean, rstd, w2, out_shape=None):
 # --- channel norm (batch) ----------------------------------------------------------------------
 
 def _chan_input(op, x3):
-    xp, x = float_input(op, x3, 3)
+    xp, x = float_input(op, x3, 3, half=True)
     N, C, I = x.shape  # noqa: E741
     return xp, x, N, C, I
 
@@ -250,7 +254,7 @@ def chan_bwd_sums(gy3, x3, mean):
         a, c = module.empty(xp, (C,), F64), module.empty(xp, (C,), F64)
         _k("chan_cols_sums_final_kernel")(C, _threads(P * I), (part, P, I, C * I, a, c))
         return a, c
-    return _sums(xp, gy, x, mean, xp.empty(1, x.dtype), 0, 1, 1, C, N * I, I, C * I, I)
+    return _sums(xp, gy, x, mean, xp.empty(1, acc_dtype(x.dtype)), 0, 1, 1, C, N * I, I, C * I, I)
 
 
 def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
@@ -261,7 +265,7 @@ def chan_bwd_apply(gy3, x3, mean, rstd, w, sum_gy, sum_gyxmu):
                          f"of shape {tuple(x.shape)}")
     args = [_f64(xp, a, C, "chan_bwd_apply", n) for a, n in
             ((mean, "mean"), (rstd, "rstd"), (sum_gy, "sum_gy"), (sum_gyxmu, "sum_gyxmu"))]
-    wv, has_w = _like(xp, w, x.dtype, (C,), "chan_bwd_apply", "weight")
+    wv, has_w = _like(xp, w, acc_dtype(x.dtype), (C,), "chan_bwd_apply", "weight")
     gx = module.empty(xp, x.shape, x.dtype)
     if x.size:
         _k("chan_bwd_apply_kernel", x.dtype)(_grid(x.size, x), BLOCK, (

@@ -39,6 +39,7 @@
 // against 20 when x does not fit in L2. Launch shapes: 256 threads (fewer for short groups).
 
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 #define UNROLL 4  // elements per thread and loop trip: independent loads in flight
 
@@ -56,8 +57,8 @@ __device__ __forceinline__ void apply_elements(int total, const T* __restrict__ 
         for (int u = 0; u < UNROLL; ++u) {
             const long long i = base + u * blockDim.x;
             const long long e = REV ? total - 1 - i : i;
-            av[u] = i < total ? a[e] : T(0);
-            bv[u] = TWO && i < total ? b[e] : T(0);
+            av[u] = i < total ? a[e] : narrow<T>(0);
+            bv[u] = TWO && i < total ? b[e] : narrow<T>(0);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
@@ -153,7 +154,7 @@ struct Walk {
 // Statistics of Q groups of `total` elements each; group q starts at q * qstride. Grid Q * B:
 // block (q, b) covers elements [b * chunk, min(total, (b + 1) * chunk)) of group q.
 // mode 0: writes mean and rstd = 1 / sqrt(var + eps); mode 1: mean and the biased variance.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void norm_stats_kernel(const T* __restrict__ x, int irun, int rstride, int qstride,
                                   int total, int B, int chunk, double eps, int mode,
                                   double* __restrict__ part, double* __restrict__ mean,
@@ -162,7 +163,7 @@ __global__ void norm_stats_kernel(const T* __restrict__ x, int irun, int rstride
     const int q = blockIdx.x / B, b = blockIdx.x - q * B;
     const int start = b * chunk, end = start + min(chunk, total - start);
     const T* xq = x + static_cast<long long>(q) * qstride;
-    const double K = finite_or_zero(static_cast<double>(xq[0]));
+    const double K = finite_or_zero(to_f64(xq[0]));
     double s = 0.0, s2 = 0.0;
     int cnt = 0;
     const int nt = blockDim.x;
@@ -172,7 +173,7 @@ __global__ void norm_stats_kernel(const T* __restrict__ x, int irun, int rstride
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             const bool ok = t + u * nt < end;
-            d[u] = ok ? static_cast<double>(xq[w.offset(rstride)]) - K : 0.0;
+            d[u] = ok ? to_f64(xq[w.offset(rstride)]) - K : 0.0;
             cnt += ok ? 1 : 0;
             w.next(irun);
         }
@@ -223,9 +224,10 @@ extern "C" __global__ void norm_stats_final_kernel(const double* __restrict__ pa
 
 // Backward sums per group q: a = sum gy * w, c = sum gy * w * (x - mean[q / msdiv]), float64,
 // with w[(q % G) * irun + i] (has_w; only with one run per group) or 1. Grid Q * B as above.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void norm_bwd_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x,
-                                     const double* __restrict__ mean, const T* __restrict__ w,
+                                     const double* __restrict__ mean,
+                                     const acc_t<T>* __restrict__ w,
                                      int has_w, int G, int msdiv, int irun, int rstride,
                                      int qstride, int total, int B, int chunk,
                                      double* __restrict__ part, double* __restrict__ out_a,
@@ -236,7 +238,7 @@ __global__ void norm_bwd_sums_kernel(const T* __restrict__ gy, const T* __restri
     const long long base = static_cast<long long>(q) * qstride;
     const T* xq = x + base;
     const T* gq = gy + base;
-    const T* wq = w + (has_w ? (q % G) * irun : 0);
+    const acc_t<T>* wq = w + (has_w ? (q % G) * irun : 0);
     const double m = mean[q / msdiv];
     double a = 0.0, c = 0.0;
     const int nt = blockDim.x;
@@ -249,9 +251,9 @@ __global__ void norm_bwd_sums_kernel(const T* __restrict__ gy, const T* __restri
             xm[u] = 0.0;
             if (t + u * nt < end) {
                 const int o = wk.offset(rstride);
-                g[u] = static_cast<double>(gq[o]);
-                if (has_w) g[u] *= static_cast<double>(wq[wk.i]);
-                xm[u] = static_cast<double>(xq[o]) - m;
+                g[u] = to_f64(gq[o]);
+                if (has_w) g[u] *= to_f64(wq[wk.i]);
+                xm[u] = to_f64(xq[o]) - m;
             }
             wk.next(irun);
         }
@@ -296,34 +298,37 @@ extern "C" __global__ void norm_sums_final_kernel(const double* __restrict__ par
 // r = e / M, s = (e % M) / I, g = r % G.
 // The row apply loops walk the elements from the end: the statistics (or backward sums)
 // kernel just read them from the start, so the most recently read part is still in L2.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void row_norm_apply_kernel(const T* __restrict__ x, const double* __restrict__ mean,
-                                      const double* __restrict__ rstd, const T* __restrict__ w,
-                                      const T* __restrict__ b, int has_w, int has_b, int total,
+                                      const double* __restrict__ rstd,
+                                      const acc_t<T>* __restrict__ w,
+                                      const acc_t<T>* __restrict__ b, int has_w, int has_b,
+                                      int total,
                                       int M, unsigned int mM, unsigned int sM, int I,
                                       unsigned int mI, unsigned int sI, int S, int G,
                                       unsigned int mG, unsigned int sG, T* __restrict__ y) {
     apply_elements<true, false>(total, x, x, [&](int e, T xe, T) {
         const int r = fastdiv(e, mM, sM);
-        double v = (static_cast<double>(xe) - mean[r]) * rstd[r];
+        double v = (to_f64(xe) - mean[r]) * rstd[r];
         if (has_w || has_b) {
             const int s = fastdiv(e - r * M, mI, sI);
             const int k = (r - fastdiv(r, mG, sG) * G) * S + s;
-            if (has_w) v *= static_cast<double>(w[k]);
-            if (has_b) v += static_cast<double>(b[k]);
+            if (has_w) v *= to_f64(w[k]);
+            if (has_b) v += to_f64(b[k]);
         }
-        y[e] = static_cast<T>(v);
+        y[e] = from_f64<T>(v);
     });
 }
 
 // Row norms, backward apply with the row sums a[r] = sum gy*w, c[r] = sum gy*w*(x - mean):
 // gx = rstd * (gy*w - a/M - xhat * rstd * c/M), xhat = (x - mean) * rstd.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                           const double* __restrict__ mean,
                                           const double* __restrict__ rstd,
                                           const double* __restrict__ ra,
-                                          const double* __restrict__ rc, const T* __restrict__ w,
+                                          const double* __restrict__ rc,
+                                          const acc_t<T>* __restrict__ w,
                                           int has_w, double invM, int total, int M,
                                           unsigned int mM, unsigned int sM, int I,
                                           unsigned int mI, unsigned int sI, int S, int G,
@@ -331,14 +336,14 @@ __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __r
                                           T* __restrict__ gx) {
     apply_elements<true, true>(total, gy, x, [&](int e, T ge, T xe) {
         const int r = fastdiv(e, mM, sM);
-        double g = static_cast<double>(ge);
+        double g = to_f64(ge);
         if (has_w) {
             const int s = fastdiv(e - r * M, mI, sI);
-            g *= static_cast<double>(w[(r - fastdiv(r, mG, sG) * G) * S + s]);
+            g *= to_f64(w[(r - fastdiv(r, mG, sG) * G) * S + s]);
         }
         const double rs = rstd[r];
-        const double xhat = (static_cast<double>(xe) - mean[r]) * rs;
-        gx[e] = static_cast<T>(rs * (g - ra[r] * invM - xhat * (rs * rc[r] * invM)));
+        const double xhat = (to_f64(xe) - mean[r]) * rs;
+        gx[e] = from_f64<T>(rs * (g - ra[r] * invM - xhat * (rs * rc[r] * invM)));
     });
 }
 
@@ -346,12 +351,13 @@ __global__ void row_norm_bwd_apply_kernel(const T* __restrict__ gy, const T* __r
 // thread per column j = g*S + s of x viewed as (N, G*S), rows [p*rpg, min(N, (p+1)*rpg)) for
 // blockIdx = p * ncb + column block. Writes gx and the partial sums over its rows
 // gw[p, j] = sum gy * xhat, gb[p, j] = sum gy.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void row_norm_bwd_cols_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                          const double* __restrict__ mean,
                                          const double* __restrict__ rstd,
                                          const double* __restrict__ ra,
-                                         const double* __restrict__ rc, const T* __restrict__ w,
+                                         const double* __restrict__ rc,
+                                         const acc_t<T>* __restrict__ w,
                                          int has_w, double invM, int N, int G, int S, int ncb,
                                          int rpg, T* __restrict__ gx, double* __restrict__ gw,
                                          double* __restrict__ gb) {
@@ -360,16 +366,16 @@ __global__ void row_norm_bwd_cols_kernel(const T* __restrict__ gy, const T* __re
     const int j = cb * blockDim.x + threadIdx.x;
     if (j < GS) {
         const int g = j / S;
-        const double wv = has_w ? static_cast<double>(w[j]) : 1.0;
+        const double wv = has_w ? to_f64(w[j]) : 1.0;
         const int n1 = min(N, (p + 1) * rpg);
         double sw = 0.0, sb = 0.0;
 #pragma unroll 4
         for (int n = p * rpg; n < n1; ++n) {
             const int r = n * G + g, e = n * GS + j;
             const double rs = rstd[r];
-            const double gv = static_cast<double>(gy[e]);
-            const double xhat = (static_cast<double>(x[e]) - mean[r]) * rs;
-            gx[e] = static_cast<T>(rs * (gv * wv - ra[r] * invM - xhat * (rs * rc[r] * invM)));
+            const double gv = to_f64(gy[e]);
+            const double xhat = (to_f64(x[e]) - mean[r]) * rs;
+            gx[e] = from_f64<T>(rs * (gv * wv - ra[r] * invM - xhat * (rs * rc[r] * invM)));
             sw += gv * xhat;
             sb += gv;
         }
@@ -381,17 +387,18 @@ __global__ void row_norm_bwd_cols_kernel(const T* __restrict__ gy, const T* __re
 // Group/instance norm backward (I > 1): from the per-(n, g, s) sums a = sum_i gy and
 // c = sum_i gy * (x - mean), the row sums ra[r] = sum_s w*a, rc[r] = sum_s w*c and the weight
 // grad partials gw[r*S + s] = rstd[r] * c. One thread per row r = n*G + g.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void norm_seg_rows_kernel(const double* __restrict__ a, const double* __restrict__ c,
-                                     const double* __restrict__ rstd, const T* __restrict__ w,
+                                     const double* __restrict__ rstd,
+                                     const acc_t<T>* __restrict__ w,
                                      int has_w, int S, int G, int R, double* __restrict__ ra,
                                      double* __restrict__ rc, double* __restrict__ gw) {
     GRID_LOOP(r, R) {
-        const T* wr = w + (has_w ? (r % G) * S : 0);
+        const acc_t<T>* wr = w + (has_w ? (r % G) * S : 0);
         const double rs = rstd[r];
         double sa = 0.0, sc = 0.0;
         for (int s = 0; s < S; ++s) {
-            const double wv = has_w ? static_cast<double>(wr[s]) : 1.0;
+            const double wv = has_w ? to_f64(wr[s]) : 1.0;
             const double cv = c[r * S + s];
             sa += wv * a[r * S + s];
             sc += wv * cv;
@@ -403,7 +410,7 @@ __global__ void norm_seg_rows_kernel(const double* __restrict__ a, const double*
 }
 
 // Batch norm, forward affine: y = x * scale[c] + shift[c], c = (e / I) % C.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void chan_affine_kernel(const T* __restrict__ x, const double* __restrict__ scale,
                                    const double* __restrict__ shift, int total, unsigned int mI,
                                    unsigned int sI, int C, unsigned int mC, unsigned int sC,
@@ -411,15 +418,16 @@ __global__ void chan_affine_kernel(const T* __restrict__ x, const double* __rest
     apply_elements<false, false>(total, x, x, [&](int e, T xe, T) {
         const int q = fastdiv(e, mI, sI);
         const int c = q - fastdiv(q, mC, sC) * C;
-        y[e] = static_cast<T>(static_cast<double>(xe) * scale[c] + shift[c]);
+        y[e] = from_f64<T>(to_f64(xe) * scale[c] + shift[c]);
     });
 }
 
 // Batch norm, backward apply: gx = w*rstd * (gy - a/M - (x - mean) * rstd^2 * cc/M).
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                       const double* __restrict__ mean,
-                                      const double* __restrict__ rstd, const T* __restrict__ w,
+                                      const double* __restrict__ rstd,
+                                      const acc_t<T>* __restrict__ w,
                                       int has_w, const double* __restrict__ sa,
                                       const double* __restrict__ sc, double invM, int total,
                                       unsigned int mI, unsigned int sI, int C, unsigned int mC,
@@ -428,9 +436,9 @@ __global__ void chan_bwd_apply_kernel(const T* __restrict__ gy, const T* __restr
         const int q = fastdiv(e, mI, sI);
         const int c = q - fastdiv(q, mC, sC) * C;
         const double rs = rstd[c];
-        const double k = has_w ? static_cast<double>(w[c]) * rs : rs;
-        const double xmu = static_cast<double>(xe) - mean[c];
-        gx[e] = static_cast<T>(k * (static_cast<double>(ge) - sa[c] * invM -
+        const double k = has_w ? to_f64(w[c]) * rs : rs;
+        const double xmu = to_f64(xe) - mean[c];
+        gx[e] = from_f64<T>(k * (to_f64(ge) - sa[c] * invM -
                                     xmu * (rs * rs * sc[c] * invM)));
     });
 }
@@ -443,8 +451,8 @@ __global__ void running_update_kernel(T* __restrict__ rm, T* __restrict__ rv,
                                       const double* __restrict__ var, double m, double var_scale,
                                       int C) {
     GRID_LOOP(c, C) {
-        rm[c] = static_cast<T>((1.0 - m) * static_cast<double>(rm[c]) + m * mean[c]);
-        rv[c] = static_cast<T>((1.0 - m) * static_cast<double>(rv[c]) + m * (var[c] * var_scale));
+        rm[c] = from_f64<T>((1.0 - m) * to_f64(rm[c]) + m * mean[c]);
+        rv[c] = from_f64<T>((1.0 - m) * to_f64(rv[c]) + m * (var[c] * var_scale));
     }
 }
 
@@ -453,7 +461,7 @@ __global__ void running_update_kernel(T* __restrict__ rm, T* __restrict__ rv,
 // column j = c*I + i of x viewed as (N, C*I) walks the rows [p*rpg, min(N, (p+1)*rpg)) of its
 // row group p (blockIdx = p * ncb + column block), coalesced across the threads; partial
 // (n, mean, M2) or (sum gy, sum gy*(x - mean)) per (p, j), merged per channel by the final kernels.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void chan_cols_stats_kernel(const T* __restrict__ x, int N, int CI, int ncb, int rpg,
                                        double* __restrict__ part) {
     const int p = blockIdx.x / ncb, cb = blockIdx.x - p * ncb;
@@ -461,11 +469,11 @@ __global__ void chan_cols_stats_kernel(const T* __restrict__ x, int N, int CI, i
     if (j < CI) {
         const int n0 = p * rpg, n1 = min(N, n0 + rpg);
         const double K =
-            finite_or_zero(static_cast<double>(x[static_cast<long long>(n0) * CI + j]));
+            finite_or_zero(to_f64(x[static_cast<long long>(n0) * CI + j]));
         double s = 0.0, s2 = 0.0;
 #pragma unroll 4
         for (int n = n0; n < n1; ++n) {
-            const double d = static_cast<double>(x[n * CI + j]) - K;
+            const double d = to_f64(x[n * CI + j]) - K;
             s += d;
             s2 += d * d;
         }
@@ -501,7 +509,7 @@ extern "C" __global__ void chan_cols_stats_final_kernel(const double* __restrict
     if (threadIdx.x == 0) write_stats(v, eps, mode, mean, out, c);
 }
 
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void chan_cols_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                       const double* __restrict__ mean, int N, int CI, int I,
                                       int ncb, int rpg, double* __restrict__ part) {
@@ -513,9 +521,9 @@ __global__ void chan_cols_sums_kernel(const T* __restrict__ gy, const T* __restr
         double a = 0.0, c = 0.0;
 #pragma unroll 4
         for (int n = n0; n < n1; ++n) {
-            const double g = static_cast<double>(gy[n * CI + j]);
+            const double g = to_f64(gy[n * CI + j]);
             a += g;
-            c += g * (static_cast<double>(x[n * CI + j]) - m);
+            c += g * (to_f64(x[n * CI + j]) - m);
         }
         double* o = part + 2LL * (static_cast<long long>(p) * CI + j);
         o[0] = a;
@@ -549,13 +557,13 @@ extern "C" __global__ void chan_cols_sums_final_kernel(const double* __restrict_
 // last, still in L2 when x is larger than L2. Row values (mean, rstd, row sums) once per block.
 // Forward: y = (x - mean) * rstd * w + b; backward (bwd != 0, ra/rc the row sums, gy given):
 // gx = rstd * (gy*w - ra/M - xhat * rstd * rc/M).
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restrict__ gy,
                                       const double* __restrict__ mean,
                                       const double* __restrict__ rstd,
                                       const double* __restrict__ ra,
-                                      const double* __restrict__ rc, const T* __restrict__ w,
-                                      const T* __restrict__ b, int has_w, int has_b, int bwd,
+                                      const double* __restrict__ rc, const acc_t<T>* __restrict__ w,
+                                      const acc_t<T>* __restrict__ b, int has_w, int has_b, int bwd,
                                       double invM, int M, int B, int chunk, unsigned int mI,
                                       unsigned int sI, int S, int G, T* __restrict__ out) {
     const int q = blockIdx.x / B, bb = blockIdx.x - q * B;
@@ -564,8 +572,8 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
     const T* xq = x + base;
     const T* gq = gy + (bwd ? base : 0);
     T* oq = out + base;
-    const T* wq = w + (has_w ? (q % G) * S : 0);
-    const T* bq = b + (has_b ? (q % G) * S : 0);
+    const acc_t<T>* wq = w + (has_w ? (q % G) * S : 0);
+    const acc_t<T>* bq = b + (has_b ? (q % G) * S : 0);
     const double mu = mean[q], rs = rstd[q];
     const double a1 = bwd ? ra[q] * invM : 0.0, c1 = bwd ? rs * rc[q] * invM : 0.0;
     const int nt = blockDim.x;
@@ -574,26 +582,26 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             const int p = t - u * nt;
-            xv[u] = p >= start ? xq[p] : T(0);
-            gv[u] = bwd && p >= start ? gq[p] : T(0);
+            xv[u] = p >= start ? xq[p] : narrow<T>(0);
+            gv[u] = bwd && p >= start ? gq[p] : narrow<T>(0);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             const int p = t - u * nt;
             if (p >= start) {
                 const int k = (has_w || has_b) ? fastdiv(p, mI, sI) : 0;
-                const double xhat = (static_cast<double>(xv[u]) - mu) * rs;
+                const double xhat = (to_f64(xv[u]) - mu) * rs;
                 double v;
                 if (bwd) {
-                    double g = static_cast<double>(gv[u]);
-                    if (has_w) g *= static_cast<double>(wq[k]);
+                    double g = to_f64(gv[u]);
+                    if (has_w) g *= to_f64(wq[k]);
                     v = rs * (g - a1 - xhat * c1);
                 } else {
                     v = xhat;
-                    if (has_w) v *= static_cast<double>(wq[k]);
-                    if (has_b) v += static_cast<double>(bq[k]);
+                    if (has_w) v *= to_f64(wq[k]);
+                    if (has_b) v += to_f64(bq[k]);
                 }
-                oq[p] = static_cast<T>(v);
+                oq[p] = from_f64<T>(v);
             }
         }
     }
@@ -605,9 +613,11 @@ __global__ void row_norm_chunk_kernel(const T* __restrict__ x, const T* __restri
 // float64), then the affine. Grid R, blockDim.x >= M / FUSED_V.
 #define FUSED_V 8
 
-template <typename T>
-__global__ void __launch_bounds__(1024) row_norm_fused_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                          const T* __restrict__ b, int has_w, int has_b, int M,
+template <typename T> HALF_STORAGE
+__global__ void __launch_bounds__(1024) row_norm_fused_fwd_kernel(const T* __restrict__ x,
+                                          const acc_t<T>* __restrict__ w,
+                                          const acc_t<T>* __restrict__ b, int has_w, int has_b,
+                                          int M,
                                           unsigned int mI, unsigned int sI, int S, int G,
                                           double eps,
                                           T* __restrict__ y, double* __restrict__ mean,
@@ -620,15 +630,15 @@ __global__ void __launch_bounds__(1024) row_norm_fused_fwd_kernel(const T* __res
 #pragma unroll
     for (int k = 0; k < FUSED_V; ++k) {
         const int p = static_cast<int>(threadIdx.x) + k * nt;
-        xv[k] = p < M ? x[base + p] : T(0);
-        s += static_cast<double>(xv[k]);
+        xv[k] = p < M ? x[base + p] : narrow<T>(0);
+        s += to_f64(xv[k]);
     }
     const double mu = block_sum(s, sh) / M;
     double s2 = 0.0;
 #pragma unroll
     for (int k = 0; k < FUSED_V; ++k) {
         const int p = static_cast<int>(threadIdx.x) + k * nt;
-        const double d = static_cast<double>(xv[k]) - mu;
+        const double d = to_f64(xv[k]) - mu;
         s2 += p < M ? d * d : 0.0;
     }
     const double rs = 1.0 / sqrt(block_sum(s2, sh) / M + eps);
@@ -636,19 +646,19 @@ __global__ void __launch_bounds__(1024) row_norm_fused_fwd_kernel(const T* __res
         mean[q] = mu;
         rstd[q] = rs;
     }
-    const T* wq = w + (has_w ? (q % G) * S : 0);
-    const T* bq = b + (has_b ? (q % G) * S : 0);
+    const acc_t<T>* wq = w + (has_w ? (q % G) * S : 0);
+    const acc_t<T>* bq = b + (has_b ? (q % G) * S : 0);
 #pragma unroll
     for (int k = 0; k < FUSED_V; ++k) {
         const int p = static_cast<int>(threadIdx.x) + k * nt;
         if (p < M) {
-            double v = (static_cast<double>(xv[k]) - mu) * rs;
+            double v = (to_f64(xv[k]) - mu) * rs;
             if (has_w || has_b) {
                 const int kk = fastdiv(p, mI, sI);
-                if (has_w) v *= static_cast<double>(wq[kk]);
-                if (has_b) v += static_cast<double>(bq[kk]);
+                if (has_w) v *= to_f64(wq[kk]);
+                if (has_b) v += to_f64(bq[kk]);
             }
-            y[base + p] = static_cast<T>(v);
+            y[base + p] = from_f64<T>(v);
         }
     }
 }
@@ -656,11 +666,11 @@ __global__ void __launch_bounds__(1024) row_norm_fused_fwd_kernel(const T* __res
 // Backward of the above for rows with one affine value each (S == 1: instance norm, layer norm
 // without affine): gy and x read once, gx written once; gw[q] = rstd * sum gy*(x - mean),
 // gb[q] = sum gy (the per-(n, g) partials the caller sums over n).
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void __launch_bounds__(1024) row_norm_fused_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                           const double* __restrict__ mean,
                                           const double* __restrict__ rstd,
-                                          const T* __restrict__ w, int has_w, int M, int G,
+                                          const acc_t<T>* __restrict__ w, int has_w, int M, int G,
                                           T* __restrict__ gx, double* __restrict__ gw,
                                           double* __restrict__ gb) {
     __shared__ double sh[32];
@@ -672,18 +682,18 @@ __global__ void __launch_bounds__(1024) row_norm_fused_bwd_kernel(const T* __res
 #pragma unroll
     for (int k = 0; k < FUSED_V; ++k) {
         const int p = static_cast<int>(threadIdx.x) + k * nt;
-        xv[k] = p < M ? x[base + p] : T(0);
-        gv[k] = p < M ? gy[base + p] : T(0);
+        xv[k] = p < M ? x[base + p] : narrow<T>(0);
+        gv[k] = p < M ? gy[base + p] : narrow<T>(0);
     }
 #pragma unroll
     for (int k = 0; k < FUSED_V; ++k) {
-        const double g = static_cast<double>(gv[k]);
+        const double g = to_f64(gv[k]);
         a += g;
-        c += g * (static_cast<double>(xv[k]) - mu);  // g == 0 past the row's end
+        c += g * (to_f64(xv[k]) - mu);  // g == 0 past the row's end
     }
     a = block_sum(a, sh);
     c = block_sum(c, sh);
-    const double wv = has_w ? static_cast<double>(w[q % G]) : 1.0;
+    const double wv = has_w ? to_f64(w[q % G]) : 1.0;
     const double a1 = wv * a / M, c1 = rs * (wv * c) / M;
     if (threadIdx.x == 0) {
         gw[q] = rs * c;
@@ -693,8 +703,8 @@ __global__ void __launch_bounds__(1024) row_norm_fused_bwd_kernel(const T* __res
     for (int k = 0; k < FUSED_V; ++k) {
         const int p = static_cast<int>(threadIdx.x) + k * nt;
         if (p < M) {
-            const double xhat = (static_cast<double>(xv[k]) - mu) * rs;
-            gx[base + p] = static_cast<T>(rs * (static_cast<double>(gv[k]) * wv - a1 - xhat * c1));
+            const double xhat = (to_f64(xv[k]) - mu) * rs;
+            gx[base + p] = from_f64<T>(rs * (to_f64(gv[k]) * wv - a1 - xhat * c1));
         }
     }
 }

@@ -44,6 +44,9 @@ def half_equal(got, want, dtype):
 
 
 def ran_half(device, launched, dtype):
-    """The half instances ran on emu and cuda (no float32 copy), nothing on cpu."""
+    """The half instances ran on emu and cuda (no float32 copy; extern "C" kernels of float64
+    statistics beside them), nothing on cpu."""
     ran_on(device, launched)
-    assert all(name.endswith(f"<{HALF_T[np.dtype(dtype)]}>") for name in launched), launched
+    templates = [name for name in launched if "<" in name]
+    assert device == "cpu" or templates, launched
+    assert all(name.endswith(f"<{HALF_T[np.dtype(dtype)]}>") for name in templates), launched

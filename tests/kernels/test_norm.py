@@ -19,6 +19,8 @@ from minicnn.kernels.norm import reference as R
 from cuda_util import (ALL_DEVICES, KERNEL_DEVICES, dev, emulate, host, noncontiguous,
                        ran_on)
 
+from . import half_util as Hf
+
 DTYPES = [np.float64, np.float32]
 EPS = 1e-5
 
@@ -295,7 +297,7 @@ def test_empty_batch(kernel_device, dtype):
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
 def test_launch_bad_input(device):
     x = dev(np.ones((2, 3, 4), np.int32), device)
-    with pytest.raises(TypeError, match="chan_stats.*float32 or float64"):
+    with pytest.raises(TypeError, match="chan_stats.*float64, float16 or bfloat16, got int32"):
         C.chan_stats(x)
     with pytest.raises(ValueError, match="row_norm: expected a 4-D array"):
         C.row_norm_fwd(dev(np.ones((2, 3), np.float32), device), None, None, EPS)
@@ -451,3 +453,77 @@ def test_ops_through_the_kernels_under_the_emulator(norm, monkeypatch):
     assert len(got) == len(want)
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+# --- float16 / bfloat16 --------------------------------------------------------------------------
+# The half kernels compute as the float32 ones (float64 arithmetic on the widened values) and
+# round their float32 result once more: within one rounding of the format around float32's _tol.
+# Statistics and partial sums are float64, to the float32 tests' tolerances.
+
+def _half_close(got, want, dtype):
+    tol = _tol(np.float32)
+    Hf.half_close(got, want, dtype, tol["rtol"], tol["atol"])
+
+
+@pytest.mark.parametrize("kernel_device,plan", on_devices(["onepass", "split"]), indirect=True)
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+def test_half_row_norm(kernel_device, plan, launched, dtype):
+    """Group, layer (per-element affine: the column kernel), instance norm and a longer row,
+    forward and backward; a NaN makes its row NaN."""
+    d = lambda a: None if a is None else dev(a, kernel_device)  # noqa: E731
+    for shape in [(3, 2, 5, 7), (2, 1, 13, 1), (5, 3, 1, 11), (2, 1, 300, 1)]:
+        rng = np.random.default_rng(sum(shape))
+        N, G, S, I = shape  # noqa: E741
+        x, gy = _data(rng, shape, dtype, 3.0), _data(rng, shape, dtype, 0.5)
+        w, b = _data(rng, (G, S), dtype, 1.0), _data(rng, (G, S), dtype, 0.0)
+        x64, gy64, w64, b64 = (a.astype(np.float64) for a in (x, gy, w, b))
+        y, mean, rstd = K.row_norm_fwd(d(x), d(w), d(b), EPS)
+        ry, rmean, rrstd = R.row_norm_fwd(x64, w64, b64, EPS)
+        _half_close(y, ry, dtype)
+        np.testing.assert_allclose(host(mean), rmean, rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(host(rstd), rrstd, rtol=1e-11)
+        gx, gw, gb = K.row_norm_bwd(d(gy), d(x), mean, rstd, d(w))
+        rgx, rgw, rgb = R.row_norm_bwd(gy64, x64, rmean, rrstd, w64)
+        _half_close(gx, rgx, dtype)
+        tol = dict(rtol=1e-10, atol=1e-11 * N * I * 4.0)
+        np.testing.assert_allclose(host(gw).sum(0), rgw.sum(0), **tol)
+        np.testing.assert_allclose(host(gb).sum(0), rgb.sum(0), **tol)
+        x[0, 0, 0, 0] = np.nan
+        with np.errstate(invalid="ignore"):
+            ry = R.row_norm_fwd(x.astype(np.float64), w64, b64, EPS)[0]
+        _half_close(K.row_norm_fwd(d(x), d(w), d(b), EPS)[0], ry, dtype)
+    Hf.ran_half(kernel_device, launched, dtype)
+
+
+@pytest.mark.parametrize("kernel_device,plan", on_devices(["onepass-cols", "split-runs"]),
+                         indirect=True)
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+def test_half_channel_norm(kernel_device, plan, launched, dtype):
+    """Batch norm's statistics, affine, backward sums and apply (the weight in the half dtype,
+    in float64, none) on runs of 7, 1 (the column kernels) and 150."""
+    d = kernel_device
+    for shape in [(3, 5, 7), (33, 2, 1), (4, 6, 150)]:
+        rng = np.random.default_rng(sum(shape))
+        N, Cc, I = shape  # noqa: E741
+        x, gy = _data(rng, shape, dtype, -0.7), _data(rng, shape, dtype, 0.3)
+        x64, gy64 = x.astype(np.float64), gy.astype(np.float64)
+        mean, var = K.chan_stats(dev(x, d))
+        rmean, rvar = R.chan_stats(x64)
+        np.testing.assert_allclose(host(mean), rmean, rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(host(var), rvar, rtol=1e-10, atol=1e-14)
+        rstd = 1.0 / np.sqrt(rvar + EPS)
+        w = rng.standard_normal(Cc)
+        scale, sh = rstd * w, rng.standard_normal(Cc) - rmean * rstd * w
+        _half_close(K.chan_affine(dev(x, d), dev(scale, d), dev(sh, d)),
+                    R.chan_affine(x64, scale, sh), dtype)
+        s1, s2 = K.chan_bwd_sums(dev(gy, d), dev(x, d), dev(rmean, d))
+        r1, r2 = R.chan_bwd_sums(gy64, x64, rmean)
+        tol = dict(rtol=1e-10, atol=1e-12 * N * I * 2.0)
+        np.testing.assert_allclose(host(s1), r1, **tol)
+        np.testing.assert_allclose(host(s2), r2, **tol)
+        for ww in (w.astype(dtype), w, None):
+            gx = K.chan_bwd_apply(dev(gy, d), dev(x, d), dev(rmean, d), dev(rstd, d),
+                                  None if ww is None else dev(ww, d), dev(r1, d), dev(r2, d))
+            w64 = None if ww is None else ww.astype(np.float64)
+            _half_close(gx, R.chan_bwd_apply(gy64, x64, rmean, rstd, w64, r1, r2), dtype)
+    Hf.ran_half(kernel_device, launched, dtype)
