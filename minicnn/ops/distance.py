@@ -25,7 +25,7 @@ def _c(like, array):
 
 
 class VectorNorm(Function):
-    """(sum |x|^p)^(1/p) over `axes` (all when None); p in [0, inf] or -inf."""
+    """(sum |x|^p)^(1/p) over `axes` (all when None); any real p, inf and -inf."""
     saves = (0,)
     saves_outputs = (0,)
 
@@ -91,15 +91,14 @@ def _check_float(op, *tensors):
 
 
 def _check_p(op, p):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or \
-            (p < 0 and p != -math.inf):
-        raise ValueError(f"{op}: p must be a non-negative number or inf, got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p):
+        raise ValueError(f"{op}: p must be a number (or inf), got {p!r}")
     return float(p)
 
 
 def norm(input, p=2, dim=None, keepdim=False):
     """The p-norm of the entries (all, or over `dim`): torch.norm / torch.linalg.vector_norm for
-    p = 'fro', 0, 1, 2, any p > 0, inf and -inf."""
+    p = 'fro' or any real p (0 counts the non-zeros), inf and -inf."""
     _check_float("norm", input)
     p = 2.0 if p == "fro" else _check_p("norm", p)
     axes = normalize_axes(dim, input.ndim, "norm")
