@@ -247,6 +247,8 @@ ISSUE_16_NAMES = {
     "utils.data": "DataLoader Sampler RandomSampler FakeData",
     "utils": "make_grid save_image",
     "backends.cudnn": "benchmark deterministic",
+    "cuda": "is_available",
+    "accelerator": "is_available current_accelerator",
 }
 
 
