@@ -30,6 +30,10 @@ IMPLICIT_GEMM_MAX_KG: 2*Kg flops per 8 bytes of column traffic) or the column bu
 huge (>= IMPLICIT_GEMM_MIN_COL_BYTES, also a peak-memory saving); im2col + cuBLAS otherwise.
 `set_algorithm(name)` (or $MINICNN_CONV_ALGORITHM) forces one for benchmarks.
 
+float16 / bfloat16 on the GPU (and under the emulator): the three passes take half arrays as
+they are (im2col / col2im's half instances, `_half_mm`'s GEMMs accumulating in float32, the
+direct kernels widening for themselves); the implicit GEMM is then replaced by im2col_gemm.
+
 Column buffers on the CPU: `im2col(..., workspace=True)` writes into a per-thread reusable buffer
 (`workspace(shape, dtype)`), as cuDNN's workspace: a fresh 50 MB buffer per call costs more in
 page faults than the copy itself (measured 24 ms vs 6 ms for (8, 64, 56, 56) 3x3). A pass uses
@@ -41,7 +45,8 @@ import threading
 
 import numpy
 
-from minicnn.devices import get_array_module, on_cuda_kernels, syncs_on_read
+from minicnn.devices import get_array_module, is_cuda_array, on_cuda_kernels, syncs_on_read
+from minicnn.dtypes import HALF_FLOATS, float16
 
 from .. import conv_out_size, grouped, lazy
 from .._half import in_float32
@@ -186,6 +191,8 @@ def _algorithm(pass_, p, a, x_shape, w_shape, out_hw, meets_padding=None):
     elif on_cuda_kernels(a):
         algo = choose_algorithm(x_shape, w_shape, (p.SH, p.SW), (p.PH, p.PW), (p.DH, p.DW),
                                 p.G, a.dtype.itemsize, pass_, out_hw)
+        if algo == "implicit_gemm" and a.dtype in HALF_FLOATS:
+            algo = "im2col_gemm"   # the implicit GEMM has no half instances; cuBLAS's GEMM does
     elif w_shape[2] == 1 and w_shape[3] == 1 and p.PH == 0 and p.PW == 0:
         algo = "gemm_1x1"
     elif pass_ != "grad_input" and _winograd_ok(p, x_shape[1], w_shape, x_shape[0], out_hw) or \
@@ -282,9 +289,30 @@ def _mm(a, b, out=None):
     operands (a transposed view took 10x longer here), while its 2-D matmul passes transposes to
     BLAS as flags: so G == 1 goes through 2-D matmul, and G > 1 gets contiguous operands."""
     xp = get_array_module(a)
+    if a.dtype in HALF_FLOATS:
+        return _half_mm(xp, a, b, out)
     if a.shape[0] == 1:
         return xp.matmul(a[0], b[0], out=None if out is None else out[0])[None]
     return xp.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b), out=out)
+
+
+def _half_mm(xp, a, b, out=None):
+    """_mm of float16 / bfloat16 operands (the CUDA target: the CPU widens before), accumulated
+    in float32 and rounded once: one 2-D GEMM per group, as a 2-D float16 matmul of CuPy is
+    cuBLAS's GemmEx with float32 accumulation (tensor cores) while a stacked one is silently
+    widened. bfloat16 on the GPU (CuPy's bfloat16 GEMM is not confirmed) and both formats under
+    the emulator (NumPy's float16 matmul rounds every partial sum, and is ~180x slower than
+    sgemm) multiply the widened operands in float32: the same values. Not timed on a GPU."""
+    G, m, n = a.shape[0], a.shape[1], b.shape[2]
+    out = xp.empty((G, m, n), a.dtype) if out is None else out
+    native = is_cuda_array(a) and a.dtype == float16
+    for g in range(G):
+        if native:
+            xp.matmul(a[g], b[g], out=out[g])
+        else:
+            with numpy.errstate(over="ignore"):   # beyond the half range: inf, as IEEE rounds
+                out[g] = xp.matmul(a[g].astype(numpy.float32), b[g].astype(numpy.float32))
+    return out
 
 
 def _columns(x, p, KH, KW, OH, OW, algo):
@@ -298,7 +326,7 @@ def _columns(x, p, KH, KW, OH, OW, algo):
     return col.reshape(p.G, C // p.G * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> GEMM
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def conv2d(x, w, p, b=None, out_hw=None):
     """out_hw: compute only the first (OH, OW) outputs (the adjoint of a transposed conv whose
     output_padding added rows that no output reads). b: an optional bias, added (fused into the
@@ -342,7 +370,7 @@ def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward"):
     return _from_cn(_mm(wr, _columns(x, p, KH, KW, OH, OW, algo)), x.shape[0], OH, OW)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def conv2d_grad_input(w, gy, x_shape, p):
     """gx = conv^T(gy, w) for an input of x_shape; gy may be smaller than the full output."""
     xp = get_array_module(gy)
@@ -393,7 +421,7 @@ def _grad_input_as_conv(p, w, gy, x_shape, algo):
     return bool(get_array_module(w).isfinite(w).all())
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def conv2d_grad_weight(x, gy, w_shape, p):
     """gw = the sum over the batch and output positions of gy * shifted x."""
     xp = get_array_module(x)

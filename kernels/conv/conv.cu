@@ -37,9 +37,13 @@
 //   for sm_90: fp32 127 registers (3-4 blocks of 4 warps per SM), fp64 238, no spills; 12 KiB
 //   (fp32) / 24 KiB (fp64) of static shared memory per block; _m32: fp32 80, fp64 156.
 // All indices are 32-bit ints: the launch layer refuses tensors of 2**31 elements or more.
+// float16 / bfloat16 (half.cuh): im2col and col2im have half instances (a copy; a float sum
+// rounded once); the GEMMs between them are cuBLAS's (kernels/conv/__init__.py _mm), and the
+// implicit GEMM is float32 / float64 only.
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void im2col_fwd_kernel(const T* __restrict__ x, T* __restrict__ col, int N, int C,
                                   int H, int W, int KH, int KW, int SH, int SW, int PH, int PW,
                                   int DH, int DW, int OH, int OW, int total,
@@ -57,13 +61,13 @@ __global__ void im2col_fwd_kernel(const T* __restrict__ x, T* __restrict__ col, 
         const int kh = t - c * KH;
         const int ih = oh * SH - PH + kh * DH;
         const int iw = ow * SW - PW + kw * DW;
-        T v = T(0);
+        T v = narrow<T>(0);
         if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[((n * C + c) * H + ih) * W + iw];
         col[i] = v;
     }
 }
 
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void col2im_fwd_kernel(const T* __restrict__ col, T* __restrict__ img, int N, int C,
                                   int H, int W, int KH, int KW, int SH, int SW, int PH, int PW,
                                   int DH, int DW, int OH, int OW, int total,
@@ -78,7 +82,7 @@ __global__ void col2im_fwd_kernel(const T* __restrict__ col, T* __restrict__ img
         q = fastdiv(t, mH, sH); const int h = t - q * H; t = q;
         const int n = fastdiv(t, mC, sC);
         const int c = t - n * C;
-        T s = T(0);
+        acc_t<T> s = 0;
         for (int kh = 0; kh < KH; ++kh) {
             const int hp = h + PH - kh * DH;  // = oh * SH
             if (hp < 0) break;                // decreasing in kh
@@ -90,10 +94,10 @@ __global__ void col2im_fwd_kernel(const T* __restrict__ col, T* __restrict__ img
                 if (wp < 0) break;
                 const int ow = fastdiv(wp, mSW, sSW);
                 if (ow * SW != wp || ow >= OW) continue;
-                s += crow[kw * N * L + ow];
+                s += widen(crow[kw * N * L + ow]);
             }
         }
-        img[i] = s;
+        img[i] = narrow<T>(s);
     }
 }
 

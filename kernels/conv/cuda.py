@@ -6,7 +6,8 @@
                                                                       -> y (N, K, OH, OW) (+ b)
 
 CuPy arrays run on the GPU, NumPy arrays under the CPU emulator (the tests).
-No launch function synchronizes with the host.
+No launch function synchronizes with the host. im2col and col2im take float16 / bfloat16 too
+(half.cuh); the implicit GEMM float32 / float64 only.
 """
 from minicnn.devices import get_array_module
 
@@ -24,7 +25,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     xp = get_array_module(x)
     if x.ndim != 4:
         raise ValueError(f"im2col: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
-    check_float("im2col", x)
+    check_float("im2col", x, half=True)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
     shape = (C, KH, KW, N, OH, OW)
@@ -44,7 +45,7 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
     if col.ndim != 6:
         raise ValueError(f"col2im: expected a 6-D column buffer (C, KH, KW, N, OH, OW), got "
                          f"shape {tuple(col.shape)}")
-    check_float("col2im", col)
+    check_float("col2im", col, half=True)
     col = xp.ascontiguousarray(col)
     C, KH, KW, N, OH, OW = col.shape
     module.check_size("col2im", col.shape, (N, C, H, W))

@@ -9,7 +9,8 @@ import ml_dtypes
 import numpy as np
 
 import minicnn as mc
-from cuda_util import host, ran_on
+from minicnn.kernels.cuda import module
+from cuda_util import emulate, host, ran_on
 
 HALVES = [mc.float16, mc.bfloat16]
 HALF_IDS = ["float16", "bfloat16"]
@@ -50,3 +51,17 @@ def ran_half(device, launched, dtype):
     templates = [name for name in launched if "<" in name]
     assert device == "cpu" or templates, launched
     assert all(name.endswith(f"<{HALF_T[np.dtype(dtype)]}>") for name in templates), launched
+
+
+def spy(device, monkeypatch):
+    """The list of the CUDA kernels launched from now on, for a test parametrized over
+    KERNEL_DEVICES (emu: with emulation on)."""
+    if device == "emu":
+        return emulate(monkeypatch)
+    names, call = [], module.Kernel.__call__
+
+    def spying(self, *args, **kwargs):
+        names.append(self.name)
+        return call(self, *args, **kwargs)
+    monkeypatch.setattr(module.Kernel, "__call__", spying)
+    return names

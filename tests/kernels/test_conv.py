@@ -19,6 +19,8 @@ from minicnn.kernels.conv import reference as RC
 from minicnn.kernels.grouped import MAX_CG
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
+from . import half_util as Hf
+
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 HYPER = ("KH", "KW", "SH", "SW", "PH", "PW", "DH", "DW")
 
@@ -308,7 +310,7 @@ def test_im2col_col2im_bad_input(device):
         CC.im2col(dev(np.zeros((2, 3, 4)), device), 1, 1, 1, 1, 0, 0, 1, 1, 3, 4)
     with pytest.raises(ValueError, match="col2im: expected a 6-D column buffer"):
         CC.col2im(dev(np.zeros((2, 3, 4)), device), 3, 4, 1, 1, 0, 0, 1, 1)
-    with pytest.raises(TypeError, match="im2col: expected float32 or float64"):
+    with pytest.raises(TypeError, match="im2col: expected float32, float64, float16 or bf"):
         CC.im2col(dev(np.zeros((1, 1, 3, 3), np.int32), device), 1, 1, 1, 1, 0, 0, 1, 1, 3, 3)
 
 
@@ -561,3 +563,75 @@ def test_conv_transpose_double_backward_gpu_path(device, monkeypatch):
     for g, r in zip(got, want):
         assert g.shape == r.shape
         np.testing.assert_allclose(host(g.array), r.array, rtol=1e-12, atol=1e-12)
+
+
+# --- float16 / bfloat16 --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+def test_half_im2col_col2im(device, dtype, monkeypatch):
+    """im2col copies (exact); col2im sums in float32 and rounds once; NaN and inf carried."""
+    launched = Hf.spy(device, monkeypatch)
+    for case in CASES:
+        N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW = case
+        OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+        OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+        rng = np.random.default_rng(sum(case))
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        x.flat[-1], x.flat[0] = np.nan, np.inf
+        hp = (KH, KW, SH, SW, PH, PW, DH, DW)
+        col = K.im2col(dev(x, device), *hp, OH, OW)
+        Hf.half_equal(col, RC.im2col(x.astype(np.float32), *hp, OH, OW), dtype)
+        c = rng.standard_normal(host(col).shape).astype(dtype)
+        img = K.col2im(dev(c, device), H, W, *hp[2:])
+        tol = TOL[np.float32]
+        Hf.half_close(img, RC.col2im(c.astype(np.float64), H, W, *hp[2:]), dtype, tol["rtol"],
+                      tol["atol"])
+    Hf.ran_half(device, launched, dtype)
+
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+@pytest.mark.parametrize("case", [c for c in OPS_CASES if c[5] == 1],
+                         ids=lambda c: "x".join(map(str, c[1])))
+def test_half_conv_passes(device, dtype, case, monkeypatch):
+    """conv2d and its gradients on half arrays: the half im2col / col2im kernels and GEMMs
+    accumulating in float32, against float64 references on the widened values. Forward and
+    weight gradient round once after a float32 sum of CKK (N*OH*OW) products: one rounding of
+    the format around float32's _tol. The input gradient rounds the GEMM's columns to the
+    format (as cuBLAS writes them) and col2im sums at most KH*KW of them: each column entry
+    may be off by eps times the largest one, on top of the final rounding."""
+    launched = Hf.spy(device, monkeypatch)
+    xs, ws, stride, padding, dilation, _, _ = case
+    rng = np.random.default_rng(sum(xs))
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    p = K.ConvParams(_pair(stride), _pair(padding), _pair(dilation), 1)
+    N, C, H, W = xs
+    Kk, _, KH, KW = ws
+    y = K.conv2d(dev(x, device), dev(w, device), p)
+    OH, OW = host(y).shape[2:]
+    ref = RC.conv2d(x64, w64, *p.geometry(), 1)
+    tol = _tol(np.float32, C * KH * KW)
+    Hf.half_close(y, ref, dtype, tol["rtol"], tol["atol"])
+    gy = rng.standard_normal(ref.shape).astype(dtype)
+    gy_cn = gy.astype(np.float64).transpose(1, 0, 2, 3).reshape(Kk, -1)   # (K, N*OH*OW)
+    cols = RC.im2col(x64, KH, KW, *p.geometry(), OH, OW).reshape(C * KH * KW, -1)
+    gw = K.conv2d_grad_weight(dev(x, device), dev(gy, device), ws, p)
+    tol = _tol(np.float32, N * OH * OW)
+    Hf.half_close(gw, (gy_cn @ cols.T).reshape(ws), dtype, tol["rtol"], tol["atol"])
+    gcol = (w64.reshape(Kk, -1).T @ gy_cn).reshape(C, KH, KW, N, OH, OW)
+    gx = K.conv2d_grad_input(dev(w, device), dev(gy, device), xs, p)
+    eps = float(Hf.ml_dtypes.finfo(dtype).eps)
+    tol = _tol(np.float32, Kk)
+    Hf.half_close(gx, RC.col2im(gcol, H, W, *p.geometry()), dtype, tol["rtol"],
+                  KH * KW * (eps * float(np.abs(gcol).max()) + tol["atol"]))
+    assert K.last_algorithm()["forward"] in ("im2col_gemm", "gemm_1x1")
+    K.set_algorithm("implicit_gemm")   # float32 / float64 only: im2col_gemm instead
+    try:
+        Hf.half_equal(K.conv2d(dev(x, device), dev(w, device), p), host(y), dtype)
+        assert K.last_algorithm()["forward"] in ("im2col_gemm", "gemm_1x1")
+    finally:
+        K.set_algorithm(None)
+    if (KH, KW) != (1, 1):   # 1x1: GEMMs only, no kernel
+        Hf.ran_half(device, launched, dtype)
