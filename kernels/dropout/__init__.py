@@ -21,7 +21,7 @@ _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def forward(x, p, mask_shape, ka, kb=0.0, da=0.0, db=0.0):
     if on_cuda_kernels(x):
         seed, offset = _random.philox()
@@ -36,7 +36,7 @@ def forward(x, p, mask_shape, ka, kb=0.0, da=0.0, db=0.0):
     return y, ("array", scale)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def backward(gy, mask):
     if mask[0] == "philox":
         _, seed, offset, p, rows, ka, da = mask

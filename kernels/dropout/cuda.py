@@ -3,7 +3,8 @@
 `dropout` applies y = keep ? x * ka + kb : x * da + db with the keep mask drawn by Philox4x32-10
 from (seed, offset, element or row index) -- the backward calls it again with the same seed and
 offset, so no mask is ever stored (kernels/dropout/reference.py is its NumPy twin). CuPy arrays
-run on the GPU, NumPy arrays under the CPU emulator (the tests).
+run on the GPU, NumPy arrays under the CPU emulator (the tests); float16 / bfloat16 arrays too
+(computed in float32 with float32 constants, half.cuh).
 """
 from ..cuda import launch, module
 
@@ -30,7 +31,7 @@ def dropout(x, seed, offset, p, ka, kb=0.0, da=0.0, db=0.0, rows=None):
     """y = keep ? x * ka + kb : x * da + db; keep drawn per element, or per row of
     x.reshape(rows, -1) (feature dropout) when `rows` is given. seed, offset: Python ints
     (the Philox key and the counter's high words); the same pair gives the same mask."""
-    xp, x = launch.float_input("dropout", x)
+    xp, x = launch.float_input("dropout", x, half=True)
     if not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"dropout: dropout probability has to be between 0 and 1, but got {p}")
     y = module.empty(xp, x.shape, x.dtype)

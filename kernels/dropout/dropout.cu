@@ -12,7 +12,10 @@
 //    (coalesced), y over rows.
 // Expected bound: memory, 8 bytes per float32 element. Philox is 10 rounds of 2 mul.hi + xors
 // per 4 elements (dropout) or per row and thread (feature).
+// float16 / bfloat16 (half.cuh): both kernels have half instances, which widen x, compute the
+// affine map in float (the constants are floats) and round once; a Quad is then 8 bytes.
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 // --- dropout (Philox: nothing stored between forward and backward) -----------------------------
 template <typename T>
@@ -27,11 +30,11 @@ __device__ __forceinline__ Philox4 dropout_draw(unsigned int group, unsigned int
 }
 
 // y = keep ? x * ka + kb : x * da + db, keep[i] = uniform01(word i & 3 of draw i >> 2) >= p.
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int n,
                                unsigned int seed_lo, unsigned int seed_hi,
-                               unsigned int offset_lo, unsigned int offset_hi, float p, T ka,
-                               T kb, T da, T db) {
+                               unsigned int offset_lo, unsigned int offset_hi, float p,
+                               acc_t<T> ka, acc_t<T> kb, acc_t<T> da, acc_t<T> db) {
     const int groups = (n >> 2) + ((n & 3) != 0);
     const bool vec = aligned_to(x, 4 * sizeof(T)) && aligned_to(y, 4 * sizeof(T));
     GRID_LOOP(g, groups) {
@@ -44,7 +47,7 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int n
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
                 const bool keep = uniform01(bits[k]) >= p;
-                a.v[k] = a.v[k] * (keep ? ka : da) + (keep ? kb : db);
+                a.v[k] = narrow<T>(widen(a.v[k]) * (keep ? ka : da) + (keep ? kb : db));
             }
             reinterpret_cast<Quad<T>*>(y)[g] = a;
         } else {
@@ -52,7 +55,8 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int n
             for (int k = 0; k < 4; ++k) {
                 if (i0 + k < n) {
                     const bool keep = uniform01(bits[k]) >= p;
-                    y[i0 + k] = x[i0 + k] * (keep ? ka : da) + (keep ? kb : db);
+                    y[i0 + k] = narrow<T>(widen(x[i0 + k]) * (keep ? ka : da) +
+                                          (keep ? kb : db));
                 }
             }
         }
@@ -60,11 +64,11 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int n
 }
 
 // Feature (channel) dropout: x (R, L), one keep draw per row r (the draw of index r above).
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void feature_dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int R, int L,
                                        unsigned int seed_lo, unsigned int seed_hi,
                                        unsigned int offset_lo, unsigned int offset_hi, float p,
-                                       T ka, T kb, T da, T db) {
+                                       acc_t<T> ka, acc_t<T> kb, acc_t<T> da, acc_t<T> db) {
     const int c0 = blockIdx.x * blockDim.x + threadIdx.x, cs = blockDim.x * gridDim.x;
     for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < R; r += blockDim.y * gridDim.y) {
         if (c0 >= L) continue;  // no barrier in this kernel
@@ -73,9 +77,9 @@ __global__ void feature_dropout_kernel(const T* __restrict__ x, T* __restrict__ 
         const int w = r & 3;
         const unsigned int bits = w == 0 ? q.x : (w == 1 ? q.y : (w == 2 ? q.z : q.w));
         const bool keep = uniform01(bits) >= p;
-        const T a = keep ? ka : da, s = keep ? kb : db;
+        const acc_t<T> a = keep ? ka : da, s = keep ? kb : db;
         const T* xr = x + static_cast<long long>(r) * L;
         T* yr = y + static_cast<long long>(r) * L;
-        for (int col = c0; col < L; col += cs) yr[col] = xr[col] * a + s;
+        for (int col = c0; col < L; col += cs) yr[col] = narrow<T>(widen(xr[col]) * a + s);
     }
 }

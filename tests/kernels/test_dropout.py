@@ -18,6 +18,8 @@ from minicnn.kernels.dropout import cuda as C
 from minicnn.kernels.dropout import reference as P
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous, ran_on
 
+from . import half_util as Hf
+
 SELFTEST = Path(__file__).parent.parent / "cuda_src" / "emu_selftest.cu"
 DTYPES = [np.float32, np.float64]
 
@@ -226,7 +228,7 @@ def test_alpha_constants(device):
 def test_launch_bad_input():
     with pytest.raises(ValueError, match="between 0 and 1"):
         C.dropout(np.ones(3, np.float32), 0, 0, 1.5, 1.0)
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float16 or bfloat16, got int32"):
         C.dropout(np.ones(3, np.int32), 0, 0, 0.5, 2.0)
     with pytest.raises(ValueError, match="do not split into 4 rows"):
         C.dropout(np.ones(6, np.float32), 0, 0, 0.5, 2.0, rows=4)
@@ -329,3 +331,34 @@ def test_gradcheck_and_double_backward(kernel_device):
             return fn(t)
         assert mc.testing.gradcheck(seeded, (x,))
         assert mc.testing.gradgradcheck(seeded, (x,))
+
+
+# --- float16 / bfloat16 --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+def test_half_dropout_kernels(device, dtype, monkeypatch):
+    """The same masks as float32; inverted dropout equal to the float32 reference rounded once
+    (x * ka + 0), alpha dropout within one rounding around float32's 4 eps (a GPU may fuse the
+    multiply-add); feature dropout, odd sizes, unaligned starts, NaN and inf carried."""
+    launched = Hf.spy(device, monkeypatch)
+    rng = np.random.default_rng(5)
+    eps32 = float(np.finfo(np.float32).eps)
+    for n in (1, 7, 33, 1001):
+        x = rng.standard_normal(n + 1).astype(dtype)
+        x[0], x[-1] = np.nan, np.inf
+        x32 = x.astype(np.float32)
+        xd = dev(x, device)
+        for xs, xs32 in ((xd, x32), (xd[1:], x32[1:])):   # xd[1:]: 2 bytes past alignment
+            got = C.dropout(xs, 1234, 7, 0.3, 1.0 / 0.7)
+            Hf.half_equal(got, P.dropout_apply(xs32, 1234, 7, 0.3, np.float32(1.0 / 0.7)),
+                          dtype)
+            args = (2**40 + 3, 5, 0.2, 1.25, -0.1, 0.5, 0.3)
+            Hf.half_close(C.dropout(xs, *args),
+                          P.dropout_apply(xs32, *args[:3], *map(np.float32, args[3:])), dtype,
+                          4 * eps32, 4 * eps32)
+    x = rng.standard_normal((3, 5, 7)).astype(dtype)
+    Hf.half_equal(C.dropout(dev(x, device), 77, 5, 0.5, 2.0, rows=15),
+                  P.dropout_apply(x.astype(np.float32), 77, 5, 0.5, np.float32(2.0), rows=15),
+                  dtype)
+    Hf.ran_half(device, launched, dtype)
