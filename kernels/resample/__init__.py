@@ -20,6 +20,7 @@ import math
 import numpy
 
 from minicnn.devices import get_array_module, on_cuda_kernels
+from minicnn.dtypes import HALF_FLOATS
 
 from .. import lazy
 from .._half import in_float32
@@ -28,14 +29,15 @@ _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def resample2d(x, rows, cols):
     if x.ndim != 3 or x.shape[1] != rows.n_in or x.shape[2] != cols.n_in:
         raise ValueError(f"resample2d: x of shape {tuple(x.shape)} does not match taps from "
                          f"{rows.n_in} rows and {cols.n_in} columns")
     impl = _cuda if on_cuda_kernels(x) else _cpu
     xp = get_array_module(x)
-    return impl.resample2d(x, *rows.arrays(xp, x.dtype), *cols.arrays(xp, x.dtype))
+    wdtype = numpy.float32 if x.dtype in HALF_FLOATS else x.dtype   # half x: float32 weights
+    return impl.resample2d(x, *rows.arrays(xp, wdtype), *cols.arrays(xp, wdtype))
 
 
 class Taps:

@@ -1,6 +1,7 @@
 """The resampling family on the GPU: the launch function of resample.cu, with the signature of
 kernels/resample/cpu.py (the Taps as device arrays). CuPy arrays run on the GPU, NumPy arrays
-under the CPU emulator. No synchronisation with the host."""
+under the CPU emulator. No synchronisation with the host. float16 / bfloat16 x take float32
+weights (half.cuh's acc_t)."""
 from ..cuda import module
 from ..cuda.launch import blocks, emulator_cap, float_input
 
@@ -9,7 +10,7 @@ WAVES = 8
 
 
 def resample2d(x, rptr, ridx, rw, cptr, cidx, cw):
-    xp, x = float_input("resample2d", x, 3)
+    xp, x = float_input("resample2d", x, 3, half=True)
     B, H, W = x.shape
     OH, OW = len(rptr) - 1, len(cptr) - 1
     module.check_size("resample2d", (B, OH, OW))

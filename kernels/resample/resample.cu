@@ -12,26 +12,28 @@
 //
 // Expected bound: memory (2 x 2 taps per output for bilinear, 4 x 4 for bicubic, mostly from
 // cache; one write per output).
+// float16 / bfloat16 (half.cuh): half x and y, float weights and sums, one rounding per output.
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void resample2d_kernel(const T* __restrict__ x, const int* __restrict__ rptr,
-                                  const int* __restrict__ ridx, const T* __restrict__ rw,
+                                  const int* __restrict__ ridx, const acc_t<T>* __restrict__ rw,
                                   const int* __restrict__ cptr, const int* __restrict__ cidx,
-                                  const T* __restrict__ cw, T* __restrict__ y, int n, int H,
-                                  int W, int OH, int OW) {
+                                  const acc_t<T>* __restrict__ cw, T* __restrict__ y, int n,
+                                  int H, int W, int OH, int OW) {
     GRID_LOOP(i, n) {
         int b, o, p;
         unravel(i, OH, OW, b, o, p);
         const T* plane = x + static_cast<long long>(b) * H * W;
         const int c0 = cptr[p], c1 = cptr[p + 1];
-        T acc = T(0);
+        acc_t<T> acc = 0;
         for (int a = rptr[o]; a < rptr[o + 1]; ++a) {
             const T* row = plane + static_cast<long long>(ridx[a]) * W;
-            T s = T(0);
-            for (int c = c0; c < c1; ++c) s += cw[c] * row[cidx[c]];
+            acc_t<T> s = 0;
+            for (int c = c0; c < c1; ++c) s += cw[c] * widen(row[cidx[c]]);
             acc += rw[a] * s;
         }
-        y[i] = acc;
+        y[i] = narrow<T>(acc);
     }
 }

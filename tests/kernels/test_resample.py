@@ -8,6 +8,8 @@ from minicnn.kernels import resample as K
 from minicnn.kernels.resample import reference as R
 from cuda_util import dev, host, noncontiguous, ran_on
 
+from . import half_util as Hf
+
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-6, atol=2e-6), np.float64: dict(rtol=1e-13, atol=1e-13)}
 
@@ -87,3 +89,19 @@ def test_bad_input():
         K.resample2d(np.zeros((1, 3, 3)), rows, cols)
     with pytest.raises(ValueError, match="taps: unknown mode 'nearest'"):
         K.taps(4, 2, "nearest")
+
+
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+@pytest.mark.parametrize("transpose", [False, True], ids=["forward", "adjoint"])
+def test_half_resample2d(kernel_device, launched, dtype, transpose):
+    """Half x with float32 taps (as the op makes them for the widened values): float32 sums,
+    one rounding: within one rounding of the format around float32's TOL."""
+    for H, W, rspec, cspec in CASES:
+        rows, cols = _taps(H, rspec, np.float32), _taps(W, cspec, np.float32)
+        if transpose:
+            rows, cols = rows.T, cols.T
+        x = np.random.default_rng(1).standard_normal((2, rows.n_in, cols.n_in)).astype(dtype)
+        y = K.resample2d(dev(x, kernel_device), rows, cols)
+        want = R.resample2d(x.astype(np.float32), rows, cols)
+        Hf.half_close(y, want, dtype, TOL[np.float32]["rtol"], TOL[np.float32]["atol"])
+    Hf.ran_half(kernel_device, launched, dtype)
