@@ -12,6 +12,7 @@ later NaN. One line (the axis, for one position of the other dims) per CPU itera
 thread, scanned in order.
 """
 from minicnn.devices import on_cuda_kernels
+from minicnn.dtypes import HALF_FLOATS
 
 from .. import lazy
 from .._half import in_float32
@@ -33,7 +34,7 @@ def lines(shape, axis):
     return outer, int(shape[axis]), inner
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def scan(x, axis, op):
     if op not in OPS:
         raise ValueError(f"scan: op must be one of {OPS}, got {op!r}")
@@ -41,7 +42,7 @@ def scan(x, axis, op):
     return (_cuda if on_cuda_kernels(x) else _cpu).scan(x, axis, OPS.index(op))
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def scan_arg(x, axis, op):
     if op not in ARG_OPS:
         raise ValueError(f"scan_arg: op must be one of {ARG_OPS}, got {op!r}")
@@ -50,7 +51,7 @@ def scan_arg(x, axis, op):
 
 
 def _check(op, x, axis):
-    if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
+    if not (x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) or x.dtype in HALF_FLOATS):
         raise TypeError(f"{op}: expected float32 or float64, got {x.dtype}")
     if not 0 <= axis < max(x.ndim, 1):
         raise ValueError(f"{op}: axis {axis} out of range for shape {tuple(x.shape)}")

@@ -18,7 +18,7 @@ def _launch(name, x, args, n_lines):
 
 
 def scan(x, axis, op):
-    xp, x = float_input("scan", x)
+    xp, x = float_input("scan", x, half=True)
     O, L, I = lines(x.shape, axis) if x.ndim else (1, 1, 1)
     y = module.empty(xp, x.shape, x.dtype)
     if L:
@@ -27,7 +27,7 @@ def scan(x, axis, op):
 
 
 def scan_arg(x, axis, op):
-    xp, x = float_input("scan_arg", x)
+    xp, x = float_input("scan_arg", x, half=True)
     O, L, I = lines(x.shape, axis) if x.ndim else (1, 1, 1)
     y = module.empty(xp, x.shape, x.dtype)
     idx = module.empty(xp, x.shape, numpy.int64)

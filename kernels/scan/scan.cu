@@ -10,7 +10,10 @@
 //
 // Expected bound: memory (one read and one write per element; the O * I lines give the
 // parallelism, so a scan over the whole of a 1-D array is one thread: slow, but exact).
+// float16 / bfloat16 (half.cuh): the same in double (and float for max / min), each output
+// rounded to float32 and then to the format, as the widened path rounds.
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 __device__ __forceinline__ double log_add_exp(double x, double y) {
     double lo, hi;
@@ -26,7 +29,7 @@ __device__ __forceinline__ double log_add_exp(double x, double y) {
     return x;
 }
 
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void scan_kernel(const T* __restrict__ x, T* __restrict__ y, int lines, int L, int I,
                             int op) {
     GRID_LOOP(line, lines) {
@@ -34,29 +37,29 @@ __global__ void scan_kernel(const T* __restrict__ x, T* __restrict__ y, int line
         const long long base = static_cast<long long>(o) * L * I + i;
         double acc = op == 0 ? 0.0 : (op == 1 ? 1.0 : neg_inf<double>());
         for (int k = 0; k < L; ++k) {
-            const double v = static_cast<double>(x[base + static_cast<long long>(k) * I]);
+            const double v = to_f64(x[base + static_cast<long long>(k) * I]);
             acc = op == 0 ? acc + v : (op == 1 ? acc * v : log_add_exp(v, acc));
-            y[base + static_cast<long long>(k) * I] = static_cast<T>(acc);
+            y[base + static_cast<long long>(k) * I] = from_f64<T>(acc);
         }
     }
 }
 
-template <typename T>
+template <typename T> HALF_STORAGE
 __global__ void scan_arg_kernel(const T* __restrict__ x, T* __restrict__ y,
                                 long long* __restrict__ idx, int lines, int L, int I, int op) {
     GRID_LOOP(line, lines) {
         const int o = line / I, i = line - o * I;
         const long long base = static_cast<long long>(o) * L * I + i;
-        T best = x[base];
+        acc_t<T> best = widen(x[base]);
         long long at = 0;
         for (int k = 0; k < L; ++k) {
             const long long j = base + static_cast<long long>(k) * I;
-            const T v = x[j];
+            const acc_t<T> v = widen(x[j]);
             if (v != v || (best == best && (op == 0 ? v >= best : v <= best))) {
                 best = v;
                 at = k;
             }
-            y[j] = best;
+            y[j] = narrow<T>(best);
             idx[j] = at;
         }
     }

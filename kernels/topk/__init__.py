@@ -13,6 +13,7 @@ the usual few-of-many case, the classes of a classifier); larger k, and integer 
 stable sort (array code, NumPy or CuPy).
 """
 from minicnn.devices import get_array_module, on_cuda_kernels
+from minicnn.dtypes import HALF_FLOATS
 
 from .. import lazy
 from .._half import in_float32
@@ -48,13 +49,15 @@ def argsort(x, descending=False):
     return xp.argsort(key, axis=-1, kind="stable").astype(xp.int64)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def topk(x, k, largest=True):
     if x.ndim != 2:
         raise ValueError(f"topk: expected a 2-D (rows, L) array, got shape {tuple(x.shape)}")
     if not 0 <= k <= x.shape[1]:
         raise ValueError(f"topk: k ({k}) out of range for rows of {x.shape[1]} elements")
-    if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) and 0 < k <= MAX_KERNEL_K:
+    kernel_dtype = x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) or \
+        x.dtype in HALF_FLOATS   # half: only on the CUDA target (the CPU widens first)
+    if kernel_dtype and 0 < k <= MAX_KERNEL_K:
         return (_cuda if on_cuda_kernels(x) else _cpu).topk(x, k, bool(largest))
     xp = get_array_module(x)
     idx = argsort(x, descending=largest)[:, :k]

@@ -11,7 +11,7 @@ WAVES = 8
 
 
 def topk(x, k, largest):
-    xp, x = float_input("topk", x, 2)
+    xp, x = float_input("topk", x, 2, half=True)
     R, L = x.shape
     module.check_size("topk", (R, k))
     values = module.empty(xp, (R, k), x.dtype)

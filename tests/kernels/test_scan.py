@@ -9,6 +9,8 @@ from minicnn.kernels import scan as K
 from minicnn.kernels.scan import reference as R
 from cuda_util import dev, host, noncontiguous, ran_on
 
+from . import half_util as Hf
+
 DTYPES = [np.float32, np.float64]
 SHAPES = [(7,), (3, 5), (2, 1, 6), (4, 3, 2), (1,)]
 
@@ -74,3 +76,24 @@ def test_bad_input():
         K.scan(np.zeros(3), 0, "max")
     with pytest.raises(ValueError, match="scan_arg: axis 1 out of range"):
         K.scan_arg(np.zeros(3), 1, "max")
+
+
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+def test_half_scans(kernel_device, launched, dtype):
+    """Half input: sums, products and log-sum-exps in double, each output rounded to float32
+    and then to the format (the float32 reference rounded once more, exactly); running max /
+    min and their indices exact. NaN and infinities as in float32."""
+    for shape in SHAPES:
+        for axis in range(len(shape)):
+            for op in K.OPS:
+                x32 = _data(shape, np.float32, special=op != "prod")   # multiples of 0.75:
+                got = K.scan(dev(x32.astype(dtype), kernel_device), axis, op)   # exact in both
+                Hf.half_equal(got, R.scan(x32, axis, op), dtype)
+            x32 = _data(shape, np.float32)
+            x = x32.astype(dtype)
+            for op in K.ARG_OPS:
+                y, idx = K.scan_arg(dev(x, kernel_device), axis, op)
+                ry, ridx = R.scan_arg(x32, axis, op)
+                Hf.half_equal(y, ry, dtype)
+                np.testing.assert_array_equal(host(idx), ridx)
+    Hf.ran_half(kernel_device, launched, dtype)

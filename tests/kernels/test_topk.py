@@ -7,7 +7,9 @@ import pytest
 from conftest import torch_or_skip
 from minicnn.kernels import topk as K
 from minicnn.kernels.topk import reference as R
-from cuda_util import host, noncontiguous, ran_on
+from cuda_util import dev, host, noncontiguous, ran_on
+
+from . import half_util as Hf
 
 DTYPES = [np.float32, np.float64]
 
@@ -58,3 +60,17 @@ def test_bad_input():
         K.topk(np.zeros((2, 4)), 5)
     with pytest.raises(ValueError, match="topk: expected a 2-D"):
         K.topk(np.zeros(4), 1)
+
+
+@pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
+@pytest.mark.parametrize("largest", [True, False])
+def test_half_topk(kernel_device, launched, dtype, largest):
+    """Half rows (ties, NaN, infinities): the values and indices of the float32 reference."""
+    x32 = _rows(np.float32)
+    x = x32.astype(dtype)
+    for k in (1, 2, 5, 11):
+        values, idx = K.topk(dev(x, kernel_device), k, largest)
+        rv, ri = R.topk(x32, k, largest)
+        Hf.half_equal(values, rv, dtype)
+        np.testing.assert_array_equal(host(idx), ri, err_msg=f"k {k}")
+    Hf.ran_half(kernel_device, launched, dtype)
