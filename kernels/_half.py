@@ -20,8 +20,10 @@ family's CUDA kernels have __half / __nv_bfloat16 instances (kernels/cuda/half.c
 half, compute in float32 and store half, with no float32 copy in memory. That holds when every
 floating array argument has the first one's storage dtype or is float64 (the statistics some
 kernels take in float64: cross-entropy's log-sum-exp); a mix of storage dtypes (a float16 input
-with a float32 weight) is widened as on the CPU. Families whose kernels have no half instances yet keep
-the widening on the GPU too (correct, without the memory saving).
+with a float32 weight) is widened as on the CPU. The families with half kernels: activation,
+norm, pool, softmax, dropout, conv (im2col / col2im, GEMMs through kernels.conv._half_mm),
+resample, scan, topk. The others (grouped, quant, optim) keep the widening on the GPU too
+(correct, without the memory saving).
 """
 import functools
 
