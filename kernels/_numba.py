@@ -56,21 +56,18 @@ def _threadsafe_layer():
     return _layer[0]
 
 
-SPLIT_GEMM_FLOPS = 1 << 25   # products below this many flops: one BLAS thread each (matmuls)
-
-
 def matmuls(a, b, out):
     """out[i] = a[i] @ b[i] for a batch of GEMMs (Winograd's 16 per pass; b[i] may be a
-    transposed view, which 2-D matmul hands to the BLAS as a flag). Small products with the
-    BLAS on n > 1 threads: n Python threads take them in turn, each with the BLAS on one
-    thread. A multi-threaded BLAS wakes its sleeping workers for every product, and on a busy
-    machine a wake-up can wait a time slice: at load 1-2, ResNet-18's batch-8 step (products
-    of 16.7 MFLOP) took 0.70x the time this way; at batch 32 (67 MFLOP each) the BLAS's own
-    threads were faster (0.89x), hence SPLIT_GEMM_FLOPS. A product nobody has taken is done by
-    the calling thread, so a worker that is not scheduled delays at most the one it holds."""
+    transposed view, which 2-D matmul hands to the BLAS as a flag). With the BLAS on n > 1
+    threads, n Python threads take the products in turn, each with the BLAS on one thread: a
+    multi-threaded BLAS wakes its sleeping workers for every product, and on a busy machine a
+    wake-up can wait a time slice. Measured at 2 threads, load 1-4 (A/B in one process): the
+    ResNet-18 CIFAR step at batch 8 0.70x, at batch 32 0.28x (the BLAS's own threads: median
+    3.9 s, quartiles 0.95 and 10.4 s), its inference at batch 32 1.2x. A product nobody has
+    taken is done by the calling thread, so a worker that is not scheduled delays at most the
+    one it holds."""
     width = _blas_width()
-    m, k = a.shape[1:]
-    if width <= 1 or len(out) < 2 or 2 * m * k * b.shape[2] >= SPLIT_GEMM_FLOPS:
+    if width <= 1 or len(out) < 2:
         for i in range(len(out)):
             np.matmul(a[i], b[i], out=out[i])
         return

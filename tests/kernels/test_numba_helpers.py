@@ -110,7 +110,7 @@ def test_valid_range():
 
 
 @pytest.mark.parametrize("width", [1, 2, 3])
-def test_matmuls_products_and_blas_width(width, monkeypatch):
+def test_matmuls_products_and_blas_width(width):
     """matmuls: each product exact (as np.matmul, transposed operands too), from two Python
     threads at once, and the BLAS's width as it was afterwards."""
     import threading  # noqa: PLC0415
@@ -122,7 +122,6 @@ def test_matmuls_products_and_blas_width(width, monkeypatch):
     from minicnn import threads  # noqa: PLC0415
     state, blas, nb = dict(threads._state), _numba._blas_width(), numba.get_num_threads()
     mc.set_num_threads(width)
-    monkeypatch.setattr(_numba, "SPLIT_GEMM_FLOPS", 1 << 40)     # every product split
     try:
         outs = [np.empty((16, 7, 9), np.float32) for _ in range(4)]
         workers = [threading.Thread(target=_numba.matmuls, args=(a, b, o)) for o in outs[:2]]
