@@ -9,6 +9,7 @@ import numpy
 
 from ..autograd import Function
 from ..devices import get_array_module
+from ..kernels import in_float32
 from ..tensor import Tensor
 from . import autocast
 from .util import as_tensor, broadcast_shapes, normalize_axis, shape_str
@@ -228,15 +229,16 @@ class SumTo(Function):
     saves = ()
 
     def __init__(self, shape):
-        self.shape = shape
+        self.out_shape = shape
 
+    @in_float32   # half: accumulated in float32 (every broadcast operand's gradient)
     def forward(self, x):
         self.in_shape = x.shape
-        lead = x.ndim - len(self.shape)
+        lead = x.ndim - len(self.out_shape)
         axes = tuple(range(lead)) + tuple(
-            lead + i for i, s in enumerate(self.shape) if s == 1 and x.shape[lead + i] != 1)
+            lead + i for i, s in enumerate(self.out_shape) if s == 1 and x.shape[lead + i] != 1)
         y = x.sum(axis=axes, keepdims=True) if axes else x
-        return y.reshape(self.shape) if lead else y
+        return y.reshape(self.out_shape) if lead else y
 
     def backward(self, gy):
         return broadcast_to(gy, self.in_shape)
