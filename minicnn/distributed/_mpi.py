@@ -6,6 +6,7 @@ is pickled on the hot path; a CuPy array goes through the host when no NCCL comm
 up (correct, not fast).
 """
 import sys
+import time
 
 import numpy
 
@@ -130,6 +131,9 @@ def install_abort_on_error(backend):
                              f"{kind.__name__}; aborting every rank\n")
             sys.stderr.flush()
             sys.stdout.flush()
+            # mpiexec's proxy forwards a rank's output as it reads it, and MPI_Abort tears the
+            # proxies down: without a moment's grace the last lines were lost 1 time in 3
+            time.sleep(0.2)
         finally:
             backend.abort(1)
 
