@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from .report import blas_now
+
 CASES = {   # name: (model, batch, train)
     "resnet18_cifar_train_b32": ("resnet18", 32, True),
     "resnet18_cifar_train_b8": ("resnet18", 8, True),
@@ -67,15 +69,6 @@ def _time_one(side, case, threads, steps):
     return statistics.median(times)
 
 
-def _blas_kernel():
-    try:
-        import numpy  # noqa: PLC0415, F401
-        from threadpoolctl import threadpool_info  # noqa: PLC0415
-        return [f"{p.get('internal_api')} {p.get('architecture')}" for p in threadpool_info()]
-    except ImportError:
-        return "threadpoolctl not installed"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.alone", description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -102,9 +95,7 @@ def main(argv=None):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     lines = [f"# Each framework alone in its own process ({stamp})", "",
              f"threads {args.threads}, rounds {args.rounds} (alternating order), 1-min load "
-             f"per round {', '.join(f'{v:.2f}' for v in load)}; OPENBLAS_CORETYPE="
-             f"{os.environ.get('OPENBLAS_CORETYPE')}, OPENBLAS_L2_SIZE="
-             f"{os.environ.get('OPENBLAS_L2_SIZE')}; BLAS {_blas_kernel()}", "",
+             f"per round {', '.join(f'{v:.2f}' for v in load)}", blas_now(), "",
              "| case | minicnn (median of round medians) | PyTorch | ratio |", "|---|---|---|---|"]
     for case, sides in results.items():
         m, t = statistics.median(sides["minicnn"]), statistics.median(sides["torch"])

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from .report import blas_now
+
 ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
               "MKL_NUM_THREADS": "1"}
 
@@ -142,7 +144,7 @@ def main(argv=None):
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".distributed-{stamp}.tmp.json")
     report = {"date": stamp, "load_before": _uptime(), "cpu_count": os.cpu_count(),
-              "settings": vars(args), "rounds": []}
+              "blas": blas_now(), "settings": vars(args), "rounds": []}
     for r in range(args.rounds):
         one, alone, two = _run(1, args, tmp), _run(2, args, tmp, alone=True), _run(2, args, tmp)
         s1, s2, s2_alone = (_median(r["step_s"]) for r in (one, two, alone))
@@ -182,6 +184,7 @@ def _markdown(report):
              f"one thread per rank ({report['date']})", "",
              f"load before: `{report['load_before']}`", f"load after: `{report['load_after']}`",
              f"{report['cpu_count']} CPUs; {s['steps']} timed steps after {s['warmup']} per run",
+             report.get("blas", "- BLAS: not recorded"),
              "", "| round | 1 process s/step | 2 alone s/step | 2 DDP ranks s/step | efficiency "
              "| allreduce ms | exposed ms/step | comm cost ms/step | hidden | buckets |",
              "|---|---|---|---|---|---|---|---|---|---|"]

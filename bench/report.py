@@ -128,6 +128,7 @@ def markdown(results):
              f"quick {st['quick']}, timer {st['timer']}, 1-min load average "
              f"{(st.get('load_average_1min') or {}).get('before')} before / "
              f"{(st.get('load_average_1min') or {}).get('after')} after",
+             _blas_line(st.get("thread_pinning") or {}),
              f"- ceilings: SGEMM {results['ceilings']['sgemm_gflops']:.1f} GFLOP/s, copy "
              f"{results['ceilings']['copy_gbps']:.1f} GB/s", "",
              "Times are medians (± half the inter-quartile range, relative) of repeats after "
@@ -320,3 +321,32 @@ def compare_text(a, b, rows_, a_name="A", b_name="B"):
 
 def isfinite(x):
     return x is not None and math.isfinite(x)
+
+
+def blas_line(env, kernels):
+    """The OpenBLAS kernel that ran and the variables that pick it: OPENBLAS_CORETYPE=Haswell
+    runs the AVX2 kernels on an AVX-512 CPU, which moves the ratios to PyTorch 1.2-1.6x."""
+    def value(k):
+        if k not in env:
+            return "not recorded"
+        return "unset" if env[k] is None else env[k]
+    named = ", ".join(f"{k}={value(k)}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
+    return f"- BLAS: {kernels or 'kernel not recorded'} ({named})"
+
+
+def _blas_line(pinning):
+    return blas_line(pinning.get("env") or {}, pinning.get("threadpoolctl"))
+
+
+def blas_now():
+    """blas_line for this process (the child processes of bench.alone and bench.distributed
+    inherit its environment, and so pick the same kernel)."""
+    import numpy  # noqa: PLC0415, F401 -- loads OpenBLAS, so that threadpoolctl sees it
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    try:
+        from threadpoolctl import threadpool_info  # noqa: PLC0415
+        kernels = [f"{p.get('internal_api')} {p.get('architecture')}" for p in threadpool_info()
+                   if p.get("internal_api") == "openblas"]
+    except ImportError:
+        kernels = None
+    return blas_line(env, kernels)
