@@ -204,10 +204,10 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv_nd("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
 
 
-def _conv_transpose_nd(op, nd, input, weight, bias, stride, padding, output_padding, groups,
-                       dilation):
-    input, weight, bias = autocast.args(op, input, weight, bias)
-    _check_tensor_dims(op, input, weight, nd)
+def _transposed_geometry(op, nd, input, weight, bias, stride, padding, output_padding, groups,
+                         dilation):
+    """A transposed convolution's arguments as nd-tuples, checked as PyTorch checks them, with
+    its output channels K and output size: (stride, padding, dilation, output_padding, K, out)."""
     stride = _pair(stride, nd, "stride", op)
     padding = _pair(padding, nd, "padding", op)
     dilation = _pair(dilation, nd, "dilation", op)
@@ -221,8 +221,8 @@ def _conv_transpose_nd(op, nd, input, weight, bias, stride, padding, output_padd
     if C % groups:
         raise ValueError(f"{op}: groups={groups} must divide the input channels ({C}); "
                          f"input {shape_str(input.shape)}")
-    for op_, s, d in zip(output_padding, stride, dilation):
-        if op_ < 0 or op_ >= max(s, d):
+    for o, s, d in zip(output_padding, stride, dilation):
+        if o < 0 or o >= max(s, d):
             raise ValueError(f"{op}: output padding must be smaller than either stride or "
                              f"dilation, but got output_padding={output_padding}, "
                              f"stride={stride}, dilation={dilation}")
@@ -235,6 +235,15 @@ def _conv_transpose_nd(op, nd, input, weight, bias, stride, padding, output_padd
         raise ValueError(f"{op}: the output size {out} is too small (input "
                          f"{shape_str(input.shape)}, weight {shape_str(weight.shape)}, "
                          f"stride={stride}, padding={padding})")
+    return stride, padding, dilation, output_padding, K, out
+
+
+def _conv_transpose_nd(op, nd, input, weight, bias, stride, padding, output_padding, groups,
+                       dilation):
+    input, weight, bias = autocast.args(op, input, weight, bias)
+    _check_tensor_dims(op, input, weight, nd)
+    stride, padding, dilation, output_padding, K, out = _transposed_geometry(
+        op, nd, input, weight, bias, stride, padding, output_padding, groups, dilation)
     if nd == 1:
         params = ConvParams((1,) + stride, (0,) + padding, (1,) + dilation, groups)
         y = Conv2dGradInput(params, (input.shape[0], K, 1) + out)(

@@ -19,7 +19,8 @@ import numbers
 
 from ..devices import get_array_module
 from ..dtypes import is_floating
-from .conv import _check_bias, _check_hyper, _pair, _same_padding, conv2d, conv_transpose2d
+from .conv import (_check_bias, _check_hyper, _pair, _same_padding, _transposed_geometry, conv2d,
+                   conv_transpose2d)
 from .pool import (_out_size, adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d,
                    max_pool2d)
 from .rearrange import col2im, im2col
@@ -128,32 +129,10 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     gradient of conv3d with respect to its input."""
     op = "conv_transpose3d"
     _check_input(op, input, weight)
-    stride, padding = _pair(stride, 3, "stride", op), _pair(padding, 3, "padding", op)
-    dilation = _pair(dilation, 3, "dilation", op)
-    output_padding = _pair(output_padding, 3, "output_padding", op)
-    _check_hyper(op, stride, dilation, padding, groups)
+    stride, padding, dilation, output_padding, K, out = _transposed_geometry(
+        op, 3, input, weight, bias, stride, padding, output_padding, groups, dilation)
     N, C, D = input.shape[:3]
-    if weight.shape[0] != C:
-        raise ValueError(f"{op}: Given transposed=1, weight of size {shape_str(weight.shape)}, "
-                         f"expected input{shape_str(input.shape)} to have {weight.shape[0]} "
-                         f"channels, but got {C} channels instead")
-    if C % groups:
-        raise ValueError(f"{op}: groups={groups} must divide the input channels ({C}); "
-                         f"input {shape_str(input.shape)}")
-    for o, s, d in zip(output_padding, stride, dilation):
-        if o < 0 or o >= max(s, d):
-            raise ValueError(f"{op}: output padding must be smaller than either stride or "
-                             f"dilation, but got output_padding={output_padding}, "
-                             f"stride={stride}, dilation={dilation}")
-    K = weight.shape[1] * groups
-    _check_bias(op, bias, K, input.dtype)
     ksize = tuple(weight.shape[2:])
-    out = tuple((i - 1) * s - 2 * q + d * (k - 1) + o + 1 for i, s, q, d, k, o in zip(
-        input.shape[2:], stride, padding, dilation, ksize, output_padding))
-    if any(o <= 0 for o in out):
-        raise ValueError(f"{op}: the output size {out} is too small (input "
-                         f"{shape_str(input.shape)}, weight {shape_str(weight.shape)}, "
-                         f"stride={stride}, padding={padding})")
     planes = input.permute(0, 2, 1, 3, 4).reshape(N * D, C, *input.shape[3:])   # (N * D, C, H, W)
     w2 = weight.reshape(C, weight.shape[1] * ksize[0], *ksize[1:])   # (C, Cout/g * KD, KH, KW)
     z = conv_transpose2d(planes, w2, None, stride[1:], padding[1:], output_padding[1:], groups,
