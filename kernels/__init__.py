@@ -50,6 +50,16 @@ def conv_out_size(size, kernel, stride=1, padding=0, dilation=1):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def split_axis(shape, axis):
+    """(outer, L, inner): the sizes before, along and after `axis` of `shape`."""
+    outer = inner = 1
+    for v in shape[:axis]:
+        outer *= int(v)
+    for v in shape[axis + 1:]:
+        inner *= int(v)
+    return outer, int(shape[axis]), inner
+
+
 def fma(a, b, c):
     """a * b + c for NumPy float arrays of one dtype as a fused multiply-add gives it (the product
     unrounded): host-side plans that must agree with PyTorch's kernels, which its compilers

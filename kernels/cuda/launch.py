@@ -21,6 +21,7 @@ import numpy
 from minicnn.devices import get_array_module, is_cuda_array
 from minicnn.dtypes import HALF_FLOATS
 
+from .. import split_axis  # noqa: F401 -- part of this module's API (see above)
 from . import module
 
 H100_SMS = 132      # the SM count assumed for NumPy arrays (the emulator) or when it is unknown
@@ -137,16 +138,6 @@ def warp_threads(n, cap=256):
 def pow2ceil(n):
     """The least power of two >= n (1 for n <= 1)."""
     return 1 << max(int(n) - 1, 0).bit_length()
-
-
-def split_axis(shape, axis):
-    """(outer, L, inner): the sizes before, along and after `axis` of `shape`."""
-    outer = inner = 1
-    for v in shape[:axis]:
-        outer *= int(v)
-    for v in shape[axis + 1:]:
-        inner *= int(v)
-    return outer, int(shape[axis]), inner
 
 
 MAX_GRID_Y = 65535

@@ -24,16 +24,6 @@ OPS = ("sum", "prod", "logsumexp")
 ARG_OPS = ("max", "min")
 
 
-def lines(shape, axis):
-    """(outer, L, inner): the sizes before, along and after `axis`."""
-    outer = inner = 1
-    for v in shape[:axis]:
-        outer *= int(v)
-    for v in shape[axis + 1:]:
-        inner *= int(v)
-    return outer, int(shape[axis]), inner
-
-
 @in_float32(half_kernels=True)
 def scan(x, axis, op):
     if op not in OPS:

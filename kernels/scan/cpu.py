@@ -6,12 +6,12 @@ import numpy as np
 from numba import njit, prange
 
 from .._numba import run
-from . import lines
+from .. import split_axis
 
 
 def _view(x, axis):
     x = np.ascontiguousarray(x)
-    return x.reshape(lines(x.shape, axis) if x.ndim else (1, 1, 1))
+    return x.reshape(split_axis(x.shape, axis) if x.ndim else (1, 1, 1))
 
 
 def scan(x, axis, op):

@@ -5,7 +5,7 @@ import numpy
 
 from ..cuda import module
 from ..cuda.launch import blocks, emulator_cap, float_input
-from . import lines
+from .. import split_axis
 
 BLOCK = 256
 WAVES = 8
@@ -19,7 +19,7 @@ def _launch(name, x, args, n_lines):
 
 def scan(x, axis, op):
     xp, x = float_input("scan", x, half=True)
-    O, L, I = lines(x.shape, axis) if x.ndim else (1, 1, 1)
+    O, L, I = split_axis(x.shape, axis) if x.ndim else (1, 1, 1)
     y = module.empty(xp, x.shape, x.dtype)
     if L:
         _launch("scan_kernel", x, (x, y, O * I, L, I, op), O * I)
@@ -28,7 +28,7 @@ def scan(x, axis, op):
 
 def scan_arg(x, axis, op):
     xp, x = float_input("scan_arg", x, half=True)
-    O, L, I = lines(x.shape, axis) if x.ndim else (1, 1, 1)
+    O, L, I = split_axis(x.shape, axis) if x.ndim else (1, 1, 1)
     y = module.empty(xp, x.shape, x.dtype)
     idx = module.empty(xp, x.shape, numpy.int64)
     if L:
