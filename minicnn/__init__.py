@@ -13,6 +13,10 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # OpenBLAS's idle workers likewise spin ~0.1 s after each product (see minicnn/threads.py).
 from . import threads  # noqa: E402 -- imports no NumPy
 threads.quiet_blas_before_numpy()
+# glibc's malloc keeps freed arrays for the next step instead of trimming/unmapping them (see
+# minicnn/allocator.py: LeNet-5's step 11.6 -> 8.5 ms); a user's MALLOC_* settings win.
+from . import allocator  # noqa: E402
+allocator.tune()
 
 from . import autograd, devices, dtypes  # noqa: E402
 from .devices import backends, cuda  # noqa: E402 -- mc.backends.allow_tf32, mc.cuda.is_available()
