@@ -14,6 +14,8 @@ Depthwise (groups == C, weight (C*M, 1, KH, KW)) takes these kernels on every de
 grouped convolutions: on the GPU any kernel, stride and padding with at most MAX_CG channels per
 group; on the CPU the 3x3 stride-1 case with at most MAX_CG channels per group, and its
 backward only when gy is the full output. The conv family (kernels/conv) asks `grouped_ok`.
+float16 / bfloat16 arrays run in the CUDA kernels' half instances on the GPU (half loads and
+stores, float32 products and sums), widened to float32 elsewhere (kernels._half).
 """
 from minicnn.devices import on_cuda_kernels
 
@@ -49,31 +51,31 @@ def grouped_ok(a, pass_, x_shape, w_shape, G, SH, SW, PH, PW, DH, DW, out_hw):
     return pass_ == "forward" or tuple(out_hw) == full
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     return _impl(x).depthwise_conv2d(x, w, SH, SW, PH, PW, DH, DW, OH, OW, b)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW):
     return _impl(gy).depthwise_grad_input(gy, w, C, H, W, SH, SW, PH, PW, DH, DW)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW):
     return _impl(x).depthwise_grad_weight(x, gy, KH, KW, SH, SW, PH, PW, DH, DW)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
     return _impl(x).grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
     return _impl(gy).grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW)
 
 
-@in_float32
+@in_float32(half_kernels=True)
 def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     return _impl(x).grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW)

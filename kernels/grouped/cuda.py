@@ -11,13 +11,18 @@ of the family's API (kernels/grouped/__init__.py):
 Depthwise (w (C*M, 1, KH, KW)) is the grouped case G = C. Any kernel size, stride, padding and
 dilation; gy may be smaller than the full output (a transposed conv's output_padding), and the
 grad-input gather handles any (H, W). No host synchronization anywhere.
+
+float16 / bfloat16 (half.cuh): every kernel has half instances, which load half, multiply and
+sum in float32 and round each result once. The band kernels stage their tiles in shared memory
+widened to float32 (so their plans take acc_t's itemsize, 4), and the weight gradient's
+partial sums over slices of positions stay float32 until the final sum.
 """
 import functools
 
 from minicnn.devices import get_array_module
 
 from ..cuda import module
-from ..cuda.launch import blocks, is_float, pow2ceil, warp_threads
+from ..cuda.launch import acc_dtype, blocks, is_float, pow2ceil, warp_threads
 
 FAMILY = "grouped"
 BLOCK = 256
@@ -118,14 +123,15 @@ def _band(x, w, b, y, flip, G, Cig, Cog, KH, KW, SH, SW, PH, PW, DH, DW, plan):
 
 
 def _check(op, x, w, G, names=("input", "weight")):
-    """4-D, both float32 or both float64, w.shape[1] (output channels) a multiple of G."""
+    """4-D, both of one float dtype (float32, float64, float16 or bfloat16), w.shape[1]
+    (output channels) a multiple of G."""
     a, b = names
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D {a} and a 4-D {b}, got {a} "
                          f"{tuple(x.shape)} and {b} {tuple(w.shape)}")
-    if x.dtype != w.dtype or not is_float(x):
+    if x.dtype != w.dtype or not is_float(x, half=True):
         raise TypeError(f"{op}: {a} ({x.dtype}) and {b} ({w.dtype}) must both be "
-                        f"float32 or both float64")
+                        f"float32, float64, float16 or bfloat16")
     k = w.shape[1] if b == "grad_output" else w.shape[0]
     if G < 1 or k % G:
         raise ValueError(f"{op}: {b} {tuple(w.shape)} has {k} output channels, "
@@ -151,7 +157,8 @@ def grouped_conv2d(x, w, G, SH, SW, PH, PW, DH, DW, OH, OW, b=None):
         return y
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     b = xp.ascontiguousarray(b, dtype=x.dtype) if has_bias else None
-    plan = _band_plan(N, G, Cg, K // G, OH, OW, KH, KW, SH, SW, DH, DW, x.dtype.itemsize)
+    plan = _band_plan(N, G, Cg, K // G, OH, OW, KH, KW, SH, SW, DH, DW,
+                      acc_dtype(x.dtype).itemsize)
     if plan is not None:
         _band(x, w, b, y, False, G, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, plan)
         return y
@@ -183,7 +190,8 @@ def grouped_grad_input(gy, w, G, C, H, W, SH, SW, PH, PW, DH, DW):
     gy, w = xp.ascontiguousarray(gy), xp.ascontiguousarray(w)
     if SH == 1 and SW == 1:
         # stride 1: the forward of gy with w rotated, Kg in / Cg out per group, padding D(K-1)-P
-        plan = _band_plan(N, G, K // G, Cg, H, W, KH, KW, 1, 1, DH, DW, gy.dtype.itemsize)
+        plan = _band_plan(N, G, K // G, Cg, H, W, KH, KW, 1, 1, DH, DW,
+                          acc_dtype(gy.dtype).itemsize)
         if plan is not None:
             _band(gy, w, None, gx, True, G, K // G, Cg, KH, KW, 1, 1, (KH - 1) * DH - PH,
                   (KW - 1) * DW - PW, DH, DW, plan)
@@ -277,12 +285,15 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
     if P == 0:
         return xp.zeros(shape, x.dtype)
     x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
-    plan = _wg_band_plan(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, x.dtype.itemsize)
+    acc = acc_dtype(x.dtype)
+    plan = _wg_band_plan(N, pairs, OH, OW, KH, KW, SH, SW, DH, DW, acc.itemsize)
     S = plan["S"] if plan is not None else _wg_split(P, pairs)[0]
     gw = module.empty(xp, shape, x.dtype)
     if S > 1:
         module.check_size(op, (pairs, S, taps))   # the partial sums, indexed in 32 bits too
-    part = gw if S == 1 else module.empty(xp, (pairs, S, taps), x.dtype)
+    # the partial sums in acc_t (float32 for the half dtypes); with S == 1 the kernels write
+    # gw directly and part is an unread stand-in
+    part = xp.empty(0, acc) if S == 1 else module.empty(xp, (pairs, S, taps), acc)
     if plan is not None:
         module.kernel(FAMILY, "grouped_weight_band_bwd_kernel", x.dtype)(
             (pairs, S), plan["threads"],
@@ -295,7 +306,7 @@ def grouped_grad_weight(x, gy, G, KH, KW, SH, SW, PH, PW, DH, DW):
         S, chunk, block = _wg_split(P, pairs)
         module.kernel(FAMILY, "grouped_weight_bwd_kernel", x.dtype)(
             (pairs, S), block,
-            (x, gy, part, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, P,
+            (x, gy, part, gw, C, H, W, K, Cg, K // G, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, P,
              chunk))
     if S > 1:
         n = pairs * taps

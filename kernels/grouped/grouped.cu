@@ -41,16 +41,26 @@
 // same (gy read, gx written); grad weight reads x and gy (8 B per position) and, grouped, x is
 // read by the Kg pairs of its group and gy by the Cg pairs of its channel (L2 hits).
 // Index arithmetic is 32-bit: the launch layer refuses tensors of 2**31 elements or more.
+//
+// float16 / bfloat16 (half.cuh): every kernel is a HALF_STORAGE template. Values are loaded
+// with widen(), multiplied and summed in acc_t<T> (float) and each output rounded once with
+// narrow<T>(). The band kernels stage their shared-memory tiles as acc_t<T> (converted once
+// when staged, so the inner loops are the float kernel's, and the launcher's pitch and size
+// arithmetic is that of 4-byte words); the weight gradient's partial sums (`part`) are
+// acc_t<T> too, rounded only in the final sum. (The float32 / float64 instances compute as
+// before: widen / narrow are identities there.)
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 #define WG_TAPS 9   // taps of the weight-grad kernel accumulated per pass (a 3x3 in one pass)
 
 template <typename T>
-__global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                   const T* __restrict__ b, T* __restrict__ y, int has_bias,
-                                   int C, int H, int W, int K, int Cg, int Kg, int KH, int KW,
-                                   int SH, int SW, int PH, int PW, int DH, int DW, int OH,
-                                   int OW, int total) {
+HALF_STORAGE __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                                const T* __restrict__ b, T* __restrict__ y,
+                                                int has_bias, int C, int H, int W, int K, int Cg,
+                                                int Kg, int KH, int KW, int SH, int SW, int PH,
+                                                int PW, int DH, int DW, int OH, int OW,
+                                                int total) {
     GRID_LOOP(i, total) {
         int p, oh, ow;
         unravel(i, OH, OW, p, oh, ow);
@@ -59,19 +69,20 @@ __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict_
         int kh0, kh1, kw0, kw1;
         tap_range(ih0, H, DH, KH, kh0, kh1);
         tap_range(iw0, W, DW, KW, kw0, kw1);
-        T acc = has_bias ? __ldg(b + k) : T(0);
+        acc_t<T> acc = has_bias ? widen(__ldg(b + k)) : acc_t<T>(0);
         const T* xc = x + (n * C + (k / Kg) * Cg) * H * W;
         const T* wk = w + k * Cg * KH * KW;
         for (int cg = 0; cg < Cg; ++cg) {
             for (int kh = kh0; kh < kh1; ++kh) {
                 const int r = (ih0 + kh * DH) * W + iw0;   // r + kw*DW >= 0 for kw >= kw0
                 const T* wr = wk + kh * KW;
-                for (int kw = kw0; kw < kw1; ++kw) acc += __ldg(wr + kw) * __ldg(xc + r + kw * DW);
+                for (int kw = kw0; kw < kw1; ++kw)
+                    acc += widen(__ldg(wr + kw)) * widen(__ldg(xc + r + kw * DW));
             }
             xc += H * W;
             wk += KH * KW;
         }
-        y[i] = acc;
+        y[i] = narrow<T>(acc);
     }
 }
 
@@ -96,7 +107,8 @@ __global__ void grouped_fwd_kernel(const T* __restrict__ x, const T* __restrict_
 // its group, kk / kpg (kpg output channels per group in the block). KWC > 0: KW == KWC and DW == 1 known at compile time, so the kw loop unrolls and
 // its shared-memory reads take immediate offsets (one read + one FMA per output and tap).
 template <typename T, int KWC>
-__device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __restrict__ b,
+__device__ __forceinline__ void band_rows(const acc_t<T>* xs, const acc_t<T>* ws,
+                                          const T* __restrict__ b,
                                           T* __restrict__ yb, int has_bias, int co_first,
                                           int kbn, int kpg, int rows, int cols, int Cig, int HB,
                                           int KH,
@@ -106,13 +118,13 @@ __device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __r
     const int taps = KH * KW;
     for (int q = ty; q < kbn * rows; q += NTY) {
         const int kb = q / rows, r = q - kb * rows;
-        const T* wk = ws + kb * Cig * taps;
-        const T* xg = xs + (kb / kpg) * Cig * HB * pitch;
+        const acc_t<T>* wk = ws + kb * Cig * taps;
+        const acc_t<T>* xg = xs + (kb / kpg) * Cig * HB * pitch;
         T* yr = yb + (kb * OH + r) * OW;
-        const T bias = has_bias ? __ldg(b + co_first + kb) : T(0);
+        const acc_t<T> bias = has_bias ? widen(__ldg(b + co_first + kb)) : acc_t<T>(0);
         for (int c0 = tx; c0 < cols; c0 += TX * BAND_RX) {
             int off[BAND_RX];
-            T acc[BAND_RX];
+            acc_t<T> acc[BAND_RX];
 #pragma unroll
             for (int i = 0; i < BAND_RX; ++i) {
                 off[i] = min(c0 + i * TX, cols - 1) * SW;   // past the tile: computed, not stored
@@ -120,19 +132,19 @@ __device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __r
             }
             for (int ci = 0; ci < Cig; ++ci) {
                 for (int kh = 0; kh < KH; ++kh) {
-                    const T* xr = xg + (ci * HB + r * SH + kh * DH) * pitch;
-                    const T* wr = wk + (ci * KH + kh) * KW;
+                    const acc_t<T>* xr = xg + (ci * HB + r * SH + kh * DH) * pitch;
+                    const acc_t<T>* wr = wk + (ci * KH + kh) * KW;
                     if (KWC > 0) {
 #pragma unroll
                         for (int kw = 0; kw < KWC; ++kw) {
-                            const T wv = wr[kw];
+                            const acc_t<T> wv = wr[kw];
 #pragma unroll
                             for (int i = 0; i < BAND_RX; ++i) acc[i] += wv * xr[off[i] + kw];
                         }
                     } else {
                         for (int kw = 0; kw < KW; ++kw) {
-                            const T wv = wr[kw];
-                            const T* xp = xr + kw * DW;
+                            const acc_t<T> wv = wr[kw];
+                            const acc_t<T>* xp = xr + kw * DW;
 #pragma unroll
                             for (int i = 0; i < BAND_RX; ++i) acc[i] += wv * xp[off[i]];
                         }
@@ -141,25 +153,29 @@ __device__ __forceinline__ void band_rows(const T* xs, const T* ws, const T* __r
             }
 #pragma unroll
             for (int i = 0; i < BAND_RX; ++i)
-                if (c0 + i * TX < cols) yr[c0 + i * TX] = acc[i];
+                if (c0 + i * TX < cols) yr[c0 + i * TX] = narrow<T>(acc[i]);
         }
     }
 }
 
 template <typename T>
-__global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                        const T* __restrict__ b, T* __restrict__ y,
-                                        int has_bias, int flip, int Cin, int H, int W, int Cout,
-                                        int G, int Cig, int Cog, int KH, int KW, int SH, int SW,
-                                        int PH, int PW, int DH, int DW, int OH, int OW, int KB,
-                                        int RB, int HB, int WB, int pitch, int TX, int CB,
-                                        int GB) {
+HALF_STORAGE __global__ void grouped_band_fwd_kernel(const T* __restrict__ x,
+                                                     const T* __restrict__ w,
+                                                     const T* __restrict__ b, T* __restrict__ y,
+                                                     int has_bias, int flip, int Cin, int H,
+                                                     int W, int Cout, int G, int Cig, int Cog,
+                                                     int KH, int KW, int SH, int SW, int PH,
+                                                     int PW, int DH, int DW, int OH, int OW,
+                                                     int KB, int RB, int HB, int WB, int pitch,
+                                                     int TX, int CB, int GB) {
     // GB > 1 (small planes, all Cog output channels of a group in the block: KB == Cog): GB
     // consecutive groups per block, whose input and output channels are consecutive too.
-    DYNAMIC_SHARED(T, smem);
+    // staged widened (acc_t<T>): a half T is converted once per staged value, not per FMA,
+    // and the pitch's bank arithmetic (4-byte words) holds as for float
+    DYNAMIC_SHARED(acc_t<T>, smem);
     const int taps = KH * KW;
-    T* ws = smem;                            // GB * KB * Cig * taps
-    T* xs = smem + GB * KB * Cig * taps;     // GB * Cig * HB * pitch
+    acc_t<T>* ws = smem;                            // GB * KB * Cig * taps
+    acc_t<T>* xs = smem + GB * KB * Cig * taps;     // GB * Cig * HB * pitch
     const int nkc = (Cog + KB - 1) / KB, ngc = (G + GB - 1) / GB;
     int bid = blockIdx.x;
     const int kc = bid % nkc;
@@ -174,8 +190,8 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
         const int tap = e % taps, q = e / taps;
         const int ci = q % Cig, kk = q / Cig, gb = kk / kbn;
         const int g = g0 + gb, co = co0 + kk - gb * kbn;
-        ws[e] = flip ? __ldg(w + ((g * Cig + ci) * Cog + co) * taps + (taps - 1 - tap))
-                     : __ldg(w + ((g * Cog + co) * Cig + ci) * taps + tap);
+        ws[e] = widen(flip ? __ldg(w + ((g * Cig + ci) * Cog + co) * taps + (taps - 1 - tap))
+                           : __ldg(w + ((g * Cog + co) * Cig + ci) * taps + tap));
     }
     const T* xg = x + (n * Cin + g0 * Cig) * H * W;
     const int ih0 = oh0 * SH - PH, iw0 = ow0 * SW - PW;
@@ -184,11 +200,11 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
         const int ih = ih0 + r;
         const bool row_ok = static_cast<unsigned>(ih) < static_cast<unsigned>(H);
         const int rbase = (ci * H + ih) * W;
-        T* sr = xs + q * pitch;
+        acc_t<T>* sr = xs + q * pitch;
         for (int c = tx; c < WB; c += TX) {
             const int iw = iw0 + c;
             sr[c] = row_ok && static_cast<unsigned>(iw) < static_cast<unsigned>(W)
-                        ? __ldg(xg + rbase + iw) : T(0);
+                        ? widen(__ldg(xg + rbase + iw)) : acc_t<T>(0);
         }
     }
     __syncthreads();
@@ -211,10 +227,12 @@ __global__ void grouped_band_fwd_kernel(const T* __restrict__ x, const T* __rest
 }
 
 template <typename T>
-__global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ w,
-                                         T* __restrict__ gx, int C, int H, int W, int K,
-                                         int Cg, int Kg, int KH, int KW, int SH, int SW, int PH,
-                                         int PW, int DH, int DW, int OH, int OW, int total) {
+HALF_STORAGE __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy,
+                                                      const T* __restrict__ w,
+                                                      T* __restrict__ gx, int C, int H, int W,
+                                                      int K, int Cg, int Kg, int KH, int KW,
+                                                      int SH, int SW, int PH, int PW, int DH,
+                                                      int DW, int OH, int OW, int total) {
     // th = ih + PH - kh*DH is kept as (oh, rem) with th = oh*SH + rem, 0 <= rem < SH, and
     // stepped by -DH = -(dqh*SH + drh) per kh: no integer division per tap (same along w).
     const int dqh = DH / SH, drh = DH - dqh * SH, dqw = DW / SW, drw = DW - dqw * SW;
@@ -228,7 +246,7 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
         const T* wc = w + (g * Kg * Cg + cg) * taps;
         const int oh0 = (ih + PH) / SH, rh0 = ih + PH - oh0 * SH;
         const int ow0 = (iw + PW) / SW, rw0 = iw + PW - ow0 * SW;
-        T acc = T(0);
+        acc_t<T> acc = 0;
         int oh = oh0, rh = rh0;
         for (int kh = 0; kh < KH; ++kh) {
             if (oh < 0) break;                 // th < 0 from here on: th only decreases
@@ -240,7 +258,7 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
                         const T* gp = gyn + oh * OW + ow;
                         const T* wp = wc + kh * KW + kw;
                         for (int j = 0; j < Kg; ++j)
-                            acc += __ldg(wp + j * wstride) * __ldg(gp + j * OH * OW);
+                            acc += widen(__ldg(wp + j * wstride)) * widen(__ldg(gp + j * OH * OW));
                     }
                     ow -= dqw;
                     rw -= drw;
@@ -251,40 +269,56 @@ __global__ void grouped_input_bwd_kernel(const T* __restrict__ gy, const T* __re
             rh -= drh;
             if (rh < 0) { rh += SH; --oh; }
         }
-        gx[i] = acc;
+        gx[i] = narrow<T>(acc);
     }
 }
 
-// The weight-grad kernels' end of a pass: sums each of the WG_TAPS accumulators over the block
-// (warp shuffles, then across the warps through `red`) and writes those of taps t0.. < taps
-// to out[t0 + j]. Every thread calls it; it ends with a barrier, so `red` may be reused.
-template <typename T>
-__device__ __forceinline__ void store_tap_sums(const T (&acc)[WG_TAPS], T (*red)[32], int t0,
-                                               int taps, T* __restrict__ out) {
+// The weight-grad kernels' end of a pass: sums each of the WG_TAPS accumulators (type A, the
+// acc_t of the storage type) over the block (warp shuffles, then across the warps through
+// `red`) and writes those of taps t0.. < taps to out[t0 + j], rounded to O (a float partial
+// sum, or the result in the storage type). Every thread calls it; it ends with a barrier, so
+// `red` may be reused.
+template <typename A, typename O>
+__device__ __forceinline__ void store_tap_sums(const A (&acc)[WG_TAPS], A (*red)[32], int t0,
+                                               int taps, O* __restrict__ out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 #pragma unroll
     for (int j = 0; j < WG_TAPS; ++j) {
-        const T v = warp_sum(acc[j]);
+        const A v = warp_sum(acc[j]);
         if (lane == 0) red[j][warp] = v;
     }
     __syncthreads();
     if (threadIdx.x < WG_TAPS && t0 + static_cast<int>(threadIdx.x) < taps) {
-        T v = T(0);
+        A v = A(0);
         for (int q = 0; q < warps; ++q) v += red[threadIdx.x][q];
-        out[t0 + threadIdx.x] = v;
+        out[t0 + threadIdx.x] = narrow<O>(v);
     }
     __syncthreads();
 }
 
 // part[(kc * S + s) * taps + tap], kc = k * Cg + cg: the sum over positions
-// [s * chunk, min(P, (s + 1) * chunk)) of the N*OH*OW output positions (P of them).
+// [s * chunk, min(P, (s + 1) * chunk)) of the N*OH*OW output positions (P of them), kept in
+// acc_t<T>; with S == 1 the sum is the result, written to gw[kc * taps + tap] (part unread).
 template <typename T>
-__global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                                          T* __restrict__ part, int C, int H, int W, int K,
-                                          int Cg, int Kg, int KH, int KW, int SH, int SW,
-                                          int PH, int PW, int DH, int DW, int OH, int OW, int P,
-                                          int chunk) {
-    __shared__ T red[WG_TAPS][32];
+__device__ __forceinline__ void store_wg_pass(const acc_t<T> (&acc)[WG_TAPS],
+                                              acc_t<T> (*red)[32], int t0, int taps, int kc,
+                                              int s, int S, acc_t<T>* __restrict__ part,
+                                              T* __restrict__ gw) {
+    if (S == 1)   // uniform over the grid
+        store_tap_sums(acc, red, t0, taps, gw + kc * taps);
+    else
+        store_tap_sums(acc, red, t0, taps, part + (kc * S + s) * taps);
+}
+
+template <typename T>
+HALF_STORAGE __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x,
+                                                       const T* __restrict__ gy,
+                                                       acc_t<T>* __restrict__ part,
+                                                       T* __restrict__ gw, int C, int H, int W,
+                                                       int K, int Cg, int Kg, int KH, int KW,
+                                                       int SH, int SW, int PH, int PW, int DH,
+                                                       int DW, int OH, int OW, int P, int chunk) {
+    __shared__ acc_t<T> red[WG_TAPS][32];
     const int kc = blockIdx.x, s = blockIdx.y, S = gridDim.y;
     const int k = kc / Cg, cg = kc - k * Cg;
     const int c = (k / Kg) * Cg + cg;
@@ -292,13 +326,13 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
     const int p0 = s * chunk, p1 = min(P, p0 + chunk);
     for (int t0 = 0; t0 < taps; t0 += WG_TAPS) {
         int dh[WG_TAPS], dw[WG_TAPS];
-        T acc[WG_TAPS];
+        acc_t<T> acc[WG_TAPS];
 #pragma unroll
         for (int j = 0; j < WG_TAPS; ++j) {
             const int tap = min(t0 + j, taps - 1);  // taps past the end: computed, not stored
             dh[j] = (tap / KW) * DH;
             dw[j] = (tap % KW) * DW;
-            acc[j] = T(0);
+            acc[j] = 0;
         }
         // position p = (n, oh, ow), advanced by blockDim.x with carries (no division per step)
         const int p = p0 + threadIdx.x;
@@ -306,7 +340,7 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
         const int sn = blockDim.x / L, soh = (blockDim.x - sn * L) / OW;
         const int sow = blockDim.x - sn * L - soh * OW;
         for (int q = p; q < p1; q += blockDim.x) {
-            const T g = __ldg(gy + ((n * K + k) * OH + oh) * OW + ow);
+            const acc_t<T> g = widen(__ldg(gy + ((n * K + k) * OH + oh) * OW + ow));
             const int ih0 = oh * SH - PH, iw0 = ow * SW - PW;
             const T* xc = x + (n * C + c) * H * W;
 #pragma unroll
@@ -314,7 +348,7 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
                 const int ih = ih0 + dh[j], iw = iw0 + dw[j];
                 if (static_cast<unsigned>(ih) < static_cast<unsigned>(H) &&
                     static_cast<unsigned>(iw) < static_cast<unsigned>(W))
-                    acc[j] += g * __ldg(xc + ih * W + iw);
+                    acc[j] += g * widen(__ldg(xc + ih * W + iw));
             }
             ow += sow;
             oh += soh;
@@ -322,7 +356,7 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
             if (ow >= OW) { ow -= OW; ++oh; }
             if (oh >= OH) { oh -= OH; ++n; }
         }
-        store_tap_sums(acc, red, t0, taps, part + (kc * S + s) * taps);
+        store_wg_pass(acc, red, t0, taps, kc, s, S, part, gw);
     }
 }
 
@@ -332,19 +366,17 @@ __global__ void grouped_weight_bwd_kernel(const T* __restrict__ x, const T* __re
 // columns, `pitch` apart) with coalesced loads; then thread (tx, ty) takes the positions
 // (oh0 + ty + i*NTY, tx + j*TX), reads gy once (coalesced) and adds g * xs[...] to WG_TAPS
 // register accumulators, one shared-memory read + FMA per tap, no bounds checks (the padding is
-// in the tile). With S > 1 the last block of each pair also does the final sum (no second
-// launch); `counters` (K*Cg zeros) is left all zeros again.
+// in the tile; x staged widened to acc_t<T>, as in the forward band kernel). With S > 1 the
+// last block of each pair also does the final sum (no second launch); `counters` (K*Cg zeros)
+// is left all zeros again.
 template <typename T>
-__global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                                               T* __restrict__ part, T* __restrict__ gw,
-                                               unsigned int* __restrict__ counters, int N,
-                                               int C, int H, int W,
-                                               int K, int Cg, int Kg, int KH, int KW, int SH,
-                                               int SW, int PH, int PW, int DH, int DW, int OH,
-                                               int OW, int RB, int HB, int WB, int pitch, int TX,
-                                               int ips) {
-    DYNAMIC_SHARED(T, xs);
-    __shared__ T red[WG_TAPS][32];
+HALF_STORAGE __global__ void grouped_weight_band_bwd_kernel(
+    const T* __restrict__ x, const T* __restrict__ gy, acc_t<T>* __restrict__ part,
+    T* __restrict__ gw, unsigned int* __restrict__ counters, int N, int C, int H, int W, int K,
+    int Cg, int Kg, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH,
+    int OW, int RB, int HB, int WB, int pitch, int TX, int ips) {
+    DYNAMIC_SHARED(acc_t<T>, xs);
+    __shared__ acc_t<T> red[WG_TAPS][32];
     const int kc = blockIdx.x, s = blockIdx.y, S = gridDim.y;
     const int k = kc / Cg, cg = kc - k * Cg;
     const int c = (k / Kg) * Cg + cg;
@@ -353,12 +385,12 @@ __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T*
     const int tx = threadIdx.x % TX, ty = threadIdx.x / TX, NTY = blockDim.x / TX;
     for (int t0 = 0; t0 < taps; t0 += WG_TAPS) {
         int toff[WG_TAPS];
-        T acc[WG_TAPS];
+        acc_t<T> acc[WG_TAPS];
 #pragma unroll
         for (int j = 0; j < WG_TAPS; ++j) {
             const int tap = min(t0 + j, taps - 1);  // taps past the end: computed, not stored
             toff[j] = (tap / KW) * DH * pitch + (tap % KW) * DW;
-            acc[j] = T(0);
+            acc[j] = 0;
         }
         for (int it = it0; it < it1; ++it) {
             const int n = it / nb, oh0 = (it - n * nb) * RB, rows = min(RB, OH - oh0);
@@ -372,22 +404,23 @@ __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T*
                     const int iw = cc - PW;
                     xs[q * pitch + cc] = row_ok && static_cast<unsigned>(iw) <
                                                        static_cast<unsigned>(W)
-                                             ? __ldg(xc + ih * W + iw) : T(0);
+                                             ? widen(__ldg(xc + ih * W + iw))
+                                             : acc_t<T>(0);
                 }
             }
             __syncthreads();
             for (int r = ty; r < rows; r += NTY) {
                 const T* gr = gy + ((n * K + k) * OH + oh0 + r) * OW;
-                const T* xr = xs + r * SH * pitch;
+                const acc_t<T>* xr = xs + r * SH * pitch;
                 for (int ow = tx; ow < OW; ow += TX) {
-                    const T g = __ldg(gr + ow);
-                    const T* xp = xr + ow * SW;
+                    const acc_t<T> g = widen(__ldg(gr + ow));
+                    const acc_t<T>* xp = xr + ow * SW;
 #pragma unroll
                     for (int j = 0; j < WG_TAPS; ++j) acc[j] += g * xp[toff[j]];
                 }
             }
         }
-        store_tap_sums(acc, red, t0, taps, part + (kc * S + s) * taps);
+        store_wg_pass(acc, red, t0, taps, kc, s, S, part, gw);
     }
     if (S > 1) {
         // The last of the S blocks of pair kc (counted with an atomic) sums the S partials in
@@ -399,10 +432,10 @@ __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T*
         __syncthreads();
         if (last) {
             for (int t = threadIdx.x; t < taps; t += blockDim.x) {
-                const volatile T* p = part + kc * S * taps + t;   // not through L1
-                T v = T(0);
+                const volatile acc_t<T>* p = part + kc * S * taps + t;   // not through L1
+                acc_t<T> v = 0;
                 for (int q = 0; q < S; ++q) v += p[q * taps];
-                gw[kc * taps + t] = v;
+                gw[kc * taps + t] = narrow<T>(v);
             }
             if (threadIdx.x == 0) counters[kc] = 0u;
         }
@@ -411,13 +444,13 @@ __global__ void grouped_weight_band_bwd_kernel(const T* __restrict__ x, const T*
 
 // gw[i] = sum_s part[(kc * S + s) * taps + tap], i = kc * taps + tap, in a fixed order.
 template <typename T>
-__global__ void grouped_weight_reduce_bwd_kernel(const T* __restrict__ part, T* __restrict__ gw,
-                                                 int S, int taps, int total) {
+HALF_STORAGE __global__ void grouped_weight_reduce_bwd_kernel(
+    const acc_t<T>* __restrict__ part, T* __restrict__ gw, int S, int taps, int total) {
     GRID_LOOP(i, total) {
         const int kc = i / taps, tap = i - kc * taps;
-        const T* p = part + kc * S * taps + tap;
-        T acc = T(0);
+        const acc_t<T>* p = part + kc * S * taps + tap;
+        acc_t<T> acc = 0;
         for (int s = 0; s < S; ++s) acc += p[s * taps];
-        gw[i] = acc;
+        gw[i] = narrow<T>(acc);
     }
 }

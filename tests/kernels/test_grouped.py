@@ -2,8 +2,10 @@
 against NumPy references built from kernels/conv/reference.py and kernels/grouped/reference.py
 (and PyTorch) on cpu, emu and cuda: the CPU's grouped kernels take 3x3 stride-1 convs only, so
 other grouped cases are skipped there, while depthwise runs everywhere; on emu and cuda each
-launch plan of the band and plain kernels. Then the CUDA launch layer's plans, counters and
-checks; the conv family's routing to these kernels; F.conv2d through them under the emulator."""
+launch plan of the band and plain kernels, in float32, float64, float16 and bfloat16 (the half
+instances on emu and cuda: float32 arithmetic, one rounding per result). Then the CUDA launch
+layer's plans, counters and checks; the conv family's routing to these kernels; F.conv2d
+through them under the emulator."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -19,6 +21,7 @@ from minicnn.kernels.grouped import cuda as GC
 from minicnn.kernels.grouped import reference as gref
 from cuda_util import KERNEL_DEVICES, dev, emulate, host, noncontiguous
 
+from . import half_util as Hf
 from .test_conv import examples, geometry
 
 # (N, C, H, W, K, G, KH, KW, stride, padding, dilation): depthwise with multipliers 1..10,
@@ -41,6 +44,12 @@ CASES = [
 ]
 IDS = [f"C{c[1]}K{c[4]}G{c[5]}k{c[6]}x{c[7]}s{c[8][0]}{c[8][1]}" for c in CASES]
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
+DTYPES = [np.float32, np.float64, *Hf.HALVES]    # the API's three passes in every dtype
+DTYPE_IDS = ["float32", "float64", *Hf.HALF_IDS]
+
+
+def _is_half(dtype):
+    return np.dtype(dtype) in Hf.HALF_T
 
 
 def _out(H, W, KH, KW, S, P, D):
@@ -84,13 +93,26 @@ def ref_grad_weight(x, gy, G, KH, KW, S, P, D):
 
 
 def _close(got, want, dtype, terms):
-    """fp32: 1e-5 relative plus a rounding bound growing with the reduction length."""
+    """fp32: 1e-5 relative plus a rounding bound growing with the reduction length. float16 /
+    bfloat16: the half kernels sum in float32 and round once, so float32's bound with one
+    rounding of the format each way (half_util.half_close: its eps relatively, its smallest
+    subnormal absolutely), against the float64 reference of the (exactly widened) half
+    inputs."""
     got = host(got)
     assert got.dtype == dtype and got.shape == want.shape
-    assert np.isfinite(got).all(), "unwritten (NaN-poisoned) outputs"
+    assert np.isfinite(got.astype(np.float64)).all(), "unwritten (NaN-poisoned) outputs"
+    if _is_half(dtype):
+        Hf.half_close(got, want, dtype, 1e-5, 4 * EPS[np.float32] * terms)
+        return
     eps = EPS[dtype]
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=rtol, atol=4 * eps * terms)
+
+
+def _ran(device, launched, dtype):
+    """In a half dtype, the half instances ran on emu and cuda (no widened copy)."""
+    if _is_half(dtype):
+        Hf.ran_half(device, launched, dtype)
 
 
 def _prep(case, dtype, seed=0, oh_cut=0):
@@ -185,9 +207,9 @@ def test_depthwise_references_are_the_grouped_ones(case):
 # --- the API on every device: forward --------------------------------------------------------
 
 @pytest.mark.parametrize("kernel_device,plan", PLANS, indirect=True)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_forward(kernel_device, plan, dtype, case):
+def test_forward(kernel_device, plan, dtype, case, launched):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, w, b, _, OH, OW = _prep(case, dtype)
     takes = _takes(kernel_device, "forward", case, (OH, OW), x)
@@ -204,6 +226,7 @@ def test_forward(kernel_device, plan, dtype, case):
             _close(KG.grouped_conv2d(xd, wd, G, *S, *P, *D, OH, OW, bd), want, dtype, terms)
         if depthwise:
             _close(KG.depthwise_conv2d(xd, wd, *S, *P, *D, OH, OW, bd), want, dtype, terms)
+    _ran(kernel_device, launched, dtype)
 
 
 @pytest.mark.parametrize("kernel_device,plan", PLANS, indirect=True)
@@ -229,9 +252,9 @@ def test_forward_noncontiguous_and_partial_output(kernel_device, plan, case):
 # --- grad input --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kernel_device,plan", PLANS, indirect=True)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_grad_input(kernel_device, plan, dtype, case):
+def test_grad_input(kernel_device, plan, dtype, case, launched):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     _, w, _, gy, OH, OW = _prep(case, dtype, seed=7)
     takes = _takes(kernel_device, "grad_input", case, (OH, OW), gy)
@@ -243,6 +266,7 @@ def test_grad_input(kernel_device, plan, dtype, case):
         _close(KG.grouped_grad_input(gyd, wd, G, C, H, W, *S, *P, *D), want, dtype, terms)
     if depthwise:
         _close(KG.depthwise_grad_input(gyd, wd, C, H, W, *S, *P, *D), want, dtype, terms)
+    _ran(kernel_device, launched, dtype)
 
 
 @pytest.mark.parametrize("kernel_device,plan", PLANS, indirect=True)
@@ -268,9 +292,9 @@ def test_grad_input_noncontiguous_and_larger_image(kernel_device, plan, case):
 # --- grad weight -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kernel_device,plan", WG_PLANS, indirect=True)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_grad_weight(kernel_device, plan, dtype, case):
+def test_grad_weight(kernel_device, plan, dtype, case, launched):
     N, C, H, W, K, G, KH, KW, S, P, D = case
     x, _, _, gy, OH, OW = _prep(case, dtype, seed=11)
     takes = _takes(kernel_device, "grad_weight", case, (OH, OW), x)
@@ -290,6 +314,7 @@ def test_grad_weight(kernel_device, plan, dtype, case):
     if kernel_device != "cpu":
         for buf in GC._counters.values():   # the band kernel's last blocks reset them
             assert int(host(buf).max()) == 0
+    _ran(kernel_device, launched, dtype)
 
 
 @pytest.mark.parametrize("kernel_device,plan", PLANS, indirect=True)
