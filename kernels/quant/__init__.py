@@ -11,6 +11,11 @@ an int8 im2col, and the weight scales that calibration uses.
 Conventions: q = clip(round_half_even(x / scale) + zero_point, qmin, qmax); weights symmetric
 (zero point 0, range [-127, 127]); activations affine in [-128, 127] with 0.0 exact. The CPU
 (Numba), CUDA and reference versions agree bit for bit.
+
+float16 / bfloat16 x: quantized from its exact float32 value, so bit-equal to quantizing a
+float32 copy; on the GPU the quantize kernels' half instances read it as it is, on the CPU it is
+widened. Half storage has no meaning for the other kernels (int8 in; int8 / int32 out, or
+dequantize's float32 by convention); scales and zero points are taken as float32.
 """
 import numpy as np
 

@@ -2,7 +2,10 @@
 (kernels/quant/__init__.py). Results are bit-exact with the CPU kernels and the reference.
 
 Scales and zero points of per-tensor quantization are Python numbers (the calibrated qparams);
-per-channel ones are arrays (on the device). Nothing here reads a device value.
+per-channel ones are arrays (on the device), taken as float32 (channel_params; a half array is
+widened exactly). Nothing here reads a device value. float16 / bfloat16 x goes to the quantize
+kernels' half instances as it is; the other kernels have no floating input (int8 in, int8 /
+int32 out) or a float32 output by convention (dequantize), so no half instances.
 """
 import numpy
 
@@ -24,8 +27,10 @@ def blocks(n, like):
 
 
 def _float_input(xp, x):
-    """x as a contiguous float32 or float64 array (the kernels' element types)."""
-    if is_float(x):
+    """x as a contiguous array of a quantize kernel's element types: float32, float64, float16
+    or bfloat16 as it is (the half instances read half values: no float32 copy), anything else
+    converted to float32."""
+    if is_float(x, half=True):
         return xp.ascontiguousarray(x)
     return xp.ascontiguousarray(x, dtype=xp.float32)
 
@@ -59,7 +64,9 @@ def quantize_per_channel(x, scale, zero_point=None, axis=0, qmin=-127, qmax=127)
 
 
 def dequantize(q, scale, zero_point=0, axis=None):
-    """int8 -> float32: (q - zero_point) * scale; per channel along `axis` when given."""
+    """int8 -> float32: (q - zero_point) * scale; per channel along `axis` when given. Always
+    float32 (the family's convention, whatever the dtype the scales came from): a caller that
+    stores activations in half rounds this result."""
     xp = get_array_module(q)
     if q.dtype != numpy.int8:  # not a kernel's input: the plain formula
         if axis is None:

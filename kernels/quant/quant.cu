@@ -26,7 +26,15 @@
 // zeros, which add nothing. Arithmetic per block and 64-byte k-step: 64*64*16 dp4a for 8 KiB
 // of shared loads.
 // Types: int8 is written `signed char` and int32 `int` (NVRTC has no <stdint.h>).
+//
+// float16 / bfloat16 (half.cuh): the two quantize kernels are HALF_STORAGE templates, reading
+// half x and widening it exactly to float32 (so q is bit-equal to quantizing the float32 copy:
+// no rounding is involved before the division). Half storage means nothing for the rest: their
+// outputs are int8 / int32, and dequantize's is float32 by the family's convention (its inputs
+// are int8). Scales and zero points are float32 (per-channel arrays widened on the host: C
+// values, not the data).
 #include "../cuda/common.cuh"
+#include "../cuda/half.cuh"
 
 __device__ __forceinline__ signed char quantize_(float x, float scale, float zp, float qmin,
                                             float qmax) {
@@ -37,20 +45,22 @@ __device__ __forceinline__ signed char quantize_(float x, float scale, float zp,
 }
 
 template <typename T>
-__global__ void __launch_bounds__(256) quantize_per_tensor_kernel(
+HALF_STORAGE __global__ void __launch_bounds__(256) quantize_per_tensor_kernel(
     const T* __restrict__ x, signed char* __restrict__ out, int n, float scale, float zp,
     float qmin, float qmax) {
-    GRID_LOOP(i, n) { out[i] = quantize_(static_cast<float>(x[i]), scale, zp, qmin, qmax); }
+    GRID_LOOP(i, n) {
+        out[i] = quantize_(static_cast<float>(widen(x[i])), scale, zp, qmin, qmax);
+    }
 }
 
 // x viewed as (P, C, Q): element i has channel (i / Q) % C.
 template <typename T>
-__global__ void __launch_bounds__(256) quantize_per_channel_kernel(
+HALF_STORAGE __global__ void __launch_bounds__(256) quantize_per_channel_kernel(
     const T* __restrict__ x, const float* __restrict__ scale, const float* __restrict__ zp,
     signed char* __restrict__ out, int n, int C, int Q, float qmin, float qmax) {
     GRID_LOOP(i, n) {
         const int c = (i / Q) % C;
-        out[i] = quantize_(static_cast<float>(x[i]), scale[c], zp[c], qmin, qmax);
+        out[i] = quantize_(static_cast<float>(widen(x[i])), scale[c], zp[c], qmin, qmax);
     }
 }
 

@@ -2,8 +2,10 @@
 (cpu: the Numba kernels, emu: the CUDA kernels under the emulator, cuda: a GPU): GEMM sizes that
 are not multiples of the 64 x 64 tiles or of the 64-byte k-step, K not a multiple of 4, rows off
 a 4-byte boundary, every zero point, int32 extremes; quantization ties (round half to even) and
-clipping at both ends, per tensor and per channel; round trips within half a step; every im2col
-option; non-contiguous inputs and bad input. Then the CUDA launch layer's own checks."""
+clipping at both ends, per tensor and per channel, from float32, float64, float16 and bfloat16
+(the quantize kernels' half instances on emu and cuda; per-channel scales then in the half dtype
+too); round trips within half a step; every im2col option; non-contiguous inputs and bad input.
+Then the CUDA launch layer's own checks."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -15,9 +17,23 @@ from minicnn.kernels.quant import cuda as C
 from minicnn.kernels.quant import reference as R
 from cuda_util import KERNEL_DEVICES, dev, host, noncontiguous
 
+from . import half_util as Hf
+
 # the kernel_device fixture (emulation on for "emu") holds for every example of a @given test
 FIXTURE_OK = settings(suppress_health_check=[*settings.default.suppress_health_check,
                                              HealthCheck.function_scoped_fixture])
+
+
+# x's dtypes: float16 / bfloat16 inputs are quantized from their exact float32 values, so the
+# results are the reference's bit for bit as for float32 (the reference widens them too)
+DTYPES = [np.float32, np.float64, *Hf.HALVES]
+DTYPE_IDS = ["float32", "float64", *Hf.HALF_IDS]
+
+
+def _ran(device, launched, dtype):
+    """In a half dtype, the quantize kernels' half instances ran on emu and cuda."""
+    if np.dtype(dtype) in Hf.HALF_T:
+        Hf.ran_half(device, launched, dtype)
 
 
 def _int8(rng, shape, lo=-128):
@@ -70,9 +86,9 @@ def test_qgemm_misaligned_noncontiguous_extremes_and_bad_input(kernel_device):
 
 # --- quantize and dequantize ------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("shape", [(1,), (7,), (7, 5), (3, 5, 7), (3, 4, 5, 3), (1001,)])
-def test_quantize_per_tensor(shape, dtype, kernel_device):
+def test_quantize_per_tensor(shape, dtype, kernel_device, launched):
     device = kernel_device
     rng = np.random.default_rng(sum(shape))
     scale = 0.25  # exact ties: x / scale lands on .5 for half the values below
@@ -100,17 +116,20 @@ def test_quantize_per_tensor(shape, dtype, kernel_device):
         back = Q.dequantize(got, scale, zp)
         assert back.dtype == np.float32
         np.testing.assert_array_equal(host(back), R.dequantize(want, scale, zp))
+    _ran(device, launched, dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("shape,axis", [((5,), 0), ((4, 3, 2, 3), 0), ((2, 3, 5), 1),
                                         ((2, 3, 5), -1), ((1, 33, 7), 1)])
-def test_quantize_per_channel_and_dequantize(shape, axis, dtype, kernel_device):
+def test_quantize_per_channel_and_dequantize(shape, axis, dtype, kernel_device, launched):
     device = kernel_device
     rng = np.random.default_rng(len(shape) * 10 + shape[axis])
     C_ = shape[axis]
     x = (rng.standard_normal(shape) * 2).astype(dtype)
-    scale = (rng.random(C_) * 0.01 + 0.005).astype(np.float32)
+    # half data comes with half scales (a model converted with .half()): taken as float32
+    scale_dtype = dtype if np.dtype(dtype) in Hf.HALF_T else np.float32
+    scale = (rng.random(C_) * 0.01 + 0.005).astype(scale_dtype)
     zp = rng.integers(-5, 6, C_).astype(np.float32)
     for z in (None, zp):
         got = Q.quantize_per_channel(dev(x, device), dev(scale, device),
@@ -132,6 +151,7 @@ def test_quantize_per_channel_and_dequantize(shape, axis, dtype, kernel_device):
     with pytest.raises(ValueError, match="quantize_per_channel: expected"):
         Q.quantize_per_channel(dev(x, device), dev(scale[:-1] if C_ > 1 else
                                                    np.ones(2, np.float32), device), axis=axis)
+    _ran(device, launched, dtype)
 
 
 @pytest.mark.parametrize("shape,axis", [((5, 3, 3, 3), 0), ((4, 7), 1), ((3, 5, 2), 1)])
