@@ -22,8 +22,10 @@ floating array argument has the first one's storage dtype or is float64 (the sta
 kernels take in float64: cross-entropy's log-sum-exp); a mix of storage dtypes (a float16 input
 with a float32 weight) is widened as on the CPU. The families with half kernels: activation,
 norm, pool, softmax, dropout, conv (im2col / col2im, GEMMs through kernels.conv._half_mm),
-resample, scan, topk. The others (grouped, quant, optim) keep the widening on the GPU too
-(correct, without the memory saving).
+grouped (depthwise and grouped convs, all passes), resample, scan, topk; quant's quantize
+kernels take half x (quant is not decorated: its other kernels are int8 in, and dequantize's
+output is float32 by convention). optim keeps the widening on the GPU too (correct, without the
+memory saving).
 """
 import functools
 
