@@ -251,3 +251,16 @@ def test_interrupted_run_still_writes_the_finished_cases(tmp_path):
     assert rc == 1
     assert [c["key"] for c in res["cases"]] == ["overhead/mul_add_10"]
     assert res["interrupted_before"] == [f"{FAMILY}/interrupts"]
+
+
+def test_half_cases_pass_their_gates_and_keep_less_for_the_backward(tmp_path):
+    """bench/cases/half.py in quick mode: the same-dtype conv against PyTorch's in bfloat16 and
+    the autocast ResNet-18 step pass their gates, and the graph keeps fewer bytes in half."""
+    rc, res, _, _ = _run(tmp_path, "half/conv3x3_bfloat16",
+                         "half/resnet18_cifar_autocast_bfloat16_step")
+    assert rc == 0
+    for c in res["cases"]:
+        assert c["status"] == "OK", (c["key"], c["message"])
+        extra = c["extra"]
+        half = extra.get("saved_MB_half", extra.get("saved_MB_autocast"))
+        assert 0 < half < extra["saved_MB_float32"], extra

@@ -127,8 +127,13 @@ def _models(ctx, name, width):
     return mmodel.to(ctx.device), tmodel.to(ctx.device)
 
 
-def _train_step(ctx, name, n, width):
-    """One SGD(momentum) training step of model `name` at batch n (see the module docstring)."""
+def _train_step(ctx, name, n, width, autocast=None):
+    """One SGD(momentum) training step of model `name` at batch n (see the module docstring).
+    autocast: None (float32), or "bfloat16" / "float16" to run each side's forward and loss under
+    its own autocast (mc.autocast, torch.autocast) on the case's device; the gate then measures
+    both sides' autocast results against the same float64 reference."""
+    import contextlib  # noqa: PLC0415
+
     import minicnn as mc  # noqa: PLC0415
     import minicnn.functional as F  # noqa: PLC0415
     torch = ctx.torch
@@ -146,16 +151,27 @@ def _train_step(ctx, name, n, width):
     flops = _forward_flops(mc, mmodel, mx)
     mparams = list(mmodel.parameters())
     tparams = list(tmodel.parameters())
+    if autocast is None:
+        mc_cast = torch_cast = contextlib.nullcontext
+    else:
+        def mc_cast():
+            return mc.autocast(ctx.device, dtype=getattr(mc, autocast))
+
+        def torch_cast():
+            return torch.autocast(ctx.device, dtype=getattr(torch, autocast))
 
     def mc_fwd():
-        return mmodel(mx)
+        with mc_cast():
+            return mmodel(mx)
 
     def torch_fwd():
-        return tmodel(tx)
+        with torch_cast():
+            return tmodel(tx)
 
     def mc_step():
         mopt.zero_grad()
-        loss = F.cross_entropy(mmodel(mx), my)
+        with mc_cast():
+            loss = F.cross_entropy(mmodel(mx), my)
         loss.backward()
         grads = [p.grad for p in mparams]
         mopt.step()
@@ -163,7 +179,8 @@ def _train_step(ctx, name, n, width):
 
     def torch_step():
         topt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
+        with torch_cast():
+            loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
         loss.backward()
         grads = [p.grad.clone() for p in tparams]
         topt.step()
@@ -182,13 +199,18 @@ def _train_step(ctx, name, n, width):
         sides = {}
         for p in mparams:
             p.grad = None
-        mout = mmodel(mx)
-        F.cross_entropy(mout, my).backward()
+        with mc_cast():
+            mout = mmodel(mx)
+            mloss = F.cross_entropy(mout, my)
+        mloss.backward()
         sides["mc"] = [mout.array] + [p.grad.array for p in mparams]
-        for key, model, x in (("torch", tmodel, tx), ("ref", ref, tx.double())):
+        for key, model, x, cast in (("torch", tmodel, tx, torch_cast),
+                                    ("ref", ref, tx.double(), contextlib.nullcontext)):
             model.zero_grad()
-            out = model(x)
-            torch.nn.functional.cross_entropy(out, ty).backward()
+            with cast():
+                out = model(x)
+                loss = torch.nn.functional.cross_entropy(out, ty)
+            loss.backward()
             sides[key] = [out.detach()] + [p.grad for p in model.parameters()]
         names = ["logits"] + [n for n, _ in tmodel.named_parameters()]
         for i, name_ in enumerate(names):
@@ -199,9 +221,9 @@ def _train_step(ctx, name, n, width):
             e_mc = float(np.linalg.norm(a - r)) / norm
             e_th = float(np.linalg.norm(b - r)) / norm
             if not e_mc <= GATE * e_th + FLOOR:
-                return (f"{name_}: minicnn's float32 result is {e_mc:.3g} (relative L2) from the "
-                        f"float64 reference, PyTorch float32's {e_th:.3g} (allowed: {GATE}x "
-                        f"PyTorch's + {FLOOR})")
+                return (f"{name_}: minicnn's {autocast or 'float32'} result is {e_mc:.3g} "
+                        f"(relative L2) from the float64 reference, PyTorch's {e_th:.3g} "
+                        f"(allowed: {GATE}x PyTorch's + {FLOOR})")
         return None
 
     return Workload(mc_fwd=mc_fwd, torch_fwd=torch_fwd, mc_fwd_bwd=mc_step,
