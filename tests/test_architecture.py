@@ -16,7 +16,8 @@ FAMILIES = ("activation", "conv", "dropout", "grouped", "norm", "optim", "pool",
 
 # Layers from the bottom; a module may import its own layer and those below (longest prefix wins).
 LAYERS = [
-    ["minicnn.devices", "minicnn.dtypes", "minicnn.random", "minicnn.fileio", "minicnn.threads"],
+    ["minicnn.devices", "minicnn.dtypes", "minicnn.random", "minicnn.fileio", "minicnn.threads",
+     "minicnn.allocator"],
     ["minicnn.kernels"],
     ["minicnn.autograd"],
     ["minicnn.tensor", "minicnn.creation"],
