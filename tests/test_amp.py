@@ -308,3 +308,68 @@ def test_trainer_precision_arguments_and_the_cli(tmp_path):
                           env=dict(os.environ, NUMBA_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout
+
+
+# --- a ResNet-18 under autocast + GradScaler, beside PyTorch's ----------------------------------
+
+def _resnet_amp_run(lib, dtype, steps, width=8, n=4):
+    """ResNet-18 CIFAR (same weights, same batches) trained `steps` SGD steps with the forward
+    under autocast(cpu, dtype) and a GradScaler (growth every 2 steps, so the scale moves).
+    Returns the output dtype of every module on the first step, the losses, the scales and the
+    parameters' dtypes after training."""
+    from bench.cases.model import _torch_resnet18_cifar  # noqa: PLC0415
+    torch.manual_seed(0)
+    tmodel = _torch_resnet18_cifar(torch, 10, width)
+    rng = np.random.default_rng(1)
+    batches = [(rng.standard_normal((n, 3, 32, 32)).astype(np.float32),
+                rng.integers(0, 10, n)) for _ in range(steps)]
+    if lib == "torch":
+        model, T, wrap = tmodel, torch, torch.from_numpy
+        loss_fn = TF.cross_entropy
+    else:
+        model = mc.models.resnet18_cifar(10, width=width)
+        model.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})
+        T, wrap, loss_fn = mc, mc.tensor, F.cross_entropy
+    opt = T.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scaler = T.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=2)
+    seen = {}
+
+    def record(name):
+        def hook(mod, args, out):
+            seen[name] = str(out.dtype).split(".")[-1]   # returns None: the output stays
+        return hook
+    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if name]
+    losses, scales = [], []
+    for x, y in batches:
+        opt.zero_grad()
+        with T.autocast("cpu", dtype=dtype):
+            out = model(wrap(x))
+            loss = loss_fn(out, wrap(y))
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        losses.append(float(loss.item()))
+        scales.append(scaler.get_scale())
+        for h in hooks:
+            h.remove()
+        hooks = []
+    return seen, losses, scales, {str(p.dtype).split(".")[-1] for p in model.parameters()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_resnet18_trains_under_autocast_and_grad_scaler_as_pytorch(dtype):
+    """Every module's output dtype on the first step equals PyTorch's (autocast's policy over a
+    whole network: conv in half, batch norm keeping its input's dtype, the loss in float32);
+    the scaler's scales are the same sequence; parameters stay float32 (master weights); and
+    the losses follow PyTorch's: the first within the half format's rounding of a forward pass,
+    and the run's loss falls on both sides."""
+    mdt, tdt = dtype
+    steps = 6
+    mseen, mlosses, mscales, mparams = _resnet_amp_run("mc", mdt, steps)
+    tseen, tlosses, tscales, tparams = _resnet_amp_run("torch", tdt, steps)
+    assert mseen == tseen
+    assert mscales == tscales
+    assert mparams == tparams == {"float32"}
+    eps = float(torch.finfo(tdt).eps)
+    assert abs(mlosses[0] - tlosses[0]) <= 8 * eps * abs(tlosses[0]), (mlosses, tlosses)
+    assert mlosses[-1] < mlosses[0] and tlosses[-1] < tlosses[0], (mlosses, tlosses)
