@@ -635,3 +635,31 @@ def test_half_conv_passes(device, dtype, case, monkeypatch):
         K.set_algorithm(None)
     if (KH, KW) != (1, 1):   # 1x1: GEMMs only, no kernel
         Hf.ran_half(device, launched, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, stride, direct", [
+    ((3, 9, 5, 4), (67, 9, 3, 3), 2, True),       # NL 12 <= 4K: gy @ cols^T straight into gw
+    ((2, 5, 11, 9), (70, 5, 2, 3), 1, True),      # CKK 30 <= 128 with a long sum: the same
+    ((3, 9, 7, 6), (13, 9, 3, 3), 1, False),      # K < 64: cols @ gy^T, a transposing copy
+    ((2, 40, 9, 8), (64, 40, 3, 3), 1, True),     # CKK 360, NL 126 <= 256: direct
+    ((5, 40, 31, 29), (64, 40, 3, 3), 2, False),  # CKK 360, NL 1200 > 256: transposed
+])
+def test_grad_weight_gemm_orientations(dtype, xs, ws, stride, direct, monkeypatch):
+    """The CPU weight gradient's two GEMM orientations (kernels.conv._grad_weight_direct) against
+    the definition, odd sizes, on random data; the rule is spied on so each case is known to
+    take the orientation it names (stride 2 or few output tiles: not winograd)."""
+    taken = []
+    rule = K._grad_weight_direct
+    monkeypatch.setattr(K, "_grad_weight_direct", lambda *a: taken.append(rule(*a)) or taken[-1])
+    rng = np.random.default_rng(sum(xs) + sum(ws))
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    p = K.ConvParams((stride, stride), (1, 1), (1, 1), 1)
+    OH, OW = p.out_size(xs[2], xs[3], ws[2], ws[3])
+    gy = rng.standard_normal((xs[0], ws[0], OH, OW)).astype(dtype)
+    got = K.conv2d_grad_weight(x, gy, ws, p)
+    windows = RC.windows(x.astype(np.float64), ws[2], ws[3], stride, stride, 1, 1, 1, 1, OH, OW)
+    want = np.einsum("nchwij,nkij->kchw", windows, gy.astype(np.float64))
+    assert taken == [direct]
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, **_tol(dtype, xs[0] * OH * OW))
