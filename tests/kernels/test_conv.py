@@ -663,3 +663,25 @@ def test_grad_weight_gemm_orientations(dtype, xs, ws, stride, direct, monkeypatc
     assert taken == [direct]
     assert got.dtype == dtype and got.flags.c_contiguous
     np.testing.assert_allclose(got, want, **_tol(dtype, xs[0] * OH * OW))
+
+
+@pytest.mark.parametrize("xs, ws, as_conv", [
+    ((2, 8, 9, 9), (8, 8, 3, 3), True),     # gy's im2col no larger than col2im's work
+    ((2, 8, 4, 4), (8, 8, 3, 3), False),    # the flipped weight (72 wide) > 32 outputs: GEMM
+    ((2, 3, 9, 9), (8, 3, 3, 3), False),    # K*H*W > C*OH*OW: gy's columns too wide
+])
+def test_grad_input_path_rule_and_both_paths_agree(xs, ws, as_conv, monkeypatch):
+    """kernels.conv._grad_input_as_conv for im2col_gemm passes (stride 1, few tiles, so not
+    winograd), and the input gradient against the definition whichever path it takes."""
+    rng = np.random.default_rng(sum(xs))
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    p = K.ConvParams((1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal((xs[0], ws[0]) + xs[2:])
+    assert K._grad_input_as_conv(p, w, gy, xs, "im2col_gemm") is as_conv
+    want = RC.col2im((w.reshape(ws[0], -1).T @ gy.transpose(1, 0, 2, 3).reshape(ws[0], -1))
+                     .reshape(xs[1], 3, 3, xs[0], *xs[2:]), *xs[2:], 1, 1, 1, 1, 1, 1)
+    for forced in (True, False):
+        monkeypatch.setattr(K, "_grad_input_as_conv", lambda *a, f=forced: f)
+        got = K.conv2d_grad_input(w, gy, xs, p)
+        assert K.last_algorithm()["grad_input"] == "im2col_gemm"
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
