@@ -22,7 +22,7 @@ from .elementwise import exp as _exp
 from .elementwise import sign as _sign
 from .reduce import sum as _sum
 from .shape import broadcast_to, reshape, sum_to
-from .util import check_kernel_float, normalize_axis, shape_str
+from .util import check_kernel_float, composite_in_float32, normalize_axis, shape_str
 
 
 def _c(array, dtype):
@@ -333,6 +333,7 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+@composite_in_float32   # ELU's backward adds scale * alpha to the output: float32 for half
 def selu(x):
     _float_check(x, "selu")
     return ELU(_SELU_ALPHA, _SELU_SCALE)(x)

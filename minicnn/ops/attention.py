@@ -1,5 +1,6 @@
 """F.scaled_dot_product_attention, composed from matmul and softmax (the attention block of CNN
-hybrids; gradients of every order come from its parts).
+hybrids; gradients of every order come from its parts). Half inputs (and a half attn_mask) are
+computed in float32, forward and backward, and rounded once (ops.util.composite_in_float32).
 
     softmax(q @ k^T * scale + bias) @ v
 
@@ -18,21 +19,28 @@ from .arith import where
 from .dropout import dropout
 from .linalg import matmul
 from .rearrange import repeat_interleave
-from .util import broadcast_shapes, shape_str
+from .util import broadcast_shapes, composite_in_float32, shape_str
+
+
+_OP = "scaled_dot_product_attention"
+
+
+def _check_tensors(q, k, v):
+    """The checks whose messages name dtypes, before half inputs are widened."""
+    for name, t in (("query", q), ("key", k), ("value", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{_OP}: {name} must be a Tensor, got {type(t).__name__}")
+        if t.ndim < 2 or not is_floating(t.array.dtype):
+            raise ValueError(f"{_OP}: {name} must be a floating point tensor (..., L, E), got "
+                             f"{t.dtype} of shape {shape_str(t.shape)}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"{_OP}: query, key and value must have the same dtype, got {q.dtype}, "
+                        f"{k.dtype} and {v.dtype}")
 
 
 def _check(q, k, v, attn_mask, enable_gqa):
-    op = "scaled_dot_product_attention"
-    for name, t in (("query", q), ("key", k), ("value", v)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
-        if t.ndim < 2 or not is_floating(t.array.dtype):
-            raise ValueError(f"{op}: {name} must be a floating point tensor (..., L, E), got "
-                             f"{t.dtype} of shape {shape_str(t.shape)}")
+    op = _OP
     shapes = f"query {shape_str(q.shape)}, key {shape_str(k.shape)}, value {shape_str(v.shape)}"
-    if not q.dtype == k.dtype == v.dtype:
-        raise TypeError(f"{op}: query, key and value must have the same dtype, got {q.dtype}, "
-                        f"{k.dtype} and {v.dtype}")
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"{op}: expected query and key of the same embedding size and key and "
                          f"value of the same length, got {shapes}")
@@ -55,6 +63,12 @@ def _check(q, k, v, attn_mask, enable_gqa):
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False):
     """query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev)."""
+    _check_tensors(query, key, value)
+    return _attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+@composite_in_float32
+def _attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
     key, value = _check(query, key, value, attn_mask, enable_gqa)
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale

@@ -16,7 +16,7 @@ from ..devices import get_array_module
 from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 from .arith import _apply_binary, binary_operands, grad_to, where
-from .util import broadcast_shapes, shape_str
+from .util import broadcast_shapes, composite_in_float32, shape_str
 
 
 def _trunc_div(xp, a, b):
@@ -142,8 +142,9 @@ def _check_divisor(b, op):
 fmod = _float_binary("fmod")
 remainder = _float_binary("remainder")
 copysign = _float_binary("copysign")
-logaddexp = _float_binary("logaddexp")
-logaddexp2 = _float_binary("logaddexp2")
+# their gradients are Tensor expressions (a sigmoid of a difference): in float32 for half
+logaddexp = composite_in_float32(_float_binary("logaddexp"))
+logaddexp2 = composite_in_float32(_float_binary("logaddexp2"))
 atan2 = _float_binary("atan2")
 arctan2 = atan2
 hypot = _float_binary("hypot")
@@ -217,8 +218,10 @@ class Lerp(Function):
         return gs, ge, gw
 
 
+@composite_in_float32
 def lerp(input, end, weight):
-    """input + weight * (end - input); weight a scalar or a tensor."""
+    """input + weight * (end - input); weight a scalar or a tensor. Half inputs are computed in
+    float32 (a scalar weight too, as PyTorch's opmath), rounded once."""
     from .util import as_tensor  # noqa: PLC0415
     start, end = binary_operands(input, end)
     weight = as_tensor(weight, like=start) if not isinstance(weight, Tensor) else weight

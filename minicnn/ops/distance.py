@@ -16,7 +16,7 @@ from ..dtypes import is_floating
 from ..tensor import Tensor
 from .arith import where
 from .elementwise import sign
-from .util import broadcast_shapes, normalize_axes, shape_str
+from .util import broadcast_shapes, composite_in_float32, normalize_axes, shape_str
 
 
 def _c(like, array):
@@ -105,6 +105,7 @@ def norm(input, p=2, dim=None, keepdim=False):
     return VectorNorm(p, axes, bool(keepdim))(input)
 
 
+@composite_in_float32
 def normalize(input, p=2.0, dim=1, eps=1e-12):
     """F.normalize: input / max(||input||_p over dim, eps)."""
     _check_float("normalize", input)
@@ -139,6 +140,7 @@ def _broadcast(op, x1, x2):
     return x1.expand(*shape), x2.expand(*shape)
 
 
+@composite_in_float32
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     """F.cosine_similarity: sum(x1 / ||x1|| * x2 / ||x2||) over dim, each norm at least eps
     (PyTorch's form: each side normalised first, so the result stays within [-1, 1])."""

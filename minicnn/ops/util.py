@@ -1,4 +1,5 @@
 """Small helpers shared by the ops: argument normalisation and error text."""
+import functools
 import numbers
 
 import numpy
@@ -29,6 +30,55 @@ def check_kernel_float(x, op):
         raise TypeError(f"{op}: {dt} input (shape {shape_str(x.shape)}) is not supported: the "
                         "kernels take float16, bfloat16, float32 and float64; convert it with "
                         ".float()")
+
+
+def _storage_of(args, kwargs):
+    """The half dtype when every floating Tensor among the arguments has that one storage
+    dtype (float16 or bfloat16), else None (float32 / float64, a mix of dtypes, no Tensor)."""
+    found = None
+    for a in (*args, *kwargs.values()):
+        if not isinstance(a, Tensor):
+            continue
+        dt = a.array.dtype
+        if dt in HALF_FLOATS:
+            if found is not None and dt != found:
+                return None
+            found = dt
+        elif dt.kind == "f":
+            return None
+    return found
+
+
+def composite_in_float32(op):
+    """op, a composition of ops, computed in float32 when its floating Tensor arguments are
+    float16 / bfloat16 storage, with one rounding at the end, as kernels/_half.py does for one
+    kernel (and as PyTorch's CPU half kernels do): each such argument is cast to float32 (exact,
+    and differentiable), op runs as it does for float32 and its float32 outputs are cast back.
+    The gradient reaching op's outputs is widened by that last cast's backward, every step of
+    op's backward runs in float32, and the first casts' backward round the input gradients
+    once, where op's parts would each round to the half dtype (a gradient several ulps off, or
+    one ulp where it cancels to 0). Casts are Functions, so gradients of every order go through.
+    Other dtypes, and a mix of storage dtypes (op's own checks or promotion decide), run op as
+    it is."""
+    @functools.wraps(op)
+    def call(*args, **kwargs):
+        dtype = _storage_of(args, kwargs)
+        if dtype is None:
+            return op(*args, **kwargs)
+        from .arith import cast  # noqa: PLC0415 -- arith imports this module
+
+        def wide(a):
+            return cast(a, numpy.float32) if isinstance(a, Tensor) and a.array.dtype == dtype \
+                else a
+
+        def narrow(y):
+            return cast(y, dtype) if isinstance(y, Tensor) and y.array.dtype == _F32 else y
+        out = op(*map(wide, args), **{k: wide(v) for k, v in kwargs.items()})
+        return tuple(map(narrow, out)) if isinstance(out, tuple) else narrow(out)
+    return call
+
+
+_F32 = numpy.dtype(numpy.float32)
 
 
 def check_tensor(t, name, op):

@@ -14,6 +14,10 @@ The depth axis is handled apart from the plane:
   of the plane windows' maxima (means). Each stage is a 2-D pool (the depth stage with a (KD, 1)
   window over (D, OH * OW)); PyTorch's divisors are products of per-axis counts, and its argmax
   (the last NaN, else the first maximum in (d, h, w) order) is what the two stages pick.
+
+Half inputs to conv3d and conv_transpose3d are computed in float32 and rounded once
+(ops.util.composite_in_float32), forward and backward: their parts would each round (the depth
+taps' sums, the bias added after conv_transpose2d).
 """
 import numbers
 
@@ -25,7 +29,7 @@ from .pool import (_out_size, adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool
                    max_pool2d)
 from .rearrange import col2im, im2col
 from .shape import pad
-from .util import check_kernel_float, check_tensor, shape_str
+from .util import check_kernel_float, check_tensor, composite_in_float32, shape_str
 
 
 _AXES = {1: "L", 3: "D, H, W"}
@@ -80,6 +84,7 @@ def _depth_fold(z, N, D, OD, KD, SD, PD, DD):
     return pad(y, (0, 0, 0, 0, 0, OD - y.shape[2])) if y.shape[2] < OD else y
 
 
+@composite_in_float32
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """F.conv3d: input (N, C, D, H, W), weight (K, C/groups, KD, KH, KW), bias (K,) or None;
     padding an int, a triple, 'valid' or 'same'."""
@@ -123,6 +128,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.reshape(N, OD, K, *y.shape[2:]).permute(0, 2, 1, 3, 4)       # (N, K, OD, OH, OW)
 
 
+@composite_in_float32
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """F.conv_transpose3d: input (N, Cin, D, H, W), weight (Cin, Cout/groups, KD, KH, KW); the
