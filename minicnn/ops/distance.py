@@ -110,8 +110,18 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
     """F.normalize: input / max(||input||_p over dim, eps)."""
     _check_float("normalize", input)
     p = _check_p("normalize", p)
-    denom = VectorNorm(p, normalize_axes(dim, input.ndim, "normalize"), True)(input)
+    denom = _kept_norm(input, p, normalize_axes(dim, input.ndim, "normalize"))
     return input / denom.clamp(min=eps)
+
+
+def _kept_norm(x, p, axes):
+    """||x||_p over axes, kept as size-1 dims. Over one element that is |x| for every p but 0,
+    and taken as abs(x): exact, where (|x|^p)^(1/p) is not, so that x / ||x|| is exactly +-1
+    and its gradient, 0 in exact arithmetic, cancels to 0 (abs's and the quotient's terms are
+    equal) rather than leaving a rounding residue (which the half dtypes keep)."""
+    if p != 0 and all(x.shape[a] == 1 for a in (range(x.ndim) if axes is None else axes)):
+        return x.abs()
+    return VectorNorm(p, axes, True)(x)
 
 
 class _ClampMinThrough(Function):
@@ -148,8 +158,8 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     _check_float(op, x1, x2)
     x1, x2 = _broadcast(op, x1, x2)
     axes = normalize_axes(dim, x1.ndim, op)
-    n1 = _ClampMinThrough(eps)(VectorNorm(2.0, axes, True)(x1))
-    n2 = _ClampMinThrough(eps)(VectorNorm(2.0, axes, True)(x2))
+    n1 = _ClampMinThrough(eps)(_kept_norm(x1, 2.0, axes))
+    n2 = _ClampMinThrough(eps)(_kept_norm(x2, 2.0, axes))
     return ((x1 / n1) * (x2 / n2)).sum(dim=axes)
 
 
