@@ -137,8 +137,8 @@ def _run(torch, info, sample, dtype, tdtype, device="cpu"):
     return out, list(grads)
 
 
-# the GPU path (emu: the CUDA dispatch under the emulator) for a CNN's ops: every family's
-# dispatch widens half arrays before its CUDA kernels as before its Numba ones
+# the GPU path (emu: the CUDA dispatch under the emulator) for a CNN's ops: their families' CUDA
+# kernels take half arrays as they are (kernels/_half.py lists them); the rest widen as on the CPU
 GPU_OPS = {"conv2d", "conv2d_depthwise", "conv_transpose2d", "relu", "gelu", "silu",
            "bias_act", "max_pool2d", "avg_pool2d", "adaptive_max_pool2d", "batch_norm_train",
            "layer_norm", "group_norm", "softmax", "log_softmax", "cross_entropy", "matmul",
@@ -257,3 +257,47 @@ def test_half_checkpoints_round_trip(tmp_path, dtype):
         assert back["state"][k].dtype == dtype
         np.testing.assert_array_equal(back["state"][k].float().numpy(), v.float().numpy())
     assert back["w"].requires_grad and back["w"].dtype == dtype
+
+
+@pytest.mark.parametrize("sa, sb", [((3, 4), (2, 5, 4, 6)), ((2, 5, 3, 4), (4, 6)),
+                                    ((1,), (6, 1, 3)), ((2, 3, 5, 4), (4,)),
+                                    ((3, 4), (1, 4, 6))])
+def test_matmul_gradient_of_a_shared_operand_is_one_sum(sa, sb):
+    """A 2-D (or 1-D) operand broadcast over the other's batch gets its gradient from one GEMM
+    with the batch folded into the sum (ops.linalg._folded_grad): float64 gradients equal to
+    PyTorch's and gradchecked, and in bfloat16 within one rounding of the float64 gradient
+    (per-batch products rounded and then summed were 5% off where the sum cancels)."""
+    from minicnn.testing.gradcheck import gradcheck  # noqa: PLC0415
+    from minicnn.testing.gradgradcheck import gradgradcheck  # noqa: PLC0415
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(len(sa) * 10 + len(sb))
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    ma, mb = mc.tensor(a, requires_grad=True), mc.tensor(b, requires_grad=True)
+    assert gradcheck(mc.matmul, (ma, mb)) and gradgradcheck(mc.matmul, (ma, mb))
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    g = rng.standard_normal(tuple(torch.matmul(ta, tb).shape))
+    torch.matmul(ta, tb).backward(torch.tensor(g))
+    mc.matmul(ma, mb).backward(mc.tensor(g))
+    np.testing.assert_allclose(ma.grad.numpy(), ta.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mb.grad.numpy(), tb.grad.numpy(), rtol=1e-12, atol=1e-12)
+    h = [mc.tensor(v.astype(mc.bfloat16)).requires_grad_() for v in (a, b)]
+    mc.matmul(*h).backward(mc.tensor(g.astype(mc.bfloat16)))
+    wide = [mc.tensor(v.astype(mc.bfloat16).astype(np.float64)).requires_grad_() for v in (a, b)]
+    mc.matmul(*wide).backward(mc.tensor(g.astype(mc.bfloat16).astype(np.float64)))
+    eps = mc.dtypes.eps(mc.bfloat16)
+    for got, want in zip(h, wide):
+        want = want.grad.numpy()
+        np.testing.assert_allclose(got.grad.float().numpy(), want, rtol=eps,
+                                   atol=eps * 2.0 ** -8 * np.abs(want).max())
+
+
+def test_matmul_shared_operand_gradient_that_cancels_in_half():
+    """x (1,) @ b (8, 1, 3): x's gradient sums per-batch dot products of about +-10 that cancel
+    to about 0.2; rounded per batch (a bfloat16 ulp at 10 is 0.0625) they were off by far more
+    than one rounding of the result, summed in one float32 accumulation they are not."""
+    x = mc.tensor(np.array([0.5], dtype=mc.bfloat16)).requires_grad_()
+    sign = np.where(np.arange(8) % 2, -1.0, 1.0)[:, None, None]
+    b = mc.tensor((sign * (3.3 + 0.01 * np.arange(24).reshape(8, 1, 3))).astype(mc.bfloat16))
+    mc.matmul(x, b).backward(mc.ones(8, 3).to(mc.bfloat16))
+    want = b.float().numpy().astype(np.float64).sum()
+    assert abs(x.grad.float().item() - want) <= mc.dtypes.eps(mc.bfloat16) * abs(want)

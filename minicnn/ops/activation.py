@@ -324,6 +324,7 @@ def prelu(x, weight):
     return PReLU()(x, weight)
 
 
+@composite_in_float32   # as selu
 def elu(x, alpha=1.0):
     _float_check(x, "elu")
     return ELU(alpha)(x)
@@ -339,6 +340,7 @@ def selu(x):
     return ELU(_SELU_ALPHA, _SELU_SCALE)(x)
 
 
+@composite_in_float32   # as selu
 def celu(x, alpha=1.0):
     _float_check(x, "celu")
     if alpha == 0:
@@ -359,6 +361,7 @@ def sigmoid(x):
     return Sigmoid()(x)
 
 
+@composite_in_float32   # the backward gy (1 - y^2) is three ops: float32 for half, one rounding
 def tanh(x):
     _float_check(x, "tanh")
     return Tanh()(x)

@@ -9,7 +9,7 @@ from ..dtypes import get_default_dtype
 from ..dtypes import kind as dtype_kind
 from ..tensor import Tensor
 from .shape import sum_to
-from .util import as_tensor, broadcast_shapes, shape_str
+from .util import as_tensor, broadcast_shapes, composite_in_float32, shape_str
 
 
 def grad_to(g, t):
@@ -223,9 +223,18 @@ def div(a, b, *, rounding_mode=None):
     a, b = binary_operands(a, b)
     if dtype_kind(a.array.dtype) not in "fc":
         a, b = cast(a, get_default_dtype()), cast(b, get_default_dtype())
+    return _true_div(a, b)
+
+
+# Their gradients are several ops (a / b^2; a^(b-1) and y log a): in float32 for half storage, one
+# rounding (ops.util.composite_in_float32), so a broadcast operand's summed gradient keeps its
+# precision where the terms cancel.
+@composite_in_float32
+def _true_div(a, b):
     return _apply_binary(Div, "div", a, b)
 
 
+@composite_in_float32
 def pow(a, b):  # noqa: A001 -- PyTorch's name
     return _apply_binary(Pow, "pow", a, b)
 

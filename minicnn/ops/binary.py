@@ -145,7 +145,7 @@ copysign = _float_binary("copysign")
 # their gradients are Tensor expressions (a sigmoid of a difference): in float32 for half
 logaddexp = composite_in_float32(_float_binary("logaddexp"))
 logaddexp2 = composite_in_float32(_float_binary("logaddexp2"))
-atan2 = _float_binary("atan2")
+atan2 = composite_in_float32(_float_binary("atan2"))
 arctan2 = atan2
 hypot = _float_binary("hypot")
 

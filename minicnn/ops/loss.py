@@ -22,7 +22,7 @@ from .elementwise import log as _log
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import permute, reshape
-from .util import broadcast_shapes, shape_str
+from .util import broadcast_shapes, composite_in_float32, shape_str
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -264,6 +264,7 @@ def _to_rows(t, C):
     return reshape(t, (-1, C))
 
 
+@composite_in_float32   # the smoothed target and the backward are several ops: float32 for half
 def _cross_entropy_probs(x, target, weight, ignore_index, reduction, smooth):
     if tuple(target.shape) != tuple(x.shape):
         raise ValueError(f"cross_entropy: class-probability target of shape "

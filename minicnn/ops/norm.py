@@ -25,7 +25,7 @@ from . import autocast
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import broadcast_to, reshape
-from .util import check_kernel_float, shape_str
+from .util import check_kernel_float, composite_in_float32, shape_str
 
 
 class _Layout:
@@ -226,6 +226,14 @@ class BatchNormEval(Function):
         return gx if x.requires_grad else None, gw, gb
 
 
+@composite_in_float32   # the backward's x-hat is three ops: float32 for half, one rounding
+def _normalize_eval(x, weight, bias, running_mean, running_var, eps):
+    """Batch norm with the given statistics (batch_norm in eval, instance_norm without input
+    statistics). The statistics come as arrays, so their dtype does not decide (float32 running
+    statistics with a half input and weight are computed in float32 as well)."""
+    return BatchNormEval(running_mean, running_var, eps)(x, weight, bias)
+
+
 # --- argument checks --------------------------------------------------------------------------
 
 def _check_vec(t, name, C, op, x):
@@ -311,7 +319,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var must be given when "
                          "training=False")
-    return BatchNormEval(running_mean.array, running_var.array, eps)(x, weight, bias)
+    return _normalize_eval(x, weight, bias, running_mean.array, running_var.array, eps)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,  # noqa: A002
@@ -327,7 +335,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         if running_mean is None or running_var is None:
             raise ValueError("instance_norm: running_mean and running_var must be given when "
                              "use_input_stats=False")
-        return BatchNormEval(running_mean.array, running_var.array, eps)(x, weight, bias)
+        return _normalize_eval(x, weight, bias, running_mean.array, running_var.array, eps)
     if I <= 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size "
                          f"{shape_str(x.shape)}")
