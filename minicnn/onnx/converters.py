@@ -107,11 +107,6 @@ def _hardtanh(g, fn, ins, out):
     _clip(g, ins[0], out, fn.lo, fn.hi, g.dtype_of(fn.inputs[0]))
 
 
-@converter("LeakyReLU")
-def _leaky_relu(g, fn, ins, out):
-    g.node("LeakyRelu", [ins[0]], [out], alpha=float(fn.slope))
-
-
 @converter("Hardsigmoid")
 def _hardsigmoid(g, fn, ins, out):
     g.node("HardSigmoid", [ins[0]], [out], alpha=1.0 / 6.0, beta=0.5)

@@ -194,17 +194,6 @@ class Hardtanh(_Masked):
         return xp.clip(x, self.lo, self.hi).astype(x.dtype, copy=False)
 
 
-class LeakyReLU(_Masked):
-    def __init__(self, slope=0.01):
-        self.slope = float(slope)
-
-    def forward(self, x):
-        xp = get_array_module(x)
-        pos = x > 0
-        self.d = xp.where(pos, 1.0, self.slope)
-        return xp.where(pos, x, x * self.slope).astype(x.dtype, copy=False)
-
-
 class Hardsigmoid(_Masked):
     def forward(self, x):
         xp = get_array_module(x)
@@ -311,7 +300,7 @@ def relu6(x):
 
 def leaky_relu(x, negative_slope=0.01):
     _float_check(x, "leaky_relu")
-    return LeakyReLU(negative_slope)(x)
+    return Activation("leaky_relu", float(negative_slope))(x)
 
 
 def prelu(x, weight):
