@@ -142,9 +142,10 @@ def _same_padding(op, K, stride, dilation):
     return tuple(t // 2 for t in total), tuple(t - t // 2 - t // 2 for t in total)
 
 
-def _conv_nd(op, nd, input, weight, bias, stride, padding, dilation, groups):
-    input, weight, bias = autocast.args(op, input, weight, bias)
-    _check_tensor_dims(op, input, weight, nd)
+def _conv_args(op, nd, input, weight, bias, stride, padding, dilation, groups):
+    """A convolution's arguments as nd-tuples, checked as PyTorch checks them against the input,
+    weight and bias: (stride, padding, dilation, extra), extra the one more pixel on the right of
+    each spatial dim that 'same' padding with an even total needs."""
     stride = _pair(stride, nd, "stride", op)
     dilation = _pair(dilation, nd, "dilation", op)
     ksize = tuple(weight.shape[2:])
@@ -181,6 +182,14 @@ def _conv_nd(op, nd, input, weight, bias, stride, padding, dilation, groups):
             f"Kernel size: ({' x '.join(map(str, eff))}). Kernel size can't be greater than "
             f"actual input size (input {shape_str(input.shape)}, weight "
             f"{shape_str(weight.shape)})")
+    return stride, padding, dilation, extra
+
+
+def _conv_nd(op, nd, input, weight, bias, stride, padding, dilation, groups):
+    input, weight, bias = autocast.args(op, input, weight, bias)
+    _check_tensor_dims(op, input, weight, nd)
+    stride, padding, dilation, extra = _conv_args(op, nd, input, weight, bias, stride, padding,
+                                                  dilation, groups)
     if any(extra):
         pads = []
         for e in reversed(extra):

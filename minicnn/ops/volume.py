@@ -23,8 +23,7 @@ import numbers
 
 from ..devices import get_array_module
 from ..dtypes import is_floating
-from .conv import (_check_bias, _check_hyper, _pair, _same_padding, _transposed_geometry, conv2d,
-                   conv_transpose2d)
+from .conv import _conv_args, _pair, _transposed_geometry, conv2d, conv_transpose2d
 from .pool import (_out_size, adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d,
                    max_pool2d)
 from .rearrange import col2im, im2col
@@ -90,36 +89,11 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     padding an int, a triple, 'valid' or 'same'."""
     op = "conv3d"
     _check_input(op, input, weight)
-    stride, dilation = _pair(stride, 3, "stride", op), _pair(dilation, 3, "dilation", op)
-    ksize = tuple(weight.shape[2:])
-    if padding == "same":
-        _check_hyper(op, stride, dilation, (0,) * 3, groups)
-        padding, extra = _same_padding(op, ksize, stride, dilation)
-    elif isinstance(padding, str) and padding != "valid":
-        raise ValueError(f"{op}: invalid padding string {padding!r}, expected 'valid' or 'same'")
-    else:
-        padding, extra = (0,) * 3 if padding == "valid" else _pair(padding, 3, "padding", op), \
-            (0,) * 3
-    _check_hyper(op, stride, dilation, padding, groups)
-    N, C = input.shape[:2]
+    stride, padding, dilation, extra = _conv_args(op, 3, input, weight, bias, stride, padding,
+                                                  dilation, groups)
+    N = input.shape[0]
     K, Cg = weight.shape[:2]
-    if K % groups:
-        raise ValueError(f"{op}: Given groups={groups}, expected weight to be divisible by "
-                         f"{groups} at dimension 0, but got weight of size "
-                         f"{shape_str(weight.shape)} instead")
-    if C != Cg * groups:
-        raise ValueError(f"{op}: Given groups={groups}, weight of size {shape_str(weight.shape)}, "
-                         f"expected input{shape_str(input.shape)} to have {Cg * groups} "
-                         f"channels, but got {C} channels instead")
-    _check_bias(op, bias, K, input.dtype)
-    padded = tuple(s + 2 * q + e for s, q, e in zip(input.shape[2:], padding, extra))
-    eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, ksize))
-    if any(e > s for e, s in zip(eff, padded)):
-        raise ValueError(
-            f"{op}: Calculated padded input size per channel: ({' x '.join(map(str, padded))}). "
-            f"Kernel size: ({' x '.join(map(str, eff))}). Kernel size can't be greater than "
-            f"actual input size (input {shape_str(input.shape)}, weight "
-            f"{shape_str(weight.shape)})")
+    ksize = tuple(weight.shape[2:])
     if any(extra):   # 'same' with an even kernel: the odd pixel on the right
         input = pad(input, (0, extra[2], 0, extra[1], 0, extra[0]))
     cols, OD = _depth_columns(input, ksize[0], stride[0], padding[0], dilation[0])
