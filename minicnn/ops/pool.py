@@ -174,25 +174,30 @@ def _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode, kinds="
         else _pair(stride, "stride", op)
     p = _pair(padding, "padding", op)
     d = _pair(dilation, "dilation", op)
-    if any(v <= 0 for v in k):
-        raise ValueError(f"{op}: kernel_size must be greater than zero, but got {k}")
-    if any(v <= 0 for v in s):
-        raise ValueError(f"{op}: stride must be greater than zero, but got {s}")
-    if any(v <= 0 for v in d):
-        raise ValueError(f"{op}: dilation must be greater than zero, but got {d}")
-    if any(v < 0 for v in p):
+    return k, s, p, d, _window_output(op, x, k, s, p, d, ceil_mode)
+
+
+def _window_output(op, x, k, s, p, d, ceil_mode):
+    """The output size of a pooling window (k, s, p, d: tuples, one value per spatial dim of x),
+    checked as PyTorch checks it: positive kernel, stride and dilation, padding within half the
+    kernel, an output of at least one."""
+    for name, v in (("kernel_size", k), ("stride", s), ("dilation", d)):
+        if any(e <= 0 for e in v):
+            raise ValueError(f"{op}: {name} must be greater than zero, but got {v}")
+    if any(e < 0 for e in p):
         raise ValueError(f"{op}: negative padding is not supported, got padding={p}")
     if any(pp > kk // 2 for kk, pp in zip(k, p)):
         raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, but "
                          f"got pad={p}, kernel_size={k}")
-    H, W = x.shape[2:]
-    out = (_out_size(H, k[0], s[0], p[0], d[0], ceil_mode),
-           _out_size(W, k[1], s[1], p[1], d[1], ceil_mode))
-    if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"{op}: Given input size: ({x.shape[1]}x{H}x{W}). Calculated output "
-                         f"size: ({x.shape[1]}x{out[0]}x{out[1]}). Output size is too small "
-                         f"(kernel_size={k}, stride={s}, padding={p}, dilation={d})")
-    return k, s, p, d, out
+    out = tuple(_out_size(i, kk, ss, pp, dd, ceil_mode)
+                for i, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d))
+    if min(out) < 1:
+        sizes = "x".join(map(str, x.shape[1:]))
+        outs = "x".join(map(str, (x.shape[1],) + out))
+        raise ValueError(f"{op}: Given input size: ({sizes}). Calculated output size: ({outs}). "
+                         f"Output size is too small (kernel_size={k}, stride={s}, padding={p}, "
+                         f"dilation={d})")
+    return out
 
 
 # --- functional API ------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ import numbers
 from ..devices import get_array_module
 from ..dtypes import is_floating
 from .conv import _conv_args, _pair, _transposed_geometry, conv2d, conv_transpose2d
-from .pool import (_out_size, adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d,
-                   max_pool2d)
+from .pool import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d,
+                   _window_output)
 from .rearrange import col2im, im2col
 from .shape import pad
 from .util import check_kernel_float, check_tensor, composite_in_float32, shape_str
@@ -128,22 +128,7 @@ def _pool_args(op, x, kernel_size, stride, padding, dilation, ceil_mode, nd=3):
     k = _pair(kernel_size, nd, "kernel_size", op)
     s = k if stride is None or stride == () or stride == [] else _pair(stride, nd, "stride", op)
     p, d = _pair(padding, nd, "padding", op), _pair(dilation, nd, "dilation", op)
-    for name, v in (("kernel_size", k), ("stride", s), ("dilation", d)):
-        if any(e <= 0 for e in v):
-            raise ValueError(f"{op}: {name} must be greater than zero, but got {v}")
-    if any(e < 0 for e in p):
-        raise ValueError(f"{op}: negative padding is not supported, got padding={p}")
-    if any(pp > kk // 2 for kk, pp in zip(k, p)):
-        raise ValueError(f"{op}: pad should be smaller than or equal to half of kernel size, but "
-                         f"got pad={p}, kernel_size={k}")
-    out = tuple(_out_size(i, kk, ss, pp, dd, ceil_mode)
-                for i, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d))
-    if min(out) < 1:
-        sizes = "x".join(map(str, x.shape[1:]))
-        outs = "x".join(map(str, (x.shape[1],) + out))
-        raise ValueError(f"{op}: Given input size: ({sizes}). Calculated output size: ({outs}). "
-                         f"Output size is too small (kernel_size={k}, stride={s}, padding={p}, "
-                         f"dilation={d})")
+    _window_output(op, x, k, s, p, d, ceil_mode)
     return k, s, p, d
 
 
