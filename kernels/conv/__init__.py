@@ -14,6 +14,10 @@ pass is ONE GEMM per group over all N * OH * OW positions (batched over groups i
 Which algorithm computes a pass (`_algorithm`, reported per thread by `last_algorithm()`):
   'depthwise', 'grouped'  the direct kernels of kernels/grouped (few channels per group);
   'gemm_1x1'       1x1 kernels without padding: a GEMM on the (strided) input, no im2col;
+  'dense'          CPU, one group, no padding, the kernel as large as the input (so one output
+                   position: DCGAN's last discriminator conv and first generator layer): a
+                   fully-connected layer, each pass one GEMM on the arrays as they lie (no
+                   im2col, no col2im);
   'im2col_gemm'    im2col kernel + one GEMM batched over the groups (+ col2im backward;
                    on the CPU a stride-1 input gradient is a forward conv of gy instead);
   'implicit_gemm'  GPU forward only: conv.cu's tiled kernel gathers the column matrix into
@@ -28,6 +32,8 @@ a GPU to measure on; change the two constants after benchmarking with set_algori
 implicit GEMM when the GEMM would be memory-bound on its column operand (Kg <=
 IMPLICIT_GEMM_MAX_KG: 2*Kg flops per 8 bytes of column traffic) or the column buffer would be
 huge (>= IMPLICIT_GEMM_MIN_COL_BYTES, also a peak-memory saving); im2col + cuBLAS otherwise.
+On the CPU a forward asked to (`keep_columns`, when its weight will get a gradient) keeps its
+im2col columns for the weight gradient (kept.py).
 `set_algorithm(name)` (or $MINICNN_CONV_ALGORITHM) forces one for benchmarks.
 
 float16 / bfloat16 on the GPU (and under the emulator): the three passes take half arrays as
@@ -50,6 +56,8 @@ from minicnn.dtypes import HALF_FLOATS, float16
 
 from .. import conv_out_size, grouped, lazy
 from .._half import in_float32
+from .kept import POOL as _kept_pool
+from .kept import KeptColumns
 
 _cpu = lazy(__name__ + ".cpu")
 _cuda = lazy(__name__ + ".cuda")
@@ -108,7 +116,9 @@ def workspace_bytes():
 
 
 def release_workspace():
+    """Free this thread's workspace, and the pool of kept column buffers (kept.py)."""
     _local.bufs = {}
+    _kept_pool.release()
 
 
 # --- which algorithm --------------------------------------------------------------------------
@@ -195,6 +205,8 @@ def _algorithm(pass_, p, a, x_shape, w_shape, out_hw, meets_padding=None):
             algo = "im2col_gemm"   # the implicit GEMM has no half instances; cuBLAS's GEMM does
     elif w_shape[2] == 1 and w_shape[3] == 1 and p.PH == 0 and p.PW == 0:
         algo = "gemm_1x1"
+    elif p.G == 1 and p.PH == 0 and p.PW == 0 and tuple(x_shape[2:]) == tuple(w_shape[2:]):
+        algo = "dense"        # one window covering the input: a fully-connected layer
     elif pass_ != "grad_input" and _winograd_ok(p, x_shape[1], w_shape, x_shape[0], out_hw) or \
             pass_ == "grad_input" and _winograd_ok(p, w_shape[0], (x_shape[1],) + w_shape[1:],
                                                    x_shape[0], x_shape[2:]):
@@ -315,42 +327,64 @@ def _half_mm(xp, a, b, out=None):
     return out
 
 
-def _columns(x, p, KH, KW, OH, OW, algo):
+def _columns(x, p, KH, KW, OH, OW, algo, kept=None):
     """The GEMM's column operand (G, Cg*KH*KW, N*OH*OW) of x: strided input for 1x1, im2col
-    (into the workspace on the CPU) otherwise."""
+    otherwise (on the CPU into `kept`'s array, or else into the workspace)."""
     N, C = x.shape[:2]
     if algo == "gemm_1x1":
         xs = x[:, :, :OH * p.SH:p.SH, :OW * p.SW:p.SW]
         return _to_cn(xs.reshape(N, C, OH * OW), p.G)                  # (G, Cg, N*L)
+    if kept is not None:
+        _cpu.im2col(x, KH, KW, *p.geometry(), OH, OW,
+                    out=kept.array.reshape(C, KH, KW, N, OH, OW))
+        return kept.array
     col = im2col(x, KH, KW, *p.geometry(), OH, OW, workspace=True)
     return col.reshape(p.G, C // p.G * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> GEMM
 
 
 @in_float32(half_kernels=True)
-def conv2d(x, w, p, b=None, out_hw=None):
+def conv2d(x, w, p, b=None, out_hw=None, keep_columns=False):
     """out_hw: compute only the first (OH, OW) outputs (the adjoint of a transposed conv whose
     output_padding added rows that no output reads). b: an optional bias, added (fused into the
-    direct and implicit-GEMM kernels)."""
-    xp = get_array_module(x)
+    direct and implicit-GEMM kernels). keep_columns: return (y, columns), columns being the
+    forward's im2col columns kept for conv2d_grad_weight (a KeptColumns), or None where it made
+    none (another algorithm, the GPU, or the budget of kept.py spent)."""
     N, C, H, W = x.shape
     K, Cg, KH, KW = w.shape
     OH, OW = out_hw or p.out_size(H, W, KH, KW)
     algo = _algorithm("forward", p, x, x.shape, w.shape, (OH, OW), meets_padding=w)
+    kept = None
+    if keep_columns and algo == "im2col_gemm" and not on_cuda_kernels(x):
+        kept = KeptColumns.take((p.G, C // p.G * KH * KW, N * OH * OW), x.dtype)
+    y = _forward(x, w, p, b, OH, OW, algo, kept)
+    return (y, kept) if keep_columns else y
+
+
+def _forward(x, w, p, b, OH, OW, algo, kept):
     if algo == "depthwise":
         return grouped.depthwise_conv2d(x, w, *p.geometry(), OH, OW, b)
     if algo == "grouped":
         return grouped.grouped_conv2d(x, w, p.G, *p.geometry(), OH, OW, b)
     if algo == "implicit_gemm":
         return _cuda.implicit_gemm_conv2d(x, w, *p.geometry(), OH, OW, p.G, b)
-    y = _gemm_conv2d(x, w, p, OH, OW, algo)
+    if algo == "dense":      # (N, CKK) @ (CKK, K)
+        N, K = x.shape[0], w.shape[0]
+        y = numpy.matmul(_flat(x, N), _flat(w, K).T).reshape(N, K, 1, 1)
+    else:
+        y = _gemm_conv2d(x, w, p, OH, OW, algo, kept=kept)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
     return y
 
 
-def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward"):
+def _flat(a, rows):
+    """a as a C-contiguous (rows, -1) matrix."""
+    return numpy.ascontiguousarray(a).reshape(rows, -1)
+
+
+def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward", kept=None):
     """The forward as GEMMs: 'winograd', or one GEMM per group over the columns of x
-    ('gemm_1x1', 'im2col_gemm')."""
+    ('gemm_1x1', 'im2col_gemm'; im2col into `kept`'s array when given)."""
     if algo == "winograd":
         N, C = x.shape[:2]
         K = w.shape[0]
@@ -367,7 +401,7 @@ def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward"):
     xp = get_array_module(x)
     K, Cg, KH, KW = w.shape
     wr = xp.ascontiguousarray(w).reshape(p.G, K // p.G, Cg * KH * KW)
-    return _from_cn(_mm(wr, _columns(x, p, KH, KW, OH, OW, algo)), x.shape[0], OH, OW)
+    return _from_cn(_mm(wr, _columns(x, p, KH, KW, OH, OW, algo, kept)), x.shape[0], OH, OW)
 
 
 @in_float32(half_kernels=True)
@@ -382,6 +416,8 @@ def conv2d_grad_input(w, gy, x_shape, p):
         return grouped.depthwise_grad_input(gy, w, C, H, W, *p.geometry())
     if algo == "grouped":
         return grouped.grouped_grad_input(gy, w, p.G, C, H, W, *p.geometry())
+    if algo == "dense":      # (N, K) @ (K, CKK)
+        return numpy.matmul(_flat(gy, N), _flat(w, K)).reshape(x_shape)
     if algo != "gemm_1x1" and _grad_input_as_conv(p, w, gy, x_shape, algo):
         # the correlation of the zero-padded gy with the flipped, transposed weight: im2col on
         # gy costs less than col2im on the columns (7.6 vs 12.9 ms at (32, 64, 32, 32), 3x3)
@@ -425,8 +461,9 @@ def _grad_input_as_conv(p, w, gy, x_shape, algo):
 
 
 @in_float32(half_kernels=True)
-def conv2d_grad_weight(x, gy, w_shape, p):
-    """gw = the sum over the batch and output positions of gy * shifted x."""
+def conv2d_grad_weight(x, gy, w_shape, p, columns=None):
+    """gw = the sum over the batch and output positions of gy * shifted x. columns: x's columns
+    kept by conv2d(..., keep_columns=True) for this conv, used instead of a second im2col."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     K, Cg, KH, KW = w_shape
@@ -436,6 +473,8 @@ def conv2d_grad_weight(x, gy, w_shape, p):
         return grouped.depthwise_grad_weight(x, gy, KH, KW, *p.geometry())
     if algo == "grouped":
         return grouped.grouped_grad_weight(x, gy, p.G, KH, KW, *p.geometry())
+    if algo == "dense":      # (K, N) @ (N, CKK)
+        return numpy.matmul(_flat(gy, N).T, _flat(x, N)).reshape(w_shape)
     if algo == "winograd":
         T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
         gw = _cpu.winograd_grad_weight(
@@ -445,7 +484,11 @@ def conv2d_grad_weight(x, gy, w_shape, p):
             return gw
         algo = _record("grad_weight", "im2col_gemm")   # NaN or inf: as in _gemm_conv2d
     gyt = _to_cn(gy.reshape(N, K, OH * OW), p.G)                        # (G, Kg, N*L)
-    cols = _columns(x, p, KH, KW, OH, OW, algo)                         # (G, CKK, N*L)
+    shape = (p.G, Cg * KH * KW, N * OH * OW)
+    if columns is not None and algo == "im2col_gemm" and columns.matches(shape, x.dtype):
+        cols = columns.array
+    else:
+        cols = _columns(x, p, KH, KW, OH, OW, algo)                     # (G, CKK, N*L)
     if p.G == 1 and not on_cuda_kernels(x) and _grad_weight_direct(K, Cg * KH * KW, N * OH * OW):
         return xp.matmul(gyt[0], cols[0].T).reshape(w_shape)            # (K, NL) @ (NL, CKK)
     # gw^T = cols @ gy^T: (G, CKK, NL) @ (G, NL, Kg), the big operand contiguous and in the

@@ -15,7 +15,7 @@ family's choice (minicnn.kernels.conv); this module holds the graph and the argu
 """
 import numbers
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..dtypes import kind as dtype_kind
 from ..kernels import conv as kconv
 from ..kernels.conv import ConvParams
@@ -27,18 +27,28 @@ from .util import check_kernel_float, check_tensor, shape_str
 # --- Functions -----------------------------------------------------------------------------------
 
 class Conv2d(Function):
+    """keep_columns: the forward keeps its im2col columns (where it builds any) for the weight
+    gradient, which reads the same ones (minicnn.kernels.conv.kept)."""
     saves = {0: (1,), 1: (0,)}  # gx reads w, gw reads x
 
-    def __init__(self, params, out_hw=None):
-        self.p, self.out_hw = params, out_hw
+    def __init__(self, params, out_hw=None, keep_columns=False):
+        self.p, self.out_hw, self.keep_columns = params, out_hw, keep_columns
 
     def forward(self, x, w, b=None):
-        return kconv.conv2d(x, w, self.p, b, self.out_hw)
+        if not self.keep_columns:
+            return kconv.conv2d(x, w, self.p, b, self.out_hw)
+        y, self.columns = kconv.conv2d(x, w, self.p, b, self.out_hw, keep_columns=True)
+        return y
+
+    def take_columns(self):
+        """The kept columns (or None), handed over once: the holder frees them when done."""
+        return self.__dict__.pop("columns", None)
 
     def backward(self, gy):
         x, w, b = self.inputs
         gx = Conv2dGradInput(self.p, x.shape)(w, gy) if x.requires_grad else None
-        gw = Conv2dGradWeight(self.p, w.shape)(x, gy) if w.requires_grad else None
+        gw = Conv2dGradWeight(self.p, w.shape, self.take_columns())(x, gy) \
+            if w.requires_grad else None
         gb = gy.sum(dim=(0, 2, 3)) if b is not None and b.requires_grad else None
         return gx, gw, gb
 
@@ -55,20 +65,25 @@ class Conv2dGradInput(Function):
 
     def backward(self, ggx):
         w, gy = self.inputs
-        gw = Conv2dGradWeight(self.p, w.shape)(ggx, gy) if w.requires_grad else None
-        ggy = Conv2d(self.p, gy.shape[2:])(ggx, w, None) if gy.requires_grad else None
+        # both read the columns of ggx: ggy's conv keeps them for gw
+        conv = Conv2d(self.p, gy.shape[2:], keep_columns=w.requires_grad)
+        ggy = conv(ggx, w, None) if gy.requires_grad else None
+        gw = Conv2dGradWeight(self.p, w.shape, conv.take_columns())(ggx, gy) \
+            if w.requires_grad else None
         return gw, ggy
 
 
 class Conv2dGradWeight(Function):
-    """gw = sum over the batch and output positions of gy * shifted x."""
+    """gw = sum over the batch and output positions of gy * shifted x; `columns`: x's, kept by
+    the forward (used once, then dropped)."""
     saves = {0: (1,), 1: (0,)}
 
-    def __init__(self, params, w_shape):
-        self.p, self.w_shape = params, tuple(w_shape)
+    def __init__(self, params, w_shape, columns=None):
+        self.p, self.w_shape, self.columns = params, tuple(w_shape), columns
 
     def forward(self, x, gy):
-        return kconv.conv2d_grad_weight(x, gy, self.w_shape, self.p)
+        columns, self.columns = self.columns, None
+        return kconv.conv2d_grad_weight(x, gy, self.w_shape, self.p, columns)
 
     def backward(self, ggw):
         x, gy = self.inputs
@@ -195,11 +210,13 @@ def _conv_nd(op, nd, input, weight, bias, stride, padding, dilation, groups):
         for e in reversed(extra):
             pads += [0, e]
         input = _pad(input, tuple(pads))
+    keep = weight.requires_grad and is_grad_enabled()    # the backward will read the columns
     if nd == 1:
-        y = Conv2d(ConvParams((1,) + stride, (0,) + padding, (1,) + dilation, groups))(
-            input.unsqueeze(2), weight.unsqueeze(2), bias)
+        y = Conv2d(ConvParams((1,) + stride, (0,) + padding, (1,) + dilation, groups),
+                   keep_columns=keep)(input.unsqueeze(2), weight.unsqueeze(2), bias)
         return y.squeeze(2)
-    return Conv2d(ConvParams(stride, padding, dilation, groups))(input, weight, bias)
+    return Conv2d(ConvParams(stride, padding, dilation, groups), keep_columns=keep)(
+        input, weight, bias)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

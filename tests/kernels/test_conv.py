@@ -174,6 +174,8 @@ def winograd_geometry(draw):
     N, C, Kk = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
     PH, PW = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     H, W = draw(st.integers(max(1, 3 - 2 * PH), 9)), draw(st.integers(max(1, 3 - 2 * PW), 9))
+    if (H, W, PH, PW) == (3, 3, 0, 0):
+        W = 4       # one window over the whole input is a fully-connected layer: 'dense'
     OH, OW = H + 2 * PH - 2, W + 2 * PW - 2
     OH, OW = OH - draw(st.integers(0, OH - 1)), OW - draw(st.integers(0, OW - 1))
     return N, C, Kk, H, W, PH, PW, OH, OW, draw(st.integers(0, 2 ** 32 - 1))
@@ -300,6 +302,163 @@ def test_cpu_workspace_is_reused():
     b = K.im2col(x[:1], 3, 3, 1, 1, 1, 1, 1, 1, 9, 9, workspace=True)  # smaller: same buffer
     assert K.workspace_bytes() == size
     assert np.shares_memory(a, b)
+
+
+# --- 'dense': one window over the whole input ------------------------------------------------
+
+@given(N=st.integers(1, 3), C=st.integers(1, 4), Kk=st.integers(1, 4), KH=st.integers(1, 4),
+       KW=st.integers(1, 4), S=st.integers(1, 3), bias=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 32 - 1))
+def test_dense_passes_match_the_definition(N, C, Kk, KH, KW, S, bias, dtype, seed):
+    """A kernel as large as the unpadded input (any stride: one output position) runs as a
+    fully-connected layer, all three passes, equal to the reference / the definition."""
+    rng = np.random.default_rng(seed)
+    x = noncontiguous(rng.standard_normal((N, C, KH, KW)).astype(dtype), "cpu")
+    w = rng.standard_normal((Kk, C, KH, KW)).astype(dtype)
+    b = rng.standard_normal(Kk).astype(dtype) if bias else None
+    p = K.ConvParams((S, S), (0, 0), (1, 1), 1)
+    algo = "gemm_1x1" if KH == KW == 1 else "dense"     # a 1x1 kernel takes gemm_1x1 first
+    y = K.conv2d(x, w, p, b)
+    want = RC.conv2d(x, w, S, S, 0, 0, 1, 1, 1) + (0 if b is None else b.reshape(1, -1, 1, 1))
+    assert K.last_algorithm()["forward"] == algo and y.dtype == dtype
+    np.testing.assert_allclose(y, want, **TOL[dtype])
+    gy = rng.standard_normal((N, Kk, 1, 1)).astype(dtype)
+    gx = K.conv2d_grad_input(w, gy, x.shape, p)
+    gw = K.conv2d_grad_weight(x, gy, w.shape, p)
+    assert K.last_algorithm()["grad_input"] == K.last_algorithm()["grad_weight"] == algo
+    np.testing.assert_allclose(gx, np.einsum("nk,kchw->nchw", gy[:, :, 0, 0], w), **TOL[dtype])
+    np.testing.assert_allclose(gw, np.einsum("nk,nchw->kchw", gy[:, :, 0, 0], x), **TOL[dtype])
+    assert gx.dtype == gw.dtype == dtype
+
+
+def test_dense_only_where_one_window_covers_the_input():
+    x = np.ones((2, 3, 4, 4))
+    for w_shape, kw in (((5, 3, 4, 4), dict(padding=1)), ((5, 3, 3, 3), {}),
+                        ((6, 1, 4, 4), dict(groups=3))):
+        F.conv2d(mc.tensor(x), mc.tensor(np.ones(w_shape)), **kw)
+        assert K.last_algorithm()["forward"] != "dense", (w_shape, kw)
+
+
+# --- columns kept from the forward for the weight gradient -------------------------------------
+
+@examples(at_least=20)
+@given(g=geometry(), G=st.integers(1, 2))
+def test_kept_columns_are_the_weight_gradients_columns(g, G):
+    """conv2d(keep_columns=True) returns the im2col columns (exactly) with the same output, and
+    the weight gradient from them equals the one that builds them again, bit for bit."""
+    x = np.repeat(_data(g), G, axis=1)                                  # C * G channels
+    rng = np.random.default_rng(g["seed"] + 1)
+    w = rng.standard_normal((3 * G, g["C"], g["KH"], g["KW"])).astype(g["dtype"])
+    p = K.ConvParams(_args(g, "SH", "SW"), _args(g, "PH", "PW"), _args(g, "DH", "DW"), G)
+    y, kept = K.conv2d(x, w, p, keep_columns=True)
+    if K.last_algorithm()["forward"] != "im2col_gemm":
+        assert kept is None
+        return
+    np.testing.assert_array_equal(y, K.conv2d(x, w, p))
+    col = RC.im2col(x, *_args(g, *HYPER), g["OH"], g["OW"])
+    np.testing.assert_array_equal(kept.array, col.reshape(kept.array.shape))
+    gy = rng.standard_normal(y.shape).astype(g["dtype"])
+    np.testing.assert_array_equal(K.conv2d_grad_weight(x, gy, w.shape, p, kept),
+                                  K.conv2d_grad_weight(x, gy, w.shape, p))
+
+
+def _conv_step(fn, x, w, seed=0):
+    """Gradients of <fn(x, w), r> for a random r."""
+    y = fn(x, w)
+    y.backward(mc.tensor(np.random.default_rng(seed).standard_normal(y.shape)))
+    return x.grad.numpy().copy(), w.grad.numpy().copy()
+
+
+@pytest.mark.parametrize("fn,w_shape", [
+    (lambda x, w: F.conv2d(x, w, stride=2, padding=1), (6, 4, 4, 4)),
+    (lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(0, 2), groups=2), (6, 2, 3, 2)),
+    (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), (4, 3, 4, 4)),
+])
+def test_kept_columns_do_not_change_gradients(monkeypatch, fn, w_shape):
+    """The same gradients, bit for bit, with and without keeping (budget 0); the buffers go
+    back to the pool after the backward, and are taken from it again the next step. (A
+    transposed conv keeps the columns of its output's gradient within its backward.)"""
+    from minicnn.kernels.conv import kept as KP  # noqa: PLC0415
+    rng = np.random.default_rng(5)
+    x = mc.tensor(rng.standard_normal((2, 4, 9, 8)).astype(np.float32), requires_grad=True)
+    w = mc.tensor(rng.standard_normal(w_shape).astype(np.float32), requires_grad=True)
+    K.release_workspace()
+    got = _conv_step(fn, x, w)
+    assert KP.POOL.lent == 0 and len(KP.POOL.free) == 1       # it kept one, and gave it back
+    buf = KP.POOL.free[0]
+    x.grad = w.grad = None
+    y = fn(x, w)
+    if y.grad_fn.name == "Conv2d":
+        assert KP.POOL.lent == buf.size and not KP.POOL.free  # the same buffer, taken again
+        del y
+        assert KP.POOL.lent == 0                               # a dropped graph gives it back
+    monkeypatch.setattr(KP, "MAX_BYTES", 0)
+    x.grad = w.grad = None
+    want = _conv_step(fn, x, w)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_columns_kept_only_for_a_weight_gradient():
+    from minicnn.kernels.conv import kept as KP  # noqa: PLC0415
+    x = mc.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 8)), requires_grad=True)
+    w = mc.tensor(np.ones((4, 3, 3, 3)), requires_grad=True)
+    K.release_workspace()
+    with mc.no_grad():
+        y = F.conv2d(x, w, stride=2)
+    assert KP.POOL.lent == 0
+    y = F.conv2d(x, w.detach(), stride=2)                        # only x needs a gradient
+    assert KP.POOL.lent == 0
+    y = F.conv2d(x, w, stride=2)
+    assert KP.POOL.lent > 0
+    del y
+
+
+def test_kept_columns_budget(monkeypatch):
+    """Past MAX_BYTES a forward keeps nothing; pooled buffers count against it and are let go
+    first."""
+    from minicnn.kernels.conv import kept as KP  # noqa: PLC0415
+    limit = 1 << 20
+    monkeypatch.setattr(KP, "MAX_BYTES", limit)
+    pool = KP._Pool()
+    a = pool.take(limit // 2)
+    assert a is not None and pool.lent == a.size
+    assert pool.take(limit // 2 + 1) is None and pool.lent == a.size
+    pool.give(a)
+    assert pool.lent == 0 and pool.free == [a]
+    b = pool.take(limit // 4 - 1)                # a is more than twice as large: a new one
+    assert b is not a and b.size == limit // 4 - 1
+    c = pool.take(3 * limit // 4)                # a does not fit beside b: let go
+    assert c is not None and pool.free == []
+    pool.give(b)
+    pool.give(c)
+    assert pool.lent == 0 and sum(x.size for x in pool.free) <= limit
+
+
+def test_kept_columns_across_threads():
+    """Several Python threads training the same conv at once: each backward reads its own
+    forward's columns."""
+    rng = np.random.default_rng(1)
+    w0 = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    xs = [rng.standard_normal((2, 3, 11, 9)).astype(np.float32) for _ in range(4)]
+
+    def grads(x):
+        xx, ww = mc.tensor(x, requires_grad=True), mc.tensor(w0, requires_grad=True)
+        return _conv_step(lambda a, b: F.conv2d(a, b, stride=2, padding=1), xx, ww)
+    want = [grads(x) for x in xs]
+    got = [None] * len(xs)
+
+    def run(i):
+        for _ in range(5):
+            got[i] = grads(xs[i])
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, wnt in zip(got, want):
+        for a, b in zip(g, wnt):
+            np.testing.assert_array_equal(a, b)
 
 
 # --- the CUDA launch layer: input checks, the implicit GEMM -----------------------------------

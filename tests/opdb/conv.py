@@ -17,7 +17,8 @@ def _torch_conv(name):
 
 @st.composite
 def conv_sample(draw, nd=2, kind="any"):
-    """x (N, C, *S), w (K, C/G, *KS), b; hyperparameters with a valid output (size 1 included)."""
+    """x (N, C, *S), w (K, C/G, *KS), b; hyperparameters with a valid output (size 1 included).
+    kind 'dense': one window as large as the unpadded input (the CPU's 'dense' algorithm)."""
     kind = draw(st.sampled_from(["plain", "grouped", "depthwise", "pointwise"])) \
         if kind == "any" else kind
     N = draw(st.integers(1, 2))
@@ -33,6 +34,9 @@ def conv_sample(draw, nd=2, kind="any"):
         ks = (1,) * nd
         pad = (0,) * nd
         dil = (1,) * nd
+    elif kind == "dense":
+        ks = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+        pad, dil = (0,) * nd, (1,) * nd
     else:
         ks = tuple(draw(st.integers(1, 3)) for _ in range(nd))
         dil = tuple(draw(st.integers(1, 2)) for _ in range(nd))
@@ -41,13 +45,13 @@ def conv_sample(draw, nd=2, kind="any"):
     spatial = []
     for k, d, p in zip(ks, dil, pad):
         eff = d * (k - 1) + 1
-        spatial.append(max(1, eff - 2 * p) + draw(st.integers(0, 4)))
+        spatial.append(max(1, eff - 2 * p) + (0 if kind == "dense" else draw(st.integers(0, 4))))
     x = draw(arrays((N, C) + tuple(spatial)))
     w = draw(arrays((K, Cg) + ks))
     b = draw(arrays((K,))) if draw(st.booleans()) else None
     kw = {"stride": stride if draw(st.booleans()) else stride[0] if len(set(stride)) == 1
           else stride, "dilation": dil, "groups": G}
-    if all(s == 1 for s in stride) and draw(st.integers(0, 3)) == 0:
+    if all(s == 1 for s in stride) and kind != "dense" and draw(st.integers(0, 3)) == 0:
         kw["padding"] = draw(st.sampled_from(["same", "valid"]))
         if kw["padding"] == "valid":  # the kernel must fit without padding
             spatial = [max(s, d * (k - 1) + 1) for s, k, d in zip(spatial, ks, dil)]
@@ -58,19 +62,22 @@ def conv_sample(draw, nd=2, kind="any"):
 
 
 @st.composite
-def conv_transpose_sample(draw, nd=2):
+def conv_transpose_sample(draw, nd=2, dense=False):
+    """dense: a 1-pixel input and no padding, so the adjoint conv's one window covers the
+    output (DCGAN's first generator layer; the CPU's 'dense' algorithm)."""
     N = draw(st.integers(1, 2))
-    G = draw(st.integers(1, 2))
+    G = 1 if dense else draw(st.integers(1, 2))
     Cin, Cout_g = G * draw(st.integers(1, 2)), draw(st.integers(1, 2))
     ks = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-    dil = tuple(draw(st.integers(1, 2)) for _ in range(nd))
-    outpad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dil))
+    dil = (1,) * nd if dense else tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    outpad = (0,) * nd if dense else \
+        tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dil))
     spatial, pad = [], []
     for k, s, d, o in zip(ks, stride, dil, outpad):
-        i = draw(st.integers(1, 4))
+        i = 1 if dense else draw(st.integers(1, 4))
         full = (i - 1) * s + d * (k - 1) + o + 1
-        pad.append(draw(st.integers(0, max(0, (full - 1) // 2))))
+        pad.append(0 if dense else draw(st.integers(0, max(0, (full - 1) // 2))))
         spatial.append(i)
     x = draw(arrays((N, Cin) + tuple(spatial)))
     w = draw(arrays((Cin, Cout_g) + ks))
@@ -150,9 +157,12 @@ OPS = [
     OpInfo("conv2d", F.conv2d, _torch_conv("conv2d"), conv_sample(), CONV2D_ERRORS),
     OpInfo("conv2d_depthwise", F.conv2d, _torch_conv("conv2d"), conv_sample(kind="depthwise")),
     OpInfo("conv2d_pointwise", F.conv2d, _torch_conv("conv2d"), conv_sample(kind="pointwise")),
+    OpInfo("conv2d_dense", F.conv2d, _torch_conv("conv2d"), conv_sample(kind="dense")),
     OpInfo("conv1d", F.conv1d, _torch_conv("conv1d"), conv_sample(nd=1), CONV1D_ERRORS),
     OpInfo("conv_transpose2d", F.conv_transpose2d, _torch_conv("conv_transpose2d"),
            conv_transpose_sample(), CONVT_ERRORS),
+    OpInfo("conv_transpose2d_dense", F.conv_transpose2d, _torch_conv("conv_transpose2d"),
+           conv_transpose_sample(dense=True)),
     OpInfo("conv_transpose1d", F.conv_transpose1d, _torch_conv("conv_transpose1d"),
            conv_transpose_sample(nd=1)),
 ]
