@@ -18,6 +18,9 @@ def max_pool2d_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW):
     idx = np.empty(x.shape[:2] + (OH, OW), np.int64)
     if KH == 3 and KW == 3:  # separable, vectorised
         run(max_pool3x3_fwd, y.size * 9, x, SH, SW, PH, PW, DH, DW, y, idx)
+    elif (KH == 2 and KW == 2 and PH == 0 and PW == 0 and DH == 1 and DW == 1
+          and (OH - 1) * SH + 1 < x.shape[2] and (OW - 1) * SW + 1 < x.shape[3]):
+        run(max_pool2x2_fwd, y.size * 4, x, SH, SW, y, idx)   # every window inside the plane
     else:
         run(max_pool_fwd, y.size * KH * KW, x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx)
     return y, idx
@@ -143,22 +146,66 @@ def max_pool_fwd(x, KH, KW, SH, SW, PH, PW, DH, DW, y, idx):
 
 
 @njit(parallel=True, cache=True)
-def plane_scatter_kernel(g, idx, out):
-    """out[n, c].flat[idx[n, c, o]] += g[n, c, o] (max-pool backward, max_unpool2d)."""
-    N, C, OH, OW = g.shape
-    H, W = out.shape[2], out.shape[3]
+def max_pool2x2_fwd(x, SH, SW, y, idx):
+    """max_pool_fwd for 2x2 windows that all lie inside the plane (no padding or dilation): the
+    four taps in max_pool_fwd's order, each kept or not by a select rather than a branch (the
+    branch on random data mispredicts: 86 us instead of 20 us for a (4, 6, 28, 28) input). The
+    first tap starts the window, which is what max_pool_fwd's -inf start and its fix-up of an
+    all -inf window amount to."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
     for p in prange(N * C):
         n = p // C
         c = p % C
-        plane = out[n, c]
-        plane[:, :] = 0
+        xp = x[n, c]
         for oh in range(OH):
+            h = oh * SH
+            r0 = xp[h]
+            r1 = xp[h + 1]
+            yr = y[n, c, oh]
+            jr = idx[n, c, oh]
             for ow in range(OW):
-                i = idx[n, c, oh, ow]
-                # an index outside the plane (-1, or PyTorch's index of a window that has no
-                # input element) takes no gradient
-                if 0 <= i < H * W:
-                    plane[i // W, i % W] += g[n, c, oh, ow]
+                w = ow * SW
+                m = r0[w]
+                j = h * W + w
+                v = r0[w + 1]
+                t = (v > m) | (v != v)
+                m = v if t else m
+                j = h * W + w + 1 if t else j
+                v = r1[w]
+                t = (v > m) | (v != v)
+                m = v if t else m
+                j = (h + 1) * W + w if t else j
+                v = r1[w + 1]
+                t = (v > m) | (v != v)
+                m = v if t else m
+                j = (h + 1) * W + w + 1 if t else j
+                yr[ow] = m
+                jr[ow] = j
+
+
+@njit(parallel=True, cache=True)
+def plane_scatter_kernel(g, idx, out):
+    """out[n, c].flat[idx[n, c, o]] += g[n, c, o] (max-pool backward, max_unpool2d). Flat
+    indexing: splitting i into (i // W, i % W) cost two integer divisions per element."""
+    N, C, OH, OW = g.shape
+    H, W = out.shape[2], out.shape[3]
+    HW = H * W
+    L = OH * OW
+    gf = g.reshape(-1)
+    jf = idx.reshape(-1)
+    of = out.reshape(-1)
+    for p in prange(N * C):
+        plane = of[p * HW:(p + 1) * HW]
+        gp = gf[p * L:(p + 1) * L]
+        jp = jf[p * L:(p + 1) * L]
+        plane[:] = 0
+        for o in range(L):
+            i = jp[o]
+            # an index outside the plane (-1, or PyTorch's index of a window that has no
+            # input element) takes no gradient
+            if 0 <= i < HW:
+                plane[i] += gp[o]
 
 
 @njit(parallel=True, cache=True)

@@ -65,6 +65,7 @@ def _cpu_max_pool(x, geo):
 CASES = [
     ((2, 3, 9, 11), (3, 3), (2, 2), (1, 1), (1, 1), False),   # ResNet's stem pool, odd sides
     ((3, 5, 13, 11), (2, 2), (2, 2), (0, 0), (1, 1), False),  # several blocks of threads
+    ((2, 3, 6, 7), (2, 2), (1, 1), (0, 0), (1, 1), False),    # 2x2 windows that overlap
     ((1, 2, 7, 9), (3, 2), (1, 2), (1, 0), (2, 1), True),     # dilation, ceil mode
     ((2, 1, 8, 7), (4, 3), (3, 1), (2, 1), (1, 2), True),     # a window past the input's end
     ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), False),
@@ -123,7 +124,7 @@ def test_max_pool_ties_pick_the_first_maximum(kernel_device, dtype, case):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES[:4], ids=IDS[:4])
+@pytest.mark.parametrize("case", CASES[:5], ids=IDS[:5])
 def test_max_pool_nan_and_inf_as_the_cpu_kernel(kernel_device, dtype, case):
     # PyTorch's rule (the CPU's generic kernel): a NaN wins the window (the last NaN when
     # several), a window of -inf gives -inf at its first element. The reference (argmax) agrees
@@ -460,7 +461,7 @@ def test_ops_through_cuda_dispatch_match_cpu(fn, monkeypatch):
 # --- float16 / bfloat16 --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", Hf.HALVES, ids=Hf.HALF_IDS)
-@pytest.mark.parametrize("case", CASES[:4], ids=IDS[:4])
+@pytest.mark.parametrize("case", CASES[:5], ids=IDS[:5])
 def test_half_pooling(kernel_device, launched, dtype, case):
     """The half kernels against the float32 references and CPU kernels on the same (widened)
     values: max pooling, its indices, its gradient (a float32 sum in the CPU's order, rounded
