@@ -43,7 +43,8 @@ direct kernels widening for themselves); the implicit GEMM is then replaced by i
 Column buffers on the CPU: `im2col(..., workspace=True)` writes into a per-thread reusable buffer
 (`workspace(shape, dtype)`), as cuDNN's workspace: a fresh 50 MB buffer per call costs more in
 page faults than the copy itself (measured 24 ms vs 6 ms for (8, 64, 56, 56) 3x3). A pass uses
-at most one workspace array at a time. On the GPU CuPy's memory pool makes a fresh buffer as
+at most one column workspace at a time, and im2col one more for its zero-bordered copy of the
+input. On the GPU CuPy's memory pool makes a fresh buffer as
 cheap as a reused one.
 """
 import os
@@ -86,7 +87,7 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
         return _cuda.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW)
     N, C = x.shape[:2]
     out = _workspace((C, KH, KW, N, OH, OW), x.dtype) if workspace else None
-    return _cpu.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=out)
+    return _cpu.im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=out, padded=_padded)
 
 
 def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
@@ -99,7 +100,7 @@ _local = threading.local()   # this thread's column workspace and last algorithm
 
 def _workspace(shape, dtype, slot=0):
     """A C-contiguous NumPy array of `shape` backed by this thread's reusable buffer number
-    `slot` (im2col_gemm uses one, winograd three at once)."""
+    `slot` (im2col_gemm uses 0 for the columns and 3 for im2col's padded image, winograd 0-2)."""
     dtype = numpy.dtype(dtype)
     nbytes = int(numpy.prod(shape)) * dtype.itemsize
     bufs = getattr(_local, "bufs", None)
@@ -109,6 +110,11 @@ def _workspace(shape, dtype, slot=0):
     if buf is None or buf.size < nbytes:
         buf = bufs[slot] = numpy.empty(max(nbytes, 1), numpy.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def _padded(shape, dtype):
+    """The workspace of im2col's zero-bordered image (kernels/conv/cpu.py)."""
+    return _workspace(shape, dtype, 3)
 
 
 def workspace_bytes():
@@ -336,7 +342,7 @@ def _columns(x, p, KH, KW, OH, OW, algo, kept=None):
         return _to_cn(xs.reshape(N, C, OH * OW), p.G)                  # (G, Cg, N*L)
     if kept is not None:
         _cpu.im2col(x, KH, KW, *p.geometry(), OH, OW,
-                    out=kept.array.reshape(C, KH, KW, N, OH, OW))
+                    out=kept.array.reshape(C, KH, KW, N, OH, OW), padded=_padded)
         return kept.array
     col = im2col(x, KH, KW, *p.geometry(), OH, OW, workspace=True)
     return col.reshape(p.G, C // p.G * KH * KW, N * OH * OW)  # (C, KH, KW, N, OH, OW) -> GEMM

@@ -1,10 +1,17 @@
 """The convolution family on the CPU: the im2col / col2im Numba kernels and the calls that
 allocate for them (layouts in kernels/conv/reference.py).
 
-Both kernels gather: one `prange` iteration owns one plane ((c, n) of the column buffer, (n, c)
-of the image for col2im) and writes only there, so there are no races. Inner loops run over the
-valid output-column range of each kernel tap (computed once, no per-element bounds test) so they
-vectorise for stride 1.
+im2col first copies x into a zero-bordered, channel-major image (C, N, HP, WP) (`pad_planes`),
+then each (c, kh, kw) block of the columns is rows of that image with no bounds tests: a plain
+slice for stride 1, a constant-stride loop that LLVM vectorises for stride 2. Against gathering
+straight from x with per-row valid ranges, measured at one thread: DCGAN's stride-2 4x4 convs
+1.4-1.8x faster ((64, 64, 32, 32): 24.4 -> 15.2 ms), 3x3 stride 1 with padding 5-20% faster, no
+padding up to 15% slower ((64, 32, 26, 26): 3.7 -> 4.3 ms, the extra copy).
+
+col2im gathers: one `prange` iteration owns one plane (n, c) of the image and writes only
+there, so there are no races. Its inner loops run over the valid output-column range of each
+kernel tap (computed once, no per-element bounds test) so they vectorise for stride 1. (The
+padded-image scheme measured no faster for col2im.)
 """
 import numpy as np
 from numba import njit, prange
@@ -12,12 +19,16 @@ from numba import njit, prange
 from .._numba import matmuls, run, valid_range
 
 
-def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=None):
-    """col (C, KH, KW, N, OH, OW); `out`: an array of that shape to write into (a workspace)."""
+def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=None, padded=None):
+    """col (C, KH, KW, N, OH, OW); `out`: an array of that shape to write into (a workspace);
+    `padded(shape, dtype)`: where the zero-bordered image goes (a workspace), or a new array."""
     x = np.ascontiguousarray(x)
     N, C = x.shape[:2]
     col = np.empty((C, KH, KW, N, OH, OW), x.dtype) if out is None else out
-    run(im2col_kernel, col.size, x, KH, KW, SH, SW, PH, PW, DH, DW, col)
+    shape = (C, N, (OH - 1) * SH + (KH - 1) * DH + 1, (OW - 1) * SW + (KW - 1) * DW + 1)
+    xp = np.empty(shape, x.dtype) if padded is None else padded(shape, x.dtype)
+    run(pad_planes_kernel, xp.size, x, PH, PW, xp)
+    run(im2col_kernel, col.size, xp, KH, KW, SH, SW, DH, DW, col)
     return col
 
 
@@ -62,35 +73,52 @@ def winograd_grad_weight(x, gy, PH, PW, v, z, mw):
 
 
 @njit(parallel=True, cache=True)
-def im2col_kernel(x, KH, KW, SH, SW, PH, PW, DH, DW, col):
+def pad_planes_kernel(x, PH, PW, xp):
+    """xp[c, n, PH + h, PW + w] = x[n, c, h, w], zeros around; the image is cut at xp's size
+    (rows and columns that no window reads)."""
     N, C, H, W = x.shape
+    HP, WP = xp.shape[2], xp.shape[3]
+    hn, wn = max(0, min(H, HP - PH)), max(0, min(W, WP - PW))
+    for p in prange(C * N):
+        c = p // N
+        n = p % N
+        plane = xp[c, n]
+        for hp in range(HP):
+            row = plane[hp]
+            h = hp - PH
+            if h < 0 or h >= hn:
+                row[:] = 0
+                continue
+            row[:PW] = 0
+            row[PW:PW + wn] = x[n, c, h, :wn]
+            row[PW + wn:] = 0
+
+
+@njit(parallel=True, cache=True)
+def im2col_kernel(xp, KH, KW, SH, SW, DH, DW, col):
+    """col[c, kh, kw, n, oh, ow] = xp[c, n, oh * SH + kh * DH, ow * SW + kw * DW]: one (c, kh,
+    kw) block, written in order, per iteration."""
+    C, N = xp.shape[0], xp.shape[1]
     OH, OW = col.shape[4], col.shape[5]
-    xf = x.reshape(-1)      # (N, C, H, W) -> flat; contiguous input required
-    cf = col.reshape(-1)    # (C, KH, KW, N, OH, OW) -> flat
-    L = OH * OW
-    for p in prange(N * C):
-        c = p // N      # channel-major order: consecutive iterations fill consecutive blocks of
-        n = p % N       # the column buffer (image-major order scattered its 64-byte blocks at 4x4)
-        xbase = (n * C + c) * H * W
-        for kh in range(KH):
-            hoff = kh * DH - PH
-            for kw in range(KW):
-                woff = kw * DW - PW
-                lo, hi = valid_range(woff, SW, W, OW)
-                cbase = (((c * KH + kh) * KW + kw) * N + n) * L
-                if lo > 0 or hi < OW or hoff < 0 or (OH - 1) * SH + hoff >= H:
-                    cf[cbase:cbase + L] = 0     # padding: zero the block once, not per row
-                for oh in range(OH):
-                    h = oh * SH + hoff
-                    if h < 0 or h >= H:
-                        continue
-                    o = cbase + oh * OW
-                    src = xbase + h * W + woff
-                    if SW == 1:
-                        cf[o + lo:o + hi] = xf[src + lo:src + hi]
-                    else:
-                        for ow in range(lo, hi):
-                            cf[o + ow] = xf[src + ow * SW]
+    for q in prange(C * KH * KW):
+        c = q // (KH * KW)
+        kh = (q // KW) % KH
+        kw = q % KW
+        w0 = kw * DW
+        for n in range(N):
+            plane = xp[c, n]
+            block = col[c, kh, kw, n]
+            for oh in range(OH):
+                src = plane[oh * SH + kh * DH]
+                dst = block[oh]
+                if SW == 1:
+                    dst[:] = src[w0:w0 + OW]
+                elif SW == 2:           # a constant stride: vectorised
+                    for ow in range(OW):
+                        dst[ow] = src[2 * ow + w0]
+                else:
+                    for ow in range(OW):
+                        dst[ow] = src[ow * SW + w0]
 
 
 @njit(parallel=True, cache=True)
