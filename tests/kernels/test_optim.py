@@ -264,6 +264,28 @@ def test_chunk_table_covers_every_element_once():
     assert 1 not in cp  # the empty piece has no chunk
 
 
+
+@pytest.mark.filterwarnings("ignore:unsafe cast from readonly")   # Numba's, as before
+@pytest.mark.parametrize("count", [1, 8, 9, 17])
+def test_typed_grads_are_views_of_the_pieces(count):
+    # the typed list is built in packs of 8 inside Numba (_pack_list, _extend_list); a read-only
+    # piece takes the Python-side list instead; the chunk table is kept per offsets
+    rng = np.random.default_rng(0)
+    arrays = [rng.random(k + 1).astype(np.float32) for k in range(count)]
+    offsets = [0] + list(itertools.accumulate(a.size for a in arrays))
+    p = np.zeros(offsets[-1], np.float32)
+    for readonly in (False, True):
+        if readonly:
+            arrays[-1].setflags(write=False)
+        lst, cp, cs, ce, offs = CPU._typed_grads(p, K.Pieces(arrays, offsets))
+        assert len(lst) == count
+        for got, a in zip(lst, arrays):
+            assert got.dtype == np.float32 and np.shares_memory(got, a)
+            np.testing.assert_array_equal(got, a)
+        for got, want in zip((cp, cs, ce), CPU.chunk_table(offsets)):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(offs, offsets)
+
 # --- the CUDA launch layer --------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
