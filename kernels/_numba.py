@@ -33,7 +33,7 @@ def run(kernel, work, *args):
 
 def _run(kernel, work, args):
     if work < SMALL_WORK:
-        prev = numba.get_num_threads()
+        prev = _num_threads()
         if prev > 1:
             numba.set_num_threads(1)
             try:
@@ -43,6 +43,23 @@ def _run(kernel, work, args):
     return kernel(*args)
 
 
+def _num_threads():
+    """numba.get_num_threads(): this Python thread's width. Once Numba's threading layer has
+    started, read straight from the layer's own per-thread value; the public function first
+    takes Numba's two initialisation locks on every call (0.7 us; a small step asks ~20
+    times)."""
+    get = _layer_get_num_threads[0]
+    if get is None:
+        from numba.np.ufunc import parallel  # noqa: PLC0415
+        if not getattr(parallel, "_is_initialized", False):
+            return numba.get_num_threads()   # starts the layer
+        get = _layer_get_num_threads[0] = getattr(parallel, "_get_num_threads",
+                                                 numba.get_num_threads)
+    n = get()
+    return n if n > 0 else numba.get_num_threads()   # (<= 0: Numba's own error)
+
+
+_layer_get_num_threads = [None]
 _ONE_AT_A_TIME = threading.Lock()
 _layer = []   # [whether Numba's threading layer takes concurrent calls], once it has started
 

@@ -160,3 +160,31 @@ def test_inference_mode():
     assert not f(x).requires_grad and not g(x).requires_grad and mc.is_grad_enabled()
     with mc.inference_mode(False):
         assert (x * 2).requires_grad
+
+
+def test_small_kernels_read_and_keep_each_threads_numba_width():
+    # kernels._numba reads the width from Numba's layer directly (not numba.get_num_threads);
+    # a small kernel runs on one thread and puts the caller's width back, per Python thread
+    import numba
+    from minicnn.kernels import _numba as K
+
+    x = mc.randn(2, 3, 4, 4)
+    seen = {}
+
+    def use(width, name):
+        numba.set_num_threads(width)
+        assert K._num_threads() == numba.get_num_threads() == width
+        F.relu(x)                     # work below SMALL_WORK: run on one thread
+        seen[name] = (K._num_threads(), numba.get_num_threads())
+
+    t = threading.Thread(target=use, args=(1, "other"))
+    width = min(2, numba.config.NUMBA_NUM_THREADS)
+    before = numba.get_num_threads()
+    try:
+        use(width, "main")
+        t.start()
+        t.join()
+        assert seen == {"main": (width, width), "other": (1, 1)}
+        assert numba.get_num_threads() == width
+    finally:
+        numba.set_num_threads(before)
