@@ -91,8 +91,9 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, workspace=False):
 
 
 def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
-    impl = _cuda if on_cuda_kernels(col) else _cpu
-    return impl.col2im(col, H, W, SH, SW, PH, PW, DH, DW)
+    if on_cuda_kernels(col):
+        return _cuda.col2im(col, H, W, SH, SW, PH, PW, DH, DW)
+    return _cpu.col2im(col, H, W, SH, SW, PH, PW, DH, DW, padded=_padded)
 
 
 _local = threading.local()   # this thread's column workspace and last algorithms

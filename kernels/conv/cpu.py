@@ -3,20 +3,20 @@ allocate for them (layouts in kernels/conv/reference.py).
 
 im2col first copies x into a zero-bordered, channel-major image (C, N, HP, WP) (`pad_planes`),
 then each (c, kh, kw) block of the columns is rows of that image with no bounds tests: a plain
-slice for stride 1, a constant-stride loop that LLVM vectorises for stride 2. Against gathering
-straight from x with per-row valid ranges, measured at one thread: DCGAN's stride-2 4x4 convs
-1.4-1.8x faster ((64, 64, 32, 32): 24.4 -> 15.2 ms), 3x3 stride 1 with padding 5-20% faster, no
-padding up to 15% slower ((64, 32, 26, 26): 3.7 -> 4.3 ms, the extra copy).
+slice for stride 1, element-wise 2-D indexing for larger strides. Against gathering straight
+from x with per-row valid ranges, measured at one thread: DCGAN's stride-2 4x4 convs 1.7-2x
+faster ((64, 64, 32, 32): 24.4 -> 14.5 ms, (64, 256, 8, 8): 11.3 -> 5.8 ms), 3x3 stride 1 with
+padding 5-20% faster, without padding up to 15% slower ((64, 32, 26, 26): 3.7 -> 4.3 ms, the
+extra copy).
 
-col2im gathers: one `prange` iteration owns one plane (n, c) of the image and writes only
-there, so there are no races. Its inner loops run over the valid output-column range of each
-kernel tap (computed once, no per-element bounds test) so they vectorise for stride 1. (The
-padded-image scheme measured no faster for col2im.)
+col2im, its adjoint, sums into such a zero-bordered plane (one (c, n) plane per `prange`
+iteration, so no races) and copies its inside out: 1.1-1.8x faster than per-row valid ranges,
+except (8, 64, 56, 56) 3x3 (8.9 -> 9.4 ms).
 """
 import numpy as np
 from numba import njit, prange
 
-from .._numba import matmuls, run, valid_range
+from .._numba import matmuls, run
 
 
 def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=None, padded=None):
@@ -25,19 +25,27 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=None, padded=None):
     x = np.ascontiguousarray(x)
     N, C = x.shape[:2]
     col = np.empty((C, KH, KW, N, OH, OW), x.dtype) if out is None else out
-    shape = (C, N, (OH - 1) * SH + (KH - 1) * DH + 1, (OW - 1) * SW + (KW - 1) * DW + 1)
+    shape = _padded_shape(C, N, KH, KW, SH, SW, DH, DW, OH, OW)
     xp = np.empty(shape, x.dtype) if padded is None else padded(shape, x.dtype)
     run(pad_planes_kernel, xp.size, x, PH, PW, xp)
     run(im2col_kernel, col.size, xp, KH, KW, SH, SW, DH, DW, col)
     return col
 
 
-def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
+def col2im(col, H, W, SH, SW, PH, PW, DH, DW, padded=None):
+    """img (N, C, H, W); `padded` as for im2col: where the zero-bordered sums go."""
     col = np.ascontiguousarray(col)
-    C, N = col.shape[0], col.shape[3]
+    C, KH, KW, N, OH, OW = col.shape
     img = np.empty((N, C, H, W), col.dtype)
-    run(col2im_kernel, col.size, col, SH, SW, PH, PW, DH, DW, img)
+    shape = _padded_shape(C, N, KH, KW, SH, SW, DH, DW, OH, OW)
+    xp = np.empty(shape, col.dtype) if padded is None else padded(shape, col.dtype)
+    run(col2im_kernel, col.size, col, SH, SW, PH, PW, DH, DW, xp, img)
     return img
+
+
+def _padded_shape(C, N, KH, KW, SH, SW, DH, DW, OH, OW):
+    """(C, N, HP, WP): the zero-bordered image as far as the windows reach."""
+    return C, N, (OH - 1) * SH + (KH - 1) * DH + 1, (OW - 1) * SW + (KW - 1) * DW + 1
 
 
 def winograd_conv2d(x, w, PH, PW, OH, OW, u, v, m, y):
@@ -109,48 +117,50 @@ def im2col_kernel(xp, KH, KW, SH, SW, DH, DW, col):
             plane = xp[c, n]
             block = col[c, kh, kw, n]
             for oh in range(OH):
-                src = plane[oh * SH + kh * DH]
-                dst = block[oh]
-                if SW == 1:
-                    dst[:] = src[w0:w0 + OW]
-                elif SW == 2:           # a constant stride: vectorised
+                r = oh * SH + kh * DH
+                if SW == 1:             # a row slice: vectorised
+                    block[oh, :] = plane[r, w0:w0 + OW]
+                elif SW == 2:           # element-wise 2-D indexing, no row views (see col2im)
                     for ow in range(OW):
-                        dst[ow] = src[2 * ow + w0]
+                        block[oh, ow] = plane[r, w0 + 2 * ow]
                 else:
                     for ow in range(OW):
-                        dst[ow] = src[ow * SW + w0]
+                        block[oh, ow] = plane[r, w0 + SW * ow]
 
 
 @njit(parallel=True, cache=True)
-def col2im_kernel(col, SH, SW, PH, PW, DH, DW, img):
-    """img[n, c] = sum of the column entries that read each pixel (one plane per iteration)."""
+def col2im_kernel(col, SH, SW, PH, PW, DH, DW, xp, img):
+    """img[n, c] = the sums of the column entries over one zero-bordered plane xp[c, n] (one
+    plane per iteration), then its inside. Element-wise 2-D indexing: a row view per output
+    row cost more than the row (4 elements at DCGAN's 4x4 outputs)."""
     C, KH, KW, N, OH, OW = col.shape
     H, W = img.shape[2], img.shape[3]
-    cf = col.reshape(-1)
-    xf = img.reshape(-1)
-    L = OH * OW
-    for p in prange(N * C):
-        c = p // N      # channel-major order, as in im2col: the column blocks are read in order
+    HP, WP = xp.shape[2], xp.shape[3]
+    hn, wn = max(0, min(H, HP - PH)), max(0, min(W, WP - PW))
+    for p in prange(C * N):
+        c = p // N
         n = p % N
-        xbase = (n * C + c) * H * W
-        xf[xbase:xbase + H * W] = 0
+        plane = xp[c, n]
+        plane[:] = 0
         for kh in range(KH):
-            hoff = kh * DH - PH
             for kw in range(KW):
-                woff = kw * DW - PW
-                lo, hi = valid_range(woff, SW, W, OW)
-                cbase = (((c * KH + kh) * KW + kw) * N + n) * L
+                w0 = kw * DW
+                block = col[c, kh, kw, n]
                 for oh in range(OH):
-                    h = oh * SH + hoff
-                    if h < 0 or h >= H:
-                        continue
-                    o = cbase + oh * OW
-                    dst = xbase + h * W + woff
+                    r = oh * SH + kh * DH
                     if SW == 1:
-                        xf[dst + lo:dst + hi] += cf[o + lo:o + hi]
+                        for ow in range(OW):
+                            plane[r, w0 + ow] += block[oh, ow]
+                    elif SW == 2:           # a constant stride: vectorised
+                        for ow in range(OW):
+                            plane[r, w0 + 2 * ow] += block[oh, ow]
                     else:
-                        for ow in range(lo, hi):
-                            xf[dst + ow * SW] += cf[o + ow]
+                        for ow in range(OW):
+                            plane[r, w0 + SW * ow] += block[oh, ow]
+        out = img[n, c]
+        for h in range(H):
+            for w in range(W):
+                out[h, w] = plane[h + PH, w + PW] if h < hn and w < wn else 0
 
 
 # Winograd F(2x2, 3x3): the transforms of reference.winograd_conv2d written out (B^T, G and A^T
