@@ -106,9 +106,8 @@ SPECIALS = (np.nan, np.inf, -np.inf)
 # Ops whose NaN / inf behaviour this test found to differ from PyTorch's and that are not fixed
 # yet (new in issue 16); remove an entry once its op passes (the others passed 400 examples a
 # device under the thorough profile). var_mean / std_mean: PyTorch's Welford mean is NaN where
-# an inf comes before another element in its reduction order; interpolate_bilinear: an inf
-# pixel upsampled gives NaN (0 * inf) at some outputs where PyTorch's gives inf.
-NAN_XFAIL = {"var_mean", "std_mean", "interpolate_bilinear", "topk", "kthvalue"}
+# an inf comes before another element in its reduction order.
+NAN_XFAIL = {"var_mean", "std_mean", "topk", "kthvalue"}
 
 
 def _nan_param(info):

@@ -109,13 +109,39 @@ def _cubic_weights(t):
     return numpy.stack([far(t + one), near(t), near(one - t), far(one - t + one)], axis=1)
 
 
+def _half_pixel(s, n_out, dtype):
+    """PyTorch's source positions s * (dst + 0.5) - 0.5 (no align_corners) rounded once, as a
+    fused multiply-add: its AVX2 / AVX-512 CPU kernels are built with FMA and the compiler fuses
+    area_pixel_compute_source_index's expression (nvcc does the same on the GPU). With two
+    roundings (PyTorch's ATEN_CPU_CAPABILITY=default build) 0.2 * 2.5 - 0.5 is 0; fused it is
+    2.8e-17, so the next input gets a weight of 2.8e-17, not 0, and an inf there gives inf
+    where 0 * inf would give NaN. Exact in integers: s = num / den, the position is
+    (num (2 dst + 1) - den) / (2 den), which Python's int division rounds correctly to float64;
+    for float32 (24-bit num) that float64 is the exact value, rounded once more to float32."""
+    num, den = float(s).as_integer_ratio()
+    exact = numpy.array([(num * (2 * d + 1) - den) / (2 * den) for d in range(n_out)],
+                        numpy.float64)
+    return exact.astype(dtype)
+
+
+def _guard(src, n_in, dtype):
+    """UpSample.h guard_index_and_lambda: the input index is floorf(src), the floor of src
+    rounded to float32 even for float64 (so a position a hair below an integer k counts as k),
+    at most n_in - 1, and the fraction past it is clamped to [0, 1]."""
+    f = numpy.dtype(dtype).type
+    i0 = numpy.minimum(numpy.floor(src.astype(numpy.float32)).astype(numpy.int64), n_in - 1)
+    return i0, numpy.clip(src - i0.astype(dtype), f(0), f(1))
+
+
 @functools.lru_cache(maxsize=256)
 def taps(n_in, n_out, mode, align_corners=False, scale=None, dtype="float64"):
     """PyTorch's interpolation along one axis (aten/src/ATen/native/UpSample.h, computed in
     `dtype`, as its kernels compute in the input's type): mode 'linear' (2 taps, the source
     position clamped at 0), 'cubic' (4 taps, clamped to the border), or 'area' (the windows of
     adaptive average pooling). `scale` is the user's scale factor, which PyTorch uses instead of
-    n_in / n_out for the source positions unless align_corners."""
+    n_in / n_out for the source positions unless align_corners. The positions and weights are
+    its CPU kernels' to the bit where they decide a weight of exactly 0 (what makes 0 * inf NaN):
+    the fused half-pixel position (_half_pixel) and its float32 floor (_guard)."""
     if mode == "area":
         o = numpy.arange(n_out)
         start, end = (o * n_in) // n_out, -((-(o + 1) * n_in) // n_out)
@@ -128,22 +154,18 @@ def taps(n_in, n_out, mode, align_corners=False, scale=None, dtype="float64"):
         s = f(n_in - 1) / f(n_out - 1) if n_out > 1 else f(0)
     else:
         s = f(1.0 / scale) if scale is not None and scale > 0 else f(n_in) / f(n_out)
-    dst = numpy.arange(n_out).astype(dtype)
-    src = s * dst if align_corners else s * (dst + f(0.5)) - f(0.5)
+    src = s * numpy.arange(n_out).astype(dtype) if align_corners else _half_pixel(s, n_out, dtype)
     if mode == "linear":
         if n_out == n_in:   # PyTorch copies: both taps the same input, weights 1 and 0
             idx = numpy.arange(n_in)
             return _from_rows(numpy.stack([idx, idx], 1), numpy.stack(
                 [numpy.ones(n_in, dtype), numpy.zeros(n_in, dtype)], 1), n_in)
-        if not align_corners:
-            src = numpy.maximum(src, f(0))
-        i0 = numpy.minimum(numpy.floor(src).astype(numpy.int64), n_in - 1)
-        l1 = numpy.clip(src - i0.astype(dtype), f(0), f(1))
+        i0, l1 = _guard(numpy.maximum(src, f(0)), n_in, dtype)
         i1 = numpy.where(i0 < n_in - 1, i0 + 1, i0)
         return _from_rows(numpy.stack([i0, i1], 1), numpy.stack([f(1) - l1, l1], 1), n_in)
     if mode == "cubic":
-        i0 = numpy.floor(src).astype(numpy.int64)
-        w = _cubic_weights(src - i0.astype(dtype))
+        i0, t = _guard(src, n_in, dtype)
+        w = _cubic_weights(t)
         idx = numpy.clip(i0[:, None] + numpy.arange(-1, 3), 0, n_in - 1)
         return _from_rows(idx, w, n_in)
     raise ValueError(f"taps: unknown mode {mode!r}")

@@ -83,6 +83,54 @@ def test_taps_are_pytorchs_weights(mode, torch_mode, align):
                                    want.numpy(), rtol=1e-12, atol=1e-14)
 
 
+def test_taps_positions_fused_and_floored():
+    """PyTorch's CPU kernels (AVX2 / AVX-512 builds) fuse s * (dst + 0.5) - 0.5 into one FMA
+    and take the input index as floorf, the float32 floor: 1 -> 5 puts output 2 at 2.8e-17 (not
+    0), so an inf input gives inf there, not 0 * inf = NaN; 2 -> 6 puts output 4 at
+    1 - 1.1e-16, which floorf makes input 1 with weight 1 (input 0's weight exactly 0)."""
+    w = K.taps(1, 5, "linear").w.reshape(5, 2)
+    assert w[2, 1] == 2.7755575615628914e-17 and w[1, 1] == 0.0
+    t = K.taps(2, 6, "linear")
+    np.testing.assert_array_equal(t.idx.reshape(6, 2)[4], [1, 1])
+    np.testing.assert_array_equal(t.w.reshape(6, 2)[4], [1.0, 0.0])
+    assert K.taps(2, 6, "cubic").dense()[4].tolist() == [0.0, 1.0]
+    with np.errstate(invalid="ignore"):
+        y = K.resample2d(np.full((1, 1, 1), np.inf), K.identity(1), K.taps(1, 5, "linear"))
+    np.testing.assert_array_equal(y.reshape(-1), [np.nan, np.nan, np.inf, np.inf, np.inf])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_taps_zero_weights_are_pytorchs(dtype):
+    """Where PyTorch's interpolation weight is exactly 0 (what decides NaN or inf next to an
+    inf input) the taps' is too, over sizes 1..9 -> 1..24 and scale factors, linear and cubic,
+    both align_corners; needs a PyTorch whose kernels fuse the position (AVX2 / AVX-512)."""
+    from conftest import torch_or_skip  # noqa: PLC0415
+    torch = torch_or_skip()
+    F = torch.nn.functional
+    probe = F.interpolate(torch.tensor([[[0.0, 1.0]]], dtype=torch.float64), size=10,
+                          mode="linear", align_corners=False)[0, 0, 2].item()
+    if probe == 0.0:
+        pytest.skip("this PyTorch build rounds s * (dst + 0.5) - 0.5 twice (no FMA)")
+    for mode in ("linear", "cubic"):
+        for align in (False, True):
+            for n in range(1, 10):
+                for out, scale in [(o, None) for o in range(1, 25)] + [
+                        (int(n * s), s) for s in (0.5, 0.7, 1.5, 2.1, 3.0, 2.5) if n * s >= 1]:
+                    eye = torch.eye(n, dtype=torch.float64 if dtype == np.float64 else
+                                    torch.float32)
+                    kw = dict(size=out) if scale is None else dict(scale_factor=scale)
+                    if mode == "linear":
+                        want = F.interpolate(eye[:, None, :], mode="linear",
+                                             align_corners=align, **kw)[:, 0].T
+                    else:
+                        kw = {k: (1, v) if k == "size" else (1.0, v) for k, v in kw.items()}
+                        want = F.interpolate(eye[:, None, None, :], mode="bicubic",
+                                             align_corners=align, **kw)[:, 0, 0].T
+                    got = K.taps(n, want.shape[0], mode, align, scale, np.dtype(dtype).name)
+                    np.testing.assert_array_equal(got.dense() == 0, want.numpy() == 0,
+                                                  err_msg=f"{mode} {align} {n} {out} {scale}")
+
+
 def test_bad_input():
     rows, cols = K.taps(4, 2, "linear"), K.taps(3, 2, "linear")
     with pytest.raises(ValueError, match=r"resample2d: x of shape \(1, 3, 3\) does not match"):
