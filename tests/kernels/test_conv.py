@@ -461,6 +461,52 @@ def test_kept_columns_across_threads():
             np.testing.assert_array_equal(a, b)
 
 
+# --- the CPU's GEMMs: one BLAS thread for small products, long sums in parts -------------------
+
+@examples(at_least=15)
+@given(g=geometry(), chunk=st.integers(1, 9))
+def test_grad_weight_in_partial_sums(monkeypatch, g, chunk):
+    """A weight gradient with few outputs and a long sum adds partial products of `chunk`
+    columns (made small here so that odd remainders occur): equal to the definition."""
+    monkeypatch.setattr(K, "LONG_SUM_CHUNK", chunk)
+    monkeypatch.setattr(K, "SMALL_OUTPUT", 10 ** 6)
+    x = _data(g)
+    rng = np.random.default_rng(g["seed"] + 2)
+    p = K.ConvParams(_args(g, "SH", "SW"), _args(g, "PH", "PW"), _args(g, "DH", "DW"), 1)
+    gy = rng.standard_normal((g["N"], 2, g["OH"], g["OW"])).astype(g["dtype"])
+    gw = K.conv2d_grad_weight(x, gy, (2, g["C"], g["KH"], g["KW"]), p)
+    win = RC.windows(x.astype(np.float64), *_args(g, *HYPER), g["OH"], g["OW"])
+    want = np.einsum("nchwij,nkij->kchw", win, gy.astype(np.float64))
+    assert gw.dtype == g["dtype"]
+    np.testing.assert_allclose(gw, want, **{np.float32: dict(rtol=1e-4, atol=1e-4),
+                                            np.float64: TOL[np.float64]}[g["dtype"]])
+
+
+def test_small_gemms_run_on_one_blas_thread(monkeypatch):
+    """A product between TINY_GEMM_MACS and SMALL_GEMM_MACS runs with the BLAS on one thread
+    and puts the width back after; a larger one keeps the width."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not threadpoolctl.threadpool_info():
+        pytest.skip("no BLAS that threadpoolctl controls")
+    seen = []
+    matmul = np.matmul
+
+    def spy(a, b, out=None):
+        seen.append(max(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                        if i["user_api"] == "blas"))
+        return matmul(a, b, out=out)
+    rng = np.random.default_rng(0)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        monkeypatch.setattr(np, "matmul", spy)
+        for m, k, n in ((6, 25, 3000), (64, 512, 1024)):   # 450K and 33.6M multiply-adds
+            a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+            np.testing.assert_allclose(K._gemm(a, b), matmul(a, b), rtol=1e-12)
+        monkeypatch.setattr(np, "matmul", matmul)
+        assert seen == [1, 2]
+        assert max(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                   if i["user_api"] == "blas") == 2
+
+
 # --- the CUDA launch layer: input checks, the implicit GEMM -----------------------------------
 
 @pytest.mark.parametrize("device", KERNEL_DEVICES)
