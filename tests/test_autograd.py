@@ -245,3 +245,42 @@ def test_int_tensor_with_float_promotes_to_float32():
     assert (i * f).dtype == np.float32
     assert (i * 2.5).dtype == np.float32
     assert (i * 2).dtype == np.int64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, mc.bfloat16])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("x_grad", [True, False])
+def test_linear_backward_on_arrays_equals_its_ops(dtype, bias, x_grad):
+    # LinearOp.backward runs its three lines on arrays when nothing records or observes them;
+    # create_graph (recorded) and an op observer (mc.profiler) take the ops: the same bits
+    from minicnn.autograd.function import observe_calls
+
+    def grads(how):
+        x = mc.tensor(rng.standard_normal((5, 7)).astype(np.float32), requires_grad=x_grad)
+        w = mc.tensor(rng.standard_normal((3, 7)).astype(np.float32), requires_grad=True)
+        b = mc.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True) \
+            if bias else None
+        x, w, b = (t if t is None else t.detach().to(dtype).requires_grad_(t.requires_grad)
+                   for t in (x, w, b))
+        y = mc.nn.functional.linear(x, w, b)
+        gy = mc.tensor(rng.standard_normal((5, 3)).astype(np.float32)).to(dtype)
+        if how == "observed":
+            remove = observe_calls(lambda fn, inputs, run: run(fn, *inputs))
+            try:
+                y.backward(gy)
+            finally:
+                remove()
+        else:
+            y.backward(gy, create_graph=how == "recorded")
+        return [None if t is None or t.grad is None else np.asarray(t.grad.array)
+                for t in (x, w, b)]
+
+    rng = np.random.default_rng(0)
+    fast = grads("plain")
+    for how in ("recorded", "observed"):
+        rng = np.random.default_rng(0)
+        for got, want in zip(fast, grads(how)):
+            assert (got is None) == (want is None)
+            if got is not None:
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)

@@ -3,10 +3,12 @@ one GEMM each way)."""
 import math
 
 from ..autograd import Function
+from ..autograd.mode import _GradMode
 from ..devices import get_array_module
 from ..kernels import in_float32
 from . import autocast
 from .arith import grad_to
+from .reduce import Sum
 from .reduce import sum as _sum
 from .shape import permute, reshape, transpose
 from .util import as_tensor
@@ -111,10 +113,40 @@ class LinearOp(Function):
 
     def backward(self, gy):
         x, w, b = self.inputs
+        if _only_arrays(gy, x, w):
+            return self._array_backward(gy, x, w, b)
         gx = matmul(gy, w) if x.requires_grad else None                 # (N, out) @ (out, in)
         gw = matmul(transpose(gy, 0, 1), x) if w.requires_grad else None  # (out, N) @ (N, in)
         gb = _sum(gy, 0) if b is not None and b.requires_grad else None
         return gx, gw, gb
+
+    @staticmethod
+    def _array_backward(gy, x, w, b):
+        """The three lines above without their op wrappers: the same array calls (MatMul's
+        _gemm, Permute's transpose view, Sum's forward), wrapped as those ops would wrap them.
+        Measured in the CIFAR-10 tutorial's step: 35 -> 15 us per layer (the ops' wrappers were
+        most of it)."""
+        g = gy.array
+        gx = gy._wrap(_gemm(g, w.array)) if x.requires_grad else None
+        gw = gy._wrap(_gemm(g.transpose((1, 0)), x.array)) if w.requires_grad else None
+        gb = gy._wrap(Sum((0,), False).forward(g)) if b is not None and b.requires_grad else None
+        return gx, gw, gb
+
+
+_PLAIN_CALL = Function.__call__   # observe_calls (mc.profiler, the ONNX tracer) swaps it
+
+
+def _only_arrays(gy, x, w):
+    """Whether LinearOp.backward's ops would only wrap their array calls: no graph to record
+    (create_graph off), nobody observing op calls, no autocast region to cast them, and
+    operands that matmul accepts as they are (one dtype and array type, gy of shape (N, out))."""
+    if _GradMode.enabled or autocast.region.policy is not None \
+            or Function.__call__ is not _PLAIN_CALL:
+        return False
+    g, xa, wa = gy.array, x.array, w.array
+    return (type(xa) is type(g) and type(wa) is type(g) and xa.dtype == g.dtype
+            and wa.dtype == g.dtype and g.dtype.kind not in "biu"   # sum: ints in int64
+            and g.shape == (xa.shape[0], wa.shape[0]))
 
 
 def linear(input, weight, bias=None):  # noqa: A002 -- PyTorch's name
