@@ -57,7 +57,7 @@ from minicnn.dtypes import HALF_FLOATS, float16
 
 from .. import conv_out_size, grouped, lazy
 from .._half import in_float32
-from .._numba import _blas_width, _BlasOnOneThread
+from .._blas import gemm as _gemm
 from .kept import POOL as _kept_pool
 from .kept import KeptColumns
 
@@ -314,24 +314,6 @@ def _mm(a, b, out=None):
     if a.shape[0] == 1:
         return _gemm(a[0], b[0], None if out is None else out[0])[None]
     return _gemm(xp.ascontiguousarray(a), xp.ascontiguousarray(b), out)
-
-
-SMALL_GEMM_MACS = 1 << 24   # CPU products with fewer multiply-adds run on one BLAS thread
-TINY_GEMM_MACS = 1 << 18    # below this OpenBLAS keeps to one thread by itself
-
-
-def _gemm(a, b, out=None):
-    """a @ b (2-D or stacked). On the CPU a product of TINY_GEMM_MACS to SMALL_GEMM_MACS
-    multiply-adds (at most ~0.3 ms on one thread) runs with the BLAS on one thread: waking
-    OpenBLAS's other threads costs more than they save there, and on a busy machine far more.
-    Measured at 2 threads, load 2: LeNet-5's first conv (6, 25) @ (25, 50176) 4.0 ms against
-    0.43 ms on one thread, the tutorial's (6, 75) @ (75, 3136) 8.3 ms against 0.06 ms."""
-    xp = get_array_module(a)
-    macs = a.size * b.shape[-1]
-    if xp is numpy and TINY_GEMM_MACS <= macs < SMALL_GEMM_MACS and _blas_width() > 1:
-        with _BlasOnOneThread():
-            return xp.matmul(a, b, out=out)
-    return xp.matmul(a, b, out=out)
 
 
 LONG_SUM_CHUNK = 2048   # columns per partial product of _small_long_product

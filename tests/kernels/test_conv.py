@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import minicnn as mc
 import minicnn.functional as F
 from minicnn.kernels import conv as K
+from minicnn.kernels._blas import gemm
 from minicnn.kernels._numba import SMALL_WORK
 from minicnn.kernels.conv import cuda as CC
 from minicnn.kernels.conv import reference as RC
@@ -482,7 +483,7 @@ def test_grad_weight_in_partial_sums(monkeypatch, g, chunk):
                                             np.float64: TOL[np.float64]}[g["dtype"]])
 
 
-def test_small_gemms_run_on_one_blas_thread(monkeypatch):
+def test_small_gemms_run_on_one_blas_thread(monkeypatch):  # kernels/_blas.py
     """A product between TINY_GEMM_MACS and SMALL_GEMM_MACS runs with the BLAS on one thread
     and puts the width back after; a larger one keeps the width."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -500,7 +501,7 @@ def test_small_gemms_run_on_one_blas_thread(monkeypatch):
         monkeypatch.setattr(np, "matmul", spy)
         for m, k, n in ((6, 25, 3000), (64, 512, 1024)):   # 450K and 33.6M multiply-adds
             a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
-            np.testing.assert_allclose(K._gemm(a, b), matmul(a, b), rtol=1e-12)
+            np.testing.assert_allclose(gemm(a, b), matmul(a, b), rtol=1e-12)
         monkeypatch.setattr(np, "matmul", matmul)
         assert seen == [1, 2]
         assert max(i["num_threads"] for i in threadpoolctl.threadpool_info()
