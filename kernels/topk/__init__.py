@@ -25,11 +25,13 @@ MAX_KERNEL_K = 64
 
 
 def _key(xp, x, descending):
-    """A key whose ascending stable order is PyTorch's order of x."""
+    """A key whose ascending stable order is PyTorch's order of x; for floats (key, tiebreak):
+    NaN takes +inf's key (-inf's descending) and the tiebreak puts it after +inf ascending,
+    before it descending."""
     if x.dtype.kind == "f":
         nan = xp.isnan(x)
         if descending:
-            return xp.where(nan, -xp.inf, -x)
+            return xp.where(nan, -xp.inf, -x), ~nan
         return xp.where(nan, xp.inf, x), nan
     if x.dtype.kind == "b":
         return ~x if descending else x
@@ -40,9 +42,9 @@ def _key(xp, x, descending):
 def argsort(x, descending=False):
     xp = get_array_module(x)
     key = _key(xp, x, descending)
-    if isinstance(key, tuple):            # ascending floats: +inf before NaN, as PyTorch
-        key, nan = key
-        order = xp.argsort(nan, axis=-1, kind="stable")
+    if isinstance(key, tuple):  # floats: stable by the tiebreak, then stable by the key
+        key, tiebreak = key
+        order = xp.argsort(tiebreak, axis=-1, kind="stable")
         order = xp.take_along_axis(order, xp.argsort(
             xp.take_along_axis(key, order, axis=-1), axis=-1, kind="stable"), axis=-1)
         return order.astype(xp.int64)

@@ -7,9 +7,7 @@ def topk(x, k, largest=True):
     xp = get_array_module(x)
     nan = xp.isnan(x)
     key = xp.where(nan, -xp.inf, -x) if largest else xp.where(nan, xp.inf, x)
-    if largest:
-        idx = xp.argsort(key, axis=-1, kind="stable")
-    else:   # +inf before NaN: sort by (nan, value)
-        idx = xp.lexsort((key, nan), axis=-1)
+    # NaN and +inf share a key: sort by (key, NaN last ascending / first when largest)
+    idx = xp.lexsort((~nan if largest else nan, key), axis=-1)
     idx = idx[:, :k]
     return xp.take_along_axis(x, idx, axis=-1), idx.astype(xp.int64)

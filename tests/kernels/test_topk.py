@@ -19,6 +19,7 @@ def _rows(dtype, R_=7, L=11, seed=0):
     x = rng.integers(-4, 5, (R_, L)).astype(dtype)      # many ties
     x[0, [2, 6]] = np.nan
     x[1, 3], x[2, 8], x[3, :] = np.inf, -np.inf, np.nan
+    x[4, [0, 3, 5, 7, 9]] = np.inf, np.nan, np.inf, -np.inf, np.nan    # NaN above inf
     return x
 
 
