@@ -4,8 +4,8 @@ import math
 
 from ..autograd import Function
 from ..autograd.mode import _GradMode
-from ..devices import get_array_module
 from ..kernels import in_float32
+from ..kernels._blas import gemm
 from . import autocast
 from .arith import grad_to
 from .reduce import Sum
@@ -18,13 +18,13 @@ from .util import as_tensor
 def _gemm(a, b):
     """a @ b; float16 / bfloat16 operands multiply in float32 (NumPy's float16 GEMM is two
     orders of magnitude slower than sgemm, ml_dtypes' bfloat16 one returns float32), one
-    rounding at the end."""
-    return get_array_module(a, b).matmul(a, b)
+    rounding at the end. Small products on one BLAS thread (kernels/_blas.py)."""
+    return gemm(a, b)
 
 
 @in_float32
 def _affine(x, w, b=None):
-    y = get_array_module(x, w).matmul(x, w.T)  # (N, in) @ (in, out) -> (N, out)
+    y = gemm(x, w.T)  # (N, in) @ (in, out) -> (N, out)
     if b is not None:
         y += b
     return y
