@@ -46,11 +46,13 @@ def _torch_side(torch, info, sample, dtype):
     return targs, tkwargs, info.ref(torch, *targs, **tkwargs)
 
 
-def _compare(info, mc_side, torch_side, device, dtype):
+def _compare(info, mc_side, torch_side, device, dtype, ties=None):
     """The op's outputs, every array argument after the call (the buffers an op updates in
     place: running statistics) and the gradients of the differentiable inputs equal PyTorch's:
     integer and bool outputs exactly, floats at the table's tolerance, NaN where PyTorch's is
-    NaN and the same infinities."""
+    NaN and the same infinities. With `ties` (x, axis: _ties), indices into x along axis that
+    PyTorch leaves open among equal elements: they pick equal elements, and the gradients are
+    equal up to which of equal elements got what (_tie_sorted)."""
     import torch  # noqa: PLC0415 -- the caller skipped without it
     (args, kwargs, result), (targs, tkwargs, tresult) = mc_side, torch_side
     atol, rtol = info.tol[dtype]
@@ -59,6 +61,9 @@ def _compare(info, mc_side, torch_side, device, dtype):
         f"torch gives {len(texact)}"
     for o, t in zip(exact, texact):
         assert o.dtype == np.dtype(str(t.dtype).replace("torch.", "")), f"{info.name}: dtype"
+        if ties is not None:
+            _assert_same_picks(info.name, *ties, as_numpy(o), as_numpy(t))
+            continue
         np.testing.assert_array_equal(as_numpy(o), as_numpy(t), err_msg=info.name)
     out, tout = float_outputs(result), float_outputs(tresult)
     assert len(out) == len(tout), f"{info.name}: {len(out)} outputs, torch gives {len(tout)}"
@@ -87,7 +92,10 @@ def _compare(info, mc_side, torch_side, device, dtype):
             continue
         assert g is not None, f"{info.name}: input {i} got no gradient"
         assert g.dtype == args[i].dtype
-        np.testing.assert_allclose(as_numpy(g), tg.numpy(), atol=atol, rtol=rtol,
+        g, tg = as_numpy(g), tg.numpy()
+        if ties is not None and i == 0:
+            g, tg = _tie_sorted(g, *ties), _tie_sorted(tg, *ties)
+        np.testing.assert_allclose(g, tg, atol=atol, rtol=rtol,
                                    err_msg=f"{info.name}: gradient of input {i}")
 
 
@@ -107,7 +115,7 @@ SPECIALS = (np.nan, np.inf, -np.inf)
 # yet (new in issue 16); remove an entry once its op passes (the others passed 400 examples a
 # device under the thorough profile). var_mean / std_mean: PyTorch's Welford mean is NaN where
 # an inf comes before another element in its reduction order.
-NAN_XFAIL = {"var_mean", "std_mean", "topk", "kthvalue"}
+NAN_XFAIL = {"var_mean", "std_mean"}
 
 
 def _nan_param(info):
@@ -153,7 +161,50 @@ def test_nan_inf_parity(info, device, data):
         return
     with np.errstate(all="ignore"):
         _compare(info, _mc_side(info, sample, device, np.float64), torch_side, device,
-                 np.float64)
+                 np.float64, ties=_ties(info, sample))
+
+
+def _ties(info, sample):
+    """(x, axis) where the op's indices point into x = args[0] along axis and PyTorch does not
+    say which of equal elements they pick (info.index_ties, not a stable=True sort), else None."""
+    if not info.index_ties or sample.kwargs.get("stable"):
+        return None
+    x = np.asarray(sample.args[0], np.float64)
+    return x, sample.kwargs.get("dim", -1) % max(x.ndim, 1)
+
+
+def _picked(x, axis, idx):
+    """The elements of x at idx along axis (idx without that axis: keepdim=False)."""
+    if x.ndim == 0:
+        assert not idx.any()
+        return np.broadcast_to(x, idx.shape)
+    if idx.ndim < x.ndim:
+        idx = np.expand_dims(idx, axis)
+    assert ((idx >= 0) & (idx < x.shape[axis])).all(), "index out of range"
+    return np.take_along_axis(x, idx, axis)
+
+
+def _assert_same_picks(name, x, axis, idx, tidx):
+    """idx picks, position by position, an element equal to the one tidx picks (NaN equal to
+    NaN; where an element has no equal in its line this is tidx itself), and no element of a
+    line twice."""
+    assert idx.shape == tidx.shape, f"{name}: indices of shape {idx.shape} vs {tidx.shape}"
+    if x.ndim and idx.ndim == x.ndim and idx.shape[axis] > 1:
+        assert (np.diff(np.sort(idx, axis), axis=axis) != 0).all(), f"{name}: an index twice"
+    np.testing.assert_array_equal(_picked(x, axis, idx), _picked(x, axis, tidx),
+                                  err_msg=f"{name}: indices {idx} vs torch {tidx}")
+
+
+def _tie_sorted(g, x, axis):
+    """g with its values sorted within each class of equal elements of x along axis (NaNs one
+    class): two gradients that differ only in which of equal elements got what become the same,
+    and an element with no equal in its line is still compared with the same element."""
+    if x.ndim == 0:
+        return g
+    xs, gs = np.moveaxis(x, axis, -1), np.moveaxis(g, axis, -1)
+    nan = np.isnan(xs)
+    order = np.lexsort((gs, np.where(nan, 0.0, xs), nan), axis=-1)
+    return np.take_along_axis(gs, order, -1)
 
 
 ERROR_CASES = [pytest.param(info, case, id=f"{info.name}-{case.id or k}")

@@ -1,6 +1,7 @@
 """Op table entries for the order statistics: sort, argsort (no gradient), topk, kthvalue,
 median (distinct values: a tie has no derivative, and PyTorch does not say which of two equal
-elements comes first)."""
+elements comes first, unless a sort is stable=True; test_nan_inf_parity's NaNs and infs make
+ties, which index_ties tells it)."""
 import numpy as np
 from hypothesis import strategies as st
 
@@ -40,19 +41,21 @@ def _bool(draw, shape, dim):
 
 OPS = [
     OpInfo("sort", op=lambda x, **kw: x.sort(**kw), ref=lambda t, x, **kw: x.sort(**kw),
-           samples=distinct(min_dims=0, descending=_bool)),
+           samples=distinct(min_dims=0, descending=_bool, stable=_bool), index_ties=True),
     OpInfo("argsort", op=lambda x, **kw: x.argsort(**kw), ref=lambda t, x, **kw: x.argsort(**kw),
-           samples=distinct(min_dims=0, descending=_bool), gradcheck=False),
+           samples=distinct(min_dims=0, descending=_bool, stable=_bool), gradcheck=False,
+           index_ties=True),
     OpInfo("topk", op=lambda x, **kw: x.topk(**kw), ref=lambda t, x, **kw: x.topk(**kw),
-           samples=distinct(k=_k, largest=_bool),
+           samples=distinct(k=_k, largest=_bool), index_ties=True,
            errors=[ErrorCase((a64(2, 3),), {"k": 4}, ValueError,
                              r"topk: selected index k \(4\) out of range for dim 1 of size 3")]),
     OpInfo("kthvalue", op=lambda x, **kw: x.kthvalue(**kw),
            ref=lambda t, x, **kw: x.kthvalue(**kw), samples=distinct(k=_k1, keepdim=_bool),
+           index_ties=True,
            errors=[ErrorCase((a64(2, 3),), {"k": 0}, ValueError,
                              r"kthvalue: selected number k \(0\) out of range")]),
     OpInfo("median", op=lambda x, **kw: x.median(**kw), ref=lambda t, x, **kw: x.median(**kw),
-           samples=distinct(keepdim=_bool)),
+           samples=distinct(keepdim=_bool), index_ties=True),
     OpInfo("median_all", op=lambda x: mc.median(x), ref=lambda t, x: x.median(),
            samples=distinct().map(lambda s: Sample(s.args))),
 ]
