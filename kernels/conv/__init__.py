@@ -27,6 +27,9 @@ Which algorithm computes a pass (`_algorithm`, reported per thread by `last_algo
                    over the transformed 2x2 tiles, 2.25x fewer multiplications and no columns
                    (forward, the stride-1 input gradient run as a forward conv of gy, and
                    the weight gradient, the adjoint of the forward's transforms).
+  'winograd4x4'    the same with 4x4 output tiles, F(4x4, 3x3): 36 GEMMs, 4x fewer
+                   multiplications; forward and input gradient where that pass's output is at
+                   least WINOGRAD4_MIN_SIZE high and wide (the weight gradient stays F(2x2)).
 On the GPU `choose_algorithm` picks between the last two by a PROVISIONAL RULE (written without
 a GPU to measure on; change the two constants after benchmarking with set_algorithm): the
 implicit GEMM when the GEMM would be memory-bound on its column operand (Kg <=
@@ -219,6 +222,9 @@ def _algorithm(pass_, p, a, x_shape, w_shape, out_hw, meets_padding=None):
             pass_ == "grad_input" and _winograd_ok(p, w_shape[0], (x_shape[1],) + w_shape[1:],
                                                    x_shape[0], x_shape[2:]):
         algo = "winograd"     # the input gradient as a forward conv of gy: K channels in, C out
+        hw = x_shape[2:] if pass_ == "grad_input" else out_hw
+        if pass_ != "grad_weight" and min(hw) >= WINOGRAD4_MIN_SIZE:
+            algo = "winograd4x4"
     else:
         algo = "im2col_gemm"
     return _record(pass_, algo)
@@ -233,6 +239,10 @@ def _record(pass_, algo):
 
 WINOGRAD_MIN_CHANNELS = 16   # fewer: the 16 GEMMs are too thin to gain (the 3-channel stem)
 WINOGRAD_MIN_TILES = 64      # fewer: transforming the weight costs more than the GEMMs save
+# outputs at least this high and wide: F(4x4, 3x3) instead of F(2x2, 3x3) (forward and input
+# gradient). Measured at one thread, time F4 / F2: 0.72-0.85 at 64-128 channels from 16x16 to
+# 56x56; 1.05 at (32, 256, 8, 8), 1.28 at (4, 256, 14, 14) (partial tiles), 1.7-2.7 at 4x4
+WINOGRAD4_MIN_SIZE = 16
 
 
 def _winograd_ok(p, C_in, w_shape, N, out_hw):
@@ -408,17 +418,19 @@ def _flat(a, rows):
 
 
 def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward", kept=None):
-    """The forward as GEMMs: 'winograd', or one GEMM per group over the columns of x
-    ('gemm_1x1', 'im2col_gemm'; im2col into `kept`'s array when given)."""
-    if algo == "winograd":
+    """The forward as GEMMs: 'winograd' / 'winograd4x4', or one GEMM per group over the columns
+    of x ('gemm_1x1', 'im2col_gemm'; im2col into `kept`'s array when given)."""
+    if algo in ("winograd", "winograd4x4"):
         N, C = x.shape[:2]
         K = w.shape[0]
-        T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
-        u = _workspace((16, K, C), x.dtype, 2)
-        v = _workspace((16, C, T), x.dtype, 0)
-        m = _workspace((16, K, T), x.dtype, 1)
+        tile, run = (2, _cpu.winograd_conv2d) if algo == "winograd" else \
+            (4, _cpu.winograd4_conv2d)
+        n, T = (tile + 2) ** 2, N * -(-OH // tile) * -(-OW // tile)
+        u = _workspace((n, K, C), x.dtype, 2)
+        v = _workspace((n, C, T), x.dtype, 0)
+        m = _workspace((n, K, T), x.dtype, 1)
         y = numpy.empty((N, K, OH, OW), x.dtype)
-        if _cpu.winograd_conv2d(x, w, p.PH, p.PW, OH, OW, u, v, m, y):
+        if run(x, w, p.PH, p.PW, OH, OW, u, v, m, y):
             return y
         # a NaN or inf: the transforms spread it over whole tiles (inf - inf), so the outputs
         # take the definition's values, and PyTorch's, from im2col_gemm

@@ -327,3 +327,129 @@ def winograd_weight_grad_kernel(mw, gw):
                     if r[j] - r[j] != 0:
                         bad += 1
     return bad
+
+
+# Winograd F(4x4, 3x3), the forward (and the stride-1 input gradient, a forward of gy): the
+# transforms of reference.winograd_conv2d(tile=4) written out. 36 components xi = 6 * a + b.
+
+def winograd4_conv2d(x, w, PH, PW, OH, OW, u, v, m, y):
+    """As winograd_conv2d with 4x4 output tiles: u (36, K, C), v (36, C, T), m (36, K, T),
+    T = N * ceil(OH/4) * ceil(OW/4). Returns whether every output is finite."""
+    x = np.ascontiguousarray(x)
+    TH, TW = (OH + 3) // 4, (OW + 3) // 4
+    run(winograd4_input_kernel, v.size, x, PH, PW, TH, TW, v)
+    run(winograd4_weight_kernel, u.size, np.ascontiguousarray(w), u)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller redoes it
+        matmuls(u, v, m)                                   # 36 GEMMs (K, C) @ (C, T)
+    return run(winograd4_output_kernel, m.size, m, TH, TW, y) == 0
+
+
+@njit(inline="always")
+def _bt6(d0, d1, d2, d3, d4, d5, two, four, five):
+    """B^T of F(4x4, 3x3) applied to six values (the constants in the values' type: an integer
+    literal would widen float32 to float64)."""
+    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), four * (d1 - d2) + d4 - d3,
+            two * (d3 - d1) + d4 - d2, two * (d1 - d3) + d4 - d2, four * d1 - five * d3 + d5)
+
+
+@njit(parallel=True, cache=True)
+def winograd4_input_kernel(x, PH, PW, TH, TW, v):
+    """v[6a + b, c, t] = (B^T d B)[a, b], d the 6x6 input tile of tile t (zeros outside x)."""
+    N, C, H, W = x.shape
+    T = TH * TW
+    hi, wi = min(H, 4 * TH + 2 - PH), min(W, 4 * TW + 2 - PW)
+    for p in prange(N * C):
+        c = p // N
+        n = p % N
+        b = np.zeros((4 * TH + 2, 4 * TW + 2), x.dtype)   # the padded plane, in L1
+        vb = np.empty((36, T), x.dtype)                   # copied out as runs (see F(2x2))
+        cols = np.empty((6, 6), x.dtype)
+        two, four, five = x.dtype.type(2), x.dtype.type(4), x.dtype.type(5)
+        for h in range(hi):
+            b[PH + h, PW:PW + wi] = x[n, c, h, :wi]
+        for th in range(TH):
+            r = 4 * th
+            for tw in range(TW):
+                q = 4 * tw
+                t = th * TW + tw
+                for j in range(6):                                      # B^T d, by column
+                    cols[j] = _bt6(b[r, q + j], b[r + 1, q + j], b[r + 2, q + j],
+                                   b[r + 3, q + j], b[r + 4, q + j], b[r + 5, q + j],
+                                   two, four, five)
+                for a in range(6):                                      # ... then B
+                    o = _bt6(cols[0, a], cols[1, a], cols[2, a], cols[3, a], cols[4, a],
+                             cols[5, a], two, four, five)
+                    for k in range(6):
+                        vb[6 * a + k, t] = o[k]
+        for xi in range(36):
+            v[xi, c, n * T:(n + 1) * T] = vb[xi]
+
+
+@njit(inline="always")
+def _g6(w0, w1, w2, q, s6, s12, s24):
+    """G of F(4x4, 3x3) applied to three values; q, s6, s12, s24: 1/4, 1/6, 1/12, 1/24."""
+    s, d = w0 + w2, w0 * s24 + w2 * s6
+    return w0 * q, -(s + w1) * s6, (w1 - s) * s6, d + w1 * s12, d - w1 * s12, w2
+
+
+@njit(parallel=True, cache=True)
+def winograd4_weight_kernel(w, u):
+    """u[6a + b, k, c] = (G w[k, c] G^T)[a, b]."""
+    K, C = w.shape[:2]
+    for k in prange(K):
+        g = np.empty((3, 6), w.dtype)
+        ub = np.empty((36, C), w.dtype)
+        q, s6, s12, s24 = (w.dtype.type(1 / 4), w.dtype.type(1 / 6), w.dtype.type(1 / 12),
+                           w.dtype.type(1 / 24))
+        for c in range(C):
+            for j in range(3):                                  # G w, by column
+                g[j] = _g6(w[k, c, 0, j], w[k, c, 1, j], w[k, c, 2, j], q, s6, s12, s24)
+            for i in range(6):                                  # (G w) G^T
+                o = _g6(g[0, i], g[1, i], g[2, i], q, s6, s12, s24)
+                for jj in range(6):
+                    ub[6 * i + jj, c] = o[jj]
+        for xi in range(36):
+            u[xi, k] = ub[xi]
+
+
+@njit(inline="always")
+def _at6(m0, m1, m2, m3, m4, m5, two, four, eight):
+    """A^T of F(4x4, 3x3) applied to six values."""
+    s, d = m1 + m2, m1 - m2
+    p, q = m3 + m4, m3 - m4
+    return m0 + s + p, d + two * q, s + four * p, d + eight * q + m5
+
+
+@njit(parallel=True, cache=True)
+def winograd4_output_kernel(m, TH, TW, y):
+    """y[n, k, 4th + i, 4tw + j] = (A^T m_t A)[i, j] where inside y; returns the number of
+    non-finite values written."""
+    N, K, OH, OW = y.shape
+    T = TH * TW
+    bad = 0
+    for p in prange(N * K):
+        k = p // N
+        n = p % N
+        mb = np.empty((36, T), y.dtype)
+        s = np.empty((6, 4), y.dtype)
+        two, four, eight = y.dtype.type(2), y.dtype.type(4), y.dtype.type(8)
+        for xi in range(36):
+            mb[xi] = m[xi, k, n * T:(n + 1) * T]
+        for th in range(TH):
+            for tw in range(TW):
+                t = th * TW + tw
+                for b in range(6):                                      # A^T m, by column
+                    s[b] = _at6(mb[b, t], mb[6 + b, t], mb[12 + b, t], mb[18 + b, t],
+                                mb[24 + b, t], mb[30 + b, t], two, four, eight)
+                for i in range(4):                                      # ... then A
+                    h = 4 * th + i
+                    if h >= OH:
+                        break
+                    r = _at6(s[0, i], s[1, i], s[2, i], s[3, i], s[4, i], s[5, i], two, four,
+                             eight)
+                    for j in range(4):
+                        if 4 * tw + j < OW:
+                            y[n, k, h, 4 * tw + j] = r[j]
+                            if r[j] - r[j] != 0:          # NaN or inf (see the caller)
+                                bad += 1
+    return bad

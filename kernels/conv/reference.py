@@ -68,28 +68,37 @@ def conv2d(x, w, SH, SW, PH, PW, DH, DW, groups):
     return y
 
 
-# --- Winograd F(2x2, 3x3) -----------------------------------------------------------------------
-# y = A^T [(G w G^T) * (B^T d B)] A for each 2x2 output tile and its 4x4 input tile d (Lavin and
-# Gray, "Fast Algorithms for Convolutional Neural Networks"): 16 multiplications instead of 36.
+# --- Winograd F(2x2, 3x3) and F(4x4, 3x3) ---------------------------------------------------------
+# y = A^T [(G w G^T) * (B^T d B)] A for each m x m output tile and its (m + 2) x (m + 2) input
+# tile d (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"): (m + 2)^2
+# multiplications instead of 9 m^2 (16 for 36 at m = 2, 36 for 144 at m = 4).
 
 WINOGRAD_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
 WINOGRAD_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
 
+WINOGRAD4_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+                (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+WINOGRAD4_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+               (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+WINOGRAD4_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0),
+                (0, 1, -1, 8, -8, 1))
 
-def winograd_conv2d(x, w, PH, PW, OH, OW, absolute=False):
-    """3x3, stride 1, dilation 1, one group: the first (OH, OW) outputs of conv(x, w).
-    absolute=True: the same with |B^T|, |G|, |A^T|, |x| and |w|, which bounds every partial sum
-    of the computation, so float32 rounding errors are at most a few eps times it (tests)."""
+
+def winograd_conv2d(x, w, PH, PW, OH, OW, absolute=False, tile=2):
+    """3x3, stride 1, dilation 1, one group: the first (OH, OW) outputs of conv(x, w), in
+    output tiles of tile x tile (2 or 4). absolute=True: the same with |B^T|, |G|, |A^T|, |x|
+    and |w|, which bounds every partial sum of the computation, so float32 rounding errors are
+    at most a few eps times it (tests)."""
     xp = get_array_module(x)
-    BT, G, AT, x, w = _winograd_operands(x, w, absolute)
+    BT, G, AT, x, w = _winograd_operands(x, w, absolute, tile)
     N, K = x.shape[0], w.shape[0]
-    TH, TW = (OH + 1) // 2, (OW + 1) // 2
-    v = xp.einsum("ai,nctuij,bj->nctuab", BT, _tiles(x, PH, PW, TH, TW), BT)   # B^T d B
+    TH, TW = -(-OH // tile), -(-OW // tile)
+    v = xp.einsum("ai,nctuij,bj->nctuab", BT, _tiles(x, PH, PW, TH, TW, tile), BT)  # B^T d B
     u = xp.einsum("ai,kcij,bj->kcab", G, w, G)                                 # G w G^T
     m = xp.einsum("kcab,nctuab->nktuab", u, v)                   # summed over the channels
-    y = xp.einsum("ia,nktuab,jb->nktiuj", AT, m, AT)             # A^T m A: (N, K, TH, 2, TW, 2)
-    return y.reshape(N, K, 2 * TH, 2 * TW)[:, :, :OH, :OW]
+    y = xp.einsum("ia,nktuab,jb->nktiuj", AT, m, AT)             # A^T m A: (N, K, TH, m, TW, m)
+    return y.reshape(N, K, tile * TH, tile * TW)[:, :, :OH, :OW]
 
 
 def winograd_grad_weight(x, gy, PH, PW, absolute=False):
@@ -107,22 +116,25 @@ def winograd_grad_weight(x, gy, PH, PW, absolute=False):
     return xp.einsum("ai,kcab,bj->kcij", G, m, G)                # G^T m G
 
 
-def _winograd_operands(a, b, absolute):
+def _winograd_operands(a, b, absolute, tile=2):
     xp = get_array_module(a)
-    mats = [xp.asarray(m, a.dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT)]
+    mats = (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT) if tile == 2 else \
+        (WINOGRAD4_BT, WINOGRAD4_G, WINOGRAD4_AT)
+    mats = [xp.asarray(m, a.dtype) for m in mats]
     return [abs(t) for t in mats + [a, b]] if absolute else mats + [a, b]
 
 
-def _tiles(x, PH, PW, TH, TW):
-    """(N, C, TH, TW, 4, 4): the 4x4 input tiles of the 2x2 output tiles, overlapping by 2, of
-    x zero-padded by PH, PW."""
+def _tiles(x, PH, PW, TH, TW, tile=2):
+    """(N, C, TH, TW, tile + 2, tile + 2): the input tiles of the tile x tile output tiles,
+    overlapping by 2, of x zero-padded by PH, PW."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    img = xp.zeros((N, C, 2 * TH + 2, 2 * TW + 2), x.dtype)      # padded, whole tiles
-    hi, wi = min(H, 2 * TH + 2 - PH), min(W, 2 * TW + 2 - PW)
+    a = tile + 2
+    img = xp.zeros((N, C, tile * TH + 2, tile * TW + 2), x.dtype)      # padded, whole tiles
+    hi, wi = min(H, tile * TH + 2 - PH), min(W, tile * TW + 2 - PW)
     img[:, :, PH:PH + hi, PW:PW + wi] = x[:, :, :hi, :wi]
-    d = xp.empty((N, C, TH, TW, 4, 4), x.dtype)
-    for i in range(4):
-        for j in range(4):
-            d[..., i, j] = img[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2]
+    d = xp.empty((N, C, TH, TW, a, a), x.dtype)
+    for i in range(a):
+        for j in range(a):
+            d[..., i, j] = img[:, :, i:i + tile * TH:tile, j:j + tile * TW:tile]
     return d

@@ -182,11 +182,17 @@ def winograd_geometry(draw):
     return N, C, Kk, H, W, PH, PW, OH, OW, draw(st.integers(0, 2 ** 32 - 1))
 
 
-@pytest.fixture
-def winograd_everywhere(monkeypatch):
-    """The CPU rule takes winograd for every 3x3 stride-1 conv, however small."""
+WINOGRAD = {2: "winograd", 4: "winograd4x4"}   # the algorithm of each output tile size
+
+
+@pytest.fixture(params=[2, 4])
+def winograd_everywhere(request, monkeypatch):
+    """The CPU rule takes winograd for every 3x3 stride-1 conv, however small, in output tiles
+    of 2x2 (F(2x2, 3x3)) or 4x4 (F(4x4, 3x3), forward and input gradient); the tile size."""
     monkeypatch.setattr(K, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(K, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(K, "WINOGRAD4_MIN_SIZE", 1 if request.param == 4 else 10 ** 9)
+    return request.param
 
 
 @given(g=winograd_geometry())
@@ -195,35 +201,40 @@ def test_winograd_reference_is_the_definition(g):
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((Kk, C, 3, 3))
     want = RC.conv2d(x, w, 1, 1, PH, PW, 1, 1, 1)[:, :, :OH, :OW]
-    np.testing.assert_allclose(RC.winograd_conv2d(x, w, PH, PW, OH, OW), want,
-                               rtol=1e-12, atol=1e-12)
+    for tile in (2, 4):
+        np.testing.assert_allclose(RC.winograd_conv2d(x, w, PH, PW, OH, OW, tile=tile), want,
+                                   rtol=1e-12, atol=1e-12)
 
 
 @examples(at_least=30)
 @given(g=winograd_geometry(), dtype=st.sampled_from([np.float32, np.float64]))
 def test_winograd_matches_reference(winograd_everywhere, g, dtype):
     """The Numba transforms against the reference, forward and weight gradient: float64 to
-    rounding; float32 within (n + 16) eps of the absolute computation (|B^T|, |G|, |A^T| and
+    rounding; float32 within (n + a^2) eps of the absolute computation (|B^T|, |G|, |A^T| and
     the operands' absolute values), the growth of rounding errors through the three transforms
-    (16 terms at most) and a sum of n products (n = C forward, the T tiles for the gradient)."""
+    ((tile + 2)^2 = a^2 terms at most) and a sum of n products (n = C forward, the T tiles for
+    the gradient, which is F(2x2) for either tile)."""
+    tile = winograd_everywhere
     N, C, Kk, H, W, PH, PW, OH, OW, seed = g
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     w = rng.standard_normal((Kk, C, 3, 3)).astype(dtype)
     p = K.ConvParams((1, 1), (PH, PW), (1, 1), 1)
     y = K.conv2d(x, w, p, out_hw=(OH, OW))
-    assert K.last_algorithm()["forward"] == "winograd" and y.dtype == dtype
+    assert K.last_algorithm()["forward"] == WINOGRAD[tile] and y.dtype == dtype
     gy = rng.standard_normal(y.shape).astype(dtype)
     gw = K.conv2d_grad_weight(x, gy, w.shape, p)
     assert K.last_algorithm()["grad_weight"] == "winograd" and gw.dtype == dtype
     x64, w64, gy64 = x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64)
     T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
-    for got, n, ref in ((y, C, lambda **a: RC.winograd_conv2d(x64, w64, PH, PW, OH, OW, **a)),
-                        (gw, T, lambda **a: RC.winograd_grad_weight(x64, gy64, PH, PW, **a))):
+    for got, n, a, ref in (
+            (y, C, tile + 2,
+             lambda **k: RC.winograd_conv2d(x64, w64, PH, PW, OH, OW, tile=tile, **k)),
+            (gw, T, 4, lambda **k: RC.winograd_grad_weight(x64, gy64, PH, PW, **k))):
         if dtype == np.float64:
             np.testing.assert_allclose(got, ref(), rtol=1e-12, atol=1e-12)
         else:
-            bound = (n + 16) * np.finfo(np.float32).eps * ref(absolute=True)
+            bound = (n + a * a) * np.finfo(np.float32).eps * ref(absolute=True)
             assert np.all(np.abs(got - ref()) <= bound)
 
 
@@ -235,6 +246,10 @@ def test_winograd_rule():
     w = mc.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), requires_grad=True)
     F.conv2d(x, w, padding=1).sum().backward()
     assert set(K.last_algorithm().values()) == {"winograd"}
+    x16 = mc.tensor(rng.standard_normal((2, 16, 16, 17)).astype(np.float32), requires_grad=True)
+    F.conv2d(x16, w, padding=1).sum().backward()        # 16x17 outputs: F(4x4, 3x3)
+    assert K.last_algorithm() == {"forward": "winograd4x4", "grad_input": "winograd4x4",
+                                  "grad_weight": "winograd"}
     for kw, xs in ((dict(stride=2, padding=1), (8, 16, 8, 8)), (dict(padding=1), (8, 15, 8, 8)),
                    (dict(padding=1, dilation=2), (8, 16, 8, 8)), (dict(padding=1), (1, 16, 8, 8)),
                    (dict(padding=1, groups=2), (8, 32, 8, 8))):
@@ -275,7 +290,9 @@ def test_winograd_conv_gradients(winograd_everywhere, padding):
     x = mc.tensor(rng.standard_normal((2, 3, 5, 6)), requires_grad=True)
     w = mc.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     F.conv2d(x, w, padding=padding).sum().backward()
-    assert set(K.last_algorithm().values()) == {"winograd"}
+    tile = winograd_everywhere
+    assert K.last_algorithm() == {"forward": WINOGRAD[tile], "grad_input": WINOGRAD[tile],
+                                  "grad_weight": "winograd"}
     mc.testing.gradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
     mc.testing.gradgradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
 
