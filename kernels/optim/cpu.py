@@ -370,13 +370,16 @@ def unscale_(arrays, inv_scale):
             found |= not bool(np.isfinite(a).all())
             a[...] = _times(a, inv_scale)
     for dtype, group in fused.items():
-        lst = typed.List.empty_list(types.Array(from_dtype(dtype), 1, "C"))
-        for a in group:
-            lst.append(a)
+        if all(a.flags.writeable and a.flags.aligned for a in group):   # as _typed_grads
+            lst = _typed_list(group)
+        else:
+            lst = typed.List.empty_list(types.Array(from_dtype(dtype), 1, "C"))
+            for a in group:
+                lst.append(a)
         offsets = np.concatenate([[0], np.cumsum([a.size for a in group])])
-        cp, cs, ce = chunk_table(offsets)
+        cp, cs, ce, offs = _chunk_args(offsets)
         bad = np.zeros(cp.shape[0], np.bool_)
-        run(unscale_kernel, int(offsets[-1]), lst, cp, cs, ce, offsets.astype(np.int64),
+        run(unscale_kernel, int(offsets[-1]), lst, cp, cs, ce, offs,
             dtype.type(np.float32(inv_scale)), bad)
         found |= bool(bad.any())
     return found
