@@ -50,6 +50,8 @@ at most one column workspace at a time, and im2col one more for its zero-bordere
 input. On the GPU CuPy's memory pool makes a fresh buffer as
 cheap as a reused one.
 """
+import functools
+import operator
 import os
 import threading
 
@@ -61,6 +63,7 @@ from minicnn.dtypes import HALF_FLOATS, float16
 from .. import conv_out_size, grouped, lazy
 from .._half import in_float32
 from .._blas import gemm as _gemm
+from .._blas import spread
 from .kept import POOL as _kept_pool
 from .kept import KeptColumns
 
@@ -336,11 +339,14 @@ def _small_long_product(a, b):
     Measured on one thread: LeNet-5's first conv weight gradient, (6, 50176) by (25, 50176),
     0.52 -> 0.24 ms; MNIST's (32, 9) by 43264 0.99 -> 0.33 ms; the tutorial's (6, 75) by 3136
     0.088 -> 0.036 ms. (At (16, 150) by 6400, 2400 outputs, it was 1.8x slower.)"""
-    L = a.shape[1]
-    acc = _gemm(a[:, :LONG_SUM_CHUNK], b[:, :LONG_SUM_CHUNK].T)
-    for start in range(LONG_SUM_CHUNK, L, LONG_SUM_CHUNK):
-        acc += _gemm(a[:, start:start + LONG_SUM_CHUNK], b[:, start:start + LONG_SUM_CHUNK].T)
-    return acc
+    starts = range(0, a.shape[1], LONG_SUM_CHUNK)
+    parts = [None] * len(starts)
+
+    def part(i):
+        chunk = slice(starts[i], starts[i] + LONG_SUM_CHUNK)
+        parts[i] = numpy.matmul(a[:, chunk], b[:, chunk].T)
+    spread(len(starts), part)    # over the BLAS's width, each product on one BLAS thread
+    return functools.reduce(operator.iadd, parts)
 
 
 def _half_mm(xp, a, b, out=None):

@@ -501,28 +501,36 @@ def test_grad_weight_in_partial_sums(monkeypatch, g, chunk):
 
 
 def test_small_gemms_run_on_one_blas_thread(monkeypatch):  # kernels/_blas.py
-    """A product between TINY_GEMM_MACS and SMALL_GEMM_MACS runs with the BLAS on one thread
-    and puts the width back after; a larger one keeps the width."""
+    """With a 2-thread BLAS: a product below SPREAD_GEMM_MACS runs whole on one BLAS thread,
+    one below SMALL_GEMM_MACS in column pieces (over Python threads, each on one BLAS thread),
+    a larger one on the BLAS's threads; the width is put back after, the values are a@b's."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if not threadpoolctl.threadpool_info():
         pytest.skip("no BLAS that threadpoolctl controls")
     seen = []
     matmul = np.matmul
 
+    def width():
+        return max(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                   if i["user_api"] == "blas")
+
     def spy(a, b, out=None):
-        seen.append(max(i["num_threads"] for i in threadpoolctl.threadpool_info()
-                        if i["user_api"] == "blas"))
+        seen.append((width(), b.shape[-1]))
         return matmul(a, b, out=out)
     rng = np.random.default_rng(0)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         monkeypatch.setattr(np, "matmul", spy)
-        for m, k, n in ((6, 25, 3000), (64, 512, 1024)):   # 450K and 33.6M multiply-adds
+        got = {}
+        for m, k, n in ((6, 25, 3000), (6, 25, 50001), (64, 512, 1024)):   # 0.45M, 7.5M, 34M
             a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+            seen.clear()
             np.testing.assert_allclose(gemm(a, b), matmul(a, b), rtol=1e-12)
+            got[n] = sorted(seen)
         monkeypatch.setattr(np, "matmul", matmul)
-        assert seen == [1, 2]
-        assert max(i["num_threads"] for i in threadpoolctl.threadpool_info()
-                   if i["user_api"] == "blas") == 2
+        assert got[3000] == [(1, 3000)]
+        assert got[50001] == [(1, 12500), (1, 12500), (1, 12500), (1, 12501)]   # 4 pieces
+        assert got[1024] == [(2, 1024)]
+        assert width() == 2
 
 
 # --- the CUDA launch layer: input checks, the implicit GEMM -----------------------------------
