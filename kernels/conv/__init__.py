@@ -429,14 +429,13 @@ def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward", kept=None):
     if algo in ("winograd", "winograd4x4"):
         N, C = x.shape[:2]
         K = w.shape[0]
-        tile, run = (2, _cpu.winograd_conv2d) if algo == "winograd" else \
-            (4, _cpu.winograd4_conv2d)
+        tile = 2 if algo == "winograd" else 4
         n, T = (tile + 2) ** 2, N * -(-OH // tile) * -(-OW // tile)
         u = _workspace((n, K, C), x.dtype, 2)
         v = _workspace((n, C, T), x.dtype, 0)
         m = _workspace((n, K, T), x.dtype, 1)
         y = numpy.empty((N, K, OH, OW), x.dtype)
-        if run(x, w, p.PH, p.PW, OH, OW, u, v, m, y):
+        if _cpu.winograd_conv2d(x, w, p.PH, p.PW, OH, OW, u, v, m, y, tile):
             return y
         # a NaN or inf: the transforms spread it over whole tiles (inf - inf), so the outputs
         # take the definition's values, and PyTorch's, from im2col_gemm
@@ -527,13 +526,12 @@ def conv2d_grad_weight(x, gy, w_shape, p, columns=None):
             return gw
         algo = _record("grad_weight", "im2col_gemm")   # NaN or inf: as in _gemm_conv2d
     gyt = _to_cn(gy.reshape(N, K, OH * OW), p.G)                        # (G, Kg, N*L)
-    shape = (p.G, Cg * KH * KW, N * OH * OW)
-    if columns is not None and algo == "im2col_gemm" and columns.matches(shape, x.dtype):
+    CKK, NL = Cg * KH * KW, N * OH * OW
+    if columns is not None and algo == "im2col_gemm" and columns.matches((p.G, CKK, NL), x.dtype):
         cols = columns.array
     else:
         cols = _columns(x, p, KH, KW, OH, OW, algo)                     # (G, CKK, N*L)
     if p.G == 1 and not on_cuda_kernels(x):
-        NL, CKK = N * OH * OW, Cg * KH * KW
         if K * CKK <= SMALL_OUTPUT and NL > 2 * LONG_SUM_CHUNK:
             return _small_long_product(gyt[0], cols[0]).reshape(w_shape)
         if _grad_weight_direct(K, CKK, NL):

@@ -48,18 +48,21 @@ def _padded_shape(C, N, KH, KW, SH, SW, DH, DW, OH, OW):
     return C, N, (OH - 1) * SH + (KH - 1) * DH + 1, (OW - 1) * SW + (KW - 1) * DW + 1
 
 
-def winograd_conv2d(x, w, PH, PW, OH, OW, u, v, m, y):
-    """F(2x2, 3x3) (kernels/conv/reference.py): x (N, C, H, W), w (K, C, 3, 3); u (16, K, C),
-    v (16, C, T), m (16, K, T) the transformed weight, input and their products, T = N *
-    ceil(OH/2) * ceil(OW/2) (workspaces); y (N, K, OH, OW) written. Returns whether every output
-    is finite (see the caller)."""
+def winograd_conv2d(x, w, PH, PW, OH, OW, u, v, m, y, tile=2):
+    """F(2x2, 3x3) or, tile=4, F(4x4, 3x3) (kernels/conv/reference.py): x (N, C, H, W), w (K, C,
+    3, 3); u (a, K, C), v (a, C, T), m (a, K, T) the transformed weight, input and their
+    products, a = (tile + 2)^2, T = N * ceil(OH/tile) * ceil(OW/tile) (workspaces); y (N, K, OH,
+    OW) written. Returns whether every output is finite (see the caller)."""
     x = np.ascontiguousarray(x)
-    TH, TW = (OH + 1) // 2, (OW + 1) // 2
-    run(winograd_input_kernel, v.size, x, PH, PW, TH, TW, v)
-    run(winograd_weight_kernel, u.size, np.ascontiguousarray(w), u)
+    TH, TW = -(-OH // tile), -(-OW // tile)
+    inp, weight, out = (winograd_input_kernel, winograd_weight_kernel, winograd_output_kernel) \
+        if tile == 2 else (winograd4_input_kernel, winograd4_weight_kernel,
+                           winograd4_output_kernel)
+    run(inp, v.size, x, PH, PW, TH, TW, v)
+    run(weight, u.size, np.ascontiguousarray(w), u)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller redoes it
-        matmuls(u, v, m)                                   # 16 GEMMs (K, C) @ (C, T)
-    return run(winograd_output_kernel, m.size, m, TH, TW, y) == 0
+        matmuls(u, v, m)                                   # a GEMMs (K, C) @ (C, T)
+    return run(out, m.size, m, TH, TW, y) == 0
 
 
 def winograd_grad_weight(x, gy, PH, PW, v, z, mw):
@@ -330,19 +333,8 @@ def winograd_weight_grad_kernel(mw, gw):
 
 
 # Winograd F(4x4, 3x3), the forward (and the stride-1 input gradient, a forward of gy): the
-# transforms of reference.winograd_conv2d(tile=4) written out. 36 components xi = 6 * a + b.
-
-def winograd4_conv2d(x, w, PH, PW, OH, OW, u, v, m, y):
-    """As winograd_conv2d with 4x4 output tiles: u (36, K, C), v (36, C, T), m (36, K, T),
-    T = N * ceil(OH/4) * ceil(OW/4). Returns whether every output is finite."""
-    x = np.ascontiguousarray(x)
-    TH, TW = (OH + 3) // 4, (OW + 3) // 4
-    run(winograd4_input_kernel, v.size, x, PH, PW, TH, TW, v)
-    run(winograd4_weight_kernel, u.size, np.ascontiguousarray(w), u)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller redoes it
-        matmuls(u, v, m)                                   # 36 GEMMs (K, C) @ (C, T)
-    return run(winograd4_output_kernel, m.size, m, TH, TW, y) == 0
-
+# transforms of reference.winograd_conv2d(tile=4) written out, for winograd_conv2d(tile=4).
+# 36 components xi = 6 * a + b.
 
 @njit(inline="always")
 def _bt6(d0, d1, d2, d3, d4, d5, two, four, five):
