@@ -1,4 +1,5 @@
 """Shared test configuration: hypothesis profiles, the device parametrization, torch access."""
+import contextlib
 import os
 
 import numpy as np
@@ -70,3 +71,22 @@ def _seed():
 
 def torch_or_skip():
     return pytest.importorskip("torch")
+
+
+@contextlib.contextmanager
+def conv_direct_off():
+    """The CPU conv rule without its direct kernel (kernels.conv._direct_ok), so the small
+    stride-1 convs of a test take im2col_gemm (or winograd) as larger ones do."""
+    from minicnn.kernels import conv  # noqa: PLC0415
+    saved = conv.DIRECT_MAX_OUT, conv.DIRECT_MAX_OUT_FEW_TAPS
+    conv.DIRECT_MAX_OUT = conv.DIRECT_MAX_OUT_FEW_TAPS = 0
+    try:
+        yield
+    finally:
+        conv.DIRECT_MAX_OUT, conv.DIRECT_MAX_OUT_FEW_TAPS = saved
+
+
+@pytest.fixture
+def no_direct_conv():
+    with conv_direct_off():
+        yield

@@ -229,7 +229,7 @@ def test_layer_errors():
         mc.nn.Conv2d(4, 4, 3)(mc.randn(4, 8, 8))
 
 
-def test_conv_column_buffer_stays_one():
+def test_conv_column_buffer_stays_one(no_direct_conv):
     """Repeated convolutions reuse one workspace: its size does not grow with calls."""
     from minicnn.kernels import conv as K  # noqa: PLC0415
     x = mc.randn(2, 4, 12, 12, requires_grad=True)

@@ -1,5 +1,7 @@
 """Generic tests driven by the op table: gradcheck, PyTorch parity (with NaN and infinities
 too), devices, bad input."""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,8 +22,14 @@ def test_gradcheck(info, device, data):
     sample = data.draw(info.samples, label="sample")
     args, kwargs = mc_args(sample, device)
     atol, rtol = info.grad_tol
-    mc.testing.gradcheck(lambda *a: info.op(*a, **kwargs), args, atol=atol, rtol=rtol,
-                         directional=info.directional)
+    with _setting(info):
+        mc.testing.gradcheck(lambda *a: info.op(*a, **kwargs), args, atol=atol, rtol=rtol,
+                             directional=info.directional)
+
+
+def _setting(info):
+    """The entry's kernel setting (OpInfo.setting), or none."""
+    return info.setting() if info.setting is not None else contextlib.nullcontext()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
@@ -32,8 +40,9 @@ def test_gradcheck(info, device, data):
 def test_torch_parity(info, device, dtype, data):
     torch = pytest.importorskip("torch")
     sample = data.draw(info.samples, label="sample")
-    _compare(info, _mc_side(info, sample, device, dtype), _torch_side(torch, info, sample, dtype),
-             device, dtype)
+    with _setting(info):
+        _compare(info, _mc_side(info, sample, device, dtype),
+                 _torch_side(torch, info, sample, dtype), device, dtype)
 
 
 def _mc_side(info, sample, device, dtype):
@@ -159,7 +168,7 @@ def test_nan_inf_parity(info, device, data):
             _mc_side(info, sample, device, np.float64)
         assert str(e)
         return
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), _setting(info):
         _compare(info, _mc_side(info, sample, device, np.float64), torch_side, device,
                  np.float64, ties=_ties(info, sample))
 

@@ -18,6 +18,10 @@ Which algorithm computes a pass (`_algorithm`, reported per thread by `last_algo
                    position: DCGAN's last discriminator conv and first generator layer): a
                    fully-connected layer, each pass one GEMM on the arrays as they lie (no
                    im2col, no col2im);
+  'direct'         CPU, one group, stride 1, few output channels (see _direct_ok): cpu.py's
+                   direct kernel, one output channel of one image per iteration, each kernel
+                   tap one vectorised multiply-add over the shifted input (forward, and the
+                   stride-1 input gradient run as a forward conv of gy); no columns;
   'im2col_gemm'    im2col kernel + one GEMM batched over the groups (+ col2im backward;
                    on the CPU a stride-1 input gradient is a forward conv of gy instead);
   'implicit_gemm'  GPU forward only: conv.cu's tiled kernel gathers the column matrix into
@@ -221,16 +225,23 @@ def _algorithm(pass_, p, a, x_shape, w_shape, out_hw, meets_padding=None):
         algo = "gemm_1x1"
     elif p.G == 1 and p.PH == 0 and p.PW == 0 and tuple(x_shape[2:]) == tuple(w_shape[2:]):
         algo = "dense"        # one window covering the input: a fully-connected layer
-    elif pass_ != "grad_input" and _winograd_ok(p, x_shape[1], w_shape, x_shape[0], out_hw) or \
-            pass_ == "grad_input" and _winograd_ok(p, w_shape[0], (x_shape[1],) + w_shape[1:],
-                                                   x_shape[0], x_shape[2:]):
-        algo = "winograd"     # the input gradient as a forward conv of gy: K channels in, C out
-        hw = x_shape[2:] if pass_ == "grad_input" else out_hw
-        if pass_ != "grad_weight" and min(hw) >= WINOGRAD4_MIN_SIZE:
-            algo = "winograd4x4"
     else:
-        algo = "im2col_gemm"
+        algo = _cpu_algorithm(pass_, p, x_shape, w_shape, out_hw)
     return _record(pass_, algo)
+
+
+def _cpu_algorithm(pass_, p, x_shape, w_shape, out_hw):
+    """'direct', 'winograd', 'winograd4x4' or 'im2col_gemm' for a CPU pass of one group. The
+    input gradient counts as a forward conv of gy: K channels in, C out, x's size out."""
+    c_in, c_out, hw = x_shape[1], w_shape[0], out_hw
+    if pass_ == "grad_input":
+        c_in, c_out, hw = w_shape[0], x_shape[1], x_shape[2:]
+    if _winograd_ok(p, c_in, c_out, w_shape, x_shape[0], hw):
+        return "winograd4x4" if pass_ != "grad_weight" and min(hw) >= WINOGRAD4_MIN_SIZE \
+            else "winograd"
+    if pass_ != "grad_weight" and _direct_ok(p, c_in * w_shape[2] * w_shape[3], c_out):
+        return "direct"
+    return "im2col_gemm"
 
 
 def _record(pass_, algo):
@@ -248,11 +259,30 @@ WINOGRAD_MIN_TILES = 64      # fewer: transforming the weight costs more than th
 WINOGRAD4_MIN_SIZE = 16
 
 
-def _winograd_ok(p, C_in, w_shape, N, out_hw):
-    """Whether winograd takes a CPU conv of C_in channels into w_shape's K, with N * out_hw
-    outputs (measured against im2col_gemm: 0.5-0.7x forward from (8, 128, 16, 16) to
+DIRECT_MAX_OUT = 16          # output channels up to which the direct kernel takes a conv
+DIRECT_MAX_OUT_FEW_TAPS = 32  # ... and up to which it does when the sum is short:
+DIRECT_FEW_TAPS = 32          # C_in * KH * KW at most this
+
+
+def _direct_ok(p, taps, c_out):
+    """Whether the direct kernel takes a stride-1 CPU conv of one group with c_out output
+    channels, each a sum of `taps` products. Few output channels make thin GEMMs (M = c_out)
+    that OpenBLAS runs at a fraction of its rate, and a short sum makes im2col's copy as costly
+    as the GEMM. Measured at 2 threads, time direct / im2col_gemm: LeNet-5's convs
+    (64, 1, 28, 28) -> 6 5x5 0.33, (64, 6, 14, 14) -> 16 0.7, their input gradients
+    (64, 16, 18, 18) -> 6 0.3; (64, 1, 28, 28) -> 32 3x3 0.4, (64, 16, 28, 28) -> 8 3x3 0.33,
+    (8, 256, 14, 14) -> 10 3x3 0.64; but (64, 16, 14, 14) -> 32 3x3 0.8-1.25 and
+    (64, 32, 26, 26) -> 64 3x3 1.5. Winograd, where it applies, comes first: direct / winograd
+    1.2-2.3 at 16 channels out of 16-64 in ((32, 64, 8, 8), (32, 16, 32, 32))."""
+    return p.G == 1 and p.SH == p.SW == 1 and (
+        c_out <= DIRECT_MAX_OUT or c_out <= DIRECT_MAX_OUT_FEW_TAPS and taps <= DIRECT_FEW_TAPS)
+
+
+def _winograd_ok(p, C_in, K, w_shape, N, out_hw):
+    """Whether winograd takes a CPU conv of C_in channels into K with w_shape's kernel, with
+    N * out_hw outputs (measured against im2col_gemm: 0.5-0.7x forward from (8, 128, 16, 16) to
     (32, 512, 4, 4), about 1x at (8, 512, 4, 4), whose 32 tiles are below the minimum)."""
-    K, _, KH, KW = w_shape
+    KH, KW = w_shape[2:]
     OH, OW = out_hw
     return KH == 3 and KW == 3 and p.SH == p.SW == p.DH == p.DW == p.G == 1 and \
         min(C_in, K) >= WINOGRAD_MIN_CHANNELS and \
@@ -401,18 +431,20 @@ def conv2d(x, w, p, b=None, out_hw=None, keep_columns=False):
     return (y, kept) if keep_columns else y
 
 
-def _forward(x, w, p, b, OH, OW, algo, kept):
+def _forward(x, w, p, b, OH, OW, algo, kept=None, pass_="forward"):
     if algo == "depthwise":
         return grouped.depthwise_conv2d(x, w, *p.geometry(), OH, OW, b)
     if algo == "grouped":
         return grouped.grouped_conv2d(x, w, p.G, *p.geometry(), OH, OW, b)
     if algo == "implicit_gemm":
         return _cuda.implicit_gemm_conv2d(x, w, *p.geometry(), OH, OW, p.G, b)
+    if algo == "direct":
+        return _cpu.direct_conv2d(x, w, b, p.PH, p.PW, p.DH, p.DW, OH, OW, padded=_padded)
     if algo == "dense":      # (N, CKK) @ (CKK, K)
         N, K = x.shape[0], w.shape[0]
         y = _gemm(_flat(x, N), _flat(w, K).T).reshape(N, K, 1, 1)
     else:
-        y = _gemm_conv2d(x, w, p, OH, OW, algo, kept=kept)
+        y = _gemm_conv2d(x, w, p, OH, OW, algo, pass_, kept)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
     return y
@@ -466,7 +498,8 @@ def conv2d_grad_input(w, gy, x_shape, p):
         wf = w.reshape(p.G, K // p.G, Cg, KH, KW).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
         pf = ConvParams((1, 1), ((KH - 1) * p.DH - p.PH, (KW - 1) * p.DW - p.PW),
                         (p.DH, p.DW), p.G)
-        return _gemm_conv2d(gy, wf.reshape(C, K // p.G, KH, KW), pf, H, W, algo, "grad_input")
+        return _forward(gy, wf.reshape(C, K // p.G, KH, KW), pf, None, H, W, algo,
+                        pass_="grad_input")
     gyt = _to_cn(gy.reshape(N, K, OH * OW), p.G)                        # (G, Kg, N*L)
     wt = xp.ascontiguousarray(w).reshape(p.G, K // p.G, Cg * KH * KW).transpose(0, 2, 1)
     if algo == "gemm_1x1":

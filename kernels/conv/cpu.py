@@ -43,6 +43,27 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW, padded=None):
     return img
 
 
+def direct_conv2d(x, w, b, PH, PW, DH, DW, OH, OW, padded=None):
+    """The stride-1 conv y (N, K, OH, OW) of x (N, C, H, W) with w (K, C, KH, KW) (+ b) computed
+    output channel by output channel, without columns (`direct_kernel`). `padded` as for im2col:
+    where the zero-bordered copy of x goes, when there is padding."""
+    N, C, H, W = x.shape
+    K, _, KH, KW = w.shape
+    HP, WP = OH + (KH - 1) * DH, OW + (KW - 1) * DW
+    if PH or PW:
+        shape = (C, N, HP, WP)
+        xp = np.empty(shape, x.dtype) if padded is None else padded(shape, x.dtype)
+        xp = xp.reshape(N, C, HP, WP)     # reused as (N, C, HP, WP): pad_planes writes it so
+        run(pad_planes_kernel, xp.size, np.ascontiguousarray(x), PH, PW, xp.transpose(1, 0, 2, 3))
+    else:
+        xp, WP = np.ascontiguousarray(x), W   # the windows stay inside x's rows (see the kernel)
+    y = np.empty((N, K, OH, OW), x.dtype)
+    bias = np.zeros(K, x.dtype) if b is None else np.ascontiguousarray(b, x.dtype)
+    run(direct_kernel, y.size * C * KH * KW, xp.reshape(N, C, -1), WP,
+        np.ascontiguousarray(w), bias, DH, DW, OH, OW, y)
+    return y
+
+
 def _padded_shape(C, N, KH, KW, SH, SW, DH, DW, OH, OW):
     """(C, N, HP, WP): the zero-bordered image as far as the windows reach."""
     return C, N, (OH - 1) * SH + (KH - 1) * DH + 1, (OW - 1) * SW + (KW - 1) * DW + 1
@@ -164,6 +185,36 @@ def col2im_kernel(col, SH, SW, PH, PW, DH, DW, xp, img):
         for h in range(H):
             for w in range(W):
                 out[h, w] = plane[h + PH, w + PW] if h < hn and w < wn else 0
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def direct_kernel(xf, WP, w, b, DH, DW, OH, OW, y):
+    """y[n, k] = b[k] + sum over (c, kh, kw) of w[k, c, kh, kw] * the window plane of xf[n, c]
+    (planes HP * WP wide, flattened), one (n, k) per iteration. Each tap is one long vectorised
+    multiply-add over a "wide" output that runs across whole rows of the plane: output (oh, ow)
+    sits at oh * WP + ow, so the source of a tap is the plane shifted by kh * DH * WP + kw * DW,
+    and the WP - OW columns past each row's end are computed and dropped. That reads no further
+    than the plane's last element, for any WP >= OW + (KW - 1) * DW."""
+    N, K = y.shape[0], y.shape[1]
+    C, KH, KW = w.shape[1], w.shape[2], w.shape[3]
+    L = (OH - 1) * WP + OW
+    for q in prange(N * K):
+        n = q // K
+        k = q % K
+        acc = np.empty(L, y.dtype)
+        acc[:] = b[k]
+        for c in range(C):
+            plane = xf[n, c]
+            for kh in range(KH):
+                for kw in range(KW):
+                    wv = w[k, c, kh, kw]
+                    shift = kh * DH * WP + kw * DW
+                    src = plane[shift:shift + L]
+                    for i in range(L):
+                        acc[i] += wv * src[i]
+        out = y[n, k]
+        for oh in range(OH):
+            out[oh, :] = acc[oh * WP:oh * WP + OW]
 
 
 # Winograd F(2x2, 3x3): the transforms of reference.winograd_conv2d written out (B^T, G and A^T

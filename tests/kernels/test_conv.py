@@ -15,6 +15,7 @@ import minicnn.functional as F
 from minicnn.kernels import conv as K
 from minicnn.kernels._blas import gemm
 from minicnn.kernels._numba import SMALL_WORK
+from minicnn.kernels.conv import cpu as CPU
 from minicnn.kernels.conv import cuda as CC
 from minicnn.kernels.conv import reference as RC
 from minicnn.kernels.grouped import MAX_CG
@@ -191,6 +192,8 @@ def winograd_everywhere(request, monkeypatch):
     of 2x2 (F(2x2, 3x3)) or 4x4 (F(4x4, 3x3), forward and input gradient); the tile size."""
     monkeypatch.setattr(K, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(K, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(K, "DIRECT_MAX_OUT", 0)      # these small convs: not the direct kernel
+    monkeypatch.setattr(K, "DIRECT_MAX_OUT_FEW_TAPS", 0)
     monkeypatch.setattr(K, "WINOGRAD4_MIN_SIZE", 1 if request.param == 4 else 10 ** 9)
     return request.param
 
@@ -255,7 +258,7 @@ def test_winograd_rule():
                    (dict(padding=1, groups=2), (8, 32, 8, 8))):
         xx = mc.tensor(rng.standard_normal(xs).astype(np.float32))
         F.conv2d(xx, mc.tensor(w.array[:, :xs[1] // kw.get("groups", 1)]), **kw)
-        assert K.last_algorithm()["forward"] == "im2col_gemm", kw
+        assert K.last_algorithm()["forward"] not in WINOGRAD.values(), kw
 
 
 def test_winograd_nonfinite_as_the_definition(winograd_everywhere):
@@ -295,6 +298,91 @@ def test_winograd_conv_gradients(winograd_everywhere, padding):
                                   "grad_weight": "winograd"}
     mc.testing.gradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
     mc.testing.gradgradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
+
+
+# --- 'direct': few output channels, stride 1, no columns --------------------------------------
+
+@st.composite
+def direct_geometry(draw):
+    """A stride-1 conv with any padding and dilation, odd sizes, sometimes fewer outputs than
+    the full size (out_hw: the adjoint of a transposed conv with output_padding)."""
+    N, C, Kk = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    KH, KW = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    DH, DW = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    PH, PW = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = max(1, DH * (KH - 1) + 1 - 2 * PH) + draw(st.integers(0, 6))
+    W = max(1, DW * (KW - 1) + 1 - 2 * PW) + draw(st.integers(0, 6))
+    OH, OW = H + 2 * PH - DH * (KH - 1), W + 2 * PW - DW * (KW - 1)
+    OH, OW = OH - draw(st.integers(0, OH - 1)), OW - draw(st.integers(0, OW - 1))
+    return N, C, Kk, H, W, KH, KW, PH, PW, DH, DW, OH, OW, draw(st.integers(0, 2 ** 32 - 1))
+
+
+@examples(at_least=40)
+@given(g=direct_geometry(), bias=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_matches_reference(g, bias, dtype):
+    """The direct kernel against the definition, bias fused, on random data."""
+    N, C, Kk, H, W, KH, KW, PH, PW, DH, DW, OH, OW, seed = g
+    rng = np.random.default_rng(seed)
+    x = noncontiguous(rng.standard_normal((N, C, H, W)).astype(dtype), "cpu")
+    w = rng.standard_normal((Kk, C, KH, KW)).astype(dtype)
+    b = rng.standard_normal(Kk).astype(dtype) if bias else None
+    y = CPU.direct_conv2d(x, w, b, PH, PW, DH, DW, OH, OW)
+    want = RC.conv2d(x, w, 1, 1, PH, PW, DH, DW, 1)[:, :, :OH, :OW]
+    if b is not None:
+        want = want + b.reshape(1, -1, 1, 1)
+    assert y.shape == (N, Kk, OH, OW) and y.dtype == dtype
+    np.testing.assert_allclose(y, want, **_tol(dtype, C * KH * KW))
+
+
+def test_direct_parallel_path_and_workspace():
+    """Above SMALL_WORK (the kernel on the thread pool), padded through the workspace."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 23, 19)).astype(np.float32)
+    w = rng.standard_normal((7, 3, 5, 3)).astype(np.float32)
+    p = K.ConvParams((1, 1), (2, 1), (2, 1), 1)
+    y = K.conv2d(x, w, p)
+    assert K.last_algorithm()["forward"] == "direct" and y.size * 45 > SMALL_WORK
+    np.testing.assert_allclose(y, RC.conv2d(x, w, 1, 1, 2, 1, 2, 1, 1), **_tol(np.float32, 45))
+
+
+def test_direct_rule():
+    """The direct kernel for stride-1 one-group convs with few output channels (or a short sum
+    and up to 32), forward and the input gradient run as a forward conv of gy (C channels out);
+    never the weight gradient; winograd first where it applies."""
+    def algos(xs, ws, **kw):
+        x = mc.tensor(np.ones(xs, np.float32), requires_grad=True)
+        w = mc.tensor(np.ones(ws, np.float32), requires_grad=True)
+        F.conv2d(x, w, **kw).sum().backward()
+        return K.last_algorithm()
+    assert algos((4, 1, 28, 28), (6, 1, 5, 5)) == {                      # LeNet-5's convs
+        "forward": "direct", "grad_input": "direct", "grad_weight": "im2col_gemm"}
+    assert algos((4, 6, 14, 14), (16, 6, 5, 5)) == {
+        "forward": "direct", "grad_input": "direct", "grad_weight": "im2col_gemm"}
+    assert algos((2, 1, 12, 12), (32, 1, 3, 3))["forward"] == "direct"    # 9 taps, 32 out
+    got = algos((2, 2, 12, 12), (32, 2, 5, 5))         # 50 taps, 32 out; gx: 32 * 25 -> 2
+    assert got["forward"] == "im2col_gemm" and got["grad_input"] == "direct"
+    assert algos((2, 4, 12, 12), (17, 4, 3, 3), padding=1)["forward"] == "im2col_gemm"
+    assert algos((2, 3, 12, 12), (8, 3, 3, 3), stride=2)["forward"] == "im2col_gemm"
+    assert algos((2, 4, 12, 12), (8, 2, 3, 3), groups=2)["forward"] != "direct"
+    assert algos((8, 16, 8, 8), (16, 16, 3, 3), padding=1)["forward"] == "winograd"
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=(2, 0), dilation=(1, 2)),
+                                dict(padding="same", dilation=2)])
+def test_direct_conv_gradients(kw):
+    """conv2d through the direct kernel (forward and input gradient): float64 gradcheck and
+    gradgradcheck, and conv_transpose2d, whose forward is the input gradient."""
+    rng = np.random.default_rng(11)
+    x = mc.tensor(rng.standard_normal((2, 3, 6, 7)), requires_grad=True)
+    w = mc.tensor(rng.standard_normal((4, 3, 3, 2)), requires_grad=True)
+    b = mc.tensor(rng.standard_normal(4), requires_grad=True)
+    F.conv2d(x, w, b, **kw).sum().backward()
+    assert K.last_algorithm()["forward"] == K.last_algorithm()["grad_input"] == "direct"
+    mc.testing.gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), [x, w, b])
+    mc.testing.gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw), [x, w, b])
+    y = mc.tensor(rng.standard_normal((2, 4, 5, 5)), requires_grad=True)
+    mc.testing.gradcheck(lambda y, w: F.conv_transpose2d(y, w, padding=1), [y, w])
+    assert K.last_algorithm()["forward"] == "direct"
 
 
 # --- the CPU layer: threads and the column workspace ------------------------------------------
@@ -677,8 +765,10 @@ def test_cpu_records_its_algorithm():
     w = mc.tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
     K.set_algorithm("implicit_gemm")                  # the override is for the GPU only
     F.conv2d(x, w, padding=1).sum().backward()
-    assert K.last_algorithm() == {"forward": "im2col_gemm", "grad_input": "im2col_gemm",
+    assert K.last_algorithm() == {"forward": "direct", "grad_input": "direct",
                                   "grad_weight": "im2col_gemm"}
+    F.conv2d(x, w, padding=1, stride=2).sum().backward()
+    assert set(K.last_algorithm().values()) == {"im2col_gemm"}
     F.conv2d(x, w[:, :, :1, :1]).sum().backward()
     assert set(K.last_algorithm().values()) == {"gemm_1x1"}
 
@@ -698,7 +788,7 @@ def test_last_algorithm_is_per_thread():
     t.start()
     t.join()
     assert seen["before"] == {} and seen["forward"] == "gemm_1x1"
-    assert K.last_algorithm()["forward"] == "im2col_gemm"
+    assert K.last_algorithm()["forward"] == "direct"
 
 
 # --- the conv ops on the GPU path (emu, cuda) against the CPU path ----------------------------
@@ -901,7 +991,8 @@ def test_grad_weight_gemm_orientations(dtype, xs, ws, stride, direct, monkeypatc
     ((2, 8, 4, 4), (8, 8, 3, 3), False),    # the flipped weight (72 wide) > 32 outputs: GEMM
     ((2, 3, 9, 9), (8, 3, 3, 3), False),    # K*H*W > C*OH*OW: gy's columns too wide
 ])
-def test_grad_input_path_rule_and_both_paths_agree(xs, ws, as_conv, monkeypatch):
+def test_grad_input_path_rule_and_both_paths_agree(xs, ws, as_conv, monkeypatch,
+                                                   no_direct_conv):
     """kernels.conv._grad_input_as_conv for im2col_gemm passes (stride 1, few tiles, so not
     winograd), and the input gradient against the definition whichever path it takes."""
     rng = np.random.default_rng(sum(xs))

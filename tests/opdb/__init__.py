@@ -46,6 +46,9 @@ class OpInfo:
     directional: Any = None          # None: gradcheck picks by input size
     nan_args: Any = None             # the args test_nan_inf_parity fills with NaN and +-inf at
                                      # drawn positions (None: every float array argument)
+    setting: Any = None              # a context manager factory the generic tests enter around
+                                     # each sample's forward and backward: the op under another
+                                     # kernel rule (conv2d without its direct kernel)
     index_ties: bool = False         # the integer outputs index args[0] along kwargs' dim
                                      # (sort, topk, ...): among equal elements (the NaNs and
                                      # infs test_nan_inf_parity puts in) PyTorch says not which

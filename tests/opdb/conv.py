@@ -4,6 +4,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import minicnn.functional as F
+from conftest import conv_direct_off
 from minicnn.testing.strategies import arrays
 
 from . import ErrorCase, OpInfo, Sample
@@ -155,12 +156,17 @@ CONVT_ERRORS = [
 
 OPS = [
     OpInfo("conv2d", F.conv2d, _torch_conv("conv2d"), conv_sample(), CONV2D_ERRORS),
+    # the small stride-1 samples above take the CPU's direct kernel; these take im2col_gemm
+    OpInfo("conv2d_im2col", F.conv2d, _torch_conv("conv2d"), conv_sample(kind="plain"),
+           setting=conv_direct_off),
     OpInfo("conv2d_depthwise", F.conv2d, _torch_conv("conv2d"), conv_sample(kind="depthwise")),
     OpInfo("conv2d_pointwise", F.conv2d, _torch_conv("conv2d"), conv_sample(kind="pointwise")),
     OpInfo("conv2d_dense", F.conv2d, _torch_conv("conv2d"), conv_sample(kind="dense")),
     OpInfo("conv1d", F.conv1d, _torch_conv("conv1d"), conv_sample(nd=1), CONV1D_ERRORS),
     OpInfo("conv_transpose2d", F.conv_transpose2d, _torch_conv("conv_transpose2d"),
            conv_transpose_sample(), CONVT_ERRORS),
+    OpInfo("conv_transpose2d_im2col", F.conv_transpose2d, _torch_conv("conv_transpose2d"),
+           conv_transpose_sample(), setting=conv_direct_off),
     OpInfo("conv_transpose2d_dense", F.conv_transpose2d, _torch_conv("conv_transpose2d"),
            conv_transpose_sample(dense=True)),
     OpInfo("conv_transpose1d", F.conv_transpose1d, _torch_conv("conv_transpose1d"),
