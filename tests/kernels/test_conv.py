@@ -385,6 +385,33 @@ def test_direct_conv_gradients(kw):
     assert K.last_algorithm()["forward"] == "direct"
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("xs, ws, kw, algo", [
+    ((3, 8, 41, 39), (32, 8, 3, 3), dict(stride=2, padding=1), "im2col_gemm"),
+    ((2, 5, 30, 29), (24, 5, 5, 5), dict(padding=(2, 1), dilation=(1, 2)), "im2col_gemm"),
+    ((3, 64, 20, 21), (40, 64, 1, 1), {}, "gemm_1x1"),
+    ((3, 64, 41, 40), (64, 64, 1, 1), dict(stride=2), "gemm_1x1"),
+])
+def test_forward_gemm_per_image(threads, xs, ws, kw, algo):
+    """Forward GEMMs large enough to go image by image (in column pieces) straight into y:
+    equal to the definition, with the bias, on one BLAS thread and shared over two."""
+    assert K.PER_IMAGE_MIN_COLUMNS <= 400 and np.prod(ws) * xs[0] * 400 >= K.SPREAD_GEMM_MACS
+    rng = np.random.default_rng(xs[1])
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    before = mc.get_num_threads()
+    mc.set_num_threads(threads)
+    try:
+        y = F.conv2d(mc.tensor(x), mc.tensor(w), mc.tensor(b), **kw).numpy()
+    finally:
+        mc.set_num_threads(before)
+    assert K.last_algorithm()["forward"] == algo
+    s, pd, d = (kw.get(k, v) for k, v in (("stride", 1), ("padding", 0), ("dilation", 1)))
+    s, pd, d = ((v, v) if isinstance(v, int) else v for v in (s, pd, d))
+    want = RC.conv2d(x.astype(np.float64), w.astype(np.float64), *s, *pd, *d, 1)
+    np.testing.assert_allclose(y, want + b.reshape(1, -1, 1, 1), **_tol(np.float32, np.prod(ws[1:])))
+
+
 # --- the CPU layer: threads and the column workspace ------------------------------------------
 
 def test_cpu_parallel_path_matches_reference():
