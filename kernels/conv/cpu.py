@@ -1,13 +1,14 @@
 """The convolution family on the CPU: the im2col / col2im Numba kernels and the calls that
 allocate for them (layouts in kernels/conv/reference.py).
 
-im2col first copies x into a zero-bordered, channel-major image (C, N, HP, WP) (`pad_planes`),
-then each (c, kh, kw) block of the columns is rows of that image with no bounds tests: a plain
-slice for stride 1, element-wise 2-D indexing for larger strides. Against gathering straight
+im2col first copies x into a zero-bordered, channel-major image split into its stride phases
+(C, N, SH, SW, HP / SH, WP / SW) (`pad_phases`), then each (c, kh, kw) block of the columns is
+rows of one phase with no bounds tests: a plain slice for any stride. Against gathering straight
 from x with per-row valid ranges, measured at one thread: DCGAN's stride-2 4x4 convs 1.7-2x
-faster ((64, 64, 32, 32): 24.4 -> 14.5 ms, (64, 256, 8, 8): 11.3 -> 5.8 ms), 3x3 stride 1 with
-padding 5-20% faster, without padding up to 15% slower ((64, 32, 26, 26): 3.7 -> 4.3 ms, the
-extra copy).
+faster ((64, 64, 32, 32): 24.4 -> 14.5 ms, (64, 256, 8, 8): 11.3 -> 5.8 ms, with 2-D element
+indexing of an unsplit image), 3x3 stride 1 with padding 5-20% faster, without padding up to
+15% slower ((64, 32, 26, 26): 3.7 -> 4.3 ms, the extra copy). The phases took ResNet's 7x7
+stride-2 stem at batch 4 from 2.6-4.4 to 1.15 ms at 2 threads (element indexing before).
 
 col2im, its adjoint, sums into such a zero-bordered plane (one (c, n) plane per `prange`
 iteration, so no races) and copies its inside out: 1.1-1.8x faster than per-row valid ranges,
@@ -25,10 +26,11 @@ def im2col(x, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, out=None, padded=None):
     x = np.ascontiguousarray(x)
     N, C = x.shape[:2]
     col = np.empty((C, KH, KW, N, OH, OW), x.dtype) if out is None else out
-    shape = _padded_shape(C, N, KH, KW, SH, SW, DH, DW, OH, OW)
+    HP, WP = _padded_shape(C, N, KH, KW, SH, SW, DH, DW, OH, OW)[2:]
+    shape = (C, N, SH, SW, -(-HP // SH), -(-WP // SW))
     xp = np.empty(shape, x.dtype) if padded is None else padded(shape, x.dtype)
-    run(pad_planes_kernel, xp.size, x, PH, PW, xp)
-    run(im2col_kernel, col.size, xp, KH, KW, SH, SW, DH, DW, col)
+    run(pad_phases_kernel, xp.size, x, PH, PW, xp)
+    run(im2col_kernel, col.size, xp, KH, KW, DH, DW, col)
     return col
 
 
@@ -127,29 +129,60 @@ def pad_planes_kernel(x, PH, PW, xp):
 
 
 @njit(parallel=True, cache=True)
-def im2col_kernel(xp, KH, KW, SH, SW, DH, DW, col):
-    """col[c, kh, kw, n, oh, ow] = xp[c, n, oh * SH + kh * DH, ow * SW + kw * DW]: one (c, kh,
-    kw) block, written in order, per iteration."""
-    C, N = xp.shape[0], xp.shape[1]
+def pad_phases_kernel(x, PH, PW, xp):
+    """xp[c, n, a, b, i, j] = x[n, c, i * SH + a - PH, j * SW + b - PW], zeros outside x (SH,
+    SW = xp.shape[2:4]): the zero-bordered image split into its SH * SW stride phases, so that
+    every kernel tap of a strided conv reads rows of one phase (for stride 1 the one phase is
+    the zero-bordered image). Each row goes through a zero-bordered row buffer, then its
+    columns are dealt to the SW phases (for stride 2 as pairs, which vectorises)."""
+    N, C, H, W = x.shape
+    SH, SW, HQ, WQ = xp.shape[2], xp.shape[3], xp.shape[4], xp.shape[5]
+    hn = min(H, HQ * SH - PH)                     # the rows a window reads
+    wn = max(0, min(W, WQ * SW - PW))
+    for p in prange(C * N):
+        c = p // N
+        n = p % N
+        plane = xp[c, n]
+        buf = np.zeros(WQ * SW, x.dtype)
+        for a in range(SH):                       # the rows of the top and bottom border
+            for i in range(HQ):
+                h = i * SH + a - PH
+                if h < 0 or h >= hn:
+                    for b in range(SW):
+                        plane[a, b, i, :] = 0
+        for h in range(hn):
+            a, i = (h + PH) % SH, (h + PH) // SH
+            buf[PW:PW + wn] = x[n, c, h, :wn]
+            if SW == 1:
+                plane[a, 0, i, :] = buf
+            elif SW == 2:
+                for j in range(WQ):
+                    plane[a, 0, i, j] = buf[2 * j]
+                    plane[a, 1, i, j] = buf[2 * j + 1]
+            else:
+                for b in range(SW):
+                    for j in range(WQ):
+                        plane[a, b, i, j] = buf[j * SW + b]
+
+
+@njit(parallel=True, cache=True)
+def im2col_kernel(xp, KH, KW, DH, DW, col):
+    """col[c, kh, kw, n, oh, ow] = the phase-split image xp (pad_phases_kernel) at row
+    oh * SH + kh * DH, column ow * SW + kw * DW: rows of one phase, a plain slice each; one
+    (c, kh, kw) block, written in order, per iteration."""
+    C, N, SH, SW = xp.shape[0], xp.shape[1], xp.shape[2], xp.shape[3]
     OH, OW = col.shape[4], col.shape[5]
     for q in prange(C * KH * KW):
         c = q // (KH * KW)
         kh = (q // KW) % KH
         kw = q % KW
-        w0 = kw * DW
+        a, i0 = (kh * DH) % SH, (kh * DH) // SH
+        b, j0 = (kw * DW) % SW, (kw * DW) // SW
         for n in range(N):
-            plane = xp[c, n]
+            plane = xp[c, n, a, b]
             block = col[c, kh, kw, n]
             for oh in range(OH):
-                r = oh * SH + kh * DH
-                if SW == 1:             # a row slice: vectorised
-                    block[oh, :] = plane[r, w0:w0 + OW]
-                elif SW == 2:           # element-wise 2-D indexing, no row views (see col2im)
-                    for ow in range(OW):
-                        block[oh, ow] = plane[r, w0 + 2 * ow]
-                else:
-                    for ow in range(OW):
-                        block[oh, ow] = plane[r, w0 + SW * ow]
+                block[oh, :] = plane[oh + i0, j0:j0 + OW]
 
 
 @njit(parallel=True, cache=True)
