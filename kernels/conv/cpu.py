@@ -7,8 +7,10 @@ rows of one phase with no bounds tests: a plain slice for any stride. Against ga
 from x with per-row valid ranges, measured at one thread: DCGAN's stride-2 4x4 convs 1.7-2x
 faster ((64, 64, 32, 32): 24.4 -> 14.5 ms, (64, 256, 8, 8): 11.3 -> 5.8 ms, with 2-D element
 indexing of an unsplit image), 3x3 stride 1 with padding 5-20% faster, without padding up to
-15% slower ((64, 32, 26, 26): 3.7 -> 4.3 ms, the extra copy). The phases took ResNet's 7x7
-stride-2 stem at batch 4 from 2.6-4.4 to 1.15 ms at 2 threads (element indexing before).
+15% slower ((64, 32, 26, 26): 3.7 -> 4.3 ms, the extra copy). Splitting the phases (before:
+element-wise indexing of the unsplit image for strides above 1), at 2 threads: the ResNet stem
+(4, 3, 224, 224) 7x7 stride 2 2.6-4.4 -> 1.5 ms; DCGAN's 4x4 stride-2 im2cols 24.6 -> 21.2 ms in
+all, though its (64, 256, 8, 8) one went 4.5 -> 5.9 ms (rows of 4 outputs: a slice each).
 
 col2im, its adjoint, sums into such a zero-bordered plane (one (c, n) plane per `prange`
 iteration, so no races) and copies its inside out: 1.1-1.8x faster than per-row valid ranges,
