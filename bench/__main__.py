@@ -48,8 +48,9 @@ def _early_env(argv):
     if "numpy" not in sys.modules:
         for k in _THREAD_ENV:
             os.environ[k] = str(threads)
-    # minicnn sets this on import; set it here first so torch's OpenMP pool gets the same policy
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # `import minicnn` sets the OpenMP workers' spin (GOMP_SPINCOUNT, minicnn/__init__.py):
+    # imported here, after the thread variables and before torch, so torch's pool gets the same
+    import minicnn  # noqa: F401, PLC0415
 
 
 def pin_threads(n):
@@ -58,7 +59,7 @@ def pin_threads(n):
     import numpy  # noqa: PLC0415, F401 -- load OpenBLAS so threadpoolctl can see it
     import torch  # noqa: PLC0415
     info = {"requested": n, "env": {k: os.environ.get(k) for k in _THREAD_ENV + _BLAS_KERNEL_ENV
-                                    + ("OMP_WAIT_POLICY",)}}
+                                    + ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}}
     before = (torch.get_num_threads(), numba.get_num_threads())
 
     def restore():

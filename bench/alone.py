@@ -2,10 +2,10 @@
 (`python -m bench.alone [model|programs]`, from the repository root).
 
 The main harness times minicnn and PyTorch in one process, and so has to give both OpenMP pools
-one wait policy: `import minicnn` sets OMP_WAIT_POLICY=PASSIVE, which PyTorch's pool then gets
-too and which slows it (its LeNet-5 step at batch 64, 2 threads: 5.4 ms by default, 8.5 ms
-passive), while a spinning PyTorch pool in the same process slows minicnn's kernels several
-times over. Here neither side sees the other: each case runs in a process of its own, the
+one wait policy: `import minicnn` sets a short spin (GOMP_SPINCOUNT=3000; before, no spin at all,
+OMP_WAIT_POLICY=PASSIVE, which slowed PyTorch's LeNet-5 step at batch 64, 2 threads, from 5.4 to
+8.5 ms), which PyTorch's pool then gets too, while PyTorch's own long spin in the same process
+slows minicnn's kernels several times over. Here neither side sees the other: each case runs in a process of its own, the
 frameworks alternate round by round, and the medians, spreads (p90/p50) and their ratio are
 written to bench/results/<family>-<time>.md (and .json) with the load and the OpenBLAS kernel
 each child used.
@@ -34,7 +34,7 @@ from . import programs
 from .report import blas_now
 
 BLAS_KERNEL_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-THREAD_VARS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+THREAD_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 ENVS = {"given": "the environment as given",
         "unset": "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset in the children's environment"}

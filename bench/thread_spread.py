@@ -13,7 +13,9 @@ the runs would mix the load of different minutes into one distribution).
 Configurations: `numba`/`blas` are the two pools' widths; `spin` means OpenBLAS's idle workers
 spin (~0.1 s after each product, its default), `quiet` that OPENBLAS_THREAD_TIMEOUT=1 makes them
 sleep at once (what `import minicnn` sets when it loads NumPy); `default` is what `import
-minicnn` gives with no thread call (see minicnn/threads.py).
+minicnn` gives with no thread call (see minicnn/threads.py), whose Numba workers spin for
+GOMP_SPINCOUNT=3000 rounds after a kernel (minicnn/__init__.py), or not at all with
+OMP_WAIT_POLICY=PASSIVE (minicnn's setting before).
 """
 import argparse
 import json
@@ -27,6 +29,10 @@ CONFIGS = {
     "torch 2 threads (its default)": ("torch", {}, {"threads": 2}),
     "torch 1 thread": ("torch", {}, {"threads": 1}),
     "minicnn default: numba 2 / blas 1": ("minicnn", {}, {"order": "numpy"}),
+    "minicnn default, Numba's workers spinning 10000 rounds": (
+        "minicnn", {"GOMP_SPINCOUNT": "10000"}, {"order": "numpy"}),
+    "minicnn default, Numba's workers never spinning (OMP_WAIT_POLICY=PASSIVE)": (
+        "minicnn", {"OMP_WAIT_POLICY": "PASSIVE"}, {"order": "numpy"}),
     "minicnn before this default: numba 2 / blas 2, spin": (
         "minicnn", {}, {"order": "numpy", "numba": 2, "blas": 2}),
     "minicnn set_num_threads(2): numba 2 / blas 2, quiet": (

@@ -6,10 +6,18 @@
 """
 import os as _os
 
-# Numba's OpenMP workers otherwise spin after each parallel kernel and steal the cores from
-# OpenBLAS's threads in the GEMM that follows (measured: LeNet's conv forward 8.0 -> 1.4 ms on 2
-# cores). Must be set before the OpenMP runtime starts; a user's own setting wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Numba's OpenMP workers (GNU OpenMP) spin for a short while after each parallel kernel, then
+# sleep. OpenMP's default spin (300000 rounds) stole the cores from OpenBLAS's threads in the
+# GEMM that follows (LeNet's conv forward 8.0 ms against 1.4 ms with no spin); with no spin at
+# all (OMP_WAIT_POLICY=PASSIVE, the setting before) waking the workers cost ~50 us per parallel
+# kernel on the 2-core VM, which small steps pay many times over. Measured at 2 threads, no
+# spin -> 3000 rounds: the CIFAR-10 tutorial's step 2.4-2.7 -> 1.55 ms, ResNet-18 CIFAR at batch
+# 8 191-221 -> 175-183 ms (LeNet-5 at batch 64 9.4-10.5 -> 7.9-8.2 ms with 30000 rounds);
+# beside two busy loops (bench/results/thread-spread-20261207-0510.md) the tutorial's CNN at
+# batch 32 p50 13.6 -> 11.3 ms, p90/p50 1.35 -> 1.17 (10000 rounds: 17.8 ms, 1.13). Must be set
+# before the OpenMP runtime starts; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 # OpenBLAS's idle workers likewise spin ~0.1 s after each product (see minicnn/threads.py).
 from . import threads  # noqa: E402 -- imports no NumPy
 threads.quiet_blas_before_numpy()

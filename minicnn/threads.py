@@ -13,8 +13,10 @@ product, and even when they sleep at once, every product waits for a sleeping wo
 scheduled on a busy core. A BLAS of one thread has no workers to wait for.
 
 After `set_num_threads(n)` with n > 1 both pools take turns (a kernel, a GEMM, a kernel); so
-that neither holds the cores while the other runs, Numba's idle OpenMP workers sleep
-(OMP_WAIT_POLICY=PASSIVE) and so do OpenBLAS's (OPENBLAS_THREAD_TIMEOUT=1, which OpenBLAS reads
+that neither holds the cores while the other runs, Numba's idle OpenMP workers spin only
+briefly before they sleep (GOMP_SPINCOUNT=3000, set by minicnn/__init__.py: no spin at all cost
+~50 us to wake them for each parallel kernel) and OpenBLAS's sleep at once
+(OPENBLAS_THREAD_TIMEOUT=1, which OpenBLAS reads
 when NumPy is imported: `import minicnn` sets it when NumPy is not loaded yet; a user's own
 values win).
 

@@ -31,7 +31,7 @@ def test_example_defs_reports_a_missing_name():
 
 def test_quick_programs_run_writes_the_table(tmp_path):
     env = {k: v for k, v in os.environ.items()    # what pytest's `import minicnn` set stays here
-           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}
     env["OPENBLAS_L2_SIZE"] = "1048576"            # recorded as the child saw it
     proc = subprocess.run(
         [sys.executable, "-m", "bench.alone", "programs", "--quick", "--only", "cifar10_tutorial",
@@ -49,6 +49,8 @@ def test_quick_programs_run_writes_the_table(tmp_path):
     runs = res["blocks"][0]["runs"]["cifar10_tutorial"]
     assert [len(r["times"]) for r in runs["minicnn"] + runs["torch"]] == [2, 2]
     assert runs["torch"][0]["env"]["OMP_WAIT_POLICY"] is None
+    assert runs["torch"][0]["env"]["GOMP_SPINCOUNT"] is None
+    assert runs["minicnn"][0]["env"]["GOMP_SPINCOUNT"] == "3000"   # what `import minicnn` set
 
 
 def _blocks(monkeypatch, variables, **kw):

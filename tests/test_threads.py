@@ -7,6 +7,7 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 
 import minicnn as mc
 import minicnn.functional as F
@@ -188,3 +189,16 @@ def test_small_kernels_read_and_keep_each_threads_numba_width():
         assert numba.get_num_threads() == width
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("given, want", [({}, "3000"), ({"GOMP_SPINCOUNT": "5"}, "5"),
+                                         ({"OMP_WAIT_POLICY": "PASSIVE"}, None)])
+def test_import_sets_a_short_openmp_spin_unless_the_user_did(given, want):
+    """`import minicnn` makes Numba's OpenMP workers spin 3000 rounds after a kernel (neither
+    OpenMP's long default nor none at all; minicnn/__init__.py), and leaves a user's own
+    GOMP_SPINCOUNT or OMP_WAIT_POLICY alone."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, minicnn; print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **given}, capture_output=True,
+                         text=True, check=True, timeout=120).stdout.split()[-1]
+    assert out == str(want)
