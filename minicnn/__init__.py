@@ -13,8 +13,8 @@ import os as _os
 # kernel on the 2-core VM, which small steps pay many times over. Measured at 2 threads, no
 # spin -> 3000 rounds: the CIFAR-10 tutorial's step 2.4-2.7 -> 1.55 ms, ResNet-18 CIFAR at batch
 # 8 191-221 -> 175-183 ms (LeNet-5 at batch 64 9.4-10.5 -> 7.9-8.2 ms with 30000 rounds);
-# beside two busy loops (bench/results/thread-spread-20261207-0510.md) the tutorial's CNN at
-# batch 32 p50 13.6 -> 11.3 ms, p90/p50 1.35 -> 1.17 (10000 rounds: 17.8 ms, 1.13). Must be set
+# beside two busy loops (bench/results/thread-spread-20261207-055310.md) the tutorial's CNN at
+# batch 32 p50 10.8 -> 9.5 ms, p90/p50 1.46 -> 1.08 (10000 rounds: 15.3 ms, 1.03). Must be set
 # before the OpenMP runtime starts; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "3000")
