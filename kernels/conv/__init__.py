@@ -477,7 +477,8 @@ def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward", kept=None):
     K, Cg, KH, KW = w.shape
     wr = xp.ascontiguousarray(w).reshape(p.G, K // p.G, Cg * KH * KW)
     if _per_image(x, p, wr, N, OH * OW):
-        if algo == "gemm_1x1" and p.SH == p.SW == 1:     # x's planes are the columns
+        if algo == "gemm_1x1" and p.SH == p.SW == 1 and x.shape[2:] == (OH, OW):
+            # x's planes are the columns
             x3 = numpy.ascontiguousarray(x).reshape(N, Cg, OH * OW)
             return _gemm_per_image(wr[0], lambda n: x3[n], N, OH, OW)
         L = OH * OW

@@ -412,6 +412,18 @@ def test_forward_gemm_per_image(threads, xs, ws, kw, algo):
     np.testing.assert_allclose(y, want + b.reshape(1, -1, 1, 1), **_tol(np.float32, np.prod(ws[1:])))
 
 
+def test_forward_gemm_per_image_with_fewer_outputs():
+    """A 1x1 stride-1 conv asked for fewer outputs than its input's size (out_hw) takes its
+    columns from the strided view, not x's planes as they lie (that reshape failed)."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((3, 64, 20, 21)), rng.standard_normal((40, 64, 1, 1))
+    p = K.ConvParams((1, 1), (0, 0), (1, 1), 1)
+    y = K.conv2d(x, w, p, out_hw=(19, 20))
+    assert K.last_algorithm()["forward"] == "gemm_1x1" and 40 * 64 * 3 * 380 >= K.SPREAD_GEMM_MACS
+    np.testing.assert_allclose(y, RC.conv2d(x, w, 1, 1, 0, 0, 1, 1, 1)[:, :, :19, :20],
+                               rtol=1e-12, atol=1e-12)
+
+
 # --- the CPU layer: threads and the column workspace ------------------------------------------
 
 def test_cpu_parallel_path_matches_reference():
