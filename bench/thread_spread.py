@@ -110,12 +110,14 @@ def worker(args):
         times.append(time.perf_counter() - t0)
     threads = {}
     if args.lib == "minicnn":
+        from bench.report import blas_now  # noqa: PLC0415
         import numba  # noqa: PLC0415
         from threadpoolctl import threadpool_info  # noqa: PLC0415
         threads = {"numba": numba.get_num_threads(),
                    "blas": [p["num_threads"] for p in threadpool_info()
                             if p["user_api"] == "blas"],
-                   "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
+                   "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+                   "blas_kernel": blas_now()}    # which OpenBLAS kernel ran (issue 17)
     print(json.dumps({"times": times[args.warmup:], "threads": threads}))
 
 
@@ -156,6 +158,9 @@ def drive(args):
     print(f"\n{args.model} step, {args.steps} steps per run, {args.rounds} runs per "
           f"configuration, load average {min(load):.1f}-{max(load):.1f}, {os.cpu_count()} "
           "cores\n")
+    kernels = sorted({i["blas_kernel"] for i in info.values() if "blas_kernel" in i})
+    for line in kernels:          # blas_line: "- BLAS: [...] (OPENBLAS_CORETYPE=..., ...)"
+        print(f"{line} (minicnn children; PyTorch uses its own kernels)\n")
     print("| configuration | p50 ms: median of runs (min-max) | p90/p50 of a run: median "
           "(min-max) |\n|---|---|---|")
     for n, rs in runs.items():
