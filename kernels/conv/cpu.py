@@ -55,10 +55,10 @@ def direct_conv2d(x, w, b, PH, PW, DH, DW, OH, OW, padded=None):
     K, _, KH, KW = w.shape
     HP, WP = OH + (KH - 1) * DH, OW + (KW - 1) * DW
     if PH or PW:
-        shape = (C, N, HP, WP)
+        shape = (N, C, 1, 1, HP, WP)      # pad_phases' layout with n and c swapped: one phase
         xp = np.empty(shape, x.dtype) if padded is None else padded(shape, x.dtype)
-        xp = xp.reshape(N, C, HP, WP)     # reused as (N, C, HP, WP): pad_planes writes it so
-        run(pad_planes_kernel, xp.size, np.ascontiguousarray(x), PH, PW, xp.transpose(1, 0, 2, 3))
+        run(pad_phases_kernel, xp.size, np.ascontiguousarray(x), PH, PW,
+            xp.transpose(1, 0, 2, 3, 4, 5))
     else:
         xp, WP = np.ascontiguousarray(x), W   # the windows stay inside x's rows (see the kernel)
     y = np.empty((N, K, OH, OW), x.dtype)
@@ -109,34 +109,13 @@ def winograd_grad_weight(x, gy, PH, PW, v, z, mw):
 
 
 @njit(parallel=True, cache=True)
-def pad_planes_kernel(x, PH, PW, xp):
-    """xp[c, n, PH + h, PW + w] = x[n, c, h, w], zeros around; the image is cut at xp's size
-    (rows and columns that no window reads)."""
-    N, C, H, W = x.shape
-    HP, WP = xp.shape[2], xp.shape[3]
-    hn, wn = max(0, min(H, HP - PH)), max(0, min(W, WP - PW))
-    for p in prange(C * N):
-        c = p // N
-        n = p % N
-        plane = xp[c, n]
-        for hp in range(HP):
-            row = plane[hp]
-            h = hp - PH
-            if h < 0 or h >= hn:
-                row[:] = 0
-                continue
-            row[:PW] = 0
-            row[PW:PW + wn] = x[n, c, h, :wn]
-            row[PW + wn:] = 0
-
-
-@njit(parallel=True, cache=True)
 def pad_phases_kernel(x, PH, PW, xp):
     """xp[c, n, a, b, i, j] = x[n, c, i * SH + a - PH, j * SW + b - PW], zeros outside x (SH,
     SW = xp.shape[2:4]): the zero-bordered image split into its SH * SW stride phases, so that
     every kernel tap of a strided conv reads rows of one phase (for stride 1 the one phase is
-    the zero-bordered image). Each row goes through a zero-bordered row buffer, then its
-    columns are dealt to the SW phases (for stride 2 as pairs, which vectorises)."""
+    the zero-bordered image, each row copied in place). For larger strides each row goes
+    through a zero-bordered row buffer, then its columns are dealt to the SW phases (for stride
+    2 as pairs, which vectorises)."""
     N, C, H, W = x.shape
     SH, SW, HQ, WQ = xp.shape[2], xp.shape[3], xp.shape[4], xp.shape[5]
     hn = min(H, HQ * SH - PH)                     # the rows a window reads
@@ -154,10 +133,14 @@ def pad_phases_kernel(x, PH, PW, xp):
                         plane[a, b, i, :] = 0
         for h in range(hn):
             a, i = (h + PH) % SH, (h + PH) // SH
-            buf[PW:PW + wn] = x[n, c, h, :wn]
             if SW == 1:
-                plane[a, 0, i, :] = buf
-            elif SW == 2:
+                row = plane[a, 0, i]
+                row[:PW] = 0
+                row[PW:PW + wn] = x[n, c, h, :wn]
+                row[PW + wn:] = 0
+                continue
+            buf[PW:PW + wn] = x[n, c, h, :wn]
+            if SW == 2:
                 for j in range(WQ):
                     plane[a, 0, i, j] = buf[2 * j]
                     plane[a, 1, i, j] = buf[2 * j + 1]
