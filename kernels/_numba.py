@@ -43,6 +43,15 @@ def _run(kernel, work, args):
     return kernel(*args)
 
 
+CHUNKS_PER_THREAD = 4   # prange chunks per thread of the kernels that reuse their buffers
+
+
+def chunks(items):
+    """How many prange iterations a kernel that makes its scratch buffers once per iteration
+    (not once per item) cuts `items` into: a few per thread, so a late thread delays little."""
+    return max(1, min(items, CHUNKS_PER_THREAD * _num_threads()))
+
+
 def _num_threads():
     """numba.get_num_threads(): this Python thread's width. Once Numba's threading layer has
     started, read straight from the layer's own per-thread value; the public function first

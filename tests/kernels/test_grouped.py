@@ -660,3 +660,40 @@ def test_conv_op_through_the_kernels_emulated(monkeypatch):
                                    rtol=1e-12, atol=1e-12)
     assert set(calls) == {"grouped_conv2d", "grouped_grad_input", "grouped_grad_weight",
                           "depthwise_conv2d", "depthwise_grad_input", "depthwise_grad_weight"}
+
+
+@examples(at_least=20)
+@given(N=st.integers(1, 3), C=st.integers(1, 5), H=st.integers(3, 19), W=st.integers(3, 37),
+       f32=st.booleans(), seed=st.integers(0, 2**16))
+def test_depthwise3x3_same_against_reference(N, C, H, W, f32, seed):
+    """The CPU's padding-1 depthwise 3x3 kernel (planes read in place, border columns and rows
+    redone exactly) against the reference: forward with bias, and the input gradient that
+    runs through it; planes from 3x3 up, odd widths."""
+    from minicnn.kernels.grouped import cpu as GCPU
+    dtype = np.float32 if f32 else np.float64
+    rng = np.random.default_rng(seed)
+    x, w, b, gy = (rng.standard_normal(s).astype(dtype)
+                   for s in ((N, C, H, W), (C, 1, 3, 3), (C,), (N, C, H, W)))
+    y = GCPU.depthwise_conv2d(x, w, 1, 1, 1, 1, 1, 1, H, W, b)
+    _close(y, ref_fwd(*(a.astype(np.float64) for a in (x, w)), C, (1, 1), (1, 1), (1, 1), H, W,
+                      b.astype(np.float64)), dtype, 9)
+    gx = GCPU.depthwise_grad_input(gy, w, C, H, W, 1, 1, 1, 1, 1, 1)
+    _close(gx, ref_grad_input(gy.astype(np.float64), w.astype(np.float64), C, C, H, W, (1, 1),
+                              (1, 1), (1, 1)), dtype, 9)
+
+
+@pytest.mark.parametrize("spot", [(0, 0), (0, 4), (3, 0), (6, 4), (3, 2), (1, 1)])
+def test_depthwise3x3_same_nonfinite_stays_in_its_windows(spot):
+    """An inf in x reaches exactly the outputs whose window holds it (the definition's
+    pattern), wherever it sits: corner, edge, inside; none leaks across a row's end."""
+    from minicnn.kernels.grouped import cpu as GCPU
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 7, 5))
+    x[0, 1][spot] = np.inf
+    w = np.abs(rng.standard_normal((2, 1, 3, 3))) + 0.1   # positive: inf stays inf
+    y = GCPU.depthwise_conv2d(x, w, 1, 1, 1, 1, 1, 1, 7, 5)
+    want = np.zeros((7, 5), bool)
+    h, c = spot
+    want[max(h - 1, 0):h + 2, max(c - 1, 0):c + 2] = True
+    np.testing.assert_array_equal(np.isinf(y[0, 1]), want)
+    assert np.isfinite(y[0, 0]).all()
