@@ -30,7 +30,9 @@ Which algorithm computes a pass (`_algorithm`, reported per thread by `last_algo
                    and WINOGRAD_MIN_TILES output tiles: F(2x2, 3x3), 16 GEMMs (K, C) @ (C, T)
                    over the transformed 2x2 tiles, 2.25x fewer multiplications and no columns
                    (forward, the stride-1 input gradient run as a forward conv of gy, and
-                   the weight gradient, the adjoint of the forward's transforms).
+                   the weight gradient, the adjoint of the forward's transforms). Dilated
+                   3x3 convs whose padding is a multiple of the dilation too, as the
+                   undilated conv of their phase planes batched (cpu.phase_images).
   'winograd4x4'    the same with 4x4 output tiles, F(4x4, 3x3): 36 GEMMs, 4x fewer
                    multiplications; forward and input gradient where that pass's output is at
                    least WINOGRAD4_MIN_SIZE high and wide (the weight gradient stays F(2x2)).
@@ -237,8 +239,8 @@ def _cpu_algorithm(pass_, p, x_shape, w_shape, out_hw):
     if pass_ == "grad_input":
         c_in, c_out, hw = w_shape[0], x_shape[1], x_shape[2:]
     if _winograd_ok(p, c_in, c_out, w_shape, x_shape[0], hw):
-        return "winograd4x4" if pass_ != "grad_weight" and min(hw) >= WINOGRAD4_MIN_SIZE \
-            else "winograd"
+        return "winograd4x4" if pass_ != "grad_weight" and \
+            min(_phase_hw(p, hw)) >= WINOGRAD4_MIN_SIZE else "winograd"
     if pass_ != "grad_weight" and _direct_ok(p, c_in * w_shape[2] * w_shape[3], c_out):
         return "direct"
     return "im2col_gemm"
@@ -281,12 +283,25 @@ def _direct_ok(p, taps, c_out):
 def _winograd_ok(p, C_in, K, w_shape, N, out_hw):
     """Whether winograd takes a CPU conv of C_in channels into K with w_shape's kernel, with
     N * out_hw outputs (measured against im2col_gemm: 0.5-0.7x forward from (8, 128, 16, 16) to
-    (32, 512, 4, 4), about 1x at (8, 512, 4, 4), whose 32 tiles are below the minimum)."""
+    (32, 512, 4, 4), about 1x at (8, 512, 4, 4), whose 32 tiles are below the minimum). A
+    dilated conv goes as the undilated conv of its phase planes (cpu.phase_images) when its
+    padding is a multiple of the dilation (as 'same' padding, D, is)."""
     KH, KW = w_shape[2:]
-    OH, OW = out_hw
-    return KH == 3 and KW == 3 and p.SH == p.SW == p.DH == p.DW == p.G == 1 and \
-        min(C_in, K) >= WINOGRAD_MIN_CHANNELS and \
-        N * ((OH + 1) // 2) * ((OW + 1) // 2) >= WINOGRAD_MIN_TILES
+    OH, OW = _phase_hw(p, out_hw)
+    return KH == 3 and KW == 3 and p.SH == p.SW == p.G == 1 and \
+        p.PH % p.DH == 0 and p.PW % p.DW == 0 and min(C_in, K) >= WINOGRAD_MIN_CHANNELS and \
+        N * p.DH * p.DW * ((OH + 1) // 2) * ((OW + 1) // 2) >= WINOGRAD_MIN_TILES
+
+
+def _phase_hw(p, hw):
+    """The size of one dilation phase plane of an (H, W) image: hw itself when undilated."""
+    return -(-hw[0] // p.DH), -(-hw[1] // p.DW)
+
+
+def _undilated(p):
+    """The conv of each phase plane of a conv dilated by p (stride 1, padding a multiple of the
+    dilation): padding over the dilation, no dilation."""
+    return ConvParams((1, 1), (p.PH // p.DH, p.PW // p.DW), (1, 1), p.G)
 
 
 def _skips_nonfinite(pass_, p, operand, w_shape, x_shape, out_hw):
@@ -459,15 +474,8 @@ def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward", kept=None):
     """The forward as GEMMs: 'winograd' / 'winograd4x4', or one GEMM per group over the columns
     of x ('gemm_1x1', 'im2col_gemm'; im2col into `kept`'s array when given)."""
     if algo in ("winograd", "winograd4x4"):
-        N, C = x.shape[:2]
-        K = w.shape[0]
-        tile = 2 if algo == "winograd" else 4
-        n, T = (tile + 2) ** 2, N * -(-OH // tile) * -(-OW // tile)
-        u = _workspace((n, K, C), x.dtype, 2)
-        v = _workspace((n, C, T), x.dtype, 0)
-        m = _workspace((n, K, T), x.dtype, 1)
-        y = numpy.empty((N, K, OH, OW), x.dtype)
-        if _cpu.winograd_conv2d(x, w, p.PH, p.PW, OH, OW, u, v, m, y, tile):
+        y = _winograd_conv2d(x, w, p, OH, OW, 2 if algo == "winograd" else 4)
+        if y is not None:
             return y
         # a NaN or inf: the transforms spread it over whole tiles (inf - inf), so the outputs
         # take the definition's values, and PyTorch's, from im2col_gemm
@@ -485,6 +493,26 @@ def _gemm_conv2d(x, w, p, OH, OW, algo, pass_="forward", kept=None):
         cols = _columns(x, p, KH, KW, OH, OW, algo, kept)[0]                # (CKK, N*L)
         return _gemm_per_image(wr[0], lambda n: cols[:, n * L:(n + 1) * L], N, OH, OW)
     return _from_cn(_mm(wr, _columns(x, p, KH, KW, OH, OW, algo, kept)), N, OH, OW)
+
+
+def _winograd_conv2d(x, w, p, OH, OW, tile):
+    """y (N, K, OH, OW) by Winograd F(tile x tile, 3x3), a dilated conv over its phase planes;
+    None where an output is not finite."""
+    K, N = w.shape[0], x.shape[0]
+    DH, DW = p.DH, p.DW
+    if DH * DW > 1:
+        y = numpy.empty((N, K, OH, OW), x.dtype)
+        x, (OH, OW), p = _cpu.phase_images(x, DH, DW), _phase_hw(p, (OH, OW)), _undilated(p)
+        N = x.shape[0]
+    C = x.shape[1]
+    n, T = (tile + 2) ** 2, N * -(-OH // tile) * -(-OW // tile)
+    u = _workspace((n, K, C), x.dtype, 2)
+    v = _workspace((n, C, T), x.dtype, 0)
+    m = _workspace((n, K, T), x.dtype, 1)
+    ys = numpy.empty((N, K, OH, OW), x.dtype)
+    if not _cpu.winograd_conv2d(x, w, p.PH, p.PW, OH, OW, u, v, m, ys, tile):
+        return None
+    return _cpu.from_phase_images(ys, DH, DW, y) if DH * DW > 1 else ys
 
 
 PER_IMAGE_MIN_COLUMNS = 256       # output positions per image from which _gemm_per_image pays
@@ -586,9 +614,14 @@ def conv2d_grad_weight(x, gy, w_shape, p, columns=None):
     if algo == "dense":      # (K, N) @ (N, CKK)
         return _gemm(_flat(gy, N).T, _flat(x, N)).reshape(w_shape)
     if algo == "winograd":
-        T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+        xs, gys, ps = x, gy, p
+        if p.DH * p.DW > 1:     # the sum over the phase planes' undilated weight gradients
+            xs, gys = (_cpu.phase_images(a, p.DH, p.DW) for a in (x, gy))
+            ps = _undilated(p)
+        Ns, (OHs, OWs) = xs.shape[0], gys.shape[2:]
+        T = Ns * ((OHs + 1) // 2) * ((OWs + 1) // 2)
         gw = _cpu.winograd_grad_weight(
-            x, gy, p.PH, p.PW, _workspace((16, C, T), x.dtype, 0),
+            xs, gys, ps.PH, ps.PW, _workspace((16, C, T), x.dtype, 0),
             _workspace((16, K, T), x.dtype, 1), _workspace((16, K, C), x.dtype, 2))
         if gw is not None:
             return gw

@@ -105,7 +105,55 @@ def winograd_grad_weight(x, gy, PH, PW, v, z, mw):
     return gw if run(winograd_weight_grad_kernel, mw.size, mw, gw) == 0 else None
 
 
+def phase_images(a, DH, DW):
+    """a (N, C, H, W) as the batch of its dilation phase planes, (N * DH * DW, C, ceil(H / DH),
+    ceil(W / DW)): image (n * DH + ph) * DW + pw is a[n, :, ph::DH, pw::DW], zero-filled where
+    the phase is a row or column short. A conv dilated by (DH, DW) whose padding is a multiple
+    of it is the undilated conv of each phase plane (padding over the dilation), the output's
+    phase planes from the input's of the same phase (TensorFlow's space-to-batch for atrous
+    convolutions), so Winograd takes it."""
+    N, C, H, W = a.shape
+    out = np.empty((N * DH * DW, C, -(-H // DH), -(-W // DW)), a.dtype)
+    run(phase_images_kernel, out.size, np.ascontiguousarray(a), DH, DW, out)
+    return out
+
+
+def from_phase_images(images, DH, DW, out):
+    """The inverse of phase_images into out (N, K, OH, OW): out[n, k, ph::DH, pw::DW] = the
+    first rows and columns of image (n * DH + ph) * DW + pw."""
+    run(from_phase_images_kernel, out.size, images, DH, DW, out)
+    return out
+
+
 # --- kernels ----------------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def phase_images_kernel(x, DH, DW, xs):
+    N, C, H, W = x.shape
+    Hs = xs.shape[2]
+    DD = DH * DW
+    for p in prange(N * C * DD):
+        n, c, ph, pw = p // (C * DD), p % (C * DD) // DD, p % DD // DW, p % DW
+        out = xs[(n * DH + ph) * DW + pw, c]
+        wi = -(-(W - pw) // DW)
+        for i in range(Hs):
+            if ph + DH * i < H:
+                out[i, :wi] = x[n, c, ph + DH * i, pw::DW]
+                out[i, wi:] = 0
+            else:
+                out[i] = 0
+
+
+@njit(parallel=True, cache=True)
+def from_phase_images_kernel(ys, DH, DW, y):
+    N, K, OH, OW = y.shape
+    for p in prange(N * K):
+        n, k = p // K, p % K
+        for h in range(OH):
+            ph, i = h % DH, h // DH
+            for pw in range(DW):
+                y[n, k, h, pw::DW] = ys[(n * DH + ph) * DW + pw, k, i, :-(-(OW - pw) // DW)]
 
 
 @njit(parallel=True, cache=True)

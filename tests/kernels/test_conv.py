@@ -300,6 +300,119 @@ def test_winograd_conv_gradients(winograd_everywhere, padding):
     mc.testing.gradgradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
 
 
+@st.composite
+def dilated_winograd_geometry(draw):
+    """A 3x3 stride-1 conv dilated by 1-3 on each axis, padding a multiple of the dilation (0, D
+    or 2D), odd sizes (phase planes of unequal size), sometimes fewer outputs (out_hw)."""
+    N, C, Kk = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    DH, DW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    PH, PW = DH * draw(st.integers(0, 2)), DW * draw(st.integers(0, 2))
+    H = max(1, 2 * DH + 1 - 2 * PH) + draw(st.integers(0, 8))
+    W = max(1, 2 * DW + 1 - 2 * PW) + draw(st.integers(0, 8))
+    if (H, W, PH, PW) == (3, 3, 0, 0):
+        W = 4       # one window over the whole input is a fully-connected layer: 'dense'
+    OH, OW = H + 2 * PH - 2 * DH, W + 2 * PW - 2 * DW
+    OH, OW = OH - draw(st.integers(0, OH - 1)), OW - draw(st.integers(0, OW - 1))
+    return N, C, Kk, H, W, PH, PW, DH, DW, OH, OW, draw(st.integers(0, 2 ** 32 - 1))
+
+
+@examples(at_least=30)
+@given(g=dilated_winograd_geometry(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_dilated_winograd_matches_definition(winograd_everywhere, g, dtype):
+    """A dilated conv through Winograd over its phase planes, forward and weight gradient,
+    against the dilated definition: float64 to rounding; float32 within the bound of
+    test_winograd_matches_reference computed on the phase planes (each an undilated conv)."""
+    tile = winograd_everywhere
+    N, C, Kk, H, W, PH, PW, DH, DW, OH, OW, seed = g
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((Kk, C, 3, 3)).astype(dtype)
+    p = K.ConvParams((1, 1), (PH, PW), (DH, DW), 1)
+    y = K.conv2d(x, w, p, out_hw=(OH, OW))
+    assert K.last_algorithm()["forward"] == WINOGRAD[tile]
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gw = K.conv2d_grad_weight(x, gy, w.shape, p)
+    assert K.last_algorithm()["grad_weight"] == "winograd" and gw.dtype == y.dtype == dtype
+    x64, w64, gy64 = x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64)
+    want = RC.conv2d(x64, w64, 1, 1, PH, PW, DH, DW, 1)[:, :, :OH, :OW]
+    windows = RC.windows(x64, 3, 3, 1, 1, PH, PW, DH, DW, OH, OW)
+    want_gw = np.einsum("nchwij,nkij->kchw", windows, gy64)
+    if dtype == np.float64:
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gw, want_gw, rtol=1e-12, atol=1e-12)
+        return
+    xs, gys = CPU.phase_images(x64, DH, DW), CPU.phase_images(gy64, DH, DW)
+    Ps, OHs, OWs = (PH // DH, PW // DW), gys.shape[2], gys.shape[3]
+    eps = np.finfo(np.float32).eps
+    bound = CPU.from_phase_images(
+        RC.winograd_conv2d(xs, w64, *Ps, OHs, OWs, absolute=True, tile=tile), DH, DW,
+        np.empty(y.shape)) * (C + (tile + 2) ** 2) * eps
+    assert np.all(np.abs(y - want) <= bound)
+    T = xs.shape[0] * ((OHs + 1) // 2) * ((OWs + 1) // 2)
+    bound = (T + 16) * eps * RC.winograd_grad_weight(xs, gys, *Ps, absolute=True)
+    assert np.all(np.abs(gw - want_gw) <= bound)
+
+
+@given(N=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(1, 11), W=st.integers(1, 11),
+       DH=st.integers(1, 4), DW=st.integers(1, 4))
+def test_phase_images_round_trip(N, C, H, W, DH, DW):
+    """phase_images: image (n * DH + ph) * DW + pw is x[n, :, ph::DH, pw::DW] zero-filled to
+    ceil(H / DH) x ceil(W / DW); from_phase_images puts the planes back exactly."""
+    x = np.random.default_rng(H * W).standard_normal((N, C, H, W))
+    xs = CPU.phase_images(x, DH, DW)
+    assert xs.shape == (N * DH * DW, C, -(-H // DH), -(-W // DW))
+    for n, ph, pw in np.ndindex(N, DH, DW):
+        plane, image = x[n, :, ph::DH, pw::DW], xs[(n * DH + ph) * DW + pw]
+        np.testing.assert_array_equal(image[:, :plane.shape[1], :plane.shape[2]], plane)
+        assert not image[:, plane.shape[1]:].any() and not image[:, :, plane.shape[2]:].any()
+    np.testing.assert_array_equal(CPU.from_phase_images(xs, DH, DW, np.empty_like(x)), x)
+
+
+def test_dilated_winograd_rule():
+    """'Same' dilated 3x3 convs take Winograd (F(4x4) where a phase plane's output is at least
+    WINOGRAD4_MIN_SIZE): dilation 2, padding 2, as DeepLab's; padding 1 at dilation 2 (not a
+    multiple) does not."""
+    rng = np.random.default_rng(5)
+    x = mc.tensor(rng.standard_normal((2, 16, 40, 36)).astype(np.float32), requires_grad=True)
+    w = mc.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), requires_grad=True)
+    F.conv2d(x, w, padding=2, dilation=2).sum().backward()
+    assert K.last_algorithm() == {"forward": "winograd4x4", "grad_input": "winograd4x4",
+                                  "grad_weight": "winograd"}
+    F.conv2d(x, w, padding=(4, 2), dilation=(4, 2)).sum().backward()   # 10x18 phase planes
+    assert set(K.last_algorithm().values()) == {"winograd"}
+    F.conv2d(x, w, padding=1, dilation=2)
+    assert K.last_algorithm()["forward"] not in WINOGRAD.values()
+
+
+@pytest.mark.parametrize("padding, dilation", [(2, 2), ((3, 2), (3, 1)), (4, 2)])
+def test_dilated_winograd_conv_gradients(winograd_everywhere, padding, dilation):
+    """A dilated conv through winograd (all three passes): float64 gradcheck."""
+    rng = np.random.default_rng(8)
+    x = mc.tensor(rng.standard_normal((2, 3, 7, 6)), requires_grad=True)
+    w = mc.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    F.conv2d(x, w, padding=padding, dilation=dilation).sum().backward()
+    tile = winograd_everywhere
+    assert K.last_algorithm() == {"forward": WINOGRAD[tile], "grad_input": WINOGRAD[tile],
+                                  "grad_weight": "winograd"}
+    mc.testing.gradcheck(lambda x, w: F.conv2d(x, w, padding=padding, dilation=dilation),
+                         [x, w])
+
+
+def test_dilated_winograd_nonfinite_as_the_definition(winograd_everywhere):
+    """A NaN or inf in a dilated conv's input: the pass runs again through im2col_gemm on the
+    original arrays, so the outputs are the definition's."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 8))
+    x[1, 2, 4, 3], x[0, 0, 0, 7] = np.inf, np.nan
+    w = rng.standard_normal((4, 3, 3, 3))
+    p = K.ConvParams((1, 1), (2, 2), (2, 2), 1)
+    want = RC.conv2d(x, w, 1, 1, 2, 2, 2, 2, 1)
+    got = K.conv2d(x, w, p)
+    assert K.last_algorithm()["forward"] == "im2col_gemm"
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 # --- 'direct': few output channels, stride 1, no columns --------------------------------------
 
 @st.composite
