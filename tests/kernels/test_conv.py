@@ -300,6 +300,21 @@ def test_winograd_conv_gradients(winograd_everywhere, padding):
     mc.testing.gradgradcheck(lambda x, w: F.conv2d(x, w, padding=padding), [x, w])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_padded_workspace_rows(dtype):
+    """T a multiple of 4 KiB of elements (here 16 x 8 x 8 = 1024 tiles of F(4x4)): v and m are
+    views of longer rows (ROW_PAD), and the result is still the definition's."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((16, 16, 32, 32)).astype(dtype)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
+    assert 16 * 8 * 8 * x.itemsize % 4096 == 0
+    y = K.conv2d(x, w, K.ConvParams((1, 1), (1, 1), (1, 1), 1))
+    assert K.last_algorithm()["forward"] == "winograd4x4"
+    want = RC.conv2d(x.astype(np.float64), w.astype(np.float64), 1, 1, 1, 1, 1, 1, 1)
+    np.testing.assert_allclose(y, want, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
 @st.composite
 def dilated_winograd_geometry(draw):
     """A 3x3 stride-1 conv dilated by 1-3 on each axis, padding a multiple of the dilation (0, D
