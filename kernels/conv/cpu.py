@@ -135,30 +135,58 @@ def from_phase_images(images, DH, DW, out):
 
 @njit(parallel=True, cache=True)
 def phase_images_kernel(x, DH, DW, xs):
+    """One (n, c) plane per iteration, each row of x read once and dealt to its DW phases
+    (for DW = 2 as pairs, which vectorises: (4, 64, 56, 56) 0.29 -> 0.13 ms at 2 threads, against
+    a phase per iteration); the short phases' last row and column zeroed."""
     N, C, H, W = x.shape
-    Hs = xs.shape[2]
-    DD = DH * DW
-    for p in prange(N * C * DD):
-        n, c, ph, pw = p // (C * DD), p % (C * DD) // DD, p % DD // DW, p % DW
-        out = xs[(n * DH + ph) * DW + pw, c]
-        wi = -(-(W - pw) // DW)
-        for i in range(Hs):
-            if ph + DH * i < H:
-                out[i, :wi] = x[n, c, ph + DH * i, pw::DW]
-                out[i, wi:] = 0
-            else:
-                out[i] = 0
+    Hs, Ws = xs.shape[2], xs.shape[3]
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for h in range(DH * Hs):
+            ph, i = h % DH, h // DH
+            first = (n * DH + ph) * DW
+            if h >= H:
+                for pw in range(DW):
+                    xs[first + pw, c, i] = 0
+                continue
+            row = x[n, c, h]
+            if DW == 2:
+                out0, out1 = xs[first, c, i], xs[first + 1, c, i]
+                for j in range(W // 2):
+                    out0[j] = row[2 * j]
+                    out1[j] = row[2 * j + 1]
+                if W % 2:
+                    out0[Ws - 1] = row[W - 1]
+                    out1[Ws - 1] = 0
+                continue
+            for pw in range(DW):
+                out = xs[first + pw, c, i]
+                wi = -(-(W - pw) // DW)
+                out[:wi] = row[pw::DW]
+                out[wi:] = 0
 
 
 @njit(parallel=True, cache=True)
 def from_phase_images_kernel(ys, DH, DW, y):
+    """One (n, k) plane per iteration, each row of y written once from its DW phases (for DW =
+    2 as pairs: 0.26 -> 0.09 ms, as phase_images_kernel)."""
     N, K, OH, OW = y.shape
     for p in prange(N * K):
         n, k = p // K, p % K
         for h in range(OH):
             ph, i = h % DH, h // DH
+            first = (n * DH + ph) * DW
+            row = y[n, k, h]
+            if DW == 2:
+                in0, in1 = ys[first, k, i], ys[first + 1, k, i]
+                for j in range(OW // 2):
+                    row[2 * j] = in0[j]
+                    row[2 * j + 1] = in1[j]
+                if OW % 2:
+                    row[OW - 1] = in0[OW // 2]
+                continue
             for pw in range(DW):
-                y[n, k, h, pw::DW] = ys[(n * DH + ph) * DW + pw, k, i, :-(-(OW - pw) // DW)]
+                row[pw::DW] = ys[first + pw, k, i, :-(-(OW - pw) // DW)]
 
 
 @njit(parallel=True, cache=True)
