@@ -518,8 +518,8 @@ def _winograd_conv2d(x, w, p, OH, OW, tile):
 
 # Winograd's v and m rows get ROW_PAD more elements of stride where T is a multiple of 4 KiB:
 # rows of a power-of-two multiple of 4 KiB apart land in the same cache sets. The 36 GEMMs of
-# F(4x4) at 64 channels, T = 1024 (CIFAR's 16 x 32 x 32): 2.65 -> 2.13 ms; A/B of the whole
-# forward at 2 threads, (16, 64, 32, 32) 8.6 -> 7.1 ms, (4, 64, 64, 64) 7.7 -> 7.0 ms.
+# F(4x4) at 64 channels, T = 1024 (CIFAR's 16 x 32 x 32): 2.63 -> 2.04 ms; A/B of the whole
+# forward at 2 threads, (16, 64, 32, 32) 5.3 -> 5.0-5.2 ms, (4, 64, 64, 64) 4.8 -> 4.6 ms.
 ROW_PAD = 16
 
 
