@@ -90,7 +90,8 @@ def winograd_conv2d(x, w, PH, PW, OH, OW, u, v, m, y, tile=2):
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller redoes it
         matmuls(u, v, m)                                   # a GEMMs (K, C) @ (C, T)
     if tile == 2:
-        return run(winograd_output_kernel, m.size, m, TH, TW, y) == 0
+        return run(winograd_output_kernel, m.size, m, TH, TW, y,
+                   chunks(y.shape[0] * y.shape[1])) == 0
     return run(winograd4_output_kernel, m.size, m, TH, TW, y,
                chunks(y.shape[0] * y.shape[1])) == 0
 
@@ -391,34 +392,41 @@ def _at(m0, m1, m2, m3):
 
 
 @njit(parallel=True, cache=True)
-def winograd_output_kernel(m, TH, TW, y):
+def winograd_output_kernel(m, TH, TW, y, chunks):
     """y[n, k, 2th + i, 2tw + j] = (A^T m_t A)[i, j] where inside y; returns the number of
-    non-finite values written."""
+    non-finite values written. One (n, k) plane per iteration, all its tiles at once, as
+    winograd4_output_kernel. A/B in one process at 2 threads, against a tile at a time: (4,
+    256, 14, 14) 0.29 -> 0.25 ms, (32, 128, 8, 8) 0.52 -> 0.41 ms, (8, 64, 15, 15) 0.18 ->
+    0.14 ms."""
     N, K, OH, OW = y.shape
     T = TH * TW
     bad = 0
-    for p in prange(N * K):
-        k = p // N
-        n = p % N
-        mb = np.empty((16, T), y.dtype)     # this plane's 16 runs of m (as the input kernel)
-        for xi in range(16):
-            mb[xi] = m[xi, k, n * T:(n + 1) * T]
-        for th in range(TH):
-            for tw in range(TW):
-                t = th * TW + tw
-                s0 = _at(mb[0, t], mb[4, t], mb[8, t], mb[12, t])     # A^T m, by column
-                s1 = _at(mb[1, t], mb[5, t], mb[9, t], mb[13, t])
-                s2 = _at(mb[2, t], mb[6, t], mb[10, t], mb[14, t])
-                s3 = _at(mb[3, t], mb[7, t], mb[11, t], mb[15, t])
-                for i in range(2):
-                    h = 2 * th + i
-                    if h < OH:
-                        r = _at(s0[i], s1[i], s2[i], s3[i])                   # ... then A
-                        y[n, k, h, 2 * tw] = r[0]
-                        if 2 * tw + 1 < OW:
-                            y[n, k, h, 2 * tw + 1] = r[1]
-                        if r[0] - r[0] != 0 or r[1] - r[1] != 0:   # NaN or inf (see caller)
-                            bad += 1
+    planes = N * K
+    for chunk in prange(chunks):
+        mb = np.empty((16, T), y.dtype)
+        s = np.empty((2, 4, T), y.dtype)           # A^T m
+        yb = np.empty((2, 2 * T), y.dtype)         # (A^T m) A: row i of every tile
+        for p in range(planes * chunk // chunks, planes * (chunk + 1) // chunks):
+            k = p // N
+            n = p % N
+            for xi in range(16):
+                mb[xi] = m[xi, k, n * T:(n + 1) * T]
+            for b in range(4):                                          # A^T m
+                for t in range(T):
+                    s[0, b, t], s[1, b, t] = _at(mb[b, t], mb[4 + b, t], mb[8 + b, t],
+                                                 mb[12 + b, t])
+            for i in range(2):                                          # ... then A
+                row = yb[i]
+                for t in range(T):
+                    row[2 * t], row[2 * t + 1] = _at(s[i, 0, t], s[i, 1, t], s[i, 2, t],
+                                                     s[i, 3, t])
+            for h in range(OH):
+                out = y[n, k, h]
+                src = yb[h % 2, 2 * TW * (h // 2):2 * TW * (h // 2) + OW]
+                for w in range(OW):
+                    out[w] = src[w]
+                    if src[w] - src[w] != 0:          # NaN or inf (see the caller)
+                        bad += 1
     return bad
 
 
@@ -574,45 +582,44 @@ def _at6(m0, m1, m2, m3, m4, m5, two, four, eight):
 @njit(parallel=True, cache=True)
 def winograd4_output_kernel(m, TH, TW, y, chunks):
     """y[n, k, 4th + i, 4tw + j] = (A^T m_t A)[i, j] where inside y; returns the number of
-    non-finite values written. One (n, k) plane per iteration, a row of tiles at a time and
-    vectorised across it (as the input transform): A^T down each tile's columns (contiguous
-    across the tiles), then A along its rows (stride-4 stores) into a whole-tile plane, whose
-    inside is copied to y. Against a tile at a time, as the input transform: 2.8 -> 1.9 ms at
-    (16, 64, 32, 32), 2.0 -> 1.3 ms at (4, 64, 56, 56), but 0.47 -> 0.57 ms at (8, 128, 16, 16)
-    (rows of 4 tiles)."""
+    non-finite values written. One (n, k) plane per iteration, all its T tiles at once: A^T down
+    each tile's columns (contiguous across the tiles), then A along its rows into four rows of
+    whole tiles, yb[i, 4t + j] (stores interleaved by four, which vectorise), whose row i of tile
+    row th is output row 4th + i, copied to y. A/B in one process at 2 threads, against a row of
+    tiles at a time: (4, 64, 56, 56) 0.74 -> 0.48 ms, (16, 64, 32, 32) 1.23 -> 0.63 ms, (8, 128,
+    16, 16) 0.55 -> 0.24 ms (and 2.8 -> 1.9 ms at (16, 64, 32, 32) for a row of tiles against
+    a tile at a time). The planes are cut into `chunks`, each making its buffers once."""
     N, K, OH, OW = y.shape
     T = TH * TW
     bad = 0
     planes = N * K
     for chunk in prange(chunks):
         mb = np.empty((36, T), y.dtype)
-        s = np.empty((4, 6, TW), y.dtype)          # A^T m for one row of tiles
-        yb = np.empty((4 * TH, 4 * TW), y.dtype)   # whole tiles
+        s = np.empty((4, 6, T), y.dtype)           # A^T m
+        yb = np.empty((4, 4 * T), y.dtype)         # (A^T m) A: row i of every tile
         two, four, eight = y.dtype.type(2), y.dtype.type(4), y.dtype.type(8)
         for p in range(planes * chunk // chunks, planes * (chunk + 1) // chunks):
             k = p // N
             n = p % N
             for xi in range(36):
                 mb[xi] = m[xi, k, n * T:(n + 1) * T]
-            for th in range(TH):
-                t0 = th * TW
-                for b in range(6):                                          # A^T m
-                    for tw in range(TW):
-                        t = t0 + tw
-                        s[0, b, tw], s[1, b, tw], s[2, b, tw], s[3, b, tw] = _at6(
-                            mb[b, t], mb[6 + b, t], mb[12 + b, t], mb[18 + b, t],
-                            mb[24 + b, t], mb[30 + b, t], two, four, eight)
-                for i in range(4):                                          # ... then A
-                    h = 4 * th + i
-                    for tw in range(TW):
-                        q = 4 * tw
-                        yb[h, q], yb[h, q + 1], yb[h, q + 2], yb[h, q + 3] = _at6(
-                            s[i, 0, tw], s[i, 1, tw], s[i, 2, tw], s[i, 3, tw], s[i, 4, tw],
-                            s[i, 5, tw], two, four, eight)
+            for b in range(6):                                          # A^T m
+                for t in range(T):
+                    s[0, b, t], s[1, b, t], s[2, b, t], s[3, b, t] = _at6(
+                        mb[b, t], mb[6 + b, t], mb[12 + b, t], mb[18 + b, t],
+                        mb[24 + b, t], mb[30 + b, t], two, four, eight)
+            for i in range(4):                                          # ... then A
+                row = yb[i]
+                for t in range(T):
+                    q = 4 * t
+                    row[q], row[q + 1], row[q + 2], row[q + 3] = _at6(
+                        s[i, 0, t], s[i, 1, t], s[i, 2, t], s[i, 3, t], s[i, 4, t],
+                        s[i, 5, t], two, four, eight)
             for h in range(OH):
-                out, row = y[n, k, h], yb[h]
+                out = y[n, k, h]
+                src = yb[h % 4, 4 * TW * (h // 4):4 * TW * (h // 4) + OW]
                 for w in range(OW):
-                    out[w] = row[w]
-                    if row[w] - row[w] != 0:          # NaN or inf (see the caller)
+                    out[w] = src[w]
+                    if src[w] - src[w] != 0:          # NaN or inf (see the caller)
                         bad += 1
     return bad
