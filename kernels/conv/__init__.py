@@ -112,18 +112,39 @@ def col2im(col, H, W, SH, SW, PH, PW, DH, DW):
 _local = threading.local()   # this thread's column workspace and last algorithms
 
 
-def _workspace(shape, dtype, slot=0):
-    """A C-contiguous NumPy array of `shape` backed by this thread's reusable buffer number
-    `slot` (im2col_gemm uses 0 for the columns and 3 for im2col's padded image, winograd 0-2)."""
+# A GEMM operand whose rows are a multiple of 4 KiB long gets ROW_PAD more elements of stride:
+# rows a power-of-two multiple of 4 KiB apart share cache sets, and the BLAS reading down a
+# column of them thrashes. Winograd's v and m (36 GEMMs at 64 channels, T = 1024 tiles: 2.63 ->
+# 2.04 ms; the forward of (16, 64, 32, 32) 5.0 -> 4.5 ms, A/B at 2 threads). im2col's columns
+# gained nothing so (the ResNet stem at batch 4, (32, 64, 32, 32) -> 128 stride 2: within 3%).
+ROW_PAD = 16
+
+
+def _row_stride(n, itemsize):
+    """The elements between GEMM rows of n: n, or n + ROW_PAD where n is a multiple of 4 KiB."""
+    return n + ROW_PAD if n * itemsize % 4096 == 0 else n
+
+
+def _workspace(shape, dtype, slot=0, row_len=None):
+    """A NumPy array of `shape` backed by this thread's reusable buffer number `slot`
+    (im2col_gemm uses 0 for the columns and 3 for im2col's padded image, winograd 0-2):
+    C-contiguous, or, given `row_len`, a GEMM operand whose rows of that many trailing elements
+    are padded as _row_stride says."""
     dtype = numpy.dtype(dtype)
-    nbytes = int(numpy.prod(shape)) * dtype.itemsize
+    size = int(numpy.prod(shape))
+    stride = _row_stride(row_len, dtype.itemsize) if row_len else None
+    nbytes = max((size // row_len * stride if row_len else size) * dtype.itemsize, 1)
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
         bufs = _local.bufs = {}
     buf = bufs.get(slot)
     if buf is None or buf.size < nbytes:
-        buf = bufs[slot] = numpy.empty(max(nbytes, 1), numpy.uint8)
-    return buf[:nbytes].view(dtype).reshape(shape)
+        buf = bufs[slot] = numpy.empty(nbytes, numpy.uint8)
+    if not row_len:
+        return buf[:nbytes].view(dtype).reshape(shape)
+    rows = buf[:nbytes].view(dtype).reshape(size // row_len, stride)[:, :row_len].view()
+    rows.shape = shape        # raises, where reshape would copy: a view of the buffer
+    return rows
 
 
 def _padded(shape, dtype):
@@ -506,21 +527,13 @@ def _winograd_conv2d(x, w, p, OH, OW, tile):
         N = x.shape[0]
     C = x.shape[1]
     n, T = (tile + 2) ** 2, N * -(-OH // tile) * -(-OW // tile)
-    Tp = T + ROW_PAD if T * x.dtype.itemsize % 4096 == 0 else T
     u = _workspace((n, K, C), x.dtype, 2)
-    v = _workspace((n, C, Tp), x.dtype, 0)[:, :, :T]
-    m = _workspace((n, K, Tp), x.dtype, 1)[:, :, :T]
+    v = _workspace((n, C, T), x.dtype, 0, row_len=T)
+    m = _workspace((n, K, T), x.dtype, 1, row_len=T)
     ys = numpy.empty((N, K, OH, OW), x.dtype)
     if not _cpu.winograd_conv2d(x, w, p.PH, p.PW, OH, OW, u, v, m, ys, tile):
         return None
     return _cpu.from_phase_images(ys, DH, DW, y) if DH * DW > 1 else ys
-
-
-# Winograd's v and m rows get ROW_PAD more elements of stride where T is a multiple of 4 KiB:
-# rows of a power-of-two multiple of 4 KiB apart land in the same cache sets. The 36 GEMMs of
-# F(4x4) at 64 channels, T = 1024 (CIFAR's 16 x 32 x 32): 2.63 -> 2.04 ms; A/B of the whole
-# forward at 2 threads, (16, 64, 32, 32) 5.3 -> 5.0-5.2 ms, (4, 64, 64, 64) 4.8 -> 4.6 ms.
-ROW_PAD = 16
 
 
 PER_IMAGE_MIN_COLUMNS = 256       # output positions per image from which _gemm_per_image pays
