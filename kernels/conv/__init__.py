@@ -68,7 +68,7 @@ from minicnn.dtypes import HALF_FLOATS, float16
 
 from .. import conv_out_size, grouped, lazy
 from .._half import in_float32
-from .._blas import SPREAD_GEMM_MACS, spread
+from .._blas import SPREAD_GEMM_MACS, _blas_width, spread
 from .._blas import gemm as _gemm
 from .kept import POOL as _kept_pool
 from .kept import KeptColumns
@@ -539,12 +539,24 @@ def _winograd_conv2d(x, w, p, OH, OW, tile):
 PER_IMAGE_MIN_COLUMNS = 256       # output positions per image from which _gemm_per_image pays
 
 
+PER_IMAGE_MIN_MACS_THREADED = 40 << 20   # with the BLAS on several threads, per image at least
+
+
 def _per_image(x, p, wr, N, L):
     """Whether the forward GEMM goes image by image into y (CPU, one group, a float32 / float64
     product of SPREAD_GEMM_MACS or more, images of PER_IMAGE_MIN_COLUMNS outputs or more: with
-    fewer, each image's product would stream the whole weight for a few columns)."""
-    return p.G == 1 and N > 1 and L >= PER_IMAGE_MIN_COLUMNS and not on_cuda_kernels(x) and \
-        x.dtype not in HALF_FLOATS and wr.size * N * L >= SPREAD_GEMM_MACS
+    fewer, each image's product would stream the whole weight for a few columns). With the BLAS
+    on several threads, only where each image's product is PER_IMAGE_MIN_MACS_THREADED or more:
+    a smaller one pays the threads' start for each image. A/B in one process, forward, per image
+    / batched: at one thread 0.76-0.98 ((64, 3, 64, 64) -> 64 4x4 stride 2, DCGAN's first conv,
+    8.3 / 11.0 ms; its (64, 64, 32, 32) -> 128 66.0 / 66.7 ms); at two 1.07-1.54 for images of
+    3-34 M multiply-adds (DCGAN's 10.2 / 7.5 and 39.1 / 35.8 ms, ResNet's (32, 64, 32, 32) -> 128
+    1x1 stride 2 2.3 / 1.5 ms), while the 7x7 stem (118 M) and the bottleneck 1x1 (51 M) gained
+    (see _gemm_per_image)."""
+    if not (p.G == 1 and N > 1 and L >= PER_IMAGE_MIN_COLUMNS and not on_cuda_kernels(x) and
+            x.dtype not in HALF_FLOATS and wr.size * N * L >= SPREAD_GEMM_MACS):
+        return False
+    return wr.size * L >= PER_IMAGE_MIN_MACS_THREADED or _blas_width() <= 1
 
 
 def _gemm_per_image(w2, image_columns, N, OH, OW):

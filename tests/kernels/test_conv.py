@@ -525,10 +525,15 @@ def test_direct_conv_gradients(kw):
     ((3, 64, 20, 21), (40, 64, 1, 1), {}, "gemm_1x1"),
     ((3, 64, 41, 40), (64, 64, 1, 1), dict(stride=2), "gemm_1x1"),
 ])
-def test_forward_gemm_per_image(threads, xs, ws, kw, algo):
+def test_forward_gemm_per_image(threads, xs, ws, kw, algo, monkeypatch):
     """Forward GEMMs large enough to go image by image (in column pieces) straight into y:
-    equal to the definition, with the bias, on one BLAS thread and shared over two."""
+    equal to the definition, with the bias, on one BLAS thread and shared over two (where
+    each image's product is of any size, for these small images)."""
     assert K.PER_IMAGE_MIN_COLUMNS <= 400 and np.prod(ws) * xs[0] * 400 >= K.SPREAD_GEMM_MACS
+    monkeypatch.setattr(K, "PER_IMAGE_MIN_MACS_THREADED", 0)
+    calls = []
+    monkeypatch.setattr(K, "_gemm_per_image", lambda *a, f=K._gemm_per_image: calls.append(1)
+                        or f(*a))
     rng = np.random.default_rng(xs[1])
     x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[0]).astype(np.float32)
@@ -538,11 +543,34 @@ def test_forward_gemm_per_image(threads, xs, ws, kw, algo):
         y = F.conv2d(mc.tensor(x), mc.tensor(w), mc.tensor(b), **kw).numpy()
     finally:
         mc.set_num_threads(before)
-    assert K.last_algorithm()["forward"] == algo
+    assert K.last_algorithm()["forward"] == algo and calls
     s, pd, d = (kw.get(k, v) for k, v in (("stride", 1), ("padding", 0), ("dilation", 1)))
     s, pd, d = ((v, v) if isinstance(v, int) else v for v in (s, pd, d))
     want = RC.conv2d(x.astype(np.float64), w.astype(np.float64), *s, *pd, *d, 1)
     np.testing.assert_allclose(y, want + b.reshape(1, -1, 1, 1), **_tol(np.float32, np.prod(ws[1:])))
+
+
+@pytest.mark.parametrize("threads, per_image", [(1, True), (2, False)])
+def test_forward_per_image_rule(threads, per_image, monkeypatch):
+    """With the BLAS on several threads a forward goes image by image only where each image's
+    product is at least PER_IMAGE_MIN_MACS_THREADED; on one thread from PER_IMAGE_MIN_COLUMNS
+    outputs per image (here 256 of 128 x 1024 multiply-adds, DCGAN's second conv's shape)."""
+    calls = []
+    monkeypatch.setattr(K, "_gemm_per_image", lambda *a, f=K._gemm_per_image: calls.append(1)
+                        or f(*a))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 64, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((128, 64, 4, 4)).astype(np.float32)
+    assert 128 * 1024 * 256 < K.PER_IMAGE_MIN_MACS_THREADED
+    before = mc.get_num_threads()
+    mc.set_num_threads(threads)
+    try:
+        y = F.conv2d(mc.tensor(x), mc.tensor(w), stride=2, padding=1).numpy()
+    finally:
+        mc.set_num_threads(before)
+    assert bool(calls) == per_image and K.last_algorithm()["forward"] == "im2col_gemm"
+    want = RC.conv2d(x.astype(np.float64), w.astype(np.float64), 2, 2, 1, 1, 1, 1, 1)
+    np.testing.assert_allclose(y, want, **_tol(np.float32, 1024))
 
 
 def test_forward_gemm_per_image_with_fewer_outputs():
