@@ -391,6 +391,24 @@ def _at(m0, m1, m2, m3):
     return m0 + m1 + m2, m1 - m2 - m3
 
 
+@njit(inline="always")
+def _tiles_to_plane(yb, tile, TW, plane):
+    """Copy the output transform's rows of whole tiles, yb[i, tile * t + j] (row i of tile t),
+    into one output plane (OH, OW) where inside it; returns the number of non-finite values
+    copied (see winograd_conv2d's caller)."""
+    bad = 0
+    OH, OW = plane.shape
+    for h in range(OH):
+        out = plane[h]
+        start = tile * TW * (h // tile)
+        src = yb[h % tile, start:start + OW]
+        for w in range(OW):
+            out[w] = src[w]
+            if src[w] - src[w] != 0:          # NaN or inf
+                bad += 1
+    return bad
+
+
 @njit(parallel=True, cache=True)
 def winograd_output_kernel(m, TH, TW, y, chunks):
     """y[n, k, 2th + i, 2tw + j] = (A^T m_t A)[i, j] where inside y; returns the number of
@@ -420,13 +438,7 @@ def winograd_output_kernel(m, TH, TW, y, chunks):
                 for t in range(T):
                     row[2 * t], row[2 * t + 1] = _at(s[i, 0, t], s[i, 1, t], s[i, 2, t],
                                                      s[i, 3, t])
-            for h in range(OH):
-                out = y[n, k, h]
-                src = yb[h % 2, 2 * TW * (h // 2):2 * TW * (h // 2) + OW]
-                for w in range(OW):
-                    out[w] = src[w]
-                    if src[w] - src[w] != 0:          # NaN or inf (see the caller)
-                        bad += 1
+            bad += _tiles_to_plane(yb, 2, TW, y[n, k])
     return bad
 
 
@@ -615,11 +627,5 @@ def winograd4_output_kernel(m, TH, TW, y, chunks):
                     row[q], row[q + 1], row[q + 2], row[q + 3] = _at6(
                         s[i, 0, t], s[i, 1, t], s[i, 2, t], s[i, 3, t], s[i, 4, t],
                         s[i, 5, t], two, four, eight)
-            for h in range(OH):
-                out = y[n, k, h]
-                src = yb[h % 4, 4 * TW * (h // 4):4 * TW * (h // 4) + OW]
-                for w in range(OW):
-                    out[w] = src[w]
-                    if src[w] - src[w] != 0:          # NaN or inf (see the caller)
-                        bad += 1
+            bad += _tiles_to_plane(yb, 4, TW, y[n, k])
     return bad

@@ -275,7 +275,7 @@ def grouped3x3s1_fwd(x, w, b, G, PH, PW, DH, DW, y, chunks):
     each is one long vectorised loop instead of one per output row. A/B in one process, 2
     threads: depthwise (4, 256, 28, 28) 727 -> 518 us, (8, 64, 56, 56) 1073 -> 887 us; 32
     groups of 4 (4, 128, 28, 28) 997 -> 464 us. The (n, g) are cut into `chunks`, each making
-    its buffers once: 496 -> 459 us, 461 -> 415 us, 339 -> 330 us.""" 
+    its buffers once: 496 -> 459 us, 461 -> 415 us, 339 -> 330 us."""
     N, C, H, W = x.shape
     K, Cg = w.shape[0], w.shape[1]
     OH, OW = y.shape[2], y.shape[3]

@@ -308,6 +308,8 @@ def test_winograd_padded_workspace_rows(dtype):
     x = rng.standard_normal((16, 16, 32, 32)).astype(dtype)
     w = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
     assert 16 * 8 * 8 * x.itemsize % 4096 == 0
+    padded = K._workspace((2, 3, 1024), dtype, 5, row_len=1024)
+    assert padded.shape == (2, 3, 1024) and padded.strides[-2] == (1024 + K.ROW_PAD) * x.itemsize
     y = K.conv2d(x, w, K.ConvParams((1, 1), (1, 1), (1, 1), 1))
     assert K.last_algorithm()["forward"] == "winograd4x4"
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
